@@ -1,0 +1,1 @@
+"""CustomResourceDefinitions; shipped in the wheel as `reranker_operator.crds`."""
