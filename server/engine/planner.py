@@ -1,0 +1,174 @@
+"""Pure batch planning: which pending pairs form the next forward pass.
+
+Each call looks at the pending requests in arrival order and returns one batch that always
+contains the oldest pending pair (so nothing starves):
+
+* Prefix path: when the oldest request has a prefix and, counting all pending requests with the
+  same `prefix_key`, at least `prefix_min_pairs` pairs wait, the batch is drawn from that prefix
+  group only and scored from one KV cache of the prefix. Requests with different keys (other
+  instruction, query or model) are never in the same prefix batch.
+  A smaller group of >= 2 pairs also takes the prefix path when nothing else is pending (the tail
+  of a large request), since there is nothing to pack it with.
+* Full path: otherwise the batch packs pairs of every request not in a qualifying prefix group,
+  each scored as the whole sequence `prefix + pair`.
+
+In both paths the oldest `schedule_window` candidate pairs are sorted by length and cut greedily
+into chunks under `max_batch_size` and `max_batch_tokens` (batch x longest whole sequence; on the
+prefix path that is the key/value footprint B x (prefix + longest continuation), while the
+compute reported in `padded_tokens` is prefix + B x longest continuation); the chunk holding the
+oldest pair is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from reranker_server.contracts import EncodedRequest
+
+
+@dataclass(eq=False)
+class PendingRequest:
+    """A request's scheduling state: which pair indices still wait for a batch."""
+
+    rid: int
+    encoded: EncodedRequest
+    pending: list[int]  # pair indices not yet dispatched, in input order
+    enqueued_at: float = 0.0
+
+    @property
+    def prefix_len(self) -> int:
+        return len(self.encoded.prefix_ids)
+
+    def pair_len(self, index: int) -> int:
+        return len(self.encoded.pairs[index].input_ids)
+
+
+@dataclass(frozen=True)
+class Item:
+    request: PendingRequest
+    index: int  # pair index within the request
+
+
+@dataclass
+class PlannedBatch:
+    kind: Literal["prefix", "full"]
+    items: list[Item]
+    prefix_ids: tuple[int, ...] = ()  # the shared prefix (prefix path only)
+    prefix_key: Hashable | None = None  # prefix path only
+    padded_tokens: int = 0  # batch x longest sequence (+ prefix once on the prefix path)
+    real_tokens: int = 0  # tokens that are not padding
+    seq_lens: list[int] = field(default_factory=list)
+
+
+def prefix_group_sizes(queue: Sequence[PendingRequest]) -> dict[Hashable, int]:
+    """Pending pairs per prefix key, over requests that have a non-empty prefix."""
+    sizes: dict[Hashable, int] = {}
+    for req in queue:
+        if req.pending and req.encoded.prefix_ids:
+            key = req.encoded.prefix_key
+            sizes[key] = sizes.get(key, 0) + len(req.pending)
+    return sizes
+
+
+def _cut(items: list[Item], lengths: list[int], max_size: int, max_tokens: int) -> list[list[int]]:
+    """Sort positions by length and cut greedily into chunks; each chunk holds >= 1 position."""
+    order = sorted(range(len(items)), key=lambda k: lengths[k])
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for k in order:
+        n = len(current) + 1
+        width = max(longest, lengths[k])
+        if current and (n > max_size or n * width > max_tokens):
+            chunks.append(current)
+            current, longest = [], 0
+            width = lengths[k]
+        current.append(k)
+        longest = width
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def plan_next_batch(
+    queue: Sequence[PendingRequest],
+    *,
+    max_batch_size: int,
+    max_batch_tokens: int,
+    prefix_enabled: bool,
+    prefix_min_pairs: int,
+    window: int,
+) -> PlannedBatch | None:
+    """The next batch for `queue` (arrival order), or None when nothing is pending."""
+    live = [r for r in queue if r.pending]
+    if not live:
+        return None
+    sizes = prefix_group_sizes(live) if prefix_enabled else {}
+
+    def on_prefix_path(req: PendingRequest) -> bool:
+        return (
+            bool(req.encoded.prefix_ids)
+            and sizes.get(req.encoded.prefix_key, 0) >= prefix_min_pairs
+        )
+
+    head = live[0]
+    head_key = head.encoded.prefix_key
+    alone = all(r.encoded.prefix_key == head_key for r in live)  # nothing else to pack with
+    if (
+        prefix_enabled
+        and head.encoded.prefix_ids
+        and (on_prefix_path(head) or (alone and sizes.get(head_key, 0) >= 2))
+    ):
+        key = head.encoded.prefix_key
+        members = [r for r in live if r.encoded.prefix_ids and r.encoded.prefix_key == key]
+        items = _window(members, window)
+        lengths = [it.request.pair_len(it.index) for it in items]
+        p = head.prefix_len
+        # the budget bounds B x (P + longest continuation): the keys/values the batch holds
+        footprint = [p + n for n in lengths]
+        chosen = _chunk_with_first(items, footprint, max_batch_size, max_batch_tokens)
+        seq = [lengths[k] for k in chosen]
+        return PlannedBatch(
+            kind="prefix",
+            items=[items[k] for k in chosen],
+            prefix_ids=tuple(head.encoded.prefix_ids),
+            prefix_key=key,
+            padded_tokens=p + len(seq) * max(seq),
+            real_tokens=p + sum(seq),
+            seq_lens=seq,
+        )
+    members = [r for r in live if not (prefix_enabled and on_prefix_path(r))]
+    items = _window(members, window)
+    lengths = [it.request.prefix_len + it.request.pair_len(it.index) for it in items]
+    chosen = _chunk_with_first(items, lengths, max_batch_size, max_batch_tokens)
+    seq = [lengths[k] for k in chosen]
+    return PlannedBatch(
+        kind="full",
+        items=[items[k] for k in chosen],
+        padded_tokens=len(seq) * max(seq),
+        real_tokens=sum(seq),
+        seq_lens=seq,
+    )
+
+
+def _window(members: Sequence[PendingRequest], window: int) -> list[Item]:
+    """The oldest `window` pending pairs of `members` (arrival order, then input order)."""
+    items: list[Item] = []
+    for req in members:
+        for index in req.pending:
+            items.append(Item(req, index))
+            if len(items) >= window:
+                return items
+    return items
+
+
+def _chunk_with_first(
+    items: list[Item], lengths: list[int], max_size: int, max_tokens: int
+) -> list[int]:
+    """Positions (in `items`) of the length-sorted chunk that holds items[0], the oldest pair."""
+    for chunk in _cut(items, lengths, max_size, max_tokens):
+        if 0 in chunk:
+            return chunk
+    raise AssertionError("unreachable: every position is in a chunk")

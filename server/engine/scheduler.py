@@ -1,0 +1,382 @@
+"""BatchingEngine: admission, cross-request micro-batching and shared-prefix scoring.
+
+`rerank` tokenizes through the backend (worker thread), enqueues the request's pairs and awaits a
+future. One scheduler task repeatedly asks the planner (`planner.plan_next_batch`) for the next
+batch and hands it to a single model thread; at most `max_inflight_batches` batches are queued
+there so the next batch is planned while the current one runs. Each request's future resolves
+when its last pair is scored. A failing forward fails only the requests in that batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from reranker_server.contracts import (
+    ModelBackend,
+    PairTokens,
+    QueueFullError,
+    RerankError,
+    RerankInput,
+    RerankOutput,
+)
+from reranker_server.engine import metrics
+from reranker_server.engine.config import EngineConfig
+from reranker_server.engine.planner import PendingRequest, PlannedBatch, plan_next_batch
+from reranker_server.engine.score_cache import CachedScore, ScoreCache, score_key
+
+
+class EngineStoppedError(RerankError):
+    """The engine is stopped or stopping (HTTP 503)."""
+
+    status_code = 503
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """What one forward pass held (passed to batch listeners; for tests and debugging)."""
+
+    kind: str  # "prefix" | "full"
+    request_ids: tuple[int, ...]  # per sequence, the engine's id of its request
+    pair_indices: tuple[int, ...]  # per sequence, the pair index within its request
+    prefix_keys: frozenset[Hashable]  # the prefix keys of the requests in the batch
+    padded_tokens: int
+    real_tokens: int
+
+
+def sigmoid(x: float) -> float:
+    """Numerically stable logistic function."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+log = logging.getLogger(__name__)
+
+_DOC_FIELD = re.compile(r"^documents\[(\d+)\]")
+
+
+@dataclass(eq=False)
+class _Job:
+    """An admitted request waiting for its scores."""
+
+    pending: PendingRequest
+    future: asyncio.Future
+    raw: list[float | None]
+    remaining: int
+
+
+class BatchingEngine:
+    """Implements `RerankEngine` over one `ModelBackend`."""
+
+    def __init__(self, backend: ModelBackend, config: EngineConfig | None = None) -> None:
+        self.backend = backend
+        self.config = config or EngineConfig()
+        self.prefix_enabled = bool(self.config.prefix_cache and backend.supports_prefix_cache)
+        self._cache = (
+            ScoreCache(self.config.score_cache_size) if self.config.score_cache_size else None
+        )
+        self._ids = itertools.count(1)
+        self._queue: list[_Job] = []  # arrival order; jobs with pairs not yet dispatched
+        self._jobs: dict[int, _Job] = {}  # rid -> every queued or running job
+        self._inflight_requests = 0
+        self._listeners: list[Callable[[BatchRecord], None]] = []
+        self._wake: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._task: asyncio.Task | None = None
+        self._batch_tasks: set[asyncio.Task] = set()
+        self._model_pool: ThreadPoolExecutor | None = None
+        self._encode_pool: ThreadPoolExecutor | None = None
+        self._state = "new"  # new -> running -> stopped
+        self._paused = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the scheduler task and the worker threads (idempotent)."""
+        if self._state == "running":
+            return
+        if self._state == "stopped":
+            raise EngineStoppedError("the engine was stopped and cannot restart")
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.config.max_inflight_batches)
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="reranker-model")
+        self._encode_pool = ThreadPoolExecutor(
+            self.config.encode_workers, thread_name_prefix="reranker-encode"
+        )
+        self._task = asyncio.create_task(self._schedule(), name="reranker-scheduler")
+        self._state = "running"
+
+    async def stop(self) -> None:
+        """Stop scheduling; queued requests fail with EngineStoppedError, running batches finish."""
+        if self._state != "running":
+            self._state = "stopped"
+            return
+        self._state = "stopped"
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        if self._batch_tasks:
+            await asyncio.gather(*self._batch_tasks, return_exceptions=True)
+        for job in list(self._jobs.values()):
+            self._fail(job, EngineStoppedError("the engine stopped before this request was scored"))
+        for pool in (self._model_pool, self._encode_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    # -- introspection -------------------------------------------------------------------------
+    def add_batch_listener(self, callback: Callable[[BatchRecord], None]) -> None:
+        """Call `callback(record)` (on the event loop) for every batch dispatched."""
+        self._listeners.append(callback)
+
+    @property
+    def inflight_requests(self) -> int:
+        """Admitted requests not yet answered."""
+        return self._inflight_requests
+
+    @property
+    def pending_pairs(self) -> int:
+        """Pairs queued and not yet handed to the model thread."""
+        return sum(len(job.pending.pending) for job in self._queue)
+
+    def pause(self) -> None:
+        """Stop dispatching new batches (requests are still admitted and queued)."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Dispatch again after `pause`."""
+        self._paused = False
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- the request path ----------------------------------------------------------------------
+    async def rerank(self, inp: RerankInput) -> RerankOutput:
+        """Score one request (results in input order); QueueFullError when saturated."""
+        if self._state == "new":
+            await self.start()
+        if self._state != "running":
+            raise EngineStoppedError("the engine is stopped")
+        if self._inflight_requests >= self.config.max_concurrent_requests:
+            raise QueueFullError(
+                f"{self._inflight_requests} requests in flight "
+                f"(max_concurrent_requests={self.config.max_concurrent_requests}); retry later",
+                retry_after_s=self.config.retry_after_s,
+            )
+        self._inflight_requests += 1
+        try:
+            return await self._rerank_admitted(inp)
+        finally:
+            self._inflight_requests -= 1
+
+    async def _rerank_admitted(self, inp: RerankInput) -> RerankOutput:
+        docs = list(inp.documents)
+        n = len(docs)
+        raw: list[float | None] = [None] * n
+        tokens: list[int] = [0] * n
+        keys: list[str] = []
+        miss = list(range(n))
+        if self._cache is not None:
+            keys = [score_key(self.backend.model_name, inp, d) for d in docs]
+            miss = []
+            for i, key in enumerate(keys):
+                hit = self._cache.get(key)
+                if hit is None:
+                    miss.append(i)
+                else:
+                    raw[i], tokens[i] = hit.raw_score, hit.prompt_tokens
+            metrics.SCORE_CACHE_HITS.inc(n - len(miss))
+            metrics.SCORE_CACHE_MISSES.inc(len(miss))
+        if miss:
+            sub = inp if len(miss) == n else replace(inp, documents=[docs[i] for i in miss])
+            scores, costs = await self._score_documents(sub, miss)
+            for j, i in enumerate(miss):
+                raw[i], tokens[i] = scores[j], costs[j]
+                if self._cache is not None:
+                    self._cache.put(keys[i], CachedScore(scores[j], costs[j]))
+        final = [float(r) for r in raw]  # every slot is filled here
+        return RerankOutput(
+            raw_scores=final, scores=[sigmoid(r) for r in final], prompt_tokens=sum(tokens)
+        )
+
+    async def _score_documents(
+        self, sub: RerankInput, original_index: Sequence[int]
+    ) -> tuple[list[float], list[int]]:
+        """Encode `sub`, queue its pairs, await them: (raw scores, tokens per pair)."""
+        loop = asyncio.get_running_loop()
+        try:
+            encoded = await loop.run_in_executor(self._encode_pool, self.backend.encode, sub)
+        except RerankError as exc:
+            raise _renumber(exc, original_index) from None
+        if self._state != "running":
+            raise EngineStoppedError("the engine stopped while this request was being tokenized")
+        n = len(encoded.pairs)
+        if n != len(sub.documents):
+            raise RuntimeError(
+                f"backend.encode returned {n} pairs for {len(sub.documents)} documents"
+            )
+        p = len(encoded.prefix_ids)
+        costs = [p + len(pair.input_ids) for pair in encoded.pairs]
+        if n == 0:
+            return [], []
+        job = _Job(
+            pending=PendingRequest(next(self._ids), encoded, list(range(n)), time.monotonic()),
+            future=loop.create_future(),
+            raw=[None] * n,
+            remaining=n,
+        )
+        self._queue.append(job)
+        self._jobs[job.pending.rid] = job
+        metrics.QUEUE_DEPTH.inc(n)
+        assert self._wake is not None
+        self._wake.set()
+        try:
+            scores = await job.future
+        except asyncio.CancelledError:
+            self._withdraw(job)
+            raise
+        return scores, costs
+
+    def _withdraw(self, job: _Job) -> None:
+        """Forget a request: its undispatched pairs leave the queue, late scores are ignored."""
+        self._jobs.pop(job.pending.rid, None)
+        if job in self._queue:
+            self._queue.remove(job)
+            metrics.QUEUE_DEPTH.dec(len(job.pending.pending))
+            job.pending.pending = []
+
+    # -- the scheduler ---------------------------------------------------------------------------
+    async def _schedule(self) -> None:
+        assert self._wake is not None and self._slots is not None
+        while True:
+            await self._slots.acquire()
+            try:
+                batch = None if self._paused else self._plan()
+                while batch is None:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    batch = None if self._paused else self._plan()
+                self._dispatch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never leave admitted requests hanging
+                log.exception("scheduler error; failing the queued requests")
+                for job in list(self._queue):
+                    self._fail(job, exc)
+                self._slots.release()
+
+    def _plan(self) -> PlannedBatch | None:
+        cfg = self.config
+        return plan_next_batch(
+            [job.pending for job in self._queue],
+            max_batch_size=cfg.max_batch_size,
+            max_batch_tokens=cfg.max_batch_tokens,
+            prefix_enabled=self.prefix_enabled,
+            prefix_min_pairs=cfg.prefix_min_pairs,
+            window=cfg.schedule_window,
+        )
+
+    def _dispatch(self, batch: PlannedBatch) -> None:
+        now = time.monotonic()
+        taken: dict[int, set[int]] = {}
+        for item in batch.items:
+            taken.setdefault(id(item.request), set()).add(item.index)
+            metrics.QUEUE_TIME.observe(now - item.request.enqueued_at)
+        for job in self._queue:
+            chosen = taken.get(id(job.pending))
+            if chosen:
+                job.pending.pending = [i for i in job.pending.pending if i not in chosen]
+        self._queue = [job for job in self._queue if job.pending.pending]
+        metrics.QUEUE_DEPTH.dec(len(batch.items))
+        metrics.BATCH_SIZE.observe(len(batch.items))
+        metrics.BATCH_TOKENS.observe(batch.padded_tokens)
+        if batch.padded_tokens:
+            metrics.PADDING_RATIO.observe(1 - batch.real_tokens / batch.padded_tokens)
+        if batch.kind == "prefix":
+            metrics.PREFIX_REUSE.inc(len(batch.items))
+            metrics.PREFIX_TOKENS_SAVED.inc((len(batch.items) - 1) * len(batch.prefix_ids))
+        record = BatchRecord(
+            kind=batch.kind,
+            request_ids=tuple(it.request.rid for it in batch.items),
+            pair_indices=tuple(it.index for it in batch.items),
+            prefix_keys=frozenset(it.request.encoded.prefix_key for it in batch.items),
+            padded_tokens=batch.padded_tokens,
+            real_tokens=batch.real_tokens,
+        )
+        for listener in self._listeners:
+            listener(record)
+        jobs = {it.request.rid: self._jobs[it.request.rid] for it in batch.items}
+        task = asyncio.create_task(self._execute(batch, jobs))
+        self._batch_tasks.add(task)
+        task.add_done_callback(self._batch_tasks.discard)
+
+    async def _execute(self, batch: PlannedBatch, jobs: dict[int, _Job]) -> None:
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                scores = await loop.run_in_executor(self._model_pool, self._forward, batch)
+                if len(scores) != len(batch.items):
+                    raise RuntimeError(
+                        f"backend returned {len(scores)} scores for {len(batch.items)} pairs"
+                    )
+            except Exception as exc:  # noqa: BLE001 - the batch's requests get the error
+                log.warning("batch of %d pairs failed: %r", len(batch.items), exc)
+                for job in jobs.values():
+                    self._fail(job, exc)
+                return
+            for item, score in zip(batch.items, scores):
+                job = jobs[item.request.rid]
+                if job.future.done():
+                    continue
+                job.raw[item.index] = float(score)
+                job.remaining -= 1
+                if job.remaining == 0:
+                    self._jobs.pop(job.pending.rid, None)
+                    job.future.set_result(job.raw)
+        finally:
+            self._slots.release()
+
+    def _forward(self, batch: PlannedBatch) -> list[float]:
+        """Run one batch on the model thread."""
+        pairs = [it.request.encoded.pairs[it.index] for it in batch.items]
+        if batch.kind == "prefix":
+            return list(self.backend.score_with_prefix(batch.prefix_ids, pairs))
+        keys = {it.request.encoded.prefix_key for it in batch.items}
+        if len(keys) == 1:
+            return list(self.backend.score_full(batch.items[0].request.encoded.prefix_ids, pairs))
+        merged = [_merge(it.request.encoded.prefix_ids, p) for it, p in zip(batch.items, pairs)]
+        return list(self.backend.score_full((), merged))
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        """Fail a request once; its undispatched pairs leave the queue."""
+        self._withdraw(job)
+        if not job.future.done():
+            job.future.set_exception(exc)
+
+
+def _merge(prefix_ids: Sequence[int], pair: PairTokens) -> PairTokens:
+    """The whole sequence `prefix + pair` as one pair with an empty prefix."""
+    if not prefix_ids:
+        return pair
+    types = (
+        None if pair.token_type_ids is None else [0] * len(prefix_ids) + list(pair.token_type_ids)
+    )
+    return PairTokens(input_ids=list(prefix_ids) + list(pair.input_ids), token_type_ids=types)
+
+
+def _renumber(exc: RerankError, original_index: Sequence[int]) -> RerankError:
+    """Map `documents[i]` in an error's field from a sub-request back to the caller's index."""
+    match = _DOC_FIELD.match(exc.field or "")
+    if match and int(match.group(1)) < len(original_index):
+        exc.field = f"documents[{original_index[int(match.group(1))]}]" + exc.field[match.end() :]
+    return exc

@@ -1,0 +1,376 @@
+"""The batching engine on real tiny backends: correctness, grouping, admission, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from prometheus_client import REGISTRY
+from reranker_server.contracts import QueueFullError, RerankInput
+from reranker_server.engine import EngineConfig, build_engine
+from reranker_server.engine.scheduler import BatchRecord, EngineStoppedError
+
+DOCS = [
+    "Paris is the capital of France.",
+    "The quick brown fox jumps over the lazy dog and then runs to the river near the mountain.",
+    "Berlin",
+    (
+        "Kubernetes operator pods run in a cluster; the server reads metrics and health from each "
+        "pod, then the cache keeps the prefix of every request for the next batch of tokens."
+    ),
+    "apple banana",
+    "London is a city in England with one river and many people.",
+    "yes",
+]
+
+
+@pytest.fixture(scope="module")
+def causal_reference(qwen3_3l_path: Path):
+    """Independent scorer: the full CausalLM, one whole unpadded sequence at a time."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(qwen3_3l_path, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(qwen3_3l_path)
+    yes, no = tok.convert_tokens_to_ids("yes"), tok.convert_tokens_to_ids("no")
+
+    def score(prefix, pair_ids) -> float:
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([list(prefix) + list(pair_ids)])).logits[0, -1]
+        return float(logits[yes] - logits[no])
+
+    return score
+
+
+def _expected(backend, reference, inp: RerankInput) -> list[float]:
+    enc = backend.encode(inp)
+    return [reference(enc.prefix_ids, p.input_ids) for p in enc.pairs]
+
+
+def _close(got: list[float], want: list[float], tol: float = 1e-4) -> None:
+    assert len(got) == len(want)
+    assert max(abs(a - b) for a, b in zip(got, want)) <= tol, (got, want)
+
+
+def _metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def _queued(engine, requests: list[RerankInput], wait_for) -> list[asyncio.Task]:
+    """Start requests while the engine is paused and wait until all their pairs are queued."""
+    tasks = [asyncio.create_task(engine.rerank(r)) for r in requests]
+    total = sum(len(r.documents) for r in requests)
+    await wait_for(lambda: engine.pending_pairs == total, what=f"{total} pairs queued")
+    return tasks
+
+
+@pytest.fixture
+async def engine_factory():
+    engines = []
+
+    async def make(backend, **cfg):
+        engine = build_engine(backend, EngineConfig(**cfg))
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.stop()
+
+
+async def test_scores_match_an_independent_forward_in_input_order(
+    causal_backend, causal_reference, engine_factory
+):
+    engine = await engine_factory(causal_backend)
+    inp = RerankInput(query="what is the capital of France?", documents=DOCS)
+    out = await engine.rerank(inp)
+    want = _expected(causal_backend, causal_reference, inp)
+    _close(out.raw_scores, want)
+    assert len({round(x, 3) for x in want}) == len(want)  # distinct: order is observable
+    _close(out.scores, [1 / (1 + math.exp(-x)) for x in want], 1e-5)
+    enc = causal_backend.encode(inp)
+    assert out.prompt_tokens == enc.prompt_tokens
+
+
+async def test_shared_prefix_equals_full_recompute(causal_backend, engine_factory):
+    prefix_engine = await engine_factory(causal_backend, prefix_cache=True)
+    full_engine = await engine_factory(causal_backend, prefix_cache=False)
+    kinds: list[str] = []
+    prefix_engine.add_batch_listener(lambda rec: kinds.append(rec.kind))
+    full_kinds: list[str] = []
+    full_engine.add_batch_listener(lambda rec: full_kinds.append(rec.kind))
+    inp = RerankInput(query="which city is a capital?", documents=DOCS, instruction="Find cities")
+    a = await prefix_engine.rerank(inp)
+    b = await full_engine.rerank(inp)
+    assert set(kinds) == {"prefix"} and set(full_kinds) == {"full"}
+    _close(a.raw_scores, b.raw_scores)
+
+
+async def test_concurrent_requests_batched_equal_each_alone(
+    causal_backend, causal_reference, engine_factory, wait_for
+):
+    # one encode thread: requests are queued (and numbered 1..5) in submission order
+    engine = await engine_factory(causal_backend, max_batch_size=16, encode_workers=1)
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    requests = [
+        RerankInput(query="capital of France?", documents=DOCS[:1]),
+        RerankInput(query="a fox", documents=DOCS[1:3]),
+        RerankInput(query="capital of France?", documents=DOCS[3:5]),
+        RerankInput(query="rivers", documents=DOCS[::-1]),
+        RerankInput(query="one doc", documents=[DOCS[2]], instruction="Find fruit"),
+    ]
+    engine.pause()
+    tasks = await _queued(engine, requests, wait_for)
+    engine.resume()
+    outs = await asyncio.gather(*tasks)
+    for req, out in zip(requests, outs):
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+    # engine ids follow enqueue order (1..5). Requests 1 and 3 share query and instruction: one
+    # prefix group of 3 pairs; request 4 (7 docs) is its own prefix group; the small requests 2
+    # and 5 (other queries) are packed together into one full batch.
+    groups = sorted((r.kind, tuple(sorted(set(r.request_ids)))) for r in records)
+    assert groups == [("full", (2, 5)), ("prefix", (1, 3)), ("prefix", (4,))], groups
+    assert sum(len(r.request_ids) for r in records) == sum(len(r.documents) for r in requests)
+
+
+async def test_different_instructions_never_share_a_prefix_group(
+    causal_backend, causal_reference, engine_factory, wait_for
+):
+    # one encode thread: requests are queued (and numbered 1..4) in submission order
+    engine = await engine_factory(causal_backend, encode_workers=1)
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    q = "capital of France?"
+    requests = [
+        RerankInput(query=q, documents=DOCS[:4], instruction="Instruction A"),
+        RerankInput(query=q, documents=DOCS[4:], instruction="Instruction A"),
+        RerankInput(query=q, documents=DOCS[:4], instruction="Instruction B"),
+        RerankInput(query="another query", documents=DOCS[:3], instruction="Instruction A"),
+    ]
+    engine.pause()
+    tasks = await _queued(engine, requests, wait_for)
+    engine.resume()
+    outs = await asyncio.gather(*tasks)
+    assert {r.kind for r in records} == {"prefix"}
+    groups = sorted(tuple(sorted(set(r.request_ids))) for r in records)
+    # same instruction and query share one prefix group; another instruction or query never joins
+    assert groups == [(1, 2), (3,), (4,)]
+    keys = [next(iter(r.prefix_keys)) for r in sorted(records, key=lambda r: min(r.request_ids))]
+    assert all(len(r.prefix_keys) == 1 for r in records) and len(set(keys)) == 3
+    for req, out in zip(requests, outs):
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+
+
+async def test_queue_full_is_429_and_admitted_requests_are_answered(
+    causal_backend, causal_reference, engine_factory, wait_for
+):
+    engine = await engine_factory(causal_backend, max_concurrent_requests=3, retry_after_s=2.5)
+    requests = [RerankInput(query=f"query {i}", documents=DOCS[i : i + 2]) for i in range(3)]
+    engine.pause()
+    tasks = await _queued(engine, requests, wait_for)
+    with pytest.raises(QueueFullError) as info:
+        await engine.rerank(RerankInput(query="one too many", documents=DOCS[:1]))
+    assert info.value.status_code == 429 and info.value.retry_after_s == 2.5
+    engine.resume()
+    outs = await asyncio.gather(*tasks)
+    for req, out in zip(requests, outs):
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+    assert engine.inflight_requests == 0
+    after = await engine.rerank(RerankInput(query="now admitted", documents=DOCS[:2]))
+    assert len(after.scores) == 2
+
+
+async def test_failing_batch_fails_only_its_requests(
+    cross_backend, engine_factory, monkeypatch, wait_for
+):
+    """A document longer than BERT's 512 positions makes a real forward fail."""
+    monkeypatch.setattr(cross_backend, "max_length", 100_000)
+    engine = await engine_factory(cross_backend, max_batch_size=2)
+    long_doc = " ".join(["paris london berlin"] * 400)
+    bad = RerankInput(query="q", documents=[long_doc])
+    good = RerankInput(query="capital", documents=DOCS[:2])
+    engine.pause()
+    tasks = await _queued(engine, [bad, good], wait_for)
+    engine.resume()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], Exception) and not isinstance(results[0], QueueFullError)
+    assert len(results[1].scores) == 2
+    monkeypatch.undo()
+    again = await engine.rerank(good)  # the engine goes on
+    _close(again.raw_scores, results[1].raw_scores)
+    assert engine.pending_pairs == 0 and engine.inflight_requests == 0
+
+
+async def test_cross_encoder_batches_across_requests(
+    cross_backend, tiny_cross_encoder_path, engine_factory, wait_for
+):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder_path).eval()
+    engine = await engine_factory(cross_backend)
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    requests = [RerankInput(query=f"q{i} capital", documents=DOCS[i:]) for i in range(4)]
+    engine.pause()
+    tasks = await _queued(engine, requests, wait_for)
+    engine.resume()
+    outs = await asyncio.gather(*tasks)
+    assert len(records) == 1 and len(set(records[0].request_ids)) == 4
+    for req, out in zip(requests, outs):
+        want = []
+        for pair in cross_backend.encode(req).pairs:
+            with torch.inference_mode():
+                logits = model(
+                    input_ids=torch.tensor([pair.input_ids]),
+                    token_type_ids=torch.tensor([pair.token_type_ids]),
+                ).logits
+            want.append(float(logits[0, 0]))
+        _close(out.raw_scores, want)
+
+
+async def test_score_cache_hits_skip_the_model(causal_backend, causal_reference, engine_factory):
+    engine = await engine_factory(causal_backend, score_cache_size=16)
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    hits0 = _metric("reranker_score_cache_hits_total")
+    miss0 = _metric("reranker_score_cache_misses_total")
+    first = RerankInput(query="capital?", documents=DOCS[:3])
+    await engine.rerank(first)
+    assert sum(len(r.request_ids) for r in records) == 3
+    records.clear()
+    second = RerankInput(query="capital?", documents=[DOCS[2], DOCS[5], DOCS[0]])
+    out = await engine.rerank(second)
+    assert sum(len(r.request_ids) for r in records) == 1  # only DOCS[5] reached the model
+    assert _metric("reranker_score_cache_hits_total") - hits0 == 2
+    assert _metric("reranker_score_cache_misses_total") - miss0 == 4
+    _close(out.raw_scores, _expected(causal_backend, causal_reference, second))
+    enc = causal_backend.encode(second)
+    assert out.prompt_tokens == enc.prompt_tokens
+    records.clear()
+    other = RerankInput(query="capital?", documents=DOCS[:1], instruction="Another instruction")
+    await engine.rerank(other)
+    assert sum(len(r.request_ids) for r in records) == 1  # other instruction: a miss
+    records.clear()
+    await engine.rerank(RerankInput(query="capital?", documents=DOCS[:3]))
+    assert records == []  # all hits: the model never ran
+
+
+async def test_cache_keeps_document_indexes_in_errors(causal_backend, engine_factory):
+    from reranker_server.contracts import InputTooLongError
+
+    engine = await engine_factory(causal_backend, score_cache_size=8)
+    await engine.rerank(RerankInput(query="q", documents=["short one"], truncate=False))
+    long_doc = " ".join(["paris"] * 5000)
+    with pytest.raises(InputTooLongError) as info:
+        await engine.rerank(
+            RerankInput(query="q", documents=["short one", long_doc], truncate=False)
+        )
+    assert info.value.field == "documents[1]"
+
+
+async def test_metrics_follow_the_batches(causal_backend, engine_factory):
+    engine = await engine_factory(causal_backend)
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    before = {
+        n: _metric(n)
+        for n in (
+            "reranker_batch_size_count",
+            "reranker_batch_size_sum",
+            "reranker_batch_tokens_sum",
+            "reranker_prefix_cache_reuse_total",
+            "reranker_prefix_tokens_saved_total",
+            "reranker_queue_time_seconds_count",
+            "reranker_padding_ratio_count",
+        )
+    }
+    inp = RerankInput(query="capital?", documents=DOCS)
+    await engine.rerank(inp)
+    await engine.rerank(RerankInput(query="single", documents=DOCS[:1]))
+    delta = {n: _metric(n) - v for n, v in before.items()}
+    p = len(causal_backend.encode(inp).prefix_ids)
+    assert delta["reranker_batch_size_count"] == len(records)
+    assert delta["reranker_batch_size_sum"] == len(DOCS) + 1
+    assert delta["reranker_queue_time_seconds_count"] == len(DOCS) + 1
+    assert delta["reranker_padding_ratio_count"] == len(records)
+    assert delta["reranker_batch_tokens_sum"] == sum(r.padded_tokens for r in records)
+    assert delta["reranker_prefix_cache_reuse_total"] == len(DOCS)
+    assert delta["reranker_prefix_tokens_saved_total"] == (len(DOCS) - 1) * p
+    assert _metric("reranker_queue_depth") == 0
+
+
+async def test_cancelled_request_leaves_the_queue(causal_backend, engine_factory, wait_for):
+    engine = await engine_factory(causal_backend)
+    engine.pause()
+    tasks = await _queued(
+        engine,
+        [RerankInput(query="a", documents=DOCS[:3]), RerankInput(query="b", documents=DOCS[3:5])],
+        wait_for,
+    )
+    tasks[0].cancel()
+    await wait_for(lambda: engine.pending_pairs == 2, what="cancelled pairs withdrawn")
+    engine.resume()
+    out = await tasks[1]
+    assert len(out.scores) == 2
+    assert tasks[0].cancelled()
+
+
+async def test_stop_fails_queued_requests_with_503(causal_backend, wait_for):
+    engine = build_engine(causal_backend, EngineConfig())
+    await engine.start()
+    engine.pause()
+    tasks = await _queued(engine, [RerankInput(query="a", documents=DOCS[:2])], wait_for)
+    await engine.stop()
+    with pytest.raises(EngineStoppedError) as info:
+        await tasks[0]
+    assert info.value.status_code == 503
+    with pytest.raises(EngineStoppedError):
+        await engine.rerank(RerankInput(query="a", documents=DOCS[:1]))
+
+
+async def test_empty_documents_need_no_model(causal_backend, engine_factory):
+    engine = await engine_factory(causal_backend)
+    out = await engine.rerank(RerankInput(query="a", documents=[]))
+    assert out.scores == [] and out.raw_scores == []
+
+
+def test_config_rejects_bad_values_naming_the_field():
+    with pytest.raises(ValueError, match="max_batch_size"):
+        EngineConfig(max_batch_size=0)
+    with pytest.raises(ValueError, match="score_cache_size"):
+        EngineConfig(score_cache_size=-1)
+
+
+async def test_many_interleaved_requests_each_get_their_own_scores(
+    causal_backend, causal_reference, engine_factory
+):
+    """Small batches force many interleavings; every request still matches its reference."""
+    import random
+
+    rng = random.Random(11)
+    engine = await engine_factory(
+        causal_backend, max_batch_size=4, max_batch_tokens=600, schedule_window=8
+    )
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    requests = [
+        RerankInput(
+            query=rng.choice(["capital?", "rivers", "fruit"]),
+            documents=rng.sample(DOCS, rng.randint(1, 5)),
+            instruction=rng.choice([None, "Instruction A"]),
+            max_tokens_per_doc=rng.choice([None, 6]),
+        )
+        for _ in range(30)
+    ]
+    outs = await asyncio.gather(*(engine.rerank(r) for r in requests))
+    for req, out in zip(requests, outs):
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+    assert {r.kind for r in records} == {"prefix", "full"}
+    assert all(len(r.request_ids) <= 4 for r in records)
+    for r in records:
+        if r.kind == "prefix":
+            assert len(r.prefix_keys) == 1

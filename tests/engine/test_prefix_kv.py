@@ -1,0 +1,157 @@
+"""Shared-prefix KV scoring equals a plain full forward of each whole sequence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from reranker_server.models.prefix_kv import (
+    last_hidden_full,
+    last_hidden_with_prefix,
+    prefix_cache_unsupported,
+)
+
+PAD = 0
+
+
+def _qwen3(attn: str, layers: int = 3) -> torch.nn.Module:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    cfg = Qwen3Config(
+        vocab_size=211,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        pad_token_id=PAD,
+        max_position_embeddings=512,
+    )
+    cfg._attn_implementation = attn
+    torch.manual_seed(1)
+    model = Qwen3ForCausalLM(cfg).eval()
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.2)
+    return model
+
+
+def _alone(base: torch.nn.Module, seq: list[int]) -> torch.Tensor:
+    """Reference: the sequence on its own, no padding, no cache."""
+    with torch.inference_mode():
+        return base(input_ids=torch.tensor([seq])).last_hidden_state[0, -1]
+
+
+def _tokens(gen: torch.Generator, n: int) -> list[int]:
+    return torch.randint(1, 211, (n,), generator=gen).tolist()
+
+
+@pytest.fixture(scope="module", params=["sdpa", "eager"])
+def base(request) -> torch.nn.Module:
+    return _qwen3(request.param).model
+
+
+def test_shared_prefix_equals_full_recompute(base):
+    gen = torch.Generator().manual_seed(3)
+    prefix = _tokens(gen, 37)
+    conts = [_tokens(gen, n) for n in (1, 9, 33, 4, 60, 17, 2, 25)]
+    got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, batch_size=3)
+    want = torch.stack([_alone(base, prefix + c) for c in conts])
+    assert got.shape == want.shape == (len(conts), 64)
+    assert (got - want).abs().max().item() <= 1e-4
+    # the documents really differ, so equality is not trivial
+    assert torch.cdist(want, want).fill_diagonal_(1.0).min().item() > 1e-2
+    assert base not in prefix_cache_unsupported
+
+
+def test_prefix_runs_once_and_continuations_run_alone(base):
+    """The decoder sees the prefix once, then only continuation tokens (the cache is used)."""
+    gen = torch.Generator().manual_seed(4)
+    prefix = _tokens(gen, 20)
+    conts = [_tokens(gen, n) for n in (5, 7, 3, 11, 2)]
+    widths: list[int] = []
+    handle = base.register_forward_pre_hook(
+        lambda _m, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
+    try:
+        last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, batch_size=2)
+    finally:
+        handle.remove()
+    # prefix once, then batches [2,3,5,7,11] in input order chunks: (5,7), (3,11), (2,)
+    assert widths == [20, 7, 11, 2]
+
+
+def test_empty_continuation_reads_the_prefix_last_token(base):
+    gen = torch.Generator().manual_seed(5)
+    prefix = _tokens(gen, 12)
+    conts = [[], _tokens(gen, 6)]
+    got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
+    assert (got[0] - _alone(base, prefix)).abs().max().item() <= 1e-4
+    assert (got[1] - _alone(base, prefix + conts[1])).abs().max().item() <= 1e-4
+
+
+def test_full_helper_right_pads_correctly(base):
+    gen = torch.Generator().manual_seed(6)
+    seqs = [_tokens(gen, n) for n in (3, 30, 8)]
+    got = last_hidden_full(base, seqs, pad_token_id=PAD)
+    want = torch.stack([_alone(base, s) for s in seqs])
+    assert (got - want).abs().max().item() <= 1e-4
+
+
+def test_empty_prefix_is_plain_batching(base):
+    gen = torch.Generator().manual_seed(7)
+    conts = [_tokens(gen, n) for n in (4, 9)]
+    got = last_hidden_with_prefix(base, [], conts, pad_token_id=PAD)
+    want = torch.stack([_alone(base, c) for c in conts])
+    assert (got - want).abs().max().item() <= 1e-4
+
+
+def test_model_without_a_cache_falls_back_and_is_recorded():
+    """An encoder (BERT) returns no KV cache: full recomputation, reason recorded."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(8)
+    cfg = BertConfig(
+        vocab_size=211,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        pad_token_id=PAD,
+    )
+    model = BertModel(cfg, add_pooling_layer=False).eval()
+    gen = torch.Generator().manual_seed(9)
+    prefix, conts = _tokens(gen, 6), [_tokens(gen, 3), _tokens(gen, 10)]
+    got = last_hidden_with_prefix(model, prefix, conts, pad_token_id=PAD)
+    assert model in prefix_cache_unsupported
+    want = torch.stack([_alone(model, prefix + c) for c in conts])
+    assert (got - want).abs().max().item() <= 1e-4
+
+
+def test_bad_arguments_are_named(base):
+    with pytest.raises(ValueError, match="continuations"):
+        last_hidden_with_prefix(base, [1, 2], [], pad_token_id=PAD)
+    with pytest.raises(ValueError, match="sequences"):
+        last_hidden_full(base, [[1], []], pad_token_id=PAD)
+
+
+def test_a_model_whose_cached_forward_is_wrong_is_detected():
+    """A decoder that silently mishandles a cache (here: shifted outputs) falls back, correctly."""
+    base = _qwen3("sdpa", layers=3).model
+
+    def corrupt_cached(_module, _args, kwargs, output):
+        if kwargs.get("past_key_values") is not None:
+            output.last_hidden_state.add_(1.0)
+        return output
+
+    base.register_forward_hook(corrupt_cached, with_kwargs=True)
+    gen = torch.Generator().manual_seed(10)
+    prefix, conts = _tokens(gen, 15), [_tokens(gen, 4), _tokens(gen, 9)]
+    got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
+    assert "differs from a full recompute" in prefix_cache_unsupported[base]
+    want = torch.stack([_alone(base, prefix + c) for c in conts])
+    assert (got - want).abs().max().item() <= 1e-4
+    with pytest.raises(ValueError, match="batch_size"):
+        last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, batch_size=0)
