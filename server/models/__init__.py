@@ -1,1 +1,78 @@
-"""server/models"""
+"""Model backends: load a reranker (causal yes/no or cross-encoder) behind `ModelBackend`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reranker_server.models.loading import (
+    LoadOptions,
+    ModelLoadError,
+    check_attn_implementation,
+    detect_family,
+    hub_kwargs,
+    quantization_config,
+    resolve_device,
+    resolve_dtype,
+)
+
+
+def _dtype_kwarg(dtype: Any) -> dict[str, Any]:
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+
+
+def load_backend(opts: LoadOptions):
+    """Load tokenizer + model per `opts` and wrap them in the backend of the detected family."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    device = resolve_device(opts.device)
+    dtype = resolve_dtype(opts.dtype, device)
+    attn = check_attn_implementation(opts.attn_implementation, device)
+    quant = quantization_config(opts.quantization, device, dtype)
+    hub = hub_kwargs(opts)
+    try:
+        config = AutoConfig.from_pretrained(opts.model, **hub)
+        tokenizer = AutoTokenizer.from_pretrained(opts.model, **hub)
+    except OSError as exc:
+        raise ModelLoadError(f"model: cannot load {opts.model!r}: {exc}") from exc
+    family = detect_family(config, tokenizer, opts.family)
+    cls = AutoModelForCausalLM if family == "qwen3-causal" else AutoModelForSequenceClassification
+    kwargs: dict[str, Any] = {**hub, **_dtype_kwarg(dtype), "attn_implementation": attn}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0}
+    try:
+        model = cls.from_pretrained(opts.model, **kwargs)
+    except ValueError as exc:
+        if "attn" in str(exc).lower() or "attention" in str(exc).lower():
+            raise ModelLoadError(
+                f"attn_implementation: {attn} is not supported by this model: {exc}"
+            ) from exc
+        raise ModelLoadError(f"model: cannot load {opts.model!r}: {exc}") from exc
+    if quant is None:
+        model = model.to(device)
+    model.eval()
+    name = opts.served_model_name or opts.model
+    if family == "qwen3-causal":
+        from reranker_server.models.causal import CausalRerankerBackend
+
+        return CausalRerankerBackend(
+            model,
+            tokenizer,
+            model_name=name,
+            max_length=opts.max_length,
+            default_instruction=opts.default_instruction,
+        )
+    from reranker_server.models.cross_encoder import CrossEncoderBackend
+
+    return CrossEncoderBackend(model, tokenizer, model_name=name, max_length=opts.max_length)
+
+
+__all__ = ["LoadOptions", "ModelLoadError", "detect_family", "load_backend"]

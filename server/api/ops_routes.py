@@ -1,0 +1,118 @@
+"""Probe, info and metrics routes (never behind the API key)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from reranker_server import __version__, metrics
+from reranker_server.api.service import get_state
+
+router = APIRouter()
+
+ENDPOINTS = [
+    "POST /v1/rerank",
+    "POST /v2/rerank",
+    "POST /rerank",
+    "POST /v1/rank",
+    "GET /health",
+    "GET /healthz",
+    "GET /ready",
+    "GET /info",
+    "GET /metrics",
+    "GET /docs",
+]
+
+
+def _gpu_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 when the model is loaded; 503 while loading, after a load failure or while draining."""
+    state = get_state(request)
+    if state.load_error:
+        status = "error"
+    elif not state.model_loaded:
+        status = "loading"
+    elif state.draining:
+        status = "draining"
+    else:
+        status = "ok"
+    body: dict[str, Any] = {
+        "status": status,
+        "model_loaded": state.model_loaded,
+        "gpu_available": _gpu_available(),
+    }
+    if state.load_error:
+        body["error"] = state.load_error
+    return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "alive"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    """Readiness: model loaded and not draining (503 otherwise)."""
+    state = get_state(request)
+    ok = state.ready
+    return JSONResponse(
+        {"ready": ok, "model_loaded": state.model_loaded, "draining": state.draining},
+        status_code=200 if ok else 503,
+    )
+
+
+@router.get("/")
+async def root(request: Request) -> dict[str, Any]:
+    state = get_state(request)
+    return {
+        "name": "reranker-server",
+        "version": __version__,
+        "model": state.served_name,
+        "endpoints": ENDPOINTS,
+    }
+
+
+@router.get("/info")
+async def info(request: Request) -> dict[str, Any]:
+    """Model, family, dtype, device, max length and request limits."""
+    state = get_state(request)
+    s = state.settings
+    backend = state.backend
+    return {
+        "model": state.served_name,
+        "model_id": s.model,
+        "revision": s.revision,
+        "loaded": state.model_loaded,
+        "family": getattr(backend, "family", None),
+        "dtype": getattr(backend, "dtype", None),
+        "device": getattr(backend, "device", None),
+        "max_length": getattr(backend, "max_length", None),
+        "prefix_cache": bool(s.prefix_cache and getattr(backend, "supports_prefix_cache", False)),
+        "default_instruction": getattr(backend, "default_instruction", None),
+        "limits": {
+            "max_client_batch_size": s.max_client_batch_size,
+            "max_batch_size": s.batch_size,
+            "max_batch_tokens": s.max_batch_tokens,
+            "max_concurrent_requests": s.max_concurrent_requests,
+            "score_cache_size": s.score_cache_size,
+        },
+        "auth_required": bool(s.api_key),
+        "version": __version__,
+    }
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    """Prometheus text format of the default registry (server + engine series)."""
+    metrics.update_gpu_memory()
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

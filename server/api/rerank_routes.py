@@ -1,0 +1,174 @@
+"""Scoring routes: /v1/rerank, /v2/rerank (Cohere/Jina/vLLM), /rerank (TEI or simple), /v1/rank."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import ValidationError
+from reranker_server.api import schemas
+from reranker_server.api.errors import APIError, validation_response
+from reranker_server.api.service import document_texts, get_state, require_api_key, score
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+async def _cohere(
+    request: Request, body: schemas.CohereRerankRequest, version: str
+) -> dict[str, Any]:
+    state = get_state(request)
+    docs = document_texts(body.documents, "documents", allow_objects=True)
+    scored = await score(
+        state,
+        query=body.query,
+        documents=docs,
+        documents_field="documents",
+        model=body.model,
+        instruction=body.instruction,
+        max_tokens_per_doc=body.max_tokens_per_doc,
+    )
+    ranking = scored.ranking()
+    if body.top_n is not None:
+        ranking = ranking[: body.top_n]
+    results = []
+    for index, value in ranking:
+        item: dict[str, Any] = {"index": index, "relevance_score": value}
+        if body.return_documents:
+            item["document"] = {"text": docs[index]}
+        results.append(item)
+    tokens = scored.output.prompt_tokens
+    return {
+        "id": str(uuid.uuid4()),
+        "model": state.served_name,
+        "results": results,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "meta": {
+            "api_version": {"version": version},
+            "billed_units": {"search_units": max(1, math.ceil(len(docs) / 100))},
+            "tokens": {"input_tokens": tokens, "output_tokens": 0},
+        },
+    }
+
+
+@router.post(
+    "/v1/rerank", response_model=schemas.CohereRerankResponse, response_model_exclude_none=True
+)
+async def rerank_v1(request: Request, body: schemas.CohereRerankRequest) -> dict[str, Any]:
+    """Cohere v1 / Jina / vLLM rerank: results sorted by relevance_score."""
+    return await _cohere(request, body, "1")
+
+
+@router.post(
+    "/v2/rerank", response_model=schemas.CohereRerankResponse, response_model_exclude_none=True
+)
+async def rerank_v2(request: Request, body: schemas.CohereRerankRequest) -> dict[str, Any]:
+    """Cohere v2 rerank (also what LiteLLM's cohere provider calls)."""
+    return await _cohere(request, body, "2")
+
+
+_RERANK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        schemas.TEIRerankRequest.model_json_schema(),
+                        schemas.SimpleRerankRequest.model_json_schema(),
+                    ]
+                }
+            }
+        },
+    }
+}
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(
+            400, f"body: malformed JSON: {exc}", field="body", type="json_invalid"
+        ) from None
+    if not isinstance(data, dict):
+        raise APIError(422, "body: must be a JSON object", field="body", type="type_error")
+    return data
+
+
+@router.post("/rerank", openapi_extra=_RERANK_BODY)
+async def rerank_tei_or_simple(request: Request) -> Any:
+    """TEI body `{query, texts, ...}` -> `[{index, score, text?}]`; simple body `{query, documents, ...}`
+    -> `{scores, ranked_indices, ranked_documents, processing_time}`."""
+    data = await _json_object(request)
+    state = get_state(request)
+    try:
+        if "texts" in data:
+            tei = schemas.TEIRerankRequest.model_validate(data)
+        elif "documents" in data:
+            simple = schemas.SimpleRerankRequest.model_validate(data)
+        else:
+            raise APIError(
+                422,
+                "texts: field required (TEI body) or 'documents' (simple body)",
+                field="texts",
+                type="missing",
+            )
+    except ValidationError as exc:
+        return validation_response([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
+    if "texts" in data:
+        texts = document_texts(tei.texts, "texts")
+        scored = await score(
+            state,
+            query=tei.query,
+            documents=texts,
+            documents_field="texts",
+            truncate=tei.truncate,
+            truncation_direction=tei.truncation_direction,
+        )
+        out = []
+        for index, value in scored.ranking(raw=tei.raw_scores):
+            item: dict[str, Any] = {"index": index, "score": value}
+            if tei.return_text:
+                item["text"] = texts[index]
+            out.append(item)
+        return out
+    docs = document_texts(simple.documents, "documents")
+    scored = await score(
+        state,
+        query=simple.query,
+        documents=docs,
+        documents_field="documents",
+        instruction=simple.instruction,
+    )
+    ranking = scored.ranking()
+    if simple.top_k is not None:
+        ranking = ranking[: simple.top_k]
+    return {
+        "scores": [v for _, v in ranking],
+        "ranked_indices": [i for i, _ in ranking],
+        "ranked_documents": [docs[i] for i, _ in ranking],
+        "processing_time": scored.elapsed_s,
+    }
+
+
+@router.post("/v1/rank", response_model=schemas.RankResponse)
+async def rank(request: Request, body: schemas.RankRequest) -> dict[str, Any]:
+    """`{query, docs, instruction?}` -> `{results: [{doc, score, rank}]}`, best first, rank from 1."""
+    docs = document_texts(body.docs, "docs")
+    scored = await score(
+        get_state(request),
+        query=body.query,
+        documents=docs,
+        documents_field="docs",
+        instruction=body.instruction,
+    )
+    return {
+        "results": [
+            {"doc": docs[i], "score": v, "rank": r}
+            for r, (i, v) in enumerate(scored.ranking(), start=1)
+        ]
+    }

@@ -1,0 +1,141 @@
+"""The path every scoring route shares: validate, check the model, call the engine, record metrics."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from reranker_server import metrics
+from reranker_server.api.errors import APIError
+from reranker_server.api.state import ServerState
+from reranker_server.contracts import RerankError, RerankInput, RerankOutput
+
+
+def get_state(request: Request) -> ServerState:
+    return request.app.state.server
+
+
+def require_api_key(request: Request) -> None:
+    """FastAPI dependency: `Authorization: Bearer <key>` when an API key is configured (401 otherwise)."""
+    key = get_state(request).settings.api_key
+    if not key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise APIError(
+            401,
+            "authorization: missing or invalid API key (use 'Authorization: Bearer <key>')",
+            field="authorization",
+            type="authentication_error",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def document_texts(items: Sequence[Any], field: str, *, allow_objects: bool = False) -> list[str]:
+    """Strings (or {text} objects where allowed) -> texts; anything else is a 422 naming the index."""
+    texts: list[str] = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            texts.append(item)
+        elif allow_objects and isinstance(item, dict) and isinstance(item.get("text"), str):
+            texts.append(item["text"])
+        else:
+            what = "a string or an object with a string 'text'" if allow_objects else "a string"
+            raise APIError(
+                422, f"{field}[{i}]: must be {what}", field=f"{field}[{i}]", type="type_error"
+            )
+    return texts
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Engine output plus what the routes need to shape their answers."""
+
+    output: RerankOutput
+    documents: list[str]
+    elapsed_s: float
+
+    def ranking(self, *, raw: bool = False) -> list[tuple[int, float]]:
+        """(index, score) sorted by score descending, ties by index."""
+        values = self.output.raw_scores if raw else self.output.scores
+        return sorted(enumerate(values), key=lambda t: (-t[1], t[0]))
+
+
+async def score(
+    state: ServerState,
+    *,
+    query: str,
+    documents: list[str],
+    documents_field: str,
+    model: str | None = None,
+    instruction: str | None = None,
+    max_tokens_per_doc: int | None = None,
+    truncate: bool = True,
+    truncation_direction: str = "right",
+) -> Scored:
+    """Validate one request and score it through the engine."""
+    settings = state.settings
+    pinned = settings.served_model_name
+    if model is not None and pinned and model != pinned:
+        raise APIError(
+            404,
+            f"model: '{model}' is not served here (serving '{pinned}')",
+            field="model",
+            type="model_not_found",
+        )
+    if not query.strip():
+        raise APIError(422, "query: must not be empty", field="query", type="value_error")
+    if not documents:
+        raise APIError(
+            422, f"{documents_field}: must not be empty", field=documents_field, type="value_error"
+        )
+    if len(documents) > settings.max_client_batch_size:
+        raise APIError(
+            413,
+            f"{documents_field}: {len(documents)} documents exceed max_client_batch_size "
+            f"{settings.max_client_batch_size}",
+            field=documents_field,
+            type="too_many_documents",
+        )
+    if not state.model_loaded:
+        reason = "model failed to load" if state.load_error else "model is loading"
+        raise APIError(
+            503, f"{reason}; retry later", type="unavailable", headers={"Retry-After": "5"}
+        )
+    if state.draining:
+        raise APIError(
+            503, "server is shutting down", type="unavailable", headers={"Retry-After": "1"}
+        )
+    inp = RerankInput(
+        query=query,
+        documents=documents,
+        instruction=instruction,
+        max_tokens_per_doc=max_tokens_per_doc,
+        truncate=truncate,
+        truncation_direction=truncation_direction.lower(),  # type: ignore[arg-type]
+    )
+    start = time.perf_counter()
+    try:
+        output = await state.engine.rerank(inp)
+    except RerankError as exc:
+        if exc.field and exc.field.startswith("documents") and documents_field != "documents":
+            exc.field = documents_field + exc.field[len("documents") :]
+            exc.message = exc.message.replace("documents[", f"{documents_field}[", 1)
+        metrics.RERANK_REQUESTS.labels(
+            status="rejected" if exc.status_code in (429, 503) else "invalid"
+        ).inc()
+        raise
+    except Exception:
+        metrics.RERANK_REQUESTS.labels(status="error").inc()
+        raise
+    elapsed = time.perf_counter() - start
+    metrics.RERANK_REQUESTS.labels(status="ok").inc()
+    metrics.INFERENCE_DURATION.labels(model_name=state.served_name).observe(elapsed)
+    metrics.DOCUMENTS_PER_REQUEST.observe(len(documents))
+    metrics.TOKENS_PER_REQUEST.observe(output.prompt_tokens)
+    return Scored(output=output, documents=documents, elapsed_s=elapsed)

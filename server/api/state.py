@@ -1,0 +1,86 @@
+"""The server's runtime state: settings, the model loaded in the background, the engine, draining."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reranker_server.config import Settings
+
+log = logging.getLogger("reranker_server")
+
+Loader = Callable[[], Any]  # blocking; returns a ModelBackend
+
+
+@dataclass
+class ServerState:
+    """Shared by all routes through `app.state.server`."""
+
+    settings: Settings
+    loader: Loader
+    backend: Any = None
+    engine: Any = None
+    load_error: str | None = None
+    draining: bool = False
+    loaded: threading.Event = field(
+        default_factory=threading.Event
+    )  # set once loading ended (ok or not)
+    on_load_failure: Callable[[BaseException], None] | None = None
+    _task: asyncio.Task | None = None
+
+    @property
+    def model_loaded(self) -> bool:
+        return self.engine is not None
+
+    @property
+    def ready(self) -> bool:
+        return self.model_loaded and not self.draining
+
+    @property
+    def served_name(self) -> str:
+        if self.backend is not None:
+            return self.backend.model_name
+        return self.settings.served_model_name or self.settings.model or "unknown"
+
+    def start_loading(self) -> None:
+        """Load the model off the event loop; the server answers probes meanwhile."""
+        self._task = asyncio.get_running_loop().create_task(self._load(), name="reranker-load")
+
+    async def _load(self) -> None:
+        from reranker_server.engine import build_engine
+
+        try:
+            backend = await asyncio.to_thread(self.loader)
+            engine = build_engine(backend, self.settings.engine_config())
+            await engine.start()
+            self.backend, self.engine = backend, engine
+            log.info(
+                "model %s loaded (%s, %s, %s)",
+                backend.model_name,
+                backend.family,
+                backend.device,
+                backend.dtype,
+            )
+        except Exception as exc:  # noqa: BLE001 - any load failure is reported by /health; the CLI exits
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log.error("model loading failed: %s", self.load_error)
+            if self.on_load_failure is not None:
+                self.on_load_failure(exc)
+        finally:
+            self.loaded.set()
+
+    async def shutdown(self) -> None:
+        """Stop loading (if still running) and the engine."""
+        self.draining = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001
+                log.debug("loading task ended during shutdown: %r", exc)
+        if self.engine is not None:
+            await self.engine.stop()

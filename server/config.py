@@ -1,0 +1,196 @@
+"""Server settings: one object, filled from CLI flags, then environment variables, then defaults.
+
+Every field is a flag `--field-name` and an environment variable (`ENV` metadata). Flags win
+over the environment. Bad values raise `ConfigError` naming the flag and the variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value; the message names the flag and its environment variable."""
+
+
+def _opt(
+    default: Any,
+    env: str,
+    help: str,
+    choices: Sequence[str] | None = None,
+    minimum: int | None = None,
+):
+    return field(
+        default=default, metadata={"env": env, "help": help, "choices": choices, "min": minimum}
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `reranker-server serve` needs."""
+
+    model: str | None = _opt(None, "MODEL_NAME", "hub id or local directory of the model")
+    revision: str | None = _opt(None, "MODEL_REVISION", "hub revision (branch, tag or commit)")
+    served_model_name: str | None = _opt(
+        None,
+        "SERVED_MODEL_NAME",
+        "name reported in responses; when set, requests naming another model get 404",
+    )
+    model_family: str = _opt(
+        "auto", "MODEL_FAMILY", "model family", choices=("auto", "qwen3-causal", "cross-encoder")
+    )
+    default_instruction: str = _opt(
+        DEFAULT_INSTRUCTION,
+        "DEFAULT_INSTRUCTION",
+        "instruction for causal rerankers when a request has none",
+    )
+    max_sequence_length: int = _opt(
+        8192,
+        "MAX_SEQUENCE_LENGTH",
+        "max tokens per (query, document) sequence, capped at the model's limit",
+        minimum=8,
+    )
+    dtype: str = _opt(
+        "auto", "DTYPE", "weights dtype", choices=("auto", "float32", "float16", "bfloat16")
+    )
+    device: str = _opt("auto", "DEVICE", "device", choices=("auto", "cpu", "cuda"))
+    attn_implementation: str = _opt(
+        "sdpa",
+        "ATTN_IMPLEMENTATION",
+        "attention kernel",
+        choices=("sdpa", "eager", "flash_attention_2"),
+    )
+    quantization: str = _opt(
+        "none", "QUANTIZATION", "bitsandbytes quantization", choices=("none", "8bit", "4bit")
+    )
+    batch_size: int = _opt(
+        32, "BATCH_SIZE", "max sequences per forward pass (engine max_batch_size)", minimum=1
+    )
+    max_batch_tokens: int = _opt(
+        16384, "MAX_BATCH_TOKENS", "max padded tokens per forward pass", minimum=1
+    )
+    max_client_batch_size: int = _opt(
+        1000, "MAX_CLIENT_BATCH_SIZE", "max documents in one request (more gets 413)", minimum=1
+    )
+    max_concurrent_requests: int = _opt(
+        512, "MAX_CONCURRENT_REQUESTS", "requests queued or running before 429", minimum=1
+    )
+    score_cache_size: int = _opt(
+        0, "SCORE_CACHE_SIZE", "LRU cache of pair scores (0 = off)", minimum=0
+    )
+    prefix_cache: bool = _opt(
+        True, "PREFIX_CACHE", "reuse the shared prompt prefix's KV cache (causal models)"
+    )
+    api_key: str | None = _opt(
+        None, "API_KEY", "require `Authorization: Bearer <key>` on scoring routes"
+    )
+    host: str = _opt("0.0.0.0", "HOST", "listen address")
+    port: int = _opt(8000, "PORT", "listen port", minimum=1)
+    log_level: str = _opt(
+        "info", "LOG_LEVEL", "log level", choices=("critical", "error", "warning", "info", "debug")
+    )
+    cache_dir: str | None = _opt(
+        None,
+        "CACHE_DIR",
+        "model cache directory (unset: huggingface_hub's default, which honours HF_HOME / HF_HUB_CACHE)",
+    )
+    drain_seconds: int = _opt(
+        5, "DRAIN_SECONDS", "after SIGTERM, seconds to answer /ready 503 before exiting", minimum=0
+    )
+    trust_remote_code: bool = _opt(False, "TRUST_REMOTE_CODE", "allow model repos' custom code")
+
+    def engine_config(self):
+        """The engine's EngineConfig built from these settings."""
+        from reranker_server.engine.config import EngineConfig
+
+        return EngineConfig(
+            max_batch_tokens=self.max_batch_tokens,
+            max_batch_size=self.batch_size,
+            max_concurrent_requests=self.max_concurrent_requests,
+            score_cache_size=self.score_cache_size,
+            prefix_cache=self.prefix_cache,
+        )
+
+
+def flag_name(name: str) -> str:
+    """`--max-batch-tokens` for field `max_batch_tokens`."""
+    return "--" + name.replace("_", "-")
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _convert(f, value: Any, source: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    label = f"{flag_name(f.name)} / {f.metadata['env']} ({source})"
+    if value is None:
+        return None
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ConfigError(f"{label}: expected true/false, got {value!r}")
+    if kind.startswith("int"):
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ConfigError(f"{label}: expected an integer, got {value!r}") from None
+        minimum = f.metadata.get("min")
+        if minimum is not None and number < minimum:
+            raise ConfigError(f"{label}: must be >= {minimum}, got {number}")
+        return number
+    text = str(value)
+    choices = f.metadata.get("choices")
+    if choices:
+        text = text.strip().lower()
+        if text not in choices:
+            raise ConfigError(f"{label}: must be one of {', '.join(choices)}; got {value!r}")
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per setting; defaults are None so unset flags fall back to the environment."""
+    for f in fields(Settings):
+        env = f.metadata["env"]
+        choices = f.metadata.get("choices")
+        one_of = f" (one of: {', '.join(choices)})" if choices else ""
+        help_text = f"{f.metadata['help']}{one_of} [env {env}; default {f.default!r}]"
+        kind = f.type if isinstance(f.type, str) else str(f.type)
+        if kind.startswith("bool"):
+            parser.add_argument(
+                flag_name(f.name),
+                dest=f.name,
+                default=None,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
+            )
+        else:
+            parser.add_argument(flag_name(f.name), dest=f.name, default=None, help=help_text)
+
+
+def load_settings(
+    args: Mapping[str, Any] | argparse.Namespace | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve each setting: explicit flag value, else environment variable, else default."""
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    environ = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if given.get(f.name) is not None:
+            values[f.name] = _convert(f, given[f.name], "flag")
+        elif environ.get(f.metadata["env"]) not in (None, ""):
+            values[f.name] = _convert(f, environ[f.metadata["env"]], "env")
+        else:
+            values[f.name] = f.default if f.default is not MISSING else None
+    return Settings(**values)

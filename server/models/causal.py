@@ -1,0 +1,204 @@
+"""Qwen3-Reranker style backend: a causal LM scored by P(yes) vs P(no) at the last position.
+
+Only the base model runs; the last real token's final hidden state is projected with the two
+lm_head rows of `no` and `yes` (never the full vocabulary). raw = logit_yes - logit_no.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from reranker_server.contracts import (
+    EncodedRequest,
+    InputTooLongError,
+    PairTokens,
+    RerankError,
+    RerankInput,
+)
+from reranker_server.models import qwen_prompt
+from reranker_server.models.loading import yes_no_ids
+from reranker_server.models.rust_tokenizer import private_rust_tokenizer
+from reranker_server.models.truncation import common_prefix_len, cut
+
+
+class CausalRerankerBackend:
+    """ModelBackend for yes/no causal rerankers (family 'qwen3-causal')."""
+
+    family = "qwen3-causal"
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_name: str,
+        max_length: int,
+        default_instruction: str | None = None,
+        verify_segmentation: bool = True,
+    ) -> None:
+        ids = yes_no_ids(tokenizer)
+        if ids is None:
+            raise ValueError(
+                "tokenizer: 'yes' and 'no' must be single tokens for a causal reranker"
+            )
+        self.no_id, self.yes_id = ids
+        self.tokenizer = tokenizer
+        self._rust = private_rust_tokenizer(tokenizer)
+        self.base = model.base_model
+        head = model.get_output_embeddings()
+        rows = torch.tensor([self.no_id, self.yes_id], device=head.weight.device)
+        self.head_weight = head.weight.detach().index_select(0, rows).float().clone()
+        bias = getattr(head, "bias", None)
+        self.head_bias = (
+            bias.detach().index_select(0, rows).float().clone() if bias is not None else None
+        )
+        self.model_name = model_name
+        limit = getattr(model.config, "max_position_embeddings", None) or max_length
+        self.max_length = min(max_length, int(limit))
+        self.default_instruction = default_instruction or qwen_prompt.DEFAULT_INSTRUCTION
+        self.verify_segmentation = verify_segmentation
+        param = next(self.base.parameters())
+        self.device = str(param.device)
+        self.dtype = str(param.dtype).removeprefix("torch.")
+        pad = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        self.pad_id = int(pad if pad is not None else 0)
+        self.suffix_ids = self._tokenize([qwen_prompt.SUFFIX])[0]
+        self.supports_prefix_cache = True
+
+    # -- tokenization ---------------------------------------------------------------------
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        if self._rust is not None:
+            return [e.ids for e in self._rust.encode_batch(texts, add_special_tokens=False)]
+        return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    def encode(self, inp: RerankInput) -> EncodedRequest:
+        """Prefix = system + instruction + query + '\\n<Document>:'; pair = ' doc' + suffix (truncated)."""
+        instruction = inp.instruction if inp.instruction is not None else self.default_instruction
+        docs = list(inp.documents)
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, str):
+                raise RerankError(f"documents[{i}]: must be a string", field=f"documents[{i}]")
+        pre_text = qwen_prompt.prefix_text(instruction, inp.query)
+        prefix_ids = self._tokenize([pre_text])[0]
+        fixed = len(prefix_ids) + len(self.suffix_ids)
+        budget = self.max_length - fixed
+        if budget < 1:
+            raise InputTooLongError(
+                f"query: instruction and query take {fixed} tokens with the prompt template; "
+                f"max length {self.max_length} leaves no room for a document",
+                field="query",
+                tokens=fixed,
+                limit=self.max_length,
+            )
+        cap = budget if inp.max_tokens_per_doc is None else min(budget, inp.max_tokens_per_doc)
+        doc_ids = self._tokenize([qwen_prompt.document_text(d) for d in docs])
+        sequences: list[list[int] | None] = []
+        truncated: list[bool] = []
+        for i, ids in enumerate(doc_ids):
+            if not inp.truncate and len(ids) > budget:
+                raise InputTooLongError(
+                    f"documents[{i}]: {fixed + len(ids)} tokens exceed max length {self.max_length} "
+                    "and truncate is false",
+                    field=f"documents[{i}]",
+                    tokens=fixed + len(ids),
+                    limit=self.max_length,
+                )
+            if len(ids) > cap:
+                sequences.append(
+                    prefix_ids + cut(ids, cap, inp.truncation_direction) + self.suffix_ids
+                )
+                truncated.append(True)
+            else:
+                sequences.append(None)
+                truncated.append(False)
+        self._fill_untruncated(sequences, pre_text, docs, prefix_ids, doc_ids)
+        seqs: list[list[int]] = [s for s in sequences if s is not None]
+        shared = min((common_prefix_len(s, prefix_ids) for s in seqs), default=len(prefix_ids))
+        shared = min(shared, min((len(s) - 1 for s in seqs), default=shared))
+        prefix = tuple(prefix_ids[:shared])
+        return EncodedRequest(
+            prefix_ids=prefix,
+            pairs=[PairTokens(input_ids=s[shared:]) for s in seqs],
+            prefix_key=(self.family, self.model_name, prefix),
+            prompt_tokens=sum(len(s) for s in seqs),
+            truncated=truncated,
+        )
+
+    def _fill_untruncated(
+        self,
+        sequences: list[list[int] | None],
+        pre_text: str,
+        docs: list[str],
+        prefix_ids: list[int],
+        doc_ids: list[list[int]],
+    ) -> None:
+        """Untruncated documents: the segment-wise tokens, or the whole prompt's tokens where they differ."""
+        todo = [i for i, s in enumerate(sequences) if s is None]
+        if not todo:
+            return
+        segmentwise = {i: prefix_ids + doc_ids[i] + self.suffix_ids for i in todo}
+        if self.verify_segmentation:
+            whole = self._tokenize(
+                [pre_text + qwen_prompt.document_text(docs[i]) + qwen_prompt.SUFFIX for i in todo]
+            )
+            for i, ids in zip(todo, whole):
+                if ids != segmentwise[i] and len(ids) <= self.max_length:
+                    segmentwise[i] = ids
+        for i in todo:
+            sequences[i] = segmentwise[i]
+
+    # -- forward --------------------------------------------------------------------------
+    def _project(self, hidden: torch.Tensor) -> list[float]:
+        weight = self.head_weight.to(hidden.device)
+        logits = hidden.float() @ weight.T
+        if self.head_bias is not None:
+            logits = logits + self.head_bias.to(hidden.device)
+        return (logits[:, 1] - logits[:, 0]).tolist()
+
+    def score_full(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
+        """One left-padded forward of `prefix + pair` for all pairs; raw = logit_yes - logit_no."""
+        if not pairs:
+            return []
+        prefix = list(prefix_ids)
+        seqs = [prefix + list(p.input_ids) for p in pairs]
+        width = max(len(s) for s in seqs)
+        device = next(self.base.parameters()).device
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.base(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                position_ids=positions.to(device),
+                use_cache=False,
+            )
+            return self._project(out.last_hidden_state[:, -1])
+
+    def score_with_prefix(
+        self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]
+    ) -> list[float]:
+        """Scores from one KV cache of the prefix (reranker_server.models.prefix_kv)."""
+        if not pairs:
+            return []
+        if not prefix_ids:
+            return self.score_full(prefix_ids, pairs)
+        from reranker_server.models.prefix_kv import last_hidden_with_prefix
+
+        with torch.inference_mode():
+            hidden = last_hidden_with_prefix(
+                self.base,
+                list(prefix_ids),
+                [list(p.input_ids) for p in pairs],
+                pad_token_id=self.pad_id,
+            )
+            return self._project(hidden)

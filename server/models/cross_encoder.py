@@ -1,0 +1,129 @@
+"""Cross-encoder backend: a sequence classifier with one label; raw = logit, score = sigmoid(logit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from reranker_server.contracts import (
+    EncodedRequest,
+    InputTooLongError,
+    PairTokens,
+    RerankError,
+    RerankInput,
+)
+from reranker_server.models.rust_tokenizer import private_rust_tokenizer
+
+_POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"}
+
+
+class CrossEncoderBackend:
+    """ModelBackend for (query, document) pair classifiers (family 'cross-encoder')."""
+
+    family = "cross-encoder"
+    supports_prefix_cache = False
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_length: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        rust = private_rust_tokenizer(tokenizer)
+        if rust is None:
+            raise ValueError("tokenizer: a fast (tokenizers-backed) tokenizer is required")
+        self._rust = rust
+        self.specials = self._rust.num_special_tokens_to_add(True)
+        self.use_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", [])
+        self.max_length = min(max_length, self._model_limit(model.config, tokenizer))
+        param = next(model.parameters())
+        self.device = str(param.device)
+        self.dtype = str(param.dtype).removeprefix("torch.")
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else 0)
+
+    @staticmethod
+    def _model_limit(config: Any, tokenizer: Any) -> int:
+        limit = int(getattr(config, "max_position_embeddings", None) or 512)
+        if getattr(config, "model_type", "") in _POSITION_OFFSET_TYPES:
+            limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+        tok_limit = getattr(tokenizer, "model_max_length", None)
+        if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+            limit = min(limit, tok_limit)
+        return limit
+
+    def encode(self, inp: RerankInput) -> EncodedRequest:
+        """Pair encodings `[CLS] query [SEP] doc [SEP]`; only the document is ever truncated."""
+        docs = list(inp.documents)
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, str):
+                raise RerankError(f"documents[{i}]: must be a string", field=f"documents[{i}]")
+        query = self._rust.encode(inp.query, add_special_tokens=False)
+        fixed = len(query.ids) + self.specials
+        budget = self.max_length - fixed
+        if budget < 1:
+            raise InputTooLongError(
+                f"query: takes {fixed} tokens with special tokens; max length {self.max_length} "
+                "leaves no room for a document",
+                field="query",
+                tokens=fixed,
+                limit=self.max_length,
+            )
+        cap = budget if inp.max_tokens_per_doc is None else min(budget, inp.max_tokens_per_doc)
+        pairs: list[PairTokens] = []
+        truncated: list[bool] = []
+        encodings = self._rust.encode_batch(docs, add_special_tokens=False) if docs else []
+        for i, enc in enumerate(encodings):
+            n = len(enc.ids)
+            if not inp.truncate and n > budget:
+                raise InputTooLongError(
+                    f"documents[{i}]: {fixed + n} tokens exceed max length {self.max_length} and truncate is false",
+                    field=f"documents[{i}]",
+                    tokens=fixed + n,
+                    limit=self.max_length,
+                )
+            truncated.append(n > cap)
+            if n > cap:
+                enc.truncate(cap, direction=inp.truncation_direction)
+            full = self._rust.post_process(query, enc, add_special_tokens=True)
+            pairs.append(
+                PairTokens(
+                    input_ids=list(full.ids),
+                    token_type_ids=list(full.type_ids) if self.use_token_types else None,
+                )
+            )
+        return EncodedRequest(
+            prefix_ids=(),
+            pairs=pairs,
+            prefix_key=(self.family, self.model_name),
+            prompt_tokens=sum(len(p.input_ids) for p in pairs),
+            truncated=truncated,
+        )
+
+    def score_full(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
+        """One right-padded forward over all pairs; raw = the single logit."""
+        if not pairs:
+            return []
+        prefix = list(prefix_ids)
+        seqs = [prefix + list(p.input_ids) for p in pairs]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        types = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, (s, p) in enumerate(zip(seqs, pairs)):
+            ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+            if p.token_type_ids is not None:
+                types[i, len(prefix) : len(s)] = torch.tensor(p.token_type_ids, dtype=torch.long)
+        device = next(self.model.parameters()).device
+        kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if self.use_token_types:
+            kwargs["token_type_ids"] = types.to(device)
+        with torch.inference_mode():
+            logits = self.model(**kwargs).logits
+        return logits[:, 0].float().tolist()
+
+    def score_with_prefix(
+        self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]
+    ) -> list[float]:
+        """No KV reuse for encoders: the same as score_full."""
+        return self.score_full(prefix_ids, pairs)

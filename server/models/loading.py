@@ -1,0 +1,163 @@
+"""Loading options, device/dtype resolution, family detection and model download."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FAMILIES = ("qwen3-causal", "cross-encoder")
+
+
+class ModelLoadError(ValueError):
+    """The model cannot be loaded with the requested options; the message names the option."""
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load a model (mirrors the serve settings)."""
+
+    model: str
+    revision: str | None = None
+    cache_dir: str | None = None
+    served_model_name: str | None = None
+    family: str = "auto"  # auto | qwen3-causal | cross-encoder
+    dtype: str = "auto"  # auto | float32 | float16 | bfloat16
+    device: str = "auto"  # auto | cpu | cuda
+    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
+    quantization: str = "none"  # none | 8bit | 4bit
+    max_length: int = 8192
+    default_instruction: str | None = None
+    trust_remote_code: bool = False
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> cuda when available else cpu; 'cuda' without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError("device: 'cuda' requested but no CUDA device is available")
+    if device not in ("cpu", "cuda"):
+        raise ModelLoadError(f"device: must be auto, cpu or cuda; got {device!r}")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str):
+    """'auto' -> float32 on CPU, bfloat16 on CUDA (float16 where bf16 is unsupported)."""
+    import torch
+
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype == "auto":
+        if device == "cpu":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in table:
+        raise ModelLoadError(f"dtype: must be auto, float32, float16 or bfloat16; got {dtype!r}")
+    return table[dtype]
+
+
+def check_attn_implementation(name: str, device: str) -> str:
+    """Validate the attention kernel; flash_attention_2 needs flash-attn and a GPU."""
+    if name not in ("sdpa", "eager", "flash_attention_2"):
+        raise ModelLoadError(
+            f"attn_implementation: must be sdpa, eager or flash_attention_2; got {name!r}"
+        )
+    if name == "flash_attention_2":
+        if importlib.util.find_spec("flash_attn") is None:
+            raise ModelLoadError(
+                "attn_implementation: flash_attention_2 needs the flash-attn package (not installed)"
+            )
+        if device != "cuda":
+            raise ModelLoadError("attn_implementation: flash_attention_2 needs device cuda")
+    return name
+
+
+def quantization_config(quantization: str, device: str, dtype) -> Any | None:
+    """A BitsAndBytesConfig for 8bit/4bit, None for none; clear errors when unavailable."""
+    if quantization == "none":
+        return None
+    if quantization not in ("8bit", "4bit"):
+        raise ModelLoadError(f"quantization: must be none, 8bit or 4bit; got {quantization!r}")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(
+            f"quantization: {quantization} needs the bitsandbytes package (not installed)"
+        )
+    if device != "cuda":
+        raise ModelLoadError(f"quantization: {quantization} needs device cuda")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_type="nf4"
+    )
+
+
+def hub_kwargs(opts: LoadOptions) -> dict[str, Any]:
+    """from_pretrained keyword arguments for the source (revision, cache dir, remote code)."""
+    kwargs: dict[str, Any] = {"trust_remote_code": opts.trust_remote_code}
+    if opts.revision:
+        kwargs["revision"] = opts.revision
+    if opts.cache_dir:
+        kwargs["cache_dir"] = opts.cache_dir
+    return kwargs
+
+
+def detect_family(config: Any, tokenizer: Any, override: str = "auto") -> str:
+    """'qwen3-causal' for *ForCausalLM with single-token yes/no, 'cross-encoder' for a 1-label classifier."""
+    if override != "auto":
+        if override not in FAMILIES:
+            raise ModelLoadError(
+                f"model_family: must be auto, {' or '.join(FAMILIES)}; got {override!r}"
+            )
+        return override
+    archs = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForCausalLM") for a in archs):
+        if yes_no_ids(tokenizer) is None:
+            raise ModelLoadError(
+                "model_family: causal model's tokenizer lacks single 'yes'/'no' tokens; it is not a yes/no reranker"
+            )
+        return "qwen3-causal"
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        labels = getattr(config, "num_labels", None)
+        if labels != 1:
+            raise ModelLoadError(
+                f"model_family: sequence classifier has num_labels={labels}; a cross-encoder reranker needs 1"
+            )
+        return "cross-encoder"
+    raise ModelLoadError(
+        f"model_family: cannot detect from architectures {archs}; pass --model-family qwen3-causal|cross-encoder"
+    )
+
+
+def yes_no_ids(tokenizer: Any) -> tuple[int, int] | None:
+    """(no_id, yes_id) when both are single vocabulary tokens, else None."""
+    vocab = tokenizer.get_vocab()
+    if "yes" in vocab and "no" in vocab:
+        return vocab["no"], vocab["yes"]
+    return None
+
+
+def download_model(
+    model: str, *, cache_dir: str | None = None, revision: str | None = None
+) -> Path:
+    """Fetch a hub model into `cache_dir` (HF_TOKEN honoured); a local dir is only validated."""
+    local = Path(model)
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ValueError(f"model: local directory {model} has no config.json")
+        return local
+    from huggingface_hub import snapshot_download
+
+    return Path(
+        snapshot_download(
+            repo_id=model,
+            revision=revision,
+            cache_dir=cache_dir,
+            token=os.environ.get("HF_TOKEN") or None,
+        )
+    )

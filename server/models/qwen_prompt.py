@@ -1,0 +1,25 @@
+"""The Qwen3-Reranker prompt (as on the model card), split into a shared prefix and per-document text."""
+
+from __future__ import annotations
+
+SYSTEM_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and "
+    'the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+)
+SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def prefix_text(instruction: str, query: str) -> str:
+    """Everything before the document: system prompt, instruction, query and '\\n<Document>:'."""
+    return f"{SYSTEM_PREFIX}<Instruct>: {instruction}\n<Query>: {query}\n<Document>:"
+
+
+def document_text(document: str) -> str:
+    """The document segment: the space after '<Document>:' belongs to it (byte-level BPE split)."""
+    return f" {document}"
+
+
+def full_prompt(instruction: str, query: str, document: str) -> str:
+    """The whole prompt string, exactly as the model card formats it."""
+    return prefix_text(instruction, query) + document_text(document) + SUFFIX

@@ -1,0 +1,341 @@
+"""Build tiny random reranker models offline (tests, demo, benchmark).
+
+Two families: a Qwen3ForCausalLM with a byte-level BPE whose vocabulary holds `yes` and `no` as
+single tokens (the Qwen3-Reranker layout), and a BertForSequenceClassification(num_labels=1)
+cross-encoder with a WordPiece tokenizer. Nothing is downloaded; weights are random but spread
+(normal(0, std)) so scores differ between documents.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+QWEN_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+BERT_SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+_WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "it",
+    "this",
+    "be",
+    "are",
+    "or",
+    "an",
+    "which",
+    "query",
+    "document",
+    "judge",
+    "whether",
+    "meets",
+    "requirements",
+    "based",
+    "instruct",
+    "provided",
+    "note",
+    "answer",
+    "can",
+    "only",
+    "yes",
+    "no",
+    "given",
+    "web",
+    "search",
+    "retrieve",
+    "relevant",
+    "passages",
+    "system",
+    "user",
+    "assistant",
+    "think",
+    "paris",
+    "france",
+    "capital",
+    "city",
+    "river",
+    "london",
+    "england",
+    "germany",
+    "berlin",
+    "water",
+    "ocean",
+    "mountain",
+    "learning",
+    "machine",
+    "model",
+    "neural",
+    "network",
+    "python",
+    "kubernetes",
+    "operator",
+    "server",
+    "cluster",
+    "pod",
+    "reranker",
+    "score",
+    "batch",
+    "token",
+    "gpu",
+    "memory",
+    "cache",
+    "prefix",
+    "health",
+    "ready",
+    "metrics",
+    "request",
+    "apple",
+    "banana",
+    "orange",
+    "fruit",
+    "tree",
+    "green",
+    "blue",
+    "red",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "number",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "ten",
+    "hundred",
+    "thousand",
+    "year",
+    "day",
+    "time",
+    "people",
+    "world",
+]
+
+
+def default_corpus(seed: int = 0, lines: int = 400) -> list[str]:
+    """A deterministic training corpus: prompt-like text, plain sentences, digits, punctuation."""
+    rng = random.Random(seed)
+    corpus = [
+        (
+            "Judge whether the Document meets the requirements based on the Query and the Instruct "
+            'provided. Note that the answer can only be "yes" or "no".'
+        ),
+        "<Instruct>: Given a web search query, retrieve relevant passages that answer the query",
+        "<Query>: what is the capital of France?\n<Document>: Paris is the capital of France.",
+    ]
+    corpus += ["yes", "no", "yes\nno", "no\nyes", "Yes.", "No."] * 50
+    for _ in range(lines):
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(3, 14))]
+        if rng.random() < 0.3:
+            words.insert(rng.randrange(len(words)), str(rng.randint(0, 99999)))
+        sentence = " ".join(words)
+        sentence = sentence[0].upper() + sentence[1:] + rng.choice([".", "?", "!", ",", ";", ":"])
+        corpus.append(sentence)
+    corpus.append("café naïve 東京 данные — «quotes» (parens) [brackets] {braces} 3.14 50% $5 #tag")
+    return corpus
+
+
+def _spread_init_(model: torch.nn.Module, std: float, seed: int) -> None:
+    """Re-initialise every matrix (linear/embedding) from normal(0, std); norms stay at 1."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+            elif param.dim() == 1 and not torch.all(param == 1):
+                param.zero_()  # biases
+
+
+def _train_byte_bpe(corpus: Iterable[str], vocab_size: int, split_pattern: str | None):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    # the same normalizer and pre-tokenization as the real Qwen2/Qwen3 tokenizer.json
+    tok.normalizer = normalizers.NFC()
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    if split_pattern is None:  # no word split: merges may cross spaces (tests the fallback path)
+        tok.pre_tokenizer = byte_level
+    else:
+        split = pre_tokenizers.Split(Regex(split_pattern), behavior="isolated", invert=False)
+        tok.pre_tokenizer = pre_tokenizers.Sequence([split, byte_level])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=QWEN_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(corpus), trainer=trainer)
+    for word in ("yes", "no"):
+        if tok.token_to_id(word) is None:
+            raise ValueError(
+                f"vocab_corpus: {word!r} did not become a single token; add it as a word"
+            )
+    return tok
+
+
+def build_qwen3_reranker(
+    path: str | Path,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    head_dim: int = 16,
+    intermediate_size: int | None = None,
+    vocab_corpus: Iterable[str] | None = None,
+    vocab_size: int = 1024,
+    max_position_embeddings: int = 4096,
+    init_std: float = 0.2,
+    split_pattern: str | None = QWEN_SPLIT_PATTERN,
+    seed: int = 0,
+) -> Path:
+    """Save a tiny Qwen3ForCausalLM + left-padding byte-level BPE tokenizer to `path`."""
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = list(vocab_corpus) if vocab_corpus is not None else default_corpus(seed)
+    raw = _train_byte_bpe(corpus, vocab_size, split_pattern)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+        model_max_length=max_position_embeddings,
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"],
+    )
+    config = Qwen3Config(
+        vocab_size=raw.get_vocab_size(),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=head_dim,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        pad_token_id=raw.token_to_id("<|endoftext|>"),
+        eos_token_id=raw.token_to_id("<|im_end|>"),
+        bos_token_id=None,
+    )
+    torch.manual_seed(seed)
+    model = Qwen3ForCausalLM(config)
+    _spread_init_(model, init_std, seed)
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _train_wordpiece(corpus: Iterable[str], vocab_size: int):
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=BERT_SPECIAL_TOKENS, show_progress=False
+    )
+    tok.train_from_iterator(list(corpus), trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return tok
+
+
+def build_cross_encoder(
+    path: str | Path,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    vocab_corpus: Iterable[str] | None = None,
+    vocab_size: int = 1024,
+    max_position_embeddings: int = 512,
+    init_std: float = 0.2,
+    seed: int = 0,
+) -> Path:
+    """Save a tiny BertForSequenceClassification(num_labels=1) + WordPiece tokenizer to `path`."""
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = list(vocab_corpus) if vocab_corpus is not None else default_corpus(seed)
+    raw = _train_wordpiece(corpus, vocab_size)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        padding_side="right",
+        model_max_length=max_position_embeddings,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
+    config = BertConfig(
+        vocab_size=raw.get_vocab_size(),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size or 2 * hidden_size,
+        max_position_embeddings=max_position_embeddings,
+        type_vocab_size=2,
+        num_labels=1,
+        pad_token_id=raw.token_to_id("[PAD]"),
+    )
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(config)
+    _spread_init_(model, init_std, seed)
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def build_tiny_model(family: str, path: str | Path, **kwargs) -> Path:
+    """Dispatch on `family`: "qwen3" (also "qwen3-causal") or "cross-encoder"."""
+    if family in ("qwen3", "qwen3-causal"):
+        return build_qwen3_reranker(path, **kwargs)
+    if family == "cross-encoder":
+        return build_cross_encoder(path, **kwargs)
+    raise ValueError(f"family: unknown {family!r}; expected 'qwen3' or 'cross-encoder'")

@@ -1,0 +1,125 @@
+"""Server test fixtures: reference scorers (plain transformers) and running apps on tiny models."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from reranker_server.app import create_app, make_uvicorn_server
+from reranker_server.config import Settings
+
+CARD_PREFIX = (
+    "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+    'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+)
+CARD_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+CARD_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+def card_prompt(query: str, doc: str, instruction: str = CARD_INSTRUCTION) -> str:
+    """The Qwen3-Reranker model card prompt, written independently of the server code."""
+    return (
+        f"{CARD_PREFIX}<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}{CARD_SUFFIX}"
+    )
+
+
+class QwenReference:
+    """Plain AutoModelForCausalLM on one whole prompt: softmax over [no, yes] of the last logits."""
+
+    def __init__(self, path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+        self.no_id = self.tok.convert_tokens_to_ids("no")
+        self.yes_id = self.tok.convert_tokens_to_ids("yes")
+
+    def tokens(self, query: str, doc: str, instruction: str = CARD_INSTRUCTION) -> list[int]:
+        return self.tok(card_prompt(query, doc, instruction))["input_ids"]
+
+    def score(self, query: str, doc: str, instruction: str = CARD_INSTRUCTION) -> float:
+        ids = torch.tensor([self.tokens(query, doc, instruction)])
+        with torch.no_grad():
+            logits = self.model(input_ids=ids).logits[0, -1]
+        return torch.softmax(logits[[self.no_id, self.yes_id]], dim=0)[1].item()
+
+
+class CrossEncoderReference:
+    """Plain BertForSequenceClassification forward of one pair: sigmoid of the logit."""
+
+    def __init__(self, path) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path, dtype=torch.float32
+        ).eval()
+
+    def score(self, query: str, doc: str) -> float:
+        with torch.no_grad():
+            return torch.sigmoid(
+                self.model(**self.tok([query], [doc], return_tensors="pt")).logits[0, 0]
+            ).item()
+
+
+@pytest.fixture(scope="session")
+def qwen_ref(tiny_qwen3_path) -> QwenReference:
+    return QwenReference(tiny_qwen3_path)
+
+
+@pytest.fixture(scope="session")
+def bert_ref(tiny_cross_encoder_path) -> CrossEncoderReference:
+    return CrossEncoderReference(tiny_cross_encoder_path)
+
+
+def settings_for(path, **overrides) -> Settings:
+    base = {"model": str(path), "device": "cpu", "dtype": "float32", "max_client_batch_size": 16}
+    return Settings(**{**base, **overrides})
+
+
+def running_client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert app.state.server.loaded.wait(120), "model did not load"
+        assert app.state.server.load_error is None, app.state.server.load_error
+        yield client
+
+
+@pytest.fixture(scope="module")
+def qwen_client(tiny_qwen3_path) -> Iterator[TestClient]:
+    """The app serving the tiny Qwen3 reranker, model pinned as 'tiny-qwen'."""
+    yield from running_client(settings_for(tiny_qwen3_path, served_model_name="tiny-qwen"))
+
+
+@pytest.fixture(scope="module")
+def bert_client(tiny_cross_encoder_path) -> Iterator[TestClient]:
+    yield from running_client(settings_for(tiny_cross_encoder_path))
+
+
+@pytest.fixture(scope="module")
+def uvicorn_url(tiny_qwen3_path) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1 (free port) in a thread, API key 'secret-key'."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = settings_for(
+        tiny_qwen3_path, host="127.0.0.1", port=port, api_key="secret-key", log_level="warning"
+    )
+    app = create_app(settings)
+    server = make_uvicorn_server(app, settings, drain_seconds=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert app.state.server.loaded.wait(120) and app.state.server.load_error is None
+        while not server.started:  # bounded by the thread being alive
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn exited")
+            threading.Event().wait(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -1,0 +1,98 @@
+"""Background loading (probes answer during load), load failure, 429 mapping and SIGTERM draining."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+
+import httpx
+from fastapi.testclient import TestClient
+from reranker_server.app import create_app, make_uvicorn_server, settings_loader
+from reranker_server.config import Settings
+
+
+def _settings(path, **kw) -> Settings:
+    return Settings(**{"model": str(path), "device": "cpu", "dtype": "float32", **kw})
+
+
+def test_probes_answer_while_loading(tiny_qwen3_path):
+    settings = _settings(tiny_qwen3_path)
+    release = threading.Event()
+    real_loader = settings_loader(settings)
+
+    def gated_loader():
+        release.wait(60)
+        return real_loader()
+
+    app = create_app(settings, loader=gated_loader)
+    with TestClient(app) as client:
+        try:
+            assert client.get("/healthz").status_code == 200
+            health = client.get("/health")
+            assert health.status_code == 503 and health.json()["status"] == "loading"
+            assert health.json()["model_loaded"] is False
+            assert client.get("/ready").status_code == 503
+            busy = client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})
+            assert busy.status_code == 503 and "Retry-After" in busy.headers
+            assert client.get("/info").json()["loaded"] is False
+        finally:
+            release.set()
+        assert app.state.server.loaded.wait(120)
+        assert client.get("/ready").status_code == 200
+        assert client.get("/health").json()["status"] == "ok"
+        assert client.post("/v2/rerank", json={"query": "q", "documents": ["a"]}).status_code == 200
+
+
+def test_load_failure_reported(tmp_path):
+    failures = []
+    app = create_app(_settings(tmp_path / "missing"), on_load_failure=failures.append)
+    with TestClient(app) as client:
+        assert app.state.server.loaded.wait(60)
+        health = client.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "error"
+        assert "model: cannot load" in health.json()["error"]
+        assert client.get("/ready").status_code == 503
+        assert client.get("/healthz").status_code == 200
+    assert len(failures) == 1
+
+
+async def test_queue_full_is_429_with_retry_after(tiny_qwen3_path):
+    app = create_app(_settings(tiny_qwen3_path, max_concurrent_requests=1))
+    state = app.state.server
+    async with app.router.lifespan_context(app):
+        assert await asyncio.to_thread(state.loaded.wait, 120)
+        state.engine.pause()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            body = {"query": "q", "documents": ["a", "b"]}
+            first = asyncio.create_task(client.post("/v2/rerank", json=body))
+            for _ in range(2000):  # wait until the engine admitted the first request
+                if state.engine.inflight_requests == 1:
+                    break
+                await asyncio.sleep(0.005)
+            assert state.engine.inflight_requests == 1
+            second = await client.post("/v2/rerank", json=body)
+            assert second.status_code == 429, second.text
+            assert int(second.headers["Retry-After"]) >= 1
+            assert second.json()["error"]["type"] == "rate_limit_error"
+            state.engine.resume()
+            assert (await first).status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert 'reranker_requests_total{status="rejected"}' in metrics
+
+
+def test_sigterm_drains_before_exit(tiny_qwen3_path):
+    app = create_app(_settings(tiny_qwen3_path))
+    server = make_uvicorn_server(app, app.state.server.settings, drain_seconds=3600)
+    with TestClient(app) as client:
+        assert app.state.server.loaded.wait(120)
+        assert client.get("/ready").status_code == 200
+        server.handle_exit(signal.SIGTERM, None)  # first signal: drain only
+        assert server.should_exit is False
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["draining"] is True
+        assert client.get("/health").json()["status"] == "draining"
+        assert client.get("/healthz").status_code == 200
+        server.handle_exit(signal.SIGTERM, None)  # second signal: exit now
+        assert server.should_exit is True
