@@ -1,0 +1,77 @@
+"""Shared data of the render tests: the example RerankerServices and a spec using every field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+SHARED_SCHEMAS = REPO.parent / "shared" / "schemas"
+
+
+def example_crs() -> dict[str, dict[str, Any]]:
+    """Every RerankerService document under examples/, by file name."""
+    out = {}
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "RerankerService":
+                out[path.name] = doc
+    return out
+
+
+def make_cr(spec: dict[str, Any], name: str = "demo", namespace: str = "ml",
+            uid: str | None = "0b7c4c1e-1111-4222-8333-944445555666") -> dict[str, Any]:  # fmt: skip
+    """A RerankerService object as an API server would hand it to the operator."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if uid:
+        meta["uid"] = uid
+    return {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
+            "metadata": meta, "spec": copy.deepcopy(spec)}  # fmt: skip
+
+
+# A spec that switches every optional child on, so one render exercises every template.
+FULL_SPEC: dict[str, Any] = {
+    "model": {"name": "Qwen/Qwen3-Reranker-0.6B", "revision": "v1", "servedName": "qwen3",
+              "family": "qwen3-causal", "instruction": "Find passages", "maxLength": 4096,
+              "dtype": "float16", "quantization": "8bit", "trustRemoteCode": True},
+    "image": {"repository": "registry.example.com/rr", "tag": "1.2.3", "pullPolicy": "Always",
+              "pullSecrets": ["regcred"]},
+    "replicas": 2,
+    "resources": {"gpus": 2, "requests": {"cpu": "2", "memory": "8Gi"},
+                  "limits": {"cpu": 4, "memory": "16Gi"}},
+    "nodeSelector": {"nvidia.com/gpu.present": "true"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "nvidia.com/gpu.memory", "operator": "Gt", "values": ["23000"]}]}]}}},
+    "priorityClassName": "high",
+    "runtimeClassName": "nvidia",
+    "env": [{"name": "EXTRA", "value": "1"},
+            {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+    "envFrom": [{"configMapRef": {"name": "cm"}, "prefix": "X_"}, {"secretRef": {"name": "sec"}}],
+    "modelCache": {"enabled": True, "size": "20Gi", "storageClassName": "fast",
+                   "accessModes": ["ReadWriteMany"], "retainOnDelete": False},
+    "hubTokenSecret": {"name": "hf-token"},
+    "service": {"type": "LoadBalancer", "port": 80, "annotations": {"a.example.com/x": "y"}},
+    "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 6,
+                    "targetCPUUtilization": 70, "targetMemoryUtilization": 80,
+                    "requestsPerSecond": "20", "p95LatencySeconds": "500m",
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300,
+                                               "policies": [{"type": "Pods", "value": 1,
+                                                             "periodSeconds": 60}]},
+                                 "scaleUp": {"selectPolicy": "Max"}}},
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "5s",
+                                   "labels": {"release": "prometheus"}}},
+    "ingress": {"enabled": True, "className": "nginx", "host": "rerank.example.com",
+                "path": "/api", "tlsSecretName": "tls", "annotations": {"k": "v"}},
+    "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
+    "server": {"maxBatchTokens": 8192, "maxBatchSize": 8, "maxClientBatchSize": 100,
+               "maxConcurrentRequests": 10, "apiKeySecret": {"name": "api"},
+               "logLevel": "debug"},
+    "podAnnotations": {"team": "search"},
+    "podLabels": {"team": "search"},
+}  # fmt: skip
