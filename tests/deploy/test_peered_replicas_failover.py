@@ -1,0 +1,161 @@
+"""Two operator replicas started exactly as deploy/'s Deployment starts them (the console script,
+its args, POD_ID) against the emulated API: one works, the other stands by, both stay live,
+and the standby takes over when the worker stops."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from deploy_helpers import REPO
+from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+
+KUBECTL = shutil.which("kubectl")
+PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
+T = TypeVar("T")
+
+
+def _wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _live(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as rsp:
+            return rsp.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def install() -> list[dict[str, Any]]:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+    done = subprocess.run(
+        [KUBECTL, "kustomize", str(REPO / "deploy")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@pytest.fixture
+def cluster(install: list[dict[str, Any]]) -> Iterator[DevCluster]:
+    """The emulator serving kopf's peering kind, holding the install's ClusterKopfPeering."""
+    import kmock
+
+    with DevCluster() as dev:
+        dev.emulator.resources[PEERINGS] = kmock.ResourceInfo(
+            kind="ClusterKopfPeering",
+            namespaced=False,
+            singular="clusterkopfpeering",
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+        )
+        for obj in install:
+            if obj["kind"] == "ClusterKopfPeering":
+                dev.create(obj)
+        yield dev
+
+
+class Replica:
+    """One operator process run like a pod of the Deployment (liveness on its own port)."""
+
+    def __init__(self, argv: list[str], name: str, kubeconfig: Path, logs: Path) -> None:
+        self.name = name
+        self.port = _free_port()
+        argv = [a.replace("0.0.0.0:8080", f"127.0.0.1:{self.port}") for a in argv]
+        script = Path(sys.executable).with_name(argv[0])
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_ID": name}
+        self.log = logs / f"{name}.log"
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                [str(script), *argv[1:]], env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_one_replica_works_and_the_other_takes_over(
+    cluster: DevCluster, install: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    [deployment] = [o for o in install if o["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    argv = container["command"] + container.get("args", [])
+    assert {
+        "name": "POD_ID",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+    } in container["env"]
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "kubeconfig")
+    replicas = [Replica(argv, name, kubeconfig, tmp_path) for name in ("replica-a", "replica-b")]
+    cr = yaml.safe_load((REPO / "examples" / "bge-reranker-cpu.yaml").read_text())
+    ns, name = cr["metadata"].get("namespace", "default"), cr["metadata"]["name"]
+    try:
+
+        def live_peers() -> dict[str, Any]:
+            peering = cluster.get(PEERINGS, None, "reranker-operator") or {}
+            return {k: v for k, v in (peering.get("status") or {}).items() if v}
+
+        peers = _wait_for(
+            lambda: live_peers() if live_peers().keys() >= {"replica-a", "replica-b"} else None,
+            "both replicas' keep-alives in the ClusterKopfPeering",
+        )
+        priorities = {r: peers[r]["priority"] for r in ("replica-a", "replica-b")}
+        assert priorities["replica-a"] != priorities["replica-b"], (
+            f"both replicas run with priority {priorities['replica-a']}: kopf pauses both"
+        )
+        cluster.create(cr, ns)
+        _wait_for(lambda: cluster.get(DEPLOYMENTS, ns, name), "the child Deployment", timeout=30)
+        for replica in replicas:  # the standby must pass its liveness probe too
+            assert _wait_for(lambda r=replica: _live(r.port), f"{replica.name}'s /healthz")
+
+        leader, standby = sorted(replicas, key=lambda r: priorities[r.name], reverse=True)
+        handled = "reconcile' succeeded"
+        _wait_for(lambda: handled in leader.log.read_text(), f"{leader.name} to handle the service")
+        assert handled not in standby.log.read_text(), (
+            "the standby handled it too (double processing)"
+        )
+        leader.stop()
+        cluster.patch(RERANKERS, ns, name, {"spec": {"replicas": 3}})
+        _wait_for(
+            lambda: (cluster.get(DEPLOYMENTS, ns, name) or {}).get("spec", {}).get("replicas") == 3,
+            f"{standby.name} to take over and scale the Deployment",
+            timeout=60,
+        )
+        assert handled in standby.log.read_text()
+    finally:
+        for replica in replicas:
+            replica.stop()

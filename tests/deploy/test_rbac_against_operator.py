@@ -1,0 +1,140 @@
+"""Run the real operator the way deploy/ runs it (cluster-wide, peered) against the emulated API,
+and check that every call it makes is granted by the ClusterRole that deploy/ installs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+from deploy_helpers import REPO
+from kopf.testing import KopfRunner
+from reranker_operator import cli
+from reranker_operator.devcluster import DEPLOYMENTS, DevCluster
+from reranker_operator.handlers import OperatorConfig
+from reranker_operator.runner import build
+
+KUBECTL = shutil.which("kubectl")
+OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+T = TypeVar("T")
+
+
+def _wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def install() -> list[dict[str, Any]]:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+    done = subprocess.run(
+        [KUBECTL, "kustomize", str(REPO / "deploy")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def _granted(install: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    [role] = [o for o in install if o["kind"] == "ClusterRole"]
+    return {
+        (verb, group, resource)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def _kopf_args(install: list[dict[str, Any]]) -> list[str]:
+    """The Deployment's `reranker-operator run ...` as the equivalent `kopf run` arguments."""
+    [deployment] = [o for o in install if o["kind"] == "Deployment"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = cli._parser().parse_args((container["command"] + container.get("args", []))[1:])
+    out = ["run"]
+    out += (
+        ["--all-namespaces"]
+        if args.all_namespaces
+        else [f"--namespace={n}" for n in args.namespaces]
+    )
+    out += [f"--peering={args.peering}"] if args.peering else ["--standalone"]
+    return out
+
+
+@pytest.fixture
+def cluster(
+    install: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DevCluster]:
+    """The emulator serving kopf's peering kind too, holding the install's ClusterKopfPeering."""
+    import kmock
+
+    with DevCluster() as dev:
+        [crd] = [
+            o
+            for o in install
+            if o["kind"] == "CustomResourceDefinition"
+            and o["metadata"]["name"] == "clusterkopfpeerings.kopf.dev"
+        ]
+        dev.emulator.resources["kopf.dev/v1/clusterkopfpeerings"] = kmock.ResourceInfo(
+            kind=crd["spec"]["names"]["kind"],
+            namespaced=False,
+            singular=crd["spec"]["names"]["singular"],
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+        )
+        for obj in install:
+            if obj["kind"] == "ClusterKopfPeering":
+                dev.create(obj)
+        kubeconfig = dev.write_kubeconfig(tmp_path / "kubeconfig")
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        dev.kubeconfig = kubeconfig  # type: ignore[attr-defined]
+        yield dev
+
+
+def test_peered_operator_calls_only_what_the_cluster_role_grants(
+    cluster: DevCluster, install
+) -> None:
+    config = OperatorConfig(
+        resync_seconds=0.3,
+        discovery_ttl_seconds=0.2,
+        retry_seconds=0.5,
+        kubeconfig=str(cluster.kubeconfig),
+    )
+    registry, settings, _controller = build(config)
+    settings.watching.reconnect_backoff = 0.2
+    cr = yaml.safe_load((REPO / "examples" / "bge-reranker-cpu.yaml").read_text())
+    with KopfRunner(_kopf_args(install), registry=registry, settings=settings, timeout=30):
+        cluster.create(cr, cr["metadata"].get("namespace", "default"))
+        # The operator works (peering did not pause it): the server Deployment appears.
+        _wait_for(
+            lambda: cluster.get(
+                DEPLOYMENTS, cr["metadata"].get("namespace", "default"), cr["metadata"]["name"]
+            ),
+            "the child Deployment",
+        )
+        # kopf's keep-alive reached the peering object.
+        _wait_for(
+            lambda: (
+                cluster.get("kopf.dev/v1/clusterkopfpeerings", None, "reranker-operator") or {}
+            ).get("status"),
+            "a keep-alive in the ClusterKopfPeering",
+        )
+    calls = [c for c in cluster.calls if c.user_agent.startswith(OPERATOR_AGENTS)]
+    made = {(c.verb, c.group, c.resource) for c in calls}
+    assert ("patch", "kopf.dev", "clusterkopfpeerings") in made
+    assert ("watch", "kopf.dev", "clusterkopfpeerings") in made
+    denied = made - _granted(install)
+    assert not denied, f"the operator made calls its ClusterRole forbids: {sorted(denied)}"
