@@ -1,0 +1,230 @@
+"""Apply a RerankerService's children, prune the ones no longer wanted, and detect drift.
+
+A child is written only when it is missing, when the hash of its desired manifest (kept in an
+annotation) differs from the live one, or when a field we set differs from the live value
+(someone edited it). A steady state therefore makes no write calls at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from reranker_operator import status as status_mod
+from reranker_operator.constants import (
+    CHILD_RESOURCES,
+    CRD_GROUP,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    MANAGER,
+)
+from reranker_operator.kube import PODS, RERANKER_SERVICES, KubeApiError, KubeClient, ResourceRef
+from reranker_operator.quantity import is_quantity, parse_quantity
+from reranker_operator.render import render_children
+from reranker_operator.spec import InvalidSpecError
+
+DESIRED_HASH_ANNOTATION = f"{CRD_GROUP}/desired-hash"
+SERVICE_MONITOR_API = ("monitoring.coreos.com/v1", "servicemonitors")
+
+
+def desired_hash(manifest: Mapping[str, Any]) -> str:
+    """A stable hash of a manifest (without its own hash annotation)."""
+    clean = json.loads(json.dumps(manifest, sort_keys=True, default=str))
+    meta = clean.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    annotations.pop(DESIRED_HASH_ANNOTATION, None)
+    if not annotations:
+        meta.pop("annotations", None)
+    blob = json.dumps(clean, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def with_hash(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of the manifest carrying its desired-hash annotation."""
+    out = json.loads(json.dumps(manifest, default=str))
+    meta = out.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}),
+                           DESIRED_HASH_ANNOTATION: desired_hash(manifest)}
+    return out
+
+
+def _same_scalar(want: Any, have: Any) -> bool:
+    if want == have:
+        return True
+    # The API server normalises quantities ("1000m" -> "1", "1024Mi" -> "1Gi").
+    if (isinstance(want, str) and isinstance(have, str) and is_quantity(want)
+            and is_quantity(have)):
+        return parse_quantity(want) == parse_quantity(have)
+    return False
+
+
+def drift(want: Any, have: Any, path: str = "") -> str | None:
+    """The first path where `have` lacks or differs from a value `want` sets, else None.
+
+    Fields only `have` carries (defaults, status, other managers') are not drift.
+    """
+    if isinstance(want, Mapping):
+        if not isinstance(have, Mapping):
+            return path or "."
+        for key, value in want.items():
+            if key not in have:
+                return f"{path}.{key}"
+            found = drift(value, have[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(want, list):
+        if not isinstance(have, list) or len(want) != len(have):
+            return path
+        for i, (w, h) in enumerate(zip(want, have)):
+            found = drift(w, h, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if _same_scalar(want, have) else path
+
+
+def instance_selector(name: str) -> str:
+    """The label selector of every child of one RerankerService."""
+    return f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_INSTANCE}={name}"
+
+
+def child_id(obj: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(apiVersion, kind, name) of a manifest or live object."""
+    return (obj["apiVersion"], obj["kind"], obj["metadata"]["name"])
+
+
+def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether an ownerReference of `obj` points at `uid`."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    return uid is not None and any(ref.get("uid") == uid for ref in refs)
+
+
+class ApiDiscovery:
+    """Caches whether optional APIs (the ServiceMonitor CRD) are served, for `ttl` seconds."""
+
+    def __init__(self, client: KubeClient, ttl: float = 30.0) -> None:
+        self.client, self.ttl = client, ttl
+        self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
+
+    async def served(self, api_version: str, plural: str) -> bool:
+        key = (api_version, plural)
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        value = await self.client.served(api_version, plural)
+        self._cache[key] = (time.monotonic(), value)
+        return value
+
+
+@dataclass
+class ReconcileResult:
+    """What one pass did and saw."""
+
+    live: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    service_monitor_wanted: bool = False
+    service_monitor_missing: bool = False
+
+    def child(self, kind: str) -> dict[str, Any] | None:
+        """The (first) live child of a kind, after this pass."""
+        for (_api, k, _name), obj in self.live.items():
+            if k == kind:
+                return obj
+        return None
+
+
+async def reconcile_children(client: KubeClient, discovery: ApiDiscovery,
+                             cr: Mapping[str, Any]) -> ReconcileResult:
+    """Make the cluster match render_children(cr); raises InvalidSpecError before any write."""
+    desired = [with_hash(m) for m in render_children(cr)]
+    result = ReconcileResult()
+    kinds = list(CHILD_RESOURCES)
+    result.service_monitor_wanted = any(m["kind"] == "ServiceMonitor" for m in desired)
+    if not await discovery.served(*SERVICE_MONITOR_API):
+        result.service_monitor_missing = result.service_monitor_wanted
+        desired = [m for m in desired if m["kind"] != "ServiceMonitor"]
+        kinds = [k for k in kinds if k.plural != SERVICE_MONITOR_API[1]]
+
+    meta = cr["metadata"]
+    namespace, name, uid = meta.get("namespace") or "default", meta["name"], meta.get("uid")
+    live: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for kind in kinds:
+        ref = ResourceRef(kind.api_version, kind.plural)
+        for obj in await client.list(ref, namespace, instance_selector(name)):
+            obj.setdefault("apiVersion", kind.api_version)
+            obj.setdefault("kind", kind.kind)
+            live[child_id(obj)] = obj
+
+    wanted = {child_id(m) for m in desired}
+    for manifest in desired:
+        key = child_id(manifest)
+        current = live.get(key)
+        if current is None or drift(manifest, current) is not None:
+            live[key] = await client.apply(manifest)
+            result.applied.append(f"{key[1]}/{key[2]}")
+
+    for key, obj in list(live.items()):
+        if key in wanted or not owned_by(obj, uid):
+            continue  # retained PVCs carry no owner reference and are never pruned
+        ref = ResourceRef(key[0], next(k.plural for k in kinds if k.kind == key[1]))
+        await client.delete(ref, namespace, key[2])
+        del live[key]
+        result.deleted.append(f"{key[1]}/{key[2]}")
+
+    result.live = {k: v for k, v in live.items() if k in wanted}
+    return result
+
+
+@dataclass
+class PassOutcome:
+    """The result of one full pass over a RerankerService (children, then status)."""
+
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]]
+    invalid: InvalidSpecError | None = None
+    error: Exception | None = None
+    children: ReconcileResult | None = None
+    status_written: bool = False
+
+
+async def reconcile_service(client: KubeClient, discovery: ApiDiscovery,
+                            cr: Mapping[str, Any]) -> PassOutcome:
+    """One pass: apply/prune children, then patch the status if (and only if) it changed.
+
+    An invalid spec touches no child and yields Ready=False/InvalidSpec; an API failure yields
+    ReconcileError. Either way the status is written (when changed) and the outcome says why.
+    """
+    meta = cr["metadata"]
+    namespace, name = meta.get("namespace") or "default", meta["name"]
+    invalid: InvalidSpecError | None = None
+    error: Exception | None = None
+    children: ReconcileResult | None = None
+    try:
+        children = await reconcile_children(client, discovery, cr)
+        deployment = children.child("Deployment")
+        pods: list[dict[str, Any]] = []
+        if deployment is not None and not status_mod.Rollout.of(deployment, []).complete:
+            pods = await client.list(PODS, namespace, instance_selector(name))
+        new = status_mod.ready_status(
+            cr, deployment, pods, service_monitor_wanted=children.service_monitor_wanted,
+            service_monitor_missing=children.service_monitor_missing)
+    except InvalidSpecError as exc:
+        invalid = exc
+        new = status_mod.failed_status(cr, status_mod.INVALID_SPEC, str(exc))
+    except (KubeApiError, OSError) as exc:
+        error = exc
+        new = status_mod.failed_status(cr, status_mod.RECONCILE_ERROR,
+                                       f"applying the children failed: {exc}")
+    current = cr.get("status") or {}
+    patch = status_mod.status_patch(current, new)
+    if patch is not None:
+        await client.patch_status(RERANKER_SERVICES, namespace, name, patch)
+    events = status_mod.transitions(current.get("conditions") or [], new["conditions"])
+    return PassOutcome(status=new, events=events, invalid=invalid, error=error,
+                       children=children, status_written=patch is not None)

@@ -1,0 +1,241 @@
+"""A RerankerService's status: conditions from its Deployment and pods, and notable transitions.
+
+Pure functions: the handlers read the objects, call these, and patch the status subresource
+only when the computed status differs from the stored one.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reranker_operator.labels import selector_labels
+from reranker_operator.render import service_endpoint
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+SERVICE_MONITOR = "ServiceMonitor"
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SERVICE_MONITOR)
+
+INVALID_SPEC = "InvalidSpec"
+MODEL_DOWNLOADING = "ModelDownloading"
+DEPLOYMENT_UNAVAILABLE = "DeploymentUnavailable"
+DEPLOYMENT_PROGRESSING = "DeploymentProgressing"
+AVAILABLE = "Available"
+SERVICE_MONITOR_CRD_MISSING = "ServiceMonitorCRDMissing"
+RECONCILE_ERROR = "ReconcileError"
+
+
+def now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition before its lastTransitionTime is decided."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
+def _cond(type_: str, status: bool, reason: str, message: str) -> Condition:
+    return Condition(type_, status, reason, message)
+
+
+def pods_initializing(pods: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any pod is still running its init containers (the model download)."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for init in status.get("initContainerStatuses") or []:
+            state = init.get("state") or {}
+            terminated = state.get("terminated")
+            if terminated is None or terminated.get("exitCode", 0) != 0:
+                return True
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Initialized" and cond.get("status") == "False":
+                return True
+    return False
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The facts about a Deployment the conditions are decided from."""
+
+    desired: int
+    replicas: int
+    ready: int
+    available: int
+    complete: bool
+    deadline_exceeded: bool
+    initializing: bool
+
+    @classmethod
+    def of(cls, deployment: Mapping[str, Any] | None,
+           pods: Sequence[Mapping[str, Any]]) -> Rollout:
+        if deployment is None:
+            return cls(1, 0, 0, 0, False, False, pods_initializing(pods))
+        spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+        desired = int(spec.get("replicas", 1))
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        progressing = conditions.get("Progressing") or {}
+        observed = int(status.get("observedGeneration", 0)) >= int(
+            deployment["metadata"].get("generation", 1))
+        updated = int(status.get("updatedReplicas", 0))
+        return cls(
+            desired=desired,
+            replicas=int(status.get("replicas", 0)),
+            ready=int(status.get("readyReplicas", 0)),
+            available=int(status.get("availableReplicas", 0)),
+            complete=(observed and progressing.get("reason") == "NewReplicaSetAvailable"
+                      and updated >= desired),
+            deadline_exceeded=(progressing.get("status") == "False"
+                               and progressing.get("reason") == "ProgressDeadlineExceeded"),
+            initializing=pods_initializing(pods),
+        )
+
+
+def rollout_conditions(r: Rollout) -> list[Condition]:
+    """Ready / Progressing / Degraded for a rollout."""
+    serving = r.desired > 0 and r.available >= r.desired
+    counts = f"{r.available}/{r.desired} replicas available"
+    if r.deadline_exceeded:
+        msg = f"the rollout exceeded its progress deadline; {counts}"
+        return [_cond(READY, serving, AVAILABLE if serving else DEPLOYMENT_UNAVAILABLE, msg),
+                _cond(PROGRESSING, False, DEPLOYMENT_UNAVAILABLE, msg),
+                _cond(DEGRADED, True, DEPLOYMENT_UNAVAILABLE, msg)]
+    if not r.complete:
+        reason = MODEL_DOWNLOADING if r.initializing else DEPLOYMENT_PROGRESSING
+        msg = ("pods are downloading the model (init containers running); " if r.initializing
+               else "the Deployment is rolling out; ") + counts
+        return [_cond(READY, serving, AVAILABLE if serving else reason, msg),
+                _cond(PROGRESSING, True, reason, msg),
+                _cond(DEGRADED, False, reason, msg)]
+    if serving:
+        msg = f"all {r.desired} replicas are available"
+        return [_cond(READY, True, AVAILABLE, msg), _cond(PROGRESSING, False, AVAILABLE, msg),
+                _cond(DEGRADED, False, AVAILABLE, msg)]
+    msg = ("the Deployment is scaled to 0 replicas" if r.desired == 0
+           else f"replicas became unavailable; {counts}")
+    return [_cond(READY, False, DEPLOYMENT_UNAVAILABLE, msg),
+            _cond(PROGRESSING, False, DEPLOYMENT_UNAVAILABLE, msg),
+            _cond(DEGRADED, True, DEPLOYMENT_UNAVAILABLE, msg)]
+
+
+def failure_conditions(reason: str, message: str) -> list[Condition]:
+    """Ready=False, Progressing=False, Degraded=True for an invalid spec or a failed pass."""
+    return [_cond(READY, False, reason, message), _cond(PROGRESSING, False, reason, message),
+            _cond(DEGRADED, True, reason, message)]
+
+
+def service_monitor_condition(wanted: bool, missing: bool) -> Condition | None:
+    """The ServiceMonitor condition, when the spec asks for a ServiceMonitor."""
+    if not wanted:
+        return None
+    if missing:
+        return _cond(SERVICE_MONITOR, False, SERVICE_MONITOR_CRD_MISSING,
+                     "the monitoring.coreos.com/v1 ServiceMonitor API is not served (is the "
+                     "Prometheus Operator installed?); no ServiceMonitor was created. The "
+                     "/metrics endpoint still works and Ready is not affected.")
+    return _cond(SERVICE_MONITOR, True, AVAILABLE, "the ServiceMonitor is applied")
+
+
+def with_transition_times(new: Iterable[Condition], old: Iterable[Mapping[str, Any]],
+                          now: str) -> list[dict[str, Any]]:
+    """Condition dicts; lastTransitionTime is kept unless the status flipped."""
+    previous = {c.get("type"): c for c in old}
+    out = []
+    for cond in new:
+        status = "True" if cond.status else "False"
+        before = previous.get(cond.type)
+        since = (before.get("lastTransitionTime") if before and before.get("status") == status
+                 else None) or now
+        out.append({"type": cond.type, "status": status, "reason": cond.reason,
+                    "message": cond.message, "lastTransitionTime": since})
+    return out
+
+
+def _model_name(cr: Mapping[str, Any]) -> str | None:
+    model = ((cr.get("spec") or {}).get("model") or {})
+    name = model.get("name") if isinstance(model, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+def ready_status(cr: Mapping[str, Any], deployment: Mapping[str, Any] | None,
+                 pods: Sequence[Mapping[str, Any]], *, service_monitor_wanted: bool,
+                 service_monitor_missing: bool, now: str | None = None) -> dict[str, Any]:
+    """The full status of a RerankerService whose children were applied."""
+    rollout = Rollout.of(deployment, pods)
+    conditions = rollout_conditions(rollout)
+    sm = service_monitor_condition(service_monitor_wanted, service_monitor_missing)
+    if sm is not None:
+        conditions.append(sm)
+    meta = cr["metadata"]
+    selector = ",".join(f"{k}={v}" for k, v in selector_labels(meta["name"]).items())
+    old = (cr.get("status") or {}).get("conditions") or []
+    return {
+        "observedGeneration": meta.get("generation", 1),
+        "replicas": rollout.replicas,
+        "readyReplicas": rollout.ready,
+        "replicaSummary": f"{rollout.ready}/{rollout.desired}",
+        "selector": selector,
+        "endpoint": service_endpoint(cr),
+        "model": _model_name(cr),
+        "conditions": with_transition_times(conditions, old, now or now_rfc3339()),
+    }
+
+
+def failed_status(cr: Mapping[str, Any], reason: str, message: str,
+                  now: str | None = None) -> dict[str, Any]:
+    """The status after an invalid spec or a failed pass; other fields keep their values."""
+    old = (cr.get("status") or {}).get("conditions") or []
+    return {
+        "observedGeneration": cr["metadata"].get("generation", 1),
+        "model": _model_name(cr),
+        "conditions": with_transition_times(failure_conditions(reason, message), old,
+                                            now or now_rfc3339()),
+    }
+
+
+def status_patch(current: Mapping[str, Any] | None,
+                 new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The merge patch that turns `current` into `new` for new's keys, or None if nothing changes."""
+    current = current or {}
+    patch = {k: v for k, v in new.items() if current.get(k) != v}
+    return patch or None
+
+
+def _event_type(cond: Mapping[str, Any]) -> str | None:
+    """Which Event a condition's new state deserves, if any."""
+    type_, status, reason = cond["type"], cond["status"], cond["reason"]
+    if type_ == READY:
+        failing = status == "False" and reason in (INVALID_SPEC, DEPLOYMENT_UNAVAILABLE,
+                                                   RECONCILE_ERROR)
+        return "Warning" if failing else "Normal"
+    if (type_, status) in ((DEGRADED, "True"), (SERVICE_MONITOR, "False")):
+        return "Warning"
+    return None
+
+
+def transitions(old: Iterable[Mapping[str, Any]],
+                new: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """(event type, reason, message) for conditions whose status or reason changed.
+
+    Every change of Ready is an Event (Warning when it fails); Degraded=True and a missing
+    ServiceMonitor API are Warnings; other changes post nothing.
+    """
+    before = {c.get("type"): c for c in old}
+    events = []
+    for cond in new:
+        prev = before.get(cond["type"])
+        if prev and (prev.get("status"), prev.get("reason")) == (cond["status"], cond["reason"]):
+            continue
+        kind = _event_type(cond)
+        if kind is not None:
+            message = f"{cond['type']}={cond['status']}: {cond['message']}"
+            events.append((kind, cond["reason"], message))
+    return events

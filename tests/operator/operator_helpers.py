@@ -1,0 +1,70 @@
+"""Polling waits and small readers shared by the operator tests (no timed assertions)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from reranker_operator.devcluster import ApiCall, DevCluster
+
+T = TypeVar("T")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
+
+
+def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0,
+             interval: float = 0.05) -> T:
+    """Poll `probe` until it returns a truthy value; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+def example(name: str) -> dict[str, Any]:
+    """An example manifest from examples/."""
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def condition(obj: Mapping[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    """One condition of an object's status, or None."""
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond
+    return None
+
+
+def operator_calls(cluster: DevCluster) -> list[ApiCall]:
+    """Every API call the operator (kopf and our client) made so far."""
+    return [c for c in cluster.calls if c.user_agent.startswith(OPERATOR_AGENTS)]
+
+
+def writes(calls: Iterable[ApiCall]) -> list[ApiCall]:
+    return [c for c in calls if c.verb in WRITE_VERBS]
+
+
+def children(cluster: DevCluster, name: str, kinds: Iterable[str] = ()) -> dict[str, dict]:
+    """Live children of a RerankerService by "Kind/name", found by our labels."""
+    selector = f"app.kubernetes.io/managed-by=reranker-operator,app.kubernetes.io/instance={name}"
+    refs = {
+        "PersistentVolumeClaim": "v1/persistentvolumeclaims", "Deployment": "apps/v1/deployments",
+        "Service": "v1/services", "HorizontalPodAutoscaler": "autoscaling/v2/horizontalpodautoscalers",
+        "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
+        "Ingress": "networking.k8s.io/v1/ingresses",
+        "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
+    }
+    out = {}
+    for kind, ref in refs.items():
+        if kinds and kind not in kinds:
+            continue
+        for obj in cluster.list(ref, "default", selector):
+            out[f"{kind}/{obj['metadata']['name']}"] = obj
+    return out

@@ -1,0 +1,135 @@
+"""kubectl against the emulator, the operator's API calls versus API_PERMISSIONS, and the
+liveness probe."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import urllib.request
+
+import pytest
+from operator_helpers import EXAMPLES, condition, example, operator_calls, wait_for
+from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+from reranker_operator.handlers import Controller
+from reranker_operator.kube import API_PERMISSIONS, permitted
+
+NS = "default"
+QWEN = "qwen3-reranker-0-6b"
+
+needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+
+
+def kubectl(cluster: DevCluster, *args: str) -> str:
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    done = subprocess.run(["kubectl", *args], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, f"kubectl {' '.join(args)} failed: {done.stderr}"
+    return done.stdout
+
+
+@needs_kubectl
+def test_kubectl_apply_and_get(cluster: DevCluster, operator: Controller) -> None:
+    out = kubectl(cluster, "apply", "--validate=false", "-f",
+                  str(EXAMPLES / "qwen3-reranker-0.6b.yaml"))
+    assert f"rerankerservice.rerankers.io/{QWEN} created" in out
+    assert QWEN in kubectl(cluster, "get", "rerankers")
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
+    assert f"deployment.apps/{QWEN}" in kubectl(cluster, "get", "deployments", "-o", "name")
+    # Core kinds resolve too (the emulator fixes kmock's "/v1" core discovery).
+    assert f"service/{QWEN}" in kubectl(cluster, "get", "services", "-o", "name")
+    assert f"persistentvolumeclaim/{QWEN}-model-cache" in kubectl(cluster, "get", "pvc", "-o",
+                                                                   "name")
+    cluster.simulate_rollout(NS, QWEN, "ready")
+    wait_for(lambda: kubectl(cluster, "get", "rerankers", QWEN, "-o",
+                             "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",
+             "kubectl to show Ready=True")
+    assert kubectl(cluster, "get", "rerankers", QWEN, "-o",
+                   "jsonpath={.status.replicaSummary}") == "1/1"
+
+    # An edit through kubectl (merge patch) is reconciled like any other.
+    kubectl(cluster, "patch", "rerankerservice", QWEN, "--type=merge", "-p",
+            json.dumps({"spec": {"autoscaling": {"enabled": False}, "replicas": 2}}))
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN)["spec"].get("replicas") == 2,
+             "replicas 2 after kubectl patch")
+    # The scale subresource: kubectl scale sets spec.replicas.
+    kubectl(cluster, "scale", "rerankerservice", QWEN, "--replicas=3")
+    assert cluster.get(RERANKERS, NS, QWEN)["spec"]["replicas"] == 3
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN)["spec"].get("replicas") == 3,
+             "replicas 3 after kubectl scale")
+    kubectl(cluster, "delete", "rerankerservice", QWEN, "--wait=false")
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN) is None, "children garbage-collected")
+
+
+def test_every_operator_call_is_in_api_permissions(cluster: DevCluster,
+                                                   operator: Controller) -> None:
+    manifest = example("qwen3-reranker-0.6b.yaml")
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
+    manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
+    cluster.create(manifest)
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
+    cluster.simulate_rollout(NS, QWEN, "init")
+    cluster.simulate_rollout(NS, QWEN, "ready")
+    wait_for(lambda: (condition(cluster.get(RERANKERS, NS, QWEN), "Ready") or {}).get("status")
+             == "True", "Ready=True")
+    cluster.patch(RERANKERS, NS, QWEN, {"spec": {"ingress": {"enabled": False}}})
+    wait_for(lambda: cluster.get("networking.k8s.io/v1/ingresses", NS, QWEN) is None,
+             "the Ingress pruned")
+    cluster.delete("v1/services", NS, QWEN)
+    wait_for(lambda: cluster.get("v1/services", NS, QWEN), "the Service recreated")
+    cluster.delete(RERANKERS, NS, QWEN)
+    wait_for(lambda: cluster.get(RERANKERS, NS, QWEN) is None, "the RerankerService gone")
+
+    calls = operator_calls(cluster)
+    seen = {(c.verb, c.group, c.resource) for c in calls}
+    # The scenario exercised every kind of call the reconciler makes...
+    for expected in [("patch", "apps", "deployments"), ("list", "apps", "deployments"),
+                     ("delete", "networking.k8s.io", "ingresses"),
+                     ("patch", "rerankers.io", "rerankerservices/status"),
+                     ("get", "rerankers.io", "rerankerservices"), ("list", "", "pods"),
+                     ("watch", "apps", "deployments"), ("create", "", "events")]:
+        assert expected in seen, expected
+    # ...and every one of them (kopf's included) is granted by API_PERMISSIONS.
+    assert sorted(call for call in seen if not permitted(*call)) == []
+
+
+def test_api_permissions_are_least_privilege_shaped() -> None:
+    rules = {(p.group, p.resource): set(p.verbs) for p in API_PERMISSIONS}
+    assert rules[("rerankers.io", "rerankerservices")] == {"get", "list", "watch", "patch"}
+    assert rules[("rerankers.io", "rerankerservices/status")] == {"get", "patch"}
+    assert rules[("", "pods")] == {"get", "list", "watch"}
+    assert ("", "secrets") not in rules and ("", "configmaps") not in rules
+    assert all("*" not in verbs and "update" not in verbs for verbs in rules.values())
+    assert not permitted("create", "rerankers.io", "rerankerservices")
+    assert not permitted("delete", "", "pods")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+PROBE_PORT = _free_port()
+
+
+@pytest.mark.parametrize("operator_args", [[f"--liveness=http://127.0.0.1:{PROBE_PORT}/healthz"]],
+                         indirect=True)
+def test_liveness_probe_reports_reconcile_passes(cluster: DevCluster,
+                                                 operator: Controller) -> None:
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    wait_for(lambda: operator.passes >= 1, "a pass")
+
+    def probe() -> dict:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{PROBE_PORT}/healthz", timeout=5) as r:
+                return json.loads(r.read()) if r.status == 200 else {}
+        except OSError:
+            return {}
+
+    report = wait_for(lambda: (p := probe()) and p.get("reconciler", {}).get("passes") and p,
+                      "the liveness endpoint")
+    assert report["reconciler"]["failures"] == 0
+    assert report["reconciler"]["passes"] >= 1

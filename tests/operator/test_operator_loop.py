@@ -1,0 +1,275 @@
+"""The real operator (kopf + our handlers) against the emulated API: create, rollout status,
+updates, pruning, drift, invalid specs, steady state and ServiceMonitor discovery."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from operator_helpers import (
+    OPERATOR_AGENTS,
+    children,
+    condition,
+    example,
+    operator_calls,
+    wait_for,
+    writes,
+)
+from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+from reranker_operator.handlers import Controller
+
+NS = "default"
+BGE = "bge-reranker-base"
+QWEN = "qwen3-reranker-0-6b"
+
+
+def cr_of(cluster: DevCluster, name: str) -> dict:
+    return cluster.get(RERANKERS, NS, name) or {}
+
+
+def reason_of(cluster: DevCluster, name: str, type_: str) -> tuple[str, str] | None:
+    cond = condition(cluster.get(RERANKERS, NS, name), type_)
+    return (cond["status"], cond["reason"]) if cond else None
+
+
+def env_of(deployment: dict) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value") for e in container["env"]}
+
+
+def test_create_applies_every_child_with_owner_references(cluster: DevCluster,
+                                                          operator: Controller) -> None:
+    manifest = example("qwen3-reranker-0.6b.yaml")
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
+    manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
+    cr = cluster.create(manifest)
+    expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                "PersistentVolumeClaim", "Ingress", "ServiceMonitor"}
+    got = wait_for(lambda: (c := children(cluster, QWEN)) and
+                   {k.split("/")[0] for k in c} == expected and c, "all seven children")
+    for key, child in got.items():
+        refs = child["metadata"].get("ownerReferences") or []
+        assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
+            ("RerankerService", QWEN, cr["metadata"]["uid"], True)], key
+        assert child["metadata"]["labels"]["app.kubernetes.io/instance"] == QWEN
+    deployment = got[f"Deployment/{QWEN}"]
+    assert env_of(deployment)["MODEL_NAME"] == "Qwen/Qwen3-Reranker-0.6B"
+    assert "replicas" not in deployment["spec"]  # the HPA owns the replica count
+    hpa = got[f"HorizontalPodAutoscaler/{QWEN}"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (1, 4)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == QWEN
+    assert got[f"Ingress/{QWEN}"]["spec"]["rules"][0]["host"] == "rerank.example.com"
+    status = wait_for(lambda: cr_of(cluster, QWEN).get("status", {}).get("endpoint") and
+                      cr_of(cluster, QWEN)["status"], "status")
+    assert status["endpoint"] == f"http://{QWEN}.{NS}.svc.cluster.local:8080"
+    assert status["selector"] == f"app.kubernetes.io/name=reranker,app.kubernetes.io/instance={QWEN}"
+    assert status["model"] == "Qwen/Qwen3-Reranker-0.6B"
+    assert reason_of(cluster, QWEN, "ServiceMonitor") == ("True", "Available")
+
+
+def test_status_follows_the_rollout(cluster: DevCluster, operator: Controller) -> None:
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE), "the Deployment")
+
+    cluster.simulate_rollout(NS, BGE, "init")
+    wait_for(lambda: reason_of(cluster, BGE, "Progressing") == ("True", "ModelDownloading"),
+             "Progressing=True/ModelDownloading")
+    assert reason_of(cluster, BGE, "Ready") == ("False", "ModelDownloading")
+    assert reason_of(cluster, BGE, "Degraded") == ("False", "ModelDownloading")
+    ready_since = condition(cr_of(cluster, BGE), "Ready")["lastTransitionTime"]
+
+    cluster.simulate_rollout(NS, BGE, "starting")
+    wait_for(lambda: reason_of(cluster, BGE, "Progressing") == ("True", "DeploymentProgressing"),
+             "Progressing=True/DeploymentProgressing")
+    assert reason_of(cluster, BGE, "Ready") == ("False", "DeploymentProgressing")
+    # Ready stayed False: its lastTransitionTime did not move.
+    assert condition(cr_of(cluster, BGE), "Ready")["lastTransitionTime"] == ready_since
+
+    cluster.simulate_rollout(NS, BGE, "ready")
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True")
+    status = cr_of(cluster, BGE)["status"]
+    assert (status["replicas"], status["readyReplicas"], status["replicaSummary"]) == (2, 2, "2/2")
+    assert reason_of(cluster, BGE, "Progressing") == ("False", "Available")
+    assert reason_of(cluster, BGE, "Degraded") == ("False", "Available")
+    assert status["observedGeneration"] == cr_of(cluster, BGE)["metadata"]["generation"]
+    assert condition(cr_of(cluster, BGE), "ServiceMonitor") is None  # not asked for
+
+    events = wait_for(lambda: [e for e in cluster.list("v1/events", NS)
+                               if e.get("involvedObject", {}).get("name") == BGE
+                               and e.get("reason") == "Available"], "a Normal event")
+    assert events[0]["type"] == "Normal" and "Ready=True" in events[0]["message"]
+
+    cluster.simulate_rollout(NS, BGE, "failed")
+    wait_for(lambda: reason_of(cluster, BGE, "Degraded") == ("True", "DeploymentUnavailable"),
+             "Degraded=True")
+    assert reason_of(cluster, BGE, "Ready") == ("False", "DeploymentUnavailable")
+
+
+def test_model_update_rolls_the_deployment(cluster: DevCluster, operator: Controller) -> None:
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    first = wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE), "the Deployment")
+    assert env_of(first)["MODEL_NAME"] == "BAAI/bge-reranker-base"
+
+    cluster.patch(RERANKERS, NS, BGE, {"spec": {"model": {"name": "BAAI/bge-reranker-v2-m3"},
+                                                "replicas": 3}})
+    updated = wait_for(lambda: (d := cluster.get(DEPLOYMENTS, NS, BGE)) and
+                       env_of(d)["MODEL_NAME"] == "BAAI/bge-reranker-v2-m3" and d,
+                       "the new model in the Deployment")
+    assert updated["spec"]["replicas"] == 3
+    assert updated["metadata"]["uid"] == first["metadata"]["uid"]  # updated in place
+    wait_for(lambda: cr_of(cluster, BGE).get("status", {}).get("observedGeneration") == 2,
+             "observedGeneration 2")
+    assert cr_of(cluster, BGE)["status"]["model"] == "BAAI/bge-reranker-v2-m3"
+
+
+def test_children_no_longer_wanted_are_deleted(cluster: DevCluster, operator: Controller) -> None:
+    cluster.create(example("qwen3-reranker-0.6b.yaml"))
+    wait_for(lambda: f"HorizontalPodAutoscaler/{QWEN}" in children(cluster, QWEN), "the HPA")
+    assert f"PodDisruptionBudget/{QWEN}" in children(cluster, QWEN)
+
+    cluster.patch(RERANKERS, NS, QWEN, {"spec": {"autoscaling": {"enabled": False},
+                                                 "podDisruptionBudget": {"enabled": False},
+                                                 "replicas": 2}})
+    left = wait_for(lambda: (c := children(cluster, QWEN)) and
+                    f"HorizontalPodAutoscaler/{QWEN}" not in c and
+                    f"PodDisruptionBudget/{QWEN}" not in c and c, "HPA and PDB deleted")
+    assert left[f"Deployment/{QWEN}"]["spec"]["replicas"] == 2
+    assert set(left) == {f"Deployment/{QWEN}", f"Service/{QWEN}",
+                         f"PersistentVolumeClaim/{QWEN}-model-cache"}
+
+
+def test_retained_cache_and_existing_claims_are_never_deleted(cluster: DevCluster,
+                                                              operator: Controller) -> None:
+    user_claim = cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                 "metadata": {"name": "my-models", "namespace": NS},
+                                 "spec": {"accessModes": ["ReadWriteOnce"]}})
+    manifest = example("bge-reranker-cpu.yaml")
+    manifest["spec"]["modelCache"] = {"enabled": True, "size": "5Gi", "retainOnDelete": True}
+    cluster.create(manifest)
+    pvc = wait_for(lambda: children(cluster, BGE).get(f"PersistentVolumeClaim/{BGE}-model-cache"),
+                   "the retained PVC")
+    assert not pvc["metadata"].get("ownerReferences")
+
+    cluster.patch(RERANKERS, NS, BGE, {"spec": {"modelCache": {
+        "enabled": True, "existingClaim": "my-models", "size": None, "retainOnDelete": None}}})
+    wait_for(lambda: (d := cluster.get(DEPLOYMENTS, NS, BGE)) and "my-models" in str(
+        d["spec"]["template"]["spec"]["volumes"]), "the Deployment on the existing claim")
+    cluster.patch(RERANKERS, NS, BGE, {"spec": {"modelCache": {"enabled": False,
+                                                               "existingClaim": None}}})
+    wait_for(lambda: "my-models" not in str(cluster.get(DEPLOYMENTS, NS, BGE)["spec"]),
+             "the Deployment off the claim")
+    cluster.delete(RERANKERS, NS, BGE)
+    wait_for(lambda: cluster.get(RERANKERS, NS, BGE) is None, "the RerankerService gone")
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE) is None, "its Deployment gone")
+    assert cluster.get("v1/persistentvolumeclaims", NS, f"{BGE}-model-cache") is not None
+    kept = cluster.get("v1/persistentvolumeclaims", NS, "my-models")
+    assert kept is not None and kept["metadata"]["uid"] == user_claim["metadata"]["uid"]
+
+
+def test_hand_edits_and_deletions_are_reverted(cluster: DevCluster, operator: Controller) -> None:
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    service = wait_for(lambda: cluster.get("v1/services", NS, BGE), "the Service")
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE), "the Deployment")
+
+    cluster.patch(DEPLOYMENTS, NS, BGE, {"spec": {"replicas": 7},
+                                         "metadata": {"labels": {"team": "search"}}})
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE)["spec"]["replicas"] == 2,
+             "replicas put back to 2")
+    # A field the operator does not own stays (server-side apply semantics).
+    assert cluster.get(DEPLOYMENTS, NS, BGE)["metadata"]["labels"]["team"] == "search"
+
+    cluster.delete("v1/services", NS, BGE)
+    again = wait_for(lambda: cluster.get("v1/services", NS, BGE), "the Service recreated")
+    assert again["metadata"]["uid"] != service["metadata"]["uid"]
+    assert again["spec"]["ports"] == service["spec"]["ports"]
+
+
+def test_invalid_spec_sets_the_condition_and_touches_nothing(cluster: DevCluster,
+                                                             operator: Controller) -> None:
+    manifest = example("bge-reranker-cpu.yaml")
+    manifest["spec"]["autoscaling"] = {"enabled": True, "minReplicas": 5, "maxReplicas": 2}
+    cluster.create(manifest)
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("False", "InvalidSpec"), "InvalidSpec")
+    message = condition(cr_of(cluster, BGE), "Ready")["message"]
+    assert "autoscaling.maxReplicas" in message
+    assert reason_of(cluster, BGE, "Degraded") == ("True", "InvalidSpec")
+    assert children(cluster, BGE) == {}
+
+    # No retry loop: once kopf has recorded the failed handler (its annotation and a Warning
+    # event), several resync passes write nothing more.
+    wait_for(lambda: "rerankers.io/last-handled-configuration" in (
+        cr_of(cluster, BGE)["metadata"].get("annotations") or {}), "kopf to record the failure")
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to settle")
+    passes, before = operator.passes, len(writes(operator_calls(cluster)))
+    wait_for(lambda: operator.passes >= passes + 3, "three more passes")
+    assert len(writes(operator_calls(cluster))) == before
+    assert children(cluster, BGE) == {}
+
+    cluster.patch(RERANKERS, NS, BGE, {"spec": {"autoscaling": None}})
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE), "the Deployment once the spec is fixed")
+    wait_for(lambda: reason_of(cluster, BGE, "Degraded") == ("False", "DeploymentProgressing"),
+             "Degraded=False")
+
+
+def test_steady_state_makes_no_writes(cluster: DevCluster, operator: Controller) -> None:
+    manifest = example("qwen3-reranker-0.6b.yaml")
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
+    cluster.create(manifest)
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
+    cluster.simulate_rollout(NS, QWEN, "ready")
+    wait_for(lambda: reason_of(cluster, QWEN, "Ready") == ("True", "Available"), "Ready=True")
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to settle")
+
+    start, passes = len(cluster.calls), operator.passes
+    wait_for(lambda: operator.passes >= passes + 4, "four resync passes")
+    window = [c for c in cluster.calls[start:] if c.user_agent.startswith(OPERATOR_AGENTS)]
+    assert [c for c in window if c.verb == "list" and c.resource == "deployments"], \
+        "the window saw no reconcile pass"
+    assert writes(window) == []
+
+
+@pytest.mark.parametrize("cluster_options", [{"service_monitors": False}], indirect=True)
+def test_missing_service_monitor_api_sets_a_condition(cluster: DevCluster,
+                                                      operator: Controller) -> None:
+    manifest = example("bge-reranker-cpu.yaml")
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
+    cluster.create(manifest)
+    wait_for(lambda: reason_of(cluster, BGE, "ServiceMonitor") ==
+             ("False", "ServiceMonitorCRDMissing"), "ServiceMonitorCRDMissing")
+    message = condition(cr_of(cluster, BGE), "ServiceMonitor")["message"]
+    assert "Ready is not affected" in message
+    cluster.simulate_rollout(NS, BGE, "ready")
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True")
+    assert not [c for c in cluster.calls if c.resource.startswith("servicemonitors")]
+    assert set(children(cluster, BGE)) == {f"Deployment/{BGE}", f"Service/{BGE}"}
+
+
+def test_deleting_the_service_removes_its_children(cluster: DevCluster,
+                                                   operator: Controller) -> None:
+    cluster.create(example("qwen3-reranker-0.6b.yaml"))
+    wait_for(lambda: len(children(cluster, QWEN)) == 5, "five children")
+    cluster.delete(RERANKERS, NS, QWEN)
+    wait_for(lambda: cluster.get(RERANKERS, NS, QWEN) is None, "kopf to release its finalizer")
+    assert children(cluster, QWEN) == {}
+    # A pass after deletion must not resurrect anything.
+    passes = operator.passes
+    other = copy.deepcopy(example("bge-reranker-cpu.yaml"))
+    cluster.create(other)
+    wait_for(lambda: operator.passes > passes and cluster.get(DEPLOYMENTS, NS, BGE), "other CR")
+    assert children(cluster, QWEN) == {}
+
+
+def test_api_failures_become_reconcile_error_and_are_retried(cluster: DevCluster,
+                                                             operator: Controller) -> None:
+    cluster.fail("patch", "v1/services", status=500, times=2)
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("False", "ReconcileError"),
+             "Ready=False/ReconcileError")
+    assert "services" in condition(cr_of(cluster, BGE), "Degraded")["message"]
+    # The error clears by itself once the API answers again.
+    wait_for(lambda: cluster.get("v1/services", NS, BGE), "the Service after retries")
+    wait_for(lambda: reason_of(cluster, BGE, "Degraded") == ("False", "DeploymentProgressing"),
+             "Degraded=False again")
+    assert operator.failures >= 1 and operator.last_error
