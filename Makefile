@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install install-bench demo test test-fast bench render lint e2e clean
+.PHONY: install install-bench demo test bench render sync-crds e2e clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ bench: install-bench
 
 render: install
 	$(VENV)/bin/reranker-operator render -f examples/qwen3-reranker-0.6b.yaml
+
+## sync-crds: kustomize cannot reach ../crds, so deploy/ keeps a copy (a test checks they match)
+sync-crds:
+	cp crds/rerankerservices.yaml deploy/crds/rerankerservices.yaml
 
 e2e:
 	bash tests/e2e/kind-e2e.sh
