@@ -23,12 +23,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-
 from reranker_operator.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 
 T = TypeVar("T")
@@ -67,6 +67,26 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 60.0) 
     raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
 
 
+@contextmanager
+def background(
+    cmd: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `cmd` with its output in `log_path`; terminate it (kill after 15 s) on exit."""
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(list(cmd), env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def repo_root() -> Path:
     """The checkout (examples/ and crds/ live there)."""
     return Path(__file__).resolve().parents[1]
@@ -94,18 +114,20 @@ class Kubectl:
 def conditions_table(status: Mapping[str, Any]) -> str:
     """The status conditions as aligned text."""
     rows = [("TYPE", "STATUS", "REASON", "MESSAGE")]
-    rows += [(c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
-             for c in status.get("conditions") or []]
+    rows += [
+        (c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
+        for c in status.get("conditions") or []
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3]
-                     for r in rows)
+    return "\n".join("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows)
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> Any:
     """One JSON request with the standard library."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read() or b"null")
 
@@ -119,13 +141,21 @@ def server_ready(base: str) -> bool:
         return False
 
 
-def server_env(deployment: Mapping[str, Any], model_dir: Path, port: int,
-               cache_dir: Path) -> dict[str, str]:
+def server_env(
+    deployment: Mapping[str, Any], model_dir: Path, port: int, cache_dir: Path
+) -> dict[str, str]:
     """The server container's plain env from the rendered Deployment, adapted to this machine."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container.get("env") or [] if "value" in e}
-    env.update(MODEL_NAME=str(model_dir), DEVICE="cpu", DTYPE="float32", PORT=str(port),
-               HOST="127.0.0.1", HF_HOME=str(cache_dir), HF_HUB_OFFLINE="1")
+    env.update(
+        MODEL_NAME=str(model_dir),
+        DEVICE="cpu",
+        DTYPE="float32",
+        PORT=str(port),
+        HOST="127.0.0.1",
+        HF_HOME=str(cache_dir),
+        HF_HUB_OFFLINE="1",
+    )
     return env
 
 
@@ -143,45 +173,51 @@ def run_operator_part(work: Path) -> dict[str, Any]:
         kubectl("apply", "--validate=false", "-f", str(root / "crds" / "rerankerservices.yaml"))
 
         say("Starting the real operator: reranker-operator run -n default --standalone")
-        log = (work / "operator.log").open("w")
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "reranker_operator.cli", "run", "-n", NAMESPACE,
-             "--standalone"],
-            env=dict(os.environ, KUBECONFIG=str(kubeconfig)), stdout=log,
-            stderr=subprocess.STDOUT)
-        try:
+        with background(
+            [sys.executable, "-m", "reranker_operator.cli", "run", "-n", NAMESPACE, "--standalone"],
+            dict(os.environ, KUBECONFIG=str(kubeconfig)),
+            work / "operator.log",
+        ):
             say(f"kubectl apply -f {EXAMPLE}")
             kubectl("apply", "--validate=false", "-f", str(root / EXAMPLE))
             rs = f"{CRD_GROUP}/{CRD_VERSION}/{CRD_PLURAL}"
-            wait_for("the operator's first pass (status.observedGeneration)",
-                     lambda: ((cluster.get(rs, NAMESPACE, name) or {}).get("status") or {})
-                     .get("observedGeneration"))
+            wait_for(
+                "the operator's first pass (status.observedGeneration)",
+                lambda: ((cluster.get(rs, NAMESPACE, name) or {}).get("status") or {}).get(
+                    "observedGeneration"
+                ),
+            )
             deployment = cluster.get("apps/v1/deployments", NAMESPACE, name)
             say("What the operator created")
             kubectl("get", "rerankers")
-            kubectl("get", "deployments,services,persistentvolumeclaims,"
-                    "horizontalpodautoscalers", "-l", f"app.kubernetes.io/instance={name}")
+            kubectl(
+                "get",
+                "deployments,services,persistentvolumeclaims,horizontalpodautoscalers",
+                "-l",
+                f"app.kubernetes.io/instance={name}",
+            )
 
             for phase, note, reason in (
-                    ("init", "pods in the init container: downloading the model",
-                     "ModelDownloading"),
-                    ("starting", "model downloaded, server loading it", "DeploymentProgressing"),
-                    ("ready", "all replicas ready", "Available")):
+                ("init", "pods in the init container: downloading the model", "ModelDownloading"),
+                ("starting", "model downloaded, server loading it", "DeploymentProgressing"),
+                ("ready", "all replicas ready", "Available"),
+            ):
                 say(f"Simulated rollout: {note}")
                 cluster.simulate_rollout(NAMESPACE, name, phase)
-                status = wait_for(f"Ready's reason to become {reason}", lambda reason=reason: _status_with(
-                    cluster.get(rs, NAMESPACE, name), reason), timeout_s=30)
+                status = wait_for(
+                    f"Ready's reason to become {reason}",
+                    lambda reason=reason: _status_with(cluster.get(rs, NAMESPACE, name), reason),
+                    timeout_s=30,
+                )
                 print(conditions_table(status))
-            kubectl("get", "rerankers", name, "-o",
-                    "jsonpath={.status.endpoint}{\"  \"}{.status.replicaSummary}{\"\\n\"}")
+            kubectl(
+                "get",
+                "rerankers",
+                name,
+                "-o",
+                'jsonpath={.status.endpoint}{"  "}{.status.replicaSummary}{"\\n"}',
+            )
             deployment = cluster.get("apps/v1/deployments", NAMESPACE, name) or deployment
-        finally:
-            operator.terminate()
-            try:
-                operator.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-            log.close()
     return deployment
 
 
@@ -196,35 +232,49 @@ def run_server_part(work: Path, deployment: Mapping[str, Any]) -> None:
     """Build a tiny offline model, start the real server with the rendered env, query it."""
     say("Building a tiny Qwen3-architecture reranker offline (random weights)")
     model_dir = work / "tiny-qwen3-reranker"
-    subprocess.run([sys.executable, "-m", "reranker_server.cli", "make-tiny-model", "--family",
-                    "qwen3", "--out", str(model_dir)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reranker_server.cli",
+            "make-tiny-model",
+            "--family",
+            "qwen3",
+            "--out",
+            str(model_dir),
+        ],
+        check=True,
+    )
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, **server_env(deployment, model_dir, port, work / "hf-cache"))
     say(f"Starting the real server with the Deployment's env: reranker-server serve on {base}")
-    log = (work / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "reranker_server.cli", "serve"], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_for("the server to be ready", lambda: server.poll() is None and server_ready(base)
-                 or _fail_if_exited(server, work / "server.log"), timeout_s=120)
+    with background(
+        [sys.executable, "-m", "reranker_server.cli", "serve"], env, work / "server.log"
+    ) as server:
+        wait_for(
+            "the server to be ready",
+            lambda: (
+                server.poll() is None
+                and server_ready(base)
+                or _fail_if_exited(server, work / "server.log")
+            ),
+            timeout_s=120,
+        )
         body = {"query": QUERY, "documents": DOCUMENTS, "top_n": 3, "return_documents": True}
         say("curl -s localhost/v1/rerank -d '" + json.dumps(body) + "'")
         answer = http_json("POST", f"{base}/v1/rerank", body)
         for rank, result in enumerate(answer["results"], 1):
-            print(f"  {rank}. [{result['index']}] {result['relevance_score']:.4f}  "
-                  f"{result['document']['text']}")
+            print(
+                f"  {rank}. [{result['index']}] {result['relevance_score']:.4f}  "
+                f"{result['document']['text']}"
+            )
         print("  (random weights: the order is arbitrary; a real model ranks Paris first)")
         info = http_json("GET", f"{base}/info")
-        print(f"  /info: family={info.get('family')} dtype={info.get('dtype')} "
-              f"device={info.get('device')} max_length={info.get('max_length')}")
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        print(
+            f"  /info: family={info.get('family')} dtype={info.get('dtype')} "
+            f"device={info.get('device')} max_length={info.get('max_length')}"
+        )
 
 
 def _fail_if_exited(proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -243,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         deployment = run_operator_part(work)
         run_server_part(work, deployment)
-    except Exception as exc:  # the demo reports, with the logs' location
+    except (RuntimeError, TimeoutError, OSError, KeyError, subprocess.CalledProcessError) as exc:
         print(f"\ndemo failed: {exc}\nlogs in {work}", file=sys.stderr)
         return 1
     say("Done. Emulated: the API server, the Deployment controller, the model weights.")

@@ -12,8 +12,13 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="the dem
 
 
 def test_demo_runs_end_to_end() -> None:
-    out = subprocess.run([sys.executable, "-m", "reranker_operator.demo"], capture_output=True,
-                         text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "reranker_operator.demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
     # the operator created the children and kubectl saw them
