@@ -3,7 +3,7 @@
 reranker-operator render -f CR.yaml [-o yaml|json]
 reranker-operator crd
 reranker-operator run [-n NS ...|--all-namespaces] [--liveness URL] [--standalone]
-                      [--peering NAME] [--verbose]
+                      [--peering NAME [--priority N]] [--verbose]
 """
 
 from __future__ import annotations
@@ -96,6 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         "--standalone", action="store_true", help="no peering with other operator replicas"
     )
     run.add_argument("--peering", metavar="NAME", help="peering object name for leader election")
+    run.add_argument("--priority", type=int, default=None,
+                     help="kopf peering priority (default with --peering: random, so that "
+                          "replicas never tie)")
     run.add_argument("--verbose", "-v", action="store_true")
     return parser
 
@@ -116,6 +119,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         else:
             if args.standalone and args.peering:
                 raise CliError("--standalone and --peering exclude each other")
+            if args.priority is not None and not args.peering:
+                raise CliError("--priority needs --peering")
             if not args.namespaces and not args.all_namespaces:
                 raise CliError("give -n/--namespace NAME (repeatable) or --all-namespaces")
             from .runner import run  # lazy: kopf is imported only to run the operator
@@ -127,6 +132,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
                 standalone=args.standalone,
                 peering=args.peering,
                 verbose=args.verbose,
+                priority=args.priority,
             )
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -29,7 +29,13 @@ from reranker_operator.constants import (
     LABEL_MANAGED_BY,
     MANAGER,
 )
-from reranker_operator.kube import RERANKER_SERVICES, KubeClient, connection_info
+from reranker_operator.kube import (
+    RERANKER_SERVICES,
+    KubeApiError,
+    KubeClient,
+    connection_info,
+)
+from reranker_operator.peering import ensure_peering
 from reranker_operator.reconcile import ApiDiscovery, PassOutcome, reconcile_service
 
 
@@ -42,6 +48,7 @@ class OperatorConfig:
     discovery_ttl_seconds: float = 30.0
     retry_seconds: float = 10.0
     kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()  # where a namespaced --peering creates its KopfPeering
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -132,8 +139,20 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
     ours = {LABEL_MANAGED_BY: MANAGER, LABEL_INSTANCE: kopf.PRESENT}
 
     @kopf.on.startup(registry=registry, id="connect")
-    async def connect(**_: Any) -> None:
+    async def connect(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
         ctl.connect()
+        assert ctl.client is not None
+        peering = settings.peering
+        if peering.mandatory and not peering.standalone and peering.name:
+            try:
+                created = await ensure_peering(ctl.client, peering.name,
+                                               clusterwide=peering.clusterwide,
+                                               namespaces=ctl.config.namespaces)
+            except KubeApiError as exc:  # e.g. 404 while the peering CRD is being established
+                raise kopf.TemporaryError(f"cannot create the peering object: {exc}",
+                                          delay=2) from exc
+            for what in created:
+                logger.info(f"created the peering object {what}")
 
     @kopf.on.login(registry=registry, id="login")
     def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:

@@ -38,7 +38,8 @@ class Permission:
 
 _CHILD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
 
-# Everything the operator calls: our reconciler (get/list/apply/delete children, status patches,
+# Everything the operator calls in the mode deploy/ runs it (cluster-wide, --peering), the single
+# source of truth for the ClusterRole in deploy/base/rbac.yaml: our reconciler (get/list/apply/delete children, status patches,
 # discovery of the ServiceMonitor API), kopf (watching the CRs, children and pods; patching its
 # annotations and finalizers on the CRs; posting Events; scanning namespaces and CRDs), and the
 # liveness probe. `apply` = PATCH (server-side apply), which creates the object when missing.
@@ -51,10 +52,12 @@ API_PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "pods", ("get", "list", "watch"),
                "a rollout's pods: ModelDownloading while init containers run"),
     Permission("", "namespaces", ("get", "list", "watch"), "kopf namespace scanning"),
-    Permission("kopf.dev", "kopfpeerings", ("get", "list", "watch", "patch"),
-               "only with --peering (several operator replicas, one active)"),
-    Permission("kopf.dev", "clusterkopfpeerings", ("get", "list", "watch", "patch"),
-               "only with --peering and --all-namespaces"),
+    # deploy/ runs the operator cluster-wide with --peering: kopf lists and watches the
+    # ClusterKopfPeerings and patches its keep-alive into the one named; the operator creates
+    # that one at start-up when missing (reranker_operator.peering). A namespaced peered
+    # operator (-n NS --peering NAME) needs the same verbs on kopfpeerings instead.
+    Permission("kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch", "create"),
+               "--peering with --all-namespaces: kopf's keep-alives; created when missing"),
     Permission("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch"),
                "kopf resource scanning"),
     *(

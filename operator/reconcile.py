@@ -52,26 +52,62 @@ def with_hash(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _same_scalar(want: Any, have: Any) -> bool:
-    if want == have:
+# Where the API server rewrites a quantity into its canonical form ("1000m" -> "1", 2 -> "2",
+# "1024Mi" -> "1Gi"): resource requests/limits (containers, PVCs, quotas) and sizes.
+_QUANTITY_MAPS = frozenset({"requests", "limits", "capacity", "hard"})
+_QUANTITY_KEYS = frozenset({"sizeLimit", "averageValue"})
+# Ports: an int and the same number spelled as a string name one port.
+_PORT_KEYS = frozenset({"port", "targetPort", "containerPort", "hostPort", "number"})
+
+
+def _key_of(path: str) -> tuple[str, str]:
+    """(parent key, key) of a drift path like ".spec.resources.limits.cpu"."""
+    parts = [p for p in path.replace("[", ".[").split(".") if p and not p.startswith("[")]
+    return (parts[-2] if len(parts) > 1 else "", parts[-1] if parts else "")
+
+
+def _as_quantity(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    try:
+        return parse_quantity(value) if is_quantity(str(value)) else None
+    except ValueError:
+        return None
+
+
+def _same_scalar(want: Any, have: Any, path: str = "") -> bool:
+    """Equal, or equal after the API server's normalisation of this field (by its path)."""
+    if want == have and isinstance(want, bool) == isinstance(have, bool):
         return True
-    # The API server normalises quantities ("1000m" -> "1", "1024Mi" -> "1Gi").
-    if (isinstance(want, str) and isinstance(have, str) and is_quantity(want)
-            and is_quantity(have)):
-        return parse_quantity(want) == parse_quantity(have)
+    parent, key = _key_of(path)
+    if parent in _QUANTITY_MAPS or key in _QUANTITY_KEYS:
+        mine, theirs = _as_quantity(want), _as_quantity(have)
+        return mine is not None and mine == theirs
+    if key in _PORT_KEYS and not isinstance(want, bool) and not isinstance(have, bool):
+        return (isinstance(want, (int, str)) and isinstance(have, (int, str))
+                and str(want) == str(have))
     return False
+
+
+def _omitted_when_empty(value: Any) -> bool:
+    """A value the API server drops on output (Go `omitempty`): "", [], {}, None."""
+    return value is None or (isinstance(value, (str, list, dict)) and not value)
 
 
 def drift(want: Any, have: Any, path: str = "") -> str | None:
     """The first path where `have` lacks or differs from a value `want` sets, else None.
 
-    Fields only `have` carries (defaults, status, other managers') are not drift.
+    Fields only `have` carries (defaults, status, other managers') are not drift, nor are
+    empty values `want` sets that the API server omits, nor spellings it normalises
+    (quantities, int-or-string ports).
     """
     if isinstance(want, Mapping):
         if not isinstance(have, Mapping):
-            return path or "."
+            return None if _omitted_when_empty(want) and have is None else path or "."
         for key, value in want.items():
             if key not in have:
+                if _omitted_when_empty(value):
+                    continue
                 return f"{path}.{key}"
             found = drift(value, have[key], f"{path}.{key}")
             if found:
@@ -85,7 +121,7 @@ def drift(want: Any, have: Any, path: str = "") -> str | None:
             if found:
                 return found
         return None
-    return None if _same_scalar(want, have) else path
+    return None if _same_scalar(want, have, path) else path
 
 
 def instance_selector(name: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 
 import kopf
 from reranker_operator.constants import CRD_GROUP
@@ -35,13 +37,32 @@ def build(config: OperatorConfig | None = None, *, scanning: bool = True,
     return registry, build_settings(scanning=scanning), controller
 
 
+PRIORITY_RANGE = (1, 2**31 - 1)
+
+
+def peering_priority(priority: int | None, peering: str | None) -> int | None:
+    """The kopf priority of this replica: the given one, else a random one when peered.
+
+    kopf pauses every peer on a priority tie, so replicas must not share the default 0.
+    """
+    if priority is not None:
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ValueError(f"priority: must be an integer, not {priority!r}")
+        return priority
+    if peering is None:
+        return None
+    return random.SystemRandom().randint(*PRIORITY_RANGE)
+
+
 def run(namespaces: list[str] | None, all_namespaces: bool, liveness: str | None,
-        standalone: bool, peering: str | None, verbose: bool) -> None:
+        standalone: bool, peering: str | None, verbose: bool,
+        priority: int | None = None) -> None:
     """Run the operator until it is signalled to stop.
 
     namespaces: watch only these; all_namespaces: watch the whole cluster (exactly one of the
     two); liveness: e.g. "http://0.0.0.0:8080/healthz"; standalone: no peering; peering: the
-    KopfPeering name for several replicas (active/standby); verbose: debug logging.
+    KopfPeering name for several replicas (active/standby), created at start-up when missing;
+    verbose: debug logging; priority: kopf peering priority (default: random when peered).
     """
     if namespaces and all_namespaces:
         raise ValueError("namespaces: give either namespaces or all_namespaces, not both")
@@ -49,7 +70,8 @@ def run(namespaces: list[str] | None, all_namespaces: bool, liveness: str | None
         raise ValueError("namespaces: give at least one namespace, or all_namespaces=True")
     if standalone and peering:
         raise ValueError("peering: a standalone operator takes no peering name")
-    registry, settings, _controller = build()
+    config = dataclasses.replace(OperatorConfig.from_env(), namespaces=tuple(namespaces or ()))
+    registry, settings, _controller = build(config)
     kopf.configure(verbose=verbose, debug=verbose)
     kopf.run(
         registry=registry,
@@ -59,4 +81,5 @@ def run(namespaces: list[str] | None, all_namespaces: bool, liveness: str | None
         namespaces=list(namespaces or []),
         clusterwide=all_namespaces,
         liveness_endpoint=liveness,
+        priority=peering_priority(priority, None if standalone else peering),
     )

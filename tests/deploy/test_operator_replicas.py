@@ -78,3 +78,14 @@ def _effective_priority(kwargs: dict[str, Any]) -> int:
     if kwargs.get("priority") is not None:
         return kwargs["priority"]
     return kwargs["settings"].peering.priority
+
+
+def test_an_explicit_priority_is_passed_to_kopf(monkeypatch: pytest.MonkeyPatch) -> None:
+    kwargs = _kopf_run_kwargs(monkeypatch, peering="reranker-operator", priority=7)
+    assert _effective_priority(kwargs) == 7
+    assert cli._parser().parse_args(["run", "-A", "--peering=x", "--priority=7"]).priority == 7
+
+
+def test_priority_without_peering_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "-A", "--priority=7"]) == 1
+    assert "--priority needs --peering" in capsys.readouterr().err

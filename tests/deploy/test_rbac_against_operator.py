@@ -79,7 +79,8 @@ def _kopf_args(install: list[dict[str, Any]]) -> list[str]:
 def cluster(
     install: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DevCluster]:
-    """The emulator serving kopf's peering kind too, holding the install's ClusterKopfPeering."""
+    """The emulator serving kopf's peering kind too (from the install's CRD); no peering object:
+    the operator must create it."""
     import kmock
 
     with DevCluster() as dev:
@@ -95,9 +96,7 @@ def cluster(
             singular=crd["spec"]["names"]["singular"],
             verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
         )
-        for obj in install:
-            if obj["kind"] == "ClusterKopfPeering":
-                dev.create(obj)
+        assert not [o for o in install if o["kind"] == "ClusterKopfPeering"]
         kubeconfig = dev.write_kubeconfig(tmp_path / "kubeconfig")
         monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
         dev.kubeconfig = kubeconfig  # type: ignore[attr-defined]
@@ -135,6 +134,7 @@ def test_peered_operator_calls_only_what_the_cluster_role_grants(
     calls = [c for c in cluster.calls if c.user_agent.startswith(OPERATOR_AGENTS)]
     made = {(c.verb, c.group, c.resource) for c in calls}
     assert ("patch", "kopf.dev", "clusterkopfpeerings") in made
+    assert ("create", "kopf.dev", "clusterkopfpeerings") in made  # absent at start: created
     assert ("watch", "kopf.dev", "clusterkopfpeerings") in made
     denied = made - _granted(install)
     assert not denied, f"the operator made calls its ClusterRole forbids: {sorted(denied)}"

@@ -79,9 +79,7 @@ log "building images"
 "$KIND" load docker-image --name "$CLUSTER" reranker-operator:dev reranker-server:dev
 
 log "installing the operator (deploy/overlays/kind)"
-k apply -k deploy/crds/
-k wait --for=condition=Established --timeout=60s \
-    crd/rerankerservices.rerankers.io crd/clusterkopfpeerings.kopf.dev crd/kopfpeerings.kopf.dev
+# One apply on the fresh cluster: the operator creates its ClusterKopfPeering itself.
 k apply -k deploy/overlays/kind/
 k -n reranker-system rollout status deployment/reranker-operator --timeout=300s
 

@@ -273,3 +273,40 @@ def test_api_failures_become_reconcile_error_and_are_retried(cluster: DevCluster
     wait_for(lambda: reason_of(cluster, BGE, "Degraded") == ("False", "DeploymentProgressing"),
              "Degraded=False again")
     assert operator.failures >= 1 and operator.last_error
+
+
+def test_equivalent_spellings_on_the_server_cause_no_writes(cluster: DevCluster,
+                                                            operator: Controller) -> None:
+    """A real API server stores quantities canonically and may read a port back as a string:
+    the live Deployment then differs textually from our manifest, which must not be a write on
+    every resync."""
+    cluster.create(example("qwen3-reranker-0.6b.yaml"))
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
+    live = cluster.get(DEPLOYMENTS, NS, QWEN)
+    containers = copy.deepcopy(live["spec"]["template"]["spec"]["containers"])
+    main = containers[-1]
+    requests, limits = main["resources"]["requests"], main["resources"]["limits"]
+    assert requests["cpu"] == "2" and requests["memory"] == "8Gi" and limits["memory"] == "16Gi"
+    requests.update(cpu="2000m", memory="8192Mi")  # the same amounts, spelled differently
+    limits.update(memory="16384Mi")
+    for port in main.get("ports") or []:
+        port["containerPort"] = str(port["containerPort"])
+    cluster.patch(DEPLOYMENTS, NS, QWEN, {"spec": {"template": {"spec": {
+        "containers": containers}}}})
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to see the edit")
+
+    start, passes = len(cluster.calls), operator.passes
+    wait_for(lambda: operator.passes >= passes + 3, "three resync passes")
+    window = [c for c in cluster.calls[start:] if c.user_agent.startswith(OPERATOR_AGENTS)]
+    assert [c for c in window if c.verb == "list" and c.resource == "deployments"]
+    assert [c for c in writes(window) if c.resource == "deployments"] == []
+    after = cluster.get(DEPLOYMENTS, NS, QWEN)["spec"]["template"]["spec"]["containers"][-1]
+    assert after["resources"]["requests"]["cpu"] == "2000m"  # left as the server spelled it
+
+    # A real change behind the same fields is still reverted.
+    main["resources"]["requests"]["cpu"] = "3"
+    cluster.patch(DEPLOYMENTS, NS, QWEN, {"spec": {"template": {"spec": {
+        "containers": containers}}}})
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN)["spec"]["template"]["spec"][
+        "containers"][-1]["resources"]["requests"]["cpu"] == "2", "the edit to be reverted")

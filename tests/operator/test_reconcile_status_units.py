@@ -4,6 +4,7 @@ configuration and the runner's argument checks."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 from reranker_operator import status as st
@@ -227,3 +228,72 @@ def test_kopf_settings_keep_state_out_of_status_and_stop_timers_promptly() -> No
     # the deletion of a RerankerService whose pass was in flight.
     assert settings.background.cancellation_polling <= 1.0
     assert settings.scanning.disabled is False and build_settings(scanning=False).scanning.disabled
+
+
+def _api_server_normalised(obj: Any) -> Any:
+    """What a real API server hands back for a manifest: quantities in canonical form (written
+    here by hand per value), numbers in quantity fields as strings, int ports kept as given but
+    numeric-string ports read back as ints, and empty values dropped (Go `omitempty`)."""
+    canonical = {"1000m": "1", "2000m": "2", "1024Mi": "1Gi", "2048Mi": "2Gi", "500m": "500m"}
+    if isinstance(obj, dict):
+        out = {}
+        for key, value in obj.items():
+            if value in ("", [], {}, None):
+                continue
+            if key in ("requests", "limits") and isinstance(value, dict):
+                out[key] = {k: canonical.get(str(v), str(v)) for k, v in value.items()}
+            elif key in ("targetPort", "port", "containerPort") and isinstance(value, str) \
+                    and value.isdigit():
+                out[key] = int(value)
+            else:
+                out[key] = _api_server_normalised(value)
+        return out
+    if isinstance(obj, list):
+        return [_api_server_normalised(v) for v in obj]
+    return obj
+
+
+NORMALISED = {
+    "apiVersion": "apps/v1", "kind": "Deployment",
+    "metadata": {"name": "r", "namespace": "default", "annotations": {}},
+    "spec": {"template": {"spec": {
+        "containers": [{"name": "c", "image": "img:1", "args": [],
+                        "env": [{"name": "EMPTY", "value": ""}],
+                        "ports": [{"name": "http", "containerPort": "8080"}],
+                        "resources": {"requests": {"cpu": "1000m", "memory": "1024Mi"},
+                                      "limits": {"cpu": 2, "memory": "2048Mi"}}}]}},
+             "strategy": {}},
+}
+SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "r"},
+           "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": "8080"}]}}
+
+
+@pytest.mark.parametrize("manifest", [NORMALISED, SERVICE], ids=["deployment", "service"])
+def test_the_api_servers_normalisation_is_not_drift(manifest: dict) -> None:
+    """A resync must not write just because the server spells our values differently."""
+    live = _api_server_normalised(copy.deepcopy(manifest))
+    assert live != manifest  # the normalisation really changed something
+    assert drift(manifest, live) is None
+
+
+def test_real_changes_behind_normalised_fields_are_still_drift() -> None:
+    live = _api_server_normalised(copy.deepcopy(NORMALISED))
+    container = ".spec.template.spec.containers[0]"
+    edits = [
+        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+         .update(cpu="2"), f"{container}.resources.requests.cpu"),
+        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+         .update(memory="2Gi1"), f"{container}.resources.limits.memory"),
+        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["ports"][0]
+         .update(containerPort=8081), f"{container}.ports[0].containerPort"),
+        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["env"][0]
+         .update(value="x"), f"{container}.env[0].value"),
+    ]
+    for edit, path in edits:
+        edited = copy.deepcopy(live)
+        edit(edited)
+        assert drift(NORMALISED, edited) == path
+    # Only ports and quantities compare across types: elsewhere "1" is not 1, nor True 1.
+    assert drift({"spec": {"replicas": 1}}, {"spec": {"replicas": "1"}}) == ".spec.replicas"
+    assert drift({"a": {"value": "1000m"}}, {"a": {"value": "1"}}) == ".a.value"
+    assert drift({"a": True}, {"a": 1}) == ".a"

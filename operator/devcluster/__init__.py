@@ -1,0 +1,46 @@
+"""An in-memory Kubernetes API for tests and the demo, built on kmock's KubernetesEmulator.
+
+kmock is a test/demo dependency, not an operator runtime one: it is imported lazily, only when a
+cluster is started. `DevCluster` runs the emulator on a port in a background thread, so that both
+synchronous tests and `kubectl` can talk to it; its helper methods act directly on the stored
+objects (they are not HTTP calls and are never counted among `calls`).
+
+What the emulator adds to kmock's: uid / resourceVersion / generation / creationTimestamp
+stamping, the URL's namespace copied into created objects, list kinds, label/field selectors on
+lists and watches, PUT, strategic-merge and server-side-apply patches, status-subresource
+semantics, garbage collection by ownerReferences, core-discovery and namespaces fixes, a record of
+every API call (verb, group, resource), meta.k8s.io Tables for `kubectl get` (printer columns),
+and a stand-in Deployment controller (`simulate_rollout`).
+
+Modules: common (calls, errors, refs), patches, selectors, store and api (the emulator's
+mixins), tables, emulator (the kmock subclass), rollout, kubeconfig, cluster (DevCluster).
+"""
+
+from reranker_operator.devcluster.cluster import DevCluster
+from reranker_operator.devcluster.common import (
+    DEPLOYMENTS,
+    PODS,
+    RERANKERS,
+    SERVICE_MONITORS,
+    ApiCall,
+    EmulatorError,
+    Ref,
+    now_rfc3339,
+)
+from reranker_operator.devcluster.emulator import declare_resources, emulator_class, read_crd
+from reranker_operator.devcluster.kubeconfig import KubeconfigFile
+from reranker_operator.devcluster.patches import (
+    merge_patch,
+    server_side_apply,
+    strategic_merge_patch,
+)
+from reranker_operator.devcluster.rollout import ROLLOUT_PHASES, deployment_status, pod_status
+from reranker_operator.devcluster.selectors import field_selector_matches, selector_matches
+
+__all__ = [
+    "DEPLOYMENTS", "PODS", "RERANKERS", "ROLLOUT_PHASES", "SERVICE_MONITORS", "ApiCall",
+    "DevCluster", "EmulatorError", "KubeconfigFile", "Ref", "declare_resources",
+    "deployment_status", "emulator_class", "field_selector_matches", "merge_patch",
+    "now_rfc3339", "pod_status", "read_crd", "selector_matches", "server_side_apply",
+    "strategic_merge_patch",
+]

@@ -1,0 +1,201 @@
+"""DevCluster: the emulator served on 127.0.0.1 from a background thread, with a synchronous
+API for tests and the demo (its helpers act on the store directly; they are never `calls`)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from reranker_operator.devcluster.common import DEPLOYMENTS, ApiCall, Ref
+from reranker_operator.devcluster.emulator import declare_resources, emulator_class, read_crd
+from reranker_operator.devcluster.kubeconfig import KubeconfigFile
+from reranker_operator.devcluster.patches import merge_patch
+from reranker_operator.devcluster.rollout import ROLLOUT_PHASES, deployment_status, sync_pods
+from reranker_operator.devcluster.selectors import selector_matches
+
+
+class DevCluster:
+    """The emulator served on 127.0.0.1 from a background thread, with a synchronous API.
+
+    Use as a context manager, or call start()/stop(). `service_monitors=False` leaves the
+    monitoring.coreos.com/v1 ServiceMonitor API out of discovery.
+    """
+
+    def __init__(self, *, port: int | None = None, service_monitors: bool = True,
+                 crd_path: Path | None = None) -> None:
+        self.port_wanted = port
+        self.service_monitors = service_monitors
+        self.crd = read_crd(crd_path)
+        self.emulator: Any = None
+        self._server: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._stopping: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.url = ""
+
+    # --- lifecycle
+
+    def start(self) -> DevCluster:
+        """Start serving; returns when the port is open."""
+        self._thread = threading.Thread(target=self._main, name="devcluster", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=30)
+        if self._error is not None:
+            raise RuntimeError(f"the dev cluster failed to start: {self._error}") from self._error
+        if not self.url:
+            raise RuntimeError("the dev cluster did not start within 30 s")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def __enter__(self) -> DevCluster:  # noqa: PYI034
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # noqa: BLE001  # reported to start()
+            self._error = exc
+            self._ready.set()
+
+    async def _serve(self) -> None:
+        import kmock
+
+        self._loop = asyncio.get_running_loop()
+        self._stopping = asyncio.Event()
+        emulator = emulator_class()()
+        declare_resources(emulator, self.crd, self.service_monitors)
+        self.emulator = emulator
+        async with emulator, kmock.Server(emulator, port=self.port_wanted) as server:
+            self._server = server
+            self.url = f"http://127.0.0.1:{server.port}"
+            self._ready.set()
+            await self._stopping.wait()
+
+    def _run(self, coro_fn: Callable[[], Any]) -> Any:
+        if self._loop is None:
+            raise RuntimeError("the dev cluster is not running")
+
+        async def wrapper() -> Any:
+            async with self.emulator._lock:
+                return await coro_fn()
+
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout=30)
+
+    # --- reading
+
+    @property
+    def calls(self) -> list[ApiCall]:
+        """Every API call served so far (a copy)."""
+        return list(self.emulator.calls)
+
+    def get(self, ref: Ref | str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored object, or None."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        return self._run(lambda: _const(self.emulator.live(ref, namespace, name)))
+
+    def list(self, ref: Ref | str, namespace: str | None = None,
+             selector: str | None = None) -> list[dict[str, Any]]:
+        """Stored objects of a kind, optionally in a namespace and matching a label selector."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        items = self._run(lambda: _const(self.emulator._items(ref, namespace)))
+        return [o for o in items
+                if selector_matches(o["metadata"].get("labels") or {}, selector)]
+
+    # --- writing (as a user or a controller would; not recorded as API calls)
+
+    def create(self, obj: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Create an object from a manifest (apiVersion + kind decide the resource)."""
+        ref = self.ref_for(obj["apiVersion"], obj["kind"])
+        return self._run(lambda: self.emulator.create_object(ref, namespace, obj))
+
+    def patch(self, ref: Ref | str, namespace: str | None, name: str, patch: Mapping[str, Any],
+              subresource: str | None = None) -> dict[str, Any]:
+        """A JSON merge patch, as `kubectl patch --type=merge` does."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+
+        async def go() -> Any:
+            live = self.emulator.live(ref, namespace, name)
+            if live is None:
+                raise KeyError(f"{ref.plural}/{name} not found")
+            return await self.emulator.update_object(ref, live, merge_patch(live, patch),
+                                                     subresource)
+
+        return self._run(go)
+
+    def delete(self, ref: Ref | str, namespace: str | None, name: str) -> None:
+        """Delete an object (finalizers respected; dependents garbage-collected)."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+
+        async def go() -> Any:
+            live = self.emulator.live(ref, namespace, name)
+            if live is not None:
+                await self.emulator.delete_object(ref, live)
+
+        self._run(go)
+
+    def ref_for(self, api_version: str, kind: str) -> Ref:
+        """The resource serving a kind, from the declared resources."""
+        group, _, version = api_version.rpartition("/")
+        for res in self.emulator.resources:
+            info = self.emulator.resources[res]
+            if res.group == group and res.version == version and info.kind == kind:
+                return Ref(res.group, res.version, res.plural)
+        raise KeyError(f"no resource serves {api_version} {kind}")
+
+    def fail(self, verb: str, ref: Ref | str, status: int = 500, times: int = 1,
+             subresource: str | None = None) -> None:
+        """Answer the next `times` API calls of `verb` on a resource with an error `status`."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        resource = ref.plural + (f"/{subresource}" if subresource else "")
+        self.emulator.failures.append([verb, ref.group, resource, status, times])
+
+    # --- the Deployment controller, on request
+
+    def simulate_rollout(self, namespace: str, name: str, phase: str) -> dict[str, Any]:
+        """Act as the Deployment controller for one Deployment and its pods.
+
+        Phases: 'init' (pods in their init containers, e.g. downloading the model),
+        'starting' (init done, containers not ready), 'ready' (all replicas available),
+        'failed' (progress deadline exceeded). Returns the Deployment.
+        """
+        if phase not in ROLLOUT_PHASES:
+            raise ValueError(f"phase must be one of {ROLLOUT_PHASES}, not {phase!r}")
+
+        async def go() -> Any:
+            emu = self.emulator
+            live = emu.live(DEPLOYMENTS, namespace, name)
+            if live is None:
+                raise KeyError(f"deployment {namespace}/{name} not found")
+            await sync_pods(emu, live, phase)
+            new = copy.deepcopy(live)
+            new["status"] = deployment_status(live, phase)
+            return await emu.update_object(DEPLOYMENTS, live, new, "status")
+
+        return self._run(go)
+
+    # --- kubectl
+
+    def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:
+        """Write a kubeconfig for kubectl / the operator that points at this cluster."""
+        return KubeconfigFile(self.url, namespace).write(path)
+
+
+def _const(value: Any) -> Any:
+    async def done() -> Any:
+        return value
+    return done()

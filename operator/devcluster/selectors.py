@@ -1,0 +1,60 @@
+"""Kubernetes label selectors and metadata field selectors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+
+def _parse_selector(text: str) -> list[tuple[str, str, set[str]]]:
+    """Label selector terms as (key, operator, values); operators: = != in notin exists !."""
+    terms: list[tuple[str, str, set[str]]] = []
+    for part in re.split(r",(?![^()]*\))", text.strip()):
+        part = part.strip()
+        if not part:
+            continue
+        if m := re.fullmatch(r"([^\s!=]+)\s+(in|notin)\s+\((.*)\)", part):
+            values = {v.strip() for v in m.group(3).split(",") if v.strip()}
+            terms.append((m.group(1), m.group(2), values))
+        elif m := re.fullmatch(r"([^\s!=]+)\s*(==|=|!=)\s*(\S*)", part):
+            terms.append((m.group(1), "!=" if m.group(2) == "!=" else "=", {m.group(3)}))
+        elif part.startswith("!"):
+            terms.append((part[1:].strip(), "!", set()))
+        else:
+            terms.append((part, "exists", set()))
+    return terms
+
+
+def selector_matches(labels: Mapping[str, str], selector: str | None) -> bool:
+    """Whether labels satisfy a Kubernetes label selector string."""
+    for key, op, values in _parse_selector(selector or ""):
+        present = key in labels
+        value = labels.get(key)
+        ok = {
+            "=": present and value in values,
+            "!=": not present or value not in values,
+            "in": present and value in values,
+            "notin": not present or value not in values,
+            "exists": present,
+            "!": not present,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+def field_selector_matches(obj: Mapping[str, Any], selector: str | None) -> bool:
+    """metadata.name / metadata.namespace equality field selectors."""
+    meta = obj.get("metadata", {})
+    for part in (selector or "").split(","):
+        if not part.strip():
+            continue
+        key, _, value = part.partition("=")
+        negate = key.endswith("!")
+        key, value = key.rstrip("!").strip(), value.lstrip("=").strip()
+        actual = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
+        ok = actual.get(key) == value
+        if ok == negate:
+            return False
+    return True
