@@ -2,6 +2,10 @@
 # Everything installs into .venv; torch is pinned to the CPU build first so that no
 # multi-GB CUDA wheel is pulled on a laptop or in CI.
 PYTHON ?= python3
+# The folder operator/ would shadow the standard library's `operator` for any `python -m ...`
+# run from the repository root (Python puts the working directory first on sys.path).
+# PYTHONSAFEPATH (Python 3.11+) stops that for every Python process make starts.
+export PYTHONSAFEPATH := 1
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
