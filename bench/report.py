@@ -1,0 +1,166 @@
+"""Summaries, targets and the Markdown report of a benchmark run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from loadgen import LoadResult
+
+AGREEMENT_TOLERANCE = 1e-3
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in [0, 100]); NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ratio(a: float, b: float) -> float:
+    """a / b, NaN when b is zero or NaN (a server that answered nothing)."""
+    return a / b if b and not math.isnan(b) else float("nan")
+
+
+def summarize(result: LoadResult, params: int, peak_gflops: float) -> dict:
+    """Pairs/s, latency percentiles and effective GFLOP/s (2 x params x tokens / s)."""
+    wall = result.wall_s if result.wall_s > 0 else float("nan")
+    gflops = 2.0 * params * result.tokens / wall / 1e9
+    return {
+        "requests": result.completed,
+        "errors": result.errors,
+        "error_samples": result.error_samples,
+        "pairs": result.pairs,
+        "tokens": result.tokens,
+        "wall_s": round(result.wall_s, 3),
+        "pairs_per_s": result.pairs / wall,
+        "p50_s": percentile(result.latencies_s, 50),
+        "p95_s": percentile(result.latencies_s, 95),
+        "effective_gflops": gflops,
+        "fraction_of_peak": gflops / peak_gflops,
+    }
+
+
+def compare_scores(reference: list[list[float]], other: list[list[float]]) -> dict:
+    """Per request: same top-ranked index, and the largest absolute score difference."""
+    top_match = []
+    max_diff = 0.0
+    for ref, oth in zip(reference, other, strict=True):
+        top_ref = max(range(len(ref)), key=lambda i: ref[i])
+        top_oth = max(range(len(oth)), key=lambda i: oth[i])
+        # A different top index is only a mismatch if the two scores are not tied.
+        tied = abs(ref[top_ref] - ref[top_oth]) <= AGREEMENT_TOLERANCE
+        top_match.append(top_ref == top_oth or tied)
+        diffs = [abs(a - b) if not (math.isnan(a) or math.isnan(b)) else math.inf
+                 for a, b in zip(ref, oth, strict=True)]
+        max_diff = max(max_diff, max(diffs))
+    return {
+        "requests": len(reference),
+        "top_index_match": all(top_match),
+        "max_abs_score_diff": max_diff,
+        "agree": all(top_match) and max_diff <= AGREEMENT_TOLERANCE,
+    }
+
+
+def targets(loads: dict) -> list[dict]:
+    """PASS/FAIL of the benchmark's targets for the loads that ran."""
+    out = []
+
+    def add(name: str, measured: float, goal: str, ok: bool) -> None:
+        out.append({"target": name, "measured": measured, "goal": goal,
+                    "status": "PASS" if ok else "FAIL"})
+
+    if "qwen3" in loads:
+        s = loads["qwen3"]["servers"]
+        if "this" in s and "naive" in s:
+            r = ratio(s["this"]["pairs_per_s"], s["naive"]["pairs_per_s"])
+            add("qwen3 pairs/s this/naive", r, ">= 3.0", r >= 3.0)
+            add("qwen3 p95 this vs naive (s)", s["this"]["p95_s"],
+                f"<= {s['naive']['p95_s']:.3f}", s["this"]["p95_s"] <= s["naive"]["p95_s"])
+        if "this" in s:
+            frac = s["this"]["fraction_of_peak"]
+            add("qwen3 effective GFLOP/s / matmul peak", frac, ">= 0.50", frac >= 0.5)
+    if "cross" in loads:
+        s = loads["cross"]["servers"]
+        for base in ("naive", "st-naive"):
+            if "this" in s and base in s:
+                r = ratio(s["this"]["pairs_per_s"], s[base]["pairs_per_s"])
+                add(f"cross pairs/s this/{base}", r, ">= 1.5", r >= 1.5)
+    return out
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+def markdown(run: dict) -> str:
+    """The human-readable report of one run (also printed)."""
+    env = run["environment"]
+    lines = [
+        f"# Reranker benchmark ({run['timestamp']})",
+        "",
+        (f"Machine: {env['cpu']} ({env['cpus']} CPUs), torch {env['torch']} "
+         f"({env['torch_threads']} threads). Other processes used "
+         f"{_fmt(100 * (env.get('background_cpu_fraction') or float('nan')), 1)}% of the "
+         f"machine's CPU during the run (/proc/stat minus the benchmark's own process tree); "
+         f"load average before/after: {env['loadavg_before']} / {env['loadavg_after']} (the "
+         f"naive servers alone keep ~16 threads runnable)."),
+        (f"fp32 matmul peak (bench/peak.py, best of several, the better of before and after the "
+         f"loads): {run['peak']['peak_gflops']:.1f} GFLOP/s (per size: "
+         f"{run['peak']['per_size_gflops']}; before {run['peak']['before_gflops']:.1f}, after "
+         f"{run['peak']['after_gflops']:.1f})."),
+        f"Settings: {run['settings']}",
+        "",
+    ]
+    for name, load in run["loads"].items():
+        lines += [
+            f"## Load `{name}`: {load['description']}",
+            "",
+            (f"Model: {load['model']} ({load['matmul_params'] / 1e6:.2f} M non-embedding params); "
+             f"{load['concurrency']} clients, {load['docs_per_request']} docs per request."),
+            "",
+            ("| server | requests | errors | pairs/s | p50 s | p95 s | eff. GFLOP/s | % of peak "
+             "| pairs/s vs this | pairs/s per round |"),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        this = load["servers"].get("this")
+        for server, s in load["servers"].items():
+            vs = ratio(this["pairs_per_s"], s["pairs_per_s"]) if this and server != "this" else None
+            lines.append(
+                f"| {server} | {s['requests']} | {s['errors']} | {_fmt(s['pairs_per_s'], 1)} | "
+                f"{_fmt(s['p50_s'])} | {_fmt(s['p95_s'])} | {_fmt(s['effective_gflops'], 1)} | "
+                f"{_fmt(100 * s['fraction_of_peak'], 1)} | "
+                f"{'this is ' + _fmt(vs) + 'x' if vs is not None else '-'} | "
+                f"{', '.join(_fmt(x, 1) for x in s.get('rounds_pairs_per_s', []))} |"
+            )
+        lines.append("")
+        for pair, agreement in load.get("agreement", {}).items():
+            verdict = "AGREE" if agreement["agree"] else "DISAGREE"
+            lines.append(
+                f"- agreement {pair}: {verdict} on {agreement['requests']} requests "
+                f"(top index match: {agreement['top_index_match']}, max |score diff| "
+                f"{agreement['max_abs_score_diff']:.2e}, tolerance {AGREEMENT_TOLERANCE:g})"
+            )
+        for server, error in load.get("failed", {}).items():
+            lines.append(f"- {server} FAILED: {error.splitlines()[0]}")
+        for server, s in load["servers"].items():
+            for sample in s["error_samples"]:
+                lines.append(f"- {server} error: {sample}")
+        lines.append("")
+    if run["targets"]:
+        lines += ["## Targets", "", "| target | measured | goal | result |", "|---|---:|---|---|"]
+        for t in run["targets"]:
+            lines.append(
+                f"| {t['target']} | {_fmt(t['measured'], 3)} | {t['goal']} | {t['status']} |")
+        lines.append("")
+    lines += [
+        ("Effective GFLOP/s = 2 x non-embedding parameters x non-padding tokens of the answered "
+         "requests / wall time (every prompt token counted, whether or not a server recomputes "
+         "it); pairs/s = documents scored / wall time; latencies are per request, warm-up "
+         "requests excluded."),
+        "",
+    ]
+    return "\n".join(lines)

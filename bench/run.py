@@ -1,0 +1,290 @@
+"""Benchmark this server against the naive baselines on the same model and the same load.
+
+`python bench/run.py [--loads qwen3,cross] [--requests N] [--duration S] [--rounds R] [--quick]`
+
+For each load, the servers run as subprocesses on the same model and the same seeded requests,
+but only one is under load at a time: each gets warm-up requests (excluded), then the measured
+phase (bounded by a request count and a time limit) is split into rounds in which the servers
+take turns, so slow drifts in the machine's background load hit them alike. Finally a few
+requests are sent one at a time to every server and their scores compared. Results go to
+bench/results/<timestamp>.json/.md and bench/LATEST.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+import httpx
+import models
+import report
+from cpu_usage import BackgroundCpu
+from loadgen import LoadResult, fetch_scores, merge_results, run_load
+from naive_server import DEFAULT_INSTRUCTION, qwen3_prompt
+from peak import machine_peak_gflops
+from servers import running_server
+from texts import BenchRequest, make_requests
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """One benchmark load: a model and the requests sent to it."""
+
+    name: str
+    description: str
+    servers: dict[str, str]  # report name -> server kind (servers.server_command)
+    query_tokens: int
+    instruction_tokens: int  # 0: no instruction field
+
+
+LOADS = {
+    "qwen3": LoadSpec(
+        "qwen3", "Qwen3-architecture causal reranker, random weights; ~150-token "
+        "instruction+query, documents of 30-200 tokens",
+        {"this": "this", "naive": "naive-qwen3"}, query_tokens=20, instruction_tokens=130),
+    "cross": LoadSpec(
+        "cross", "BERT cross-encoder with the real all-MiniLM-L6-v2 encoder and a seeded head; "
+        "short query, documents of 30-200 tokens",
+        {"this": "this", "naive": "naive-cross", "st-naive": "st-naive"},
+        query_tokens=12, instruction_tokens=0),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with --quick or full defaults filled in and every value checked."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loads", default="qwen3,cross", help="comma-separated: qwen3, cross")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="measured requests per server, all rounds (default 192; --quick 24)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="time limit of a server's measured phase, all rounds, in seconds "
+                             "(default 60; --quick 10)")
+    parser.add_argument("--warmup", type=int, default=None,
+                        help="warm-up requests per server, excluded (default 16; --quick 4)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="measured phase split into this many rounds in which the servers "
+                             "take turns (default 3; --quick 1)")
+    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--docs", type=int, default=None,
+                        help="documents per request (default 32; --quick 16)")
+    parser.add_argument("--check-requests", type=int, default=3,
+                        help="requests whose scores are compared between servers")
+    parser.add_argument("--servers", default="this,naive,st-naive",
+                        help="comma-separated subset of: this, naive, st-naive (cross load only)")
+    parser.add_argument("--quick", action="store_true", help="small smoke run (~1-2 minutes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-dir", type=Path,
+                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                        / "reranker-bench", help="where the benchmark models are built")
+    parser.add_argument("--server-arg", action="append", default=[],
+                        help="extra flag for reranker-server serve (repeatable), e.g. "
+                             "--server-arg=--max-batch-tokens=8192")
+    parser.add_argument("--no-latest", action="store_true", help="do not overwrite bench/LATEST.md")
+    args = parser.parse_args(argv)
+    defaults = (24, 10.0, 4, 16, 1) if args.quick else (192, 60.0, 16, 32, 3)
+    for name, default in zip(("requests", "duration", "warmup", "docs", "rounds"), defaults):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    loads = [name.strip() for name in args.loads.split(",") if name.strip()]
+    unknown = [name for name in loads if name not in LOADS]
+    if unknown or not loads:
+        parser.error(f"--loads: unknown {unknown}; choose from {sorted(LOADS)}")
+    args.loads = loads
+    args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
+    bad = [name for name in args.servers if name not in ("this", "naive", "st-naive")]
+    if bad or not args.servers:
+        parser.error(f"--servers: unknown {bad}; choose from this, naive, st-naive")
+    for name in ("requests", "concurrency", "docs", "check_requests", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0 or args.duration <= 0:
+        parser.error("--warmup must be >= 0 and --duration > 0")
+    return args
+
+
+def prepare_load(spec: LoadSpec, args: argparse.Namespace) -> tuple[Path, list[BenchRequest],
+                                                                   list[int]]:
+    """Build the model and the seeded requests; token count of each request's full sequences."""
+    from transformers import AutoTokenizer
+
+    args.cache_dir.mkdir(parents=True, exist_ok=True)
+    if spec.name == "qwen3":
+        model_dir = models.prepare_qwen3(args.cache_dir, seed=args.seed)
+    else:
+        model_dir = models.prepare_minilm_cross_encoder(args.cache_dir, seed=args.seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+
+    backend = getattr(tok, "backend_tokenizer", None)  # the Rust tokenizer: far less overhead
+    if backend is not None:  # a copy: tokenizer.json may carry fixed padding/truncation
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(backend.to_str())
+        backend.no_padding()
+        backend.no_truncation()
+
+    def count(text: str) -> int:
+        if backend is not None:
+            return len(backend.encode(text, add_special_tokens=False).ids)
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    requests = make_requests(
+        args.warmup + args.requests, docs_per_request=args.docs, doc_tokens=(30, 200),
+        query_tokens=spec.query_tokens, instruction_tokens=spec.instruction_tokens, count=count,
+        seed=args.seed, distinct=args.warmup + args.requests)
+    tokens = []
+    for req in requests:
+        if spec.name == "qwen3":
+            instruction = req.instruction or DEFAULT_INSTRUCTION
+            texts = [qwen3_prompt(instruction, req.query, d) for d in req.documents]
+            tokens.append(sum(len(ids) for ids in tok(texts)["input_ids"]))
+        else:
+            enc = tok([req.query] * len(req.documents), list(req.documents), truncation=True)
+            tokens.append(sum(len(ids) for ids in enc["input_ids"]))
+    return model_dir, requests, tokens
+
+
+def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: Path) -> dict:
+    """Run every server of one load; their summaries and score agreement."""
+    print(f"\n== load {spec.name}: preparing model and {args.warmup + args.requests} requests",
+          flush=True)
+    model_dir, requests, tokens = prepare_load(spec, args)
+    params = models.matmul_params(model_dir)
+    warm, measured = requests[: args.warmup], requests[args.warmup:]
+    warm_tokens, measured_tokens = tokens[: args.warmup], tokens[args.warmup:]
+    checks = measured[: args.check_requests]
+    names = [name for name in spec.servers if name in args.servers]
+    failed: dict[str, str] = {}
+    results: dict[str, list[LoadResult]] = {}
+    scores: dict[str, list[list[float]]] = {}
+    with ExitStack() as stack:
+        urls = {}
+        for name in names:  # all started up front: an idle server costs no CPU
+            kind = spec.servers[name]
+            print(f"-- {spec.name}/{name}: starting {kind}, {len(warm)} warm-up requests",
+                  flush=True)
+            extra = args.server_arg if kind == "this" else []
+            try:
+                urls[name] = stack.enter_context(running_server(
+                    kind, model_dir, log_dir / f"{spec.name}-{name}.log", extra))
+                if warm:
+                    asyncio.run(run_load(urls[name], warm, warm_tokens,
+                                         concurrency=args.concurrency, duration_s=600.0))
+            except (RuntimeError, OSError, httpx.HTTPError) as exc:
+                failed[name] = f"{type(exc).__name__}: {exc}"
+                print(f"   FAILED: {failed[name]}", flush=True)
+                urls.pop(name, None)
+        per_round = -(-len(measured) // args.rounds)
+        for k in range(args.rounds):
+            reqs = measured[k * per_round:(k + 1) * per_round]
+            toks = measured_tokens[k * per_round:(k + 1) * per_round]
+            order = list(urls)[k % max(1, len(urls)):] + list(urls)[:k % max(1, len(urls))]
+            for name in order:  # servers alternate, so slow drifts of machine load even out
+                result = asyncio.run(run_load(urls[name], reqs, toks,
+                                              concurrency=args.concurrency,
+                                              duration_s=args.duration / args.rounds))
+                results.setdefault(name, []).append(result)
+                print(f"   round {k + 1}/{args.rounds} {name:8s}: {result.completed} requests "
+                      f"({result.errors} errors) in {result.wall_s:.1f}s, "
+                      f"{result.pairs / max(result.wall_s, 1e-9):.1f} pairs/s", flush=True)
+        for name, url in urls.items():
+            try:
+                scores[name] = asyncio.run(fetch_scores(url, checks))
+            except httpx.HTTPError as exc:
+                failed[name] = f"agreement check: {type(exc).__name__}: {exc}"
+    summaries = {}
+    for name, rounds in results.items():
+        summaries[name] = report.summarize(merge_results(rounds), params, peak)
+        summaries[name]["rounds_pairs_per_s"] = [r.pairs / r.wall_s if r.wall_s > 0 else 0.0
+                                                 for r in rounds]
+        s = summaries[name]
+        print(f"-- {spec.name}/{name}: {s['pairs_per_s']:.1f} pairs/s, p50 {s['p50_s']:.2f}s, "
+              f"p95 {s['p95_s']:.2f}s, {s['effective_gflops']:.1f} GFLOP/s", flush=True)
+    agreement = {}
+    names = list(scores)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            agreement[f"{first} vs {second}"] = report.compare_scores(scores[first], scores[second])
+    return {
+        "description": spec.description,
+        "model": model_dir.name,
+        "model_dir": str(model_dir),
+        "matmul_params": params,
+        "concurrency": args.concurrency,
+        "docs_per_request": args.docs,
+        "servers": summaries,
+        "failed": failed,
+        "agreement": agreement,
+        "check_scores": scores,
+    }
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (or what platform knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the peak, run every load, write and print the report."""
+    args = parse_args(argv)
+    import torch
+
+    timestamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    results_dir = BENCH_DIR / "results"
+    env = {"cpu": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__,
+           "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+           "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    background = BackgroundCpu()
+    background.start()
+    peak_sizes = {"sizes": (2048, 3072), "repeats": 3} if args.quick else {"repeats": 5}
+    print("measuring fp32 matmul peak ...", flush=True)
+    peak = machine_peak_gflops(**peak_sizes)
+    print(f"peak {peak['peak_gflops']:.1f} GFLOP/s {peak['per_size_gflops']}", flush=True)
+    loads = {name: bench_load(LOADS[name], args, peak["peak_gflops"],
+                              results_dir / f"{timestamp}-logs") for name in args.loads}
+    env["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    env.update(background.stop())
+    # Background load only ever lowers a measured peak: take the better of before and after,
+    # and express every load against it.
+    after = machine_peak_gflops(**peak_sizes)
+    peak["before_gflops"], peak["after_gflops"] = peak["peak_gflops"], after["peak_gflops"]
+    if after["peak_gflops"] > peak["peak_gflops"]:
+        peak.update(peak_gflops=after["peak_gflops"], per_size_gflops=after["per_size_gflops"])
+        for load in loads.values():
+            for summary in load["servers"].values():
+                summary["fraction_of_peak"] = summary["effective_gflops"] / peak["peak_gflops"]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    run = {"timestamp": timestamp, "environment": env, "peak": peak, "settings": settings,
+           "loads": loads, "targets": report.targets(loads)}
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{timestamp}.json").write_text(json.dumps(run, indent=2) + "\n")
+    text = report.markdown(run)
+    (results_dir / f"{timestamp}.md").write_text(text)
+    if not args.no_latest:
+        (BENCH_DIR / "LATEST.md").write_text(text)
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
