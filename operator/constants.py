@@ -25,6 +25,9 @@ APP_NAME = "reranker"
 MANAGER = "reranker-operator"
 CONFIG_HASH_ANNOTATION = f"{CRD_GROUP}/config-hash"
 RETAINED_ANNOTATION = f"{CRD_GROUP}/retain-on-delete"
+# The annotation a Grafana dashboard sidecar is usually told to read folders from
+# (grafana chart: sidecar.dashboards.folderAnnotation).
+GRAFANA_FOLDER_ANNOTATION = "grafana_folder"
 
 
 class ChildResource(NamedTuple):
@@ -45,4 +48,6 @@ CHILD_RESOURCES: tuple[ChildResource, ...] = (
     ChildResource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     ChildResource("networking.k8s.io/v1", "Ingress", "ingresses"),
     ChildResource("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+    ChildResource("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),
+    ChildResource("v1", "ConfigMap", "configmaps"),
 )

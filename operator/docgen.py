@@ -36,6 +36,8 @@ carry the labels `app.kubernetes.io/name: reranker`, `app.kubernetes.io/instance
 | PodDisruptionBudget | `podDisruptionBudget.enabled` | policy/v1 |
 | Ingress | `ingress.enabled` | networking.k8s.io/v1 |
 | ServiceMonitor | `metrics.serviceMonitor.enabled` | monitoring.coreos.com/v1, scrapes `/metrics` on port `http` |
+| PrometheusRule | `metrics.prometheusRule.enabled` | monitoring.coreos.com/v1 alerts: error rate, p95 latency, queue rejections (429), no replicas available |
+| ConfigMap `<name>-dashboard` | `metrics.dashboard.enabled` | Grafana dashboard JSON, labelled for the Grafana sidecar |
 
 The pod template carries `rerankers.io/config-hash`, a hash of the image, environment and model
 source, so a settings change rolls the pods.

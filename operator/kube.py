@@ -40,7 +40,7 @@ _CHILD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
 
 # Everything the operator calls in the mode deploy/ runs it (cluster-wide, --peering), the single
 # source of truth for the ClusterRole in deploy/base/rbac.yaml: our reconciler (get/list/apply/delete children, status patches,
-# discovery of the ServiceMonitor API), kopf (watching the CRs, children and pods; patching its
+# discovery of the ServiceMonitor and PrometheusRule APIs), kopf (watching the CRs, children and pods; patching its
 # annotations and finalizers on the CRs; posting Events; scanning namespaces and CRDs), and the
 # liveness probe. `apply` = PATCH (server-side apply), which creates the object when missing.
 API_PERMISSIONS: tuple[Permission, ...] = (

@@ -28,7 +28,8 @@ from reranker_operator.render import render_children
 from reranker_operator.spec import InvalidSpecError
 
 DESIRED_HASH_ANNOTATION = f"{CRD_GROUP}/desired-hash"
-SERVICE_MONITOR_API = ("monitoring.coreos.com/v1", "servicemonitors")
+# Children whose API exists only when a CRD is installed (the Prometheus Operator's).
+OPTIONAL_CHILDREN = tuple(c for c in CHILD_RESOURCES if c.kind in status_mod.OPTIONAL_APIS)
 
 
 def desired_hash(manifest: Mapping[str, Any]) -> str:
@@ -141,7 +142,7 @@ def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
 
 
 class ApiDiscovery:
-    """Caches whether optional APIs (the ServiceMonitor CRD) are served, for `ttl` seconds."""
+    """Caches whether optional APIs (the Prometheus Operator CRDs) are served, for `ttl` seconds."""
 
     def __init__(self, client: KubeClient, ttl: float = 30.0) -> None:
         self.client, self.ttl = client, ttl
@@ -164,8 +165,8 @@ class ReconcileResult:
     live: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
-    service_monitor_wanted: bool = False
-    service_monitor_missing: bool = False
+    # optional kind the spec asks for -> whether its API is missing (it was then skipped)
+    optional_apis: dict[str, bool] = field(default_factory=dict)
 
     def child(self, kind: str) -> dict[str, Any] | None:
         """The (first) live child of a kind, after this pass."""
@@ -181,11 +182,14 @@ async def reconcile_children(client: KubeClient, discovery: ApiDiscovery,
     desired = [with_hash(m) for m in render_children(cr)]
     result = ReconcileResult()
     kinds = list(CHILD_RESOURCES)
-    result.service_monitor_wanted = any(m["kind"] == "ServiceMonitor" for m in desired)
-    if not await discovery.served(*SERVICE_MONITOR_API):
-        result.service_monitor_missing = result.service_monitor_wanted
-        desired = [m for m in desired if m["kind"] != "ServiceMonitor"]
-        kinds = [k for k in kinds if k.plural != SERVICE_MONITOR_API[1]]
+    wanted_kinds = {m["kind"] for m in desired}
+    for optional in OPTIONAL_CHILDREN:
+        missing = not await discovery.served(optional.api_version, optional.plural)
+        if optional.kind in wanted_kinds:
+            result.optional_apis[optional.kind] = missing
+        if missing:  # neither applied nor listed for pruning
+            desired = [m for m in desired if m["kind"] != optional.kind]
+            kinds = [k for k in kinds if k != optional]
 
     meta = cr["metadata"]
     namespace, name, uid = meta.get("namespace") or "default", meta["name"], meta.get("uid")
@@ -248,8 +252,7 @@ async def reconcile_service(client: KubeClient, discovery: ApiDiscovery,
         if deployment is not None and not status_mod.Rollout.of(deployment, []).complete:
             pods = await client.list(PODS, namespace, instance_selector(name))
         new = status_mod.ready_status(
-            cr, deployment, pods, service_monitor_wanted=children.service_monitor_wanted,
-            service_monitor_missing=children.service_monitor_missing)
+            cr, deployment, pods, optional_apis=children.optional_apis)
     except InvalidSpecError as exc:
         invalid = exc
         new = status_mod.failed_status(cr, status_mod.INVALID_SPEC, str(exc))

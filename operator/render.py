@@ -25,10 +25,12 @@ from .constants import (
     CRD_KIND,
     CRD_PLURAL,
     CRD_VERSION,
+    GRAFANA_FOLDER_ANNOTATION,
     MODEL_CACHE_PATH,
     RETAINED_ANNOTATION,
 )
 from .labels import child_labels, model_cache_claim_name, owner_reference, selector_labels
+from .monitoring import alert_rules, dashboard_config_map_name, dashboard_json
 from .spec import DNS1035_LABEL, DNS1123_LABEL, InvalidSpecError, RerankerServiceSpec, parse_spec
 from .yamlfilters import toyaml
 
@@ -54,6 +56,8 @@ _TEMPLATES = (
     "pdb.yaml.j2",
     "ingress.yaml.j2",
     "servicemonitor.yaml.j2",
+    "prometheusrule.yaml.j2",
+    "dashboard.yaml.j2",
 )
 
 
@@ -215,6 +219,8 @@ def _context(cr: Mapping[str, Any]) -> dict[str, Any]:
     pod_annotations = {**spec.pod_annotations, CONFIG_HASH_ANNOTATION: config_hash}
     pvc_annotations = {RETAINED_ANNOTATION: "true"} if cache.retain_on_delete else None
     dump = spec.model_dump(by_alias=True, exclude_none=True)
+    rule, board = spec.metrics.prometheus_rule, spec.metrics.dashboard
+    board_annotations = {GRAFANA_FOLDER_ANNOTATION: board.folder} if board.folder else None
 
     return {
         "spec": dump,
@@ -236,6 +242,15 @@ def _context(cr: Mapping[str, Any]) -> dict[str, Any]:
                 **meta("metrics"),
                 "labels": {**spec.metrics.service_monitor.labels, **child_labels(name, "metrics")},
             },
+            "prometheusrule": {
+                **meta("alerts"),
+                "labels": {**rule.labels, **child_labels(name, "alerts")},
+            },
+            "dashboard": {
+                **meta("dashboard", child=dashboard_config_map_name(name),
+                       annotations=board_annotations),
+                "labels": {**board.labels, **child_labels(name, "dashboard")},
+            },
         },
         "create_pvc": cache.enabled and cache.existing_claim is None,
         "claim_name": claim,
@@ -256,6 +271,10 @@ def _context(cr: Mapping[str, Any]) -> dict[str, Any]:
         "gpu_count": spec.resources.gpus,
         "rps_metric": REQUESTS_PER_SECOND_METRIC,
         "latency_metric": P95_LATENCY_METRIC,
+        "alert_group": f"reranker.{namespace}.{name}",
+        "alert_rules": alert_rules(name, namespace, rule) if rule.enabled else [],
+        "dashboard_file": f"reranker-{namespace}-{name}.json",
+        "dashboard_json": dashboard_json(name, namespace) if board.enabled else "",
     }
 
 

@@ -227,8 +227,29 @@ class ServiceMonitorSpec(_Model):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class PrometheusRuleSpec(_Model):
+    enabled: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    error_rate_threshold: float = Field(0.05, ge=0, le=1)
+    p95_latency_seconds: float = Field(2.0, ge=0.001, le=3600)
+    for_: str = Field("5m", alias="for", pattern=DURATION, min_length=2)
+    queue_rejections_per_second: float = Field(0.1, ge=0, le=1000000)
+
+
+def _grafana_sidecar_labels() -> dict[str, str]:
+    return {"grafana_dashboard": "1"}
+
+
+class DashboardSpec(_Model):
+    enabled: bool = False
+    labels: dict[str, str] = Field(default_factory=_grafana_sidecar_labels)
+    folder: str | None = Field(None, min_length=1, max_length=256)
+
+
 class MetricsSpec(_Model):
     service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
+    prometheus_rule: PrometheusRuleSpec = Field(default_factory=PrometheusRuleSpec)
+    dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
 
 
 class IngressSpec(_Model):
@@ -363,11 +384,19 @@ def _check_exposure(spec: RerankerServiceSpec) -> None:
             "metrics.serviceMonitor.scrapeTimeout",
             f"{sm.scrape_timeout} is longer than the interval {sm.interval}",
         )
+    dashboard = spec.metrics.dashboard
+    if dashboard.enabled and not dashboard.labels:
+        raise InvalidSpecError(
+            "metrics.dashboard.labels",
+            "an enabled dashboard needs labels (the Grafana sidecar finds ConfigMaps by label)",
+        )
 
 
 def _check_metadata_maps(spec: RerankerServiceSpec) -> None:
     labels = (("podLabels", spec.pod_labels), ("nodeSelector", spec.node_selector),
-              ("metrics.serviceMonitor.labels", spec.metrics.service_monitor.labels))  # fmt: skip
+              ("metrics.serviceMonitor.labels", spec.metrics.service_monitor.labels),
+              ("metrics.prometheusRule.labels", spec.metrics.prometheus_rule.labels),
+              ("metrics.dashboard.labels", spec.metrics.dashboard.labels))  # fmt: skip
     for path, mapping in labels:
         try:
             check_labels(mapping)

@@ -16,7 +16,8 @@ from reranker_operator.render import service_endpoint
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 SERVICE_MONITOR = "ServiceMonitor"
-CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SERVICE_MONITOR)
+PROMETHEUS_RULE = "PrometheusRule"
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SERVICE_MONITOR, PROMETHEUS_RULE)
 
 INVALID_SPEC = "InvalidSpec"
 MODEL_DOWNLOADING = "ModelDownloading"
@@ -24,6 +25,7 @@ DEPLOYMENT_UNAVAILABLE = "DeploymentUnavailable"
 DEPLOYMENT_PROGRESSING = "DeploymentProgressing"
 AVAILABLE = "Available"
 SERVICE_MONITOR_CRD_MISSING = "ServiceMonitorCRDMissing"
+PROMETHEUS_RULE_CRD_MISSING = "PrometheusRuleCRDMissing"
 RECONCILE_ERROR = "ReconcileError"
 
 
@@ -132,16 +134,40 @@ def failure_conditions(reason: str, message: str) -> list[Condition]:
             _cond(DEGRADED, True, reason, message)]
 
 
+@dataclass(frozen=True)
+class OptionalApi:
+    """A child kind served only when its CRD is installed; its condition has the kind's name."""
+
+    kind: str
+    api_version: str
+    missing_reason: str
+    consequence: str
+
+
+# Optional children the operator skips, with a condition, when discovery lacks their API.
+OPTIONAL_APIS: dict[str, OptionalApi] = {
+    SERVICE_MONITOR: OptionalApi(SERVICE_MONITOR, "monitoring.coreos.com/v1",
+                                 SERVICE_MONITOR_CRD_MISSING,
+                                 "The /metrics endpoint still works and Ready is not affected."),
+    PROMETHEUS_RULE: OptionalApi(PROMETHEUS_RULE, "monitoring.coreos.com/v1",
+                                 PROMETHEUS_RULE_CRD_MISSING,
+                                 "No alerts are evaluated; Ready is not affected."),
+}
+
+
+def optional_api_condition(kind: str, missing: bool) -> Condition:
+    """The condition of an optional child the spec asks for: applied, or its API missing."""
+    api = OPTIONAL_APIS[kind]
+    if missing:
+        return _cond(kind, False, api.missing_reason,
+                     f"the {api.api_version} {kind} API is not served (is the Prometheus "
+                     f"Operator installed?); no {kind} was created. {api.consequence}")
+    return _cond(kind, True, AVAILABLE, f"the {kind} is applied")
+
+
 def service_monitor_condition(wanted: bool, missing: bool) -> Condition | None:
     """The ServiceMonitor condition, when the spec asks for a ServiceMonitor."""
-    if not wanted:
-        return None
-    if missing:
-        return _cond(SERVICE_MONITOR, False, SERVICE_MONITOR_CRD_MISSING,
-                     "the monitoring.coreos.com/v1 ServiceMonitor API is not served (is the "
-                     "Prometheus Operator installed?); no ServiceMonitor was created. The "
-                     "/metrics endpoint still works and Ready is not affected.")
-    return _cond(SERVICE_MONITOR, True, AVAILABLE, "the ServiceMonitor is applied")
+    return optional_api_condition(SERVICE_MONITOR, missing) if wanted else None
 
 
 def with_transition_times(new: Iterable[Condition], old: Iterable[Mapping[str, Any]],
@@ -166,14 +192,19 @@ def _model_name(cr: Mapping[str, Any]) -> str | None:
 
 
 def ready_status(cr: Mapping[str, Any], deployment: Mapping[str, Any] | None,
-                 pods: Sequence[Mapping[str, Any]], *, service_monitor_wanted: bool,
-                 service_monitor_missing: bool, now: str | None = None) -> dict[str, Any]:
-    """The full status of a RerankerService whose children were applied."""
+                 pods: Sequence[Mapping[str, Any]], *,
+                 optional_apis: Mapping[str, bool] | None = None,
+                 now: str | None = None) -> dict[str, Any]:
+    """The full status of a RerankerService whose children were applied.
+
+    `optional_apis` maps each optional kind the spec asks for (see OPTIONAL_APIS) to whether
+    its API is missing; each gets a condition, in OPTIONAL_APIS order.
+    """
     rollout = Rollout.of(deployment, pods)
     conditions = rollout_conditions(rollout)
-    sm = service_monitor_condition(service_monitor_wanted, service_monitor_missing)
-    if sm is not None:
-        conditions.append(sm)
+    wanted = optional_apis or {}
+    conditions += [optional_api_condition(kind, wanted[kind])
+                   for kind in OPTIONAL_APIS if kind in wanted]
     meta = cr["metadata"]
     selector = ",".join(f"{k}={v}" for k, v in selector_labels(meta["name"]).items())
     old = (cr.get("status") or {}).get("conditions") or []
@@ -216,7 +247,7 @@ def _event_type(cond: Mapping[str, Any]) -> str | None:
         failing = status == "False" and reason in (INVALID_SPEC, DEPLOYMENT_UNAVAILABLE,
                                                    RECONCILE_ERROR)
         return "Warning" if failing else "Normal"
-    if (type_, status) in ((DEGRADED, "True"), (SERVICE_MONITOR, "False")):
+    if (type_, status) == (DEGRADED, "True") or (type_ in OPTIONAL_APIS and status == "False"):
         return "Warning"
     return None
 
@@ -226,7 +257,7 @@ def transitions(old: Iterable[Mapping[str, Any]],
     """(event type, reason, message) for conditions whose status or reason changed.
 
     Every change of Ready is an Event (Warning when it fails); Degraded=True and a missing
-    ServiceMonitor API are Warnings; other changes post nothing.
+    optional API (ServiceMonitor, PrometheusRule) are Warnings; other changes post nothing.
     """
     before = {c.get("type"): c for c in old}
     events = []

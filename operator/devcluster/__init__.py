@@ -20,6 +20,7 @@ from reranker_operator.devcluster.cluster import DevCluster
 from reranker_operator.devcluster.common import (
     DEPLOYMENTS,
     PODS,
+    PROMETHEUS_RULES,
     RERANKERS,
     SERVICE_MONITORS,
     ApiCall,
@@ -38,7 +39,7 @@ from reranker_operator.devcluster.rollout import ROLLOUT_PHASES, deployment_stat
 from reranker_operator.devcluster.selectors import field_selector_matches, selector_matches
 
 __all__ = [
-    "DEPLOYMENTS", "PODS", "RERANKERS", "ROLLOUT_PHASES", "SERVICE_MONITORS", "ApiCall",
+    "DEPLOYMENTS", "PODS", "PROMETHEUS_RULES", "RERANKERS", "ROLLOUT_PHASES", "SERVICE_MONITORS", "ApiCall",
     "DevCluster", "EmulatorError", "KubeconfigFile", "Ref", "declare_resources",
     "deployment_status", "emulator_class", "field_selector_matches", "merge_patch",
     "now_rfc3339", "pod_status", "read_crd", "selector_matches", "server_side_apply",

@@ -22,13 +22,15 @@ class DevCluster:
     """The emulator served on 127.0.0.1 from a background thread, with a synchronous API.
 
     Use as a context manager, or call start()/stop(). `service_monitors=False` leaves the
-    monitoring.coreos.com/v1 ServiceMonitor API out of discovery.
+    monitoring.coreos.com/v1 ServiceMonitor API out of discovery, `prometheus_rules=False` the
+    PrometheusRule API.
     """
 
     def __init__(self, *, port: int | None = None, service_monitors: bool = True,
-                 crd_path: Path | None = None) -> None:
+                 prometheus_rules: bool = True, crd_path: Path | None = None) -> None:
         self.port_wanted = port
         self.service_monitors = service_monitors
+        self.prometheus_rules = prometheus_rules
         self.crd = read_crd(crd_path)
         self.emulator: Any = None
         self._server: Any = None
@@ -78,7 +80,7 @@ class DevCluster:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         emulator = emulator_class()()
-        declare_resources(emulator, self.crd, self.service_monitors)
+        declare_resources(emulator, self.crd, self.service_monitors, self.prometheus_rules)
         self.emulator = emulator
         async with emulator, kmock.Server(emulator, port=self.port_wanted) as server:
             self._server = server

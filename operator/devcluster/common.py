@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from reranker_operator.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 
 SERVICE_MONITORS = "monitoring.coreos.com/v1/servicemonitors"
+PROMETHEUS_RULES = "monitoring.coreos.com/v1/prometheusrules"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,12 @@ from typing import Any
 
 import yaml
 from reranker_operator.devcluster.api import ApiMixin
-from reranker_operator.devcluster.common import SERVICE_MONITORS, ApiCall, EmulatorError
+from reranker_operator.devcluster.common import (
+    PROMETHEUS_RULES,
+    SERVICE_MONITORS,
+    ApiCall,
+    EmulatorError,
+)
 from reranker_operator.devcluster.store import StoreMixin
 
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
@@ -183,8 +188,10 @@ def emulator_class() -> type:
     return Emulator
 
 
-def declare_resources(emulator: Any, crd: Mapping[str, Any], service_monitors: bool) -> None:
-    """Declare built-ins (kmock's bundle), namespaces, our CRD and optionally ServiceMonitor."""
+def declare_resources(emulator: Any, crd: Mapping[str, Any], service_monitors: bool,
+                      prometheus_rules: bool = True) -> None:
+    """Declare built-ins (kmock's bundle), namespaces, our CRD and optionally the Prometheus
+    Operator's ServiceMonitor and PrometheusRule."""
     import kmock
 
     emulator.resources.load_bundled()
@@ -206,9 +213,12 @@ def declare_resources(emulator: Any, crd: Mapping[str, Any], service_monitors: b
                 categories=set(names.get("categories", [])), subresources=subresources,
                 verbs={"get", "list", "watch", "create", "update", "patch", "delete",
                        "deletecollection"}))
-    if service_monitors:
-        emulator.resources[SERVICE_MONITORS] = kmock.ResourceInfo(
-            kind="ServiceMonitor", namespaced=True, singular="servicemonitor",
-            verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
-    elif SERVICE_MONITORS in emulator.resources:
-        del emulator.resources[SERVICE_MONITORS]
+    optional = ((SERVICE_MONITORS, "ServiceMonitor", service_monitors),
+                (PROMETHEUS_RULES, "PrometheusRule", prometheus_rules))
+    for resource, kind, served in optional:
+        if served:
+            emulator.resources[resource] = kmock.ResourceInfo(
+                kind=kind, namespaced=True, singular=kind.lower(),
+                verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+        elif resource in emulator.resources:
+            del emulator.resources[resource]

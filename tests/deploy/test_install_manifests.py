@@ -294,6 +294,7 @@ def test_troubleshooting_covers_every_failure_reason() -> None:
         status.MODEL_DOWNLOADING,
         status.DEPLOYMENT_UNAVAILABLE,
         status.SERVICE_MONITOR_CRD_MISSING,
+        status.PROMETHEUS_RULE_CRD_MISSING,
         status.RECONCILE_ERROR,
     ]
     assert [r for r in reasons if r not in text] == []

@@ -115,6 +115,9 @@ def test_peered_operator_calls_only_what_the_cluster_role_grants(
     registry, settings, _controller = build(config)
     settings.watching.reconnect_backoff = 0.2
     cr = yaml.safe_load((REPO / "examples" / "bge-reranker-cpu.yaml").read_text())
+    # the optional children too, so their calls are checked against the ClusterRole
+    cr["spec"]["metrics"] = {"prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}
+    ns, name = cr["metadata"].get("namespace", "default"), cr["metadata"]["name"]
     with KopfRunner(_kopf_args(install), registry=registry, settings=settings, timeout=30):
         cluster.create(cr, cr["metadata"].get("namespace", "default"))
         # The operator works (peering did not pause it): the server Deployment appears.
@@ -123,6 +126,11 @@ def test_peered_operator_calls_only_what_the_cluster_role_grants(
                 DEPLOYMENTS, cr["metadata"].get("namespace", "default"), cr["metadata"]["name"]
             ),
             "the child Deployment",
+        )
+        _wait_for(
+            lambda: cluster.get("monitoring.coreos.com/v1/prometheusrules", ns, name)
+            and cluster.get("v1/configmaps", ns, f"{name}-dashboard"),
+            "the PrometheusRule and the dashboard ConfigMap",
         )
         # kopf's keep-alive reached the peering object.
         _wait_for(
@@ -136,5 +144,7 @@ def test_peered_operator_calls_only_what_the_cluster_role_grants(
     assert ("patch", "kopf.dev", "clusterkopfpeerings") in made
     assert ("create", "kopf.dev", "clusterkopfpeerings") in made  # absent at start: created
     assert ("watch", "kopf.dev", "clusterkopfpeerings") in made
+    assert ("patch", "monitoring.coreos.com", "prometheusrules") in made
+    assert ("patch", "", "configmaps") in made and ("watch", "", "configmaps") in made
     denied = made - _granted(install)
     assert not denied, f"the operator made calls its ClusterRole forbids: {sorted(denied)}"

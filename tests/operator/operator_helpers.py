@@ -60,6 +60,8 @@ def children(cluster: DevCluster, name: str, kinds: Iterable[str] = ()) -> dict[
         "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
         "Ingress": "networking.k8s.io/v1/ingresses",
         "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
+        "PrometheusRule": "monitoring.coreos.com/v1/prometheusrules",
+        "ConfigMap": "v1/configmaps",
     }
     out = {}
     for kind, ref in refs.items():

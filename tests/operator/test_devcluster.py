@@ -24,7 +24,7 @@ NAMESPACES = ResourceRef("v1", "namespaces", namespaced=False)
 
 @pytest.fixture(scope="module")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevCluster, KubeClient]]:
-    with DevCluster(service_monitors=False) as cluster:
+    with DevCluster(service_monitors=False, prometheus_rules=False) as cluster:
         path = cluster.write_kubeconfig(Path(tmp_path_factory.mktemp("kc")) / "kubeconfig")
         client = KubeClient.from_config(str(path))
         yield cluster, client
@@ -127,10 +127,28 @@ def test_unserved_apis_answer_404_and_discovery_says_so(
         dev: tuple[DevCluster, KubeClient]) -> None:
     _cluster, client = dev
     assert call(client.served("apps/v1", "deployments")) is True
-    assert call(client.served("monitoring.coreos.com/v1", "servicemonitors")) is False
-    with pytest.raises(KubeApiError) as err:
-        call(client.list(ResourceRef("monitoring.coreos.com/v1", "servicemonitors"), "default"))
-    assert err.value.status == 404
+    for plural in ("servicemonitors", "prometheusrules"):
+        assert call(client.served("monitoring.coreos.com/v1", plural)) is False
+        with pytest.raises(KubeApiError) as err:
+            call(client.list(ResourceRef("monitoring.coreos.com/v1", plural), "default"))
+        assert err.value.status == 404
+
+
+def test_prometheus_rules_can_be_left_out_alone(tmp_path: Path) -> None:
+    with DevCluster(prometheus_rules=False) as cluster:
+        client = KubeClient.from_config(str(cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+        try:
+            assert call(client.served("monitoring.coreos.com/v1", "servicemonitors")) is True
+            assert call(client.served("monitoring.coreos.com/v1", "prometheusrules")) is False
+            assert call(client.served("v1", "configmaps")) is True
+        finally:
+            client.close()
+    with DevCluster() as cluster:
+        client = KubeClient.from_config(str(cluster.write_kubeconfig(tmp_path / "kc2")))
+        try:
+            assert call(client.served("monitoring.coreos.com/v1", "prometheusrules")) is True
+        finally:
+            client.close()
 
 
 def test_namespaces_and_core_discovery(dev: tuple[DevCluster, KubeClient]) -> None:

@@ -66,17 +66,24 @@ def test_kubectl_apply_and_get(cluster: DevCluster, operator: Controller) -> Non
 def test_every_operator_call_is_in_api_permissions(cluster: DevCluster,
                                                    operator: Controller) -> None:
     manifest = example("qwen3-reranker-0.6b.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
+                                   "prometheusRule": {"enabled": True},
+                                   "dashboard": {"enabled": True}}
     manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
     cluster.create(manifest)
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
+    wait_for(lambda: cluster.get("v1/configmaps", NS, f"{QWEN}-dashboard"), "the dashboard")
     cluster.simulate_rollout(NS, QWEN, "init")
     cluster.simulate_rollout(NS, QWEN, "ready")
     wait_for(lambda: (condition(cluster.get(RERANKERS, NS, QWEN), "Ready") or {}).get("status")
              == "True", "Ready=True")
-    cluster.patch(RERANKERS, NS, QWEN, {"spec": {"ingress": {"enabled": False}}})
+    cluster.patch(RERANKERS, NS, QWEN, {"spec": {"ingress": {"enabled": False}, "metrics": {
+        "prometheusRule": {"enabled": False}, "dashboard": {"enabled": False}}}})
     wait_for(lambda: cluster.get("networking.k8s.io/v1/ingresses", NS, QWEN) is None,
              "the Ingress pruned")
+    wait_for(lambda: cluster.get("monitoring.coreos.com/v1/prometheusrules", NS, QWEN) is None
+             and cluster.get("v1/configmaps", NS, f"{QWEN}-dashboard") is None,
+             "the PrometheusRule and the dashboard pruned")
     cluster.delete("v1/services", NS, QWEN)
     wait_for(lambda: cluster.get("v1/services", NS, QWEN), "the Service recreated")
     cluster.delete(RERANKERS, NS, QWEN)
@@ -89,7 +96,11 @@ def test_every_operator_call_is_in_api_permissions(cluster: DevCluster,
                      ("delete", "networking.k8s.io", "ingresses"),
                      ("patch", "rerankers.io", "rerankerservices/status"),
                      ("get", "rerankers.io", "rerankerservices"), ("list", "", "pods"),
-                     ("watch", "apps", "deployments"), ("create", "", "events")]:
+                     ("watch", "apps", "deployments"), ("create", "", "events"),
+                     ("patch", "monitoring.coreos.com", "prometheusrules"),
+                     ("delete", "monitoring.coreos.com", "prometheusrules"),
+                     ("patch", "", "configmaps"), ("delete", "", "configmaps"),
+                     ("list", "", "configmaps"), ("watch", "", "configmaps")]:
         assert expected in seen, expected
     # ...and every one of them (kopf's included) is granted by API_PERMISSIONS.
     assert sorted(call for call in seen if not permitted(*call)) == []
@@ -100,7 +111,10 @@ def test_api_permissions_are_least_privilege_shaped() -> None:
     assert rules[("rerankers.io", "rerankerservices")] == {"get", "list", "watch", "patch"}
     assert rules[("rerankers.io", "rerankerservices/status")] == {"get", "patch"}
     assert rules[("", "pods")] == {"get", "list", "watch"}
-    assert ("", "secrets") not in rules and ("", "configmaps") not in rules
+    assert ("", "secrets") not in rules
+    # ConfigMaps only as a child (the Grafana dashboard): the child verbs, never update
+    assert rules[("", "configmaps")] == {"get", "list", "watch", "create", "patch", "delete"}
+    assert rules[("monitoring.coreos.com", "prometheusrules")] == rules[("", "configmaps")]
     assert all("*" not in verbs and "update" not in verbs for verbs in rules.values())
     assert not permitted("create", "rerankers.io", "rerankerservices")
     assert not permitted("delete", "", "pods")

@@ -1,9 +1,11 @@
 """The real operator (kopf + our handlers) against the emulated API: create, rollout status,
-updates, pruning, drift, invalid specs, steady state and ServiceMonitor discovery."""
+updates, pruning, drift, invalid specs, steady state and ServiceMonitor / PrometheusRule
+discovery."""
 
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from operator_helpers import (
@@ -40,13 +42,16 @@ def env_of(deployment: dict) -> dict[str, str]:
 def test_create_applies_every_child_with_owner_references(cluster: DevCluster,
                                                           operator: Controller) -> None:
     manifest = example("qwen3-reranker-0.6b.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
+                                   "prometheusRule": {"enabled": True},
+                                   "dashboard": {"enabled": True}}
     manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
     cr = cluster.create(manifest)
     expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                "PersistentVolumeClaim", "Ingress", "ServiceMonitor"}
+                "PersistentVolumeClaim", "Ingress", "ServiceMonitor", "PrometheusRule",
+                "ConfigMap"}
     got = wait_for(lambda: (c := children(cluster, QWEN)) and
-                   {k.split("/")[0] for k in c} == expected and c, "all seven children")
+                   {k.split("/")[0] for k in c} == expected and c, "all nine children")
     for key, child in got.items():
         refs = child["metadata"].get("ownerReferences") or []
         assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
@@ -65,6 +70,8 @@ def test_create_applies_every_child_with_owner_references(cluster: DevCluster,
     assert status["selector"] == f"app.kubernetes.io/name=reranker,app.kubernetes.io/instance={QWEN}"
     assert status["model"] == "Qwen/Qwen3-Reranker-0.6B"
     assert reason_of(cluster, QWEN, "ServiceMonitor") == ("True", "Available")
+    assert wait_for(lambda: reason_of(cluster, QWEN, "PrometheusRule"),
+                    "the PrometheusRule condition") == ("True", "Available")
 
 
 def test_status_follows_the_rollout(cluster: DevCluster, operator: Controller) -> None:
@@ -93,6 +100,7 @@ def test_status_follows_the_rollout(cluster: DevCluster, operator: Controller) -
     assert reason_of(cluster, BGE, "Degraded") == ("False", "Available")
     assert status["observedGeneration"] == cr_of(cluster, BGE)["metadata"]["generation"]
     assert condition(cr_of(cluster, BGE), "ServiceMonitor") is None  # not asked for
+    assert condition(cr_of(cluster, BGE), "PrometheusRule") is None
 
     events = wait_for(lambda: [e for e in cluster.list("v1/events", NS)
                                if e.get("involvedObject", {}).get("name") == BGE
@@ -136,6 +144,38 @@ def test_children_no_longer_wanted_are_deleted(cluster: DevCluster, operator: Co
     assert left[f"Deployment/{QWEN}"]["spec"]["replicas"] == 2
     assert set(left) == {f"Deployment/{QWEN}", f"Service/{QWEN}",
                          f"PersistentVolumeClaim/{QWEN}-model-cache"}
+
+
+def test_alerts_and_dashboard_follow_their_switches(cluster: DevCluster,
+                                                    operator: Controller) -> None:
+    manifest = example("bge-reranker-cpu.yaml")
+    manifest["spec"]["metrics"] = {"prometheusRule": {"enabled": True, "for": "2m"},
+                                   "dashboard": {"enabled": True, "folder": "ML"}}
+    cr = cluster.create(manifest)
+    rule_key, board_key = f"PrometheusRule/{BGE}", f"ConfigMap/{BGE}-dashboard"
+    got = wait_for(lambda: (c := children(cluster, BGE)) and rule_key in c and board_key in c
+                   and c, "the PrometheusRule and the dashboard ConfigMap")
+    for key in (rule_key, board_key):
+        refs = got[key]["metadata"].get("ownerReferences") or []
+        assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [
+            ("RerankerService", cr["metadata"]["uid"], True)], key
+    (group,) = got[rule_key]["spec"]["groups"]
+    assert len(group["rules"]) == 4 and {r["for"] for r in group["rules"]} == {"2m"}
+    board = got[board_key]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert board["metadata"]["annotations"]["grafana_folder"] == "ML"
+    (text,) = board["data"].values()
+    assert json.loads(text)["panels"]
+    wait_for(lambda: reason_of(cluster, BGE, "PrometheusRule") == ("True", "Available"),
+             "PrometheusRule=True")
+
+    cluster.patch(RERANKERS, NS, BGE, {"spec": {"metrics": {
+        "prometheusRule": {"enabled": False}, "dashboard": {"enabled": False}}}})
+    left = wait_for(lambda: (c := children(cluster, BGE)) and rule_key not in c
+                    and board_key not in c and c, "both deleted")
+    assert set(left) == {f"Deployment/{BGE}", f"Service/{BGE}"}
+    wait_for(lambda: condition(cr_of(cluster, BGE), "PrometheusRule") is None,
+             "the PrometheusRule condition dropped")
 
 
 def test_retained_cache_and_existing_claims_are_never_deleted(cluster: DevCluster,
@@ -214,7 +254,9 @@ def test_invalid_spec_sets_the_condition_and_touches_nothing(cluster: DevCluster
 
 def test_steady_state_makes_no_writes(cluster: DevCluster, operator: Controller) -> None:
     manifest = example("qwen3-reranker-0.6b.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
+                                   "prometheusRule": {"enabled": True},
+                                   "dashboard": {"enabled": True}}
     cluster.create(manifest)
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
     cluster.simulate_rollout(NS, QWEN, "ready")
@@ -244,6 +286,28 @@ def test_missing_service_monitor_api_sets_a_condition(cluster: DevCluster,
     wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True")
     assert not [c for c in cluster.calls if c.resource.startswith("servicemonitors")]
     assert set(children(cluster, BGE)) == {f"Deployment/{BGE}", f"Service/{BGE}"}
+
+
+@pytest.mark.parametrize("cluster_options", [{"prometheus_rules": False}], indirect=True)
+def test_missing_prometheus_rule_api_sets_a_condition(cluster: DevCluster,
+                                                      operator: Controller) -> None:
+    manifest = example("bge-reranker-cpu.yaml")
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
+                                   "prometheusRule": {"enabled": True},
+                                   "dashboard": {"enabled": True}}
+    cluster.create(manifest)
+    wait_for(lambda: reason_of(cluster, BGE, "PrometheusRule") ==
+             ("False", "PrometheusRuleCRDMissing"), "PrometheusRuleCRDMissing")
+    assert "Ready is not affected" in condition(cr_of(cluster, BGE), "PrometheusRule")["message"]
+    assert reason_of(cluster, BGE, "ServiceMonitor") == ("True", "Available")
+    warnings = wait_for(lambda: [e for e in cluster.list("v1/events", NS)
+                                 if e.get("reason") == "PrometheusRuleCRDMissing"], "a Warning")
+    assert warnings[0]["type"] == "Warning"
+    cluster.simulate_rollout(NS, BGE, "ready")
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True")
+    assert not [c for c in cluster.calls if c.resource.startswith("prometheusrules")]
+    assert set(children(cluster, BGE)) == {f"Deployment/{BGE}", f"Service/{BGE}",
+                                           f"ServiceMonitor/{BGE}", f"ConfigMap/{BGE}-dashboard"}
 
 
 def test_deleting_the_service_removes_its_children(cluster: DevCluster,

@@ -183,7 +183,7 @@ def test_ready_status_fields() -> None:
     cr = {"metadata": {"name": "r", "namespace": "ns", "generation": 3},
           "spec": {"model": {"name": "BAAI/bge-reranker-base"}, "service": {"port": 9000}}}
     status = st.ready_status(cr, _deployment("ready", replicas=3), [],
-                             service_monitor_wanted=True, service_monitor_missing=True,
+                             optional_apis={"PrometheusRule": False, "ServiceMonitor": True},
                              now="2030-01-01T00:00:00Z")
     assert {k: v for k, v in status.items() if k != "conditions"} == {
         "observedGeneration": 3, "replicas": 3, "readyReplicas": 3, "replicaSummary": "3/3",
@@ -192,6 +192,24 @@ def test_ready_status_fields() -> None:
     types = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert types["Ready"] == ("True", "Available")
     assert types["ServiceMonitor"] == ("False", "ServiceMonitorCRDMissing")
+    assert types["PrometheusRule"] == ("True", "Available")
+    assert [c["type"] for c in status["conditions"]] == [
+        "Ready", "Progressing", "Degraded", "ServiceMonitor", "PrometheusRule"]
+    plain = st.ready_status(cr, _deployment("ready", replicas=3), [], now="2030-01-01T00:00:00Z")
+    assert [c["type"] for c in plain["conditions"]] == ["Ready", "Progressing", "Degraded"]
+
+
+@pytest.mark.parametrize("kind", ["ServiceMonitor", "PrometheusRule"])
+def test_missing_optional_api_condition_and_warning(kind: str) -> None:
+    missing = st.optional_api_condition(kind, True)
+    assert (missing.type, missing.status, missing.reason) == (kind, False, f"{kind}CRDMissing")
+    assert f"monitoring.coreos.com/v1 {kind} API is not served" in missing.message
+    assert "Ready is not affected" in missing.message
+    ok = st.optional_api_condition(kind, False)
+    assert (ok.status, ok.reason) == (True, "Available")
+    new = [{"type": kind, "status": "False", "reason": missing.reason, "message": "m"}]
+    assert st.transitions([], new) == [("Warning", missing.reason, f"{kind}=False: m")]
+    assert st.transitions([], [{**new[0], "status": "True", "reason": "Available"}]) == []
 
 
 def test_config_from_env() -> None:

@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,7 +66,12 @@ FULL_SPEC: dict[str, Any] = {
                                                              "periodSeconds": 60}]},
                                  "scaleUp": {"selectPolicy": "Max"}}},
     "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "5s",
-                                   "labels": {"release": "prometheus"}}},
+                                   "labels": {"release": "prometheus"}},
+                "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"},
+                                   "errorRateThreshold": 0.02, "p95LatencySeconds": 0.75,
+                                   "for": "10m", "queueRejectionsPerSecond": 0.5},
+                "dashboard": {"enabled": True, "labels": {"grafana_dashboard": "1", "team": "ml"},
+                              "folder": "Search / Rerankers"}},
     "ingress": {"enabled": True, "className": "nginx", "host": "rerank.example.com",
                 "path": "/api", "tlsSecretName": "tls", "annotations": {"k": "v"}},
     "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
@@ -75,3 +81,26 @@ FULL_SPEC: dict[str, Any] = {
     "podAnnotations": {"team": "search"},
     "podLabels": {"team": "search"},
 }  # fmt: skip
+
+
+def python_patterns(node: Any) -> Any:
+    """The schema with Go's `^(?i)...` patterns spelled `(?i)^...` (Python wants flags first)."""
+    if isinstance(node, dict):
+        out = {k: python_patterns(v) for k, v in node.items()}
+        pattern = out.get("pattern")
+        if isinstance(pattern, str) and pattern.startswith("^(?i)"):
+            out["pattern"] = "(?i)^" + pattern[len("^(?i)"):]
+        return out
+    if isinstance(node, list):
+        return [python_patterns(v) for v in node]
+    return node
+
+
+def prometheus_operator_schema(plural: str) -> dict[str, Any]:
+    """The v1 openAPIV3Schema of a prometheus-operator CRD from shared/schemas (skip if absent)."""
+    path = SHARED_SCHEMAS / "prometheus-operator" / f"monitoring.coreos.com_{plural}.yaml"
+    if not path.exists():
+        pytest.skip(f"{path} not present (shared/ beside the clone)")
+    crd = yaml.safe_load(path.read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return python_patterns(version["schema"]["openAPIV3Schema"])

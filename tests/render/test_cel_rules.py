@@ -80,6 +80,7 @@ CEL_BAD = [
     ({"model": M, "envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
      "exactly one"),
     ({"model": M, "envFrom": [{"prefix": "P"}]}, "exactly one"),
+    ({"model": M, "metrics": {"dashboard": {"enabled": True, "labels": {}}}}, "needs labels"),
 ]  # fmt: skip
 
 
@@ -101,6 +102,8 @@ CEL_GOOD_EDGES = [
     {"model": M, "ingress": {"enabled": False, "className": "nginx"}},
     {"model": M, "podDisruptionBudget": {"enabled": True, "maxUnavailable": "10%"}},
     {"model": M, "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
+    {"model": M, "metrics": {"dashboard": {"enabled": False, "labels": {}}}},
+    {"model": M, "metrics": {"dashboard": {"enabled": True}}},
 ]  # fmt: skip
 
 

@@ -10,8 +10,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-import yaml
-from render_helpers import FULL_SPEC, SHARED_SCHEMAS, example_crs, make_cr
+from render_helpers import FULL_SPEC, example_crs, make_cr, prometheus_operator_schema
 from reranker_operator import __version__
 from reranker_operator.render import render_children, service_endpoint
 from reranker_operator.spec import InvalidSpecError
@@ -36,22 +35,19 @@ def all_crs() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def service_monitor_schema() -> dict[str, Any]:
-    path = SHARED_SCHEMAS / "prometheus-operator" / "monitoring.coreos.com_servicemonitors.yaml"
-    if not path.exists():
-        pytest.skip(f"{path} not present (shared/ beside the clone)")
-    crd = yaml.safe_load(path.read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    return version["schema"]["openAPIV3Schema"]
+def custom_schemas() -> dict[str, dict[str, Any]]:
+    """Schemas of the children kubernetes_validate does not know, by kind."""
+    return {"ServiceMonitor": prometheus_operator_schema("servicemonitors"),
+            "PrometheusRule": prometheus_operator_schema("prometheusrules")}
 
 
 @pytest.mark.parametrize("name", sorted(all_crs()))
-def test_children_validate_against_kubernetes_schemas(name: str, service_monitor_schema) -> None:
+def test_children_validate_against_kubernetes_schemas(name: str, custom_schemas) -> None:
     children = render_children(all_crs()[name])
     assert children
     for child in children:
-        if child["kind"] == "ServiceMonitor":
-            jsonschema.validate(child, service_monitor_schema)
+        if child["kind"] in custom_schemas:
+            jsonschema.validate(child, custom_schemas[child["kind"]])
             continue
         for version in ("1.30", "1.37"):
             kubernetes_validate.validate(child, version, strict=True)
@@ -60,7 +56,8 @@ def test_children_validate_against_kubernetes_schemas(name: str, service_monitor
 def test_children_kinds_and_order() -> None:
     kinds = [c["kind"] for c in render_children(make_cr(FULL_SPEC))]
     assert kinds == ["PersistentVolumeClaim", "Deployment", "Service", "HorizontalPodAutoscaler",
-                     "PodDisruptionBudget", "Ingress", "ServiceMonitor"]  # fmt: skip
+                     "PodDisruptionBudget", "Ingress", "ServiceMonitor", "PrometheusRule",
+                     "ConfigMap"]  # fmt: skip
     minimal = render_children(make_cr({"model": {"name": "m"}}))
     assert [c["kind"] for c in minimal] == ["Deployment", "Service"]
 
@@ -69,7 +66,8 @@ def test_metadata_labels_and_owner_references() -> None:
     for child in render_children(make_cr(FULL_SPEC)):
         meta = child["metadata"]
         assert meta["namespace"] == "ml"
-        want_name = "demo-model-cache" if child["kind"] == "PersistentVolumeClaim" else "demo"
+        want_name = {"PersistentVolumeClaim": "demo-model-cache",
+                     "ConfigMap": "demo-dashboard"}.get(child["kind"], "demo")
         assert meta["name"] == want_name
         labels = meta["labels"]
         assert labels["app.kubernetes.io/name"] == "reranker"

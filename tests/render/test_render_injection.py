@@ -33,6 +33,7 @@ TEXT_FIELDS: list[tuple[str, ...]] = [
     ("ingress", "annotations", "k"), ("ingress", "className"), ("modelCache", "storageClassName"),
     ("priorityClassName",), ("runtimeClassName",), ("tolerations", 0, "key"),
     ("hubTokenSecret", "key"), ("server", "apiKeySecret", "key"),
+    ("metrics", "dashboard", "folder"),
 ]  # fmt: skip
 
 
@@ -94,6 +95,16 @@ def test_hostile_annotation_key_is_one_key() -> None:
         (lambda s: s["image"]["pullSecrets"].append("x\n- name: y"), "image.pullSecrets[1]"),
         (lambda s: s["metrics"]["serviceMonitor"].update(interval="30s\nfoo: bar"),
          "metrics.serviceMonitor.interval"),
+        (lambda s: s["metrics"]["prometheusRule"].update({"for": "5m\n- alert: Evil"}),
+         "metrics.prometheusRule.for"),
+        (lambda s: s["metrics"]["prometheusRule"].update(errorRateThreshold="0.05 or vector(1)"),
+         "metrics.prometheusRule.errorRateThreshold"),
+        (lambda s: s["metrics"]["prometheusRule"].update(p95LatencySeconds=True),
+         "metrics.prometheusRule.p95LatencySeconds"),
+        (lambda s: s["metrics"]["prometheusRule"]["labels"].update(x="y\n---"),
+         "metrics.prometheusRule.labels"),
+        (lambda s: s["metrics"]["dashboard"]["labels"].update(x="y\nkind: Secret"),
+         "metrics.dashboard.labels"),
     ],
 )  # fmt: skip
 def test_hostile_values_in_constrained_fields_are_rejected(mutate, field: str) -> None:
@@ -143,7 +154,8 @@ def test_every_template_expression_goes_through_toyaml() -> None:
     templates = [p for p in root.iterdir() if p.name.endswith(".yaml.j2")]
     assert {p.name for p in templates} == {
         "deployment.yaml.j2", "model-download-init.yaml.j2", "pvc.yaml.j2", "service.yaml.j2",
-        "hpa.yaml.j2", "pdb.yaml.j2", "ingress.yaml.j2", "servicemonitor.yaml.j2"}  # fmt: skip
+        "hpa.yaml.j2", "pdb.yaml.j2", "ingress.yaml.j2", "servicemonitor.yaml.j2",
+        "prometheusrule.yaml.j2", "dashboard.yaml.j2"}  # fmt: skip
     for path in templates:
         expressions = re.findall(r"\{\{(.*?)\}\}", path.read_text(), flags=re.DOTALL)
         assert expressions, path.name

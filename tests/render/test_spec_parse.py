@@ -54,7 +54,7 @@ def test_minimal_spec_defaults() -> None:
 
 
 def _bound_cases(spec_schema: dict[str, Any]) -> list[tuple[list[str], Any]]:
-    """(path, value) pairs just outside every integer bound and enum of non-array spec fields."""
+    """(path, value) pairs just outside every numeric bound and enum of non-array spec fields."""
     cases = []
 
     def visit(node: dict[str, Any], path: list[str]) -> None:
@@ -62,12 +62,12 @@ def _bound_cases(spec_schema: dict[str, Any]) -> list[tuple[list[str], Any]]:
             p = [*path, name]
             if sub.get("type") == "object":
                 visit(sub, p)
-            elif sub.get("type") == "integer":
+            elif sub.get("type") in ("integer", "number"):
                 if "minimum" in sub:
                     cases.append((p, sub["minimum"] - 1))
                 if "maximum" in sub:
                     cases.append((p, sub["maximum"] + 1))
-                cases.append((p, "7"))  # a string is never an integer
+                cases.append((p, "7"))  # a string is never a number
             elif "enum" in sub:
                 cases.append((p, "not-" + str(sub["enum"][0])))
             elif sub.get("type") == "boolean":
