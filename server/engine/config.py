@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 
@@ -21,6 +22,8 @@ class EngineConfig:
     retry_after_s: float = 1.0  # Retry-After hint carried by QueueFullError
     max_inflight_batches: int = 2  # batches handed to the model thread at once (plan ahead)
     encode_workers: int = 2  # threads that tokenize requests
+    model_workers: int = 0  # threads running forwards (0 = auto: 2 on a >= 2-core CPU, else 1)
+    torch_threads: int = 0  # torch intra-op threads per model worker (0 = auto: cores / workers)
 
     def __post_init__(self) -> None:
         for name in (
@@ -35,9 +38,39 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EngineConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("model_workers", "torch_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(
+                    f"EngineConfig.{name} must be an integer >= 0 (0 = auto), got {value!r}"
+                )
         size = self.score_cache_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"EngineConfig.score_cache_size must be an integer >= 0, got {size!r}")
         wait = self.retry_after_s
         if not isinstance(wait, (int, float)) or isinstance(wait, bool) or not wait > 0:
             raise ValueError(f"EngineConfig.retry_after_s must be a number > 0, got {wait!r}")
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def resolve_workers(config: EngineConfig, device: str, cpus: int) -> tuple[int, int | None]:
+    """(model worker threads, torch threads per worker or None to leave torch's setting).
+
+    Auto on CPU: two workers with cores // 2 intra-op threads each when there are >= 2 cores
+    (two single-threaded forwards side by side beat one two-threaded forward on small batches);
+    one worker otherwise. On an accelerator: one worker, torch's thread setting untouched.
+    """
+    on_cpu = str(device).startswith("cpu")
+    workers = config.model_workers or (2 if on_cpu and cpus >= 2 else 1)
+    if config.torch_threads:
+        return workers, config.torch_threads
+    if not on_cpu:
+        return workers, None
+    return workers, max(1, cpus // workers)

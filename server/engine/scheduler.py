@@ -2,8 +2,9 @@
 
 `rerank` tokenizes through the backend (worker thread), enqueues the request's pairs and awaits a
 future. One scheduler task repeatedly asks the planner (`planner.plan_next_batch`) for the next
-batch and hands it to a single model thread; at most `max_inflight_batches` batches are queued
-there so the next batch is planned while the current one runs. Each request's future resolves
+batch and hands it to the model worker threads (`model_workers`, each with its own torch thread
+count); at most max(`max_inflight_batches`, workers) batches are handed over at once, so workers
+run side by side and the next batch is planned while the current ones run. Each request's future resolves
 when its last pair is scored. A failing forward fails only the requests in that batch.
 """
 
@@ -28,7 +29,7 @@ from reranker_server.contracts import (
     RerankOutput,
 )
 from reranker_server.engine import metrics
-from reranker_server.engine.config import EngineConfig
+from reranker_server.engine.config import EngineConfig, available_cpus, resolve_workers
 from reranker_server.engine.planner import PendingRequest, PlannedBatch, plan_next_batch
 from reranker_server.engine.score_cache import CachedScore, ScoreCache, score_key
 
@@ -97,6 +98,10 @@ class BatchingEngine:
         self._encode_pool: ThreadPoolExecutor | None = None
         self._state = "new"  # new -> running -> stopped
         self._paused = False
+        # forward threads and torch intra-op threads per thread (None: torch's own setting)
+        self.model_workers, self.torch_threads = resolve_workers(
+            self.config, str(getattr(backend, "device", "cpu")), available_cpus()
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -106,8 +111,14 @@ class BatchingEngine:
         if self._state == "stopped":
             raise EngineStoppedError("the engine was stopped and cannot restart")
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.config.max_inflight_batches)
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="reranker-model")
+        workers, threads = self.model_workers, self.torch_threads
+        self._slots = asyncio.Semaphore(max(self.config.max_inflight_batches, workers))
+        self._model_pool = ThreadPoolExecutor(
+            workers,
+            thread_name_prefix="reranker-model",
+            initializer=_set_torch_threads,
+            initargs=(threads,),
+        )
         self._encode_pool = ThreadPoolExecutor(
             self.config.encode_workers, thread_name_prefix="reranker-encode"
         )
@@ -362,6 +373,14 @@ class BatchingEngine:
         self._withdraw(job)
         if not job.future.done():
             job.future.set_exception(exc)
+
+
+def _set_torch_threads(threads: int | None) -> None:
+    """Model worker initializer: this thread's torch intra-op thread count (None: unchanged)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _merge(prefix_ids: Sequence[int], pair: PairTokens) -> PairTokens:

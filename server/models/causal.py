@@ -17,7 +17,7 @@ from reranker_server.contracts import (
     RerankError,
     RerankInput,
 )
-from reranker_server.models import qwen_prompt
+from reranker_server.models import last_token, qwen_prompt
 from reranker_server.models.loading import yes_no_ids
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
 from reranker_server.models.truncation import common_prefix_len, cut
@@ -68,6 +68,7 @@ class CausalRerankerBackend:
         self.pad_id = int(pad if pad is not None else 0)
         self.suffix_ids = self._tokenize([qwen_prompt.SUFFIX])[0]
         self.supports_prefix_cache = True
+        self._last_only = last_token.supported(self.base)
 
     # -- tokenization ---------------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -162,7 +163,9 @@ class CausalRerankerBackend:
         return (logits[:, 1] - logits[:, 0]).tolist()
 
     def score_full(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
-        """One left-padded forward of `prefix + pair` for all pairs; raw = logit_yes - logit_no."""
+        """One left-padded forward of `prefix + pair` for all pairs; raw = logit_yes - logit_no.
+
+        The last decoder layer runs for the final token only (`models.last_token`)."""
         if not pairs:
             return []
         prefix = list(prefix_ids)
@@ -175,14 +178,17 @@ class CausalRerankerBackend:
             ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
             mask[i, width - len(s) :] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        inputs = {
+            "input_ids": ids.to(device),
+            "attention_mask": mask.to(device),
+            "position_ids": positions.to(device),
+            "use_cache": False,
+        }
         with torch.inference_mode():
-            out = self.base(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                position_ids=positions.to(device),
-                use_cache=False,
-            )
-            return self._project(out.last_hidden_state[:, -1])
+            if self._last_only:  # the last layer runs for the final column only
+                last = torch.full((len(seqs),), width - 1, dtype=torch.long, device=device)
+                return self._project(last_token.last_token_hidden(self.base, inputs, last, None))
+            return self._project(self.base(**inputs).last_hidden_state[:, -1])
 
     def score_with_prefix(
         self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]

@@ -13,6 +13,7 @@ from reranker_server.contracts import (
     RerankError,
     RerankInput,
 )
+from reranker_server.models.encoder_cls import classifier_logits
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
 
 _POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"}
@@ -100,7 +101,10 @@ class CrossEncoderBackend:
         )
 
     def score_full(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
-        """One right-padded forward over all pairs; raw = the single logit."""
+        """One right-padded forward over all pairs; raw = the single logit.
+
+        The last layer runs for the [CLS] row only where the model allows
+        (`reranker_server.models.encoder_cls`)."""
         if not pairs:
             return []
         prefix = list(prefix_ids)
@@ -118,8 +122,7 @@ class CrossEncoderBackend:
         kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
         if self.use_token_types:
             kwargs["token_type_ids"] = types.to(device)
-        with torch.inference_mode():
-            logits = self.model(**kwargs).logits
+        logits = classifier_logits(self.model, kwargs)
         return logits[:, 0].float().tolist()
 
     def score_with_prefix(

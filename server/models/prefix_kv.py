@@ -20,6 +20,8 @@ import weakref
 from collections.abc import Sequence
 
 import torch
+from reranker_server.models import last_token
+from reranker_server.models.sub_batches import DEFAULT_OVERHEAD_TOKENS, split_by_length
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +108,10 @@ def _cached_path(
     continuations: Sequence[Sequence[int]],
     pad_token_id: int,
     batch_size: int,
+    overhead_tokens: int,
 ) -> torch.Tensor:
     kv, prefix_last = _prefix_cache(base_model, prefix_ids)
+    last_only = last_token.supported(base_model)
     p = len(prefix_ids)
     device = prefix_last.device
     out = torch.empty(
@@ -117,24 +121,31 @@ def _cached_path(
     for i, c in enumerate(continuations):
         if len(c) == 0:  # the prefix's own last token is this sequence's last token
             out[i] = prefix_last
-    for start in range(0, len(nonempty), batch_size):
-        idx = nonempty[start : start + batch_size]
+    groups = split_by_length(
+        [len(continuations[i]) for i in nonempty],
+        overhead_tokens=overhead_tokens,
+        max_size=batch_size,
+    )
+    for group in groups:  # sub-batches of similar length, all on the one prefix cache
+        idx = [nonempty[k] for k in group]
         rows = [continuations[i] for i in idx]
         ids, mask, lengths = _right_pad(rows, pad_token_id, device)
         b, width = ids.shape
         attention = torch.cat([torch.ones((b, p), dtype=mask.dtype, device=device), mask], dim=1)
         positions = (p + torch.arange(width, device=device)).unsqueeze(0).expand(b, -1)
-        res = base_model(
-            input_ids=ids,
-            attention_mask=attention,
-            position_ids=positions,
-            past_key_values=_expanded_cache(kv, b),
-            use_cache=True,
-        )
-        hidden = res.last_hidden_state
-        out[torch.as_tensor(idx, device=device)] = hidden[
-            torch.arange(b, device=device), lengths - 1
-        ]
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": attention,
+            "position_ids": positions,
+            "past_key_values": _expanded_cache(kv, b),
+            "use_cache": True,
+        }
+        if last_only:  # the last layer runs for the scored token only
+            picked = last_token.last_token_hidden(base_model, inputs, lengths - 1, kv[-1])
+        else:
+            hidden = base_model(**inputs).last_hidden_state
+            picked = hidden[torch.arange(b, device=device), lengths - 1]
+        out[torch.as_tensor(idx, device=device)] = picked
     return out
 
 
@@ -145,12 +156,15 @@ def last_hidden_with_prefix(
     *,
     pad_token_id: int,
     batch_size: int | None = None,
+    overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS,
 ) -> torch.Tensor:
     """(B, hidden) final-norm hidden states at each continuation's last real token.
 
     `base_model` is the decoder stack (e.g. `Qwen3ForCausalLM.model`), returning
     `last_hidden_state`. The prefix is computed once; `batch_size` (default: all) bounds the
-    continuations per forward. Equal to `last_hidden_full` on `prefix + continuation` (fp32: ~1e-6).
+    continuations per forward. The continuations are sorted by length and cut into sub-batches
+    minimising padded tokens + `overhead_tokens` per forward (`sub_batches.split_by_length`),
+    all reusing the one prefix cache. Equal to `last_hidden_full` on `prefix + continuation` (fp32: ~1e-6).
     """
     if len(continuations) == 0:
         raise ValueError("continuations: need at least one continuation")
@@ -162,7 +176,7 @@ def last_hidden_with_prefix(
         return _full_chunks(base_model, prefix, continuations, pad_token_id, bs)
     with torch.inference_mode():
         try:
-            out = _cached_path(base_model, prefix, continuations, pad_token_id, bs)
+            out = _cached_path(base_model, prefix, continuations, pad_token_id, bs, overhead_tokens)
         except (TypeError, ValueError, NotImplementedError, AttributeError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
                 raise

@@ -374,3 +374,38 @@ async def test_many_interleaved_requests_each_get_their_own_scores(
     for r in records:
         if r.kind == "prefix":
             assert len(r.prefix_keys) == 1
+
+
+def test_worker_count_auto_and_explicit():
+    from reranker_server.engine.config import resolve_workers
+
+    auto = EngineConfig()
+    assert resolve_workers(auto, "cpu", 2) == (2, 1)
+    assert resolve_workers(auto, "cpu", 16) == (2, 8)
+    assert resolve_workers(auto, "cpu", 1) == (1, 1)
+    assert resolve_workers(auto, "cuda:0", 16) == (1, None)  # torch's threads left alone
+    assert resolve_workers(EngineConfig(model_workers=3, torch_threads=2), "cpu", 2) == (3, 2)
+    assert resolve_workers(EngineConfig(model_workers=3), "cpu", 12) == (3, 4)
+    with pytest.raises(ValueError, match="model_workers"):
+        EngineConfig(model_workers=-1)
+    with pytest.raises(ValueError, match="torch_threads"):
+        EngineConfig(torch_threads=True)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+async def test_parallel_model_workers_give_each_request_its_own_scores(
+    causal_backend, causal_reference, engine_factory, workers
+):
+    """Several model threads run batches side by side; every request still matches alone."""
+    engine = await engine_factory(
+        causal_backend, model_workers=workers, torch_threads=1, max_batch_size=2
+    )
+    assert engine.model_workers == workers and engine.torch_threads == 1
+    requests = [
+        RerankInput(query=q, documents=DOCS[k : k + 4]) for k, q in enumerate(["a", "b", "c", "d"])
+    ]
+    main_threads = torch.get_num_threads()
+    outs = await asyncio.gather(*(engine.rerank(r) for r in requests))
+    for req, out in zip(requests, outs):
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+    assert torch.get_num_threads() == main_threads  # only the worker threads were changed

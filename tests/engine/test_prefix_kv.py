@@ -76,11 +76,15 @@ def test_prefix_runs_once_and_continuations_run_alone(base):
         lambda _m, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
     )
     try:
-        last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, batch_size=2)
+        last_hidden_with_prefix(
+            base, prefix, conts, pad_token_id=PAD, batch_size=2, overhead_tokens=4
+        )
     finally:
         handle.remove()
-    # prefix once, then batches [2,3,5,7,11] in input order chunks: (5,7), (3,11), (2,)
-    assert widths == [20, 7, 11, 2]
+    # sorted lengths 2,3,5,7,11 cut into groups of <= 2 with cost 4 + size x longest per
+    # forward; by hand the best is (2,3),(5,7),(11): 3*4 + 6 + 14 + 11 = 43 (singletons: 48,
+    # (2),(3,5),(7,11): 46, (2,3),(5),(7,11): 45). The prefix runs once for all three.
+    assert widths == [20, 3, 7, 11]
 
 
 def test_empty_continuation_reads_the_prefix_last_token(base):
@@ -143,15 +147,65 @@ def test_a_model_whose_cached_forward_is_wrong_is_detected():
 
     def corrupt_cached(_module, _args, kwargs, output):
         if kwargs.get("past_key_values") is not None:
-            output.last_hidden_state.add_(1.0)
+            return output + 1.0
         return output
 
-    base.register_forward_hook(corrupt_cached, with_kwargs=True)
+    base.layers[0].register_forward_hook(corrupt_cached, with_kwargs=True)
     gen = torch.Generator().manual_seed(10)
     prefix, conts = _tokens(gen, 15), [_tokens(gen, 4), _tokens(gen, 9)]
     got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
     assert "differs from a full recompute" in prefix_cache_unsupported[base]
-    want = torch.stack([_alone(base, prefix + c) for c in conts])
+    with torch.inference_mode():  # no cache here, so the hook leaves this reference alone
+        want = torch.stack(
+            [
+                base(input_ids=torch.tensor([prefix + c]), use_cache=False).last_hidden_state[0, -1]
+                for c in conts
+            ]
+        )
     assert (got - want).abs().max().item() <= 1e-4
     with pytest.raises(ValueError, match="batch_size"):
         last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, batch_size=0)
+
+
+def test_last_layer_runs_only_the_scored_token(base):
+    """Cached and full (left-padded) paths: the last layer's MLP sees one row per sequence."""
+    from reranker_server.models import last_token
+
+    assert last_token.supported(base)
+    gen = torch.Generator().manual_seed(12)
+    prefix = _tokens(gen, 10)
+    conts = [_tokens(gen, n) for n in (6, 6, 5)]
+    last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)  # first call: verified
+    shapes: list[tuple[int, ...]] = []
+    hooks = [
+        layer.mlp.register_forward_hook(lambda _m, a, _o: shapes.append(tuple(a[0].shape)))
+        for layer in base.layers
+    ]
+    try:
+        got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, overhead_tokens=1000)
+        # left-padded whole sequences, no cache (the causal backend's score_full layout)
+        seqs = [prefix + c for c in conts]
+        width = max(len(s) for s in seqs)
+        ids = torch.tensor([[PAD] * (width - len(s)) + s for s in seqs])
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        inputs = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "position_ids": positions,
+            "use_cache": False,
+        }
+        with torch.inference_mode():
+            full = last_token.last_token_hidden(base, inputs, torch.full((3,), width - 1), None)
+    finally:
+        for h in hooks:
+            h.remove()
+    n_layers, d = len(base.layers), base.config.hidden_size
+    # the prefix (10 tokens) once in full, one forward of the 3 continuations (width 6), then
+    # one of the 3 whole sequences (width 16)
+    assert shapes == [(1, 10, d)] * n_layers + [(3, 6, d)] * (n_layers - 1) + [(3, 1, d)] + [
+        (3, width, d)
+    ] * (n_layers - 1) + [(3, 1, d)]
+    want = torch.stack([_alone(base, s) for s in seqs])
+    assert (got - want).abs().max().item() <= 1e-4
+    assert (full - want).abs().max().item() <= 1e-4
