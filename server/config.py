@@ -87,6 +87,18 @@ class Settings:
     prefix_cache: bool = _opt(
         True, "PREFIX_CACHE", "reuse the shared prompt prefix's KV cache (causal models)"
     )
+    model_workers: int = _opt(
+        0,
+        "MODEL_WORKERS",
+        "threads running forward passes (0 = auto: 2 on a multi-core CPU, 1 on GPU)",
+        minimum=0,
+    )
+    torch_threads: int = _opt(
+        0,
+        "TORCH_THREADS",
+        "torch intra-op threads per model worker (0 = auto: cores / workers)",
+        minimum=0,
+    )
     api_key: str | None = _opt(
         None, "API_KEY", "require `Authorization: Bearer <key>` on scoring routes"
     )
@@ -115,6 +127,8 @@ class Settings:
             max_concurrent_requests=self.max_concurrent_requests,
             score_cache_size=self.score_cache_size,
             prefix_cache=self.prefix_cache,
+            model_workers=self.model_workers,
+            torch_threads=self.torch_threads,
         )
 
 

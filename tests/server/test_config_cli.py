@@ -63,6 +63,8 @@ def test_every_setting_has_distinct_env():
         "MAX_CLIENT_BATCH_SIZE",
         "MAX_CONCURRENT_REQUESTS",
         "SCORE_CACHE_SIZE",
+        "MODEL_WORKERS",
+        "TORCH_THREADS",
         "API_KEY",
         "HOST",
         "PORT",
@@ -99,8 +101,10 @@ def test_engine_config_mapping():
             "--max-concurrent-requests",
             "3",
             "--no-prefix-cache",
+            "--model-workers",
+            "3",
         ),
-        env={},
+        env={"TORCH_THREADS": "1"},
     )
     e = s.engine_config()
     assert (
@@ -109,7 +113,9 @@ def test_engine_config_mapping():
         e.score_cache_size,
         e.max_concurrent_requests,
         e.prefix_cache,
-    ) == (4, 999, 10, 3, False)
+        e.model_workers,
+        e.torch_threads,
+    ) == (4, 999, 10, 3, False, 3, 1)
 
 
 def test_serve_without_model_or_with_bad_flag_exits_2(monkeypatch, capsys):
