@@ -1,4 +1,5 @@
-"""Small readers for the deploy tests: Dockerfile stages and instructions, ENV/ARG pairs."""
+"""Small helpers for the deploy tests: Dockerfile stages and instructions, ENV/ARG pairs, the
+kustomize build of deploy/, and polling."""
 
 from __future__ import annotations
 
@@ -6,13 +7,48 @@ import io
 import json
 import re
 import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
+import pytest
+import yaml
 from dockerfile_parse import DockerfileParser
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET_NAME = re.compile(r"TOKEN|KEY|PASSWORD|PASSWD|SECRET|CREDENTIAL", re.IGNORECASE)
+KUBECTL = shutil.which("kubectl")
+T = TypeVar("T")
+
+
+def kustomize_build() -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize deploy/` builds (skips the test without kubectl)."""
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+    done = subprocess.run(
+        [KUBECTL, "kustomize", str(REPO / "deploy")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0, every: float = 0.05) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

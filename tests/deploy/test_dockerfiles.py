@@ -9,12 +9,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import tomllib
 from deploy_helpers import (
     REPO,
     Stage,

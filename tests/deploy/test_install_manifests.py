@@ -305,6 +305,7 @@ def test_operator_image_tag_is_the_package_version(built) -> None:
     """The release install runs the operator build of this version (the server image it
     launches defaults to the same tag)."""
     import tomllib
+
     from reranker_operator import __version__
 
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

@@ -3,31 +3,16 @@ can elect a worker (kopf pauses every replica on a priority tie)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from typing import Any
 
 import kopf
 import pytest
-import yaml
-from deploy_helpers import REPO
+from deploy_helpers import kustomize_build
 from reranker_operator import cli, runner
-
-KUBECTL = shutil.which("kubectl")
 
 
 def _operator_container() -> dict[str, Any]:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    done = subprocess.run(
-        [KUBECTL, "kustomize", str(REPO / "deploy")],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    [deployment] = [d for d in yaml.safe_load_all(done.stdout) if d and d["kind"] == "Deployment"]
+    [deployment] = [d for d in kustomize_build() if d["kind"] == "Deployment"]
     return deployment["spec"]["template"]["spec"]["containers"][0]
 
 

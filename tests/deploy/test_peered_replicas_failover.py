@@ -5,34 +5,20 @@ and the standby takes over when the worker stops."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
-from deploy_helpers import REPO
+from deploy_helpers import REPO, kustomize_build, wait_for
 from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
 
-KUBECTL = shutil.which("kubectl")
 PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
-T = TypeVar("T")
-
-
-def _wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _free_port() -> int:
@@ -51,17 +37,7 @@ def _live(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def install() -> list[dict[str, Any]]:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    done = subprocess.run(
-        [KUBECTL, "kustomize", str(REPO / "deploy")],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
+    return kustomize_build()
 
 
 @pytest.fixture
@@ -127,7 +103,7 @@ def test_one_replica_works_and_the_other_takes_over(
             peering = cluster.get(PEERINGS, None, "reranker-operator") or {}
             return {k: v for k, v in (peering.get("status") or {}).items() if v}
 
-        peers = _wait_for(
+        peers = wait_for(
             lambda: live_peers() if live_peers().keys() >= {"replica-a", "replica-b"} else None,
             "both replicas' keep-alives in the ClusterKopfPeering",
         )
@@ -136,19 +112,19 @@ def test_one_replica_works_and_the_other_takes_over(
             f"both replicas run with priority {priorities['replica-a']}: kopf pauses both"
         )
         cluster.create(cr, ns)
-        _wait_for(lambda: cluster.get(DEPLOYMENTS, ns, name), "the child Deployment", timeout=30)
+        wait_for(lambda: cluster.get(DEPLOYMENTS, ns, name), "the child Deployment", timeout=30)
         for replica in replicas:  # the standby must pass its liveness probe too
-            assert _wait_for(lambda r=replica: _live(r.port), f"{replica.name}'s /healthz")
+            assert wait_for(lambda r=replica: _live(r.port), f"{replica.name}'s /healthz")
 
         leader, standby = sorted(replicas, key=lambda r: priorities[r.name], reverse=True)
         handled = "reconcile' succeeded"
-        _wait_for(lambda: handled in leader.log.read_text(), f"{leader.name} to handle the service")
+        wait_for(lambda: handled in leader.log.read_text(), f"{leader.name} to handle the service")
         assert handled not in standby.log.read_text(), (
             "the standby handled it too (double processing)"
         )
         leader.stop()
         cluster.patch(RERANKERS, ns, name, {"spec": {"replicas": 3}})
-        _wait_for(
+        wait_for(
             lambda: (cluster.get(DEPLOYMENTS, ns, name) or {}).get("spec", {}).get("replicas") == 3,
             f"{standby.name} to take over and scale the Deployment",
             timeout=60,

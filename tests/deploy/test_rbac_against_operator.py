@@ -3,50 +3,25 @@ and check that every call it makes is granted by the ClusterRole that deploy/ in
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
-from deploy_helpers import REPO
+from deploy_helpers import REPO, kustomize_build, wait_for
 from kopf.testing import KopfRunner
 from reranker_operator import cli
 from reranker_operator.devcluster import DEPLOYMENTS, DevCluster
 from reranker_operator.handlers import OperatorConfig
 from reranker_operator.runner import build
 
-KUBECTL = shutil.which("kubectl")
 OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
-T = TypeVar("T")
-
-
-def _wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def install() -> list[dict[str, Any]]:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    done = subprocess.run(
-        [KUBECTL, "kustomize", str(REPO / "deploy")],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
+    return kustomize_build()
 
 
 def _granted(install: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -121,19 +96,21 @@ def test_peered_operator_calls_only_what_the_cluster_role_grants(
     with KopfRunner(_kopf_args(install), registry=registry, settings=settings, timeout=30):
         cluster.create(cr, cr["metadata"].get("namespace", "default"))
         # The operator works (peering did not pause it): the server Deployment appears.
-        _wait_for(
+        wait_for(
             lambda: cluster.get(
                 DEPLOYMENTS, cr["metadata"].get("namespace", "default"), cr["metadata"]["name"]
             ),
             "the child Deployment",
         )
-        _wait_for(
-            lambda: cluster.get("monitoring.coreos.com/v1/prometheusrules", ns, name)
-            and cluster.get("v1/configmaps", ns, f"{name}-dashboard"),
+        wait_for(
+            lambda: (
+                cluster.get("monitoring.coreos.com/v1/prometheusrules", ns, name)
+                and cluster.get("v1/configmaps", ns, f"{name}-dashboard")
+            ),
             "the PrometheusRule and the dashboard ConfigMap",
         )
         # kopf's keep-alive reached the peering object.
-        _wait_for(
+        wait_for(
             lambda: (
                 cluster.get("kopf.dev/v1/clusterkopfpeerings", None, "reranker-operator") or {}
             ).get("status"),
