@@ -6,6 +6,7 @@ lm_head rows of `no` and `yes` (never the full vocabulary). raw = logit_yes - lo
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from reranker_server.models import last_token, qwen_prompt
 from reranker_server.models.loading import yes_no_ids
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
 from reranker_server.models.truncation import common_prefix_len, cut
+
+log = logging.getLogger(__name__)
 
 
 class CausalRerankerBackend:
@@ -69,6 +72,7 @@ class CausalRerankerBackend:
         self.suffix_ids = self._tokenize([qwen_prompt.SUFFIX])[0]
         self.supports_prefix_cache = True
         self._last_only = last_token.supported(self.base)
+        self._last_only_verified = False
 
     # -- tokenization ---------------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -187,8 +191,22 @@ class CausalRerankerBackend:
         with torch.inference_mode():
             if self._last_only:  # the last layer runs for the final column only
                 last = torch.full((len(seqs),), width - 1, dtype=torch.long, device=device)
-                return self._project(last_token.last_token_hidden(self.base, inputs, last, None))
+                hidden = last_token.last_token_hidden(self.base, inputs, last, None)
+                if self._last_only_verified or self._confirm_last_only(seqs[0], hidden[0]):
+                    return self._project(hidden)
             return self._project(self.base(**inputs).last_hidden_state[:, -1])
+
+    def _confirm_last_only(self, sequence: list[int], hidden_row: torch.Tensor) -> bool:
+        """First call: the last-token shortcut must equal a plain forward, else it is turned off."""
+        from reranker_server.models.prefix_kv import full_recompute_mismatch
+
+        diff = full_recompute_mismatch(self.base, sequence, hidden_row, pad_token_id=self.pad_id)
+        if diff is not None:
+            log.warning("last-token forward disabled: differs from a full forward by %.3g", diff)
+            self._last_only = False
+            return False
+        self._last_only_verified = True
+        return True
 
     def score_with_prefix(
         self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]

@@ -205,15 +205,30 @@ def _matches_full(
     j = min(
         range(len(continuations)), key=lambda i: (len(continuations[i]) == 0, len(continuations[i]))
     )
-    ref = last_hidden_full(base_model, [prefix + list(continuations[j])], pad_token_id=pad_token_id)
-    ref = ref[0].float()
-    tol = 1e-3 if cached.dtype in (torch.float32, torch.float64) else 0.1
-    diff = float((cached[j].float() - ref).abs().max())
-    if diff > tol * (1.0 + float(ref.abs().max())):
+    diff = full_recompute_mismatch(
+        base_model, prefix + list(continuations[j]), cached[j], pad_token_id=pad_token_id
+    )
+    if diff is not None:
         _record(base_model, f"cached result differs from a full recompute by {diff:.3g}")
         return False
     _verified.add(base_model)
     return True
+
+
+def full_recompute_mismatch(
+    base_model: torch.nn.Module,
+    sequence: Sequence[int],
+    hidden_row: torch.Tensor,
+    *,
+    pad_token_id: int,
+) -> float | None:
+    """The max abs difference between `hidden_row` and a plain forward of `sequence` when it is
+    beyond tolerance (1e-3 in fp32, 0.1 in half precision, relative to the reference's scale);
+    None when they agree."""
+    ref = last_hidden_full(base_model, [list(sequence)], pad_token_id=pad_token_id)[0].float()
+    tol = 1e-3 if hidden_row.dtype in (torch.float32, torch.float64) else 0.1
+    diff = float((hidden_row.float() - ref).abs().max())
+    return diff if diff > tol * (1.0 + float(ref.abs().max())) else None
 
 
 def _full_chunks(

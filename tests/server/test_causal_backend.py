@@ -210,3 +210,28 @@ def test_fallback_when_segmentation_differs(tmp_path_factory):
             logits = model(input_ids=torch.tensor([whole])).logits[0, -1]
         expected = torch.softmax(logits[[no_id, yes_id]], dim=0)[1].item()
         assert abs(1 / (1 + math.exp(-r)) - expected) < 1e-5
+
+
+def test_wrong_last_token_shortcut_is_caught_on_first_use(tiny_qwen3_path, reference, monkeypatch):
+    """Fault injection: a shortcut that returns wrong hidden states is detected by the first-call
+    comparison with a plain forward, turned off, and the scores stay right."""
+    from reranker_server.models import last_token
+
+    fresh = load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", dtype="float32"))
+    assert fresh._last_only  # the tiny Qwen3 takes the shortcut
+    real = last_token.last_token_hidden
+    monkeypatch.setattr(last_token, "last_token_hidden", lambda *a: real(*a) + 0.5)
+    _, ref = reference
+    docs = AWKWARD_DOCS[:4]
+    enc = fresh.encode(RerankInput(query="capital of France", documents=docs))
+    raw = fresh.score_full(enc.prefix_ids, enc.pairs)
+    got = [1 / (1 + math.exp(-r)) for r in raw]
+    assert max(abs(a - ref("capital of France", d)) for a, d in zip(got, docs)) < 1e-5
+    assert not fresh._last_only
+
+
+def test_last_token_shortcut_is_kept_when_it_agrees(tiny_qwen3_path):
+    fresh = load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", dtype="float32"))
+    enc = fresh.encode(RerankInput(query="q", documents=["a b c", "d"]))
+    fresh.score_full(enc.prefix_ids, enc.pairs)
+    assert fresh._last_only and fresh._last_only_verified
