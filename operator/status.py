@@ -30,6 +30,7 @@ RECONCILE_ERROR = "ReconcileError"
 
 
 def now_rfc3339() -> str:
+    """The current UTC time as Kubernetes writes timestamps."""
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

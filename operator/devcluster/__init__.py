@@ -26,7 +26,6 @@ from reranker_operator.devcluster.common import (
     ApiCall,
     EmulatorError,
     Ref,
-    now_rfc3339,
 )
 from reranker_operator.devcluster.emulator import declare_resources, emulator_class, read_crd
 from reranker_operator.devcluster.kubeconfig import KubeconfigFile
@@ -42,6 +41,6 @@ __all__ = [
     "DEPLOYMENTS", "PODS", "PROMETHEUS_RULES", "RERANKERS", "ROLLOUT_PHASES", "SERVICE_MONITORS", "ApiCall",
     "DevCluster", "EmulatorError", "KubeconfigFile", "Ref", "declare_resources",
     "deployment_status", "emulator_class", "field_selector_matches", "merge_patch",
-    "now_rfc3339", "pod_status", "read_crd", "selector_matches", "server_side_apply",
+    "pod_status", "read_crd", "selector_matches", "server_side_apply",
     "strategic_merge_patch",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 
 from reranker_operator.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION
@@ -30,11 +29,6 @@ class EmulatorError(Exception):
     def __init__(self, code: int, reason: str, message: str) -> None:
         super().__init__(message)
         self.code, self.reason, self.message = code, reason, message
-
-
-def now_rfc3339() -> str:
-    """The current UTC time as Kubernetes writes timestamps."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from reranker_operator.devcluster.common import PODS, now_rfc3339
+from reranker_operator.devcluster.common import PODS
+from reranker_operator.status import now_rfc3339
 
 ROLLOUT_PHASES = ("init", "starting", "ready", "failed")
 

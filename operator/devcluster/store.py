@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from reranker_operator.devcluster.common import EmulatorError, now_rfc3339
+from reranker_operator.devcluster.common import EmulatorError
+from reranker_operator.status import now_rfc3339
 
 
 def _resource(group: str, version: str, plural: str) -> Any:
