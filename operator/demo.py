@@ -96,7 +96,13 @@ class Kubectl:
     """kubectl against the emulated API server."""
 
     def __init__(self, kubeconfig: Path) -> None:
-        self.env = dict(os.environ, KUBECONFIG=str(kubeconfig))
+        # a discovery cache of its own: kubectl keeps one per host:port for hours, and an
+        # earlier emulator on the same port may have served other resources
+        self.env = dict(
+            os.environ,
+            KUBECONFIG=str(kubeconfig),
+            KUBECACHEDIR=str(kubeconfig.parent / "kube-cache"),
+        )
 
     def __call__(self, *args: str, show: bool = True) -> str:
         cmd = ["kubectl", *args]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Subprocesses started with `python -m ...` from the repo root must not import operator/ as the
 # standard library's `operator` (see the Makefile).
 os.environ.setdefault("PYTHONSAFEPATH", "1")
+# kubectl caches API discovery per host:port under ~/.kube/cache for hours; the emulators in
+# these tests reuse ports with other resource sets, so a stale cache would answer for them.
+os.environ["KUBECACHEDIR"] = tempfile.mkdtemp(prefix="kube-cache-")
+
+
+@pytest.fixture(autouse=True)
+def isolated_kubectl_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's kubectl calls get a discovery cache of their own (see KUBECACHEDIR above)."""
+    monkeypatch.setenv("KUBECACHEDIR", str(tmp_path_factory.mktemp("kube-cache")))
 
 
 @pytest.fixture(scope="session")
