@@ -14,39 +14,23 @@ anything unsupported or different falls back to the plain forward, recorded in `
 from __future__ import annotations
 
 import logging
-import threading
 import weakref
 from typing import Any
 
 import torch
+from reranker_server.models.layer_capture import input_of_last_layer
 
 log = logging.getLogger(__name__)
 
 # model -> why the [CLS]-only path is not used for it
 unsupported: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
 _verified: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-_hooked: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-_hook_lock = threading.Lock()
-_local = threading.local()
 
 _HEADS = {
     "BertForSequenceClassification": "pooler",
     "RobertaForSequenceClassification": "features",
     "XLMRobertaForSequenceClassification": "features",
 }
-
-
-class _Captured(Exception):
-    """Raised by the pre-hook to stop the stack at the last layer, carrying its input."""
-
-    def __init__(self, hidden: torch.Tensor) -> None:
-        super().__init__("captured")
-        self.hidden = hidden
-
-
-def _capture_hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-    if getattr(_local, "active", False):
-        raise _Captured(args[0] if args else kwargs["hidden_states"])
 
 
 def _why_not(model: torch.nn.Module) -> str | None:
@@ -107,19 +91,7 @@ def _head(model: torch.nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
 
 def _cls_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     layers = model.base_model.encoder.layer
-    with _hook_lock:
-        if model not in _hooked:
-            layers[-1].register_forward_pre_hook(_capture_hook, with_kwargs=True)
-            _hooked.add(model)
-    _local.active = True
-    try:
-        model.base_model(**inputs)
-    except _Captured as cap:
-        hidden = cap.hidden
-    else:
-        raise RuntimeError("the last encoder layer was never called")
-    finally:
-        _local.active = False
+    hidden, _ = input_of_last_layer(layers[-1], lambda: model.base_model(**inputs))
     return _head(model, _last_layer_cls(layers[-1], hidden, inputs["attention_mask"]))
 
 

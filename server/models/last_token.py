@@ -12,26 +12,10 @@ the plain forward); callers verify the first result per model against a full rec
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 import torch
+from reranker_server.models.layer_capture import input_of_last_layer
 
 _MODEL_TYPES = {"qwen3", "qwen2", "llama"}  # plain pre-norm layers, rotate-half rotary
-_hooked: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
-_hook_lock = threading.Lock()
-_local = threading.local()
-
-
-class _Captured(Exception):
-    def __init__(self, hidden: torch.Tensor, kwargs: dict) -> None:
-        super().__init__("captured")
-        self.hidden, self.kwargs = hidden, kwargs
-
-
-def _hook(_module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-    if getattr(_local, "active", False):
-        raise _Captured(args[0] if args else kwargs["hidden_states"], kwargs)
 
 
 def supported(base_model: torch.nn.Module) -> bool:
@@ -74,19 +58,7 @@ def last_token_hidden(
     or right) are not attended; the caller checks `supported(base_model)` first.
     """
     layers = base_model.layers
-    with _hook_lock:
-        if base_model not in _hooked:
-            layers[-1].register_forward_pre_hook(_hook, with_kwargs=True)
-            _hooked.add(base_model)
-    _local.active = True
-    try:
-        base_model(**inputs)
-    except _Captured as cap:
-        h, kw = cap.hidden, cap.kwargs
-    else:
-        raise RuntimeError("the last decoder layer was never called")
-    finally:
-        _local.active = False
+    h, kw = input_of_last_layer(layers[-1], lambda: base_model(**inputs))
     layer = layers[-1]
     attn = layer.self_attn
     cos, sin = kw["position_embeddings"]
