@@ -34,6 +34,14 @@ def example(name: str) -> dict[str, Any]:
     return yaml.safe_load((EXAMPLES / name).read_text())
 
 
+def with_all_monitoring(manifest: dict[str, Any]) -> dict[str, Any]:
+    """`manifest` with its ServiceMonitor, PrometheusRule and dashboard turned on."""
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
+                                   "prometheusRule": {"enabled": True},
+                                   "dashboard": {"enabled": True}}
+    return manifest
+
+
 def condition(obj: Mapping[str, Any] | None, type_: str) -> dict[str, Any] | None:
     """One condition of an object's status, or None."""
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:

@@ -70,7 +70,7 @@ def test_table_cells_are_typed_per_column() -> None:
         {"name": "Missing", "type": "string", "jsonPath": ".spec.nothing"},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ])
-    now = datetime.datetime(2026, 1, 1, 0, 5, 10, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 1, 1, 0, 5, 10, tzinfo=datetime.UTC)
     table = render_table([OBJ], columns, resource_version="7", now=now)
     assert [c["name"] for c in table["columnDefinitions"]] == [
         "Name", "Model", "GPUs", "On", "Missing", "Age"]

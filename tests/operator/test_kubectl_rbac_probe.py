@@ -11,7 +11,14 @@ import subprocess
 import urllib.request
 
 import pytest
-from operator_helpers import EXAMPLES, condition, example, operator_calls, wait_for
+from operator_helpers import (
+    EXAMPLES,
+    condition,
+    example,
+    operator_calls,
+    wait_for,
+    with_all_monitoring,
+)
 from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
 from reranker_operator.handlers import Controller
 from reranker_operator.kube import API_PERMISSIONS, permitted
@@ -65,10 +72,7 @@ def test_kubectl_apply_and_get(cluster: DevCluster, operator: Controller) -> Non
 
 def test_every_operator_call_is_in_api_permissions(cluster: DevCluster,
                                                    operator: Controller) -> None:
-    manifest = example("qwen3-reranker-0.6b.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
-                                   "prometheusRule": {"enabled": True},
-                                   "dashboard": {"enabled": True}}
+    manifest = with_all_monitoring(example("qwen3-reranker-0.6b.yaml"))
     manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
     cluster.create(manifest)
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")

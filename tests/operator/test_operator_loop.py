@@ -15,6 +15,7 @@ from operator_helpers import (
     example,
     operator_calls,
     wait_for,
+    with_all_monitoring,
     writes,
 )
 from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
@@ -41,10 +42,7 @@ def env_of(deployment: dict) -> dict[str, str]:
 
 def test_create_applies_every_child_with_owner_references(cluster: DevCluster,
                                                           operator: Controller) -> None:
-    manifest = example("qwen3-reranker-0.6b.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
-                                   "prometheusRule": {"enabled": True},
-                                   "dashboard": {"enabled": True}}
+    manifest = with_all_monitoring(example("qwen3-reranker-0.6b.yaml"))
     manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
     cr = cluster.create(manifest)
     expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
@@ -253,10 +251,7 @@ def test_invalid_spec_sets_the_condition_and_touches_nothing(cluster: DevCluster
 
 
 def test_steady_state_makes_no_writes(cluster: DevCluster, operator: Controller) -> None:
-    manifest = example("qwen3-reranker-0.6b.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
-                                   "prometheusRule": {"enabled": True},
-                                   "dashboard": {"enabled": True}}
+    manifest = with_all_monitoring(example("qwen3-reranker-0.6b.yaml"))
     cluster.create(manifest)
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
     cluster.simulate_rollout(NS, QWEN, "ready")
@@ -291,10 +286,7 @@ def test_missing_service_monitor_api_sets_a_condition(cluster: DevCluster,
 @pytest.mark.parametrize("cluster_options", [{"prometheus_rules": False}], indirect=True)
 def test_missing_prometheus_rule_api_sets_a_condition(cluster: DevCluster,
                                                       operator: Controller) -> None:
-    manifest = example("bge-reranker-cpu.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
-                                   "prometheusRule": {"enabled": True},
-                                   "dashboard": {"enabled": True}}
+    manifest = with_all_monitoring(example("bge-reranker-cpu.yaml"))
     cluster.create(manifest)
     wait_for(lambda: reason_of(cluster, BGE, "PrometheusRule") ==
              ("False", "PrometheusRuleCRDMissing"), "PrometheusRuleCRDMissing")
