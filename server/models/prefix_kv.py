@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Sequence
 
 import torch
-from reranker_server.models import last_token
+from reranker_server.models import hf_compat, last_token
 from reranker_server.models.sub_batches import DEFAULT_OVERHEAD_TOKENS, split_by_length
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def _prefix_cache(base_model: torch.nn.Module, prefix_ids: Sequence[int]):
         position_ids=torch.arange(ids.shape[1], device=device).unsqueeze(0),
         use_cache=True,
     )
-    cache = out.past_key_values
+    cache = hf_compat.output_cache(out)
     if cache is None or not hasattr(cache, "layers"):
         raise TypeError(f"model returned no layered KV cache ({type(cache).__name__})")
     kv = []
@@ -137,7 +137,7 @@ def _cached_path(
             "input_ids": ids,
             "attention_mask": attention,
             "position_ids": positions,
-            "past_key_values": _expanded_cache(kv, b),
+            hf_compat.cache_argument(base_model): _expanded_cache(kv, b),
             "use_cache": True,
         }
         if last_only:  # the last layer runs for the scored token only

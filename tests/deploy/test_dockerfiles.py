@@ -186,10 +186,13 @@ def test_operator_exposes_its_liveness_port() -> None:
 
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_dependencies_install_before_sources_are_copied(name: str) -> None:
-    """Editing source must not invalidate the dependency layer: the installing stage sees only pyproject."""
+    """Editing source must not invalidate the dependency layer: the installing stage sees only
+    the lock and pyproject."""
     deps = next(s for s in stages_of(name) if s.name == "deps")
     copied = [v for v in deps.values("COPY")]
-    assert copied == ["pyproject.toml ./"], f"{name}: the deps stage copies {copied}"
+    assert copied == ["constraints/lock.txt constraints/", "pyproject.toml ./"], (
+        f"{name}: the deps stage copies {copied}"
+    )
     wheel = next(s for s in stages_of(name) if s.name == "wheel")
     assert any("pip wheel --no-deps" in v for v in wheel.values("RUN"))
     final = runtime(name)
@@ -246,8 +249,16 @@ def _dockerignore() -> list[str]:
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
-    top = path.rstrip("/").split("/")[0]
-    return any(fnmatch.fnmatch(top, p) or fnmatch.fnmatch(path.rstrip("/"), p) for p in patterns)
+    """Docker's rule: the last pattern matching the path (or a folder above it) decides; a
+    pattern starting with "!" re-includes."""
+    parts = path.rstrip("/").split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        if any(fnmatch.fnmatch(prefix, pattern.lstrip("!")) for prefix in prefixes):
+            ignored = not negated
+    return ignored
 
 
 def _copied_sources(name: str) -> list[str]:
@@ -278,6 +289,7 @@ def build_wheel_from_context(tmp_path: Path, *, readme_placeholder: bool = False
     context.mkdir()
     for source in _copied_sources("Dockerfile.operator"):
         src = REPO / source
+        (context / source).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, context / source, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists() or not readme_placeholder:

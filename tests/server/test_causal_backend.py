@@ -235,3 +235,41 @@ def test_last_token_shortcut_is_kept_when_it_agrees(tiny_qwen3_path):
     enc = fresh.encode(RerankInput(query="q", documents=["a b c", "d"]))
     fresh.score_full(enc.prefix_ids, enc.pairs)
     assert fresh._last_only and fresh._last_only_verified
+
+
+def test_a_wrong_cached_forward_never_reaches_the_scores(tiny_qwen3_path, reference):
+    """Fault injection on the server's own path: a decoder that mishandles the KV cache (its
+    first layer's output shifted whenever a cache object is passed, whatever the installed
+    transformers calls the argument) is caught by the first-use check; the request is answered
+    from a full recompute and equals the independent reference."""
+    from reranker_server.models.prefix_kv import prefix_cache_unsupported
+    from transformers import Cache
+
+    fresh = load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", dtype="float32"))
+
+    def corrupt_cached(_module, _args, kwargs, output):
+        if any(isinstance(value, Cache) for value in kwargs.values()):
+            return (output[0] + 1.0, *output[1:]) if isinstance(output, tuple) else output + 1.0
+        return output
+
+    fresh.base.layers[0].register_forward_hook(corrupt_cached, with_kwargs=True)
+    _, ref = reference
+    docs = AWKWARD_DOCS[:5]
+    enc = fresh.encode(RerankInput(query="capital of France", documents=docs))
+    got = [1 / (1 + math.exp(-r)) for r in fresh.score_with_prefix(enc.prefix_ids, enc.pairs)]
+    assert "differs from a full recompute" in prefix_cache_unsupported[fresh.base]
+    assert max(abs(a - ref("capital of France", d)) for a, d in zip(got, docs)) < 1e-5
+
+
+def test_the_cache_is_passed_under_the_name_the_model_declares(backend):
+    """No deprecated cache argument: transformers >= 5.24 warns on `past_key_values` (removed in
+    5.40); the shortcuts use whatever name the installed model's forward declares."""
+    import warnings
+
+    enc = backend.encode(RerankInput(query="capital of France", documents=AWKWARD_DOCS[:6]))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        backend.score_with_prefix(enc.prefix_ids, enc.pairs)
+        backend.score_full(enc.prefix_ids, enc.pairs)
+    deprecated = [str(w.message) for w in seen if "deprecated" in str(w.message).lower()]
+    assert not deprecated, deprecated

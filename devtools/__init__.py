@@ -1,0 +1,1 @@
+"""Development tooling of reranker-operator (never shipped in an image)."""
