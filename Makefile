@@ -21,7 +21,7 @@ LOCK_VENV ?= .venv-lock
 LATEST_VENV ?= .venv-latest
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench demo test test-latest lock bench render sync-crds e2e clean
+.PHONY: install install-bench demo test test-latest lock bench render generate e2e clean
 
 install: $(VENV)/.installed
 
@@ -37,7 +37,7 @@ install-bench: install
 
 ## demo: emulated Kubernetes API + the real operator + the real server on a tiny offline model
 demo: install
-	$(PY) -m reranker_operator.demo
+	$(PY) -m reranker_devtools.demo
 
 ## test: the whole suite (no cluster, no GPU, no network)
 test: install
@@ -76,9 +76,11 @@ bench: install-bench
 render: install
 	$(VENV)/bin/reranker-operator render -f examples/qwen3-reranker-0.6b.yaml
 
-## sync-crds: kustomize cannot reach ../crds, so deploy/ keeps a copy (a test checks they match)
-sync-crds:
-	cp crds/rerankerservices.yaml deploy/crds/rerankerservices.yaml
+## generate: rewrite every generated file from its source (reranker_devtools.generate; a test
+## fails when a committed one differs): the Prometheus Adapter rules, deploy/'s CRD copy, the
+## field reference.
+generate: install
+	$(PY) -m reranker_devtools.generate
 
 e2e:
 	bash tests/e2e/kind-e2e.sh

@@ -12,8 +12,8 @@ QWEN3_QUICK_SHAPE = QWEN3_SHAPE  # already small; --quick shrinks the load, not 
 
 
 def prepare_qwen3(cache_dir: Path, shape: dict | None = None, seed: int = 0) -> Path:
-    """A random-weight Qwen3ForCausalLM reranker (built by reranker_server.tiny_models)."""
-    from reranker_server.tiny_models import build_qwen3_reranker
+    """A random-weight Qwen3ForCausalLM reranker (built by reranker_devtools.tiny_models)."""
+    from reranker_devtools.tiny_models import build_qwen3_reranker
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -13,8 +13,6 @@ CRD_SHORT_NAMES = ("rerankers", "reranker", "rrs")
 CRD_API_VERSION = f"{CRD_GROUP}/{CRD_VERSION}"
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/reranker-operator/reranker-server"
-CONTAINER_PORT = 8080
-MODEL_CACHE_PATH = "/models-cache"
 
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_INSTANCE = "app.kubernetes.io/instance"

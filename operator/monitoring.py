@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+from reranker_contract import Metric
+
 from .spec import PrometheusRuleSpec
 
 # kube-state-metrics series the rules read (not exported by the server itself).
@@ -40,7 +42,7 @@ def _rate(metric: str, selector: str) -> str:
 
 
 def _quantile(q: float, name: str, namespace: str, extra: str = "") -> str:
-    buckets = _rate("http_request_duration_seconds_bucket", _server(name, namespace, extra))
+    buckets = _rate(f"{Metric.HTTP_REQUEST_DURATION}_bucket", _server(name, namespace, extra))
     return f"histogram_quantile({_num(q)}, sum by (le) ({buckets}))"
 
 
@@ -54,9 +56,9 @@ def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec) -> list[dic
     """The alerting rules of one RerankerService (the `rules` of its PrometheusRule group)."""
     who = f"reranker {namespace}/{name}"
     post = 'method="POST"'  # the rerank APIs; probes and scrapes are GETs
-    errors = _rate("http_requests_total", _server(name, namespace, f'{post},status=~"5.."'))
-    total = _rate("http_requests_total", _server(name, namespace, post))
-    rejected = _rate("http_requests_total", _server(name, namespace, 'status="429"'))
+    errors = _rate(Metric.HTTP_REQUESTS_TOTAL, _server(name, namespace, f'{post},status=~"5.."'))
+    total = _rate(Metric.HTTP_REQUESTS_TOTAL, _server(name, namespace, post))
+    rejected = _rate(Metric.HTTP_REQUESTS_TOTAL, _server(name, namespace, 'status="429"'))
     deploy = _deployment(name, namespace)
     labels = {"rerankerservice": name, "namespace": namespace}
     threshold_pct = _num(spec.error_rate_threshold * 100)
@@ -112,27 +114,27 @@ def dashboard_panels(name: str, namespace: str) -> list[tuple[str, str, list[tup
     sel = _server(name, namespace)
     return [
         ("Requests/s by status", "reqps",
-         [(f"sum by (status) ({_rate('http_requests_total', sel)})", "{{status}}")]),
+         [(f"sum by (status) ({_rate(Metric.HTTP_REQUESTS_TOTAL, sel)})", "{{status}}")]),
         ("Rerank outcomes/s", "reqps",
-         [(f"sum by (status) ({_rate('reranker_requests_total', sel)})", "{{status}}")]),
+         [(f"sum by (status) ({_rate(Metric.RERANK_REQUESTS_TOTAL, sel)})", "{{status}}")]),
         ("Request latency (POST)", "s",
          [(_quantile(0.5, name, namespace, 'method="POST"'), "p50"),
           (_quantile(0.95, name, namespace, 'method="POST"'), "p95")]),
         ("Documents per request (mean)", "short",
-         [(_mean("reranker_documents_per_request", name, namespace), "documents")]),
+         [(_mean(Metric.DOCUMENTS_PER_REQUEST, name, namespace), "documents")]),
         ("Tokens per request (mean)", "short",
-         [(_mean("reranker_tokens_per_request", name, namespace), "tokens")]),
+         [(_mean(Metric.TOKENS_PER_REQUEST, name, namespace), "tokens")]),
         ("Queue depth (pairs waiting)", "short",
-         [(f"sum by (pod) (reranker_queue_depth{sel})", "{{pod}}")]),
+         [(f"sum by (pod) ({Metric.QUEUE_DEPTH}{sel})", "{{pod}}")]),
         ("Batch size (mean sequences per forward pass)", "short",
-         [(_mean("reranker_batch_size", name, namespace), "sequences")]),
+         [(_mean(Metric.BATCH_SIZE, name, namespace), "sequences")]),
         ("Padding ratio (mean)", "percentunit",
-         [(_mean("reranker_padding_ratio", name, namespace), "padding")]),
+         [(_mean(Metric.PADDING_RATIO, name, namespace), "padding")]),
         ("Prefix-cache reuse", "short",
-         [(f"sum({_rate('reranker_prefix_cache_reuse_total', sel)})", "pairs/s"),
-          (f"sum({_rate('reranker_prefix_tokens_saved_total', sel)})", "tokens saved/s")]),
+         [(f"sum({_rate(Metric.PREFIX_CACHE_REUSE_TOTAL, sel)})", "pairs/s"),
+          (f"sum({_rate(Metric.PREFIX_TOKENS_SAVED_TOTAL, sel)})", "tokens saved/s")]),
         ("GPU memory allocated", "bytes",
-         [(f"sum by (pod, gpu_id) (gpu_memory_usage_bytes{sel})", "{{pod}} gpu {{gpu_id}}")]),
+         [(f"sum by (pod, gpu_id) ({Metric.GPU_MEMORY}{sel})", "{{pod}} gpu {{gpu_id}}")]),
         ("Available replicas", "short",
          [(f"sum(kube_deployment_status_replicas_available{_deployment(name, namespace)})",
            "available"),

@@ -18,15 +18,25 @@ import jinja2
 import yaml
 
 from . import __version__
+from reranker_contract import (
+    LIVENESS_PATH,
+    METRICS_PATH,
+    MODEL_CACHE_PATH,
+    PORT,
+    PORT_NAME,
+    READY_PATH,
+    Env,
+    HpaMetric,
+    served_model_name,
+)
+
 from .constants import (
     CONFIG_HASH_ANNOTATION,
-    CONTAINER_PORT,
     CRD_GROUP,
     CRD_KIND,
     CRD_PLURAL,
     CRD_VERSION,
     GRAFANA_FOLDER_ANNOTATION,
-    MODEL_CACHE_PATH,
     RETAINED_ANNOTATION,
 )
 from .labels import child_labels, model_cache_claim_name, owner_reference, selector_labels
@@ -43,9 +53,6 @@ __all__ = [
     "render_children",
     "service_endpoint",
 ]
-
-REQUESTS_PER_SECOND_METRIC = "reranker_requests_per_second"
-P95_LATENCY_METRIC = "reranker_request_latency_p95_seconds"
 
 # One template per child kind, in apply order; a template renders to nothing when not asked for.
 _TEMPLATES = (
@@ -121,32 +128,33 @@ def _image(spec: RerankerServiceSpec) -> str:
 def _server_env(spec: RerankerServiceSpec) -> list[dict[str, Any]]:
     """The server's settings as container env, user `env` entries overriding same-named ones."""
     m, s = spec.model, spec.server
-    env: list[dict[str, Any]] = [
-        {"name": "MODEL_NAME", "value": m.name},
-        {"name": "MODEL_REVISION", "value": m.revision},
-        {"name": "SERVED_MODEL_NAME", "value": m.served_name or m.name},
-        {"name": "MODEL_FAMILY", "value": m.family},
-        {"name": "DTYPE", "value": m.dtype},
-        {"name": "QUANTIZATION", "value": m.quantization},
-        {"name": "TRUST_REMOTE_CODE", "value": "true" if m.trust_remote_code else "false"},
-        {"name": "DEVICE", "value": "cuda" if spec.resources.gpus > 0 else "cpu"},
-        {"name": "MAX_BATCH_TOKENS", "value": str(s.max_batch_tokens)},
-        {"name": "BATCH_SIZE", "value": str(s.max_batch_size)},
-        {"name": "MAX_CLIENT_BATCH_SIZE", "value": str(s.max_client_batch_size)},
-        {"name": "MAX_CONCURRENT_REQUESTS", "value": str(s.max_concurrent_requests)},
-        {"name": "LOG_LEVEL", "value": s.log_level},
-        {"name": "PORT", "value": str(CONTAINER_PORT)},
-        {"name": "HF_HOME", "value": MODEL_CACHE_PATH},
-        {"name": "CACHE_DIR", "value": MODEL_CACHE_PATH},  # where the init container downloaded
-        {"name": "HF_HUB_OFFLINE", "value": "1"},
+    values: list[tuple[Env, str]] = [
+        (Env.MODEL_NAME, m.name),
+        (Env.MODEL_REVISION, m.revision),
+        (Env.SERVED_MODEL_NAME, served_model_name(m.name, m.served_name)),
+        (Env.MODEL_FAMILY, m.family),
+        (Env.DTYPE, m.dtype),
+        (Env.QUANTIZATION, m.quantization),
+        (Env.TRUST_REMOTE_CODE, "true" if m.trust_remote_code else "false"),
+        (Env.DEVICE, "cuda" if spec.resources.gpus > 0 else "cpu"),
+        (Env.MAX_BATCH_TOKENS, str(s.max_batch_tokens)),
+        (Env.BATCH_SIZE, str(s.max_batch_size)),
+        (Env.MAX_CLIENT_BATCH_SIZE, str(s.max_client_batch_size)),
+        (Env.MAX_CONCURRENT_REQUESTS, str(s.max_concurrent_requests)),
+        (Env.LOG_LEVEL, s.log_level),
+        (Env.PORT, str(PORT)),
+        (Env.HF_HOME, MODEL_CACHE_PATH),
+        (Env.CACHE_DIR, MODEL_CACHE_PATH),  # where the init container downloaded
+        (Env.HF_HUB_OFFLINE, "1"),
     ]
     if m.max_length is not None:
-        env.append({"name": "MAX_SEQUENCE_LENGTH", "value": str(m.max_length)})
+        values.append((Env.MAX_SEQUENCE_LENGTH, str(m.max_length)))
     if m.instruction is not None:
-        env.append({"name": "DEFAULT_INSTRUCTION", "value": m.instruction})
+        values.append((Env.DEFAULT_INSTRUCTION, m.instruction))
+    env: list[dict[str, Any]] = [{"name": str(name), "value": value} for name, value in values]
     if s.api_key_secret is not None:
         ref = {"name": s.api_key_secret.name, "key": s.api_key_secret.key}
-        env.append({"name": "API_KEY", "valueFrom": {"secretKeyRef": ref}})
+        env.append({"name": str(Env.API_KEY), "valueFrom": {"secretKeyRef": ref}})
     return _merge_env(env, [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env])
 
 
@@ -210,10 +218,10 @@ def _context(cr: Mapping[str, Any]) -> dict[str, Any]:
         f"--model={spec.model.name}", f"--revision={spec.model.revision}",
         f"--cache-dir={MODEL_CACHE_PATH}",
     ]  # fmt: skip
-    download_env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": MODEL_CACHE_PATH}]
+    download_env: list[dict[str, Any]] = [{"name": str(Env.HF_HOME), "value": MODEL_CACHE_PATH}]
     if spec.hub_token_secret is not None:
         ref = {"name": spec.hub_token_secret.name, "key": spec.hub_token_secret.key}
-        download_env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": ref}})
+        download_env.append({"name": str(Env.HF_TOKEN), "valueFrom": {"secretKeyRef": ref}})
     pod_labels = {**spec.pod_labels, **child_labels(name, "server")}
     config_hash = _config_hash(image, env, env_from, download_args, download_env, claim)
     pod_annotations = {**spec.pod_annotations, CONFIG_HASH_ANNOTATION: config_hash}
@@ -266,11 +274,15 @@ def _context(cr: Mapping[str, Any]) -> dict[str, Any]:
         "download_args": download_args,
         "download_env": download_env,
         "pull_secrets": [{"name": s} for s in spec.image.pull_secrets],
-        "container_port": CONTAINER_PORT,
+        "container_port": PORT,
+        "port_name": PORT_NAME,
+        "ready_path": READY_PATH,
+        "liveness_path": LIVENESS_PATH,
+        "metrics_path": METRICS_PATH,
         "cache_path": MODEL_CACHE_PATH,
         "gpu_count": spec.resources.gpus,
-        "rps_metric": REQUESTS_PER_SECOND_METRIC,
-        "latency_metric": P95_LATENCY_METRIC,
+        "rps_metric": str(HpaMetric.REQUESTS_PER_SECOND),
+        "latency_metric": str(HpaMetric.P95_LATENCY_SECONDS),
         "alert_group": f"reranker.{namespace}.{name}",
         "alert_rules": alert_rules(name, namespace, rule) if rule.enabled else [],
         "dashboard_file": f"reranker-{namespace}-{name}.json",

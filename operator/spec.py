@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
 from pydantic.alias_generators import to_camel
 
+from reranker_contract import DEFAULTS, PORT
+
 from .constants import DEFAULT_IMAGE_REPOSITORY
 from .quantity import parse_quantity
 
@@ -187,7 +189,7 @@ class ModelCacheSpec(_Model):
 
 class ServiceSpec(_Model):
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(PORT, ge=1, le=65535)
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
@@ -269,12 +271,12 @@ class PodDisruptionBudgetSpec(_Model):
 
 
 class ServerSpec(_Model):
-    max_batch_tokens: int = Field(16384, ge=256, le=1048576)
-    max_batch_size: int = Field(32, ge=1, le=4096)
-    max_client_batch_size: int = Field(1000, ge=1, le=100000)
-    max_concurrent_requests: int = Field(512, ge=1, le=100000)
+    max_batch_tokens: int = Field(DEFAULTS.max_batch_tokens, ge=256, le=1048576)
+    max_batch_size: int = Field(DEFAULTS.max_batch_size, ge=1, le=4096)
+    max_client_batch_size: int = Field(DEFAULTS.max_client_batch_size, ge=1, le=100000)
+    max_concurrent_requests: int = Field(DEFAULTS.max_concurrent_requests, ge=1, le=100000)
     api_key_secret: ApiKeySecret | None = None
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = DEFAULTS.log_level
 
 
 class RerankerServiceSpec(_Model):

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+from reranker_contract import DEFAULT_INSTRUCTION, DEFAULTS, DTYPES, FAMILIES, PORT, QUANTIZATIONS, Env
 
 
 class ConfigError(ValueError):
@@ -25,97 +25,113 @@ def _opt(
     help: str,
     choices: Sequence[str] | None = None,
     minimum: int | None = None,
+    secret: bool = False,
 ):
-    return field(
-        default=default, metadata={"env": env, "help": help, "choices": choices, "min": minimum}
-    )
+    meta = {"env": env, "help": help, "choices": choices, "min": minimum, "secret": secret}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything `reranker-server serve` needs."""
 
-    model: str | None = _opt(None, "MODEL_NAME", "hub id or local directory of the model")
-    revision: str | None = _opt(None, "MODEL_REVISION", "hub revision (branch, tag or commit)")
+    model: str | None = _opt(None, Env.MODEL_NAME, "hub id or local directory of the model")
+    revision: str | None = _opt(None, Env.MODEL_REVISION, "hub revision (branch, tag or commit)")
     served_model_name: str | None = _opt(
         None,
-        "SERVED_MODEL_NAME",
+        Env.SERVED_MODEL_NAME,
         "name reported in responses; when set, requests naming another model get 404",
     )
     model_family: str = _opt(
-        "auto", "MODEL_FAMILY", "model family", choices=("auto", "qwen3-causal", "cross-encoder")
+        "auto", Env.MODEL_FAMILY, "model family", choices=("auto", *FAMILIES)
     )
     default_instruction: str = _opt(
         DEFAULT_INSTRUCTION,
-        "DEFAULT_INSTRUCTION",
+        Env.DEFAULT_INSTRUCTION,
         "instruction for causal rerankers when a request has none",
     )
     max_sequence_length: int = _opt(
-        8192,
-        "MAX_SEQUENCE_LENGTH",
+        DEFAULTS.max_sequence_length,
+        Env.MAX_SEQUENCE_LENGTH,
         "max tokens per (query, document) sequence, capped at the model's limit",
         minimum=8,
     )
     dtype: str = _opt(
-        "auto", "DTYPE", "weights dtype", choices=("auto", "float32", "float16", "bfloat16")
+        "auto", Env.DTYPE, "weights dtype", choices=DTYPES
     )
-    device: str = _opt("auto", "DEVICE", "device", choices=("auto", "cpu", "cuda"))
+    device: str = _opt("auto", Env.DEVICE, "device", choices=("auto", "cpu", "cuda"))
     attn_implementation: str = _opt(
         "sdpa",
-        "ATTN_IMPLEMENTATION",
+        Env.ATTN_IMPLEMENTATION,
         "attention kernel",
         choices=("sdpa", "eager", "flash_attention_2"),
     )
     quantization: str = _opt(
-        "none", "QUANTIZATION", "bitsandbytes quantization", choices=("none", "8bit", "4bit")
+        "none", Env.QUANTIZATION, "bitsandbytes quantization", choices=QUANTIZATIONS
     )
     batch_size: int = _opt(
-        32, "BATCH_SIZE", "max sequences per forward pass (engine max_batch_size)", minimum=1
+        DEFAULTS.max_batch_size,
+        Env.BATCH_SIZE,
+        "max sequences per forward pass (engine max_batch_size)",
+        minimum=1,
     )
     max_batch_tokens: int = _opt(
-        16384, "MAX_BATCH_TOKENS", "max padded tokens per forward pass", minimum=1
+        DEFAULTS.max_batch_tokens,
+        Env.MAX_BATCH_TOKENS,
+        "max padded tokens per forward pass",
+        minimum=1,
     )
     max_client_batch_size: int = _opt(
-        1000, "MAX_CLIENT_BATCH_SIZE", "max documents in one request (more gets 413)", minimum=1
+        DEFAULTS.max_client_batch_size,
+        Env.MAX_CLIENT_BATCH_SIZE,
+        "max documents in one request (more gets 413)",
+        minimum=1,
     )
     max_concurrent_requests: int = _opt(
-        512, "MAX_CONCURRENT_REQUESTS", "requests queued or running before 429", minimum=1
+        DEFAULTS.max_concurrent_requests,
+        Env.MAX_CONCURRENT_REQUESTS,
+        "requests queued or running before 429",
+        minimum=1,
     )
     score_cache_size: int = _opt(
-        0, "SCORE_CACHE_SIZE", "LRU cache of pair scores (0 = off)", minimum=0
+        0, Env.SCORE_CACHE_SIZE, "LRU cache of pair scores (0 = off)", minimum=0
     )
     prefix_cache: bool = _opt(
-        True, "PREFIX_CACHE", "reuse the shared prompt prefix's KV cache (causal models)"
+        True, Env.PREFIX_CACHE, "reuse the shared prompt prefix's KV cache (causal models)"
     )
     model_workers: int = _opt(
         0,
-        "MODEL_WORKERS",
+        Env.MODEL_WORKERS,
         "threads running forward passes (0 = auto: 2 on a multi-core CPU, 1 on GPU)",
         minimum=0,
     )
     torch_threads: int = _opt(
         0,
-        "TORCH_THREADS",
+        Env.TORCH_THREADS,
         "torch intra-op threads per model worker (0 = auto: cores / workers)",
         minimum=0,
     )
     api_key: str | None = _opt(
-        None, "API_KEY", "require `Authorization: Bearer <key>` on scoring routes"
+        None, Env.API_KEY, "require `Authorization: Bearer <key>` on scoring routes", secret=True
     )
-    host: str = _opt("0.0.0.0", "HOST", "listen address")
-    port: int = _opt(8000, "PORT", "listen port", minimum=1)
+    host: str = _opt("0.0.0.0", Env.HOST, "listen address")
+    port: int = _opt(PORT, Env.PORT, "listen port", minimum=1)
     log_level: str = _opt(
-        "info", "LOG_LEVEL", "log level", choices=("critical", "error", "warning", "info", "debug")
+        DEFAULTS.log_level, Env.LOG_LEVEL, "log level", choices=("critical", "error", "warning", "info", "debug")
     )
     cache_dir: str | None = _opt(
         None,
-        "CACHE_DIR",
+        Env.CACHE_DIR,
         "model cache directory (unset: huggingface_hub's default, which honours HF_HOME / HF_HUB_CACHE)",
     )
     drain_seconds: int = _opt(
-        5, "DRAIN_SECONDS", "after SIGTERM, seconds to answer /ready 503 before exiting", minimum=0
+        5, Env.DRAIN_SECONDS, "after SIGTERM, seconds to answer /ready 503 before exiting", minimum=0
     )
-    trust_remote_code: bool = _opt(False, "TRUST_REMOTE_CODE", "allow model repos' custom code")
+    trust_remote_code: bool = _opt(False, Env.TRUST_REMOTE_CODE, "allow model repos' custom code")
+
+    def public(self) -> dict[str, Any]:
+        """Every setting by field name, secrets (the API key) left out: what `/info` reports."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if not f.metadata["secret"]}
 
     def engine_config(self):
         """The engine's EngineConfig built from these settings."""

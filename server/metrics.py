@@ -3,34 +3,35 @@
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+from reranker_contract import Metric
 
 HTTP_REQUESTS = Counter(
-    "http_requests_total",
+    Metric.HTTP_REQUESTS_TOTAL,
     "HTTP requests by method, route and status",
     ["method", "endpoint", "status"],
 )
 HTTP_DURATION = Histogram(
-    "http_request_duration_seconds",
+    Metric.HTTP_REQUEST_DURATION,
     "HTTP request latency in seconds",
     ["method", "endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-HTTP_ACTIVE = Gauge("http_requests_active", "HTTP requests being served")
+HTTP_ACTIVE = Gauge(Metric.HTTP_REQUESTS_ACTIVE, "HTTP requests being served")
 INFERENCE_DURATION = Histogram(
-    "model_inference_duration_seconds",
+    Metric.INFERENCE_DURATION,
     "Seconds from engine submission to scores, per rerank request",
     ["model_name"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-GPU_MEMORY = Gauge("gpu_memory_usage_bytes", "CUDA memory allocated by this process", ["gpu_id"])
-RERANK_REQUESTS = Counter("reranker_requests_total", "Rerank requests by outcome", ["status"])
+GPU_MEMORY = Gauge(Metric.GPU_MEMORY, "CUDA memory allocated by this process", ["gpu_id"])
+RERANK_REQUESTS = Counter(Metric.RERANK_REQUESTS_TOTAL, "Rerank requests by outcome", ["status"])
 DOCUMENTS_PER_REQUEST = Histogram(
-    "reranker_documents_per_request",
+    Metric.DOCUMENTS_PER_REQUEST,
     "Documents in one rerank request",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
 )
 TOKENS_PER_REQUEST = Histogram(
-    "reranker_tokens_per_request",
+    Metric.TOKENS_PER_REQUEST,
     "Prompt tokens of one rerank request",
     buckets=(64, 256, 1024, 4096, 16384, 65536, 262144, 1048576),
 )

@@ -30,7 +30,7 @@ def isolated_kubectl_cache(
 @pytest.fixture(scope="session")
 def tiny_qwen3_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen3ForCausalLM reranker dir (hidden 64, 2 layers, yes/no single tokens)."""
-    from reranker_server.tiny_models import build_qwen3_reranker
+    from reranker_devtools.tiny_models import build_qwen3_reranker
 
     return build_qwen3_reranker(tmp_path_factory.mktemp("tiny-qwen3"))
 
@@ -38,6 +38,6 @@ def tiny_qwen3_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_cross_encoder_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BertForSequenceClassification(num_labels=1) dir with a WordPiece tokenizer."""
-    from reranker_server.tiny_models import build_cross_encoder
+    from reranker_devtools.tiny_models import build_cross_encoder
 
     return build_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"))

@@ -84,7 +84,8 @@ async def root(request: Request) -> dict[str, Any]:
 
 @router.get("/info")
 async def info(request: Request) -> dict[str, Any]:
-    """Model, family, dtype, device, max length and request limits."""
+    """Model, family, dtype, device, max length, request limits, and every setting the server
+    started with (`settings`, by field name; the API key is never shown)."""
     state = get_state(request)
     s = state.settings
     backend = state.backend
@@ -107,6 +108,7 @@ async def info(request: Request) -> dict[str, Any]:
             "score_cache_size": s.score_cache_size,
         },
         "auth_required": bool(s.api_key),
+        "settings": s.public(),
         "version": __version__,
     }
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from reranker_contract import served_model_name
 from reranker_server.config import Settings
 
 log = logging.getLogger("reranker_server")
@@ -44,7 +45,7 @@ class ServerState:
     def served_name(self) -> str:
         if self.backend is not None:
             return self.backend.model_name
-        return self.settings.served_model_name or self.settings.model or "unknown"
+        return served_model_name(self.settings.model or "unknown", self.settings.served_model_name)
 
     def start_loading(self) -> None:
         """Load the model off the event loop; the server answers probes meanwhile."""

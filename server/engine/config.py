@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from reranker_contract import DEFAULTS
+
 
 @dataclass(frozen=True)
 class EngineConfig:
     """Scheduler and cache settings; every field has a safe default."""
 
-    max_batch_tokens: int = 16384  # padded tokens per forward: batch size x longest sequence
-    max_batch_size: int = 32  # sequences per forward
-    max_concurrent_requests: int = 512  # admitted requests in flight; more -> QueueFullError
+    max_batch_tokens: int = DEFAULTS.max_batch_tokens  # padded tokens per forward: batch size x longest sequence
+    max_batch_size: int = DEFAULTS.max_batch_size  # sequences per forward
+    max_concurrent_requests: int = DEFAULTS.max_concurrent_requests  # admitted requests in flight; more -> QueueFullError
     score_cache_size: int = (
         0  # LRU entries of (model, instruction, query, doc, truncation) -> score
     )

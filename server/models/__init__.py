@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reranker_contract import served_model_name
 from reranker_server.models.loading import (
     LoadOptions,
     ModelLoadError,
@@ -59,7 +60,7 @@ def load_backend(opts: LoadOptions):
     if quant is None:
         model = model.to(device)
     model.eval()
-    name = opts.served_model_name or opts.model
+    name = served_model_name(opts.model, opts.served_model_name)
     if family == "qwen3-causal":
         from reranker_server.models.causal import CausalRerankerBackend
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from reranker_contract import DEFAULT_INSTRUCTION
 from reranker_server.contracts import (
     EncodedRequest,
     InputTooLongError,
@@ -60,7 +61,7 @@ class CausalRerankerBackend:
         self.model_name = model_name
         limit = getattr(model.config, "max_position_embeddings", None) or max_length
         self.max_length = min(max_length, int(limit))
-        self.default_instruction = default_instruction or qwen_prompt.DEFAULT_INSTRUCTION
+        self.default_instruction = default_instruction or DEFAULT_INSTRUCTION
         self.verify_segmentation = verify_segmentation
         param = next(self.base.parameters())
         self.device = str(param.device)

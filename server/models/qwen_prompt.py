@@ -1,4 +1,6 @@
-"""The Qwen3-Reranker prompt (as on the model card), split into a shared prefix and per-document text."""
+"""The Qwen3-Reranker prompt (as on the model card), split into a shared prefix and per-document text.
+
+The default instruction is the contract's (`reranker_contract.DEFAULT_INSTRUCTION`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ SYSTEM_PREFIX = (
     'the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
 )
 SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
 
 
 def prefix_text(instruction: str, query: str) -> str:
@@ -19,7 +20,3 @@ def document_text(document: str) -> str:
     """The document segment: the space after '<Document>:' belongs to it (byte-level BPE split)."""
     return f" {document}"
 
-
-def full_prompt(instruction: str, query: str, document: str) -> str:
-    """The whole prompt string, exactly as the model card formats it."""
-    return prefix_text(instruction, query) + document_text(document) + SUFFIX

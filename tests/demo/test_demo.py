@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="the dem
 
 def test_demo_runs_end_to_end() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "reranker_operator.demo"],
+        [sys.executable, "-m", "reranker_devtools.demo"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from deploy_helpers import (
     final_env,
     parse_stages,
 )
-from reranker_operator import constants
+import reranker_contract
 from reranker_server.config import load_settings
 
 DOCKERFILES = ("Dockerfile.server", "Dockerfile.operator")
@@ -112,13 +113,13 @@ def test_server_port_healthcheck_and_cache() -> None:
     env = final_env(stage)
     # The port the server binds when started with the image's environment and no flags.
     port = load_settings({}, env=env).port
-    assert exposed == [port] == [constants.CONTAINER_PORT]
+    assert exposed == [port] == [reranker_contract.PORT]
     health = stage.values("HEALTHCHECK")
     assert health, "the server image has no HEALTHCHECK"
     assert f"'{port}'" in health[-1], "the HEALTHCHECK's default port is not the image's port"
-    assert env["HF_HOME"] == constants.MODEL_CACHE_PATH
+    assert env["HF_HOME"] == reranker_contract.MODEL_CACHE_PATH
     volumes = " ".join(stage.values("VOLUME"))
-    assert constants.MODEL_CACHE_PATH in volumes
+    assert reranker_contract.MODEL_CACHE_PATH in volumes
 
 
 SERVE_WITHOUT_MODEL = """
@@ -510,3 +511,43 @@ def test_hadolint_is_clean(name: str) -> None:
 def test_assignments_parser() -> None:
     assert assignments('A=1 B="x y"') == {"A": "1", "B": "x y"}
     assert assignments("NAME some value") == {"NAME": "some value"}
+
+
+# Development tooling (the emulator, the demo, the tiny-model builder, kmock) lives in devtools/,
+# a distribution of its own: neither image nor a [server] / [operator] install may carry it.
+DEV_MODULES = {"devcluster", "demo", "tiny_models", "reranker_devtools", "kmock"}
+DEV_PROBE = """
+import importlib, sys
+sys.path.insert(0, sys.argv[1])
+found = []
+for name in ('reranker_devtools', 'kmock', 'reranker_operator.devcluster', 'reranker_operator.demo',
+             'reranker_server.tiny_models'):
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        continue
+    found.append(name)
+from reranker_server import cli
+if 'make-tiny-model' in cli.COMMANDS:
+    found.append('reranker-server make-tiny-model')
+print(found)
+"""
+
+
+def test_dev_tooling_ships_in_no_image_and_no_extra(image_root, tmp_path: Path) -> None:
+    wheel = zipfile.ZipFile(build_wheel_from_context(tmp_path))
+    sources = [n for n in wheel.namelist() if n.endswith(".py")]
+    shipped = [n for n in sources if DEV_MODULES & set(Path(n).with_suffix("").parts)]
+    assert not shipped, f"the project wheel ships development tooling: {shipped}"
+    importers = [n for n in sources
+                 if re.search(rb"^\s*(from|import)\s+(kmock|reranker_devtools)\b",
+                              wheel.read(n), re.M)]  # fmt: skip
+    assert not importers, f"shipped modules import development tooling: {importers}"
+    for name in DOCKERFILES:
+        assert not any(s.startswith("devtools") for s in _copied_sources(name)), name
+    for extra in ("operator", "server"):
+        leaked = {"kmock", "reranker-devtools"} & image_dists(extra)
+        assert not leaked, f"a [{extra}] install pulls {leaked}"
+        done = _run_in_image(DEV_PROBE, image_root(extra))
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.strip() == "[]", f"{extra} image: {done.stdout.strip()}"

@@ -4,18 +4,31 @@ port are the server's, and the image's user and cache path match the pod's."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
-from deploy_helpers import REPO, final_env, parse_stages
+from deploy_helpers import REPO, exec_form, final_env, parse_stages, wait_for
+from reranker_contract import DEFAULT_INSTRUCTION, Env
 from reranker_operator.render import render_children
+from reranker_operator.spec import parse_spec
 from reranker_server.cli import build_parser
-from reranker_server.config import load_settings
+from reranker_server.config import Settings, load_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
@@ -130,3 +143,109 @@ def test_pod_user_and_cache_match_the_server_image(cr: dict[str, Any]) -> None:
     assert _plain_env(server)["HF_HOME"] == final_env(image)["HF_HOME"]
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert _mounted(server, "/tmp") and _mounted(server, final_env(image)["HF_HOME"])
+
+
+# -- every setting the operator renders reaches a running server --------------------------------
+ENV_FIELD = {str(f.metadata["env"]): f for f in dataclasses.fields(Settings)}
+# What this machine changes in the rendered container: no hub (a tiny model of the same family),
+# no GPU, a free port, cache directories under the test's temp dir.
+MAPPED = {Env.MODEL_NAME, Env.DEVICE, Env.PORT, Env.HOST, Env.HF_HOME, Env.CACHE_DIR}
+
+
+def _secret_value(ref: dict[str, str]) -> str:
+    """A secretKeyRef resolved from the Secret manifests shipped beside the examples."""
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Secret" and doc["metadata"]["name"] == ref["name"]:
+                if ref["key"] in doc.get("stringData", {}):
+                    return doc["stringData"][ref["key"]]
+                return base64.b64decode(doc["data"][ref["key"]]).decode()
+    raise AssertionError(f"no example Secret {ref['name']} with key {ref['key']}")
+
+
+def _as_text(value: Any) -> str:
+    """A setting as the env text that would give it (true/false for booleans)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _entrypoint() -> list[str]:
+    image = parse_stages((REPO / "Dockerfile.server").read_text())[-1]
+    return exec_form(image.values("ENTRYPOINT")[-1])
+
+
+def test_every_rendered_setting_reaches_the_running_server(
+    cr: dict[str, Any], tiny_qwen3_path: Path, tiny_cross_encoder_path: Path, tmp_path: Path
+) -> None:
+    """Start the real server from exactly the rendered container (entrypoint, args, env; only
+    MAPPED changed) and read back through /info what it runs with."""
+    spec = parse_spec(cr["spec"])
+    container = _pod(cr)["containers"][0]
+    env = {
+        e["name"]: e["value"] if "value" in e else _secret_value(e["valueFrom"]["secretKeyRef"])
+        for e in container["env"]
+    }
+    unknown = set(env) - set(ENV_FIELD) - {Env.HF_HOME, Env.HF_HUB_OFFLINE}
+    assert not unknown, f"rendered env the server never reads: {sorted(unknown)}"
+    qwen = spec.model.family == "qwen3-causal" or (
+        spec.model.family == "auto" and "qwen" in spec.model.name.lower()
+    )
+    port = free_port()
+    mapped = {
+        Env.MODEL_NAME: str(tiny_qwen3_path if qwen else tiny_cross_encoder_path),
+        Env.DEVICE: "cpu",
+        Env.PORT: str(port),
+        Env.HOST: "127.0.0.1",
+        Env.HF_HOME: str(tmp_path / "hf"),
+        Env.CACHE_DIR: str(tmp_path / "hf"),
+    }
+    assert set(mapped) == MAPPED
+    [program, *entry_args] = _entrypoint()
+    argv = [str(Path(sys.executable).with_name(program)), *entry_args]
+    argv += container.get("command", [])[1:] + container.get("args", [])
+    run_env = {"PATH": os.environ["PATH"], "PYTHONSAFEPATH": "1", **env}
+    run_env.update({str(k): v for k, v in mapped.items()})
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(argv, env=run_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _ready(base, proc), "the server to be ready", timeout=180)
+        info = httpx.get(f"{base}/info", timeout=10).json()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    settings = info["settings"]
+    for name, text in env.items():
+        if name not in ENV_FIELD or name == Env.API_KEY:
+            continue
+        got = _as_text(settings[ENV_FIELD[name].name])
+        want = mapped.get(name, text)
+        assert got.lower() == want.lower(), f"{name}={want!r} arrived as {got!r}"
+    # and in the resource's own terms
+    assert info["model"] == (spec.model.served_name or spec.model.name)
+    assert info["auth_required"] is (spec.server.api_key_secret is not None)
+    assert info["limits"] == {
+        "max_client_batch_size": spec.server.max_client_batch_size,
+        "max_batch_size": spec.server.max_batch_size,
+        "max_batch_tokens": spec.server.max_batch_tokens,
+        "max_concurrent_requests": spec.server.max_concurrent_requests,
+        "score_cache_size": 0,
+    }
+    if spec.model.dtype != "auto":
+        assert info["dtype"] == spec.model.dtype
+    if spec.model.family != "auto":
+        assert info["family"] == spec.model.family
+    if spec.model.max_length is not None:
+        assert info["max_length"] <= spec.model.max_length
+    if info["family"] == "qwen3-causal":
+        assert info["default_instruction"] == (spec.model.instruction or DEFAULT_INSTRUCTION)
+    assert settings["log_level"] == spec.server.log_level
+
+
+def _ready(base: str, proc: subprocess.Popen) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"the server exited with {proc.returncode}")
+    try:
+        return httpx.get(f"{base}/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

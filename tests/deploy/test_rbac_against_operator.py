@@ -12,7 +12,7 @@ import yaml
 from deploy_helpers import REPO, kustomize_build, wait_for
 from kopf.testing import KopfRunner
 from reranker_operator import cli
-from reranker_operator.devcluster import DEPLOYMENTS, DevCluster
+from reranker_devtools.devcluster import DEPLOYMENTS, DevCluster
 from reranker_operator.handlers import OperatorConfig
 from reranker_operator.runner import build
 

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def qwen3_3l_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen3 reranker with 3 layers (the prefix-KV checks want >= 3)."""
-    from reranker_server.tiny_models import build_qwen3_reranker
+    from reranker_devtools.tiny_models import build_qwen3_reranker
 
     return build_qwen3_reranker(tmp_path_factory.mktemp("engine-qwen3"), num_layers=3, seed=5)
 

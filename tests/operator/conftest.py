@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from kopf.testing import KopfRunner
-from reranker_operator.devcluster import DevCluster
+from reranker_devtools.devcluster import DevCluster
 from reranker_operator.handlers import Controller, OperatorConfig
 from reranker_operator.runner import build
 

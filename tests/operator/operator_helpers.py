@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from reranker_operator.devcluster import ApiCall, DevCluster
+from reranker_devtools.devcluster import ApiCall, DevCluster
 
 T = TypeVar("T")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

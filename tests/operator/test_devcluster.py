@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reranker_operator.devcluster import (
+from reranker_devtools.devcluster import (
     DevCluster,
     merge_patch,
     selector_matches,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 from operator_helpers import EXAMPLES
-from reranker_operator.devcluster import RERANKERS, DevCluster
-from reranker_operator.devcluster.tables import (
+from reranker_devtools.devcluster import RERANKERS, DevCluster
+from reranker_devtools.devcluster.tables import (
     JsonPathError,
     evaluate,
     human_duration,
@@ -138,7 +138,7 @@ def test_kubectl_get_prints_the_printer_columns(tmp_path: Path) -> None:
 
 
 def test_discovery_prefers_the_newest_stable_version() -> None:
-    from reranker_operator.devcluster.emulator import version_priority
+    from reranker_devtools.devcluster.emulator import version_priority
 
     versions = ["v1alpha1", "v1", "v2beta2", "v2", "v1beta1", "v2beta1", "v10", "vfoo"]
     assert sorted(versions, key=version_priority) == [

@@ -19,7 +19,7 @@ from operator_helpers import (
     wait_for,
     with_all_monitoring,
 )
-from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
 from reranker_operator.handlers import Controller
 from reranker_operator.kube import API_PERMISSIONS, permitted
 

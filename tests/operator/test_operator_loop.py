@@ -18,7 +18,7 @@ from operator_helpers import (
     with_all_monitoring,
     writes,
 )
-from reranker_operator.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
 from reranker_operator.handlers import Controller
 
 NS = "default"

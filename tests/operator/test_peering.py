@@ -7,7 +7,7 @@ from pathlib import Path
 
 import kmock
 import pytest
-from reranker_operator.devcluster import DevCluster
+from reranker_devtools.devcluster import DevCluster
 from reranker_operator.kube import KubeApiError, KubeClient
 from reranker_operator.peering import ensure_peering, peering_manifest
 

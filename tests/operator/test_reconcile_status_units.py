@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from reranker_operator import status as st
-from reranker_operator.devcluster import deployment_status, pod_status
+from reranker_devtools.devcluster import deployment_status, pod_status
 from reranker_operator.handlers import OperatorConfig
 from reranker_operator.reconcile import (
     DESIRED_HASH_ANNOTATION,

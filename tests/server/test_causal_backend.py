@@ -179,7 +179,7 @@ def test_non_string_document_names_index(backend):
 def test_fallback_when_segmentation_differs(tmp_path_factory):
     """A BPE without word splitting merges across ': ' so segment-wise tokens differ from the
     whole prompt's; encode must then move the split and still equal the whole-prompt tokens."""
-    from reranker_server.tiny_models import build_qwen3_reranker, default_corpus
+    from reranker_devtools.tiny_models import build_qwen3_reranker, default_corpus
 
     docs = ["the dog", "Paris", "apple pie", "12", "...", "x"]
     corpus = default_corpus(0) + ["<Document>: " + d for d in docs[:5]] * 30

@@ -19,7 +19,7 @@ def test_defaults():
     assert (
         s.max_sequence_length == 8192
         and s.dtype == "auto"
-        and s.port == 8000
+        and s.port == 8080
         and s.prefix_cache is True
     )
 
@@ -126,24 +126,12 @@ def test_serve_without_model_or_with_bad_flag_exits_2(monkeypatch, capsys):
     assert "--dtype / DTYPE" in capsys.readouterr().err
 
 
-def test_make_tiny_model_and_download(tmp_path, capsys):
+def test_download_validates_a_local_model_dir(tmp_path, capsys):
+    from reranker_devtools.tiny_models import main as make_tiny
+
     out = tmp_path / "ce"
-    assert (
-        main(
-            [
-                "make-tiny-model",
-                "--family",
-                "cross-encoder",
-                "--out",
-                str(out),
-                "--hidden-size",
-                "32",
-                "--layers",
-                "1",
-            ]
-        )
-        == 0
-    )
+    args = ["--family", "cross-encoder", "--out", str(out), "--hidden-size", "32", "--layers", "1"]
+    assert make_tiny(args) == 0
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(out)

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from reranker_operator.devcluster.common import EmulatorError
+from reranker_devtools.devcluster.common import EmulatorError
 from reranker_operator.status import now_rfc3339
 
 

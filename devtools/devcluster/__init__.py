@@ -16,8 +16,8 @@ Modules: common (calls, errors, refs), patches, selectors, store and api (the em
 mixins), tables, emulator (the kmock subclass), rollout, kubeconfig, cluster (DevCluster).
 """
 
-from reranker_operator.devcluster.cluster import DevCluster
-from reranker_operator.devcluster.common import (
+from reranker_devtools.devcluster.cluster import DevCluster
+from reranker_devtools.devcluster.common import (
     DEPLOYMENTS,
     PODS,
     PROMETHEUS_RULES,
@@ -27,15 +27,15 @@ from reranker_operator.devcluster.common import (
     EmulatorError,
     Ref,
 )
-from reranker_operator.devcluster.emulator import declare_resources, emulator_class, read_crd
-from reranker_operator.devcluster.kubeconfig import KubeconfigFile
-from reranker_operator.devcluster.patches import (
+from reranker_devtools.devcluster.emulator import declare_resources, emulator_class, read_crd
+from reranker_devtools.devcluster.kubeconfig import KubeconfigFile
+from reranker_devtools.devcluster.patches import (
     merge_patch,
     server_side_apply,
     strategic_merge_patch,
 )
-from reranker_operator.devcluster.rollout import ROLLOUT_PHASES, deployment_status, pod_status
-from reranker_operator.devcluster.selectors import field_selector_matches, selector_matches
+from reranker_devtools.devcluster.rollout import ROLLOUT_PHASES, deployment_status, pod_status
+from reranker_devtools.devcluster.selectors import field_selector_matches, selector_matches
 
 __all__ = [
     "DEPLOYMENTS", "PODS", "PROMETHEUS_RULES", "RERANKERS", "ROLLOUT_PHASES", "SERVICE_MONITORS", "ApiCall",

@@ -3,7 +3,7 @@
 What is real: the CRD, the operator (kopf, our handlers, run as `reranker-operator run`), the
 rendered children, `kubectl`, the inference server (`reranker-server`) and its scoring code.
 What is emulated: the Kubernetes API server (kmock's emulator, extended in
-`reranker_operator.devcluster`), the Deployment controller and kubelet (we set the Deployment's
+`reranker_devtools.devcluster`), the Deployment controller and kubelet (we set the Deployment's
 status as a rollout would), and the model: a tiny Qwen3-architecture reranker with random weights
 built offline, so its ranking is arbitrary.
 
@@ -167,7 +167,7 @@ def server_env(
 
 def run_operator_part(work: Path) -> dict[str, Any]:
     """Emulated API + real operator + kubectl; returns the rendered server Deployment."""
-    from reranker_operator.devcluster import DevCluster
+    from reranker_devtools.devcluster import DevCluster
 
     root = repo_root()
     example = yaml.safe_load((root / EXAMPLE).read_text())
@@ -238,19 +238,9 @@ def run_server_part(work: Path, deployment: Mapping[str, Any]) -> None:
     """Build a tiny offline model, start the real server with the rendered env, query it."""
     say("Building a tiny Qwen3-architecture reranker offline (random weights)")
     model_dir = work / "tiny-qwen3-reranker"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reranker_server.cli",
-            "make-tiny-model",
-            "--family",
-            "qwen3",
-            "--out",
-            str(model_dir),
-        ],
-        check=True,
-    )
+    from reranker_devtools.tiny_models import build_tiny_model
+
+    build_tiny_model("qwen3", model_dir)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, **server_env(deployment, model_dir, port, work / "hf-cache"))

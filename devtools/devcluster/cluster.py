@@ -10,12 +10,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from reranker_operator.devcluster.common import DEPLOYMENTS, ApiCall, Ref
-from reranker_operator.devcluster.emulator import declare_resources, emulator_class, read_crd
-from reranker_operator.devcluster.kubeconfig import KubeconfigFile
-from reranker_operator.devcluster.patches import merge_patch
-from reranker_operator.devcluster.rollout import ROLLOUT_PHASES, deployment_status, sync_pods
-from reranker_operator.devcluster.selectors import selector_matches
+from reranker_devtools.devcluster.common import DEPLOYMENTS, ApiCall, Ref
+from reranker_devtools.devcluster.emulator import declare_resources, emulator_class, read_crd
+from reranker_devtools.devcluster.kubeconfig import KubeconfigFile
+from reranker_devtools.devcluster.patches import merge_patch
+from reranker_devtools.devcluster.rollout import ROLLOUT_PHASES, deployment_status, sync_pods
+from reranker_devtools.devcluster.selectors import selector_matches
 
 
 class DevCluster:

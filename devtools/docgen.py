@@ -1,20 +1,19 @@
-"""Generate docs/reference.md from the CRD schema: `python -m reranker_operator.docgen > docs/reference.md`."""
+"""docs/reference.md from the CRD schema (written by `make generate`)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
-from .constants import CRD_API_VERSION, CRD_KIND, CRD_SHORT_NAMES
-from .crdschema import load_crd, openapi_schema
+from reranker_operator.constants import CRD_API_VERSION, CRD_KIND, CRD_SHORT_NAMES
+from reranker_operator.crdschema import load_crd, openapi_schema
 
 _INTRO = f"""# RerankerService reference
 
 `apiVersion: {CRD_API_VERSION}`, `kind: {CRD_KIND}` (namespaced; short names
 {", ".join(f"`{n}`" for n in CRD_SHORT_NAMES)}). Generated from `crds/rerankerservices.yaml` by
-`python -m reranker_operator.docgen > docs/reference.md`; a test keeps the two in sync.
+`make generate`; a test keeps the two in sync.
 
 Render the children of a manifest without a cluster: `reranker-operator render -f CR.yaml`.
 """
@@ -147,11 +146,3 @@ def generate() -> str:
     out.append("\n".join(cols) + "\n")
     out.append(_CHILDREN)
     return "\n".join(out)
-
-
-def main() -> None:
-    sys.stdout.write(generate())
-
-
-if __name__ == "__main__":
-    main()

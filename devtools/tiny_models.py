@@ -1,5 +1,8 @@
 """Build tiny random reranker models offline (tests, demo, benchmark).
 
+    python -m reranker_devtools.tiny_models --family qwen3|cross-encoder --out DIR
+        [--hidden-size 64] [--layers 2] [--seed 0]
+
 Two families: a Qwen3ForCausalLM with a byte-level BPE whose vocabulary holds `yes` and `no` as
 single tokens (the Qwen3-Reranker layout), and a BertForSequenceClassification(num_labels=1)
 cross-encoder with a WordPiece tokenizer. Nothing is downloaded; weights are random but spread
@@ -332,10 +335,50 @@ def build_cross_encoder(
     return out
 
 
-def build_tiny_model(family: str, path: str | Path, **kwargs) -> Path:
-    """Dispatch on `family`: "qwen3" (also "qwen3-causal") or "cross-encoder"."""
+def build_tiny_model(family: str, path: str | Path, *, hidden_size: int = 64, layers: int = 2,
+                     seed: int = 0) -> Path:
+    """A tiny model of `family` ("qwen3" or "cross-encoder") with heads sized from `hidden_size`."""
+    if hidden_size < 8 or layers < 1:
+        raise ValueError("hidden_size must be >= 8 and layers >= 1")
     if family in ("qwen3", "qwen3-causal"):
-        return build_qwen3_reranker(path, **kwargs)
+        heads = max(1, hidden_size // 16)
+        return build_qwen3_reranker(
+            path,
+            hidden_size=hidden_size,
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=1 if heads % 2 else max(1, heads // 2),
+            head_dim=16,
+            seed=seed,
+        )
     if family == "cross-encoder":
-        return build_cross_encoder(path, **kwargs)
+        heads = 4 if hidden_size % 4 == 0 else 1
+        return build_cross_encoder(
+            path, hidden_size=hidden_size, num_layers=layers, num_heads=heads, seed=seed
+        )
     raise ValueError(f"family: unknown {family!r}; expected 'qwen3' or 'cross-encoder'")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m reranker_devtools.tiny_models`: build one model and print its directory."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build a tiny random reranker model offline.")
+    parser.add_argument("--family", required=True, choices=("qwen3", "cross-encoder"))
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--hidden-size", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        out = build_tiny_model(
+            args.family, args.out, hidden_size=args.hidden_size, layers=args.layers, seed=args.seed
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

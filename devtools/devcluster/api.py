@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from reranker_operator.devcluster.common import EmulatorError
-from reranker_operator.devcluster.patches import (
+from reranker_devtools.devcluster.common import EmulatorError
+from reranker_devtools.devcluster.patches import (
     merge_patch,
     server_side_apply,
     strategic_merge_patch,
 )
-from reranker_operator.devcluster.selectors import field_selector_matches, selector_matches
-from reranker_operator.devcluster.tables import printer_columns, render_table, table_version
+from reranker_devtools.devcluster.selectors import field_selector_matches, selector_matches
+from reranker_devtools.devcluster.tables import printer_columns, render_table, table_version
 
 
 def _resource(group: str, version: str, plural: str) -> Any:

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from reranker_operator.devcluster.api import ApiMixin
-from reranker_operator.devcluster.common import (
+from reranker_devtools.devcluster.api import ApiMixin
+from reranker_devtools.devcluster.common import (
     PROMETHEUS_RULES,
     SERVICE_MONITORS,
     ApiCall,
     EmulatorError,
 )
-from reranker_operator.devcluster.store import StoreMixin
+from reranker_devtools.devcluster.store import StoreMixin
 
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 

@@ -6,7 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from reranker_operator.devcluster.common import PODS
+from reranker_devtools.devcluster.common import PODS
 from reranker_operator.status import now_rfc3339
 
 ROLLOUT_PHASES = ("init", "starting", "ready", "failed")

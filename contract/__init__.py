@@ -1,0 +1,144 @@
+"""The contract between the operator and the server: one place for every fact both sides use.
+
+The operator renders a Deployment whose container the server reads; the alerts, the dashboard,
+the HPA and the Prometheus Adapter rules query the series the server exports. Both import the
+names, defaults and numbers below, so one edit changes both sides. Pure data: importable without
+torch, transformers or kopf (the operator image has neither torch nor the server's dependencies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+# -- the container ----------------------------------------------------------------------------
+PORT = 8080  # the server listens here (PORT); the operator's containerPort and Service target
+PORT_NAME = "http"  # the container port's name (probes, the Service, the ServiceMonitor)
+MODEL_CACHE_PATH = "/models-cache"  # HF_HOME and CACHE_DIR of the server and the init container
+READY_PATH = "/ready"  # readiness and startup probes: 503 while loading or draining
+LIVENESS_PATH = "/healthz"  # liveness probe: the process answers
+METRICS_PATH = "/metrics"  # Prometheus text format
+
+# The model card's instruction for Qwen3-Reranker, used when neither the resource
+# (spec.model.instruction) nor the request names one.
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+class Env(StrEnum):
+    """The server's environment variables (each also a `--flag`; see reranker_server.config)."""
+
+    MODEL_NAME = "MODEL_NAME"
+    MODEL_REVISION = "MODEL_REVISION"
+    SERVED_MODEL_NAME = "SERVED_MODEL_NAME"
+    MODEL_FAMILY = "MODEL_FAMILY"
+    DEFAULT_INSTRUCTION = "DEFAULT_INSTRUCTION"
+    MAX_SEQUENCE_LENGTH = "MAX_SEQUENCE_LENGTH"
+    DTYPE = "DTYPE"
+    DEVICE = "DEVICE"
+    ATTN_IMPLEMENTATION = "ATTN_IMPLEMENTATION"
+    QUANTIZATION = "QUANTIZATION"
+    BATCH_SIZE = "BATCH_SIZE"
+    MAX_BATCH_TOKENS = "MAX_BATCH_TOKENS"
+    MAX_CLIENT_BATCH_SIZE = "MAX_CLIENT_BATCH_SIZE"
+    MAX_CONCURRENT_REQUESTS = "MAX_CONCURRENT_REQUESTS"
+    SCORE_CACHE_SIZE = "SCORE_CACHE_SIZE"
+    PREFIX_CACHE = "PREFIX_CACHE"
+    MODEL_WORKERS = "MODEL_WORKERS"
+    TORCH_THREADS = "TORCH_THREADS"
+    API_KEY = "API_KEY"
+    HOST = "HOST"
+    PORT = "PORT"
+    LOG_LEVEL = "LOG_LEVEL"
+    CACHE_DIR = "CACHE_DIR"
+    DRAIN_SECONDS = "DRAIN_SECONDS"
+    TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
+    # read by huggingface_hub, not by our settings
+    HF_HOME = "HF_HOME"
+    HF_HUB_OFFLINE = "HF_HUB_OFFLINE"
+    HF_TOKEN = "HF_TOKEN"
+
+
+@dataclass(frozen=True)
+class ServerDefaults:
+    """Defaults both the server's settings and the RerankerService spec start from."""
+
+    max_sequence_length: int = 8192
+    max_batch_tokens: int = 16384  # padded tokens per forward pass
+    max_batch_size: int = 32  # sequences per forward pass
+    max_client_batch_size: int = 1000  # documents in one request (more: 413)
+    max_concurrent_requests: int = 512  # admitted requests before 429
+    log_level: str = "info"
+
+
+DEFAULTS = ServerDefaults()
+
+FAMILIES = ("qwen3-causal", "cross-encoder")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+QUANTIZATIONS = ("none", "8bit", "4bit")
+
+
+def served_model_name(model: str, served_name: str | None) -> str:
+    """The name the API reports (and requests may name): the served name, else the model id."""
+    return served_name or model
+
+
+# -- the series the server exports (what PromQL sees) -------------------------------------------
+class Metric(StrEnum):
+    """Prometheus series names. Counters carry `_total`; histograms are the family name (their
+    series are `<name>_bucket`, `_sum` and `_count`)."""
+
+    HTTP_REQUESTS_TOTAL = "http_requests_total"  # {method, endpoint, status}
+    HTTP_REQUEST_DURATION = "http_request_duration_seconds"  # {method, endpoint}
+    HTTP_REQUESTS_ACTIVE = "http_requests_active"
+    INFERENCE_DURATION = "model_inference_duration_seconds"  # {model_name}
+    GPU_MEMORY = "gpu_memory_usage_bytes"  # {gpu_id}
+    RERANK_REQUESTS_TOTAL = "reranker_requests_total"  # {status}
+    DOCUMENTS_PER_REQUEST = "reranker_documents_per_request"
+    TOKENS_PER_REQUEST = "reranker_tokens_per_request"
+    QUEUE_DEPTH = "reranker_queue_depth"
+    QUEUE_TIME = "reranker_queue_time_seconds"
+    BATCH_SIZE = "reranker_batch_size"
+    BATCH_TOKENS = "reranker_batch_tokens"
+    PADDING_RATIO = "reranker_padding_ratio"
+    PREFIX_CACHE_REUSE_TOTAL = "reranker_prefix_cache_reuse_total"
+    PREFIX_TOKENS_SAVED_TOTAL = "reranker_prefix_tokens_saved_total"
+    SCORE_CACHE_HITS_TOTAL = "reranker_score_cache_hits_total"
+    SCORE_CACHE_MISSES_TOTAL = "reranker_score_cache_misses_total"
+
+
+class HpaMetric(StrEnum):
+    """Per-pod custom metrics the rendered HPA asks for; Prometheus Adapter serves them from the
+    series above by the rules in `ADAPTER_RULES`."""
+
+    REQUESTS_PER_SECOND = "reranker_requests_per_second"
+    P95_LATENCY_SECONDS = "reranker_request_latency_p95_seconds"
+
+
+@dataclass(frozen=True)
+class AdapterRule:
+    """One Prometheus Adapter `rules.custom` entry: serve `name` per pod from `series`."""
+
+    name: HpaMetric
+    series: str  # the exported series the adapter discovers and queries
+    metrics_query: str  # the adapter's Go template (<<.Series>>, <<.LabelMatchers>>, <<.GroupBy>>)
+    about: str
+
+
+ADAPTER_WINDOW = "2m"
+
+ADAPTER_RULES: tuple[AdapterRule, ...] = (
+    AdapterRule(
+        HpaMetric.REQUESTS_PER_SECOND,
+        Metric.RERANK_REQUESTS_TOTAL,
+        f"sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        "the per-pod rate of the server's rerank request counter",
+    ),
+    AdapterRule(
+        HpaMetric.P95_LATENCY_SECONDS,
+        f"{Metric.INFERENCE_DURATION}_bucket",
+        "histogram_quantile(0.95, sum(rate(<<.Series>>{<<.LabelMatchers>>}"
+        f"[{ADAPTER_WINDOW}])) by (le, <<.GroupBy>>))",
+        "the per-pod p95 of the rerank latency histogram (engine submission to scores, "
+        "queueing included)",
+    ),
+)
