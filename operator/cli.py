@@ -2,6 +2,7 @@
 
 reranker-operator render -f CR.yaml [-o yaml|json]
 reranker-operator crd
+reranker-operator loadtest URL [-c N] [-n N | -d SECONDS] [--documents N] [--target-p95 S ...]
 reranker-operator run [-n NS ...|--all-namespaces] [--liveness URL] [--standalone]
                       [--peering NAME [--priority N]] [--verbose]
 """
@@ -84,6 +85,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("-o", "--output", choices=("yaml", "json"), default="yaml")
     sub.add_parser("crd", help="print the RerankerService CustomResourceDefinition")
+    from .loadtest.command import add_arguments as loadtest_arguments
+
+    loadtest = sub.add_parser("loadtest", help="load-test a reranker server and size replicas")
+    loadtest_arguments(loadtest)
     run = sub.add_parser("run", help="run the operator against the current kubeconfig/cluster")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", dest="namespaces", default=[],
@@ -112,6 +117,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     try:
         if args.command == "render":
             render_command(args.filename, args.output, stdout, stdin)
+        elif args.command == "loadtest":
+            from .loadtest.command import main as loadtest_main
+
+            try:
+                return loadtest_main(args, stdout)
+            except ValueError as exc:
+                raise CliError(str(exc)) from None
         elif args.command == "crd":
             from .crdschema import crd_yaml
 
