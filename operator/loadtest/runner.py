@@ -104,7 +104,7 @@ async def _one(session: aiohttp.ClientSession, url: str, body: dict, headers: di
             error = None if answer.status == 200 else (await answer.text())[:300]
             latency = time.perf_counter() - start
             return Sample(answer.status, latency, pairs, _tokens(data), error)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         return Sample(0, time.perf_counter() - start, pairs, None, f"{type(exc).__name__}: {exc}")
 
 
@@ -161,7 +161,7 @@ async def run(
             stopper = asyncio.create_task(stop.wait())
             pending = set(tasks)
             while pending:
-                done, pending = await asyncio.wait(
+                _done, pending = await asyncio.wait(
                     pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
                 )
                 pending.discard(stopper)
