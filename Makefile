@@ -45,10 +45,10 @@ demo: install
 	$(PY) -m reranker_devtools.demo
 
 ## system-deps: the real tools the tests run beside the project, from Debian's packages:
-## prometheus + promtool. Installed without asking where they are missing and make runs as root
+## prometheus + promtool, chromium + chromedriver (the playground's browser test). Installed without asking where they are missing and make runs as root
 ## (CI); elsewhere the tests that need them skip and say so.
-SYSTEM_PACKAGES := prometheus
-SYSTEM_TOOLS := prometheus promtool
+SYSTEM_PACKAGES := prometheus chromium chromium-driver
+SYSTEM_TOOLS := prometheus promtool chromium chromedriver
 system-deps:
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \

@@ -18,6 +18,7 @@ MODEL_CACHE_PATH = "/models-cache"  # HF_HOME and CACHE_DIR of the server and th
 READY_PATH = "/ready"  # readiness and startup probes: 503 while loading or draining
 LIVENESS_PATH = "/healthz"  # liveness probe: the process answers
 METRICS_PATH = "/metrics"  # Prometheus text format
+PLAYGROUND_PATH = "/playground"  # the browser page (spec.server.playground)
 
 # The model card's instruction for Qwen3-Reranker, used when neither the resource
 # (spec.model.instruction) nor the request names one.
@@ -52,6 +53,7 @@ class Env(StrEnum):
     CACHE_DIR = "CACHE_DIR"
     DRAIN_SECONDS = "DRAIN_SECONDS"
     TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
+    PLAYGROUND = "PLAYGROUND"
     # read by huggingface_hub, not by our settings
     HF_HOME = "HF_HOME"
     HF_HUB_OFFLINE = "HF_HUB_OFFLINE"

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from reranker_server import __version__
-from reranker_server.api import ops_routes, rerank_routes
+from reranker_server.api import ops_routes, playground, rerank_routes
 from reranker_server.api.errors import install_error_handlers
 from reranker_server.api.middleware import MetricsMiddleware
 from reranker_server.api.state import Loader, ServerState
@@ -69,6 +69,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware)
     app.include_router(rerank_routes.router)
     app.include_router(ops_routes.router)
+    app.include_router(playground.router)
     return app
 
 

@@ -128,6 +128,7 @@ class Settings:
         5, Env.DRAIN_SECONDS, "after SIGTERM, seconds to answer /ready 503 before exiting", minimum=0
     )
     trust_remote_code: bool = _opt(False, Env.TRUST_REMOTE_CODE, "allow model repos' custom code")
+    playground: bool = _opt(True, Env.PLAYGROUND, "serve the browser playground at /playground")
 
     def public(self) -> dict[str, Any]:
         """Every setting by field name, secrets (the API key) left out: what `/info` reports."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from reranker_contract import PLAYGROUND_PATH
 from reranker_server import __version__, metrics
 from reranker_server.api.service import get_state
 
@@ -23,6 +25,7 @@ ENDPOINTS = [
     "GET /info",
     "GET /metrics",
     "GET /docs",
+    "GET /playground",
 ]
 
 
@@ -72,13 +75,26 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/")
-async def root(request: Request) -> dict[str, Any]:
+async def root(request: Request) -> Any:
+    """Identity and routes as JSON; a browser (Accept: text/html) gets the same as links."""
     state = get_state(request)
+    playground = PLAYGROUND_PATH if state.settings.playground else None
+    if "text/html" in request.headers.get("accept", ""):
+        links = [(playground, "Playground: try the reranker in the browser")] if playground else []
+        links += [("/docs", "API reference (OpenAPI)"), ("/info", "Model and settings"),
+                  ("/metrics", "Prometheus metrics")]  # fmt: skip
+        items = "".join(f'<li><a href="{href[1:]}">{text}</a></li>' for href, text in links)
+        name = html.escape(state.served_name)
+        return HTMLResponse(
+            f"<!doctype html><html lang=en><meta charset=utf-8><title>reranker-server</title>"
+            f"<h1>reranker-server {__version__}</h1><p>Model <b>{name}</b></p><ul>{items}</ul>"
+        )
     return {
         "name": "reranker-server",
         "version": __version__,
         "model": state.served_name,
         "endpoints": ENDPOINTS,
+        "playground": playground,
     }
 
 

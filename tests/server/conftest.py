@@ -100,15 +100,13 @@ def bert_client(tiny_cross_encoder_path) -> Iterator[TestClient]:
     yield from running_client(settings_for(tiny_cross_encoder_path))
 
 
-@pytest.fixture(scope="module")
-def uvicorn_url(tiny_qwen3_path) -> Iterator[str]:
-    """A real uvicorn server on 127.0.0.1 (free port) in a thread, API key 'secret-key'."""
+def serving(path, **overrides) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1 (free port) in a thread, serving the model at `path`;
+    yields its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = settings_for(
-        tiny_qwen3_path, host="127.0.0.1", port=port, api_key="secret-key", log_level="warning"
-    )
+    settings = settings_for(path, host="127.0.0.1", port=port, log_level="warning", **overrides)
     app = create_app(settings)
     server = make_uvicorn_server(app, settings, drain_seconds=0)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -123,3 +121,9 @@ def uvicorn_url(tiny_qwen3_path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def uvicorn_url(tiny_qwen3_path) -> Iterator[str]:
+    """The tiny Qwen3 reranker behind a real uvicorn server, API key 'secret-key'."""
+    yield from serving(tiny_qwen3_path, api_key="secret-key")

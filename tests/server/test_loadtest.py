@@ -6,51 +6,28 @@ import io
 import json
 import math
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import settings_for
+from conftest import serving
 from reranker_operator import cli
 from reranker_operator.loadtest.metrics import histogram_quantile
 from reranker_operator.loadtest.report import percentile
-from reranker_server.app import create_app, make_uvicorn_server
-
-
-def _serve(path: Path, **overrides) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    settings = settings_for(path, host="127.0.0.1", port=port, log_level="warning", **overrides)
-    app = create_app(settings)
-    server = make_uvicorn_server(app, settings, drain_seconds=0)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        assert app.state.server.loaded.wait(120) and app.state.server.load_error is None
-        while not server.started:
-            assert thread.is_alive(), "uvicorn exited"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture(scope="module")
 def url(tiny_qwen3_path) -> Iterator[str]:
-    yield from _serve(tiny_qwen3_path, api_key="lt-key", max_client_batch_size=64)
+    yield from serving(tiny_qwen3_path, api_key="lt-key", max_client_batch_size=64)
 
 
 @pytest.fixture(scope="module")
 def narrow_url(tiny_qwen3_path) -> Iterator[str]:
     """A server that admits one request at a time (more: 429)."""
-    yield from _serve(tiny_qwen3_path, max_concurrent_requests=1, max_client_batch_size=64)
+    yield from serving(tiny_qwen3_path, max_concurrent_requests=1, max_client_batch_size=64)
 
 
 def loadtest(*args: str) -> tuple[int, dict]:
