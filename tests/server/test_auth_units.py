@@ -1,0 +1,284 @@
+"""API keys (rotation by file and by mounted Secret), JWT verification against a JWKS, per-client
+token buckets and the client address behind proxies: the building blocks, without HTTP."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from reranker_server.auth import errors
+from reranker_server.auth.authenticator import Authenticator
+from reranker_server.auth.keys import KeyStore, fingerprint
+from reranker_server.auth.ratelimit import Limits, RateLimited, RateLimiter, TooBig, client_address, parse_networks
+from reranker_server.auth.tokens import JwtSettings, TokenVerifier
+
+KEY_A, KEY_B, KEY_C = "alpha-key-0123456789", "bravo-key-0123456789", "charlie-key-012345678"
+
+
+def _b64(n: int) -> str:
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _jwks(path: Path, private, kid: str = "k1") -> None:
+    pub = private.public_key().public_numbers()
+    path.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": kid, "use": "sig",
+                                          "n": _b64(pub.n), "e": _b64(pub.e)}]}))  # fmt: skip
+
+
+def _token(private, *, kid="k1", alg="RS256", **claims) -> str:
+    now = int(time.time())
+    body = {"iss": "https://issuer.example", "aud": "reranker", "sub": "team-search",
+            "iat": now, "exp": now + 300, **claims}  # fmt: skip
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, private, algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture
+def verifier(tmp_path: Path, rsa_key) -> TokenVerifier:
+    _jwks(tmp_path / "jwks.json", rsa_key)
+    settings = JwtSettings(str(tmp_path / "jwks.json"), "https://issuer.example", "reranker",
+                           leeway_s=30, required_scope=None)  # fmt: skip
+    return TokenVerifier(settings, reload_every_s=0)
+
+
+# -- API keys -------------------------------------------------------------------------------------
+def test_keys_file_rotation_without_restart(tmp_path: Path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"# team keys\n{KEY_A}\n\n{KEY_B}\n")
+    store = KeyStore(keys_path=str(path), reload_every_s=0)
+    assert store.match(KEY_A).client == fingerprint(KEY_A)
+    assert store.match(KEY_C) is None
+    tmp = tmp_path / "keys.new"  # add C, keep B, drop A: one atomic replace
+    tmp.write_text(f"{KEY_B}\n{KEY_C}\n")
+    os.replace(tmp, path)
+    assert store.match(KEY_C) is not None and store.match(KEY_B) is not None
+    assert store.match(KEY_A) is None
+
+
+def test_mounted_secret_rotation_by_symlink_swap(tmp_path: Path) -> None:
+    """The kubelet's layout: mount/<key> -> ..data/<key>, ..data -> ..<timestamp>/ (swapped)."""
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    v1 = mount / "..2026_12_01_v1"
+    v1.mkdir()
+    (v1 / "search-team").write_text(KEY_A)
+    (v1 / "batch-jobs").write_text(KEY_B)
+    (mount / "..data").symlink_to(v1.name)
+    for name in ("search-team", "batch-jobs"):
+        (mount / name).symlink_to(f"..data/{name}")
+    store = KeyStore(keys_path=str(mount), reload_every_s=0)
+    assert store.match(KEY_A).client == "search-team"
+    assert store.match(KEY_B).client == "batch-jobs"
+    v2 = mount / "..2026_12_01_v2"
+    v2.mkdir()
+    (v2 / "search-team").write_text(KEY_C)  # search-team rotated
+    (v2 / "batch-jobs").write_text(KEY_B)
+    (mount / "..data_tmp").symlink_to(v2.name)
+    os.replace(mount / "..data_tmp", mount / "..data")
+    assert store.match(KEY_C).client == "search-team"
+    assert store.match(KEY_A) is None and store.match(KEY_B) is not None
+
+
+def test_a_broken_update_keeps_the_old_keys_and_never_logs_them(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"{KEY_A}\n")
+    store = KeyStore(static_key=KEY_B, keys_path=str(path), reload_every_s=0)
+    caplog.set_level(logging.DEBUG)
+    path.write_text("short\n")  # invalid: too short
+    assert store.match(KEY_A) is not None and store.match(KEY_B).client == "api-key"
+    assert store.match("short") is None
+    logged = caplog.text
+    assert KEY_A not in logged and KEY_B not in logged and "short\n" not in logged
+    assert "keeping the previous API keys" in logged
+
+
+def test_bad_keys_are_refused_at_start(tmp_path: Path) -> None:
+    (tmp_path / "k").write_text("has space in it\n")
+    with pytest.raises(ValueError, match="line 1"):
+        KeyStore(keys_path=str(tmp_path / "k"))
+    with pytest.raises(ValueError, match="API_KEY"):
+        KeyStore(static_key="tiny")
+
+
+# -- JWT ------------------------------------------------------------------------------------------
+def test_a_good_token_names_its_subject(verifier, rsa_key) -> None:
+    assert verifier.verify(_token(rsa_key)).subject == "team-search"
+
+
+@pytest.mark.parametrize(
+    ("claims", "status", "needle"),
+    [
+        ({"exp": int(time.time()) - 120}, 401, "expired"),
+        ({"aud": "someone-else"}, 401, "invalid credentials"),
+        ({"iss": "https://evil.example"}, 401, "invalid credentials"),
+        ({"nbf": int(time.time()) + 600}, 401, "invalid credentials"),
+        ({"sub": None}, 401, "invalid credentials"),
+        ({"exp": None}, 401, "invalid credentials"),
+    ],
+    ids=["expired", "audience", "issuer", "not-yet-valid", "no-subject", "no-expiry"],
+)
+def test_bad_claims_are_refused(verifier, rsa_key, claims, status, needle) -> None:
+    with pytest.raises(errors.AuthError) as err:
+        verifier.verify(_token(rsa_key, **claims))
+    assert err.value.status == status and needle in err.value.message
+
+
+def test_expiry_within_leeway_is_accepted(verifier, rsa_key) -> None:
+    assert verifier.verify(_token(rsa_key, exp=int(time.time()) - 10)).subject == "team-search"
+
+
+def test_algorithm_attacks_are_refused(verifier, rsa_key) -> None:
+    """alg=none, HS256 signed with the public key as the secret, a foreign key, a tampered body."""
+    now = int(time.time())
+    claims = {"iss": "https://issuer.example", "aud": "reranker", "sub": "x", "exp": now + 60}
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT","kid":"k1"}').rstrip(b"=")
+    payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
+    none_token = f"{header.decode()}.{payload.decode()}."
+    pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    hs_header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT","kid":"k1"}').rstrip(b"=")
+    import hashlib
+    import hmac
+
+    signing = hs_header + b"." + payload
+    sig = base64.urlsafe_b64encode(hmac.new(pem, signing, hashlib.sha256).digest()).rstrip(b"=")
+    hs_token = (signing + b"." + sig).decode()
+    foreign = _token(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    good = _token(rsa_key)
+    head, body, signature = good.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged["sub"] = "admin"
+    tampered = ".".join([head, base64.urlsafe_b64encode(json.dumps(forged).encode())
+                         .rstrip(b"=").decode(), signature])  # fmt: skip
+    ec_token = _token(ec.generate_private_key(ec.SECP256R1()), alg="ES256")
+    for token in (none_token, hs_token, foreign, tampered, ec_token, "ey.not.ajwt"):
+        with pytest.raises(errors.AuthError) as err:
+            verifier.verify(token)
+        assert err.value.status == 401 and err.value.message == "authorization: invalid credentials"
+
+
+def test_a_missing_scope_is_403(tmp_path, rsa_key) -> None:
+    _jwks(tmp_path / "jwks.json", rsa_key)
+    settings = JwtSettings(str(tmp_path / "jwks.json"), "https://issuer.example", "reranker",
+                           required_scope="rerank")  # fmt: skip
+    verifier = TokenVerifier(settings)
+    assert verifier.verify(_token(rsa_key, scope="read rerank")).scopes == {"read", "rerank"}
+    with pytest.raises(errors.AuthError) as err:
+        verifier.verify(_token(rsa_key, scope="read"))
+    assert err.value.status == 403 and 'error="insufficient_scope"' in err.value.www_authenticate
+
+
+def test_symmetric_algorithms_cannot_be_configured() -> None:
+    for algs in (("HS256",), ("none",), ()):
+        with pytest.raises(ValueError, match="algorithms"):
+            JwtSettings("/x", "iss", "aud", algorithms=algs)
+
+
+def test_jwks_rotation_adds_a_key(tmp_path: Path, verifier, rsa_key) -> None:
+    new = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    with pytest.raises(errors.AuthError):
+        verifier.verify(_token(new, kid="k2"))
+    path = Path(verifier.settings.jwks_file)
+    old, fresh = json.loads(path.read_text())["keys"], tmp_path / "fresh.json"
+    _jwks(fresh, new, kid="k2")
+    both = {"keys": old + json.loads(fresh.read_text())["keys"]}
+    tmp = tmp_path / "jwks.tmp"
+    tmp.write_text(json.dumps(both))
+    os.replace(tmp, path)
+    assert verifier.verify(_token(new, kid="k2")).subject == "team-search"
+    assert verifier.verify(_token(rsa_key)).subject == "team-search"
+
+
+def test_authenticator_challenges(tmp_path: Path, verifier, rsa_key) -> None:
+    auth = Authenticator(KeyStore(static_key=KEY_A), verifier)
+    assert auth.identify(f"Bearer {KEY_A}", "10.0.0.1").client_class == "api_key"
+    assert auth.identify(f"bearer {_token(rsa_key)}", "10.0.0.1").client == "team-search"
+    with pytest.raises(errors.AuthError) as err:
+        auth.identify(None, "10.0.0.1")
+    assert err.value.status == 401 and err.value.www_authenticate == 'Bearer realm="reranker"'
+    for header in (f"Bearer {KEY_B}", f"Basic {KEY_A}", "Bearer "):
+        with pytest.raises(errors.AuthError) as err:
+            auth.identify(header, "10.0.0.1")
+        assert err.value.status == 401
+        assert KEY_A not in err.value.message and "alpha" not in err.value.www_authenticate
+    open_auth = Authenticator(KeyStore())
+    assert open_auth.identify(None, "10.0.0.9").client == "10.0.0.9"
+
+
+# -- rate limits ----------------------------------------------------------------------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_noisy_client_never_limits_a_quiet_one() -> None:
+    clock = Clock()
+    limiter = RateLimiter(Limits(requests_per_minute=60, pairs_per_minute=600), clock=clock)
+    for _ in range(60):
+        limiter.admit("noisy", 1)
+    with pytest.raises(RateLimited) as err:
+        limiter.admit("noisy", 1)
+    assert err.value.limit == "requests" and 0.9 < err.value.retry_after_s <= 1.0
+    limiter.admit("quiet", 5)  # its own bucket is full
+    clock.now += 1.0  # one request's worth refills (60/min)
+    limiter.admit("noisy", 1)
+
+
+def test_the_pairs_budget_and_oversized_requests() -> None:
+    clock = Clock()
+    limiter = RateLimiter(Limits(pairs_per_minute=100), clock=clock)
+    limiter.admit("a", 80)
+    with pytest.raises(RateLimited) as err:
+        limiter.admit("a", 30)  # 20 left: needs 10 more = 6 s at 100/min
+    assert err.value.limit == "pairs" and abs(err.value.retry_after_s - 6.0) < 1e-9
+    assert "100 pairs" in str(err.value)
+    clock.now += 6.0
+    limiter.admit("a", 30)
+    with pytest.raises(TooBig, match="101 pairs exceed"):
+        limiter.admit("b", 101)
+
+
+def test_a_refused_request_takes_nothing() -> None:
+    clock = Clock()
+    limiter = RateLimiter(Limits(requests_per_minute=10, pairs_per_minute=10), clock=clock)
+    limiter.admit("a", 10)  # pairs spent, 9 requests left
+    for _ in range(5):
+        with pytest.raises(RateLimited):
+            limiter.admit("a", 1)
+    clock.now += 6.0  # one pair refills; requests must not have been drained by the refusals
+    limiter.admit("a", 1)
+
+
+def test_client_memory_is_bounded() -> None:
+    limiter = RateLimiter(Limits(requests_per_minute=5), max_clients=100)
+    for i in range(1000):
+        limiter.admit(f"client-{i}", 1)
+    assert len(limiter._buckets) == 100
+
+
+def test_client_address_behind_trusted_proxies() -> None:
+    trusted = parse_networks("10.0.0.0/8, 192.168.1.1")
+    assert client_address("10.1.2.3", "203.0.113.7, 10.9.9.9", trusted) == "203.0.113.7"
+    assert client_address("198.51.100.2", "203.0.113.7", trusted) == "198.51.100.2"  # untrusted peer
+    assert client_address("10.1.2.3", None, trusted) == "10.1.2.3"
+    assert client_address("10.1.2.3", "spoofed, 198.51.100.9", trusted) == "198.51.100.9"
+    with pytest.raises(ValueError, match="not-an-ip"):
+        parse_networks("10.0.0.0/8, not-an-ip")
