@@ -1,4 +1,5 @@
-"""docs/reference.md from the CRD schema (written by `make generate`)."""
+"""docs/reference.md from the CRD schema (written by `make generate`): every spec and status
+field, the validation rules and the printer columns."""
 
 from __future__ import annotations
 
@@ -19,51 +20,15 @@ keeps all three in sync. Do not edit by hand.
 Render the children of a manifest without a cluster: `reranker-operator render -f CR.yaml`.
 """
 
-_CHILDREN = """## Children
+_SEE_ALSO = """## See also
 
-All children are named after the RerankerService (the model cache claim is `<name>-model-cache`),
-carry the labels `app.kubernetes.io/name: reranker`, `app.kubernetes.io/instance: <name>`,
-`app.kubernetes.io/managed-by: reranker-operator`, `app.kubernetes.io/component` and
-`app.kubernetes.io/part-of: reranker`, and a controller owner reference to the RerankerService
-(except a claim with `modelCache.retainOnDelete`, which survives its deletion).
-
-| Kind | When | Notes |
-|---|---|---|
-| PersistentVolumeClaim | `modelCache.enabled` without `existingClaim` | mounted at `/models-cache` (HF_HOME) |
-| Deployment | always | init container `reranker-server download` fills the cache (skipped when `model.name` is an absolute path); server on port 8080 (`http`); probes `/ready` (startup, readiness) and `/healthz` (liveness); no `replicas` while autoscaling |
-| Service | always | port `service.port` named `http` |
-| HorizontalPodAutoscaler | `autoscaling.enabled` | autoscaling/v2 on the Deployment |
-| PodDisruptionBudget | `podDisruptionBudget.enabled` | policy/v1 |
-| Ingress | `ingress.enabled` | networking.k8s.io/v1 |
-| ServiceMonitor | `metrics.serviceMonitor.enabled` | monitoring.coreos.com/v1, scrapes `/metrics` on port `http` |
-| PrometheusRule | `metrics.prometheusRule.enabled` | monitoring.coreos.com/v1 alerts: error rate, p95 latency, queue rejections (429), no replicas available |
-| ConfigMap `<name>-dashboard` | `metrics.dashboard.enabled` | Grafana dashboard JSON, labelled for the Grafana sidecar |
-
-The pod template carries `rerankers.io/config-hash`, a hash of the image, environment and model
-source, so a settings change rolls the pods.
-
-## Autoscaling on request rate or latency (Prometheus Adapter)
-
-`autoscaling.requestsPerSecond` and `autoscaling.p95LatencySeconds` become HPA `Pods` metrics named
-`reranker_requests_per_second` and `reranker_request_latency_p95_seconds`. Kubernetes serves them
-only through the custom metrics API, e.g. Prometheus Adapter scraping the server's `/metrics`
-with rules such as:
-
-```yaml
-rules:
-  - seriesQuery: 'reranker_requests_total{namespace!="",pod!=""}'
-    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-    name: {matches: "reranker_requests_total", as: "reranker_requests_per_second"}
-    metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
-  - seriesQuery: 'model_inference_duration_seconds_bucket{namespace!="",pod!=""}'
-    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
-    name: {matches: "model_inference_duration_seconds_bucket", as: "reranker_request_latency_p95_seconds"}
-    metricsQuery: 'histogram_quantile(0.95, sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (le, <<.GroupBy>>))'
-```
-
-`reranker_requests_total` counts rerank requests and `model_inference_duration_seconds` times
-each request from submission to scores (queueing included). CPU and memory targets need only
-metrics-server.
+- [What the operator checks beyond these rules](troubleshooting.md#invalidspec) (quantities,
+  durations, label syntax) before it creates anything.
+- [The children](operator.md#children) the operator creates for a RerankerService, their names,
+  labels and owner references.
+- Autoscaling on `autoscaling.requestsPerSecond` or `autoscaling.p95LatencySeconds` needs
+  Prometheus Adapter with the rules in `deploy/prometheus-adapter/values.yaml` (generated from
+  `reranker_contract.ADAPTER_RULES`): [install.md, section 4](install.md#4-metrics-and-autoscaling-on-requests-per-second).
 """
 
 
@@ -145,5 +110,5 @@ def generate(crd: dict[str, Any] | None = None) -> str:
         for c in version.get("additionalPrinterColumns", [])
     ]
     out.append("\n".join(cols) + "\n")
-    out.append(_CHILDREN)
+    out.append(_SEE_ALSO)
     return "\n".join(out)
