@@ -26,7 +26,7 @@ VLLM_LOCK := constraints/vllm-lock.txt
 VLLM_VERSION := 0.32.0
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv system-deps demo test test-latest lock bench render generate e2e clean
+.PHONY: install install-bench vllm-venv system-deps demo test test-latest lock bench render generate crds e2e clean
 
 install: $(VENV)/.installed
 
@@ -116,10 +116,13 @@ render: install
 	$(VENV)/bin/reranker-operator render -f examples/qwen3-reranker-0.6b.yaml
 
 ## generate: rewrite every generated file from its source (reranker_devtools.generate; a test
-## fails when a committed one differs): the Prometheus Adapter rules, deploy/'s CRD copy, the
-## field reference.
+## fails when a committed one differs): the Prometheus Adapter rules, the CRD (from the spec
+## models in operator/spec.py) and deploy/'s copy of it, the field reference.
 generate: install
 	$(PY) -m reranker_devtools.generate
+
+## crds: the CRD and everything made from it; the same files as `make generate`.
+crds: generate
 
 e2e:
 	bash tests/e2e/kind-e2e.sh

@@ -48,23 +48,26 @@ def adapter_values() -> str:
     return ADAPTER_HEADER + body
 
 
-def deploy_crd() -> str:
-    """deploy/crds/rerankerservices.yaml: kustomize cannot reach ../crds, so deploy/ holds a copy."""
-    from reranker_operator.crdschema import crd_yaml
+def crd() -> str:
+    """crds/rerankerservices.yaml (shipped in reranker_operator.crds), from the spec models;
+    deploy/crds/rerankerservices.yaml is the same text (kustomize cannot reach ../crds)."""
+    from reranker_devtools.crdgen import crd_yaml
 
     return crd_yaml()
 
 
 def reference() -> str:
-    """docs/reference.md, from the CRD's schema."""
+    """docs/reference.md, from the generated CRD."""
+    from reranker_devtools.crdgen import build_crd
     from reranker_devtools.docgen import generate
 
-    return generate()
+    return generate(build_crd())
 
 
 GENERATED: dict[str, Callable[[], str]] = {
     "deploy/prometheus-adapter/values.yaml": adapter_values,
-    "deploy/crds/rerankerservices.yaml": deploy_crd,
+    "crds/rerankerservices.yaml": crd,
+    "deploy/crds/rerankerservices.yaml": crd,
     "docs/reference.md": reference,
 }
 

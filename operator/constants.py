@@ -10,6 +10,7 @@ CRD_KIND = "RerankerService"
 CRD_PLURAL = "rerankerservices"
 CRD_SINGULAR = "rerankerservice"
 CRD_SHORT_NAMES = ("rerankers", "reranker", "rrs")
+CRD_CATEGORIES = ("all", "ml")  # `kubectl get all` and `kubectl get ml` list RerankerServices
 CRD_API_VERSION = f"{CRD_GROUP}/{CRD_VERSION}"
 
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/reranker-operator/reranker-server"

@@ -1,34 +1,44 @@
-"""The RerankerService spec as pydantic models, with the CRD's defaults, and `parse_spec`.
+"""The RerankerService spec as pydantic models: the one source of its schema, and `parse_spec`.
 
-The CRD's openAPIV3Schema (crds/rerankerservices.yaml) is what the API server enforces;
-`parse_spec` re-checks it for specs that never went through an API server (`render -f`) and
-adds the rules a schema cannot express (quantity comparisons, label syntax, durations).
+Every field's description, default, enum, bounds and pattern is stated here, and each
+cross-field rule once, as a `Rule` (CEL for the API server, a predicate for the operator) in the
+`rules` of the model it belongs to. `make crds` (reranker_devtools.crdgen) writes the CRD's
+openAPIV3Schema from these models; docs/reference.md is generated from that CRD.
+
+A node's CRD description is its field's `description`, else its model's docstring (list items
+and map values: their type's).
+
+`parse_spec` validates a spec that may never have gone through an API server
+(`reranker-operator render -f`): the models' own constraints, then the rules, then the checks no
+schema can express (`speccheck`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
-
-from reranker_contract import DEFAULTS, PORT
+from reranker_contract import DEFAULTS, PORT, Env
 
 from .constants import DEFAULT_IMAGE_REPOSITORY
-from .quantity import parse_quantity
-
-DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
-DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-HOSTNAME = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
-DURATION = r"^(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-LABEL_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-INT_OR_PERCENT = re.compile(r"^[0-9]+%$")
-_DURATION_RE = re.compile(DURATION)
+from .fieldtypes import (
+    DNS1035_LABEL,  # noqa: F401  (re-exported: the renderer's name patterns)
+    DNS1123_LABEL,  # noqa: F401
+    DNS1123_SUBDOMAIN,
+    DURATION,
+    ENV_NAME,
+    HOSTNAME,
+    Annotations,
+    FreeForm,
+    IntOrPercent,
+    Labels,
+    Quantity,
+    SecretName,
+)
+from .rules import Rule, violations
+from .speccheck import unexpressible_problems
 
 
 class InvalidSpecError(ValueError):
@@ -41,6 +51,8 @@ class InvalidSpecError(ValueError):
 
 
 class _Model(BaseModel):
+    """Base of the spec models: camelCase names, no unknown fields, no type coercion."""
+
     model_config = ConfigDict(
         alias_generator=to_camel,
         populate_by_name=True,
@@ -49,193 +61,449 @@ class _Model(BaseModel):
         strict=True,
         protected_namespaces=(),
     )
-
-
-def _to_quantity(value: Any) -> str:
-    """An int or quantity string, as a string; ValueError otherwise (bools are not ints)."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        # pydantic turns only ValueError into a validation error naming the field
-        msg = f"must be an integer or a quantity string such as 500m or 4Gi, got {value!r}"
-        raise ValueError(msg)  # noqa: TRY004
-    parse_quantity(value)  # raises ValueError naming the value
-    return str(value)
-
-
-def _to_int_or_percent(value: Any) -> int | str:
-    """An int >= 0 or a percentage string such as '50%'."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"must be an integer or a percentage such as '50%', got {value!r}")  # noqa: TRY004
-    if isinstance(value, str) and not INT_OR_PERCENT.fullmatch(value):
-        raise ValueError(f"{value!r} must be an integer or a percentage such as '50%'")
-    if isinstance(value, int) and value < 0:
-        raise ValueError("must be >= 0")
-    return value
-
-
-# Kubernetes int-or-string fields; a plain validator keeps error paths free of union tags.
-Quantity = Annotated[str, PlainValidator(_to_quantity)]
-IntOrPercent = Annotated[int | str, PlainValidator(_to_int_or_percent)]
-
-
-def duration_seconds(value: str) -> float:
-    """Seconds in a Prometheus-style duration such as `1m30s` or `500ms`."""
-    match = _DURATION_RE.fullmatch(value)
-    if not value or not match:
-        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 1m, 1m30s, 500ms)")
-    h, m, s, ms = (int(match.group(i) or 0) for i in (2, 4, 6, 8))
-    return h * 3600 + m * 60 + s + ms / 1000
-
-
-def check_key(key: str, what: str = "label") -> None:
-    """Raise ValueError unless `key` is a qualified name (`[prefix/]name`) as labels and
-    annotations require."""
-    prefix, slash, name = key.rpartition("/")
-    if not name or len(name) > 63 or not LABEL_NAME_PART.fullmatch(name):
-        raise ValueError(f"{what} key {key!r} is not a valid {what} name")
-    if slash and (not prefix or len(prefix) > 253 or not re.fullmatch(DNS1123_SUBDOMAIN, prefix)):
-        raise ValueError(f"{what} key {key!r} has an invalid prefix")
-
-
-def check_labels(labels: Mapping[str, str]) -> None:
-    """Raise ValueError unless every key and value is valid Kubernetes label syntax."""
-    for key, value in labels.items():
-        check_key(key)
-        if len(value) > 63 or not LABEL_VALUE.fullmatch(value):
-            raise ValueError(f"label value {value!r} of {key!r} is not a valid label value")
+    # Cross-field rules of this object (its `x-kubernetes-validations` in the CRD).
+    rules: ClassVar[tuple[Rule, ...]] = ()
 
 
 class ModelSpec(_Model):
-    name: str = Field(min_length=1, max_length=512)
-    revision: str = Field("main", min_length=1, max_length=256)
-    served_name: str | None = Field(None, min_length=1, max_length=256)
-    family: Literal["auto", "qwen3-causal", "cross-encoder"] = "auto"
-    instruction: str | None = Field(None, max_length=4096)
-    max_length: int | None = Field(None, ge=16, le=131072)
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    quantization: Literal["none", "8bit", "4bit"] = "none"
-    trust_remote_code: bool = False
+    """The model to serve and how to load it."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Hugging Face Hub id (e.g. Qwen/Qwen3-Reranker-0.6B) fetched by the "
+        "model-download init container, or an absolute path inside the image (no download).",
+    )
+    revision: str = Field(
+        "main",
+        min_length=1,
+        max_length=256,
+        description="Hub revision (branch, tag or commit) to download.",
+    )
+    served_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Model name reported by the API; defaults to model.name.",
+    )
+    family: Literal["auto", "qwen3-causal", "cross-encoder"] = Field(
+        "auto",
+        description="Scoring method. auto detects it from the model config; qwen3-causal scores "
+        "logit(yes) - logit(no) of a causal LM; cross-encoder uses a sequence-classification "
+        "head.",
+    )
+    instruction: str | None = Field(
+        None,
+        max_length=4096,
+        description="Default task instruction for instruction-aware rerankers (Qwen3).",
+    )
+    max_length: int | None = Field(
+        None,
+        ge=16,
+        le=131072,
+        description="Maximum tokens of one query-document sequence; defaults to the model's limit.",
+    )
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto",
+        description="Weight dtype; auto picks bfloat16/float16 on GPU and float32 on CPU.",
+    )
+    quantization: Literal["none", "8bit", "4bit"] = Field(
+        "none",
+        description="bitsandbytes weight quantization; needs resources.gpus >= 1.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model repositories to run their own Python code."
+    )
 
 
 class ImageSpec(_Model):
-    repository: str = Field(DEFAULT_IMAGE_REPOSITORY, min_length=1, max_length=512)
-    tag: str | None = Field(None, min_length=1, max_length=128)
-    pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
-    pull_secrets: list[str] = Field(default_factory=list)
+    """The inference server image."""
+
+    repository: str = Field(
+        DEFAULT_IMAGE_REPOSITORY, min_length=1, max_length=512, description="Image repository."
+    )
+    tag: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="Image tag, or a sha256:... digest; defaults to the operator's version.",
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy."
+    )
+    pull_secrets: list[
+        Annotated[
+            SecretName, Field(description="A docker-registry Secret name in the same namespace.")
+        ]
+    ] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Names of Secrets used to pull the image.",
+    )
 
 
 class ResourceAmounts(_Model):
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
+    """CPU and memory amounts."""
+
+    cpu: Quantity | None = Field(None, description="A CPU quantity such as 500m or 2.")
+    memory: Quantity | None = Field(None, description="A memory quantity such as 4Gi.")
 
 
 class ResourcesSpec(_Model):
-    gpus: int = Field(0, ge=0, le=16)
-    requests: ResourceAmounts = Field(
-        default_factory=lambda: ResourceAmounts(cpu="1", memory="4Gi")
+    """Compute resources of each server pod."""
+
+    gpus: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="NVIDIA GPUs per pod (nvidia.com/gpu); > 0 runs the model on CUDA.",
     )
-    limits: ResourceAmounts = Field(default_factory=ResourceAmounts)
+    requests: ResourceAmounts = Field(
+        default_factory=lambda: ResourceAmounts(cpu="1", memory="4Gi"),
+        description="CPU and memory requests.",
+    )
+    limits: ResourceAmounts = Field(
+        default_factory=ResourceAmounts,
+        description="CPU and memory limits (must not be below the requests).",
+    )
 
 
 class Toleration(_Model):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    """A Kubernetes toleration."""
+
+    key: str | None = Field(
+        None, description="Taint key; empty with operator Exists matches every taint."
+    )
+    operator: Literal["Exists", "Equal"] | None = Field(
+        None, description="Exists or Equal (default Equal)."
+    )
+    value: str | None = Field(None, description="Taint value for operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        None,
+        description="How long a NoExecute taint is tolerated.",
+        json_schema_extra={"format": "int64"},
+    )
+
+    rules = (
+        Rule(
+            "!has(self.operator) || self.operator != 'Exists' || !has(self.value) "
+            "|| self.value == ''",
+            "must be empty for operator Exists",
+            lambda t: t.operator != "Exists" or not t.value,
+            field_path=".value",
+        ),
+    )
 
 
 class SecretKeyRef(_Model):
-    name: str = Field(min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN)
-    key: str = Field(min_length=1, max_length=253)
+    """A key of a Secret in the same namespace."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="Secret name in the same namespace.",
+    )
+    key: str = Field(min_length=1, max_length=253, description="Key in the Secret.")
 
 
 class HubTokenSecret(SecretKeyRef):
-    key: str = Field("token", min_length=1, max_length=253)
+    """Secret holding a Hugging Face token (HF_TOKEN of the download init container) for gated
+    models."""
+
+    key: str = Field(
+        "token", min_length=1, max_length=253, description="Key of the token in the Secret."
+    )
 
 
 class ApiKeySecret(SecretKeyRef):
-    key: str = Field("api-key", min_length=1, max_length=253)
+    """Secret holding the API key clients must send as a Bearer token (API_KEY)."""
+
+    key: str = Field(
+        "api-key", min_length=1, max_length=253, description="Key of the API key in the Secret."
+    )
 
 
 class EnvVar(_Model):
-    name: str = Field(min_length=1, pattern=ENV_NAME)
-    value: str | None = None
-    value_from: dict[str, Any] | None = None
+    """An environment variable."""
+
+    name: str = Field(min_length=1, pattern=ENV_NAME, description="Variable name.")
+    value: str | None = Field(None, description="Literal value.")
+    value_from: FreeForm | None = Field(
+        None,
+        description="A Kubernetes EnvVarSource (secretKeyRef, configMapKeyRef, fieldRef, "
+        "resourceFieldRef).",
+    )
+
+    rules = (
+        Rule(
+            "!(has(self.value) && has(self.valueFrom))",
+            "set either value or valueFrom",
+            lambda e: e.value is None or e.value_from is None,
+            field_path=".valueFrom",
+        ),
+    )
 
 
 class EnvFromRef(_Model):
-    name: str = Field(min_length=1, max_length=253)
-    optional: bool | None = None
+    """A ConfigMap or Secret in the same namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Object name.")
+    optional: bool | None = Field(None, description="Start the pod even if the object is missing.")
 
 
 class EnvFromSource(_Model):
-    prefix: str | None = None
-    config_map_ref: EnvFromRef | None = None
-    secret_ref: EnvFromRef | None = None
+    """One ConfigMap or Secret source."""
+
+    prefix: str | None = Field(None, description="Prefix added to every key.")
+    config_map_ref: EnvFromRef | None = Field(
+        None, description="A ConfigMap in the same namespace."
+    )
+    secret_ref: EnvFromRef | None = Field(None, description="A Secret in the same namespace.")
+
+    rules = (
+        Rule(
+            "has(self.configMapRef) != has(self.secretRef)",
+            "set exactly one of configMapRef, secretRef",
+            lambda s: (s.config_map_ref is None) != (s.secret_ref is None),
+        ),
+    )
+
+
+AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
 
 
 class ModelCacheSpec(_Model):
-    enabled: bool = False
+    """Where downloaded weights live. Disabled: an emptyDir per pod (downloaded at every start).
+    Enabled: a PersistentVolumeClaim shared by restarts (and by all replicas when its access
+    mode allows)."""
+
+    enabled: bool = Field(False, description="Use a PersistentVolumeClaim for the model cache.")
     existing_claim: str | None = Field(
-        None, min_length=1, max_length=253, pattern=DNS1123_SUBDOMAIN
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="Use this existing claim instead of creating one.",
     )
-    size: Quantity | None = None
-    storage_class_name: str | None = Field(None, max_length=253)
+    size: Quantity | None = Field(
+        None,
+        description="Size of the claim the operator creates (<name>-model-cache), e.g. 50Gi.",
+    )
+    storage_class_name: str | None = Field(
+        None,
+        max_length=253,
+        description="StorageClass of the created claim; the cluster default when unset.",
+    )
     access_modes: list[
-        Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
-    ] = Field(default_factory=lambda: ["ReadWriteOnce"], min_length=1)
-    retain_on_delete: bool = False
+        Annotated[AccessMode, Field(description="A PersistentVolume access mode.")]
+    ] = Field(
+        default_factory=lambda: ["ReadWriteOnce"],
+        min_length=1,
+        max_length=4,
+        description="Access modes of the created claim; ReadWriteMany lets replicas on several "
+        "nodes share it.",
+    )
+    retain_on_delete: bool = Field(
+        False,
+        description="Keep the created claim (no owner reference) when the RerankerService is "
+        "deleted.",
+    )
+
+    rules = (
+        Rule(
+            "!(has(self.existingClaim) && has(self.size))",
+            "set either existingClaim or size, not both",
+            lambda c: c.existing_claim is None or c.size is None,
+            field_path=".size",
+        ),
+        Rule(
+            "!self.enabled || has(self.existingClaim) || has(self.size)",
+            "an enabled model cache needs size (a new claim) or existingClaim",
+            lambda c: not c.enabled or c.existing_claim is not None or c.size is not None,
+            field_path=".size",
+            explain="an enabled cache needs size or existingClaim",
+        ),
+    )
 
 
 class ServiceSpec(_Model):
-    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
-    port: int = Field(PORT, ge=1, le=65535)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    """The Service in front of the pods."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        "ClusterIP", description="Service type."
+    )
+    port: int = Field(
+        PORT,
+        ge=1,
+        le=65535,
+        description=f"Service port (named http) forwarding to the server's port {PORT}.",
+    )
+    annotations: Annotations = Field(
+        default_factory=dict,
+        description="Annotations of the Service (e.g. for a cloud load balancer).",
+    )
 
 
 class ScalingPolicy(_Model):
-    type: Literal["Pods", "Percent"]
-    value: int = Field(ge=1)
-    period_seconds: int = Field(ge=1, le=1800)
+    """One scaling policy."""
+
+    type: Literal["Pods", "Percent"] = Field(description="Pods (absolute) or Percent (relative).")
+    value: int = Field(ge=1, description="Amount of change allowed.")
+    period_seconds: int = Field(ge=1, le=1800, description="Window the policy applies to.")
 
 
 class ScalingRules(_Model):
-    stabilization_window_seconds: int | None = Field(None, ge=0, le=3600)
-    select_policy: Literal["Max", "Min", "Disabled"] | None = None
-    policies: list[ScalingPolicy] | None = None
-    tolerance: Quantity | None = None
+    """Rules for scaling in one direction."""
+
+    stabilization_window_seconds: int | None = Field(
+        None, ge=0, le=3600, description="Seconds of past recommendations considered."
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] | None = Field(
+        None, description="Which policy wins when several apply."
+    )
+    policies: list[ScalingPolicy] | None = Field(
+        None, max_length=8, description="Allowed changes per period."
+    )
+    tolerance: Quantity | None = Field(
+        None,
+        description="Tolerance on the metric ratio before scaling (Kubernetes 1.33+, e.g. 50m).",
+    )
 
 
 class ScalingBehavior(_Model):
-    scale_up: ScalingRules | None = None
-    scale_down: ScalingRules | None = None
+    """Scaling behavior, as in autoscaling/v2 HorizontalPodAutoscalerBehavior."""
+
+    scale_up: ScalingRules | None = Field(None, description="Rules for scaling up.")
+    scale_down: ScalingRules | None = Field(None, description="Rules for scaling down.")
 
 
 class AutoscalingSpec(_Model):
-    enabled: bool = False
-    min_replicas: int = Field(1, ge=1)
-    max_replicas: int = Field(3, ge=1)
-    target_cpu_utilization: int | None = Field(None, ge=1, le=1000, alias="targetCPUUtilization")
-    target_memory_utilization: int | None = Field(None, ge=1, le=1000)
-    requests_per_second: Quantity | None = None
-    p95_latency_seconds: Quantity | None = None
+    """A HorizontalPodAutoscaler (autoscaling/v2) on the Deployment. The requestsPerSecond and
+    p95LatencySeconds targets are Pods metrics (reranker_requests_per_second,
+    reranker_request_latency_p95_seconds) that need Prometheus Adapter to serve them from the
+    server's /metrics."""
+
+    enabled: bool = Field(False, description="Create the HorizontalPodAutoscaler.")
+    min_replicas: int = Field(1, ge=1, description="Lower replica bound.")
+    max_replicas: int = Field(3, ge=1, description="Upper replica bound.")
+    target_cpu_utilization: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        alias="targetCPUUtilization",
+        description="Target average CPU utilization in percent of the CPU request.",
+    )
+    target_memory_utilization: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Target average memory utilization in percent of the memory request.",
+    )
+    requests_per_second: Quantity | None = Field(
+        None,
+        description="Target rerank requests per second per pod (quantity, e.g. 20 or 500m); "
+        "needs Prometheus Adapter.",
+    )
+    p95_latency_seconds: Quantity | None = Field(
+        None,
+        description="Target per-pod p95 request latency in seconds (quantity, e.g. 500m); needs "
+        "Prometheus Adapter.",
+    )
     behavior: ScalingBehavior | None = None
+
+    rules = (
+        Rule(
+            "self.minReplicas <= self.maxReplicas",
+            "minReplicas must not exceed maxReplicas",
+            lambda a: a.min_replicas <= a.max_replicas,
+            field_path=".maxReplicas",
+            explain=lambda a: (
+                f"must be >= autoscaling.minReplicas ({a.max_replicas} < {a.min_replicas})"
+            ),
+        ),
+        Rule(
+            "!self.enabled || has(self.targetCPUUtilization) || has(self.targetMemoryUtilization)"
+            " || has(self.requestsPerSecond) || has(self.p95LatencySeconds)",
+            "enabled autoscaling needs at least one target (targetCPUUtilization, "
+            "targetMemoryUtilization, requestsPerSecond, p95LatencySeconds)",
+            lambda a: (
+                not a.enabled
+                or a.target_cpu_utilization is not None
+                or a.target_memory_utilization is not None
+                or a.requests_per_second is not None
+                or a.p95_latency_seconds is not None
+            ),
+            explain="enabled autoscaling needs at least one of targetCPUUtilization, "
+            "targetMemoryUtilization, requestsPerSecond, p95LatencySeconds",
+        ),
+    )
 
 
 class ServiceMonitorSpec(_Model):
-    enabled: bool = False
-    interval: str = Field("30s", pattern=DURATION, min_length=2)
-    scrape_timeout: str = Field("10s", pattern=DURATION, min_length=2)
-    labels: dict[str, str] = Field(default_factory=dict)
+    """A prometheus-operator ServiceMonitor (monitoring.coreos.com/v1) for the Service."""
+
+    enabled: bool = Field(
+        False, description="Create the ServiceMonitor (needs the prometheus-operator CRDs)."
+    )
+    interval: str = Field(
+        "30s", pattern=DURATION, min_length=2, description="Scrape interval, e.g. 30s."
+    )
+    scrape_timeout: str = Field(
+        "10s",
+        pattern=DURATION,
+        min_length=2,
+        description="Scrape timeout, at most the interval.",
+    )
+    labels: Labels = Field(
+        default_factory=dict,
+        description="Extra labels of the ServiceMonitor (e.g. release=prometheus for a "
+        "Prometheus selector).",
+    )
 
 
 class PrometheusRuleSpec(_Model):
-    enabled: bool = False
-    labels: dict[str, str] = Field(default_factory=dict)
-    error_rate_threshold: float = Field(0.05, ge=0, le=1)
-    p95_latency_seconds: float = Field(2.0, ge=0.001, le=3600)
-    for_: str = Field("5m", alias="for", pattern=DURATION, min_length=2)
-    queue_rejections_per_second: float = Field(0.1, ge=0, le=1000000)
+    """A prometheus-operator PrometheusRule (monitoring.coreos.com/v1) with alerts on this
+    service's error rate, p95 latency, queue rejections and available replicas."""
+
+    enabled: bool = Field(
+        False, description="Create the PrometheusRule (needs the prometheus-operator CRDs)."
+    )
+    labels: Labels = Field(
+        default_factory=dict,
+        description="Extra labels of the PrometheusRule (e.g. release=prometheus for a "
+        "Prometheus ruleSelector).",
+    )
+    error_rate_threshold: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Alert when the share of HTTP 5xx answers over 5m exceeds this fraction "
+        "(0.05 = 5%).",
+    )
+    p95_latency_seconds: float = Field(
+        2.0,
+        ge=0.001,
+        le=3600,
+        description="Alert when the p95 HTTP request latency over 5m exceeds this many seconds.",
+    )
+    for_: str = Field(
+        "5m",
+        alias="for",
+        pattern=DURATION,
+        min_length=2,
+        description="How long a condition must hold before its alert fires, e.g. 5m.",
+    )
+    queue_rejections_per_second: float = Field(
+        0.1,
+        ge=0,
+        le=1000000,
+        description="Alert when requests rejected because the queue is full (HTTP 429) exceed "
+        "this rate per second over 5m.",
+    )
 
 
 def _grafana_sidecar_labels() -> dict[str, str]:
@@ -243,56 +511,188 @@ def _grafana_sidecar_labels() -> dict[str, str]:
 
 
 class DashboardSpec(_Model):
-    enabled: bool = False
-    labels: dict[str, str] = Field(default_factory=_grafana_sidecar_labels)
-    folder: str | None = Field(None, min_length=1, max_length=256)
+    """A Grafana dashboard for this service, in a ConfigMap picked up by the Grafana dashboard
+    sidecar."""
+
+    enabled: bool = Field(False, description="Create the dashboard ConfigMap.")
+    labels: Labels = Field(
+        default_factory=_grafana_sidecar_labels,
+        description="Labels of the ConfigMap; the Grafana sidecar selects dashboards by label "
+        "(kube-prometheus-stack watches grafana_dashboard=1).",
+    )
+    folder: str | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Grafana folder, set as the ConfigMap annotation grafana_folder (the "
+        "sidecar's folderAnnotation).",
+    )
+
+    rules = (
+        Rule(
+            "!self.enabled || size(self.labels) > 0",
+            "an enabled dashboard needs labels for the Grafana sidecar to find it",
+            lambda d: not d.enabled or bool(d.labels),
+            field_path=".labels",
+            explain="an enabled dashboard needs labels (the Grafana sidecar finds ConfigMaps by "
+            "label)",
+        ),
+    )
 
 
 class MetricsSpec(_Model):
+    """Monitoring of the server's Prometheus /metrics."""
+
     service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
     prometheus_rule: PrometheusRuleSpec = Field(default_factory=PrometheusRuleSpec)
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
 
 
 class IngressSpec(_Model):
-    enabled: bool = False
-    class_name: str | None = Field(None, max_length=253)
-    host: str | None = Field(None, min_length=1, max_length=253, pattern=HOSTNAME)
-    path: str = Field("/", pattern=r"^/", max_length=1024)
-    path_type: Literal["Prefix", "Exact", "ImplementationSpecific"] = "Prefix"
-    tls_secret_name: str | None = Field(None, max_length=253, pattern=DNS1123_SUBDOMAIN)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    """An Ingress (networking.k8s.io/v1) to the Service."""
+
+    enabled: bool = Field(False, description="Create the Ingress.")
+    class_name: str | None = Field(
+        None, max_length=253, description="IngressClass name; the cluster default when unset."
+    )
+    host: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=HOSTNAME,
+        description="Host name routed to the Service.",
+    )
+    path: str = Field(
+        "/", pattern=r"^/", max_length=1024, description="URL path routed to the Service."
+    )
+    path_type: Literal["Prefix", "Exact", "ImplementationSpecific"] = Field(
+        "Prefix", description="How path is matched."
+    )
+    tls_secret_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS1123_SUBDOMAIN,
+        description="TLS Secret for host; no TLS when unset.",
+    )
+    annotations: Annotations = Field(
+        default_factory=dict,
+        description="Annotations of the Ingress (controller settings such as body size or "
+        "timeouts).",
+    )
+
+    rules = (
+        Rule(
+            "!self.enabled || has(self.host)",
+            "an enabled ingress needs host",
+            lambda i: not i.enabled or i.host is not None,
+            field_path=".host",
+            explain="required when ingress is enabled",
+        ),
+    )
 
 
 class PodDisruptionBudgetSpec(_Model):
-    enabled: bool = False
-    min_available: IntOrPercent | None = None
-    max_unavailable: IntOrPercent | None = None
+    """A PodDisruptionBudget (policy/v1) for the pods; maxUnavailable 1 unless set."""
+
+    enabled: bool = Field(False, description="Create the PodDisruptionBudget.")
+    min_available: IntOrPercent | None = Field(
+        None, description="Pods that must stay available (a number or a percentage)."
+    )
+    max_unavailable: IntOrPercent | None = Field(
+        None, description="Pods that may be unavailable (a number or a percentage)."
+    )
+
+    rules = (
+        Rule(
+            "!(has(self.minAvailable) && has(self.maxUnavailable))",
+            "set either minAvailable or maxUnavailable",
+            lambda p: p.min_available is None or p.max_unavailable is None,
+            field_path=".maxUnavailable",
+        ),
+    )
 
 
 class ServerSpec(_Model):
-    max_batch_tokens: int = Field(DEFAULTS.max_batch_tokens, ge=256, le=1048576)
-    max_batch_size: int = Field(DEFAULTS.max_batch_size, ge=1, le=4096)
-    max_client_batch_size: int = Field(DEFAULTS.max_client_batch_size, ge=1, le=100000)
-    max_concurrent_requests: int = Field(DEFAULTS.max_concurrent_requests, ge=1, le=100000)
+    """Settings of the inference server."""
+
+    max_batch_tokens: int = Field(
+        DEFAULTS.max_batch_tokens,
+        ge=256,
+        le=1048576,
+        description=f"Token budget of one forward batch ({Env.MAX_BATCH_TOKENS}).",
+    )
+    max_batch_size: int = Field(
+        DEFAULTS.max_batch_size,
+        ge=1,
+        le=4096,
+        description=f"Pairs per forward batch ({Env.BATCH_SIZE}).",
+    )
+    max_client_batch_size: int = Field(
+        DEFAULTS.max_client_batch_size,
+        ge=1,
+        le=100000,
+        description=f"Documents accepted in one request ({Env.MAX_CLIENT_BATCH_SIZE}).",
+    )
+    max_concurrent_requests: int = Field(
+        DEFAULTS.max_concurrent_requests,
+        ge=1,
+        le=100000,
+        description="Requests queued or running before answering 429 "
+        f"({Env.MAX_CONCURRENT_REQUESTS}).",
+    )
     api_key_secret: ApiKeySecret | None = None
-    log_level: Literal["debug", "info", "warning", "error"] = DEFAULTS.log_level
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        DEFAULTS.log_level, description=f"Server log level ({Env.LOG_LEVEL})."
+    )
 
 
 class RerankerServiceSpec(_Model):
-    """The desired state of one reranker deployment."""
+    """Desired state of the reranker deployment."""
 
     model: ModelSpec
     image: ImageSpec = Field(default_factory=ImageSpec)
-    replicas: int = Field(1, ge=0, le=1000)
+    replicas: int = Field(
+        1,
+        ge=0,
+        le=1000,
+        description="Number of server pods. Ignored by the Deployment while autoscaling is "
+        "enabled (then it must lie within [minReplicas, maxReplicas]).",
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    affinity: dict[str, Any] | None = None
-    priority_class_name: str | None = Field(None, max_length=253)
-    runtime_class_name: str | None = Field(None, max_length=253)
-    env: list[EnvVar] = Field(default_factory=list)
-    env_from: list[EnvFromSource] = Field(default_factory=list)
+    node_selector: dict[
+        str, Annotated[str, Field(description="Required value of the node label.")]
+    ] = Field(
+        default_factory=dict,
+        description="Node labels the pods must run on (e.g. a GPU product label).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Taints the pods tolerate (e.g. nvidia.com/gpu NoSchedule).",
+    )
+    affinity: FreeForm | None = Field(
+        None,
+        description="A Kubernetes pod affinity (nodeAffinity, podAffinity, podAntiAffinity), "
+        "copied to the pods.",
+    )
+    priority_class_name: str | None = Field(
+        None, max_length=253, description="PriorityClass of the pods."
+    )
+    runtime_class_name: str | None = Field(
+        None, max_length=253, description="RuntimeClass of the pods (e.g. nvidia)."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Extra environment variables of the server container; a name the operator "
+        "sets is overridden.",
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list,
+        max_length=32,
+        description="ConfigMaps and Secrets whose keys become environment variables of the server.",
+    )
     model_cache: ModelCacheSpec = Field(default_factory=ModelCacheSpec)
     hub_token_secret: HubTokenSecret | None = None
     service: ServiceSpec = Field(default_factory=ServiceSpec)
@@ -301,8 +701,64 @@ class RerankerServiceSpec(_Model):
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
-    pod_annotations: dict[str, str] = Field(default_factory=dict)
-    pod_labels: dict[str, str] = Field(default_factory=dict)
+    pod_annotations: Annotations = Field(
+        default_factory=dict, description="Extra annotations of the pods."
+    )
+    pod_labels: Labels = Field(
+        default_factory=dict,
+        description="Extra labels of the pods (the operator's app.kubernetes.io labels win).",
+    )
+
+    rules = (
+        Rule(
+            "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
+            " || !has(self.replicas) || (self.replicas >= self.autoscaling.minReplicas"
+            " && self.replicas <= self.autoscaling.maxReplicas)",
+            "replicas must lie within [autoscaling.minReplicas, autoscaling.maxReplicas] when "
+            "autoscaling is enabled",
+            lambda s: (
+                not s.autoscaling.enabled
+                or s.autoscaling.min_replicas <= s.replicas <= s.autoscaling.max_replicas
+            ),
+            field_path=".replicas",
+            explain=lambda s: (
+                f"{s.replicas} is outside autoscaling [minReplicas, maxReplicas] = "
+                f"[{s.autoscaling.min_replicas}, {s.autoscaling.max_replicas}]"
+            ),
+        ),
+        Rule(
+            "!has(self.model.quantization) || self.model.quantization == 'none'"
+            " || (has(self.resources) && has(self.resources.gpus) && self.resources.gpus >= 1)",
+            "model.quantization (8bit/4bit) needs resources.gpus >= 1",
+            lambda s: s.model.quantization == "none" or s.resources.gpus >= 1,
+            field_path=".model.quantization",
+            explain=lambda s: f"{s.model.quantization} quantization needs resources.gpus >= 1",
+        ),
+        Rule(
+            "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
+            " || !has(self.autoscaling.targetCPUUtilization) || (has(self.resources)"
+            " && has(self.resources.requests) && has(self.resources.requests.cpu))",
+            "targetCPUUtilization needs a CPU request",
+            lambda s: (
+                not s.autoscaling.enabled
+                or s.autoscaling.target_cpu_utilization is None
+                or s.resources.requests.cpu is not None
+            ),
+            field_path=".resources.requests.cpu",
+        ),
+        Rule(
+            "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
+            " || !has(self.autoscaling.targetMemoryUtilization) || (has(self.resources)"
+            " && has(self.resources.requests) && has(self.resources.requests.memory))",
+            "targetMemoryUtilization needs a memory request",
+            lambda s: (
+                not s.autoscaling.enabled
+                or s.autoscaling.target_memory_utilization is None
+                or s.resources.requests.memory is not None
+            ),
+            field_path=".resources.requests.memory",
+        ),
+    )
 
 
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
@@ -313,130 +769,6 @@ def _loc_to_field(loc: tuple[Any, ...]) -> str:
         else:
             path += f".{part}" if path else str(part)
     return path
-
-
-def _check_autoscaling(spec: RerankerServiceSpec) -> None:
-    a = spec.autoscaling
-    if a.min_replicas > a.max_replicas:
-        raise InvalidSpecError(
-            "autoscaling.maxReplicas",
-            f"must be >= autoscaling.minReplicas ({a.max_replicas} < {a.min_replicas})",
-        )
-    if not a.enabled:
-        return
-    if not a.min_replicas <= spec.replicas <= a.max_replicas:
-        raise InvalidSpecError(
-            "replicas",
-            f"{spec.replicas} is outside autoscaling [minReplicas, maxReplicas] = "
-            f"[{a.min_replicas}, {a.max_replicas}]",
-        )
-    metrics = (a.target_cpu_utilization, a.target_memory_utilization,
-               a.requests_per_second, a.p95_latency_seconds)  # fmt: skip
-    if all(m is None for m in metrics):
-        raise InvalidSpecError(
-            "autoscaling",
-            "enabled autoscaling needs at least one of targetCPUUtilization, "
-            "targetMemoryUtilization, requestsPerSecond, p95LatencySeconds",
-        )
-    for name, value in (("requestsPerSecond", a.requests_per_second),
-                        ("p95LatencySeconds", a.p95_latency_seconds)):  # fmt: skip
-        if value is not None and parse_quantity(value) <= 0:
-            raise InvalidSpecError(f"autoscaling.{name}", "must be > 0")
-    if a.target_cpu_utilization is not None and spec.resources.requests.cpu is None:
-        raise InvalidSpecError("resources.requests.cpu", "targetCPUUtilization needs a CPU request")
-    if a.target_memory_utilization is not None and spec.resources.requests.memory is None:
-        raise InvalidSpecError(
-            "resources.requests.memory", "targetMemoryUtilization needs a memory request"
-        )
-
-
-def _check_resources_and_cache(spec: RerankerServiceSpec) -> None:
-    c = spec.model_cache
-    if c.existing_claim is not None and c.size is not None:
-        raise InvalidSpecError("modelCache.size", "set either existingClaim or size, not both")
-    if c.enabled and c.existing_claim is None and c.size is None:
-        raise InvalidSpecError("modelCache.size", "an enabled cache needs size or existingClaim")
-    if c.size is not None and parse_quantity(c.size) <= 0:
-        raise InvalidSpecError("modelCache.size", "must be > 0")
-    if spec.model.quantization != "none" and spec.resources.gpus < 1:
-        raise InvalidSpecError(
-            "model.quantization",
-            f"{spec.model.quantization} quantization needs resources.gpus >= 1",
-        )
-    for kind in ("cpu", "memory"):
-        req = getattr(spec.resources.requests, kind)
-        lim = getattr(spec.resources.limits, kind)
-        if req is not None and lim is not None and parse_quantity(lim) < parse_quantity(req):
-            raise InvalidSpecError(
-                f"resources.limits.{kind}", f"limit {lim} is below the request {req}"
-            )
-
-
-def _check_exposure(spec: RerankerServiceSpec) -> None:
-    if spec.ingress.enabled and not spec.ingress.host:
-        raise InvalidSpecError("ingress.host", "required when ingress is enabled")
-    pdb = spec.pod_disruption_budget
-    if pdb.min_available is not None and pdb.max_unavailable is not None:
-        raise InvalidSpecError(
-            "podDisruptionBudget.maxUnavailable", "set either minAvailable or maxUnavailable"
-        )
-    sm = spec.metrics.service_monitor
-    if duration_seconds(sm.scrape_timeout) > duration_seconds(sm.interval):
-        raise InvalidSpecError(
-            "metrics.serviceMonitor.scrapeTimeout",
-            f"{sm.scrape_timeout} is longer than the interval {sm.interval}",
-        )
-    dashboard = spec.metrics.dashboard
-    if dashboard.enabled and not dashboard.labels:
-        raise InvalidSpecError(
-            "metrics.dashboard.labels",
-            "an enabled dashboard needs labels (the Grafana sidecar finds ConfigMaps by label)",
-        )
-
-
-def _check_metadata_maps(spec: RerankerServiceSpec) -> None:
-    labels = (("podLabels", spec.pod_labels), ("nodeSelector", spec.node_selector),
-              ("metrics.serviceMonitor.labels", spec.metrics.service_monitor.labels),
-              ("metrics.prometheusRule.labels", spec.metrics.prometheus_rule.labels),
-              ("metrics.dashboard.labels", spec.metrics.dashboard.labels))  # fmt: skip
-    for path, mapping in labels:
-        try:
-            check_labels(mapping)
-        except ValueError as exc:
-            raise InvalidSpecError(path, str(exc)) from None
-    annotations = (("podAnnotations", spec.pod_annotations),
-                   ("service.annotations", spec.service.annotations),
-                   ("ingress.annotations", spec.ingress.annotations))  # fmt: skip
-    for path, mapping in annotations:
-        try:
-            for key in mapping:
-                check_key(key, "annotation")
-        except ValueError as exc:
-            raise InvalidSpecError(path, str(exc)) from None
-
-
-def _check_lists(spec: RerankerServiceSpec) -> None:
-    for i, secret in enumerate(spec.image.pull_secrets):
-        if not re.fullmatch(DNS1123_SUBDOMAIN, secret):
-            raise InvalidSpecError(f"image.pullSecrets[{i}]", f"{secret!r} is not a Secret name")
-    for i, env in enumerate(spec.env):
-        if env.value is not None and env.value_from is not None:
-            raise InvalidSpecError(f"env[{i}].valueFrom", "set either value or valueFrom")
-    for i, src in enumerate(spec.env_from):
-        if (src.config_map_ref is None) == (src.secret_ref is None):
-            raise InvalidSpecError(f"envFrom[{i}]", "set exactly one of configMapRef, secretRef")
-    for i, tol in enumerate(spec.tolerations):
-        if tol.operator == "Exists" and tol.value:
-            raise InvalidSpecError(f"tolerations[{i}].value", "must be empty for operator Exists")
-
-
-def _cross_field_checks(spec: RerankerServiceSpec) -> None:
-    """The rules the CRD states in CEL, plus those it cannot state; raises InvalidSpecError."""
-    _check_autoscaling(spec)
-    _check_resources_and_cache(spec)
-    _check_exposure(spec)
-    _check_metadata_maps(spec)
-    _check_lists(spec)
 
 
 def _plain(value: Any) -> Any:
@@ -460,5 +792,8 @@ def parse_spec(spec: Mapping[str, Any]) -> RerankerServiceSpec:
         field = _loc_to_field(tuple(err["loc"]))
         msg = err["msg"].removeprefix("Value error, ")
         raise InvalidSpecError(field, msg) from None
-    _cross_field_checks(parsed)
+    for field, message in violations(parsed):
+        raise InvalidSpecError(field, message)
+    for field, message in unexpressible_problems(parsed):
+        raise InvalidSpecError(field, message)
     return parsed

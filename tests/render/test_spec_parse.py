@@ -8,10 +8,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+from crd_defaults import apply_defaults
 from render_helpers import FULL_SPEC, example_crs
-from reranker_operator.crdschema import apply_defaults
 from reranker_operator.quantity import parse_quantity
-from reranker_operator.spec import InvalidSpecError, duration_seconds, parse_spec
+from reranker_operator.spec import InvalidSpecError, parse_spec
+from reranker_operator.speccheck import duration_seconds
 
 MINIMAL = {"model": {"name": "BAAI/bge-reranker-base"}}
 
@@ -99,6 +100,48 @@ def test_bounds_and_enums_agree_with_crd(spec_schema: dict[str, Any]) -> None:
         with pytest.raises(InvalidSpecError) as err:
             parse_spec(spec)
         assert err.value.field == ".".join(path), (path, value, err.value)
+
+
+# One valid item of every list field of the spec.
+_POLICY = {"type": "Pods", "value": 1, "periodSeconds": 60}
+LIST_ITEMS = {
+    "image.pullSecrets": "regcred",
+    "tolerations": {"operator": "Exists"},
+    "env": {"name": "A"},
+    "envFrom": {"secretRef": {"name": "s"}},
+    "modelCache.accessModes": "ReadWriteOnce",
+    "autoscaling.behavior.scaleUp.policies": _POLICY,
+    "autoscaling.behavior.scaleDown.policies": _POLICY,
+}
+
+
+def test_list_lengths_agree_with_crd(spec_schema: dict[str, Any]) -> None:
+    bounds = {}
+
+    def visit(node: dict[str, Any], path: list[str]) -> None:
+        for name, sub in node.get("properties", {}).items():
+            if sub.get("type") == "object":
+                visit(sub, [*path, name])
+            elif sub.get("type") == "array":
+                bounds[".".join([*path, name])] = (sub.get("minItems", 0), sub["maxItems"])
+
+    visit(spec_schema, [])
+    assert set(bounds) == set(LIST_ITEMS)
+    base = {"model": {"name": "m"}}
+    for path, (low, high) in bounds.items():
+        for count, ok in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
+            if count < 0:
+                continue
+            spec = _with(base, path.split("."), [copy.deepcopy(LIST_ITEMS[path])] * count)
+            if ok:
+                jsonschema.validate(spec, spec_schema)
+                parse_spec(spec)
+                continue
+            with pytest.raises(jsonschema.ValidationError):
+                jsonschema.validate(spec, spec_schema)
+            with pytest.raises(InvalidSpecError) as err:
+                parse_spec(spec)
+            assert err.value.field == path, (path, count, err.value)
 
 
 def test_enum_values_of_crd_are_accepted(spec_schema: dict[str, Any]) -> None:
