@@ -19,6 +19,8 @@ class LoadResult:
     errors: int = 0  # requests answered otherwise or failed
     pairs: int = 0  # documents scored in completed requests
     tokens: int = 0  # non-padding tokens of completed requests (from the caller's count)
+    flops: float = 0.0  # model FLOPs the server computed for them (see bench/run.py)
+    prefix_tokens_reused: int = 0  # prompt tokens the server did not recompute (its counters)
     wall_s: float = 0.0  # first send to last answer
     latencies_s: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
@@ -32,6 +34,8 @@ def merge_results(parts: Sequence[LoadResult]) -> LoadResult:
         merged.errors += part.errors
         merged.pairs += part.pairs
         merged.tokens += part.tokens
+        merged.flops += part.flops
+        merged.prefix_tokens_reused += part.prefix_tokens_reused
         merged.wall_s += part.wall_s
         merged.latencies_s.extend(part.latencies_s)
         merged.error_samples.extend(part.error_samples[: max(0, 3 - len(merged.error_samples))])
@@ -56,6 +60,7 @@ async def run_load(
     concurrency: int,
     duration_s: float,
     timeout_s: float = 600.0,
+    flops: Sequence[float] | None = None,
 ) -> LoadResult:
     """Send `requests` in order from `concurrency` clients until all are sent or `duration_s`
     has passed (requests already in flight then still finish and count)."""
@@ -88,6 +93,7 @@ async def run_load(
                     result.completed += 1
                     result.pairs += len(requests[i].documents)
                     result.tokens += tokens[i]
+                    result.flops += flops[i] if flops is not None else 0.0
                     result.latencies_s.append(done - sent)
                 else:
                     result.errors += 1

@@ -75,3 +75,15 @@ def matmul_params(model_dir: Path) -> int:
     embedding = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding)
                  for p in m.parameters()}
     return sum(p.numel() for p in model.parameters() if id(p) not in embedding)
+
+
+def flop_model(model_dir: Path):
+    """(the server's FlopModel of the architecture, FLOPs of the LM head per token: 0 for a
+    cross-encoder) - the same estimate the server reports, for the baselines."""
+    from reranker_server.models.flops import FlopModel
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
+    head = 2 * config.hidden_size * config.vocab_size if causal else 0
+    return FlopModel.of(config), head

@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     bench_args = bench_run.parse_args(["--loads", args.load, "--requests", str(args.batches)])
-    model_dir, requests, _ = bench_run.prepare_load(bench_run.LOADS[args.load], bench_args)
+    model_dir, requests, _tokens, _flops = bench_run.prepare_load(bench_run.LOADS[args.load], bench_args)
     backend = load_backend(LoadOptions(model=str(model_dir), dtype="float32", device="cpu"))
     inputs = [RerankInput(query=r.query, documents=r.documents, instruction=r.instruction)
               for r in requests[-args.batches:]]
@@ -54,7 +54,10 @@ def main() -> None:
     print(f"encode: {1e3 * t_enc / len(inputs):.1f} ms/request")
 
     def per_request(method: str, e) -> None:
-        getattr(backend, method)(e.prefix_ids, e.pairs)
+        if method == "score_full":  # one padded forward of whole sequences
+            backend.score_mixed([e.prefix_ids] * len(e.pairs), e.pairs)
+        else:  # one forward on the prefix's KV cache
+            backend.score(e.prefix_ids, e.pairs, [list(range(len(e.pairs)))])
 
     def all_sorted(size: int) -> None:
         # every pair of every request, sorted by length, cut into batches of `size` (full path)
@@ -62,20 +65,16 @@ def main() -> None:
                       key=lambda x: len(x[0]) + len(x[1].input_ids))
         for k in range(0, len(seqs), size):
             chunk = seqs[k:k + size]
-            if len({c[0] for c in chunk}) == 1:
-                backend.score_full(chunk[0][0], [c[1] for c in chunk])
-            else:
-                from reranker_server.engine.scheduler import _merge
-                backend.score_full((), [_merge(c[0], c[1]) for c in chunk])
+            backend.score_mixed([c[0] for c in chunk], [c[1] for c in chunk])
 
     def prefix_chunks(size: int) -> None:
         # each request's documents sorted by length and scored in chunks of `size`
         for e in encoded:
             docs = sorted(e.pairs, key=lambda p: len(p.input_ids))
-            for k in range(0, len(docs), size):
-                backend.score_with_prefix(e.prefix_ids, docs[k:k + size])
+            chunks = [list(range(k, min(k + size, len(docs)))) for k in range(0, len(docs), size)]
+            backend.score(e.prefix_ids, docs, chunks)
 
-    methods = ["score_full"] + (["score_with_prefix"] if backend.supports_prefix_cache else [])
+    methods = ["score_full"] + (["score_with_prefix"] if backend.prefix_cache_in_force else [])
     for threads in (2, 1):
         torch.set_num_threads(threads)
         for method in methods:
@@ -86,10 +85,10 @@ def main() -> None:
             t = timed(lambda s=size: all_sorted(s), args.repeats)
             print(f"threads={threads} score_full length-sorted batches of {size:3d}, sequential: "
                   f"{pairs / t:7.1f} pairs/s")
-        if backend.supports_prefix_cache:
+        if backend.prefix_cache_in_force:
             for size in (8, 16):
                 t = timed(lambda s=size: prefix_chunks(s), args.repeats)
-                print(f"threads={threads} score_with_prefix per request, length-sorted chunks of "
+                print(f"threads={threads} prefix cache per request, length-sorted chunks of "
                       f"{size}: {pairs / t:7.1f} pairs/s")
         if threads == 1:
             for method in methods:

@@ -56,7 +56,7 @@ def main() -> None:
     bench_args = bench_run.parse_args(["--loads", args.load, "--requests", str(args.requests),
                                        "--warmup", "4"])
     spec = bench_run.LOADS[args.load]
-    model_dir, requests, tokens = bench_run.prepare_load(spec, bench_args)
+    model_dir, requests, tokens, _flops = bench_run.prepare_load(spec, bench_args)
     out_dir = bench_run.BENCH_DIR / "results"
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     raw = out_dir / f"profile-{stamp}-{args.load}-{args.server}.txt"

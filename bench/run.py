@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import httpx
 import models
+from reranker_contract import Metric
 import report
 from cpu_usage import BackgroundCpu
 from loadgen import LoadResult, fetch_scores, merge_results, run_load
@@ -117,9 +118,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def prepare_load(spec: LoadSpec, args: argparse.Namespace) -> tuple[Path, list[BenchRequest],
-                                                                   list[int]]:
-    """Build the model and the seeded requests; token count of each request's full sequences."""
+FLOPS, REUSED = str(Metric.MODEL_FLOPS_TOTAL), str(Metric.PREFIX_TOKENS_SAVED_TOTAL)
+
+
+def server_counters(url: str) -> dict[str, float] | None:
+    """This server's own counters of the FLOPs it computed and the prompt tokens it reused (None
+    for a server without them: the baselines)."""
+    import urllib.request
+
+    from reranker_operator.loadtest.metrics import parse_totals
+
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
+            totals = parse_totals(answer.read().decode(), (FLOPS, REUSED))
+    except OSError:
+        return None
+    return totals if FLOPS in totals else None
+
+
+def prepare_load(spec: LoadSpec, args: argparse.Namespace
+                 ) -> tuple[Path, list[BenchRequest], list[int], list[float]]:
+    """Build the model and the seeded requests; per request the token count of its full
+    sequences and the model FLOPs a server that recomputes every one of them spends."""
     from transformers import AutoTokenizer
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -146,26 +166,32 @@ def prepare_load(spec: LoadSpec, args: argparse.Namespace) -> tuple[Path, list[B
         args.warmup + args.requests, docs_per_request=args.docs, doc_tokens=(30, 200),
         query_tokens=spec.query_tokens, instruction_tokens=spec.instruction_tokens, count=count,
         seed=args.seed, distinct=args.warmup + args.requests)
-    tokens = []
+    tokens, flops = [], []
+    flop_model, head = models.flop_model(model_dir)
     for req in requests:
         if spec.name == "qwen3":
             instruction = req.instruction or DEFAULT_INSTRUCTION
             texts = [qwen3_prompt(instruction, req.query, d) for d in req.documents]
-            tokens.append(sum(len(ids) for ids in tok(texts)["input_ids"]))
+            lengths = [len(ids) for ids in tok(texts)["input_ids"]]
         else:
             enc = tok([req.query] * len(req.documents), list(req.documents), truncation=True)
-            tokens.append(sum(len(ids) for ids in enc["input_ids"]))
-    return model_dir, requests, tokens
+            lengths = [len(ids) for ids in enc["input_ids"]]
+        tokens.append(sum(lengths))
+        # the baselines run every layer over every token, and the causal one the LM head at
+        # every position (`model(**inputs).logits`)
+        flops.append(flop_model.sequences(lengths) + head * sum(lengths))
+    return model_dir, requests, tokens, flops
 
 
 def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: Path) -> dict:
     """Run every server of one load; their summaries and score agreement."""
     print(f"\n== load {spec.name}: preparing model and {args.warmup + args.requests} requests",
           flush=True)
-    model_dir, requests, tokens = prepare_load(spec, args)
+    model_dir, requests, tokens, flops = prepare_load(spec, args)
     params = models.matmul_params(model_dir)
     warm, measured = requests[: args.warmup], requests[args.warmup:]
     warm_tokens, measured_tokens = tokens[: args.warmup], tokens[args.warmup:]
+    measured_flops = flops[args.warmup:]
     checks = measured[: args.check_requests]
     names = [name for name in spec.servers if name in args.servers]
     failed: dict[str, str] = {}
@@ -192,11 +218,17 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
         for k in range(args.rounds):
             reqs = measured[k * per_round:(k + 1) * per_round]
             toks = measured_tokens[k * per_round:(k + 1) * per_round]
+            fls = measured_flops[k * per_round:(k + 1) * per_round]
             order = list(urls)[k % max(1, len(urls)):] + list(urls)[:k % max(1, len(urls))]
             for name in order:  # servers alternate, so slow drifts of machine load even out
-                result = asyncio.run(run_load(urls[name], reqs, toks,
+                before = server_counters(urls[name])
+                result = asyncio.run(run_load(urls[name], reqs, toks, flops=fls,
                                               concurrency=args.concurrency,
                                               duration_s=args.duration / args.rounds))
+                after = server_counters(urls[name])
+                if before is not None and after is not None:  # this server counts what it ran
+                    result.flops = after[FLOPS] - before[FLOPS]
+                    result.prefix_tokens_reused = int(after[REUSED] - before[REUSED])
                 results.setdefault(name, []).append(result)
                 print(f"   round {k + 1}/{args.rounds} {name:8s}: {result.completed} requests "
                       f"({result.errors} errors) in {result.wall_s:.1f}s, "
@@ -213,7 +245,7 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
                                                  for r in rounds]
         s = summaries[name]
         print(f"-- {spec.name}/{name}: {s['pairs_per_s']:.1f} pairs/s, p50 {s['p50_s']:.2f}s, "
-              f"p95 {s['p95_s']:.2f}s, {s['effective_gflops']:.1f} GFLOP/s", flush=True)
+              f"p95 {s['p95_s']:.2f}s, {s['model_gflops']:.1f} model GFLOP/s", flush=True)
     agreement = {}
     names = list(scores)
     for i, first in enumerate(names):
@@ -272,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         peak.update(peak_gflops=after["peak_gflops"], per_size_gflops=after["per_size_gflops"])
         for load in loads.values():
             for summary in load["servers"].values():
-                summary["fraction_of_peak"] = summary["effective_gflops"] / peak["peak_gflops"]
+                summary["fraction_of_peak"] = summary["model_gflops"] / peak["peak_gflops"]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     run = {"timestamp": timestamp, "environment": env, "peak": peak, "settings": settings,
            "loads": loads, "targets": report.targets(loads)}

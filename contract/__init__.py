@@ -106,6 +106,16 @@ class Metric(StrEnum):
     PREFIX_TOKENS_SAVED_TOTAL = "reranker_prefix_tokens_saved_total"
     SCORE_CACHE_HITS_TOTAL = "reranker_score_cache_hits_total"
     SCORE_CACHE_MISSES_TOTAL = "reranker_score_cache_misses_total"
+    # the work each pod holds (gauges): what autoscaling on queued work reads
+    QUEUED_TOKENS = "reranker_queued_tokens"  # tokens of the pairs in QUEUE_DEPTH
+    INFLIGHT_PAIRS = "reranker_inflight_pairs"  # pairs handed to the model, not yet scored
+    # what the model actually ran (from the backends' reports)
+    FORWARD_PASSES_TOTAL = "reranker_forward_passes_total"  # {path: prefix|continuation|full}
+    COMPUTED_TOKENS_TOTAL = "reranker_computed_tokens_total"  # real tokens run through layers
+    MODEL_FLOPS_TOTAL = "reranker_model_flops_total"  # model FLOPs spent on them
+    # per-stage timings (as TEI has): tokenization, queue (QUEUE_TIME), inference
+    TOKENIZATION_DURATION = "reranker_tokenization_duration_seconds"  # per request
+    INFERENCE_DURATION_STAGE = "reranker_inference_duration_seconds"  # per batch the model ran
 
 
 class HpaMetric(StrEnum):

@@ -15,14 +15,39 @@ from typing import Literal, Protocol
 
 
 class RerankError(Exception):
-    """Base of the errors the HTTP layer maps to 4xx answers."""
+    """Base of the errors the HTTP layer maps to 4xx answers.
+
+    An error about one document carries its index (`document`) and a `detail` without the field
+    name: the HTTP layer sets `documents_field` to what its API shape calls the documents
+    (`documents`, `texts`, `docs`) once, and `field` and `message` name `texts[3]` alike.
+    """
 
     status_code: int = 400
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None,
+                 document: int | None = None) -> None:  # fmt: skip
         super().__init__(message)
-        self.message = message
-        self.field = field
+        self.detail = message
+        self.document = document
+        self.documents_field = "documents"
+        self._field = field
+
+    def renumbered(self, index_of: Sequence[int]) -> RerankError:
+        """This error about document `index_of[self.document]` (a sub-request's index mapped
+        back to the caller's)."""
+        if self.document is not None and self.document < len(index_of):
+            self.document = index_of[self.document]
+        return self
+
+    @property
+    def field(self) -> str | None:
+        if self.document is not None:
+            return f"{self.documents_field}[{self.document}]"
+        return self._field
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.detail}" if self.document is not None else self.detail
 
 
 class InputTooLongError(RerankError):
@@ -30,8 +55,9 @@ class InputTooLongError(RerankError):
 
     status_code = 413
 
-    def __init__(self, message: str, *, field: str, tokens: int, limit: int) -> None:
-        super().__init__(message, field=field)
+    def __init__(self, message: str, *, tokens: int, limit: int, field: str | None = None,
+                 document: int | None = None) -> None:  # fmt: skip
+        super().__init__(message, field=field, document=document)
         self.tokens = tokens
         self.limit = limit
 
@@ -93,6 +119,48 @@ class RerankOutput:
     prompt_tokens: int
 
 
+ForwardPath = Literal["prefix", "continuation", "full"]
+
+
+@dataclass(frozen=True)
+class ForwardPass:
+    """One call of the model's layer stack, as it ran."""
+
+    path: ForwardPath  # prefix: the shared prefix alone; continuation: documents on its KV cache;
+    #             full: whole sequences
+    sequences: int
+    real_tokens: int  # tokens that are not padding
+    padded_tokens: int  # sequences x the longest (what the kernels process)
+    flops: float  # model FLOPs spent on the real tokens (estimated from the architecture)
+
+
+@dataclass(frozen=True)
+class BackendReport:
+    """What a backend call did: its forward passes and the shortcuts actually used."""
+
+    forwards: tuple[ForwardPass, ...]
+    prefix_kv: bool = False  # continuations were scored on one KV cache of the prefix
+    prefix_tokens_reused: int = 0  # prefix tokens not recomputed thanks to that cache
+    last_layer_shortcut: bool = False  # the last layer ran for the scored row only
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Raw scores (in the order of the pairs given) and the report of how they were computed."""
+
+    raw_scores: list[float]
+    report: BackendReport
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """A computation shortcut a backend may take, and whether it is in force (else why not)."""
+
+    name: str  # "prefix_kv" | "last_token" | "cls_only"
+    in_force: bool
+    reason: str | None = None
+
+
 class ModelBackend(Protocol):
     """A loaded reranker model. Forward methods are blocking; callers run them off the loop."""
 
@@ -101,18 +169,31 @@ class ModelBackend(Protocol):
     max_length: int  # tokens per full sequence
     device: str
     dtype: str
-    supports_prefix_cache: bool  # True when score_with_prefix reuses a KV cache
+
+    @property
+    def prefix_cache_in_force(self) -> bool:
+        """Whether `score` reuses a KV cache of the prefix (False once the path turned itself
+        off for this model, or for encoders)."""
+        ...
 
     def encode(self, inp: RerankInput) -> EncodedRequest:
-        """Tokenize, format and truncate; raises InputTooLongError / RerankError naming the field."""
+        """Tokenize, format and truncate; raises InputTooLongError / RerankError naming the
+        document by index."""
         ...
 
-    def score_full(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
-        """Raw scores of `prefix + pair` for each pair, recomputing everything (one padded batch)."""
+    def score(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens],
+              sub_batches: Sequence[Sequence[int]]) -> Scored:  # fmt: skip
+        """Raw scores of `prefix + pair` for each pair, one forward per sub-batch (positions into
+        `pairs`, covering each once) on one KV cache of the prefix computed once; where the
+        prefix path is not in force each sub-batch recomputes its whole sequences."""
         ...
 
-    def score_with_prefix(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
-        """Raw scores computed from one KV cache of the prefix; equal to score_full within 1e-4."""
+    def score_mixed(self, prefixes: Sequence[Sequence[int]], pairs: Sequence[PairTokens]) -> Scored:
+        """Raw scores of `prefixes[i] + pairs[i]` (prefixes may differ): one padded forward."""
+        ...
+
+    def shortcuts(self) -> tuple[Shortcut, ...]:
+        """The shortcuts this backend knows and whether each is in force now."""
         ...
 
 

@@ -100,8 +100,9 @@ async def root(request: Request) -> Any:
 
 @router.get("/info")
 async def info(request: Request) -> dict[str, Any]:
-    """Model, family, dtype, device, max length, request limits, and every setting the server
-    started with (`settings`, by field name; the API key is never shown)."""
+    """Model, family, dtype, device, max length, request limits, the shortcuts in force (with
+    the reason where one is off), and every setting the server started with (`settings`, by
+    field name; the API key is never shown)."""
     state = get_state(request)
     s = state.settings
     backend = state.backend
@@ -114,7 +115,11 @@ async def info(request: Request) -> dict[str, Any]:
         "dtype": getattr(backend, "dtype", None),
         "device": getattr(backend, "device", None),
         "max_length": getattr(backend, "max_length", None),
-        "prefix_cache": bool(s.prefix_cache and getattr(backend, "supports_prefix_cache", False)),
+        "prefix_cache": bool(state.engine is not None and state.engine.prefix_enabled),
+        "shortcuts": {
+            cut.name: {"in_force": cut.in_force, "reason": cut.reason}
+            for cut in (backend.shortcuts() if backend is not None else ())
+        },
         "default_instruction": getattr(backend, "default_instruction", None),
         "limits": {
             "max_client_batch_size": s.max_client_batch_size,

@@ -62,12 +62,6 @@ class TEIRerankRequest(BaseModel):
     truncation_direction: Literal["right", "left", "Right", "Left"] = "right"
 
 
-class TEIRerankResult(BaseModel):
-    index: int
-    score: float
-    text: str | None = None
-
-
 class SimpleRerankRequest(BaseModel):
     """The simple body of POST /rerank (has `documents`)."""
 
@@ -77,13 +71,6 @@ class SimpleRerankRequest(BaseModel):
     documents: list[Any] = Field(json_schema_extra=_STR_LIST_SCHEMA)
     instruction: str | None = None
     top_k: int | None = Field(default=None, ge=1)
-
-
-class SimpleRerankResponse(BaseModel):
-    scores: list[float]
-    ranked_indices: list[int]
-    ranked_documents: list[str]
-    processing_time: float
 
 
 class RankRequest(BaseModel):

@@ -53,11 +53,10 @@ def document_texts(items: Sequence[Any], field: str, *, allow_objects: bool = Fa
 
 
 @dataclass(frozen=True)
-class Scored:
+class Ranked:
     """Engine output plus what the routes need to shape their answers."""
 
     output: RerankOutput
-    documents: list[str]
     elapsed_s: float
 
     def ranking(self, *, raw: bool = False) -> list[tuple[int, float]]:
@@ -77,7 +76,7 @@ async def score(
     max_tokens_per_doc: int | None = None,
     truncate: bool = True,
     truncation_direction: str = "right",
-) -> Scored:
+) -> Ranked:
     """Validate one request and score it through the engine."""
     settings = state.settings
     pinned = settings.served_model_name
@@ -123,9 +122,7 @@ async def score(
     try:
         output = await state.engine.rerank(inp)
     except RerankError as exc:
-        if exc.field and exc.field.startswith("documents") and documents_field != "documents":
-            exc.field = documents_field + exc.field[len("documents") :]
-            exc.message = exc.message.replace("documents[", f"{documents_field}[", 1)
+        exc.documents_field = documents_field  # the API shape's name, in field and message
         metrics.RERANK_REQUESTS.labels(
             status="rejected" if exc.status_code in (429, 503) else "invalid"
         ).inc()
@@ -138,4 +135,4 @@ async def score(
     metrics.INFERENCE_DURATION.labels(model_name=state.served_name).observe(elapsed)
     metrics.DOCUMENTS_PER_REQUEST.observe(len(documents))
     metrics.TOKENS_PER_REQUEST.observe(output.prompt_tokens)
-    return Scored(output=output, documents=documents, elapsed_s=elapsed)
+    return Ranked(output=output, elapsed_s=elapsed)

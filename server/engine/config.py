@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from reranker_contract import DEFAULTS
+from reranker_server.engine.sub_batches import DEFAULT_OVERHEAD_TOKENS
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class EngineConfig:
     encode_workers: int = 2  # threads that tokenize requests
     model_workers: int = 0  # threads running forwards (0 = auto: 2 on a >= 2-core CPU, else 1)
     torch_threads: int = 0  # torch intra-op threads per model worker (0 = auto: cores / workers)
+    forward_overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS  # one more forward's cost, in tokens
 
     def __post_init__(self) -> None:
         for name in (
@@ -40,11 +42,11 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EngineConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("model_workers", "torch_threads"):
+        for name in ("model_workers", "torch_threads", "forward_overhead_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(
-                    f"EngineConfig.{name} must be an integer >= 0 (0 = auto), got {value!r}"
+                    f"EngineConfig.{name} must be an integer >= 0, got {value!r}"
                 )
         size = self.score_cache_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:

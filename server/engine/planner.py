@@ -17,6 +17,12 @@ into chunks under `max_batch_size` and `max_batch_tokens` (batch x longest whole
 prefix path that is the key/value footprint B x (prefix + longest continuation), while the
 compute reported in `padded_tokens` is prefix + B x longest continuation); the chunk holding the
 oldest pair is returned.
+
+The plan is what runs: `forwards` lists the model calls the batch makes (positions into
+`items`). On the prefix path the prefix is computed once and the chunk's continuations are cut
+into the length-sorted sub-batches that minimise padded tokens plus `overhead_tokens` per
+forward (`sub_batches.split_by_length`), each one forward on the prefix cache; a full batch is
+one forward.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from reranker_server.contracts import EncodedRequest
+from reranker_server.engine.sub_batches import DEFAULT_OVERHEAD_TOKENS, split_by_length
 
 
 @dataclass(eq=False)
@@ -59,7 +66,7 @@ class PlannedBatch:
     prefix_key: Hashable | None = None  # prefix path only
     padded_tokens: int = 0  # batch x longest sequence (+ prefix once on the prefix path)
     real_tokens: int = 0  # tokens that are not padding
-    seq_lens: list[int] = field(default_factory=list)
+    forwards: list[list[int]] = field(default_factory=list)  # positions into items, per call
 
 
 def prefix_group_sizes(queue: Sequence[PendingRequest]) -> dict[Hashable, int]:
@@ -100,6 +107,7 @@ def plan_next_batch(
     prefix_enabled: bool,
     prefix_min_pairs: int,
     window: int,
+    overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS,
 ) -> PlannedBatch | None:
     """The next batch for `queue` (arrival order), or None when nothing is pending."""
     live = [r for r in queue if r.pending]
@@ -130,14 +138,15 @@ def plan_next_batch(
         footprint = [p + n for n in lengths]
         chosen = _chunk_with_first(items, footprint, max_batch_size, max_batch_tokens)
         seq = [lengths[k] for k in chosen]
+        forwards = split_by_length(seq, overhead_tokens=overhead_tokens)
         return PlannedBatch(
             kind="prefix",
             items=[items[k] for k in chosen],
             prefix_ids=tuple(head.encoded.prefix_ids),
             prefix_key=key,
-            padded_tokens=p + len(seq) * max(seq),
+            padded_tokens=p + sum(len(g) * max(seq[i] for i in g) for g in forwards),
             real_tokens=p + sum(seq),
-            seq_lens=seq,
+            forwards=forwards,
         )
     members = [r for r in live if not (prefix_enabled and on_prefix_path(r))]
     items = _window(members, window)
@@ -149,7 +158,7 @@ def plan_next_batch(
         items=[items[k] for k in chosen],
         padded_tokens=len(seq) * max(seq),
         real_tokens=sum(seq),
-        seq_lens=seq,
+        forwards=[list(range(len(seq)))],
     )
 
 

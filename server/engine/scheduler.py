@@ -2,10 +2,12 @@
 
 `rerank` tokenizes through the backend (worker thread), enqueues the request's pairs and awaits a
 future. One scheduler task repeatedly asks the planner (`planner.plan_next_batch`) for the next
-batch and hands it to the model worker threads (`model_workers`, each with its own torch thread
-count); at most max(`max_inflight_batches`, workers) batches are handed over at once, so workers
-run side by side and the next batch is planned while the current ones run. Each request's future resolves
-when its last pair is scored. A failing forward fails only the requests in that batch.
+batch, which names the forward passes it will make, and hands it to the model worker threads
+(`model_workers`, each with its own torch thread count); at most max(`max_inflight_batches`,
+workers) batches are handed over at once, so workers run side by side and the next batch is
+planned while the current ones run. Each request's future resolves when its last pair is scored.
+A failing forward fails only the requests in that batch. The metrics of what ran (forwards,
+tokens, padding, prefix reuse) come from the backend's report of each call, not from the plan.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ import asyncio
 import itertools
 import logging
 import math
-import re
 import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from reranker_server.contracts import (
+    BackendReport,
+    ForwardPass,
     ModelBackend,
-    PairTokens,
     QueueFullError,
     RerankError,
     RerankInput,
     RerankOutput,
+    Scored,
 )
 from reranker_server.engine import metrics
 from reranker_server.engine.config import EngineConfig, available_cpus, resolve_workers
@@ -42,14 +45,18 @@ class EngineStoppedError(RerankError):
 
 @dataclass(frozen=True)
 class BatchRecord:
-    """What one forward pass held (passed to batch listeners; for tests and debugging)."""
+    """What one planned batch held and how it ran (passed to batch listeners after it ran)."""
 
     kind: str  # "prefix" | "full"
     request_ids: tuple[int, ...]  # per sequence, the engine's id of its request
     pair_indices: tuple[int, ...]  # per sequence, the pair index within its request
     prefix_keys: frozenset[Hashable]  # the prefix keys of the requests in the batch
-    padded_tokens: int
-    real_tokens: int
+    planned_forwards: tuple[tuple[int, ...], ...]  # positions of the sequences, per forward
+    report: BackendReport | None  # None when the batch failed
+
+    @property
+    def forwards(self) -> tuple[ForwardPass, ...]:
+        return self.report.forwards if self.report is not None else ()
 
 
 def sigmoid(x: float) -> float:
@@ -61,8 +68,6 @@ def sigmoid(x: float) -> float:
 
 
 log = logging.getLogger(__name__)
-
-_DOC_FIELD = re.compile(r"^documents\[(\d+)\]")
 
 
 @dataclass(eq=False)
@@ -81,7 +86,6 @@ class BatchingEngine:
     def __init__(self, backend: ModelBackend, config: EngineConfig | None = None) -> None:
         self.backend = backend
         self.config = config or EngineConfig()
-        self.prefix_enabled = bool(self.config.prefix_cache and backend.supports_prefix_cache)
         self._cache = (
             ScoreCache(self.config.score_cache_size) if self.config.score_cache_size else None
         )
@@ -146,8 +150,13 @@ class BatchingEngine:
                 pool.shutdown(wait=True)
 
     # -- introspection -------------------------------------------------------------------------
+    @property
+    def prefix_enabled(self) -> bool:
+        """Whether batches are grouped by prefix: configured, and still in force for the model."""
+        return bool(self.config.prefix_cache and self.backend.prefix_cache_in_force)
+
     def add_batch_listener(self, callback: Callable[[BatchRecord], None]) -> None:
-        """Call `callback(record)` (on the event loop) for every batch dispatched."""
+        """Call `callback(record)` (on the event loop) for every batch once it ran."""
         self._listeners.append(callback)
 
     @property
@@ -224,10 +233,13 @@ class BatchingEngine:
     ) -> tuple[list[float], list[int]]:
         """Encode `sub`, queue its pairs, await them: (raw scores, tokens per pair)."""
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             encoded = await loop.run_in_executor(self._encode_pool, self.backend.encode, sub)
         except RerankError as exc:
-            raise _renumber(exc, original_index) from None
+            raise exc.renumbered(original_index) from None
+        finally:
+            metrics.TOKENIZATION_TIME.observe(time.perf_counter() - started)
         if self._state != "running":
             raise EngineStoppedError("the engine stopped while this request was being tokenized")
         n = len(encoded.pairs)
@@ -248,6 +260,7 @@ class BatchingEngine:
         self._queue.append(job)
         self._jobs[job.pending.rid] = job
         metrics.QUEUE_DEPTH.inc(n)
+        metrics.QUEUED_TOKENS.inc(sum(costs))
         assert self._wake is not None
         self._wake.set()
         try:
@@ -263,6 +276,7 @@ class BatchingEngine:
         if job in self._queue:
             self._queue.remove(job)
             metrics.QUEUE_DEPTH.dec(len(job.pending.pending))
+            metrics.QUEUED_TOKENS.dec(sum(_tokens(job.pending, i) for i in job.pending.pending))
             job.pending.pending = []
 
     # -- the scheduler ---------------------------------------------------------------------------
@@ -294,6 +308,7 @@ class BatchingEngine:
             prefix_enabled=self.prefix_enabled,
             prefix_min_pairs=cfg.prefix_min_pairs,
             window=cfg.schedule_window,
+            overhead_tokens=cfg.forward_overhead_tokens,
         )
 
     def _dispatch(self, batch: PlannedBatch) -> None:
@@ -308,44 +323,60 @@ class BatchingEngine:
                 job.pending.pending = [i for i in job.pending.pending if i not in chosen]
         self._queue = [job for job in self._queue if job.pending.pending]
         metrics.QUEUE_DEPTH.dec(len(batch.items))
-        metrics.BATCH_SIZE.observe(len(batch.items))
-        metrics.BATCH_TOKENS.observe(batch.padded_tokens)
-        if batch.padded_tokens:
-            metrics.PADDING_RATIO.observe(1 - batch.real_tokens / batch.padded_tokens)
-        if batch.kind == "prefix":
-            metrics.PREFIX_REUSE.inc(len(batch.items))
-            metrics.PREFIX_TOKENS_SAVED.inc((len(batch.items) - 1) * len(batch.prefix_ids))
-        record = BatchRecord(
-            kind=batch.kind,
-            request_ids=tuple(it.request.rid for it in batch.items),
-            pair_indices=tuple(it.index for it in batch.items),
-            prefix_keys=frozenset(it.request.encoded.prefix_key for it in batch.items),
-            padded_tokens=batch.padded_tokens,
-            real_tokens=batch.real_tokens,
-        )
-        for listener in self._listeners:
-            listener(record)
+        metrics.QUEUED_TOKENS.dec(sum(_tokens(it.request, it.index) for it in batch.items))
+        metrics.INFLIGHT_PAIRS.inc(len(batch.items))
         jobs = {it.request.rid: self._jobs[it.request.rid] for it in batch.items}
         task = asyncio.create_task(self._execute(batch, jobs))
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
 
+    def _record(self, batch: PlannedBatch, scored: Scored | None) -> None:
+        """Metrics from what the backend reports it ran, then the batch listeners."""
+        report = scored.report if scored is not None else None
+        if report is not None:
+            for forward in report.forwards:
+                metrics.FORWARD_PASSES.labels(path=forward.path).inc()
+                metrics.BATCH_SIZE.observe(forward.sequences)
+                metrics.BATCH_TOKENS.observe(forward.padded_tokens)
+                if forward.padded_tokens:
+                    metrics.PADDING_RATIO.observe(1 - forward.real_tokens / forward.padded_tokens)
+                metrics.COMPUTED_TOKENS.inc(forward.real_tokens)
+                metrics.MODEL_FLOPS.inc(forward.flops)
+            if report.prefix_kv:
+                metrics.PREFIX_REUSE.inc(len(batch.items))
+                metrics.PREFIX_TOKENS_SAVED.inc(report.prefix_tokens_reused)
+        record = BatchRecord(
+            kind=batch.kind,
+            request_ids=tuple(it.request.rid for it in batch.items),
+            pair_indices=tuple(it.index for it in batch.items),
+            prefix_keys=frozenset(it.request.encoded.prefix_key for it in batch.items),
+            planned_forwards=tuple(tuple(f) for f in batch.forwards),
+            report=report,
+        )
+        for listener in self._listeners:
+            listener(record)
+
     async def _execute(self, batch: PlannedBatch, jobs: dict[int, _Job]) -> None:
         assert self._slots is not None
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             try:
-                scores = await loop.run_in_executor(self._model_pool, self._forward, batch)
-                if len(scores) != len(batch.items):
+                scored = await loop.run_in_executor(self._model_pool, self._forward, batch)
+                if len(scored.raw_scores) != len(batch.items):
                     raise RuntimeError(
-                        f"backend returned {len(scores)} scores for {len(batch.items)} pairs"
+                        f"backend returned {len(scored.raw_scores)} scores for "
+                        f"{len(batch.items)} pairs"
                     )
             except Exception as exc:  # noqa: BLE001 - the batch's requests get the error
                 log.warning("batch of %d pairs failed: %r", len(batch.items), exc)
+                self._record(batch, None)
                 for job in jobs.values():
                     self._fail(job, exc)
                 return
-            for item, score in zip(batch.items, scores):
+            metrics.INFERENCE_TIME.observe(time.perf_counter() - started)
+            self._record(batch, scored)
+            for item, score in zip(batch.items, scored.raw_scores):
                 job = jobs[item.request.rid]
                 if job.future.done():
                     continue
@@ -355,18 +386,16 @@ class BatchingEngine:
                     self._jobs.pop(job.pending.rid, None)
                     job.future.set_result(job.raw)
         finally:
+            metrics.INFLIGHT_PAIRS.dec(len(batch.items))
             self._slots.release()
 
-    def _forward(self, batch: PlannedBatch) -> list[float]:
-        """Run one batch on the model thread."""
+    def _forward(self, batch: PlannedBatch) -> Scored:
+        """Run one batch on a model thread: exactly the forwards the planner planned."""
         pairs = [it.request.encoded.pairs[it.index] for it in batch.items]
         if batch.kind == "prefix":
-            return list(self.backend.score_with_prefix(batch.prefix_ids, pairs))
-        keys = {it.request.encoded.prefix_key for it in batch.items}
-        if len(keys) == 1:
-            return list(self.backend.score_full(batch.items[0].request.encoded.prefix_ids, pairs))
-        merged = [_merge(it.request.encoded.prefix_ids, p) for it, p in zip(batch.items, pairs)]
-        return list(self.backend.score_full((), merged))
+            return self.backend.score(batch.prefix_ids, pairs, batch.forwards)
+        prefixes = [it.request.encoded.prefix_ids for it in batch.items]
+        return self.backend.score_mixed(prefixes, pairs)
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
         """Fail a request once; its undispatched pairs leave the queue."""
@@ -383,19 +412,6 @@ def _set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _merge(prefix_ids: Sequence[int], pair: PairTokens) -> PairTokens:
-    """The whole sequence `prefix + pair` as one pair with an empty prefix."""
-    if not prefix_ids:
-        return pair
-    types = (
-        None if pair.token_type_ids is None else [0] * len(prefix_ids) + list(pair.token_type_ids)
-    )
-    return PairTokens(input_ids=list(prefix_ids) + list(pair.input_ids), token_type_ids=types)
-
-
-def _renumber(exc: RerankError, original_index: Sequence[int]) -> RerankError:
-    """Map `documents[i]` in an error's field from a sub-request back to the caller's index."""
-    match = _DOC_FIELD.match(exc.field or "")
-    if match and int(match.group(1)) < len(original_index):
-        exc.field = f"documents[{original_index[int(match.group(1))]}]" + exc.field[match.end() :]
-    return exc
+def _tokens(request: PendingRequest, index: int) -> int:
+    """The tokens pair `index` of `request` costs as a whole sequence (prefix + pair)."""
+    return request.prefix_len + request.pair_len(index)

@@ -13,13 +13,18 @@ from typing import Any
 import torch
 from reranker_contract import DEFAULT_INSTRUCTION
 from reranker_server.contracts import (
+    BackendReport,
     EncodedRequest,
+    ForwardPass,
     InputTooLongError,
     PairTokens,
     RerankError,
     RerankInput,
+    Scored,
+    Shortcut,
 )
 from reranker_server.models import last_token, qwen_prompt
+from reranker_server.models.flops import FlopModel
 from reranker_server.models.loading import yes_no_ids
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
 from reranker_server.models.truncation import common_prefix_len, cut
@@ -71,9 +76,10 @@ class CausalRerankerBackend:
         )
         self.pad_id = int(pad if pad is not None else 0)
         self.suffix_ids = self._tokenize([qwen_prompt.SUFFIX])[0]
-        self.supports_prefix_cache = True
+        self.flop_model = FlopModel.of(model.config)
         self._last_only = last_token.supported(self.base)
         self._last_only_verified = False
+        self._last_only_reason: str | None = None
 
     # -- tokenization ---------------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -89,7 +95,7 @@ class CausalRerankerBackend:
         docs = list(inp.documents)
         for i, doc in enumerate(docs):
             if not isinstance(doc, str):
-                raise RerankError(f"documents[{i}]: must be a string", field=f"documents[{i}]")
+                raise RerankError("must be a string", document=i)
         pre_text = qwen_prompt.prefix_text(instruction, inp.query)
         prefix_ids = self._tokenize([pre_text])[0]
         fixed = len(prefix_ids) + len(self.suffix_ids)
@@ -109,9 +115,9 @@ class CausalRerankerBackend:
         for i, ids in enumerate(doc_ids):
             if not inp.truncate and len(ids) > budget:
                 raise InputTooLongError(
-                    f"documents[{i}]: {fixed + len(ids)} tokens exceed max length {self.max_length} "
+                    f"{fixed + len(ids)} tokens exceed max length {self.max_length} "
                     "and truncate is false",
-                    field=f"documents[{i}]",
+                    document=i,
                     tokens=fixed + len(ids),
                     limit=self.max_length,
                 )
@@ -160,6 +166,24 @@ class CausalRerankerBackend:
             sequences[i] = segmentwise[i]
 
     # -- forward --------------------------------------------------------------------------
+    @property
+    def prefix_cache_in_force(self) -> bool:
+        from reranker_server.models.prefix_kv import prefix_cache_unsupported
+
+        return self.base not in prefix_cache_unsupported
+
+    def shortcuts(self) -> tuple[Shortcut, ...]:
+        from reranker_server.models.prefix_kv import prefix_cache_unsupported
+
+        why = prefix_cache_unsupported.get(self.base)
+        last_why = None if self._last_only else (
+            self._last_only_reason or "the model's last layer is not one this shortcut computes"
+        )
+        return (
+            Shortcut("prefix_kv", why is None, why),
+            Shortcut("last_token", self._last_only, last_why),
+        )
+
     def _project(self, hidden: torch.Tensor) -> list[float]:
         weight = self.head_weight.to(hidden.device)
         logits = hidden.float() @ weight.T
@@ -167,14 +191,23 @@ class CausalRerankerBackend:
             logits = logits + self.head_bias.to(hidden.device)
         return (logits[:, 1] - logits[:, 0]).tolist()
 
-    def score_full(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
-        """One left-padded forward of `prefix + pair` for all pairs; raw = logit_yes - logit_no.
+    def _forward(self, path: str, lengths: Sequence[int], width: int, *, context: int = 0,
+                 last_only: bool = False) -> ForwardPass:  # fmt: skip
+        return ForwardPass(
+            path=path,  # type: ignore[arg-type]
+            sequences=len(lengths),
+            real_tokens=sum(lengths),
+            padded_tokens=len(lengths) * width,
+            flops=self.flop_model.sequences(lengths, context=context, last_layer_one_row=last_only),
+        )
+
+    def score_mixed(self, prefixes: Sequence[Sequence[int]], pairs: Sequence[PairTokens]) -> Scored:
+        """One left-padded forward of `prefixes[i] + pairs[i]`; raw = logit_yes - logit_no.
 
         The last decoder layer runs for the final token only (`models.last_token`)."""
         if not pairs:
-            return []
-        prefix = list(prefix_ids)
-        seqs = [prefix + list(p.input_ids) for p in pairs]
+            return Scored([], BackendReport(()))
+        seqs = [list(pre) + list(p.input_ids) for pre, p in zip(prefixes, pairs, strict=True)]
         width = max(len(s) for s in seqs)
         device = next(self.base.parameters()).device
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
@@ -189,13 +222,18 @@ class CausalRerankerBackend:
             "position_ids": positions.to(device),
             "use_cache": False,
         }
+        lengths = [len(s) for s in seqs]
         with torch.inference_mode():
             if self._last_only:  # the last layer runs for the final column only
                 last = torch.full((len(seqs),), width - 1, dtype=torch.long, device=device)
                 hidden = last_token.last_token_hidden(self.base, inputs, last, None)
                 if self._last_only_verified or self._confirm_last_only(seqs[0], hidden[0]):
-                    return self._project(hidden)
-            return self._project(self.base(**inputs).last_hidden_state[:, -1])
+                    forward = self._forward("full", lengths, width, last_only=True)
+                    return Scored(self._project(hidden),
+                                  BackendReport((forward,), last_layer_shortcut=True))  # fmt: skip
+            hidden = self.base(**inputs).last_hidden_state[:, -1]
+            forward = self._forward("full", lengths, width)
+            return Scored(self._project(hidden), BackendReport((forward,)))
 
     def _confirm_last_only(self, sequence: list[int], hidden_row: torch.Tensor) -> bool:
         """First call: the last-token shortcut must equal a plain forward, else it is turned off."""
@@ -205,25 +243,48 @@ class CausalRerankerBackend:
         if diff is not None:
             log.warning("last-token forward disabled: differs from a full forward by %.3g", diff)
             self._last_only = False
+            self._last_only_reason = f"differed from a full forward by {diff:.3g} on first use"
             return False
         self._last_only_verified = True
         return True
 
-    def score_with_prefix(
-        self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]
-    ) -> list[float]:
-        """Scores from one KV cache of the prefix (reranker_server.models.prefix_kv)."""
+    def score(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens],
+              sub_batches: Sequence[Sequence[int]]) -> Scored:  # fmt: skip
+        """Scores from one KV cache of the prefix, one forward per sub-batch
+        (reranker_server.models.prefix_kv)."""
         if not pairs:
-            return []
+            return Scored([], BackendReport(()))
         if not prefix_ids:
-            return self.score_full(prefix_ids, pairs)
+            parts = [self.score_mixed([()] * len(g), [pairs[i] for i in g]) for g in sub_batches]
+            return _reassemble(sub_batches, parts, len(pairs))
         from reranker_server.models.prefix_kv import last_hidden_with_prefix
 
         with torch.inference_mode():
-            hidden = last_hidden_with_prefix(
+            run = last_hidden_with_prefix(
                 self.base,
                 list(prefix_ids),
                 [list(p.input_ids) for p in pairs],
                 pad_token_id=self.pad_id,
+                sub_batches=sub_batches,
             )
-            return self._project(hidden)
+            raw = self._project(run.hidden)
+        forwards = tuple(
+            self._forward(shape.path, shape.lengths, shape.width, context=shape.context,
+                          last_only=run.last_only and shape.path == "continuation")
+            for shape in run.shapes
+        )  # fmt: skip
+        reused = (len(pairs) - 1) * len(prefix_ids) if run.used_cache else 0
+        report = BackendReport(forwards, prefix_kv=run.used_cache, prefix_tokens_reused=reused,
+                               last_layer_shortcut=run.used_cache and run.last_only)  # fmt: skip
+        return Scored(raw, report)
+
+
+def _reassemble(sub_batches: Sequence[Sequence[int]], parts: Sequence[Scored], n: int) -> Scored:
+    """Scores in pair order from per-sub-batch results; the reports' forwards concatenated."""
+    raw = [0.0] * n
+    for group, part in zip(sub_batches, parts, strict=True):
+        for i, value in zip(group, part.raw_scores, strict=True):
+            raw[i] = value
+    forwards = tuple(f for part in parts for f in part.report.forwards)
+    shortcut = bool(parts) and all(part.report.last_layer_shortcut for part in parts)
+    return Scored(raw, BackendReport(forwards, last_layer_shortcut=shortcut))

@@ -7,13 +7,18 @@ from typing import Any
 
 import torch
 from reranker_server.contracts import (
+    BackendReport,
     EncodedRequest,
+    ForwardPass,
     InputTooLongError,
     PairTokens,
     RerankError,
     RerankInput,
+    Scored,
+    Shortcut,
 )
 from reranker_server.models.encoder_cls import classifier_logits
+from reranker_server.models.flops import FlopModel
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
 
 _POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"}
@@ -23,7 +28,6 @@ class CrossEncoderBackend:
     """ModelBackend for (query, document) pair classifiers (family 'cross-encoder')."""
 
     family = "cross-encoder"
-    supports_prefix_cache = False
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_length: int) -> None:
         self.model = model
@@ -41,6 +45,7 @@ class CrossEncoderBackend:
         self.dtype = str(param.dtype).removeprefix("torch.")
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
+        self.flop_model = FlopModel.of(model.config)
 
     @staticmethod
     def _model_limit(config: Any, tokenizer: Any) -> int:
@@ -57,7 +62,7 @@ class CrossEncoderBackend:
         docs = list(inp.documents)
         for i, doc in enumerate(docs):
             if not isinstance(doc, str):
-                raise RerankError(f"documents[{i}]: must be a string", field=f"documents[{i}]")
+                raise RerankError("must be a string", document=i)
         query = self._rust.encode(inp.query, add_special_tokens=False)
         fixed = len(query.ids) + self.specials
         budget = self.max_length - fixed
@@ -77,8 +82,8 @@ class CrossEncoderBackend:
             n = len(enc.ids)
             if not inp.truncate and n > budget:
                 raise InputTooLongError(
-                    f"documents[{i}]: {fixed + n} tokens exceed max length {self.max_length} and truncate is false",
-                    field=f"documents[{i}]",
+                    f"{fixed + n} tokens exceed max length {self.max_length} and truncate is false",
+                    document=i,
                     tokens=fixed + n,
                     limit=self.max_length,
                 )
@@ -100,33 +105,59 @@ class CrossEncoderBackend:
             truncated=truncated,
         )
 
-    def score_full(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]) -> list[float]:
+    @property
+    def prefix_cache_in_force(self) -> bool:
+        return False  # an encoder attends both ways: no prefix to cache
+
+    def shortcuts(self) -> tuple[Shortcut, ...]:
+        from reranker_server.models.encoder_cls import why_not_in_force
+
+        why = why_not_in_force(self.model)
+        return (Shortcut("cls_only", why is None, why),)
+
+    def score_mixed(self, prefixes: Sequence[Sequence[int]], pairs: Sequence[PairTokens]) -> Scored:
         """One right-padded forward over all pairs; raw = the single logit.
 
         The last layer runs for the [CLS] row only where the model allows
         (`reranker_server.models.encoder_cls`)."""
         if not pairs:
-            return []
-        prefix = list(prefix_ids)
-        seqs = [prefix + list(p.input_ids) for p in pairs]
+            return Scored([], BackendReport(()))
+        seqs = [list(pre) + list(p.input_ids) for pre, p in zip(prefixes, pairs, strict=True)]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         types = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, (s, p) in enumerate(zip(seqs, pairs)):
+        for i, (s, pre, p) in enumerate(zip(seqs, prefixes, pairs)):
             ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
             mask[i, : len(s)] = 1
-            if p.token_type_ids is not None:
-                types[i, len(prefix) : len(s)] = torch.tensor(p.token_type_ids, dtype=torch.long)
+            if p.token_type_ids is not None:  # a prefix, if any, is segment 0
+                types[i, len(pre) : len(s)] = torch.tensor(p.token_type_ids, dtype=torch.long)
         device = next(self.model.parameters()).device
         kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
         if self.use_token_types:
             kwargs["token_type_ids"] = types.to(device)
-        logits = classifier_logits(self.model, kwargs)
-        return logits[:, 0].float().tolist()
+        logits, cls_only = classifier_logits(self.model, kwargs)
+        lengths = [len(s) for s in seqs]
+        forward = ForwardPass(
+            path="full",
+            sequences=len(seqs),
+            real_tokens=sum(lengths),
+            padded_tokens=len(seqs) * width,
+            flops=self.flop_model.sequences(lengths, last_layer_one_row=cls_only),
+        )
+        return Scored(logits[:, 0].float().tolist(),
+                      BackendReport((forward,), last_layer_shortcut=cls_only))  # fmt: skip
 
-    def score_with_prefix(
-        self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens]
-    ) -> list[float]:
-        """No KV reuse for encoders: the same as score_full."""
-        return self.score_full(prefix_ids, pairs)
+    def score(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens],
+              sub_batches: Sequence[Sequence[int]]) -> Scored:  # fmt: skip
+        """No KV reuse for encoders: each sub-batch is one plain forward of whole pairs."""
+        raw = [0.0] * len(pairs)
+        forwards: list[ForwardPass] = []
+        shortcut = True
+        for group in sub_batches:
+            part = self.score_mixed([prefix_ids] * len(group), [pairs[i] for i in group])
+            for i, value in zip(group, part.raw_scores, strict=True):
+                raw[i] = value
+            forwards += part.report.forwards
+            shortcut = shortcut and part.report.last_layer_shortcut
+        return Scored(raw, BackendReport(tuple(forwards), last_layer_shortcut=shortcut and bool(forwards)))

@@ -95,8 +95,14 @@ def _cls_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torc
     return _head(model, _last_layer_cls(layers[-1], hidden, inputs["attention_mask"]))
 
 
-def classifier_logits(model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
-    """(B, num_labels) logits of `model(**inputs)`, skipping the non-[CLS] rows of the last layer.
+def why_not_in_force(model: torch.nn.Module) -> str | None:
+    """None while the [CLS]-only path is (or may be, before its first use) in force, else why not."""
+    return unsupported.get(model) or _why_not(model)
+
+
+def classifier_logits(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, bool]:
+    """(B, num_labels) logits of `model(**inputs)`, skipping the non-[CLS] rows of the last
+    layer where it can; and whether it did.
 
     `inputs` holds input_ids, attention_mask (right padding) and optionally token_type_ids.
     Falls back to the plain forward for unsupported models (see module docstring).
@@ -113,13 +119,13 @@ def classifier_logits(model: torch.nn.Module, inputs: dict[str, Any]) -> torch.T
                     reason = f"{type(exc).__name__}: {exc}"
                 else:
                     if model in _verified:
-                        return logits
+                        return logits, True
                     reason = _check(model, inputs, logits)
                     if reason is None:
-                        return logits
+                        return logits, True
             unsupported[model] = reason
             log.warning("[CLS]-only last layer disabled for %s: %s", type(model).__name__, reason)
-        return model(**inputs).logits
+        return model(**inputs).logits, False
 
 
 def _check(model: torch.nn.Module, inputs: dict[str, Any], logits: torch.Tensor) -> str | None:
@@ -127,7 +133,7 @@ def _check(model: torch.nn.Module, inputs: dict[str, Any], logits: torch.Tensor)
     ref = model(**inputs).logits.float()
     tol = 1e-4 if logits.dtype in (torch.float32, torch.float64) else 5e-2
     diff = float((logits.float() - ref).abs().max())
-    if diff > tol * (1.0 + float(ref.abs().max())):
+    if not bool(torch.isfinite(logits).all()) or not diff <= tol * (1.0 + float(ref.abs().max())):
         return f"[CLS]-only result differs from the plain forward by {diff:.3g}"
     _verified.add(model)
     return None

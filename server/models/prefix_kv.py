@@ -6,6 +6,8 @@ size. Continuations are right-padded (left padding inside the continuation would
 between the prefix and the text), the attention mask is `cat(ones(B, P), cont_mask)` and the
 position ids are `P + arange(L)`. The result is the final-norm hidden state at each
 continuation's last real token, equal to a plain full forward of `prefix + continuation`.
+The caller (the engine's planner) decides the forwards: each sub-batch of continuations is one
+forward on the one prefix cache; the result says what ran (`PrefixRun`).
 
 Models or attention implementations that cannot take a cache (an error, no layered
 `DynamicCache`, sliding-window layers) or whose first cached result differs from a full
@@ -18,10 +20,10 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from reranker_server.models import hf_compat, last_token
-from reranker_server.models.sub_batches import DEFAULT_OVERHEAD_TOKENS, split_by_length
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,34 @@ _verified: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 def _device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One forward as it ran: the real lengths of its sequences, its padded width and the
+    cached tokens they attended to without recomputing them."""
+
+    path: str  # "prefix" | "continuation" | "full"
+    lengths: tuple[int, ...]
+    width: int
+    context: int = 0
+
+
+@dataclass
+class PrefixRun:
+    """Hidden states (B, hidden) in the order of the continuations, and what ran."""
+
+    hidden: torch.Tensor
+    used_cache: bool
+    last_only: bool
+    shapes: list[Shape] = field(default_factory=list)
+
+
+def check_sub_batches(sub_batches: Sequence[Sequence[int]], n: int) -> None:
+    """Every position 0..n-1 exactly once, no empty sub-batch; ValueError otherwise."""
+    seen = sorted(i for group in sub_batches for i in group)
+    if seen != list(range(n)) or any(len(group) == 0 for group in sub_batches):
+        raise ValueError(f"sub_batches: must cover positions 0..{n - 1} once each, got {sub_batches!r}")
 
 
 def _right_pad(
@@ -107,9 +137,8 @@ def _cached_path(
     prefix_ids: Sequence[int],
     continuations: Sequence[Sequence[int]],
     pad_token_id: int,
-    batch_size: int,
-    overhead_tokens: int,
-) -> torch.Tensor:
+    sub_batches: Sequence[Sequence[int]],
+) -> PrefixRun:
     kv, prefix_last = _prefix_cache(base_model, prefix_ids)
     last_only = last_token.supported(base_model)
     p = len(prefix_ids)
@@ -117,17 +146,14 @@ def _cached_path(
     out = torch.empty(
         (len(continuations), prefix_last.shape[-1]), dtype=prefix_last.dtype, device=device
     )
-    nonempty = [i for i, c in enumerate(continuations) if len(c) > 0]
-    for i, c in enumerate(continuations):
-        if len(c) == 0:  # the prefix's own last token is this sequence's last token
+    run = PrefixRun(out, True, last_only, [Shape("prefix", (p,), p)])
+    for group in sub_batches:  # each sub-batch one forward on the one prefix cache
+        empty = [i for i in group if len(continuations[i]) == 0]
+        for i in empty:  # the prefix's own last token is this sequence's last token
             out[i] = prefix_last
-    groups = split_by_length(
-        [len(continuations[i]) for i in nonempty],
-        overhead_tokens=overhead_tokens,
-        max_size=batch_size,
-    )
-    for group in groups:  # sub-batches of similar length, all on the one prefix cache
-        idx = [nonempty[k] for k in group]
+        idx = [i for i in group if len(continuations[i]) > 0]
+        if not idx:
+            continue
         rows = [continuations[i] for i in idx]
         ids, mask, lengths = _right_pad(rows, pad_token_id, device)
         b, width = ids.shape
@@ -146,7 +172,8 @@ def _cached_path(
             hidden = base_model(**inputs).last_hidden_state
             picked = hidden[torch.arange(b, device=device), lengths - 1]
         out[torch.as_tensor(idx, device=device)] = picked
-    return out
+        run.shapes.append(Shape("continuation", tuple(len(r) for r in rows), width, p))
+    return run
 
 
 def last_hidden_with_prefix(
@@ -155,38 +182,38 @@ def last_hidden_with_prefix(
     continuations: Sequence[Sequence[int]],
     *,
     pad_token_id: int,
-    batch_size: int | None = None,
-    overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS,
-) -> torch.Tensor:
-    """(B, hidden) final-norm hidden states at each continuation's last real token.
+    sub_batches: Sequence[Sequence[int]] | None = None,
+) -> PrefixRun:
+    """Final-norm hidden states at each continuation's last real token.
 
     `base_model` is the decoder stack (e.g. `Qwen3ForCausalLM.model`), returning
-    `last_hidden_state`. The prefix is computed once; `batch_size` (default: all) bounds the
-    continuations per forward. The continuations are sorted by length and cut into sub-batches
-    minimising padded tokens + `overhead_tokens` per forward (`sub_batches.split_by_length`),
-    all reusing the one prefix cache. Equal to `last_hidden_full` on `prefix + continuation` (fp32: ~1e-6).
+    `last_hidden_state`. The prefix is computed once; each of `sub_batches` (positions into
+    `continuations`; default: all in one) is one forward on its cache. Equal to
+    `last_hidden_full` on `prefix + continuation` (fp32: ~1e-6). Where the cached path is off
+    for the model (or fails its first-use check) each sub-batch recomputes whole sequences.
     """
     if len(continuations) == 0:
         raise ValueError("continuations: need at least one continuation")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size!r}")
-    bs = batch_size or len(continuations)
+    groups = [list(g) for g in sub_batches] if sub_batches is not None else [
+        list(range(len(continuations)))
+    ]
+    check_sub_batches(groups, len(continuations))
     prefix = list(prefix_ids)
     if not prefix or base_model in prefix_cache_unsupported:
-        return _full_chunks(base_model, prefix, continuations, pad_token_id, bs)
+        return _full_groups(base_model, prefix, continuations, pad_token_id, groups)
     with torch.inference_mode():
         try:
-            out = _cached_path(base_model, prefix, continuations, pad_token_id, bs, overhead_tokens)
+            run = _cached_path(base_model, prefix, continuations, pad_token_id, groups)
         except (TypeError, ValueError, NotImplementedError, AttributeError, RuntimeError) as exc:
             if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
                 raise
             _record(base_model, f"{type(exc).__name__}: {exc}")
         else:
             if base_model in _verified or _matches_full(
-                base_model, prefix, continuations, out, pad_token_id
+                base_model, prefix, continuations, run.hidden, pad_token_id
             ):
-                return out
-    return _full_chunks(base_model, prefix, continuations, pad_token_id, bs)
+                return run
+    return _full_groups(base_model, prefix, continuations, pad_token_id, groups)
 
 
 def _record(base_model: torch.nn.Module, reason: str) -> None:
@@ -228,19 +255,28 @@ def full_recompute_mismatch(
     ref = last_hidden_full(base_model, [list(sequence)], pad_token_id=pad_token_id)[0].float()
     tol = 1e-3 if hidden_row.dtype in (torch.float32, torch.float64) else 0.1
     diff = float((hidden_row.float() - ref).abs().max())
+    if diff != diff or not bool(torch.isfinite(hidden_row).all()):  # NaN passes `diff > tol`
+        return float("nan")
     return diff if diff > tol * (1.0 + float(ref.abs().max())) else None
 
 
-def _full_chunks(
+def _full_groups(
     base_model: torch.nn.Module,
     prefix: list[int],
     continuations: Sequence[Sequence[int]],
     pad_token_id: int,
-    batch_size: int,
-) -> torch.Tensor:
+    groups: Sequence[Sequence[int]],
+) -> PrefixRun:
+    """Each sub-batch one forward of whole sequences `prefix + continuation` (no cache)."""
     seqs = [prefix + list(c) for c in continuations]
-    parts = [
-        last_hidden_full(base_model, seqs[i : i + batch_size], pad_token_id=pad_token_id)
-        for i in range(0, len(seqs), batch_size)
-    ]
-    return torch.cat(parts, dim=0)
+    out: torch.Tensor | None = None
+    shapes = []
+    for group in groups:
+        rows = [seqs[i] for i in group]
+        hidden = last_hidden_full(base_model, rows, pad_token_id=pad_token_id)
+        if out is None:
+            out = hidden.new_empty((len(seqs), hidden.shape[-1]))
+        out[torch.as_tensor(list(group), device=hidden.device)] = hidden
+        shapes.append(Shape("full", tuple(len(r) for r in rows), max(len(r) for r in rows)))
+    assert out is not None  # continuations is not empty
+    return PrefixRun(out, False, False, shapes)

@@ -37,9 +37,10 @@ def test_cls_only_equals_plain_forward_with_padding(tiny_cross_encoder_path, att
     inputs = _inputs(1, [5, 23, 2, 17, 9], model.config.vocab_size)
     with torch.inference_mode():
         want = model(**inputs).logits
-        got = encoder_cls.classifier_logits(model, inputs)
-        again = encoder_cls.classifier_logits(model, _inputs(2, [3, 11], model.config.vocab_size))
+        got, used = encoder_cls.classifier_logits(model, inputs)
+        again, _ = encoder_cls.classifier_logits(model, _inputs(2, [3, 11], model.config.vocab_size))
         want_again = model(**_inputs(2, [3, 11], model.config.vocab_size)).logits
+    assert used  # the [CLS]-only path really ran (the caller's report says so)
     assert model not in encoder_cls.unsupported
     assert (got - want).abs().max().item() <= 1e-5
     assert (again - want_again).abs().max().item() <= 1e-5
@@ -79,6 +80,7 @@ def test_unsupported_model_falls_back_to_the_plain_forward(tiny_cross_encoder_pa
     inputs = _inputs(4, [4, 6], model.config.vocab_size)
     with torch.inference_mode():
         want = model(**inputs).logits
-    got = encoder_cls.classifier_logits(model, inputs)
-    assert torch.equal(got, want)
+    got, used = encoder_cls.classifier_logits(model, inputs)
+    assert torch.equal(got, want) and not used
     assert "not a supported" in encoder_cls.unsupported[model]
+    assert "not a supported" in encoder_cls.why_not_in_force(model)

@@ -269,38 +269,104 @@ async def test_cache_keeps_document_indexes_in_errors(causal_backend, engine_fac
         await engine.rerank(
             RerankInput(query="q", documents=["short one", long_doc], truncate=False)
         )
-    assert info.value.field == "documents[1]"
+    assert info.value.field == "documents[1]"  # the caller's index (1 of the sub-request's 0)
+    assert info.value.message.startswith("documents[1]: ")
+    info.value.documents_field = "docs"  # what the HTTP layer does for /v1/rank
+    assert info.value.field == "docs[1]" and info.value.message.startswith("docs[1]: ")
 
 
-async def test_metrics_follow_the_batches(causal_backend, engine_factory):
+async def test_metrics_count_the_forwards_that_ran(causal_backend, engine_factory):
+    """Batch size, tokens, padding and prefix reuse are what the model ran: counted here
+    independently with a forward pre-hook on the decoder stack."""
     engine = await engine_factory(causal_backend)
     records: list[BatchRecord] = []
     engine.add_batch_listener(records.append)
-    before = {
-        n: _metric(n)
-        for n in (
-            "reranker_batch_size_count",
-            "reranker_batch_size_sum",
-            "reranker_batch_tokens_sum",
-            "reranker_prefix_cache_reuse_total",
-            "reranker_prefix_tokens_saved_total",
-            "reranker_queue_time_seconds_count",
-            "reranker_padding_ratio_count",
-        )
-    }
+    calls: list[tuple[int, int, int]] = []  # (rows, width, real tokens) per decoder call
+
+    def count(_module, _args, kwargs):
+        ids = kwargs["input_ids"]
+        mask = kwargs["attention_mask"][:, -ids.shape[1] :]
+        calls.append((ids.shape[0], ids.shape[1], int(mask.sum())))
+
+    names = (
+        "reranker_batch_size_count",
+        "reranker_batch_size_sum",
+        "reranker_batch_tokens_sum",
+        "reranker_padding_ratio_count",
+        "reranker_prefix_cache_reuse_total",
+        "reranker_prefix_tokens_saved_total",
+        "reranker_queue_time_seconds_count",
+        "reranker_computed_tokens_total",
+        "reranker_tokenization_duration_seconds_count",
+        "reranker_inference_duration_seconds_count",
+    )
     inp = RerankInput(query="capital?", documents=DOCS)
-    await engine.rerank(inp)
-    await engine.rerank(RerankInput(query="single", documents=DOCS[:1]))
+    await engine.rerank(inp)  # first calls: the shortcuts' first-use checks run plain forwards
+    handle = causal_backend.base.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        before = {n: _metric(n) for n in names}
+        records.clear()
+        await engine.rerank(inp)
+        await engine.rerank(RerankInput(query="single", documents=DOCS[:1]))
+    finally:
+        handle.remove()
     delta = {n: _metric(n) - v for n, v in before.items()}
     p = len(causal_backend.encode(inp).prefix_ids)
-    assert delta["reranker_batch_size_count"] == len(records)
-    assert delta["reranker_batch_size_sum"] == len(DOCS) + 1
+    assert delta["reranker_batch_size_count"] == len(calls) == delta["reranker_padding_ratio_count"]
+    assert delta["reranker_batch_size_sum"] == sum(rows for rows, _w, _r in calls)
+    assert delta["reranker_batch_tokens_sum"] == sum(rows * width for rows, width, _r in calls)
+    assert delta["reranker_computed_tokens_total"] == sum(real for _b, _w, real in calls)
+    assert [(f.sequences, f.padded_tokens // max(f.sequences, 1)) for r in records
+            for f in r.forwards] == [(rows, width) for rows, width, _r in calls]  # fmt: skip
     assert delta["reranker_queue_time_seconds_count"] == len(DOCS) + 1
-    assert delta["reranker_padding_ratio_count"] == len(records)
-    assert delta["reranker_batch_tokens_sum"] == sum(r.padded_tokens for r in records)
     assert delta["reranker_prefix_cache_reuse_total"] == len(DOCS)
     assert delta["reranker_prefix_tokens_saved_total"] == (len(DOCS) - 1) * p
-    assert _metric("reranker_queue_depth") == 0
+    assert delta["reranker_tokenization_duration_seconds_count"] == 2
+    assert delta["reranker_inference_duration_seconds_count"] == len(records)
+    prefix_batch = next(r for r in records if r.kind == "prefix")
+    # the plan is what ran: the prefix once, then one forward per planned sub-batch
+    assert [f.path for f in prefix_batch.forwards] == ["prefix"] + ["continuation"] * len(
+        prefix_batch.planned_forwards
+    )
+    assert _metric("reranker_queue_depth") == 0 and _metric("reranker_queued_tokens") == 0
+    assert _metric("reranker_inflight_pairs") == 0
+
+
+async def test_prefix_metrics_stop_when_the_prefix_path_turns_off(
+    qwen3_3l_path, causal_reference, engine_factory
+):
+    """Fault injection: a decoder that mishandles the cache turns the prefix path off on first
+    use; from then on nothing is counted as reuse, batches are not grouped by prefix, /info's
+    source (the backend's shortcuts) says why, and the scores stay right."""
+    from reranker_server.models import LoadOptions, load_backend
+    from transformers import Cache
+
+    backend = load_backend(LoadOptions(model=str(qwen3_3l_path), device="cpu", dtype="float32"))
+
+    def corrupt_cached(_module, _args, kwargs, output):
+        if any(isinstance(value, Cache) for value in kwargs.values()):
+            return (output[0] + 1.0, *output[1:]) if isinstance(output, tuple) else output + 1.0
+        return output
+
+    backend.base.layers[0].register_forward_hook(corrupt_cached, with_kwargs=True)
+    engine = await engine_factory(backend)
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    reuse0 = _metric("reranker_prefix_cache_reuse_total")
+    saved0 = _metric("reranker_prefix_tokens_saved_total")
+    inp = RerankInput(query="which capital?", documents=DOCS)
+    first = await engine.rerank(inp)
+    assert not backend.prefix_cache_in_force and not engine.prefix_enabled
+    second = await engine.rerank(inp)
+    want = _expected(backend, causal_reference, inp)
+    _close(first.raw_scores, want)
+    _close(second.raw_scores, want)
+    assert _metric("reranker_prefix_cache_reuse_total") == reuse0
+    assert _metric("reranker_prefix_tokens_saved_total") == saved0
+    assert records[0].report is not None and not records[0].report.prefix_kv
+    assert all(r.kind == "full" for r in records[1:])
+    prefix_kv = {s.name: s for s in backend.shortcuts()}["prefix_kv"]
+    assert not prefix_kv.in_force and "differs from a full recompute" in prefix_kv.reason
 
 
 async def test_cancelled_request_leaves_the_queue(causal_backend, engine_factory, wait_for):

@@ -106,7 +106,24 @@ def test_small_groups_go_to_the_full_path_and_pack_across_requests():
     batches = _drain(queue)
     assert [b.kind for b in batches] == ["full"]
     assert sorted(it.request.rid for it in batches[0].items) == [1, 1, 2, 3, 3]
-    assert batches[0].seq_lens == [35, 36, 37, 38, 39]
+    whole = [it.request.prefix_len + it.request.pair_len(it.index) for it in batches[0].items]
+    assert whole == [35, 36, 37, 38, 39]  # length-sorted
+    assert batches[0].forwards == [[0, 1, 2, 3, 4]]  # a full batch is one forward
+
+
+def test_the_prefix_path_plans_its_sub_batch_forwards():
+    """The chunk's continuations are cut as split_by_length cuts them (brute-force-checked in
+    test_sub_batches); every pair is in exactly one planned forward."""
+    from reranker_server.engine.sub_batches import split_by_length
+
+    lens = [40, 3, 41, 5, 4, 39, 6, 42]
+    [batch] = _drain([_req(1, "k", 50, lens)], overhead_tokens=16)
+    assert batch.kind == "prefix"
+    seq = [it.request.pair_len(it.index) for it in batch.items]
+    assert batch.forwards == split_by_length(seq, overhead_tokens=16)
+    assert len(batch.forwards) == 2  # the short ones and the long ones apart
+    assert sorted(i for f in batch.forwards for i in f) == list(range(len(lens)))
+    assert batch.padded_tokens == 50 + sum(len(f) * max(seq[i] for i in f) for f in batch.forwards)
 
 
 def test_prefix_disabled_uses_the_full_path_only():

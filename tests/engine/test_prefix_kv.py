@@ -57,7 +57,10 @@ def test_shared_prefix_equals_full_recompute(base):
     gen = torch.Generator().manual_seed(3)
     prefix = _tokens(gen, 37)
     conts = [_tokens(gen, n) for n in (1, 9, 33, 4, 60, 17, 2, 25)]
-    got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, batch_size=3)
+    chunks = [[0, 1, 2], [3, 4, 5], [6, 7]]  # three forwards on the one prefix cache
+    run = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, sub_batches=chunks)
+    got = run.hidden
+    assert run.used_cache and [s.path for s in run.shapes] == ["prefix"] + ["continuation"] * 3
     want = torch.stack([_alone(base, prefix + c) for c in conts])
     assert got.shape == want.shape == (len(conts), 64)
     assert (got - want).abs().max().item() <= 1e-4
@@ -75,10 +78,11 @@ def test_prefix_runs_once_and_continuations_run_alone(base):
     handle = base.register_forward_pre_hook(
         lambda _m, args, kwargs: widths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
     )
+    from reranker_server.engine.sub_batches import split_by_length
+
+    groups = split_by_length([len(c) for c in conts], overhead_tokens=4, max_size=2)
     try:
-        last_hidden_with_prefix(
-            base, prefix, conts, pad_token_id=PAD, batch_size=2, overhead_tokens=4
-        )
+        last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, sub_batches=groups)
     finally:
         handle.remove()
     # sorted lengths 2,3,5,7,11 cut into groups of <= 2 with cost 4 + size x longest per
@@ -91,7 +95,7 @@ def test_empty_continuation_reads_the_prefix_last_token(base):
     gen = torch.Generator().manual_seed(5)
     prefix = _tokens(gen, 12)
     conts = [[], _tokens(gen, 6)]
-    got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
+    got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD).hidden
     assert (got[0] - _alone(base, prefix)).abs().max().item() <= 1e-4
     assert (got[1] - _alone(base, prefix + conts[1])).abs().max().item() <= 1e-4
 
@@ -107,7 +111,9 @@ def test_full_helper_right_pads_correctly(base):
 def test_empty_prefix_is_plain_batching(base):
     gen = torch.Generator().manual_seed(7)
     conts = [_tokens(gen, n) for n in (4, 9)]
-    got = last_hidden_with_prefix(base, [], conts, pad_token_id=PAD)
+    run = last_hidden_with_prefix(base, [], conts, pad_token_id=PAD)
+    got = run.hidden
+    assert not run.used_cache
     want = torch.stack([_alone(base, c) for c in conts])
     assert (got - want).abs().max().item() <= 1e-4
 
@@ -128,8 +134,9 @@ def test_model_without_a_cache_falls_back_and_is_recorded():
     model = BertModel(cfg, add_pooling_layer=False).eval()
     gen = torch.Generator().manual_seed(9)
     prefix, conts = _tokens(gen, 6), [_tokens(gen, 3), _tokens(gen, 10)]
-    got = last_hidden_with_prefix(model, prefix, conts, pad_token_id=PAD)
-    assert model in prefix_cache_unsupported
+    run = last_hidden_with_prefix(model, prefix, conts, pad_token_id=PAD)
+    got = run.hidden
+    assert model in prefix_cache_unsupported and not run.used_cache  # reported as it ran
     want = torch.stack([_alone(model, prefix + c) for c in conts])
     assert (got - want).abs().max().item() <= 1e-4
 
@@ -156,8 +163,10 @@ def test_a_model_whose_cached_forward_is_wrong_is_detected():
     base.layers[0].register_forward_hook(corrupt_cached, with_kwargs=True)
     gen = torch.Generator().manual_seed(10)
     prefix, conts = _tokens(gen, 15), [_tokens(gen, 4), _tokens(gen, 9)]
-    got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
+    run = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
+    got = run.hidden
     assert "differs from a full recompute" in prefix_cache_unsupported[base]
+    assert not run.used_cache and {s.path for s in run.shapes} == {"full"}
     with torch.inference_mode():  # no cache here, so the hook leaves this reference alone
         want = torch.stack(
             [
@@ -166,8 +175,10 @@ def test_a_model_whose_cached_forward_is_wrong_is_detected():
             ]
         )
     assert (got - want).abs().max().item() <= 1e-4
-    with pytest.raises(ValueError, match="batch_size"):
-        last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, batch_size=0)
+    with pytest.raises(ValueError, match="sub_batches"):
+        last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, sub_batches=[[0], []])
+    with pytest.raises(ValueError, match="sub_batches"):
+        last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, sub_batches=[[0]])
 
 
 def test_last_layer_runs_only_the_scored_token(base):
@@ -185,7 +196,7 @@ def test_last_layer_runs_only_the_scored_token(base):
         for layer in base.layers
     ]
     try:
-        got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, overhead_tokens=1000)
+        got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD).hidden
         # left-padded whole sequences, no cache (the causal backend's score_full layout)
         seqs = [prefix + c for c in conts]
         width = max(len(s) for s in seqs)

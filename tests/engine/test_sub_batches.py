@@ -6,7 +6,7 @@ import itertools
 import random
 
 import pytest
-from reranker_server.models.sub_batches import split_by_length, split_cost
+from reranker_server.engine.sub_batches import split_by_length, split_cost
 
 
 def _brute_force(lengths: list[int], overhead: int, max_size: int) -> int:

@@ -132,6 +132,15 @@ def test_cross_encoder_app(bert_client, bert_ref):
         assert abs(x["relevance_score"] - bert_ref.score(QUERY, DOCS[x["index"]])) < 1e-5
     info = bert_client.get("/info").json()
     assert info["family"] == "cross-encoder" and info["prefix_cache"] is False
+    assert info["shortcuts"] == {"cls_only": {"in_force": True, "reason": None}}
+
+
+def test_info_shows_the_shortcuts_in_force(qwen_client):
+    qwen_client.post("/v1/rerank", json={"query": QUERY, "documents": DOCS})  # first use checks
+    info = qwen_client.get("/info").json()
+    assert info["prefix_cache"] is True
+    assert info["shortcuts"] == {"prefix_kv": {"in_force": True, "reason": None},
+                                 "last_token": {"in_force": True, "reason": None}}  # fmt: skip
 
 
 def test_ops_routes(qwen_client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from scoring_helpers import score_full, score_with_prefix
 import torch
 from reranker_server.contracts import InputTooLongError, RerankError, RerankInput
 from reranker_server.models import LoadOptions, load_backend
@@ -65,7 +66,7 @@ def reference(tiny_qwen3_path):
 
 def test_family_and_limits(backend):
     assert backend.family == "qwen3-causal"
-    assert backend.supports_prefix_cache is True
+    assert backend.prefix_cache_in_force is True
     assert backend.max_length == 4096  # capped at the tiny model's max_position_embeddings
     assert backend.device == "cpu" and backend.dtype == "float32"
 
@@ -88,7 +89,7 @@ def test_scores_match_reference(backend, reference):
     _, ref = reference
     query = "capital of France"
     enc = backend.encode(RerankInput(query=query, documents=AWKWARD_DOCS))
-    raw = backend.score_full(enc.prefix_ids, enc.pairs)
+    raw = score_full(backend, enc.prefix_ids, enc.pairs)
     expected = [ref(query, d) for d in AWKWARD_DOCS]
     got = [1 / (1 + math.exp(-r)) for r in raw]
     assert max(abs(a - b) for a, b in zip(got, expected)) < 1e-5
@@ -101,7 +102,7 @@ def test_custom_instruction_matches_reference(backend, reference):
     enc = backend.encode(
         RerankInput(query="rivers", documents=["the river flows", "a dog"], instruction=inst)
     )
-    raw = backend.score_full(enc.prefix_ids, enc.pairs)
+    raw = score_full(backend, enc.prefix_ids, enc.pairs)
     for r, doc in zip(raw, ["the river flows", "a dog"]):
         assert abs(1 / (1 + math.exp(-r)) - ref("rivers", doc, inst)) < 1e-5
     default = backend.encode(RerankInput(query="rivers", documents=["a dog"]))
@@ -110,16 +111,16 @@ def test_custom_instruction_matches_reference(backend, reference):
 
 def test_batched_equals_single(backend):
     enc = backend.encode(RerankInput(query="which fruit is green?", documents=AWKWARD_DOCS))
-    batched = backend.score_full(enc.prefix_ids, enc.pairs)
-    single = [backend.score_full(enc.prefix_ids, [p])[0] for p in enc.pairs]
+    batched = score_full(backend, enc.prefix_ids, enc.pairs)
+    single = [score_full(backend, enc.prefix_ids, [p])[0] for p in enc.pairs]
     assert max(abs(a - b) for a, b in zip(batched, single)) < 1e-5
 
 
 def test_score_with_prefix_equals_full(backend):
     pytest.importorskip("reranker_server.models.prefix_kv")
     enc = backend.encode(RerankInput(query="which fruit is green?", documents=AWKWARD_DOCS[:8]))
-    full = backend.score_full(enc.prefix_ids, enc.pairs)
-    cached = backend.score_with_prefix(enc.prefix_ids, enc.pairs)
+    full = score_full(backend, enc.prefix_ids, enc.pairs)
+    cached = score_with_prefix(backend, enc.prefix_ids, enc.pairs)
     assert max(abs(a - b) for a, b in zip(full, cached)) < 1e-4
 
 
@@ -204,7 +205,7 @@ def test_fallback_when_segmentation_differs(tmp_path_factory):
         assert list(enc.prefix_ids) + pair.input_ids == whole
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     no_id, yes_id = tok.convert_tokens_to_ids("no"), tok.convert_tokens_to_ids("yes")
-    raw = backend.score_full(enc.prefix_ids, enc.pairs)
+    raw = score_full(backend, enc.prefix_ids, enc.pairs)
     for r, whole in zip(raw, wholes):
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([whole])).logits[0, -1]
@@ -224,7 +225,7 @@ def test_wrong_last_token_shortcut_is_caught_on_first_use(tiny_qwen3_path, refer
     _, ref = reference
     docs = AWKWARD_DOCS[:4]
     enc = fresh.encode(RerankInput(query="capital of France", documents=docs))
-    raw = fresh.score_full(enc.prefix_ids, enc.pairs)
+    raw = score_full(fresh, enc.prefix_ids, enc.pairs)
     got = [1 / (1 + math.exp(-r)) for r in raw]
     assert max(abs(a - ref("capital of France", d)) for a, d in zip(got, docs)) < 1e-5
     assert not fresh._last_only
@@ -233,7 +234,7 @@ def test_wrong_last_token_shortcut_is_caught_on_first_use(tiny_qwen3_path, refer
 def test_last_token_shortcut_is_kept_when_it_agrees(tiny_qwen3_path):
     fresh = load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", dtype="float32"))
     enc = fresh.encode(RerankInput(query="q", documents=["a b c", "d"]))
-    fresh.score_full(enc.prefix_ids, enc.pairs)
+    score_full(fresh, enc.prefix_ids, enc.pairs)
     assert fresh._last_only and fresh._last_only_verified
 
 
@@ -256,7 +257,7 @@ def test_a_wrong_cached_forward_never_reaches_the_scores(tiny_qwen3_path, refere
     _, ref = reference
     docs = AWKWARD_DOCS[:5]
     enc = fresh.encode(RerankInput(query="capital of France", documents=docs))
-    got = [1 / (1 + math.exp(-r)) for r in fresh.score_with_prefix(enc.prefix_ids, enc.pairs)]
+    got = [1 / (1 + math.exp(-r)) for r in score_with_prefix(fresh, enc.prefix_ids, enc.pairs)]
     assert "differs from a full recompute" in prefix_cache_unsupported[fresh.base]
     assert max(abs(a - ref("capital of France", d)) for a, d in zip(got, docs)) < 1e-5
 
@@ -269,7 +270,7 @@ def test_the_cache_is_passed_under_the_name_the_model_declares(backend):
     enc = backend.encode(RerankInput(query="capital of France", documents=AWKWARD_DOCS[:6]))
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        backend.score_with_prefix(enc.prefix_ids, enc.pairs)
-        backend.score_full(enc.prefix_ids, enc.pairs)
+        score_with_prefix(backend, enc.prefix_ids, enc.pairs)
+        score_full(backend, enc.prefix_ids, enc.pairs)
     deprecated = [str(w.message) for w in seen if "deprecated" in str(w.message).lower()]
     assert not deprecated, deprecated

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
+from scoring_helpers import score_full
 from reranker_server.models import LoadOptions, ModelLoadError, load_backend
 from reranker_server.models.loading import detect_family, download_model, resolve_dtype
 
@@ -96,7 +97,7 @@ def test_bfloat16_load_runs(tiny_qwen3_path):
     from reranker_server.contracts import RerankInput
 
     enc = backend.encode(RerankInput(query="q", documents=["a", "b"]))
-    assert len(backend.score_full(enc.prefix_ids, enc.pairs)) == 2
+    assert len(score_full(backend, enc.prefix_ids, enc.pairs)) == 2
 
 
 def test_missing_model_is_clear_error(tmp_path):

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import serving
+from server_helpers import serving
 from reranker_operator import cli
 from reranker_operator.loadtest.metrics import histogram_quantile
 from reranker_operator.loadtest.report import percentile

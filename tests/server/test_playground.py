@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import serving
+from server_helpers import serving
 from reranker_server.api.playground import page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -1,0 +1,47 @@
+"""Running the real server app in tests: settings for a tiny model, a TestClient, uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+from fastapi.testclient import TestClient
+from reranker_server.app import create_app, make_uvicorn_server
+from reranker_server.config import Settings
+
+
+def settings_for(path, **overrides) -> Settings:
+    base = {"model": str(path), "device": "cpu", "dtype": "float32", "max_client_batch_size": 16}
+    return Settings(**{**base, **overrides})
+
+
+def running_client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert app.state.server.loaded.wait(120), "model did not load"
+        assert app.state.server.load_error is None, app.state.server.load_error
+        yield client
+
+
+def serving(path, **overrides) -> Iterator[str]:
+    """A real uvicorn server on 127.0.0.1 (free port) in a thread, serving the model at `path`;
+    yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = settings_for(path, host="127.0.0.1", port=port, log_level="warning", **overrides)
+    app = create_app(settings)
+    server = make_uvicorn_server(app, settings, drain_seconds=0)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        assert app.state.server.loaded.wait(120) and app.state.server.load_error is None
+        while not server.started:  # bounded by the thread being alive
+            if not thread.is_alive():
+                raise RuntimeError("uvicorn exited")
+            threading.Event().wait(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
