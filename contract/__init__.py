@@ -54,6 +54,17 @@ class Env(StrEnum):
     DRAIN_SECONDS = "DRAIN_SECONDS"
     TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
     PLAYGROUND = "PLAYGROUND"
+    API_KEYS_FILE = "API_KEYS_FILE"  # a mounted file or Secret of API keys (reloaded)
+    JWT_JWKS_FILE = "JWT_JWKS_FILE"
+    JWT_ISSUER = "JWT_ISSUER"
+    JWT_AUDIENCE = "JWT_AUDIENCE"
+    JWT_ALGORITHMS = "JWT_ALGORITHMS"
+    JWT_LEEWAY_SECONDS = "JWT_LEEWAY_SECONDS"
+    JWT_REQUIRED_SCOPE = "JWT_REQUIRED_SCOPE"
+    RATE_LIMIT_REQUESTS_PER_MINUTE = "RATE_LIMIT_REQUESTS_PER_MINUTE"
+    RATE_LIMIT_PAIRS_PER_MINUTE = "RATE_LIMIT_PAIRS_PER_MINUTE"
+    TRUSTED_PROXIES = "TRUSTED_PROXIES"
+    METRICS_PORT = "METRICS_PORT"
     # read by huggingface_hub, not by our settings
     HF_HOME = "HF_HOME"
     HF_HUB_OFFLINE = "HF_HUB_OFFLINE"
@@ -93,7 +104,9 @@ class Metric(StrEnum):
     HTTP_REQUEST_DURATION = "http_request_duration_seconds"  # {method, endpoint}
     HTTP_REQUESTS_ACTIVE = "http_requests_active"
     INFERENCE_DURATION = "model_inference_duration_seconds"  # {model_name}
-    GPU_MEMORY = "gpu_memory_usage_bytes"  # {gpu_id}
+    GPU_MEMORY = "gpu_memory_usage_bytes"  # {gpu_id}: allocated by tensors
+    GPU_MEMORY_RESERVED = "gpu_memory_reserved_bytes"  # {gpu_id}: held by torch's caching allocator
+    GPU_MEMORY_TOTAL = "gpu_memory_total_bytes"  # {gpu_id}: the device's memory
     RERANK_REQUESTS_TOTAL = "reranker_requests_total"  # {status}
     DOCUMENTS_PER_REQUEST = "reranker_documents_per_request"
     TOKENS_PER_REQUEST = "reranker_tokens_per_request"
@@ -106,6 +119,8 @@ class Metric(StrEnum):
     PREFIX_TOKENS_SAVED_TOTAL = "reranker_prefix_tokens_saved_total"
     SCORE_CACHE_HITS_TOTAL = "reranker_score_cache_hits_total"
     SCORE_CACHE_MISSES_TOTAL = "reranker_score_cache_misses_total"
+    AUTH_FAILURES_TOTAL = "reranker_auth_failures_total"  # {reason: missing|invalid|expired|forbidden}
+    RATE_LIMITED_TOTAL = "reranker_rate_limited_total"  # {limit: requests|pairs, client_class}
     # the work each pod holds (gauges): what autoscaling on queued work reads
     QUEUED_TOKENS = "reranker_queued_tokens"  # tokens of the pairs in QUEUE_DEPTH
     INFLIGHT_PAIRS = "reranker_inflight_pairs"  # pairs handed to the model, not yet scored

@@ -43,20 +43,28 @@ def settings_loader(settings: Settings) -> Loader:
 def create_app(
     settings: Settings, *, loader: Loader | None = None, on_load_failure: Any = None
 ) -> FastAPI:
-    """Build the app; the model loads in the background once the app starts (see /health, /ready)."""
+    """Build the app; the model loads in the background once the app starts (see /health, /ready).
+
+    Raises ConfigError for unusable auth settings (a JWKS without issuer, a bad key file)."""
+    from reranker_server.api.access import Access
+
     state = ServerState(
         settings=settings,
         loader=loader or settings_loader(settings),
         on_load_failure=on_load_failure,
+        access=Access.from_settings(settings),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        metrics_server = _serve_metrics(settings) if settings.metrics_port else None
         state.start_loading()
         try:
             yield
         finally:
             await state.shutdown()
+            if metrics_server is not None:
+                metrics_server.shutdown()
 
     app = FastAPI(
         title="reranker-server",
@@ -71,6 +79,15 @@ def create_app(
     app.include_router(ops_routes.router)
     app.include_router(playground.router)
     return app
+
+
+def _serve_metrics(settings: Settings):
+    """/metrics on METRICS_PORT (prometheus_client's own threaded HTTP server)."""
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(settings.metrics_port, addr=settings.host)
+    log.info("metrics on %s:%d", settings.host, settings.metrics_port)
+    return server
 
 
 def make_uvicorn_server(app: FastAPI, settings: Settings, *, drain_seconds: float = 5.0):
@@ -91,8 +108,11 @@ def make_uvicorn_server(app: FastAPI, settings: Settings, *, drain_seconds: floa
             timer.daemon = True
             timer.start()
 
+    # proxy_headers off: uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1 by itself;
+    # which proxies to believe is TRUSTED_PROXIES' decision (reranker_server.auth.ratelimit).
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        proxy_headers=False,
     )
     return DrainingServer(config)
 

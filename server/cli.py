@@ -66,7 +66,11 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from reranker_server.app import run_server
 
-    run_server(settings)
+    try:
+        run_server(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

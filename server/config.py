@@ -35,12 +35,12 @@ def _opt(
 class Settings:
     """Everything `reranker-server serve` needs."""
 
-    model: str | None = _opt(None, Env.MODEL_NAME, "hub id or local directory of the model")
+    model: str | None = _opt(None, Env.MODEL_NAME, "hub id or local directory of the model (required)")
     revision: str | None = _opt(None, Env.MODEL_REVISION, "hub revision (branch, tag or commit)")
     served_model_name: str | None = _opt(
         None,
         Env.SERVED_MODEL_NAME,
-        "name reported in responses; when set, requests naming another model get 404",
+        "name in responses; when set, a request whose `model` differs gets 404 (default: the model id)",
     )
     model_family: str = _opt(
         "auto", Env.MODEL_FAMILY, "model family", choices=("auto", *FAMILIES)
@@ -57,17 +57,17 @@ class Settings:
         minimum=8,
     )
     dtype: str = _opt(
-        "auto", Env.DTYPE, "weights dtype", choices=DTYPES
+        "auto", Env.DTYPE, "weights dtype; auto: float32 on CPU, bfloat16 on CUDA (float16 where bf16 is unsupported)", choices=DTYPES
     )
     device: str = _opt("auto", Env.DEVICE, "device", choices=("auto", "cpu", "cuda"))
     attn_implementation: str = _opt(
         "sdpa",
         Env.ATTN_IMPLEMENTATION,
-        "attention kernel",
+        "attention kernel (flash_attention_2 needs flash-attn and CUDA)",
         choices=("sdpa", "eager", "flash_attention_2"),
     )
     quantization: str = _opt(
-        "none", Env.QUANTIZATION, "bitsandbytes quantization", choices=QUANTIZATIONS
+        "none", Env.QUANTIZATION, "bitsandbytes quantization (needs bitsandbytes and CUDA)", choices=QUANTIZATIONS
     )
     batch_size: int = _opt(
         DEFAULTS.max_batch_size,
@@ -114,6 +114,41 @@ class Settings:
     api_key: str | None = _opt(
         None, Env.API_KEY, "require `Authorization: Bearer <key>` on scoring routes", secret=True
     )
+    api_keys_file: str | None = _opt(
+        None, Env.API_KEYS_FILE,
+        "file (one key per line) or mounted Secret (one key per data key) of API keys, reloaded "
+        "when it changes",
+    )
+    jwt_jwks_file: str | None = _opt(
+        None, Env.JWT_JWKS_FILE, "JWKS file: accept JWT bearer tokens signed by its keys"
+    )
+    jwt_issuer: str | None = _opt(None, Env.JWT_ISSUER, "required `iss` of JWTs")
+    jwt_audience: str | None = _opt(None, Env.JWT_AUDIENCE, "required `aud` of JWTs")
+    jwt_algorithms: str = _opt(
+        "RS256,ES256", Env.JWT_ALGORITHMS, "accepted JWT algorithms (asymmetric only)"
+    )
+    jwt_leeway_seconds: int = _opt(
+        30, Env.JWT_LEEWAY_SECONDS, "clock skew allowed on exp/nbf", minimum=0
+    )
+    jwt_required_scope: str | None = _opt(
+        None, Env.JWT_REQUIRED_SCOPE, "scope a JWT must carry to score (403 otherwise)"
+    )
+    rate_limit_requests_per_minute: int = _opt(
+        0, Env.RATE_LIMIT_REQUESTS_PER_MINUTE, "per-client requests per minute (0 = no limit)",
+        minimum=0,
+    )
+    rate_limit_pairs_per_minute: int = _opt(
+        0, Env.RATE_LIMIT_PAIRS_PER_MINUTE,
+        "per-client (query, document) pairs per minute (0 = no limit)", minimum=0,
+    )
+    trusted_proxies: str = _opt(
+        "", Env.TRUSTED_PROXIES,
+        "comma-separated addresses/CIDRs whose X-Forwarded-For names the client",
+    )
+    metrics_port: int = _opt(
+        0, Env.METRICS_PORT, "serve /metrics on this port instead of the main one (0 = main)",
+        minimum=0,
+    )
     host: str = _opt("0.0.0.0", Env.HOST, "listen address")
     port: int = _opt(PORT, Env.PORT, "listen port", minimum=1)
     log_level: str = _opt(
@@ -122,7 +157,7 @@ class Settings:
     cache_dir: str | None = _opt(
         None,
         Env.CACHE_DIR,
-        "model cache directory (unset: huggingface_hub's default, which honours HF_HOME / HF_HUB_CACHE)",
+        "model cache directory (unset: huggingface_hub's default, which honours HF_HOME and HF_HUB_CACHE)",
     )
     drain_seconds: int = _opt(
         5, Env.DRAIN_SECONDS, "after SIGTERM, seconds to answer /ready 503 before exiting", minimum=0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from reranker_contract import Metric
 
 HTTP_REQUESTS = Counter(
@@ -23,7 +23,6 @@ INFERENCE_DURATION = Histogram(
     ["model_name"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
-GPU_MEMORY = Gauge(Metric.GPU_MEMORY, "CUDA memory allocated by this process", ["gpu_id"])
 RERANK_REQUESTS = Counter(Metric.RERANK_REQUESTS_TOTAL, "Rerank requests by outcome", ["status"])
 DOCUMENTS_PER_REQUEST = Histogram(
     Metric.DOCUMENTS_PER_REQUEST,
@@ -37,13 +36,36 @@ TOKENS_PER_REQUEST = Histogram(
 )
 
 
-def update_gpu_memory() -> None:
-    """Refresh gpu_memory_usage_bytes for every visible CUDA device (no-op without CUDA)."""
-    try:
+class GpuMemoryCollector:
+    """GPU memory per visible CUDA device, read at scrape time: allocated by tensors, reserved
+    by torch's caching allocator (what the process really holds), and the device's total (so an
+    alert can say "90% of this GPU" without a hard-coded size). Without CUDA the families are
+    exported with no samples."""
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        families = {
+            Metric.GPU_MEMORY: GaugeMetricFamily(
+                Metric.GPU_MEMORY, "CUDA memory allocated by tensors", labels=["gpu_id"]),
+            Metric.GPU_MEMORY_RESERVED: GaugeMetricFamily(
+                Metric.GPU_MEMORY_RESERVED, "CUDA memory reserved by the caching allocator",
+                labels=["gpu_id"]),
+            Metric.GPU_MEMORY_TOTAL: GaugeMetricFamily(
+                Metric.GPU_MEMORY_TOTAL, "CUDA device memory", labels=["gpu_id"]),
+        }  # fmt: skip
         import torch
-    except ImportError:  # pragma: no cover - the server always has torch
-        return
-    if not torch.cuda.is_available():
-        return
-    for i in range(torch.cuda.device_count()):
-        GPU_MEMORY.labels(gpu_id=str(i)).set(torch.cuda.memory_allocated(i))
+
+        for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
+            gpu = str(i)
+            families[Metric.GPU_MEMORY].add_metric([gpu], torch.cuda.memory_allocated(i))
+            families[Metric.GPU_MEMORY_RESERVED].add_metric([gpu], torch.cuda.memory_reserved(i))
+            families[Metric.GPU_MEMORY_TOTAL].add_metric(
+                [gpu], torch.cuda.get_device_properties(i).total_memory)
+        yield from families.values()
+
+
+REGISTRY.register(GpuMemoryCollector())

@@ -27,6 +27,7 @@ class APIError(Exception):
         field: str | None = None,
         type: str = "invalid_request_error",
         headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -34,6 +35,7 @@ class APIError(Exception):
         self.field = field
         self.type = type
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
 def error_response(
@@ -117,7 +119,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api(_: Request, exc: APIError) -> JSONResponse:
         return error_response(
-            exc.status_code, exc.message, field=exc.field, type=exc.type, headers=exc.headers
+            exc.status_code, exc.message, field=exc.field, type=exc.type, headers=exc.headers,
+            extra=exc.extra,
         )
 
     @app.exception_handler(RerankError)

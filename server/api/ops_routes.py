@@ -9,7 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from reranker_contract import PLAYGROUND_PATH
-from reranker_server import __version__, metrics
+from reranker_server import __version__, metrics  # noqa: F401 - registers the series
+from reranker_server.api.errors import APIError
 from reranker_server.api.service import get_state
 
 router = APIRouter()
@@ -128,14 +129,23 @@ async def info(request: Request) -> dict[str, Any]:
             "max_concurrent_requests": s.max_concurrent_requests,
             "score_cache_size": s.score_cache_size,
         },
-        "auth_required": bool(s.api_key),
+        "auth_required": state.access.authenticator.required,
+        "auth": {
+            "api_keys": state.access.authenticator.keys.enabled,
+            "jwt": state.access.authenticator.tokens is not None,
+            "rate_limits": {"requests_per_minute": s.rate_limit_requests_per_minute,
+                            "pairs_per_minute": s.rate_limit_pairs_per_minute},
+        },
         "settings": s.public(),
         "version": __version__,
     }
 
 
 @router.get("/metrics")
-async def prometheus_metrics() -> Response:
-    """Prometheus text format of the default registry (server + engine series)."""
-    metrics.update_gpu_memory()
+async def prometheus_metrics(request: Request) -> Response:
+    """Prometheus text format of the default registry (server + engine series); 404 when
+    METRICS_PORT moves it to a port of its own."""
+    port = get_state(request).settings.metrics_port
+    if port:
+        raise APIError(404, f"metrics are served on port {port} (METRICS_PORT)", type="not_found")
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 from reranker_server.api import schemas
 from reranker_server.api.errors import APIError, validation_response
-from reranker_server.api.service import document_texts, get_state, require_api_key, score
+from reranker_server.api.access import authenticate
+from reranker_server.api.service import document_texts, get_state, score
 
-router = APIRouter(dependencies=[Depends(require_api_key)])
+router = APIRouter(dependencies=[Depends(authenticate)])
 
 
 async def _cohere(
@@ -26,6 +27,7 @@ async def _cohere(
         query=body.query,
         documents=docs,
         documents_field="documents",
+        identity=request.state.identity,
         model=body.model,
         instruction=body.instruction,
         max_tokens_per_doc=body.max_tokens_per_doc,
@@ -126,6 +128,7 @@ async def rerank_tei_or_simple(request: Request) -> Any:
             query=tei.query,
             documents=texts,
             documents_field="texts",
+        identity=request.state.identity,
             truncate=tei.truncate,
             truncation_direction=tei.truncation_direction,
         )
@@ -142,6 +145,7 @@ async def rerank_tei_or_simple(request: Request) -> Any:
         query=simple.query,
         documents=docs,
         documents_field="documents",
+        identity=request.state.identity,
         instruction=simple.instruction,
     )
     ranking = scored.ranking()
@@ -164,6 +168,7 @@ async def rank(request: Request, body: schemas.RankRequest) -> dict[str, Any]:
         query=body.query,
         documents=docs,
         documents_field="docs",
+        identity=request.state.identity,
         instruction=body.instruction,
     )
     return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,28 +11,12 @@ from fastapi import Request
 from reranker_server import metrics
 from reranker_server.api.errors import APIError
 from reranker_server.api.state import ServerState
+from reranker_server.auth.authenticator import Identity
 from reranker_server.contracts import RerankError, RerankInput, RerankOutput
 
 
 def get_state(request: Request) -> ServerState:
     return request.app.state.server
-
-
-def require_api_key(request: Request) -> None:
-    """FastAPI dependency: `Authorization: Bearer <key>` when an API key is configured (401 otherwise)."""
-    key = get_state(request).settings.api_key
-    if not key:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise APIError(
-            401,
-            "authorization: missing or invalid API key (use 'Authorization: Bearer <key>')",
-            field="authorization",
-            type="authentication_error",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
 
 def document_texts(items: Sequence[Any], field: str, *, allow_objects: bool = False) -> list[str]:
@@ -71,6 +54,7 @@ async def score(
     query: str,
     documents: list[str],
     documents_field: str,
+    identity: Identity | None = None,
     model: str | None = None,
     instruction: str | None = None,
     max_tokens_per_doc: int | None = None,
@@ -110,6 +94,8 @@ async def score(
         raise APIError(
             503, "server is shutting down", type="unavailable", headers={"Retry-After": "1"}
         )
+    if identity is not None:  # after every check that refuses it: a refused request costs nothing
+        state.access.admit(identity, len(documents), documents_field)
     inp = RerankInput(
         query=query,
         documents=documents,

@@ -31,6 +31,7 @@ class ServerState:
         default_factory=threading.Event
     )  # set once loading ended (ok or not)
     on_load_failure: Callable[[BaseException], None] | None = None
+    access: Any = None  # reranker_server.api.access.Access, built from the settings
     _task: asyncio.Task | None = None
 
     @property

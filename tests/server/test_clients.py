@@ -77,7 +77,7 @@ def test_auth_on_scoring_routes_only(uvicorn_url):
             assert (
                 missing.status_code == 401 and missing.json()["error"]["field"] == "authorization"
             )
-            assert missing.headers["www-authenticate"] == "Bearer"
+            assert missing.headers["www-authenticate"] == 'Bearer realm="reranker"'
             assert (
                 http.post(path, json=payload, headers={"Authorization": "Bearer nope"}).status_code
                 == 401

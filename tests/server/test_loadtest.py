@@ -21,7 +21,7 @@ from reranker_operator.loadtest.report import percentile
 
 @pytest.fixture(scope="module")
 def url(tiny_qwen3_path) -> Iterator[str]:
-    yield from serving(tiny_qwen3_path, api_key="lt-key", max_client_batch_size=64)
+    yield from serving(tiny_qwen3_path, api_key="lt-key-0001", max_client_batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def loadtest(*args: str) -> tuple[int, dict]:
 
 
 def test_figures_agree_with_the_servers_own_metrics(url: str) -> None:
-    status, fig = loadtest(url, "-c", "4", "-n", "24", "--documents", "5", "--api-key", "lt-key")
+    status, fig = loadtest(url, "-c", "4", "-n", "24", "--documents", "5", "--api-key", "lt-key-0001")
     assert status == 0
     assert (fig["requests"], fig["ok"], fig["rejected"], fig["failed"]) == (24, 24, 0, 0)
     assert fig["by_status"] == {"200": 24}
@@ -63,7 +63,7 @@ def test_429s_are_counted_apart_under_overload(narrow_url: str) -> None:
 @pytest.mark.parametrize("api", ["v2", "tei", "rank"])
 def test_every_api_shape(url: str, api: str) -> None:
     status, fig = loadtest(url, "--api", api, "-c", "2", "-n", "4", "--documents", "3",
-                           "--api-key", "lt-key")  # fmt: skip
+                           "--api-key", "lt-key-0001")  # fmt: skip
     assert status == 0 and fig["ok"] == 4
     assert fig["server"]["documents"] == 12
     assert fig["tokens_per_s"] is not None and fig["tokens_per_s"] > 0
@@ -76,7 +76,7 @@ def test_a_wrong_key_is_a_failure_not_a_success(url: str) -> None:
 
 
 def test_a_duration_bounds_the_run(url: str) -> None:
-    status, fig = loadtest(url, "-c", "2", "-d", "1.5", "--documents", "2", "--api-key", "lt-key")
+    status, fig = loadtest(url, "-c", "2", "-d", "1.5", "--documents", "2", "--api-key", "lt-key-0001")
     assert status == 0 and fig["requests"] > 0
     assert fig["wall_s"] < 1.5 + 10  # the last requests in flight finish, nothing new starts
 
@@ -84,7 +84,7 @@ def test_a_duration_bounds_the_run(url: str) -> None:
 def test_target_p95_ramps_and_sizes(url: str) -> None:
     status, fig = loadtest(url, "--target-p95", "60", "--peak-pairs-per-second", "10000",
                            "--max-concurrency", "4", "--step-requests", "8", "--documents", "4",
-                           "--api-key", "lt-key")  # fmt: skip
+                           "--api-key", "lt-key-0001")  # fmt: skip
     assert status == 0
     assert [s["concurrency"] for s in fig["steps"]] == [1, 2, 4]
     best = fig["sustained"]
@@ -98,7 +98,7 @@ def test_target_p95_ramps_and_sizes(url: str) -> None:
 
 def test_an_unreachable_target_says_so(url: str) -> None:
     status, fig = loadtest(url, "--target-p95", "0.000001", "--max-concurrency", "2",
-                           "--step-requests", "4", "--api-key", "lt-key")  # fmt: skip
+                           "--step-requests", "4", "--api-key", "lt-key-0001")  # fmt: skip
     assert status == 1 and fig["sustained"] is None and fig["replicas"] is None
     assert [s["concurrency"] for s in fig["steps"]] == [1]
 
@@ -106,7 +106,7 @@ def test_an_unreachable_target_says_so(url: str) -> None:
 def test_ctrl_c_prints_the_figures_so_far(url: str) -> None:
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("reranker-operator")), "loadtest", url,
-         "-d", "120", "-c", "2", "--documents", "2", "--api-key", "lt-key"],
+         "-d", "120", "-c", "2", "--documents", "2", "--api-key", "lt-key-0001"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={"PYTHONSAFEPATH": "1", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip

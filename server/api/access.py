@@ -1,0 +1,96 @@
+"""Who may score, and how much: the Authenticator and RateLimiter built from the settings, the
+FastAPI dependency that identifies a caller, and the per-client admission of a request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from prometheus_client import Counter
+from reranker_contract import Env, Metric
+from reranker_server.api.errors import APIError
+from reranker_server.auth import errors as auth_errors
+from reranker_server.auth.authenticator import Authenticator, Identity
+from reranker_server.auth.keys import KeyStore
+from reranker_server.auth.ratelimit import (
+    Limits,
+    RateLimited,
+    RateLimiter,
+    TooBig,
+    client_address,
+    parse_networks,
+)
+from reranker_server.auth.tokens import JwtSettings, TokenVerifier
+from reranker_server.config import ConfigError, Settings
+
+AUTH_FAILURES = Counter(Metric.AUTH_FAILURES_TOTAL, "Rejected credentials, by reason", ["reason"])
+RATE_LIMITED = Counter(
+    Metric.RATE_LIMITED_TOTAL, "Requests refused by a per-client limit (by client class)",
+    ["limit", "client_class"],
+)  # fmt: skip
+
+
+@dataclass
+class Access:
+    authenticator: Authenticator
+    limiter: RateLimiter
+    trusted: tuple
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Access:
+        """ConfigError naming the variable for an unusable combination or file."""
+        try:
+            keys = KeyStore(static_key=s.api_key, keys_path=s.api_keys_file)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{Env.API_KEYS_FILE} / {Env.API_KEY}: {exc}") from None
+        tokens = None
+        if s.jwt_jwks_file:
+            if not (s.jwt_issuer and s.jwt_audience):
+                raise ConfigError(f"{Env.JWT_JWKS_FILE} needs {Env.JWT_ISSUER} and {Env.JWT_AUDIENCE}")
+            algorithms = tuple(a.strip() for a in s.jwt_algorithms.split(",") if a.strip())
+            try:
+                tokens = TokenVerifier(JwtSettings(
+                    s.jwt_jwks_file, s.jwt_issuer, s.jwt_audience, algorithms,
+                    s.jwt_leeway_seconds, s.jwt_required_scope or None))  # fmt: skip
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{Env.JWT_JWKS_FILE} / {Env.JWT_ALGORITHMS}: {exc}") from None
+        try:
+            trusted = parse_networks(s.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"{Env.TRUSTED_PROXIES}: {exc}") from None
+        limits = Limits(s.rate_limit_requests_per_minute, s.rate_limit_pairs_per_minute)
+        return cls(Authenticator(keys, tokens), RateLimiter(limits), trusted)
+
+    def identify(self, request: Request) -> Identity:
+        peer = request.client.host if request.client else None
+        address = client_address(peer, request.headers.get("x-forwarded-for"), self.trusted)
+        try:
+            return self.authenticator.identify(request.headers.get("authorization"), address)
+        except auth_errors.AuthError as exc:
+            reason = ("missing" if "required" in exc.message else "expired" if "expired" in exc.message
+                      else "forbidden" if exc.status == 403 else "invalid")  # fmt: skip
+            AUTH_FAILURES.labels(reason=reason).inc()
+            kind = "permission_error" if exc.status == 403 else "authentication_error"
+            raise APIError(exc.status, exc.message, field="authorization", type=kind,
+                           headers={"WWW-Authenticate": exc.www_authenticate}) from None  # fmt: skip
+
+    def admit(self, identity: Identity, pairs: int, documents_field: str) -> None:
+        """Take this request from the client's allowance, or answer 429 (413 when it exceeds a
+        whole minute's pairs)."""
+        try:
+            self.limiter.admit(identity.client, pairs)
+        except RateLimited as exc:
+            RATE_LIMITED.labels(limit=exc.limit, client_class=identity.client_class).inc()
+            raise APIError(429, str(exc), type="rate_limit_error",
+                           headers={"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))},
+                           extra={"limit": exc.limit, "per_minute": exc.per_minute})  # fmt: skip
+        except TooBig as exc:
+            RATE_LIMITED.labels(limit="pairs", client_class=identity.client_class).inc()
+            raise APIError(413, str(exc).replace("documents", documents_field, 1),
+                           field=documents_field, type="too_many_documents") from None  # fmt: skip
+
+
+def authenticate(request: Request) -> None:
+    """FastAPI dependency of the scoring routes: the caller's Identity in request.state."""
+    state = request.app.state.server
+    request.state.identity = state.access.identify(request)
