@@ -14,6 +14,7 @@ from enum import StrEnum
 # -- the container ----------------------------------------------------------------------------
 PORT = 8080  # the server listens here (PORT); the operator's containerPort and Service target
 PORT_NAME = "http"  # the container port's name (probes, the Service, the ServiceMonitor)
+CONTAINER_NAME = "reranker"  # the server container in the pod (alerts on restarts read it)
 MODEL_CACHE_PATH = "/models-cache"  # HF_HOME and CACHE_DIR of the server and the init container
 READY_PATH = "/ready"  # readiness and startup probes: 503 while loading or draining
 LIVENESS_PATH = "/healthz"  # liveness probe: the process answers

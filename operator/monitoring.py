@@ -13,12 +13,14 @@ import hashlib
 import json
 from typing import Any
 
-from reranker_contract import Metric
+from reranker_contract import CONTAINER_NAME, Metric
 
 from .spec import PrometheusRuleSpec
 
 # kube-state-metrics series the rules read (not exported by the server itself).
-KUBE_STATE_METRICS = ("kube_deployment_status_replicas_available", "kube_deployment_spec_replicas")
+KUBE_STATE_METRICS = ("kube_deployment_status_replicas_available", "kube_deployment_spec_replicas",
+                      "kube_pod_container_status_waiting_reason",
+                      "kube_pod_container_status_restarts_total")
 RATE_WINDOW = "5m"
 
 
@@ -52,13 +54,27 @@ def _mean(metric: str, name: str, namespace: str) -> str:
     return f"sum({_rate(metric + '_sum', sel)}) / sum({_rate(metric + '_count', sel)})"
 
 
-def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec) -> list[dict[str, Any]]:
-    """The alerting rules of one RerankerService (the `rules` of its PrometheusRule group)."""
+def _pods(name: str, namespace: str, extra: str = "") -> str:
+    """kube-state-metrics selector of the server container of one RerankerService's pods (a
+    Deployment's pods are named <deployment>-<replicaset hash>-<suffix>)."""
+    sel = f'namespace="{namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+",container="{CONTAINER_NAME}"'
+    return "{" + (f"{sel},{extra}" if extra else sel) + "}"
+
+
+def _stage_p95(metric: str, sel: str) -> str:
+    return f"histogram_quantile(0.95, sum by (le) ({_rate(f'{metric}_bucket', sel)}))"
+
+
+def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *,
+                causal: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """The alerting rules of one RerankerService (the `rules` of its PrometheusRule group);
+    `causal`: a Qwen3-style model, whose documents should reuse the shared prefix."""
     who = f"reranker {namespace}/{name}"
     post = 'method="POST"'  # the rerank APIs; probes and scrapes are GETs
+    sel = _server(name, namespace)
     errors = _rate(Metric.HTTP_REQUESTS_TOTAL, _server(name, namespace, f'{post},status=~"5.."'))
     total = _rate(Metric.HTTP_REQUESTS_TOTAL, _server(name, namespace, post))
-    rejected = _rate(Metric.HTTP_REQUESTS_TOTAL, _server(name, namespace, 'status="429"'))
+    rejected = _rate(Metric.RERANK_REQUESTS_TOTAL, _server(name, namespace, 'status="rejected"'))
     deploy = _deployment(name, namespace)
     labels = {"rerankerservice": name, "namespace": namespace}
     threshold_pct = _num(spec.error_rate_threshold * 100)
@@ -69,7 +85,7 @@ def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec) -> list[dic
                 "labels": {"severity": severity, **labels},
                 "annotations": {"summary": summary, "description": description}}
 
-    return [
+    rules = [
         rule("RerankerHighErrorRate",
              f"sum({errors}) / sum({total}) > {_num(spec.error_rate_threshold)}",
              "critical", f"{who}: high share of 5xx answers",
@@ -83,24 +99,59 @@ def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec) -> list[dic
         rule("RerankerQueueRejections",
              f"sum({rejected}) > {_num(spec.queue_rejections_per_second)}",
              "warning", f"{who}: requests rejected, the queue is full",
-             "{{ $value | humanize }} requests/s answered 429 (queue full) over the last "
-             f"{RATE_WINDOW} (threshold {_num(spec.queue_rejections_per_second)}/s): add "
-             "replicas or raise server.maxConcurrentRequests."),
+             "{{ $value | humanize }} requests/s refused with 429 because the queue was full "
+             f"over the last {RATE_WINDOW} (threshold {_num(spec.queue_rejections_per_second)}/s):"
+             " add replicas or raise server.maxConcurrentRequests."),
+        rule("RerankerQueueTimeHigh",
+             f"{_stage_p95(Metric.QUEUE_TIME, sel)} > {_num(spec.queue_time_p95_seconds)}",
+             "warning", f"{who}: documents wait long for the model",
+             "p95 time a pair waits in the queue before its forward pass is "
+             "{{ $value | humanizeDuration }} over the last "
+             f"{RATE_WINDOW} (threshold {_num(spec.queue_time_p95_seconds)}s): the replicas are "
+             "saturated; add replicas (autoscaling.maxReplicas) or a faster GPU."),
         rule("RerankerNoReplicasAvailable",
              f"kube_deployment_status_replicas_available{deploy} == 0 "
              f"and on (namespace, deployment) kube_deployment_spec_replicas{deploy} > 0",
              "critical", f"{who}: no replica is available",
              "The Deployment wants replicas but none is available; the service answers "
              "nothing. See the RerankerService's conditions and the pods' events."),
+        rule("RerankerPodCrashLooping",
+             "max by (pod) (kube_pod_container_status_waiting_reason"
+             f"{_pods(name, namespace, 'reason=' + chr(34) + 'CrashLoopBackOff' + chr(34))}) > 0",
+             "critical", f"{who}: a server pod is crash-looping",
+             "Pod {{ $labels.pod }}'s server container is in CrashLoopBackOff: see "
+             "`kubectl logs --previous` (model load failure, out of memory, bad settings)."),
+        rule("RerankerGPUMemoryHigh",
+             f"max by (pod, gpu_id) ({Metric.GPU_MEMORY_RESERVED}{sel} / "
+             f"{Metric.GPU_MEMORY_TOTAL}{sel}) > {_num(spec.gpu_memory_ratio)}",
+             "warning", f"{who}: GPU memory nearly full",
+             "{{ $labels.pod }} holds {{ $value | humanizePercentage }} of GPU {{ $labels.gpu_id }}"
+             f"'s memory (threshold {_num(spec.gpu_memory_ratio * 100)}%): lower "
+             "server.maxBatchTokens, use float16/bfloat16 or quantization, or a larger GPU."),
     ]
+    if causal:
+        scored = _rate(f"{Metric.DOCUMENTS_PER_REQUEST}_sum", sel)
+        reused = _rate(Metric.PREFIX_CACHE_REUSE_TOTAL, sel)
+        rules.append(rule(
+            "RerankerPrefixReuseLow",
+            f"(sum({reused}) or vector(0)) / sum({scored}) < {_num(spec.prefix_reuse_ratio)} "
+            f"and sum({scored}) > 0",
+            "warning", f"{who}: documents no longer share the prompt prefix",
+            "Only {{ $value | humanizePercentage }} of scored pairs reused a shared prefix KV "
+            f"cache over the last {RATE_WINDOW} (threshold "
+            f"{_num(spec.prefix_reuse_ratio * 100)}%): requests carry one or two documents, or "
+            "the prefix path turned itself off (see /info shortcuts and the server log)."))
+    return rules
 
 
-def _panel(idx: int, title: str, unit: str, targets: list[tuple[str, str]]) -> dict[str, Any]:
+def _panel(idx: int, title: str, unit: str, description: str,
+           targets: list[tuple[str, str]]) -> dict[str, Any]:  # fmt: skip
     """A timeseries panel in a two-column grid."""
     return {
         "id": idx + 1,
         "type": "timeseries",
         "title": title,
+        "description": description,
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "gridPos": {"h": 8, "w": 12, "x": 12 * (idx % 2), "y": 8 * (idx // 2)},
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
@@ -109,36 +160,86 @@ def _panel(idx: int, title: str, unit: str, targets: list[tuple[str, str]]) -> d
     }
 
 
-def dashboard_panels(name: str, namespace: str) -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """(title, unit, [(expr, legend)]) of every panel."""
+Panel = tuple[str, str, str, list[tuple[str, str]]]  # title, unit, description, [(expr, legend)]
+
+
+def dashboard_panels(name: str, namespace: str) -> list[Panel]:
+    """Every panel: (title, unit, description, [(expr, legend)])."""
     sel = _server(name, namespace)
+    deploy = _deployment(name, namespace)
     return [
         ("Requests/s by status", "reqps",
+         "HTTP requests per second, by status code (all routes).",
          [(f"sum by (status) ({_rate(Metric.HTTP_REQUESTS_TOTAL, sel)})", "{{status}}")]),
         ("Rerank outcomes/s", "reqps",
+         "Rerank requests that reached the engine, by outcome: ok, invalid (e.g. too long), "
+         "rejected (queue full or stopping), error.",
          [(f"sum by (status) ({_rate(Metric.RERANK_REQUESTS_TOTAL, sel)})", "{{status}}")]),
         ("Request latency (POST)", "s",
+         "p50 and p95 of the rerank routes' HTTP latency.",
          [(_quantile(0.5, name, namespace, 'method="POST"'), "p50"),
           (_quantile(0.95, name, namespace, 'method="POST"'), "p95")]),
+        ("Time per stage (p95)", "s",
+         "Where a request's time goes: tokenization (per request), queue (per pair, before its "
+         "forward pass), inference (per batch the model ran).",
+         [(_stage_p95(Metric.TOKENIZATION_DURATION, sel), "tokenization"),
+          (_stage_p95(Metric.QUEUE_TIME, sel), "queue"),
+          (_stage_p95(Metric.INFERENCE_DURATION_STAGE, sel), "inference")]),
         ("Documents per request (mean)", "short",
+         "Mean documents (pairs) per answered request.",
          [(_mean(Metric.DOCUMENTS_PER_REQUEST, name, namespace), "documents")]),
         ("Tokens per request (mean)", "short",
+         "Mean prompt tokens per answered request.",
          [(_mean(Metric.TOKENS_PER_REQUEST, name, namespace), "tokens")]),
-        ("Queue depth (pairs waiting)", "short",
-         [(f"sum by (pod) ({Metric.QUEUE_DEPTH}{sel})", "{{pod}}")]),
+        ("Work held per pod", "short",
+         "Pairs queued, tokens queued and pairs being scored, per pod: what autoscaling on "
+         "queued work reads.",
+         [(f"sum by (pod) ({Metric.QUEUE_DEPTH}{sel})", "{{pod}} pairs queued"),
+          (f"sum by (pod) ({Metric.QUEUED_TOKENS}{sel})", "{{pod}} tokens queued"),
+          (f"sum by (pod) ({Metric.INFLIGHT_PAIRS}{sel})", "{{pod}} pairs in flight")]),
         ("Batch size (mean sequences per forward pass)", "short",
+         "Mean sequences per forward pass the model ran (a shared prefix's own forward counts "
+         "as one).",
          [(_mean(Metric.BATCH_SIZE, name, namespace), "sequences")]),
         ("Padding ratio (mean)", "percentunit",
+         "Share of padding in the forward passes' padded tokens: compute spent on nothing.",
          [(_mean(Metric.PADDING_RATIO, name, namespace), "padding")]),
-        ("Prefix-cache reuse", "short",
-         [(f"sum({_rate(Metric.PREFIX_CACHE_REUSE_TOTAL, sel)})", "pairs/s"),
+        ("Forward passes/s by path", "ops",
+         "Forward passes per second: prefix (a shared prompt prefix), continuation (documents "
+         "on its KV cache), full (whole sequences).",
+         [(f"sum by (path) ({_rate(Metric.FORWARD_PASSES_TOTAL, sel)})", "{{path}}")]),
+        ("Prefix-cache reuse", "percentunit",
+         "Share of scored pairs computed on a shared prefix KV cache (Qwen3 models), and the "
+         "prefix tokens it saved per second (right axis values in tokens/s).",
+         [(f"(sum({_rate(Metric.PREFIX_CACHE_REUSE_TOTAL, sel)}) or vector(0)) / "
+           f"sum({_rate(f'{Metric.DOCUMENTS_PER_REQUEST}_sum', sel)})", "pairs reusing a prefix"),
           (f"sum({_rate(Metric.PREFIX_TOKENS_SAVED_TOTAL, sel)})", "tokens saved/s")]),
-        ("GPU memory allocated", "bytes",
-         [(f"sum by (pod, gpu_id) ({Metric.GPU_MEMORY}{sel})", "{{pod}} gpu {{gpu_id}}")]),
+        ("Model throughput", "short",
+         "Real tokens the model's layers computed per second, and the model FLOPs spent on them "
+         "(in GFLOP/s).",
+         [(f"sum({_rate(Metric.COMPUTED_TOKENS_TOTAL, sel)})", "tokens/s"),
+          (f"sum({_rate(Metric.MODEL_FLOPS_TOTAL, sel)}) / 1e9", "GFLOP/s")]),
+        ("GPU memory used", "percentunit",
+         "Memory the server holds on each GPU (reserved by torch's allocator) and what its "
+         "tensors use of it, as shares of the device's total.",
+         [(f"max by (pod, gpu_id) ({Metric.GPU_MEMORY_RESERVED}{sel} / "
+           f"{Metric.GPU_MEMORY_TOTAL}{sel})", "{{pod}} gpu {{gpu_id}} reserved"),
+          (f"max by (pod, gpu_id) ({Metric.GPU_MEMORY}{sel} / {Metric.GPU_MEMORY_TOTAL}{sel})",
+           "{{pod}} gpu {{gpu_id}} allocated by tensors")]),
+        ("Refused requests/s", "reqps",
+         "Requests refused with 429: the queue full (add replicas) or a client over its rate "
+         "limit (server.auth.rateLimit).",
+         [(f"sum({_rate(Metric.RERANK_REQUESTS_TOTAL, _server(name, namespace, 'status=' + chr(34) + 'rejected' + chr(34)))})",
+           "queue full"),
+          (f"sum by (limit) ({_rate(Metric.RATE_LIMITED_TOTAL, sel)})", "rate limit: {{limit}}")]),
         ("Available replicas", "short",
-         [(f"sum(kube_deployment_status_replicas_available{_deployment(name, namespace)})",
-           "available"),
-          (f"sum(kube_deployment_spec_replicas{_deployment(name, namespace)})", "desired")]),
+         "Replicas available and desired (kube-state-metrics).",
+         [(f"sum(kube_deployment_status_replicas_available{deploy})", "available"),
+          (f"sum(kube_deployment_spec_replicas{deploy})", "desired")]),
+        ("Server restarts (1h)", "short",
+         "Restarts of the server container per pod over the last hour (kube-state-metrics).",
+         [(f"sum by (pod) (increase(kube_pod_container_status_restarts_total{_pods(name, namespace)}[1h]))",
+           "{{pod}}")]),
     ]
 
 
@@ -154,8 +255,9 @@ def dashboard_uid(name: str, namespace: str) -> str:
 
 def dashboard(name: str, namespace: str) -> dict[str, Any]:
     """The Grafana dashboard model of one RerankerService."""
-    panels = [_panel(i, title, unit, targets)
-              for i, (title, unit, targets) in enumerate(dashboard_panels(name, namespace))]
+    panels = [_panel(i, title, unit, description, targets)
+              for i, (title, unit, description, targets)
+              in enumerate(dashboard_panels(name, namespace))]
     return {
         "uid": dashboard_uid(name, namespace),
         "title": f"Reranker {namespace}/{name}",

@@ -186,6 +186,14 @@ def _downloads(spec: RerankerServiceSpec) -> bool:
     return not spec.model.name.startswith("/")
 
 
+def _causal(spec: RerankerServiceSpec) -> bool:
+    """Whether the model is a Qwen3-style causal reranker (its documents share a prompt prefix):
+    said by model.family, or guessed from the name when the family is auto."""
+    if spec.model.family != "auto":
+        return spec.model.family == "qwen3-causal"
+    return "qwen" in spec.model.name.lower()
+
+
 def _config_hash(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -284,7 +292,7 @@ def _context(cr: Mapping[str, Any]) -> dict[str, Any]:
         "rps_metric": str(HpaMetric.REQUESTS_PER_SECOND),
         "latency_metric": str(HpaMetric.P95_LATENCY_SECONDS),
         "alert_group": f"reranker.{namespace}.{name}",
-        "alert_rules": alert_rules(name, namespace, rule) if rule.enabled else [],
+        "alert_rules": alert_rules(name, namespace, rule, causal=_causal(spec)) if rule.enabled else [],
         "dashboard_file": f"reranker-{namespace}-{name}.json",
         "dashboard_json": dashboard_json(name, namespace) if board.enabled else "",
     }

@@ -467,7 +467,8 @@ class ServiceMonitorSpec(_Model):
 
 class PrometheusRuleSpec(_Model):
     """A prometheus-operator PrometheusRule (monitoring.coreos.com/v1) with alerts on this
-    service's error rate, p95 latency, queue rejections and available replicas."""
+    service's error rate, p95 latency, queue rejections and queue time, available replicas,
+    crash-looping pods, GPU memory and (Qwen3 models) prefix reuse."""
 
     enabled: bool = Field(
         False, description="Create the PrometheusRule (needs the prometheus-operator CRDs)."
@@ -503,6 +504,28 @@ class PrometheusRuleSpec(_Model):
         le=1000000,
         description="Alert when requests rejected because the queue is full (HTTP 429) exceed "
         "this rate per second over 5m.",
+    )
+    queue_time_p95_seconds: float = Field(
+        0.2,
+        ge=0.001,
+        le=3600,
+        description="Alert when the p95 time a pair waits in the server's queue before its "
+        "forward pass exceeds this many seconds over 5m (the guides' 200 ms).",
+    )
+    gpu_memory_ratio: float = Field(
+        0.9,
+        ge=0.01,
+        le=1,
+        description="Alert when a GPU's memory held by the server (reserved) exceeds this "
+        "fraction of the device's total, as the server reports it.",
+    )
+    prefix_reuse_ratio: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Qwen3 (causal) models: alert when fewer than this share of scored pairs "
+        "reuse a shared prefix KV cache over 5m (requests of one or two documents, or the "
+        "prefix path turned off).",
     )
 
 

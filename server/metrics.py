@@ -29,6 +29,11 @@ DOCUMENTS_PER_REQUEST = Histogram(
     "Documents in one rerank request",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
 )
+AUTH_FAILURES = Counter(Metric.AUTH_FAILURES_TOTAL, "Rejected credentials, by reason", ["reason"])
+RATE_LIMITED = Counter(
+    Metric.RATE_LIMITED_TOTAL, "Requests refused by a per-client limit (by client class)",
+    ["limit", "client_class"],
+)
 TOKENS_PER_REQUEST = Histogram(
     Metric.TOKENS_PER_REQUEST,
     "Prompt tokens of one rerank request",

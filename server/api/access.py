@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
-from prometheus_client import Counter
-from reranker_contract import Env, Metric
+from reranker_contract import Env
+from reranker_server.metrics import AUTH_FAILURES, RATE_LIMITED
 from reranker_server.api.errors import APIError
 from reranker_server.auth import errors as auth_errors
 from reranker_server.auth.authenticator import Authenticator, Identity
@@ -23,11 +23,6 @@ from reranker_server.auth.ratelimit import (
 from reranker_server.auth.tokens import JwtSettings, TokenVerifier
 from reranker_server.config import ConfigError, Settings
 
-AUTH_FAILURES = Counter(Metric.AUTH_FAILURES_TOTAL, "Rejected credentials, by reason", ["reason"])
-RATE_LIMITED = Counter(
-    Metric.RATE_LIMITED_TOTAL, "Requests refused by a per-client limit (by client class)",
-    ["limit", "client_class"],
-)  # fmt: skip
 
 
 @dataclass

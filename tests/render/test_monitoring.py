@@ -15,13 +15,17 @@ from render_helpers import FULL_SPEC, make_cr, prometheus_operator_schema
 from reranker_operator.render import render_children
 from reranker_operator.spec import InvalidSpecError
 
-# kube-state-metrics series (not the server's): available and desired replicas of a Deployment.
-KUBE_STATE_METRICS = {"kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
+# kube-state-metrics series (not the server's): available and desired replicas of a Deployment,
+# and the server containers of its pods.
+DEPLOYMENT_KSM = {"kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
+POD_KSM = {"kube_pod_container_status_waiting_reason", "kube_pod_container_status_restarts_total"}
+KUBE_STATE_METRICS = DEPLOYMENT_KSM | POD_KSM
 PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
                    "group_left", "group_right", "inf", "nan"}  # fmt: skip
 SERVER_PANELS = ["requests/s by status", "latency", "documents per request", "tokens per request",
-                 "queue depth", "batch size", "padding ratio", "prefix-cache reuse",
-                 "gpu memory"]  # fmt: skip
+                 "work held per pod", "batch size", "padding ratio", "prefix-cache reuse",
+                 "gpu memory", "time per stage", "forward passes", "model throughput",
+                 "refused requests", "server restarts"]  # fmt: skip
 
 
 def exported_metric_names() -> set[str]:
@@ -120,7 +124,11 @@ def test_every_selector_is_scoped_to_one_service(name: str, namespace: str) -> N
         for metric, matchers in selectors(expr):
             count += 1
             assert matchers["namespace"] == f"={namespace}", expr
-            key = "deployment" if metric in KUBE_STATE_METRICS else "job"
+            if metric in POD_KSM:  # the Deployment's pods, server container only
+                assert matchers["pod"] == f"=~{name}-[a-z0-9]+-[a-z0-9]+", expr
+                assert matchers["container"] == "=reranker", expr
+                continue
+            key = "deployment" if metric in DEPLOYMENT_KSM else "job"
             assert matchers[key] == f"={name}", expr
         # a series without a selector would mix every service's series
         assert len(selectors(expr)) == len(metric_names(expr)), expr
@@ -143,18 +151,22 @@ def _threshold(expr: str) -> float:
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [({}, {"RerankerHighErrorRate": 0.05, "RerankerHighLatency": 2.0,
-           "RerankerQueueRejections": 0.1, "for": "5m"}),
+           "RerankerQueueRejections": 0.1, "RerankerQueueTimeHigh": 0.2,
+           "RerankerGPUMemoryHigh": 0.9, "for": "5m"}),
      ({"errorRateThreshold": 0.2, "p95LatencySeconds": 0.25, "queueRejectionsPerSecond": 3,
-       "for": "1h30m"},
+       "queueTimeP95Seconds": 0.05, "gpuMemoryRatio": 0.8, "for": "1h30m"},
       {"RerankerHighErrorRate": 0.2, "RerankerHighLatency": 0.25,
-       "RerankerQueueRejections": 3.0, "for": "1h30m"})],
+       "RerankerQueueRejections": 3.0, "RerankerQueueTimeHigh": 0.05,
+       "RerankerGPUMemoryHigh": 0.8, "for": "1h30m"})],
 )  # fmt: skip
 def test_alerts_carry_the_spec_thresholds(settings: dict[str, Any], expected: dict) -> None:
     spec = {"model": {"name": "m"}, "metrics": {"prometheusRule": {"enabled": True, **settings}}}
     (rule,) = [c for c in render_children(make_cr(spec)) if c["kind"] == "PrometheusRule"]
     rules = {r["alert"]: r for r in rules_of(rule)}
     assert set(rules) == {"RerankerHighErrorRate", "RerankerHighLatency",
-                          "RerankerQueueRejections", "RerankerNoReplicasAvailable"}  # fmt: skip
+                          "RerankerQueueRejections", "RerankerNoReplicasAvailable",
+                          "RerankerQueueTimeHigh", "RerankerPodCrashLooping",
+                          "RerankerGPUMemoryHigh"}  # fmt: skip
     for alert, value in expected.items():
         if alert != "for":
             assert _threshold(rules[alert]["expr"]) == pytest.approx(value), alert
@@ -164,7 +176,10 @@ def test_alerts_carry_the_spec_thresholds(settings: dict[str, Any], expected: di
         assert r["labels"]["rerankerservice"] == "demo" and r["labels"]["namespace"] == "ml"
         assert r["annotations"]["summary"].strip() and r["annotations"]["description"].strip()
     assert 'status=~"5.."' in rules["RerankerHighErrorRate"]["expr"]
-    assert 'status="429"' in rules["RerankerQueueRejections"]["expr"]
+    # queue-full refusals, not a client over its rate limit (also 429)
+    assert 'reranker_requests_total{' in rules["RerankerQueueRejections"]["expr"]
+    assert 'status="rejected"' in rules["RerankerQueueRejections"]["expr"]
+    assert "gpu_memory_total_bytes" in rules["RerankerGPUMemoryHigh"]["expr"]  # no fixed size
     assert "histogram_quantile(0.95" in rules["RerankerHighLatency"]["expr"]
 
 
@@ -241,3 +256,25 @@ def test_bad_monitoring_settings_name_the_field(metrics: dict[str, Any], field: 
     with pytest.raises(InvalidSpecError) as err:
         render_children(make_cr({"model": {"name": "m"}, "metrics": metrics}))
     assert err.value.field == field
+
+
+@pytest.mark.parametrize(("model", "family", "wanted"),
+                         [("Qwen/Qwen3-Reranker-0.6B", "auto", True), ("/m", "qwen3-causal", True),
+                          ("BAAI/bge-reranker-base", "auto", False),
+                          ("qwen-ish", "cross-encoder", False)])  # fmt: skip
+def test_prefix_reuse_alert_only_for_causal_models(model: str, family: str, wanted: bool) -> None:
+    spec = {"model": {"name": model, "family": family},
+            "metrics": {"prometheusRule": {"enabled": True, "prefixReuseRatio": 0.4}}}  # fmt: skip
+    (rule,) = [c for c in render_children(make_cr(spec)) if c["kind"] == "PrometheusRule"]
+    rules = {r["alert"]: r for r in rules_of(rule)}
+    assert ("RerankerPrefixReuseLow" in rules) is wanted
+    if wanted:
+        expr = rules["RerankerPrefixReuseLow"]["expr"]
+        assert "< 0.4 and" in expr and "reranker_prefix_cache_reuse_total" in expr
+
+
+def test_every_panel_has_a_unit_and_a_description() -> None:
+    _rule, cm = monitoring_children(make_cr(FULL_SPEC))
+    for panel in dashboard_of(cm)["panels"]:
+        assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+        assert len(panel["description"]) > 20, panel["title"]
