@@ -34,6 +34,16 @@ RATE_LIMITED = Counter(
     Metric.RATE_LIMITED_TOTAL, "Requests refused by a per-client limit (by client class)",
     ["limit", "client_class"],
 )
+# Every label value these counters can take starts at 0, so a rate over them is 0, not absent,
+# before the first event (an alert or panel on "rejected" then has a value from the start).
+for _status in ("ok", "invalid", "rejected", "error"):
+    RERANK_REQUESTS.labels(status=_status)
+for _reason in ("missing", "invalid", "expired", "forbidden"):
+    AUTH_FAILURES.labels(reason=_reason)
+for _limit in ("requests", "pairs"):
+    for _class in ("api_key", "jwt", "address"):
+        RATE_LIMITED.labels(limit=_limit, client_class=_class)
+
 TOKENS_PER_REQUEST = Histogram(
     Metric.TOKENS_PER_REQUEST,
     "Prompt tokens of one rerank request",

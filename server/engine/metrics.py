@@ -41,6 +41,8 @@ PREFIX_TOKENS_SAVED = Counter(
 FORWARD_PASSES = Counter(
     Metric.FORWARD_PASSES_TOTAL, "Forward passes the model ran", ["path"]
 )
+for _path in ("prefix", "continuation", "full"):
+    FORWARD_PASSES.labels(path=_path)  # 0 until the first such forward, never absent
 COMPUTED_TOKENS = Counter(
     Metric.COMPUTED_TOKENS_TOTAL, "Real (non-padding) tokens the model's layers computed"
 )
