@@ -111,6 +111,7 @@ class Metric(StrEnum):
     RERANK_REQUESTS_TOTAL = "reranker_requests_total"  # {status}
     DOCUMENTS_PER_REQUEST = "reranker_documents_per_request"
     TOKENS_PER_REQUEST = "reranker_tokens_per_request"
+    TRUNCATED_DOCUMENTS_TOTAL = "reranker_truncated_documents_total"  # cut to fit max length
     QUEUE_DEPTH = "reranker_queue_depth"
     QUEUE_TIME = "reranker_queue_time_seconds"
     BATCH_SIZE = "reranker_batch_size"

@@ -2,6 +2,7 @@
 
 reranker-operator render -f CR.yaml [-o yaml|json]
 reranker-operator crd
+reranker-operator diagnose NAME [-n NS] (--prometheus URL | --url SERVER_URL)
 reranker-operator loadtest URL [-c N] [-n N | -d SECONDS] [--documents N] [--target-p95 S ...]
 reranker-operator run [-n NS ...|--all-namespaces] [--liveness URL] [--standalone]
                       [--peering NAME [--priority N]] [--verbose]
@@ -89,6 +90,10 @@ def _parser() -> argparse.ArgumentParser:
 
     loadtest = sub.add_parser("loadtest", help="load-test a reranker server and size replicas")
     loadtest_arguments(loadtest)
+    from .diagnose.command import add_arguments as diagnose_arguments
+
+    diagnose = sub.add_parser("diagnose", help="find a RerankerService's bottleneck from its metrics")
+    diagnose_arguments(diagnose)
     run = sub.add_parser("run", help="run the operator against the current kubeconfig/cluster")
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", dest="namespaces", default=[],
@@ -123,6 +128,13 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             try:
                 return loadtest_main(args, stdout)
             except ValueError as exc:
+                raise CliError(str(exc)) from None
+        elif args.command == "diagnose":
+            from .diagnose.command import main as diagnose_main
+
+            try:
+                return diagnose_main(args, stdout)
+            except (ValueError, OSError) as exc:
                 raise CliError(str(exc)) from None
         elif args.command == "crd":
             from .crdschema import crd_yaml

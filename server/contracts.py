@@ -117,6 +117,7 @@ class RerankOutput:
     raw_scores: list[float]  # logit (cross-encoder) or logit(yes) - logit(no) (causal)
     scores: list[float]  # relevance in [0, 1]: sigmoid(raw) == softmax([no, yes])[yes]
     prompt_tokens: int
+    truncated_documents: int = 0  # documents cut to fit (among those scored, not cached)
 
 
 ForwardPath = Literal["prefix", "continuation", "full"]

@@ -29,6 +29,9 @@ DOCUMENTS_PER_REQUEST = Histogram(
     "Documents in one rerank request",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
 )
+TRUNCATED_DOCUMENTS = Counter(
+    Metric.TRUNCATED_DOCUMENTS_TOTAL, "Documents cut to fit the model's max length or max_tokens_per_doc"
+)
 AUTH_FAILURES = Counter(Metric.AUTH_FAILURES_TOTAL, "Rejected credentials, by reason", ["reason"])
 RATE_LIMITED = Counter(
     Metric.RATE_LIMITED_TOTAL, "Requests refused by a per-client limit (by client class)",

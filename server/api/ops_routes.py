@@ -137,6 +137,10 @@ async def info(request: Request) -> dict[str, Any]:
                             "pairs_per_minute": s.rate_limit_pairs_per_minute},
         },
         "settings": s.public(),
+        "engine": {
+            "model_workers": getattr(state.engine, "model_workers", None),
+            "torch_threads": getattr(state.engine, "torch_threads", None),
+        },
         "version": __version__,
     }
 

@@ -121,4 +121,5 @@ async def score(
     metrics.INFERENCE_DURATION.labels(model_name=state.served_name).observe(elapsed)
     metrics.DOCUMENTS_PER_REQUEST.observe(len(documents))
     metrics.TOKENS_PER_REQUEST.observe(output.prompt_tokens)
+    metrics.TRUNCATED_DOCUMENTS.inc(output.truncated_documents)
     return Ranked(output=output, elapsed_s=elapsed)

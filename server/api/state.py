@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reranker_contract import served_model_name
+from reranker_server import metrics
 from reranker_server.config import Settings
 
 log = logging.getLogger("reranker_server")
@@ -60,6 +61,9 @@ class ServerState:
             engine = build_engine(backend, self.settings.engine_config())
             await engine.start()
             self.backend, self.engine = backend, engine
+            # the labelled latency series exists (at 0) before the first request, so a rate
+            # over it starts from zero rather than from the first scrape that saw it
+            metrics.INFERENCE_DURATION.labels(model_name=backend.model_name)
             log.info(
                 "model %s loaded (%s, %s, %s)",
                 backend.model_name,

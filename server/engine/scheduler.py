@@ -216,22 +216,25 @@ class BatchingEngine:
                     raw[i], tokens[i] = hit.raw_score, hit.prompt_tokens
             metrics.SCORE_CACHE_HITS.inc(n - len(miss))
             metrics.SCORE_CACHE_MISSES.inc(len(miss))
+        truncated = 0
         if miss:
             sub = inp if len(miss) == n else replace(inp, documents=[docs[i] for i in miss])
-            scores, costs = await self._score_documents(sub, miss)
+            scores, costs, truncated = await self._score_documents(sub, miss)
             for j, i in enumerate(miss):
                 raw[i], tokens[i] = scores[j], costs[j]
                 if self._cache is not None:
                     self._cache.put(keys[i], CachedScore(scores[j], costs[j]))
         final = [float(r) for r in raw]  # every slot is filled here
         return RerankOutput(
-            raw_scores=final, scores=[sigmoid(r) for r in final], prompt_tokens=sum(tokens)
+            raw_scores=final, scores=[sigmoid(r) for r in final], prompt_tokens=sum(tokens),
+            truncated_documents=truncated,
         )
 
     async def _score_documents(
         self, sub: RerankInput, original_index: Sequence[int]
-    ) -> tuple[list[float], list[int]]:
-        """Encode `sub`, queue its pairs, await them: (raw scores, tokens per pair)."""
+    ) -> tuple[list[float], list[int], int]:
+        """Encode `sub`, queue its pairs, await them: (raw scores, tokens per pair, documents
+        truncated to fit)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
@@ -249,8 +252,9 @@ class BatchingEngine:
             )
         p = len(encoded.prefix_ids)
         costs = [p + len(pair.input_ids) for pair in encoded.pairs]
+        cut = sum(1 for t in encoded.truncated if t)
         if n == 0:
-            return [], []
+            return [], [], 0
         job = _Job(
             pending=PendingRequest(next(self._ids), encoded, list(range(n)), time.monotonic()),
             future=loop.create_future(),
@@ -268,7 +272,7 @@ class BatchingEngine:
         except asyncio.CancelledError:
             self._withdraw(job)
             raise
-        return scores, costs
+        return scores, costs, cut
 
     def _withdraw(self, job: _Job) -> None:
         """Forget a request: its undispatched pairs leave the queue, late scores are ignored."""

@@ -195,7 +195,7 @@ def test_adapter_rules_serve_one_value_per_pod_under_the_hpas_names(cluster) -> 
         assert {s["metric"]["pod"] for s in discovered} >= set(PODS), name
         values = _wait_for(server, _expand(rule, PODS))
         assert sorted(v["metric"]["pod"] for v in values) == sorted(PODS), (name, values)
-        assert all(float(v["value"][1]) == float(v["value"][1]) for v in values)  # not NaN
+        assert all(float(v["value"][1]) == float(v["value"][1]) for v in values), (name, values)
 
 
 def test_the_queue_rejection_alert_goes_pending_under_overload(cluster) -> None:
@@ -212,3 +212,17 @@ def test_the_queue_rejection_alert_goes_pending_under_overload(cluster) -> None:
     assert alert["labels"]["rerankerservice"] == NAME and alert["labels"]["namespace"] == NS
     # healthy signals stay quiet: no 5xx, and both pods answered
     assert "RerankerHighErrorRate" not in alerts
+
+
+def test_diagnose_reads_prometheus_and_finds_the_overload(cluster) -> None:
+    import json
+
+    out = io.StringIO()
+    status = cli.main(["diagnose", NAME, "-n", NS, "--prometheus", cluster["prometheus"].base_url,
+                       "--window", "1m", "--family", "qwen3-causal", "--json"], stdout=out)  # fmt: skip
+    assert status == 0
+    result = json.loads(out.getvalue())
+    sig = result["signals"]
+    assert sig["requests_per_s"] > 0 and sig["rejected_per_s"] > 0 and sig["documents_per_s"] > 0
+    assert sig["queue_time_p95_s"] is not None and sig["batch_size_mean"] is not None
+    assert "queue-bound" in [v["name"] for v in result["verdicts"]]

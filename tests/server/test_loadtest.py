@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from server_helpers import serving
 from reranker_operator import cli
-from reranker_operator.loadtest.metrics import histogram_quantile
+from reranker_operator.promtext import histogram_quantile
 from reranker_operator.loadtest.report import percentile
 
 
