@@ -120,15 +120,15 @@ async def fetch_scores(base_url: str, requests: Sequence[BenchRequest]) -> list[
     return out
 
 
-async def wait_ready(base_url: str, timeout_s: float, alive) -> None:
-    """Poll `/ready` until 200; `alive()` False (process died) or timeout raises RuntimeError."""
+async def wait_ready(base_url: str, timeout_s: float, alive, path: str = "/ready") -> None:
+    """Poll `path` until 200; `alive()` False (process died) or timeout raises RuntimeError."""
     deadline = time.perf_counter() + timeout_s
     async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
         while time.perf_counter() < deadline:
             if not alive():
                 raise RuntimeError(f"server at {base_url} exited before it was ready")
             try:
-                if (await client.get("/ready")).status_code == 200:
+                if (await client.get(path)).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

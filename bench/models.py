@@ -9,6 +9,9 @@ import torch
 QWEN3_SHAPE = {"hidden_size": 256, "num_layers": 4, "num_heads": 8, "num_kv_heads": 4,
                "head_dim": 32, "intermediate_size": 768}
 QWEN3_QUICK_SHAPE = QWEN3_SHAPE  # already small; --quick shrinks the load, not the model
+# the wider model, where matmuls rather than Python overhead dominate
+QWEN3_WIDE_SHAPE = {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "num_kv_heads": 4,
+                    "head_dim": 64, "intermediate_size": 1536}
 
 
 def prepare_qwen3(cache_dir: Path, shape: dict | None = None, seed: int = 0) -> Path:

@@ -40,12 +40,12 @@ def qwen3_prompt(instruction: str, query: str, document: str) -> str:
     )
 
 
-def qwen3_scorer(model_dir: str) -> Scorer:
+def qwen3_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
     """Score with a causal LM: P(yes) from softmax over the last position's [no, yes] logits."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
     yes_id = tokenizer.convert_tokens_to_ids("yes")
     no_id = tokenizer.convert_tokens_to_ids("no")
     if yes_id is None or no_id is None:
@@ -56,18 +56,18 @@ def qwen3_scorer(model_dir: str) -> Scorer:
         inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
         with torch.no_grad():
             logits = model(**inputs).logits[:, -1, :]
-            pair = torch.stack([logits[:, no_id], logits[:, yes_id]], dim=1)
+            pair = torch.stack([logits[:, no_id], logits[:, yes_id]], dim=1).float()
             return torch.softmax(pair, dim=1)[:, 1].tolist()
 
     return score
 
 
-def cross_scorer(model_dir: str) -> Scorer:
+def cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
     """Score with a sequence classifier (num_labels=1): sigmoid of its logit."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=dtype)
     model.eval()
 
     def score(query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
@@ -76,16 +76,17 @@ def cross_scorer(model_dir: str) -> Scorer:
             return_tensors="pt",
         )
         with torch.no_grad():
-            return torch.sigmoid(model(**inputs).logits.squeeze(-1)).tolist()
+            return torch.sigmoid(model(**inputs).logits.squeeze(-1).float()).tolist()
 
     return score
 
 
-def st_cross_scorer(model_dir: str) -> Scorer:
+def st_cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
     """Score with sentence-transformers' CrossEncoder (sigmoid for one label)."""
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(model_dir, device="cpu", local_files_only=True)
+    model = CrossEncoder(model_dir, device="cpu", local_files_only=True,
+                         model_kwargs={"dtype": dtype})
 
     def score(query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
         pairs = [(query, d) for d in documents]
@@ -141,8 +142,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="local model directory")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args(argv)
-    scorer = SCORERS[args.mode](args.model)
+    scorer = SCORERS[args.mode](args.model, getattr(torch, args.dtype))
     uvicorn.run(build_app(scorer, args.model), host=args.host, port=args.port,
                 workers=1, log_level="warning")
 

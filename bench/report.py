@@ -58,10 +58,16 @@ def compare_scores(reference: list[list[float]], other: list[list[float]]) -> di
         diffs = [abs(a - b) if not (math.isnan(a) or math.isnan(b)) else math.inf
                  for a, b in zip(ref, oth, strict=True)]
         max_diff = max(max_diff, max(diffs))
+    top3_changed = sum(
+        1 for ref, oth in zip(reference, other)
+        if sorted(range(len(ref)), key=lambda i: -ref[i])[:3]
+        != sorted(range(len(oth)), key=lambda i: -oth[i])[:3]
+    )  # fmt: skip
     return {
         "requests": len(reference),
         "top_index_match": all(top_match),
         "max_abs_score_diff": max_diff,
+        "top3_changed_share": top3_changed / len(reference) if reference else 0.0,
         "agree": all(top_match) and max_diff <= AGREEMENT_TOLERANCE,
     }
 
@@ -81,6 +87,15 @@ def targets(loads: dict) -> list[dict]:
             add("qwen3 pairs/s this/naive", r, ">= 3.0", r >= 3.0)
             add("qwen3 p95 this vs naive (s)", s["this"]["p95_s"],
                 f"<= {s['naive']['p95_s']:.3f}", s["this"]["p95_s"] <= s["naive"]["p95_s"])
+    for load in ("qwen3", "qwen3-wide"):
+        s = loads.get(load, {}).get("servers", {})
+        for suffix in ("", "-bf16"):
+            this, peer = s.get("this" + suffix), s.get("vllm" + suffix)
+            if this and peer:
+                r = ratio(this["pairs_per_s"], peer["pairs_per_s"])
+                add(f"{load} pairs/s this{suffix}/vllm{suffix}", r, ">= 1.25", r >= 1.25)
+                add(f"{load} p95 this{suffix} vs vllm{suffix} (s)", this["p95_s"],
+                    f"<= {peer['p95_s']:.3f}", this["p95_s"] <= peer["p95_s"])
     if "cross" in loads:
         s = loads["cross"]["servers"]
         for base in ("naive", "st-naive"):
@@ -143,6 +158,12 @@ def markdown(run: dict) -> str:
                 f"- agreement {pair}: {verdict} on {agreement['requests']} requests "
                 f"(top index match: {agreement['top_index_match']}, max |score diff| "
                 f"{agreement['max_abs_score_diff']:.2e}, tolerance {AGREEMENT_TOLERANCE:g})"
+            )
+        for pair, cost in load.get("bf16_cost", {}).items():
+            lines.append(
+                f"- bf16 cost {pair}: max |score diff| {cost['max_abs_score_diff']:.2e} over "
+                f"{cost['requests']} requests; top 3 changed in "
+                f"{_fmt(100 * cost['top3_changed_share'], 0)}% of them"
             )
         for server, error in load.get("failed", {}).items():
             lines.append(f"- {server} FAILED: {error.splitlines()[0]}")

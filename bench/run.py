@@ -51,25 +51,33 @@ class LoadSpec:
     servers: dict[str, str]  # report name -> server kind (servers.server_command)
     query_tokens: int
     instruction_tokens: int  # 0: no instruction field
+    shape: dict | None = None  # Qwen3 model shape (None: the default or the cross-encoder)
 
 
+QWEN3_SERVERS = {"this": "this", "naive": "naive-qwen3", "vllm": "vllm"}
 LOADS = {
     "qwen3": LoadSpec(
-        "qwen3", "Qwen3-architecture causal reranker, random weights; ~150-token "
-        "instruction+query, documents of 30-200 tokens",
-        {"this": "this", "naive": "naive-qwen3"}, query_tokens=20, instruction_tokens=130),
+        "qwen3", "Qwen3-architecture causal reranker (hidden 256, 4 layers), random weights; "
+        "~150-token instruction+query, documents of 30-200 tokens",
+        QWEN3_SERVERS, query_tokens=20, instruction_tokens=130),
+    "qwen3-wide": LoadSpec(
+        "qwen3-wide", "Qwen3-architecture causal reranker (hidden 512, 8 layers), random "
+        "weights; the same requests as qwen3",
+        QWEN3_SERVERS, query_tokens=20, instruction_tokens=130, shape=models.QWEN3_WIDE_SHAPE),
     "cross": LoadSpec(
         "cross", "BERT cross-encoder with the real all-MiniLM-L6-v2 encoder and a seeded head; "
         "short query, documents of 30-200 tokens",
-        {"this": "this", "naive": "naive-cross", "st-naive": "st-naive"},
+        {"this": "this", "naive": "naive-cross", "st-naive": "st-naive", "vllm": "vllm-cross"},
         query_tokens=12, instruction_tokens=0),
 }
+SERVER_NAMES = ("this", "naive", "st-naive", "vllm")  # each also as NAME-bf16 (--dtypes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with --quick or full defaults filled in and every value checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loads", default="qwen3,cross", help="comma-separated: qwen3, cross")
+    parser.add_argument("--loads", default="qwen3,qwen3-wide,cross",
+                        help="comma-separated: qwen3, qwen3-wide, cross")
     parser.add_argument("--requests", type=int, default=None,
                         help="measured requests per server, all rounds (default 192; --quick 24)")
     parser.add_argument("--duration", type=float, default=None,
@@ -83,10 +91,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     parser.add_argument("--docs", type=int, default=None,
                         help="documents per request (default 32; --quick 16)")
-    parser.add_argument("--check-requests", type=int, default=3,
+    parser.add_argument("--check-requests", type=int, default=8,
                         help="requests whose scores are compared between servers")
-    parser.add_argument("--servers", default="this,naive,st-naive",
-                        help="comma-separated subset of: this, naive, st-naive (cross load only)")
+    parser.add_argument("--servers", default="this,naive,st-naive,vllm",
+                        help="comma-separated subset of: this, naive, st-naive (cross load "
+                             "only), vllm (make vllm-venv)")
+    parser.add_argument("--dtypes", default="float32",
+                        help="comma-separated: float32, bfloat16 (every server in each; bf16 "
+                             "rows are named NAME-bf16 and compared with fp32)")
     parser.add_argument("--quick", action="store_true", help="small smoke run (~1-2 minutes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path,
@@ -107,9 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--loads: unknown {unknown}; choose from {sorted(LOADS)}")
     args.loads = loads
     args.servers = [name.strip() for name in args.servers.split(",") if name.strip()]
-    bad = [name for name in args.servers if name not in ("this", "naive", "st-naive")]
+    bad = [name for name in args.servers if name not in SERVER_NAMES]
     if bad or not args.servers:
-        parser.error(f"--servers: unknown {bad}; choose from this, naive, st-naive")
+        parser.error(f"--servers: unknown {bad}; choose from {', '.join(SERVER_NAMES)}")
+    args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not args.dtypes or any(d not in ("float32", "bfloat16") for d in args.dtypes):
+        parser.error(f"--dtypes: float32 and/or bfloat16, got {args.dtypes}")
     for name in ("requests", "concurrency", "docs", "check_requests", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -143,8 +158,8 @@ def prepare_load(spec: LoadSpec, args: argparse.Namespace
     from transformers import AutoTokenizer
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    if spec.name == "qwen3":
-        model_dir = models.prepare_qwen3(args.cache_dir, seed=args.seed)
+    if spec.name.startswith("qwen3"):
+        model_dir = models.prepare_qwen3(args.cache_dir, shape=spec.shape, seed=args.seed)
     else:
         model_dir = models.prepare_minilm_cross_encoder(args.cache_dir, seed=args.seed)
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -169,7 +184,7 @@ def prepare_load(spec: LoadSpec, args: argparse.Namespace
     tokens, flops = [], []
     flop_model, head = models.flop_model(model_dir)
     for req in requests:
-        if spec.name == "qwen3":
+        if spec.name.startswith("qwen3"):
             instruction = req.instruction or DEFAULT_INSTRUCTION
             texts = [qwen3_prompt(instruction, req.query, d) for d in req.documents]
             lengths = [len(ids) for ids in tok(texts)["input_ids"]]
@@ -193,51 +208,57 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
     warm_tokens, measured_tokens = tokens[: args.warmup], tokens[args.warmup:]
     measured_flops = flops[args.warmup:]
     checks = measured[: args.check_requests]
-    names = [name for name in spec.servers if name in args.servers]
+    runs = [(name if dtype == "float32" else f"{name}-bf16", kind, dtype)
+            for dtype in args.dtypes for name, kind in spec.servers.items() if name in args.servers]
     failed: dict[str, str] = {}
     results: dict[str, list[LoadResult]] = {}
     scores: dict[str, list[list[float]]] = {}
     with ExitStack() as stack:
-        urls = {}
-        for name in names:  # all started up front: an idle server costs no CPU
-            kind = spec.servers[name]
-            print(f"-- {spec.name}/{name}: starting {kind}, {len(warm)} warm-up requests",
+        running = {}
+        for name, kind, dtype in runs:  # all started up front, paused while others are measured
+            print(f"-- {spec.name}/{name}: starting {kind} ({dtype}), {len(warm)} warm-up requests",
                   flush=True)
             extra = args.server_arg if kind == "this" else []
             try:
-                urls[name] = stack.enter_context(running_server(
-                    kind, model_dir, log_dir / f"{spec.name}-{name}.log", extra))
+                server = stack.enter_context(running_server(
+                    kind, model_dir, log_dir / f"{spec.name}-{name}.log", extra, dtype=dtype))
                 if warm:
-                    asyncio.run(run_load(urls[name], warm, warm_tokens,
+                    asyncio.run(run_load(server.url, warm, warm_tokens,
                                          concurrency=args.concurrency, duration_s=600.0))
+                server.pause()
+                running[name] = server
             except (RuntimeError, OSError, httpx.HTTPError) as exc:
                 failed[name] = f"{type(exc).__name__}: {exc}"
-                print(f"   FAILED: {failed[name]}", flush=True)
-                urls.pop(name, None)
+                print(f"   FAILED: {failed[name].splitlines()[0]}", flush=True)
         per_round = -(-len(measured) // args.rounds)
         for k in range(args.rounds):
             reqs = measured[k * per_round:(k + 1) * per_round]
             toks = measured_tokens[k * per_round:(k + 1) * per_round]
             fls = measured_flops[k * per_round:(k + 1) * per_round]
-            order = list(urls)[k % max(1, len(urls)):] + list(urls)[:k % max(1, len(urls))]
+            order = list(running)[k % max(1, len(running)):] + list(running)[:k % max(1, len(running))]
             for name in order:  # servers alternate, so slow drifts of machine load even out
-                before = server_counters(urls[name])
-                result = asyncio.run(run_load(urls[name], reqs, toks, flops=fls,
+                server = running[name]
+                server.resume()
+                before = server_counters(server.url)
+                result = asyncio.run(run_load(server.url, reqs, toks, flops=fls,
                                               concurrency=args.concurrency,
                                               duration_s=args.duration / args.rounds))
-                after = server_counters(urls[name])
+                after = server_counters(server.url)
+                server.pause()
                 if before is not None and after is not None:  # this server counts what it ran
                     result.flops = after[FLOPS] - before[FLOPS]
                     result.prefix_tokens_reused = int(after[REUSED] - before[REUSED])
                 results.setdefault(name, []).append(result)
-                print(f"   round {k + 1}/{args.rounds} {name:8s}: {result.completed} requests "
+                print(f"   round {k + 1}/{args.rounds} {name:10s}: {result.completed} requests "
                       f"({result.errors} errors) in {result.wall_s:.1f}s, "
                       f"{result.pairs / max(result.wall_s, 1e-9):.1f} pairs/s", flush=True)
-        for name, url in urls.items():
+        for name, server in running.items():
+            server.resume()
             try:
-                scores[name] = asyncio.run(fetch_scores(url, checks))
+                scores[name] = asyncio.run(fetch_scores(server.url, checks))
             except httpx.HTTPError as exc:
                 failed[name] = f"agreement check: {type(exc).__name__}: {exc}"
+            server.pause()
     summaries = {}
     for name, rounds in results.items():
         summaries[name] = report.summarize(merge_results(rounds), params, peak)
@@ -246,10 +267,15 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
         s = summaries[name]
         print(f"-- {spec.name}/{name}: {s['pairs_per_s']:.1f} pairs/s, p50 {s['p50_s']:.2f}s, "
               f"p95 {s['p95_s']:.2f}s, {s['model_gflops']:.1f} model GFLOP/s", flush=True)
-    agreement = {}
+    agreement, bf16_cost = {}, {}
     names = list(scores)
     for i, first in enumerate(names):
         for second in names[i + 1:]:
+            if first.endswith("-bf16") != second.endswith("-bf16"):
+                fp32, bf16 = (first, second) if second.endswith("-bf16") else (second, first)
+                if bf16 == f"{fp32}-bf16":  # what bf16 costs one server in scores
+                    bf16_cost[f"{bf16} vs {fp32}"] = report.compare_scores(scores[fp32], scores[bf16])
+                continue
             agreement[f"{first} vs {second}"] = report.compare_scores(scores[first], scores[second])
     return {
         "description": spec.description,
@@ -261,6 +287,7 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
         "servers": summaries,
         "failed": failed,
         "agreement": agreement,
+        "bf16_cost": bf16_cost,
         "check_scores": scores,
     }
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from loadgen import wait_ready
@@ -25,16 +28,36 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] = ()) -> list[str]:
-    """The argv of one server: `this` (reranker-server serve) or a naive mode."""
+QWEN3_OVERRIDES = {"architectures": ["Qwen3ForSequenceClassification"],
+                   "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": True}
+
+
+def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] = (),
+                   dtype: str = "float32", work: Path | None = None) -> list[str]:
+    """The argv of one server: `this` (reranker-server serve), a naive mode, or vLLM (`vllm`
+    for the Qwen3 yes/no family with the operator's score template, `vllm-cross` native)."""
     if kind == "this":
         entry = "import sys; from reranker_server.cli import main; sys.exit(main())"
         return [sys.executable, "-c", entry, "serve", "--model", str(model_dir),
-                "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--device", "cpu",
+                "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype, "--device", "cpu",
                 "--drain-seconds", "0", "--log-level", "warning", *extra]
     if kind in NAIVE_MODES:
         return [sys.executable, str(BENCH_DIR / "naive_server.py"), "--mode", NAIVE_MODES[kind],
-                "--model", str(model_dir), "--port", str(port)]
+                "--model", str(model_dir), "--port", str(port), "--dtype", dtype]
+    if kind in ("vllm", "vllm-cross"):
+        from reranker_devtools import vllm
+
+        args = ["--model", str(model_dir), "--runner", "pooling", "--dtype", dtype,
+                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
+                "--enable-prefix-caching", "--served-model-name", model_dir.name]
+        if kind == "vllm":
+            from reranker_operator.vllm_template import qwen3_score_template
+
+            assert work is not None
+            template = work / f"score-template-{port}.jinja"
+            template.write_text(qwen3_score_template())
+            args += ["--hf-overrides", json.dumps(QWEN3_OVERRIDES), "--chat-template", str(template)]
+        return vllm.serve_argv(args)
     raise ValueError(f"server kind: unknown {kind!r}")
 
 
@@ -47,31 +70,55 @@ def bench_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONSAFEPATH="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", VLLM_CPU_KVCACHE_SPACE="2")
     return env
+
+
+@dataclass
+class RunningServer:
+    """A benchmarked server: its URL, and SIGSTOP/SIGCONT of its whole process group so an
+    idle server (vLLM's engine loop polls) takes no CPU while another is measured."""
+
+    url: str
+    proc: subprocess.Popen
+
+    def pause(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
 
 
 @contextmanager
 def running_server(kind: str, model_dir: Path, log_path: Path, extra: Sequence[str] = (),
-                   ready_timeout_s: float = 300.0) -> Iterator[str]:
-    """Run one server until the block exits; yields its base URL once `/ready` answers 200."""
+                   ready_timeout_s: float = 600.0, dtype: str = "float32",
+                   ) -> Iterator[RunningServer]:  # fmt: skip
+    """Run one server until the block exits; yields it once it answers (`/ready`, or vLLM's
+    `/health`)."""
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = server_command(kind, model_dir, port, extra, dtype=dtype, work=log_path.parent)
+    probe = "/health" if kind.startswith("vllm") else "/ready"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(server_command(kind, model_dir, port, extra), stdout=log,
-                                stderr=subprocess.STDOUT, env=bench_env())
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=bench_env(),
+                                start_new_session=True)
         try:
             base_url = f"http://127.0.0.1:{port}"
             try:
-                asyncio.run(wait_ready(base_url, ready_timeout_s, lambda: proc.poll() is None))
+                asyncio.run(wait_ready(base_url, ready_timeout_s, lambda: proc.poll() is None,
+                                       path=probe))
             except RuntimeError as exc:
                 tail = log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{kind}: {exc}\n--- log tail ({log_path}) ---\n{tail}") from exc
-            yield base_url
+            yield RunningServer(base_url, proc)
         finally:
-            proc.terminate()
             try:
-                proc.wait(timeout=20)
+                os.killpg(proc.pid, signal.SIGCONT)
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

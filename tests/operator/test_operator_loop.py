@@ -158,7 +158,7 @@ def test_alerts_and_dashboard_follow_their_switches(cluster: DevCluster,
         assert [(r["kind"], r["uid"], r.get("controller")) for r in refs] == [
             ("RerankerService", cr["metadata"]["uid"], True)], key
     (group,) = got[rule_key]["spec"]["groups"]
-    assert len(group["rules"]) == 4 and {r["for"] for r in group["rules"]} == {"2m"}
+    assert len(group["rules"]) == 7 and {r["for"] for r in group["rules"]} == {"2m"}  # no prefix alert: a cross-encoder
     board = got[board_key]
     assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert board["metadata"]["annotations"]["grafana_folder"] == "ML"
