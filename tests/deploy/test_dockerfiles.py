@@ -551,3 +551,17 @@ def test_dev_tooling_ships_in_no_image_and_no_extra(image_root, tmp_path: Path) 
         done = _run_in_image(DEV_PROBE, image_root(extra))
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip() == "[]", f"{extra} image: {done.stdout.strip()}"
+
+
+def test_every_package_folder_ships() -> None:
+    """Each folder with an __init__.py under the shipped trees is in pyproject's package list
+    (setuptools is told the list explicitly; a new subpackage left out would be missing from
+    both images)."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
+    mapping = PYPROJECT["tool"]["setuptools"]["package-dir"]
+    found = set()
+    for name, folder in mapping.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(REPO / folder)
+            found.add(".".join([name, *rel.parts]) if rel.parts else name)
+    assert found <= listed, f"not in [tool.setuptools] packages: {sorted(found - listed)}"
