@@ -55,6 +55,7 @@ class Env(StrEnum):
     DRAIN_SECONDS = "DRAIN_SECONDS"
     TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
     PLAYGROUND = "PLAYGROUND"
+    WARMUP = "WARMUP"
     API_KEYS_FILE = "API_KEYS_FILE"  # a mounted file or Secret of API keys (reloaded)
     JWT_JWKS_FILE = "JWT_JWKS_FILE"
     JWT_ISSUER = "JWT_ISSUER"
@@ -128,6 +129,7 @@ class Metric(StrEnum):
     INFLIGHT_PAIRS = "reranker_inflight_pairs"  # pairs handed to the model, not yet scored
     # what the model actually ran (from the backends' reports)
     FORWARD_PASSES_TOTAL = "reranker_forward_passes_total"  # {path: prefix|continuation|full}
+    OOM_RETRIES_TOTAL = "reranker_oom_retries_total"  # batches split in two after out of memory
     COMPUTED_TOKENS_TOTAL = "reranker_computed_tokens_total"  # real tokens run through layers
     MODEL_FLOPS_TOTAL = "reranker_model_flops_total"  # model FLOPs spent on them
     # per-stage timings (as TEI has): tokenization, queue (QUEUE_TIME), inference

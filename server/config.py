@@ -164,6 +164,11 @@ class Settings:
     )
     trust_remote_code: bool = _opt(False, Env.TRUST_REMOTE_CODE, "allow model repos' custom code")
     playground: bool = _opt(True, Env.PLAYGROUND, "serve the browser playground at /playground")
+    warmup: bool = _opt(
+        True, Env.WARMUP,
+        "score one request at the batch budget before /ready (first forwards, shortcut checks, "
+        "GPU memory reserved)",
+    )
 
     def public(self) -> dict[str, Any]:
         """Every setting by field name, secrets (the API key) left out: what `/info` reports."""

@@ -114,6 +114,7 @@ async def info(request: Request) -> dict[str, Any]:
         "loaded": state.model_loaded,
         "family": getattr(backend, "family", None),
         "dtype": getattr(backend, "dtype", None),
+        "dtype_reason": getattr(backend, "dtype_reason", None),
         "device": getattr(backend, "device", None),
         "max_length": getattr(backend, "max_length", None),
         "prefix_cache": bool(state.engine is not None and state.engine.prefix_enabled),

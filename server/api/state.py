@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,10 @@ class ServerState:
             backend = await asyncio.to_thread(self.loader)
             engine = build_engine(backend, self.settings.engine_config())
             await engine.start()
+            if self.settings.warmup:
+                started = time.perf_counter()
+                docs = await engine.warm_up()
+                log.info("warm-up: %d documents in %.2fs", docs, time.perf_counter() - started)
             self.backend, self.engine = backend, engine
             # the labelled latency series exists (at 0) before the first request, so a rate
             # over it starts from zero rather than from the first scrape that saw it

@@ -27,7 +27,9 @@ class EngineConfig:
     encode_workers: int = 2  # threads that tokenize requests
     model_workers: int = 0  # threads running forwards (0 = auto: 2 on a >= 2-core CPU, else 1)
     torch_threads: int = 0  # torch intra-op threads per model worker (0 = auto: cores / workers)
-    forward_overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS  # one more forward's cost, in tokens
+    # one more forward's cost in token equivalents (None: 32 on CPU, 512 on an accelerator,
+    # where a forward is a series of kernel launches and small batches leave it idle)
+    forward_overhead_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -42,7 +44,11 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"EngineConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("model_workers", "torch_threads", "forward_overhead_tokens"):
+        if self.forward_overhead_tokens is not None:
+            value = self.forward_overhead_tokens
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"EngineConfig.forward_overhead_tokens must be >= 0, got {value!r}")
+        for name in ("model_workers", "torch_threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(
@@ -62,6 +68,16 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+GPU_OVERHEAD_TOKENS = 512
+
+
+def resolve_overhead(config: EngineConfig, device: str) -> int:
+    """The per-forward overhead the planner cuts sub-batches with (see forward_overhead_tokens)."""
+    if config.forward_overhead_tokens is not None:
+        return config.forward_overhead_tokens
+    return DEFAULT_OVERHEAD_TOKENS if str(device).startswith("cpu") else GPU_OVERHEAD_TOKENS
 
 
 def resolve_workers(config: EngineConfig, device: str, cpus: int) -> tuple[int, int | None]:

@@ -43,6 +43,9 @@ FORWARD_PASSES = Counter(
 )
 for _path in ("prefix", "continuation", "full"):
     FORWARD_PASSES.labels(path=_path)  # 0 until the first such forward, never absent
+OOM_RETRIES = Counter(
+    Metric.OOM_RETRIES_TOTAL, "Batches split in two and retried after the device ran out of memory"
+)
 COMPUTED_TOKENS = Counter(
     Metric.COMPUTED_TOKENS_TOTAL, "Real (non-padding) tokens the model's layers computed"
 )

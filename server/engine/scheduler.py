@@ -32,15 +32,27 @@ from reranker_server.contracts import (
     Scored,
 )
 from reranker_server.engine import metrics
-from reranker_server.engine.config import EngineConfig, available_cpus, resolve_workers
+from reranker_server.engine.config import (
+    EngineConfig,
+    available_cpus,
+    resolve_overhead,
+    resolve_workers,
+)
 from reranker_server.engine.planner import PendingRequest, PlannedBatch, plan_next_batch
 from reranker_server.engine.score_cache import CachedScore, ScoreCache, score_key
+from reranker_server.models.resource_errors import is_out_of_memory
 
 
 class EngineStoppedError(RerankError):
     """The engine is stopped or stopping (HTTP 503)."""
 
     status_code = 503
+
+
+class NonFiniteScoresError(RerankError):
+    """The model produced NaN or infinite scores (HTTP 500; never returned as scores)."""
+
+    status_code = 500
 
 
 @dataclass(frozen=True)
@@ -103,9 +115,9 @@ class BatchingEngine:
         self._state = "new"  # new -> running -> stopped
         self._paused = False
         # forward threads and torch intra-op threads per thread (None: torch's own setting)
-        self.model_workers, self.torch_threads = resolve_workers(
-            self.config, str(getattr(backend, "device", "cpu")), available_cpus()
-        )
+        device = str(getattr(backend, "device", "cpu"))
+        self.model_workers, self.torch_threads = resolve_workers(self.config, device, available_cpus())
+        self.forward_overhead_tokens = resolve_overhead(self.config, device)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -178,6 +190,17 @@ class BatchingEngine:
         self._paused = False
         if self._wake is not None:
             self._wake.set()
+
+    async def warm_up(self) -> int:
+        """One request at the batch budget before the server is ready: the first forwards (and
+        the shortcuts' first-use checks) run now, and an accelerator reserves the memory the
+        largest batch needs. Returns the documents scored."""
+        cfg = self.config
+        width = max(8, min(cfg.max_batch_tokens // cfg.max_batch_size, self.backend.max_length) - 64)
+        doc = " ".join(["warm"] * max(1, width // 2))
+        docs = [doc] * cfg.max_batch_size
+        await self.rerank(RerankInput(query="warm up the model", documents=docs))
+        return len(docs)
 
     # -- the request path ----------------------------------------------------------------------
     async def rerank(self, inp: RerankInput) -> RerankOutput:
@@ -312,7 +335,7 @@ class BatchingEngine:
             prefix_enabled=self.prefix_enabled,
             prefix_min_pairs=cfg.prefix_min_pairs,
             window=cfg.schedule_window,
-            overhead_tokens=cfg.forward_overhead_tokens,
+            overhead_tokens=self.forward_overhead_tokens,
         )
 
     def _dispatch(self, batch: PlannedBatch) -> None:
@@ -394,7 +417,28 @@ class BatchingEngine:
             self._slots.release()
 
     def _forward(self, batch: PlannedBatch) -> Scored:
-        """Run one batch on a model thread: exactly the forwards the planner planned."""
+        """Run one batch on a model thread: exactly the forwards the planner planned. Out of
+        memory, it is split in two and each half retried (down to single pairs); scores that
+        are not finite fail the batch instead of being returned."""
+        try:
+            scored = self._run(batch)
+        except Exception as exc:
+            if not is_out_of_memory(exc) or len(batch.items) < 2:
+                raise
+            log.warning("out of memory on a batch of %d pairs: retrying it in two halves",
+                        len(batch.items))  # fmt: skip
+            metrics.OOM_RETRIES.inc()
+            _release_device_memory()
+            return _joined([self._forward(half) for half in _halves(batch)])
+        bad = [i for i, x in enumerate(scored.raw_scores) if not math.isfinite(x)]
+        if bad:
+            raise NonFiniteScoresError(
+                f"the model produced non-finite scores (NaN or inf) for {len(bad)} of "
+                f"{len(scored.raw_scores)} pairs in this batch; see the server log"
+            )
+        return scored
+
+    def _run(self, batch: PlannedBatch) -> Scored:
         pairs = [it.request.encoded.pairs[it.index] for it in batch.items]
         if batch.kind == "prefix":
             return self.backend.score(batch.prefix_ids, pairs, batch.forwards)
@@ -414,6 +458,37 @@ def _set_torch_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def _halves(batch: PlannedBatch) -> list[PlannedBatch]:
+    """The batch's items in two halves, each keeping its share of the planned forwards."""
+    cut = len(batch.items) // 2
+    halves = []
+    for lo, hi in ((0, cut), (cut, len(batch.items))):
+        forwards = [[i - lo for i in f if lo <= i < hi] for f in batch.forwards]
+        halves.append(replace(batch, items=batch.items[lo:hi], forwards=[f for f in forwards if f]))
+    return halves
+
+
+def _joined(parts: list[Scored]) -> Scored:
+    """One result from the results of consecutive halves."""
+    reports = [p.report for p in parts]
+    return Scored(
+        [x for p in parts for x in p.raw_scores],
+        BackendReport(
+            tuple(f for r in reports for f in r.forwards),
+            prefix_kv=all(r.prefix_kv for r in reports),
+            prefix_tokens_reused=sum(r.prefix_tokens_reused for r in reports),
+            last_layer_shortcut=all(r.last_layer_shortcut for r in reports),
+        ),
+    )
+
+
+def _release_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _tokens(request: PendingRequest, index: int) -> int:

@@ -13,7 +13,7 @@ from reranker_server.models.loading import (
     hub_kwargs,
     quantization_config,
     resolve_device,
-    resolve_dtype,
+    resolve_dtype_choice,
 )
 
 
@@ -34,7 +34,7 @@ def load_backend(opts: LoadOptions):
     )
 
     device = resolve_device(opts.device)
-    dtype = resolve_dtype(opts.dtype, device)
+    dtype, dtype_reason = resolve_dtype_choice(opts.dtype, device)
     attn = check_attn_implementation(opts.attn_implementation, device)
     quant = quantization_config(opts.quantization, device, dtype)
     hub = hub_kwargs(opts)
@@ -64,16 +64,19 @@ def load_backend(opts: LoadOptions):
     if family == "qwen3-causal":
         from reranker_server.models.causal import CausalRerankerBackend
 
-        return CausalRerankerBackend(
+        backend = CausalRerankerBackend(
             model,
             tokenizer,
             model_name=name,
             max_length=opts.max_length,
             default_instruction=opts.default_instruction,
         )
-    from reranker_server.models.cross_encoder import CrossEncoderBackend
+    else:
+        from reranker_server.models.cross_encoder import CrossEncoderBackend
 
-    return CrossEncoderBackend(model, tokenizer, model_name=name, max_length=opts.max_length)
+        backend = CrossEncoderBackend(model, tokenizer, model_name=name, max_length=opts.max_length)
+    backend.dtype_reason = dtype_reason
+    return backend
 
 
 __all__ = ["LoadOptions", "ModelLoadError", "detect_family", "load_backend"]

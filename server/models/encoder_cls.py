@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from reranker_server.models.layer_capture import input_of_last_layer
+from reranker_server.models.resource_errors import is_device_failure
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def classifier_logits(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[t
                 try:
                     logits = _cls_logits(model, inputs)
                 except (TypeError, ValueError, AttributeError, RuntimeError, KeyError) as exc:
-                    if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+                    if is_device_failure(exc):
                         raise  # a resource error, not a property of the model
                     reason = f"{type(exc).__name__}: {exc}"
                 else:

@@ -46,18 +46,67 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str, device: str):
-    """'auto' -> float32 on CPU, bfloat16 on CUDA (float16 where bf16 is unsupported)."""
+# bf16 must be at least this much faster than fp32 on this CPU for `auto` to take it
+CPU_BF16_MIN_SPEEDUP = 1.5
+
+
+def choose_cpu_dtype(bf16_native: bool, speedup: float | None) -> tuple[str, str]:
+    """`auto` on a CPU: bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX) and
+    it is measurably faster, else float32; with the reason."""
+    if not bf16_native:
+        return "float32", "auto: this CPU has no native bf16 matmul (AVX512-BF16/AMX)"
+    if speedup is None or speedup < CPU_BF16_MIN_SPEEDUP:
+        return "float32", f"auto: bf16 matmul measured {speedup or 0:.2f}x fp32 here (< {CPU_BF16_MIN_SPEEDUP}x)"
+    return "bfloat16", f"auto: bf16 matmul measured {speedup:.1f}x fp32 on this CPU"
+
+
+def choose_cuda_dtype(capability: tuple[int, int]) -> tuple[str, str]:
+    """`auto` on a GPU: bfloat16 from compute capability 8.0 (Ampere) on, where it is native;
+    float16 before (T4, V100 emulate bf16 slowly although torch reports it as supported)."""
+    if capability >= (8, 0):
+        return "bfloat16", f"auto: compute capability {capability[0]}.{capability[1]} computes bf16 natively"
+    return "float16", f"auto: compute capability {capability[0]}.{capability[1]} has no native bf16"
+
+
+def _cpu_bf16_speedup() -> tuple[bool, float | None]:
+    import time
+
+    import torch
+
+    native = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if not native:
+        return False, None
+    times = {}
+    for dt in (torch.float32, torch.bfloat16):
+        a, b = torch.randn(768, 768, dtype=dt), torch.randn(768, 768, dtype=dt)
+        a @ b
+        start = time.perf_counter()
+        for _ in range(8):
+            a @ b
+        times[dt] = time.perf_counter() - start
+    return True, times[torch.float32] / max(times[torch.bfloat16], 1e-9)
+
+
+def resolve_dtype_choice(dtype: str, device: str) -> tuple[Any, str]:
+    """(torch dtype, why): `auto` decided from the device (see choose_cpu_dtype /
+    choose_cuda_dtype); an explicit dtype is taken as given."""
     import torch
 
     table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype == "auto":
         if device == "cpu":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            name, why = choose_cpu_dtype(*_cpu_bf16_speedup())
+        else:
+            name, why = choose_cuda_dtype(torch.cuda.get_device_capability())
+        return table[name], why
     if dtype not in table:
         raise ModelLoadError(f"dtype: must be auto, float32, float16 or bfloat16; got {dtype!r}")
-    return table[dtype]
+    return table[dtype], "as configured"
+
+
+def resolve_dtype(dtype: str, device: str):
+    """The torch dtype `dtype` means on `device` (see resolve_dtype_choice)."""
+    return resolve_dtype_choice(dtype, device)[0]
 
 
 def check_attn_implementation(name: str, device: str) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 from reranker_server.models import hf_compat, last_token
+from reranker_server.models.resource_errors import is_device_failure
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def last_hidden_with_prefix(
         try:
             run = _cached_path(base_model, prefix, continuations, pad_token_id, groups)
         except (TypeError, ValueError, NotImplementedError, AttributeError, RuntimeError) as exc:
-            if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+            if is_device_failure(exc):  # the device, not the model: never turns the path off
                 raise
             _record(base_model, f"{type(exc).__name__}: {exc}")
         else:

@@ -475,3 +475,75 @@ async def test_parallel_model_workers_give_each_request_its_own_scores(
     for req, out in zip(requests, outs):
         _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
     assert torch.get_num_threads() == main_threads  # only the worker threads were changed
+
+
+class _FaultyBackend:
+    """The real backend, with a fault injected into its forward calls."""
+
+    def __init__(self, backend, fault) -> None:
+        self._backend, self._fault = backend, fault
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def score(self, prefix_ids, pairs, sub_batches):
+        return self._fault(self._backend.score(prefix_ids, pairs, sub_batches)
+                           if len(pairs) <= 3 else None, len(pairs))  # fmt: skip
+
+    def score_mixed(self, prefixes, pairs):
+        return self._fault(self._backend.score_mixed(prefixes, pairs)
+                           if len(pairs) <= 3 else None, len(pairs))  # fmt: skip
+
+
+def _oom(result, n):
+    if result is None:
+        raise torch.OutOfMemoryError(f"CUDA out of memory (fault injected: {n} pairs)")
+    return result
+
+
+async def test_out_of_memory_splits_the_batch_and_retries(
+    causal_backend, causal_reference, engine_factory
+):
+    """A device that fits at most 3 sequences per call: batches are halved until they fit,
+    and every score still equals the reference."""
+    engine = await engine_factory(_FaultyBackend(causal_backend, _oom))
+    before = _metric("reranker_oom_retries_total")
+    inp = RerankInput(query="which capital?", documents=DOCS)
+    out = await engine.rerank(inp)
+    _close(out.raw_scores, _expected(causal_backend, causal_reference, inp))
+    assert _metric("reranker_oom_retries_total") - before >= 2  # 7 -> 3 + 4 -> 3 + 2 + 2
+
+
+async def test_out_of_memory_on_one_pair_fails_only_that_request(causal_backend, engine_factory):
+    def always(result, n):
+        raise torch.OutOfMemoryError("CUDA out of memory (fault injected)")
+
+    engine = await engine_factory(_FaultyBackend(causal_backend, always))
+    with pytest.raises(torch.OutOfMemoryError):
+        await engine.rerank(RerankInput(query="q", documents=DOCS[:1]))
+    assert engine.pending_pairs == 0 and engine.inflight_requests == 0
+
+
+async def test_non_finite_scores_are_never_returned(causal_backend, engine_factory):
+    from reranker_server.contracts import Scored
+    from reranker_server.engine.scheduler import NonFiniteScoresError
+
+    def nan(result, n):
+        if result is None:
+            raise torch.OutOfMemoryError("too big")
+        return Scored([float("nan")] + result.raw_scores[1:], result.report)
+
+    engine = await engine_factory(_FaultyBackend(causal_backend, nan))
+    with pytest.raises(NonFiniteScoresError) as info:
+        await engine.rerank(RerankInput(query="q", documents=DOCS[:2]))
+    assert info.value.status_code == 500 and "non-finite" in info.value.message
+
+
+def test_forward_overhead_is_device_aware():
+    from reranker_server.engine.config import resolve_overhead
+
+    assert resolve_overhead(EngineConfig(), "cpu") == 32
+    assert resolve_overhead(EngineConfig(), "cuda:0") == 512
+    assert resolve_overhead(EngineConfig(forward_overhead_tokens=8), "cuda:0") == 8
+    with pytest.raises(ValueError, match="forward_overhead_tokens"):
+        EngineConfig(forward_overhead_tokens=-1)

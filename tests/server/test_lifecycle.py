@@ -96,3 +96,24 @@ def test_sigterm_drains_before_exit(tiny_qwen3_path):
         assert client.get("/healthz").status_code == 200
         server.handle_exit(signal.SIGTERM, None)  # second signal: exit now
         assert server.should_exit is True
+
+
+def test_warm_up_runs_before_ready(tiny_qwen3_path):
+    """The server scores one request at the batch budget before it says ready (first forwards,
+    the shortcuts' checks); WARMUP=false skips it."""
+    from prometheus_client import REGISTRY
+    from server_helpers import running_client, settings_for
+
+    def scored() -> float:
+        return REGISTRY.get_sample_value("reranker_tokenization_duration_seconds_count") or 0.0
+
+    before = scored()
+    for client in running_client(settings_for(tiny_qwen3_path, batch_size=4)):
+        assert client.get("/ready").status_code == 200
+        assert scored() - before == 1  # the warm-up request, no client request yet
+        shortcuts = client.get("/info").json()["shortcuts"]
+        assert shortcuts["prefix_kv"]["in_force"]  # already checked on first use
+    before = scored()
+    for client in running_client(settings_for(tiny_qwen3_path, warmup=False)):
+        assert client.get("/ready").status_code == 200
+        assert scored() == before

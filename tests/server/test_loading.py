@@ -84,9 +84,23 @@ def test_quantization_without_package(tiny_qwen3_path):
 
 def test_dtype_choices():
     import torch
+    from reranker_server.models.loading import (
+        choose_cpu_dtype,
+        choose_cuda_dtype,
+        resolve_dtype_choice,
+    )
 
-    assert resolve_dtype("auto", "cpu") == torch.float32
+    # auto on a CPU: bf16 only where native and measurably faster; on a GPU: from Ampere on
+    assert choose_cpu_dtype(False, None)[0] == "float32"
+    assert choose_cpu_dtype(True, 1.2)[0] == "float32"
+    assert choose_cpu_dtype(True, 4.9) == ("bfloat16", "auto: bf16 matmul measured 4.9x fp32 on this CPU")
+    assert choose_cuda_dtype((7, 5))[0] == "float16"  # T4: torch calls bf16 "supported" (emulated)
+    assert choose_cuda_dtype((8, 0))[0] == "bfloat16" and choose_cuda_dtype((9, 0))[0] == "bfloat16"
+    dtype, why = resolve_dtype_choice("auto", "cpu")
+    assert why.startswith("auto: ") and dtype in (torch.float32, torch.bfloat16)
+    assert (dtype == torch.bfloat16) == ("fp32 on this CPU" in why)
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert resolve_dtype_choice("float32", "cpu") == (torch.float32, "as configured")
     with pytest.raises(ModelLoadError, match="dtype"):
         resolve_dtype("float8", "cpu")
 
