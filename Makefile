@@ -26,7 +26,7 @@ VLLM_LOCK := constraints/vllm-lock.txt
 VLLM_VERSION := 0.32.0
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv system-deps demo test test-latest lock bench render generate crds e2e clean
+.PHONY: install install-bench vllm-venv system-deps demo test test-latest lock bench bench-gpu render generate crds e2e clean
 
 install: $(VENV)/.installed
 
@@ -109,8 +109,13 @@ lock:
 		--no-emit-package torchaudio --no-emit-package torchcodec \
 		--custom-compile-command "make lock" -o $(VLLM_LOCK)
 
-bench: install-bench
+bench: install-bench vllm-venv
 	$(PY) bench/run.py
+
+## bench-gpu: the GPU run (random-weight Qwen3-Reranker-0.6B and bge-reranker-base shapes);
+## prints SKIP on a machine without CUDA
+bench-gpu: install
+	$(PY) bench/gpu.py
 
 render: install
 	$(VENV)/bin/reranker-operator render -f examples/qwen3-reranker-0.6b.yaml
