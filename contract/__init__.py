@@ -143,6 +143,15 @@ class HpaMetric(StrEnum):
 
     REQUESTS_PER_SECOND = "reranker_requests_per_second"
     P95_LATENCY_SECONDS = "reranker_request_latency_p95_seconds"
+    QUEUED_PAIRS = "reranker_queued_pairs_per_pod"  # pairs waiting for a forward pass
+    QUEUED_TOKENS = "reranker_queued_tokens_per_pod"  # their tokens
+    VLLM_WAITING = "vllm_requests_waiting_per_pod"  # engine vllm: pairs waiting in vLLM
+
+
+# What autoscaling on queued work aims at per pod when the resource names no target: at the
+# ~1000 pairs/s of a GPU pod on the guides' documents, 128 waiting pairs are ~130 ms of queue,
+# inside the 200 ms queue-time alert (spec.metrics.prometheusRule.queueTimeP95Seconds).
+DEFAULT_QUEUED_PAIRS_PER_POD = 128
 
 
 @dataclass(frozen=True)
@@ -172,11 +181,44 @@ ADAPTER_RULES: tuple[AdapterRule, ...] = (
         "the per-pod p95 of the rerank latency histogram (engine submission to scores, "
         "queueing included)",
     ),
+    AdapterRule(
+        HpaMetric.QUEUED_PAIRS,
+        Metric.QUEUE_DEPTH,
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        "the per-pod (query, document) pairs waiting in the server's queue, averaged over the "
+        "window so one burst does not scale",
+    ),
+    AdapterRule(
+        HpaMetric.QUEUED_TOKENS,
+        Metric.QUEUED_TOKENS,
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        "the tokens of those pairs, per pod, averaged over the window",
+    ),
 )
 
 
 # -- the series vLLM exports (engine: vllm), as a running vLLM of the pinned version names them --
 VLLM_VERSION = "0.32.0"  # the vLLM release the operator's defaults, alerts and dashboard target
+VLLM_IMAGE = "vllm/vllm-openai"
+# `vllm serve` flags the operator sets from the resource; spec.vllm.extraArgs may not repeat them
+VLLM_OWNED_FLAGS = (
+    "--model", "--served-model-name", "--host", "--port", "--runner", "--task", "--dtype",
+    "--tensor-parallel-size", "-tp", "--data-parallel-size", "-dp", "--gpu-memory-utilization",
+    "--max-model-len",
+    "--enable-prefix-caching", "--no-enable-prefix-caching", "--max-num-seqs",
+    "--max-num-batched-tokens", "--hf-overrides", "--chat-template", "--download-dir",
+    "--revision", "--trust-remote-code", "--api-key", "--config",
+)
+VLLM_PORT = PORT  # vLLM listens on the same port as the bundled server: one Service for both
+VLLM_HEALTH_PATH = "/health"  # 200 once the engine is up (startup, readiness, liveness probes)
+VLLM_TEMPLATE_DIR = "/etc/reranker/vllm"  # the score template ConfigMap's mount
+VLLM_TEMPLATE_FILE = "score-template.jinja"
+# the Qwen3-Reranker overrides that make vLLM score with the yes/no head (vllm-project/vllm#19260)
+VLLM_QWEN3_OVERRIDES = {
+    "architectures": ["Qwen3ForSequenceClassification"],
+    "classifier_from_token": ["no", "yes"],
+    "is_original_qwen3_reranker": True,
+}
 
 
 class VllmMetric(StrEnum):
@@ -195,3 +237,14 @@ class VllmMetric(StrEnum):
     E2E_REQUEST_LATENCY = "vllm:e2e_request_latency_seconds"  # histogram
     ADMISSION_REJECTIONS_TOTAL = "vllm:admission_rejections_total"  # {reason}
     HTTP_REQUESTS_TOTAL = "http_requests_total"  # {handler, method, status: 2xx|4xx|5xx}
+
+
+VLLM_ADAPTER_RULES: tuple[AdapterRule, ...] = (
+    AdapterRule(
+        HpaMetric.VLLM_WAITING,
+        VllmMetric.NUM_REQUESTS_WAITING,
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        "engine vllm: the per-pod requests (one per pair) waiting in vLLM's scheduler, averaged "
+        "over the window",
+    ),
+)

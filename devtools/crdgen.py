@@ -37,7 +37,8 @@ HEADER = """\
 # Keywords in the order the YAML shows them; any other keyword is an error.
 KEY_ORDER = (
     "type", "anyOf", "x-kubernetes-int-or-string", "description", "default", "enum", "format",
-    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
+    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "minProperties",
+    "maxProperties", "pattern",
     "required", "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations",
     "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "properties", "items",
     "additionalProperties",

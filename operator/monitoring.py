@@ -13,62 +13,44 @@ import hashlib
 import json
 from typing import Any
 
-from reranker_contract import CONTAINER_NAME, Metric
+from reranker_contract import Metric
 
+from . import promql
+from .monitoring_vllm import vllm_alerts, vllm_panels
+from .promql import RATE_WINDOW
+from .promql import deployment as _deployment
+from .promql import num as _num
+from .promql import pods as _pods
+from .promql import rate as _rate
 from .spec import PrometheusRuleSpec
 
 # kube-state-metrics series the rules read (not exported by the server itself).
 KUBE_STATE_METRICS = ("kube_deployment_status_replicas_available", "kube_deployment_spec_replicas",
                       "kube_pod_container_status_waiting_reason",
                       "kube_pod_container_status_restarts_total")
-RATE_WINDOW = "5m"
-
-
-def _num(value: float) -> str:
-    """A float as a PromQL number literal."""
-    return format(float(value), ".10g")
 
 
 def _server(name: str, namespace: str, extra: str = "") -> str:
-    """The label matchers of one RerankerService's server series."""
-    sel = f'namespace="{namespace}",job="{name}"'
-    return "{" + (f"{sel},{extra}" if extra else sel) + "}"
-
-
-def _deployment(name: str, namespace: str) -> str:
-    return f'{{namespace="{namespace}",deployment="{name}"}}'
-
-
-def _rate(metric: str, selector: str) -> str:
-    return f"rate({metric}{selector}[{RATE_WINDOW}])"
+    return promql.server(name, namespace, extra)
 
 
 def _quantile(q: float, name: str, namespace: str, extra: str = "") -> str:
-    buckets = _rate(f"{Metric.HTTP_REQUEST_DURATION}_bucket", _server(name, namespace, extra))
-    return f"histogram_quantile({_num(q)}, sum by (le) ({buckets}))"
+    return promql.histogram_p(q, Metric.HTTP_REQUEST_DURATION, _server(name, namespace, extra))
 
 
 def _mean(metric: str, name: str, namespace: str) -> str:
-    """The mean observation of a histogram over the rate window."""
-    sel = _server(name, namespace)
-    return f"sum({_rate(metric + '_sum', sel)}) / sum({_rate(metric + '_count', sel)})"
-
-
-def _pods(name: str, namespace: str, extra: str = "") -> str:
-    """kube-state-metrics selector of the server container of one RerankerService's pods (a
-    Deployment's pods are named <deployment>-<replicaset hash>-<suffix>)."""
-    sel = f'namespace="{namespace}",pod=~"{name}-[a-z0-9]+-[a-z0-9]+",container="{CONTAINER_NAME}"'
-    return "{" + (f"{sel},{extra}" if extra else sel) + "}"
+    return promql.mean(metric, _server(name, namespace))
 
 
 def _stage_p95(metric: str, sel: str) -> str:
-    return f"histogram_quantile(0.95, sum by (le) ({_rate(f'{metric}_bucket', sel)}))"
+    return promql.histogram_p(0.95, metric, sel)
 
 
-def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *,
-                causal: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *, causal: bool = False,
+                engine: str = "transformers", prefix_caching: bool = True) -> list[dict[str, Any]]:  # fmt: skip
     """The alerting rules of one RerankerService (the `rules` of its PrometheusRule group);
-    `causal`: a Qwen3-style model, whose documents should reuse the shared prefix."""
+    `causal`: a Qwen3-style model, whose documents should reuse the shared prefix; `engine`
+    vllm: vLLM's signals in its series (`prefix_caching`: its prefix cache is on)."""
     who = f"reranker {namespace}/{name}"
     post = 'method="POST"'  # the rerank APIs; probes and scrapes are GETs
     sel = _server(name, namespace)
@@ -85,6 +67,23 @@ def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *,
                 "labels": {"severity": severity, **labels},
                 "annotations": {"summary": summary, "description": description}}
 
+    workload = [
+        rule("RerankerNoReplicasAvailable",
+             f"kube_deployment_status_replicas_available{deploy} == 0 "
+             f"and on (namespace, deployment) kube_deployment_spec_replicas{deploy} > 0",
+             "critical", f"{who}: no replica is available",
+             "The Deployment wants replicas but none is available; the service answers "
+             "nothing. See the RerankerService's conditions and the pods' events."),
+        rule("RerankerPodCrashLooping",
+             "max by (pod) (kube_pod_container_status_waiting_reason"
+             f"{_pods(name, namespace, 'reason=' + chr(34) + 'CrashLoopBackOff' + chr(34))}) > 0",
+             "critical", f"{who}: a server pod is crash-looping",
+             "Pod {{ $labels.pod }}'s server container is in CrashLoopBackOff: see "
+             "`kubectl logs --previous` (model load failure, out of memory, bad settings)."),
+    ]
+    if engine == "vllm":
+        return [*vllm_alerts(name, namespace, spec, prefix_caching=prefix_caching, rule=rule),
+                *workload]  # fmt: skip
     rules = [
         rule("RerankerHighErrorRate",
              f"sum({errors}) / sum({total}) > {_num(spec.error_rate_threshold)}",
@@ -109,18 +108,6 @@ def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *,
              "{{ $value | humanizeDuration }} over the last "
              f"{RATE_WINDOW} (threshold {_num(spec.queue_time_p95_seconds)}s): the replicas are "
              "saturated; add replicas (autoscaling.maxReplicas) or a faster GPU."),
-        rule("RerankerNoReplicasAvailable",
-             f"kube_deployment_status_replicas_available{deploy} == 0 "
-             f"and on (namespace, deployment) kube_deployment_spec_replicas{deploy} > 0",
-             "critical", f"{who}: no replica is available",
-             "The Deployment wants replicas but none is available; the service answers "
-             "nothing. See the RerankerService's conditions and the pods' events."),
-        rule("RerankerPodCrashLooping",
-             "max by (pod) (kube_pod_container_status_waiting_reason"
-             f"{_pods(name, namespace, 'reason=' + chr(34) + 'CrashLoopBackOff' + chr(34))}) > 0",
-             "critical", f"{who}: a server pod is crash-looping",
-             "Pod {{ $labels.pod }}'s server container is in CrashLoopBackOff: see "
-             "`kubectl logs --previous` (model load failure, out of memory, bad settings)."),
         rule("RerankerGPUMemoryHigh",
              f"max by (pod, gpu_id) ({Metric.GPU_MEMORY_RESERVED}{sel} / "
              f"{Metric.GPU_MEMORY_TOTAL}{sel}) > {_num(spec.gpu_memory_ratio)}",
@@ -141,7 +128,7 @@ def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *,
             f"cache over the last {RATE_WINDOW} (threshold "
             f"{_num(spec.prefix_reuse_ratio * 100)}%): requests carry one or two documents, or "
             "the prefix path turned itself off (see /info shortcuts and the server log)."))
-    return rules
+    return [*rules, *workload]
 
 
 def _panel(idx: int, title: str, unit: str, description: str,
@@ -163,10 +150,31 @@ def _panel(idx: int, title: str, unit: str, description: str,
 Panel = tuple[str, str, str, list[tuple[str, str]]]  # title, unit, description, [(expr, legend)]
 
 
-def dashboard_panels(name: str, namespace: str) -> list[Panel]:
+def dashboard_panels(name: str, namespace: str, engine: str = "transformers") -> list[Panel]:
     """Every panel: (title, unit, description, [(expr, legend)])."""
-    sel = _server(name, namespace)
+    engine_panels = (vllm_panels(name, namespace) if engine == "vllm"
+                     else server_panels(name, namespace))  # fmt: skip
+    return [*engine_panels, *workload_panels(name, namespace)]
+
+
+def workload_panels(name: str, namespace: str) -> list[Panel]:
+    """Panels on the Deployment's pods, from kube-state-metrics (either engine)."""
     deploy = _deployment(name, namespace)
+    return [
+        ("Available replicas", "short",
+         "Replicas available and desired (kube-state-metrics).",
+         [(f"sum(kube_deployment_status_replicas_available{deploy})", "available"),
+          (f"sum(kube_deployment_spec_replicas{deploy})", "desired")]),
+        ("Server restarts (1h)", "short",
+         "Restarts of the server container per pod over the last hour (kube-state-metrics).",
+         [(f"sum by (pod) (increase(kube_pod_container_status_restarts_total{_pods(name, namespace)}[1h]))",
+           "{{pod}}")]),
+    ]
+
+
+def server_panels(name: str, namespace: str) -> list[Panel]:
+    """Panels on the bundled server's own series."""
+    sel = _server(name, namespace)
     return [
         ("Requests/s by status", "reqps",
          "HTTP requests per second, by status code (all routes).",
@@ -232,14 +240,6 @@ def dashboard_panels(name: str, namespace: str) -> list[Panel]:
          [(f"sum({_rate(Metric.RERANK_REQUESTS_TOTAL, _server(name, namespace, 'status=' + chr(34) + 'rejected' + chr(34)))})",
            "queue full"),
           (f"sum by (limit) ({_rate(Metric.RATE_LIMITED_TOTAL, sel)})", "rate limit: {{limit}}")]),
-        ("Available replicas", "short",
-         "Replicas available and desired (kube-state-metrics).",
-         [(f"sum(kube_deployment_status_replicas_available{deploy})", "available"),
-          (f"sum(kube_deployment_spec_replicas{deploy})", "desired")]),
-        ("Server restarts (1h)", "short",
-         "Restarts of the server container per pod over the last hour (kube-state-metrics).",
-         [(f"sum by (pod) (increase(kube_pod_container_status_restarts_total{_pods(name, namespace)}[1h]))",
-           "{{pod}}")]),
     ]
 
 
@@ -253,11 +253,11 @@ def dashboard_uid(name: str, namespace: str) -> str:
     return "reranker-" + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:20]
 
 
-def dashboard(name: str, namespace: str) -> dict[str, Any]:
+def dashboard(name: str, namespace: str, engine: str = "transformers") -> dict[str, Any]:
     """The Grafana dashboard model of one RerankerService."""
     panels = [_panel(i, title, unit, description, targets)
               for i, (title, unit, description, targets)
-              in enumerate(dashboard_panels(name, namespace))]
+              in enumerate(dashboard_panels(name, namespace, engine))]
     return {
         "uid": dashboard_uid(name, namespace),
         "title": f"Reranker {namespace}/{name}",
@@ -276,6 +276,6 @@ def dashboard(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def dashboard_json(name: str, namespace: str) -> str:
+def dashboard_json(name: str, namespace: str, engine: str = "transformers") -> str:
     """The dashboard as the JSON text the Grafana sidecar reads from the ConfigMap."""
-    return json.dumps(dashboard(name, namespace), indent=2, sort_keys=True)
+    return json.dumps(dashboard(name, namespace, engine), indent=2, sort_keys=True)

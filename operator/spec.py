@@ -16,11 +16,10 @@ schema can express (`speccheck`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic.alias_generators import to_camel
-from reranker_contract import DEFAULTS, PORT, Env
+from pydantic import Field, ValidationError
+from reranker_contract import DEFAULTS, PLAYGROUND_PATH, PORT, Env
 
 from .constants import DEFAULT_IMAGE_REPOSITORY
 from .fieldtypes import (
@@ -38,34 +37,14 @@ from .fieldtypes import (
     SecretName,
 )
 from .rules import Rule, violations
+from .spec_access import AuthSpec, NetworkPolicySpec
+from .spec_autoscaling import AutoscalingSpec
+from .spec_engine import Engine, VllmSpec
+from .specbase import InvalidSpecError, SpecModel
 from .speccheck import unexpressible_problems
 
 
-class InvalidSpecError(ValueError):
-    """A spec the operator rejects; `field` is a dotted path such as `autoscaling.maxReplicas`."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"spec.{field}: {message}" if field else f"spec: {message}")
-        self.field = field
-        self.message = message
-
-
-class _Model(BaseModel):
-    """Base of the spec models: camelCase names, no unknown fields, no type coercion."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        strict=True,
-        protected_namespaces=(),
-    )
-    # Cross-field rules of this object (its `x-kubernetes-validations` in the CRD).
-    rules: ClassVar[tuple[Rule, ...]] = ()
-
-
-class ModelSpec(_Model):
+class ModelSpec(SpecModel):
     """The model to serve and how to load it."""
 
     name: str = Field(
@@ -116,7 +95,7 @@ class ModelSpec(_Model):
     )
 
 
-class ImageSpec(_Model):
+class ImageSpec(SpecModel):
     """The inference server image."""
 
     repository: str = Field(
@@ -142,14 +121,14 @@ class ImageSpec(_Model):
     )
 
 
-class ResourceAmounts(_Model):
+class ResourceAmounts(SpecModel):
     """CPU and memory amounts."""
 
     cpu: Quantity | None = Field(None, description="A CPU quantity such as 500m or 2.")
     memory: Quantity | None = Field(None, description="A memory quantity such as 4Gi.")
 
 
-class ResourcesSpec(_Model):
+class ResourcesSpec(SpecModel):
     """Compute resources of each server pod."""
 
     gpus: int = Field(
@@ -168,7 +147,7 @@ class ResourcesSpec(_Model):
     )
 
 
-class Toleration(_Model):
+class Toleration(SpecModel):
     """A Kubernetes toleration."""
 
     key: str | None = Field(
@@ -198,7 +177,7 @@ class Toleration(_Model):
     )
 
 
-class SecretKeyRef(_Model):
+class SecretKeyRef(SpecModel):
     """A key of a Secret in the same namespace."""
 
     name: str = Field(
@@ -227,7 +206,7 @@ class ApiKeySecret(SecretKeyRef):
     )
 
 
-class EnvVar(_Model):
+class EnvVar(SpecModel):
     """An environment variable."""
 
     name: str = Field(min_length=1, pattern=ENV_NAME, description="Variable name.")
@@ -248,14 +227,14 @@ class EnvVar(_Model):
     )
 
 
-class EnvFromRef(_Model):
+class EnvFromRef(SpecModel):
     """A ConfigMap or Secret in the same namespace."""
 
     name: str = Field(min_length=1, max_length=253, description="Object name.")
     optional: bool | None = Field(None, description="Start the pod even if the object is missing.")
 
 
-class EnvFromSource(_Model):
+class EnvFromSource(SpecModel):
     """One ConfigMap or Secret source."""
 
     prefix: str | None = Field(None, description="Prefix added to every key.")
@@ -276,7 +255,7 @@ class EnvFromSource(_Model):
 AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
 
 
-class ModelCacheSpec(_Model):
+class ModelCacheSpec(SpecModel):
     """Where downloaded weights live. Disabled: an emptyDir per pod (downloaded at every start).
     Enabled: a PersistentVolumeClaim shared by restarts (and by all replicas when its access
     mode allows)."""
@@ -330,7 +309,7 @@ class ModelCacheSpec(_Model):
     )
 
 
-class ServiceSpec(_Model):
+class ServiceSpec(SpecModel):
     """The Service in front of the pods."""
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
@@ -348,102 +327,7 @@ class ServiceSpec(_Model):
     )
 
 
-class ScalingPolicy(_Model):
-    """One scaling policy."""
-
-    type: Literal["Pods", "Percent"] = Field(description="Pods (absolute) or Percent (relative).")
-    value: int = Field(ge=1, description="Amount of change allowed.")
-    period_seconds: int = Field(ge=1, le=1800, description="Window the policy applies to.")
-
-
-class ScalingRules(_Model):
-    """Rules for scaling in one direction."""
-
-    stabilization_window_seconds: int | None = Field(
-        None, ge=0, le=3600, description="Seconds of past recommendations considered."
-    )
-    select_policy: Literal["Max", "Min", "Disabled"] | None = Field(
-        None, description="Which policy wins when several apply."
-    )
-    policies: list[ScalingPolicy] | None = Field(
-        None, max_length=8, description="Allowed changes per period."
-    )
-    tolerance: Quantity | None = Field(
-        None,
-        description="Tolerance on the metric ratio before scaling (Kubernetes 1.33+, e.g. 50m).",
-    )
-
-
-class ScalingBehavior(_Model):
-    """Scaling behavior, as in autoscaling/v2 HorizontalPodAutoscalerBehavior."""
-
-    scale_up: ScalingRules | None = Field(None, description="Rules for scaling up.")
-    scale_down: ScalingRules | None = Field(None, description="Rules for scaling down.")
-
-
-class AutoscalingSpec(_Model):
-    """A HorizontalPodAutoscaler (autoscaling/v2) on the Deployment. The requestsPerSecond and
-    p95LatencySeconds targets are Pods metrics (reranker_requests_per_second,
-    reranker_request_latency_p95_seconds) that need Prometheus Adapter to serve them from the
-    server's /metrics."""
-
-    enabled: bool = Field(False, description="Create the HorizontalPodAutoscaler.")
-    min_replicas: int = Field(1, ge=1, description="Lower replica bound.")
-    max_replicas: int = Field(3, ge=1, description="Upper replica bound.")
-    target_cpu_utilization: int | None = Field(
-        None,
-        ge=1,
-        le=1000,
-        alias="targetCPUUtilization",
-        description="Target average CPU utilization in percent of the CPU request.",
-    )
-    target_memory_utilization: int | None = Field(
-        None,
-        ge=1,
-        le=1000,
-        description="Target average memory utilization in percent of the memory request.",
-    )
-    requests_per_second: Quantity | None = Field(
-        None,
-        description="Target rerank requests per second per pod (quantity, e.g. 20 or 500m); "
-        "needs Prometheus Adapter.",
-    )
-    p95_latency_seconds: Quantity | None = Field(
-        None,
-        description="Target per-pod p95 request latency in seconds (quantity, e.g. 500m); needs "
-        "Prometheus Adapter.",
-    )
-    behavior: ScalingBehavior | None = None
-
-    rules = (
-        Rule(
-            "self.minReplicas <= self.maxReplicas",
-            "minReplicas must not exceed maxReplicas",
-            lambda a: a.min_replicas <= a.max_replicas,
-            field_path=".maxReplicas",
-            explain=lambda a: (
-                f"must be >= autoscaling.minReplicas ({a.max_replicas} < {a.min_replicas})"
-            ),
-        ),
-        Rule(
-            "!self.enabled || has(self.targetCPUUtilization) || has(self.targetMemoryUtilization)"
-            " || has(self.requestsPerSecond) || has(self.p95LatencySeconds)",
-            "enabled autoscaling needs at least one target (targetCPUUtilization, "
-            "targetMemoryUtilization, requestsPerSecond, p95LatencySeconds)",
-            lambda a: (
-                not a.enabled
-                or a.target_cpu_utilization is not None
-                or a.target_memory_utilization is not None
-                or a.requests_per_second is not None
-                or a.p95_latency_seconds is not None
-            ),
-            explain="enabled autoscaling needs at least one of targetCPUUtilization, "
-            "targetMemoryUtilization, requestsPerSecond, p95LatencySeconds",
-        ),
-    )
-
-
-class ServiceMonitorSpec(_Model):
+class ServiceMonitorSpec(SpecModel):
     """A prometheus-operator ServiceMonitor (monitoring.coreos.com/v1) for the Service."""
 
     enabled: bool = Field(
@@ -465,7 +349,7 @@ class ServiceMonitorSpec(_Model):
     )
 
 
-class PrometheusRuleSpec(_Model):
+class PrometheusRuleSpec(SpecModel):
     """A prometheus-operator PrometheusRule (monitoring.coreos.com/v1) with alerts on this
     service's error rate, p95 latency, queue rejections and queue time, available replicas,
     crash-looping pods, GPU memory and (Qwen3 models) prefix reuse."""
@@ -525,7 +409,15 @@ class PrometheusRuleSpec(_Model):
         le=1,
         description="Qwen3 (causal) models: alert when fewer than this share of scored pairs "
         "reuse a shared prefix KV cache over 5m (requests of one or two documents, or the "
-        "prefix path turned off).",
+        "prefix path turned off); engine vllm: when fewer than this share of prompt tokens hit "
+        "vLLM's prefix cache.",
+    )
+    kv_cache_usage_ratio: float = Field(
+        0.95,
+        ge=0.01,
+        le=1,
+        description="Engine vllm: alert when a pod's KV-cache usage exceeds this fraction (the "
+        "guides keep it between 70% and 95%).",
     )
 
 
@@ -533,7 +425,7 @@ def _grafana_sidecar_labels() -> dict[str, str]:
     return {"grafana_dashboard": "1"}
 
 
-class DashboardSpec(_Model):
+class DashboardSpec(SpecModel):
     """A Grafana dashboard for this service, in a ConfigMap picked up by the Grafana dashboard
     sidecar."""
 
@@ -563,7 +455,7 @@ class DashboardSpec(_Model):
     )
 
 
-class MetricsSpec(_Model):
+class MetricsSpec(SpecModel):
     """Monitoring of the server's Prometheus /metrics."""
 
     service_monitor: ServiceMonitorSpec = Field(default_factory=ServiceMonitorSpec)
@@ -571,7 +463,7 @@ class MetricsSpec(_Model):
     dashboard: DashboardSpec = Field(default_factory=DashboardSpec)
 
 
-class IngressSpec(_Model):
+class IngressSpec(SpecModel):
     """An Ingress (networking.k8s.io/v1) to the Service."""
 
     enabled: bool = Field(False, description="Create the Ingress.")
@@ -615,7 +507,7 @@ class IngressSpec(_Model):
     )
 
 
-class PodDisruptionBudgetSpec(_Model):
+class PodDisruptionBudgetSpec(SpecModel):
     """A PodDisruptionBudget (policy/v1) for the pods; maxUnavailable 1 unless set."""
 
     enabled: bool = Field(False, description="Create the PodDisruptionBudget.")
@@ -636,7 +528,7 @@ class PodDisruptionBudgetSpec(_Model):
     )
 
 
-class ServerSpec(_Model):
+class ServerSpec(SpecModel):
     """Settings of the inference server."""
 
     max_batch_tokens: int = Field(
@@ -665,16 +557,61 @@ class ServerSpec(_Model):
         f"({Env.MAX_CONCURRENT_REQUESTS}).",
     )
     api_key_secret: ApiKeySecret | None = None
+    auth: AuthSpec = Field(default_factory=AuthSpec)
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         DEFAULTS.log_level, description=f"Server log level ({Env.LOG_LEVEL})."
     )
+    playground: bool = Field(
+        True,
+        description=f"Serve the browser playground at {PLAYGROUND_PATH} ({Env.PLAYGROUND}): "
+        "on by default for the first check after deploying; it only calls the scoring API, "
+        "with the key the user types. Turn it off where no browser should reach the server.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1024,
+        le=65535,
+        description=f"Serve /metrics on this port instead of {PORT} ({Env.METRICS_PORT}), so "
+        "the NetworkPolicy can open it to Prometheus alone.",
+    )
+
+    rules = (
+        Rule(
+            f"!has(self.metricsPort) || self.metricsPort != {PORT}",
+            f"metricsPort must differ from the server port {PORT}",
+            lambda s: s.metrics_port != PORT,
+            field_path=".metricsPort",
+        ),
+    )
 
 
-class RerankerServiceSpec(_Model):
+_AUTOSCALING = (
+    "(has(self.autoscaling) && has(self.autoscaling.enabled) && self.autoscaling.enabled)"
+)
+_KEDA = (
+    "(has(self.autoscaling.keda) && has(self.autoscaling.keda.enabled)"
+    " && self.autoscaling.keda.enabled)"
+)
+_TO_ZERO = (
+    f"({_KEDA} && has(self.autoscaling.keda.scaleToZero) && self.autoscaling.keda.scaleToZero)"
+)
+_GPU = "(has(self.resources) && has(self.resources.gpus) && self.resources.gpus >= 1)"
+_VLLM = "(has(self.engine) && self.engine == 'vllm')"
+_TARGETS = ("targetCPUUtilization", "targetMemoryUtilization", "queuedPairsPerPod",
+            "queuedTokensPerPod", "requestsPerSecond", "p95LatencySeconds")  # fmt: skip
+
+
+class RerankerServiceSpec(SpecModel):
     """Desired state of the reranker deployment."""
 
     model: ModelSpec
+    engine: Engine = Field(
+        "transformers",
+        description="transformers: the bundled server (every rerank API shape, shared-prefix "
+        "batching, auth, playground); vllm: vLLM's OpenAI server (spec.vllm).",
+    )
     image: ImageSpec = Field(default_factory=ImageSpec)
+    vllm: VllmSpec = Field(default_factory=VllmSpec)
     replicas: int = Field(
         1,
         ge=0,
@@ -724,6 +661,7 @@ class RerankerServiceSpec(_Model):
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
     pod_annotations: Annotations = Field(
         default_factory=dict, description="Extra annotations of the pods."
     )
@@ -734,20 +672,142 @@ class RerankerServiceSpec(_Model):
 
     rules = (
         Rule(
-            "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
-            " || !has(self.replicas) || (self.replicas >= self.autoscaling.minReplicas"
-            " && self.replicas <= self.autoscaling.maxReplicas)",
-            "replicas must lie within [autoscaling.minReplicas, autoscaling.maxReplicas] when "
-            "autoscaling is enabled",
+            f"!{_AUTOSCALING} || !has(self.replicas) || (self.replicas >= ({_TO_ZERO} ? 0 : "
+            "self.autoscaling.minReplicas) && self.replicas <= self.autoscaling.maxReplicas)",
+            "replicas must lie within [autoscaling.minReplicas (0 with keda.scaleToZero), "
+            "autoscaling.maxReplicas] when autoscaling is enabled",
             lambda s: (
                 not s.autoscaling.enabled
-                or s.autoscaling.min_replicas <= s.replicas <= s.autoscaling.max_replicas
+                or s.autoscaling.lower_bound() <= s.replicas <= s.autoscaling.max_replicas
             ),
             field_path=".replicas",
             explain=lambda s: (
                 f"{s.replicas} is outside autoscaling [minReplicas, maxReplicas] = "
-                f"[{s.autoscaling.min_replicas}, {s.autoscaling.max_replicas}]"
+                f"[{s.autoscaling.lower_bound()}, {s.autoscaling.max_replicas}]"
             ),
+        ),
+        Rule(
+            f"!{_AUTOSCALING} || {_GPU} || {_KEDA} || "
+            + " || ".join(f"has(self.autoscaling.{t})" for t in _TARGETS),
+            "enabled autoscaling of a CPU model needs a target (" + ", ".join(_TARGETS) + "); "
+            "GPU models and KEDA scale on queuedPairsPerPod by default",
+            lambda s: (
+                not s.autoscaling.enabled
+                or s.resources.gpus >= 1
+                or s.autoscaling.keda.enabled
+                or bool(s.autoscaling.named_targets())
+            ),
+            field_path=".autoscaling",
+            explain="enabled autoscaling of a CPU model needs at least one of "
+            + ", ".join(_TARGETS),
+        ),
+        Rule(
+            f"!{_VLLM} || {_GPU}",
+            "engine vllm needs resources.gpus >= 1",
+            lambda s: s.engine != "vllm" or s.resources.gpus >= 1,
+            field_path=".resources.gpus",
+            explain="engine vllm needs resources.gpus >= 1 (the vLLM image runs on CUDA)",
+        ),
+        Rule(
+            "!has(self.networkPolicy) || !has(self.networkPolicy.enabled)"
+            " || !self.networkPolicy.enabled || !has(self.ingress) || !has(self.ingress.enabled)"
+            " || !self.ingress.enabled || has(self.networkPolicy.ingressControllerNamespaceLabels)",
+            "with an Ingress, the NetworkPolicy needs ingressControllerNamespaceLabels (the "
+            "ingress controller's namespace) or networkPolicy.enabled false",
+            lambda s: (
+                not s.network_policy.enabled
+                or not s.ingress.enabled
+                or s.network_policy.ingress_controller_namespace_labels is not None
+            ),
+            field_path=".networkPolicy.ingressControllerNamespaceLabels",
+        ),
+        Rule(
+            f"!{_AUTOSCALING} || !{_KEDA} || (has(self.metrics) && has(self.metrics.serviceMonitor)"
+            " && has(self.metrics.serviceMonitor.enabled) && self.metrics.serviceMonitor.enabled)",
+            "keda needs metrics.serviceMonitor.enabled: its triggers read the series Prometheus "
+            "scrapes through the ServiceMonitor (labels namespace and job)",
+            lambda s: (
+                not s.autoscaling.enabled
+                or not s.autoscaling.keda.enabled
+                or s.metrics.service_monitor.enabled
+            ),
+            field_path=".metrics.serviceMonitor.enabled",
+        ),
+        Rule(
+            f"!{_VLLM} || !has(self.model.quantization) || self.model.quantization == 'none'",
+            "model.quantization (bitsandbytes) is for engine transformers; with vllm, serve a "
+            "quantized checkpoint or pass --quantization in vllm.extraArgs",
+            lambda s: s.engine != "vllm" or s.model.quantization == "none",
+            field_path=".model.quantization",
+        ),
+        Rule(
+            f"!{_VLLM} || !has(self.vllm) || !has(self.vllm.tensorParallelSize) || ({_GPU}"
+            " && self.vllm.tensorParallelSize <= self.resources.gpus"
+            " && self.resources.gpus % self.vllm.tensorParallelSize == 0)",
+            "vllm.tensorParallelSize must divide resources.gpus (and so be at most it)",
+            lambda s: (
+                s.engine != "vllm"
+                or s.vllm.tensor_parallel_size is None
+                or (s.resources.gpus >= 1 and s.resources.gpus % s.vllm.tensor_parallel_size == 0)
+            ),
+            field_path=".vllm.tensorParallelSize",
+            explain=lambda s: (
+                f"{s.vllm.tensor_parallel_size} does not divide resources.gpus "
+                f"({s.resources.gpus})"
+            ),
+        ),
+        Rule(
+            f"!{_VLLM} || !has(self.vllm) || !has(self.vllm.maxNumBatchedTokens)"
+            " || has(self.vllm.maxModelLen) || self.vllm.maxNumBatchedTokens >= "
+            f"(has(self.model.maxLength) ? self.model.maxLength : {DEFAULTS.max_sequence_length})",
+            "vllm.maxNumBatchedTokens must be at least the model length (vllm.maxModelLen, else "
+            f"model.maxLength, else {DEFAULTS.max_sequence_length})",
+            lambda s: (
+                s.engine != "vllm"
+                or s.vllm.max_num_batched_tokens is None
+                or s.vllm.max_model_len is not None
+                or s.vllm.max_num_batched_tokens
+                >= (s.model.max_length or DEFAULTS.max_sequence_length)
+            ),
+            field_path=".vllm.maxNumBatchedTokens",
+        ),
+        Rule(
+            f"!{_VLLM} || !{_AUTOSCALING} || !(has(self.autoscaling.queuedTokensPerPod)"
+            " || has(self.autoscaling.requestsPerSecond) || has(self.autoscaling.p95LatencySeconds))",
+            "engine vllm scales on queuedPairsPerPod (vLLM's waiting requests) or CPU/memory; "
+            "queuedTokensPerPod, requestsPerSecond and p95LatencySeconds read the bundled "
+            "server's metrics",
+            lambda s: (
+                s.engine != "vllm"
+                or not s.autoscaling.enabled
+                or (
+                    s.autoscaling.queued_tokens_per_pod is None
+                    and s.autoscaling.requests_per_second is None
+                    and s.autoscaling.p95_latency_seconds is None
+                )
+            ),
+            field_path=".autoscaling",
+        ),
+        Rule(
+            f"!{_VLLM} || !has(self.server) || !has(self.server.auth)"
+            " || (!has(self.server.auth.apiKeysSecret) && !has(self.server.auth.jwt)"
+            " && (!has(self.server.auth.rateLimit) || ("
+            "(!has(self.server.auth.rateLimit.requestsPerMinute)"
+            " || self.server.auth.rateLimit.requestsPerMinute == 0)"
+            " && (!has(self.server.auth.rateLimit.pairsPerMinute)"
+            " || self.server.auth.rateLimit.pairsPerMinute == 0))))",
+            "engine vllm takes one API key (server.apiKeySecret); several keys, JWT and rate "
+            "limits are the bundled server's",
+            lambda s: (
+                s.engine != "vllm"
+                or (
+                    s.server.auth.api_keys_secret is None
+                    and s.server.auth.jwt is None
+                    and s.server.auth.rate_limit.requests_per_minute == 0
+                    and s.server.auth.rate_limit.pairs_per_minute == 0
+                )
+            ),
+            field_path=".server.auth",
         ),
         Rule(
             "!has(self.model.quantization) || self.model.quantization == 'none'"

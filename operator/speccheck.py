@@ -1,5 +1,6 @@
 """The checks of a spec that no CRD schema or CEL rule here can state, so only the operator
-makes them: quantity comparisons, durations, and label and annotation syntax.
+makes them: quantity comparisons, durations, label and annotation syntax, and the spellings of
+vLLM flags its parser accepts.
 
 The API server accepts a spec that fails one of these; the operator then reports InvalidSpec
 naming the field and creates nothing.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
+
+from reranker_contract import VLLM_OWNED_FLAGS
 
 from .fieldtypes import DNS1123_SUBDOMAIN, DURATION
 from .quantity import parse_quantity
@@ -96,8 +99,22 @@ def _metadata_maps(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
             yield path, str(exc)
 
 
+def _vllm_flags(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
+    """vLLM's parser also takes `--max_model_len` and unambiguous prefixes (`--max-model`):
+    those may not reach an operator-set flag either (the CRD rule sees exact names only)."""
+    for i, arg in enumerate(spec.vllm.extra_args):
+        if not arg.startswith("--"):
+            continue
+        name = arg.split("=", 1)[0].replace("_", "-")
+        hits = [f for f in VLLM_OWNED_FLAGS if f.startswith("--") and f.startswith(name)]
+        if name in VLLM_OWNED_FLAGS or hits:
+            flag = name if name in VLLM_OWNED_FLAGS else hits[0]
+            yield f"vllm.extraArgs[{i}]", f"{arg!r} reaches {flag}, which the operator sets"
+
+
 def unexpressible_problems(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
     """(field, message) of every problem of these kinds in `spec`."""
+    yield from _vllm_flags(spec)
     yield from _quantities(spec)
     yield from _durations(spec)
     yield from _metadata_maps(spec)

@@ -75,6 +75,10 @@ FULL_SPEC: dict[str, Any] = {
     "ingress": {"enabled": True, "className": "nginx", "host": "rerank.example.com",
                 "path": "/api", "tlsSecretName": "tls", "annotations": {"k": "v"}},
     "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
+    "networkPolicy": {"allowFrom": [{"namespaceLabels": {"team": "search"}},
+                                    {"podLabels": {"app": "rag"}}],
+                      "ingressControllerNamespaceLabels": {
+                          "kubernetes.io/metadata.name": "ingress-nginx"}},
     "server": {"maxBatchTokens": 8192, "maxBatchSize": 8, "maxClientBatchSize": 100,
                "maxConcurrentRequests": 10, "apiKeySecret": {"name": "api"},
                "logLevel": "debug"},

@@ -21,7 +21,7 @@ from reranker_operator.constants import (
 ALLOWED_KEYS = {
     "type", "description", "properties", "required", "items", "additionalProperties", "default",
     "enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
-    "format", "anyOf", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields",
+    "minProperties", "format", "anyOf", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields",
     "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
 }  # fmt: skip
 TYPES = {"object", "array", "string", "integer", "number", "boolean"}

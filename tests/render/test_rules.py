@@ -5,16 +5,16 @@ the same verdict on every spec below, and every rule is seen both holding and br
 from __future__ import annotations
 
 import copy
-import inspect
 import re
+import typing
 from collections.abc import Iterator
 from typing import Any
 
 import celpy
 import pytest
+from pydantic import BaseModel
 from crd_defaults import apply_defaults
 from render_helpers import FULL_SPEC, example_crs
-from reranker_operator import spec as spec_module
 from reranker_operator.rules import Rule, nodes
 from reranker_operator.spec import InvalidSpecError, RerankerServiceSpec, parse_spec
 
@@ -70,17 +70,78 @@ SPECS: list[dict[str, Any]] = [
     {"model": M, "ingress": {"enabled": False, "className": "nginx"}},
     {"model": M, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": "10%"}},
     {"model": M, "podDisruptionBudget": {**ON, "maxUnavailable": "10%"}},
+    # engine vllm
+    {"model": M, "engine": "vllm"},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 3}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 2}},
+    {"model": M, "engine": "transformers", "vllm": {"tensorParallelSize": 3}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
+     "vllm": {"extraArgs": ["--dtype=half", "--quantization", "fp8"]}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
+     "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 2048}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
+     "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 4096}},
+    {"model": {"name": "m", "maxLength": 9000}, "engine": "vllm", "resources": {"gpus": 1},
+     "vllm": {"maxNumBatchedTokens": 8192}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1}, "vllm": {"maxNumBatchedTokens": 8192}},
+    {"model": {"name": "m", "quantization": "8bit"}, "engine": "vllm", "resources": {"gpus": 1}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
+     "autoscaling": {**ON, "queuedTokensPerPod": 5000}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
+     "autoscaling": {**ON, "queuedPairsPerPod": 64}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
+     "server": {"auth": {"jwt": {"jwks": {"configMapName": "jwks"}}}}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
+     "server": {"auth": {"rateLimit": {"pairsPerMinute": 0}}, "apiKeySecret": {"name": "k"}}},
+    # queued-work targets and KEDA
+    {"model": M, "resources": {"gpus": 1}, "autoscaling": ON},
+    {"model": M, "autoscaling": {**ON, "queuedPairsPerPod": "100"}},
+    {"model": M, "autoscaling": {**ON, "keda": ON}},
+    {"model": M, "autoscaling": {"keda": {**ON, "prometheusAddress": "http://p:9090"}}},
+    {"model": M, "autoscaling": {**ON, "keda": {"scaleToZero": True,
+                                                "prometheusAddress": "http://p:9090"}}},
+    {"model": M, "replicas": 0, "autoscaling": {**ON, "keda": {**ON, "scaleToZero": True,
+                                                               "prometheusAddress": "http://p"}}},
+    {"model": M, "replicas": 0, "autoscaling": {**ON, "keda": {**ON,
+                                                               "prometheusAddress": "http://p"}}},
+    # access
+    {"model": M, "server": {"metricsPort": 8080}},
+    {"model": M, "server": {"metricsPort": 9090, "auth": {"jwt": {"jwks": {"secretName": "s"}}}}},
+    {"model": M, "server": {"auth": {"jwt": {"jwks": {"secretName": "a", "configMapName": "b"}}}}},
+    {"model": M, "networkPolicy": {"allowFrom": [{}, {"podLabels": {"app": "rag"}}]}},
+    {"model": M, "ingress": {**ON, "host": "a.example.com"}},
+    {"model": M, "ingress": {**ON, "host": "a.example.com"}, "networkPolicy": {"enabled": False}},
+    {"model": M, "ingress": {**ON, "host": "a.example.com"},
+     "networkPolicy": {"ingressControllerNamespaceLabels": {"team": "edge"}}},
+    {"model": M, "autoscaling": {**ON, "keda": {**ON, "prometheusAddress": "http://p"}},
+     "metrics": {"serviceMonitor": ON}},
 ]  # fmt: skip
 
 _ENV = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}
 
 
+def spec_models() -> list[type[BaseModel]]:
+    """Every model reachable from RerankerServiceSpec through its fields' annotations."""
+    seen: list[type[BaseModel]] = []
+    todo: list[Any] = [RerankerServiceSpec]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if node in seen:
+                continue
+            seen.append(node)
+            todo += [f.annotation for f in node.model_fields.values()]
+        else:
+            todo += list(typing.get_args(node))
+    return seen
+
+
 def all_rules() -> list[Rule]:
     """Every Rule of every spec model (a model inheriting its parent's rules adds none)."""
     out = []
-    for _, cls in inspect.getmembers(spec_module, inspect.isclass):
-        if cls.__module__ == spec_module.__name__ and "rules" in vars(cls):
+    for cls in spec_models():
+        if "rules" in vars(cls):
             out += list(cls.rules)
     return out
 

@@ -83,8 +83,10 @@ def _with(spec: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
     node = out
     for part in path[:-1]:
         node = node.setdefault(part, {})
-        if part in ("hubTokenSecret", "apiKeySecret"):
+        if part in ("hubTokenSecret", "apiKeySecret", "apiKeysSecret"):
             node.setdefault("name", "secret")
+        if part == "jwt":
+            node.setdefault("jwks", {"secretName": "jwks"})
     node[path[-1]] = value
     return out
 
@@ -112,6 +114,11 @@ LIST_ITEMS = {
     "modelCache.accessModes": "ReadWriteOnce",
     "autoscaling.behavior.scaleUp.policies": _POLICY,
     "autoscaling.behavior.scaleDown.policies": _POLICY,
+    "autoscaling.keda.interceptor.hosts": "rerank.example.com",
+    "vllm.extraArgs": "--quantization=fp8",
+    "server.auth.jwt.algorithms": "ES256",
+    "server.auth.rateLimit.trustedProxies": "10.0.0.0/8",
+    "networkPolicy.allowFrom": {"podLabels": {"app": "rag"}},
 }
 
 

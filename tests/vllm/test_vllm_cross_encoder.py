@@ -1,0 +1,47 @@
+"""engine: vllm for a cross-encoder: no overrides and no template in the rendered Deployment,
+and vLLM's scores equal the bundled server's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from server_helpers import running_client, settings_for
+from vllm_helpers import (
+    DOCUMENTS,
+    LOCAL_MODEL,
+    QUERY,
+    rendered_container,
+    rendered_vllm,
+    rerank,
+    resource,
+)
+
+SPEC: dict[str, Any] = {
+    "model": {"name": LOCAL_MODEL, "dtype": "float32", "maxLength": 512,
+              "family": "cross-encoder", "servedName": "bge"},
+    "engine": "vllm",
+    "resources": {"gpus": 1},
+}  # fmt: skip
+
+
+def test_a_cross_encoder_is_served_natively() -> None:
+    container, files = rendered_container(resource("ce", SPEC))
+    assert files == {}
+    assert not [a for a in container["args"] if a.startswith(("--hf-overrides", "--chat-template"))]
+
+
+def test_cross_encoder_scores_as_on_our_server(vllm_cross_path: Path, tmp_path: Path) -> None:
+    with rendered_vllm(resource("ce", SPEC), vllm_cross_path, tmp_path) as server:
+        theirs = rerank(server.base_url, "bge", QUERY, DOCUMENTS)
+    client_gen = running_client(settings_for(vllm_cross_path, max_sequence_length=512))
+    client = next(client_gen)
+    try:
+        answer = client.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
+        mine = [r["relevance_score"] for r in sorted(answer.json()["results"],
+                                                     key=lambda r: r["index"])]  # fmt: skip
+    finally:
+        client_gen.close()
+    print("vLLM", theirs, "\nours", mine)
+    assert max(abs(a - b) for a, b in zip(theirs, mine, strict=True)) < 1e-5
+    assert max(mine) - min(mine) > 1e-3
