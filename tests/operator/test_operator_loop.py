@@ -126,6 +126,7 @@ def test_model_update_rolls_the_deployment(cluster: DevCluster, operator: Contro
     wait_for(lambda: cr_of(cluster, BGE).get("status", {}).get("observedGeneration") == 2,
              "observedGeneration 2")
     assert cr_of(cluster, BGE)["status"]["model"] == "BAAI/bge-reranker-v2-m3"
+    assert operator.echoes >= 1  # the events of our own applies started no pass
 
 
 def test_children_no_longer_wanted_are_deleted(cluster: DevCluster, operator: Controller) -> None:
@@ -267,7 +268,7 @@ def test_steady_state_makes_no_writes(cluster: DevCluster, operator: Controller)
     assert writes(window) == []
 
 
-@pytest.mark.parametrize("cluster_options", [{"service_monitors": False}], indirect=True)
+@pytest.mark.parametrize("cluster_options", [{"unserved": ["ServiceMonitor"]}], indirect=True)
 def test_missing_service_monitor_api_sets_a_condition(cluster: DevCluster,
                                                       operator: Controller) -> None:
     manifest = example("bge-reranker-cpu.yaml")
@@ -283,7 +284,7 @@ def test_missing_service_monitor_api_sets_a_condition(cluster: DevCluster,
     assert set(children(cluster, BGE)) == {f"Deployment/{BGE}", f"Service/{BGE}"}
 
 
-@pytest.mark.parametrize("cluster_options", [{"prometheus_rules": False}], indirect=True)
+@pytest.mark.parametrize("cluster_options", [{"unserved": ["PrometheusRule"]}], indirect=True)
 def test_missing_prometheus_rule_api_sets_a_condition(cluster: DevCluster,
                                                       operator: Controller) -> None:
     manifest = with_all_monitoring(example("bge-reranker-cpu.yaml"))
@@ -347,8 +348,9 @@ def test_equivalent_spellings_on_the_server_cause_no_writes(cluster: DevCluster,
     limits.update(memory="16384Mi")
     for port in main.get("ports") or []:
         port["containerPort"] = str(port["containerPort"])
+    # The server's own spelling: stored in place, no field changes hands (manager None).
     cluster.patch(DEPLOYMENTS, NS, QWEN, {"spec": {"template": {"spec": {
-        "containers": containers}}}})
+        "containers": containers}}}}, manager=None)
     passes = operator.passes
     wait_for(lambda: operator.passes >= passes + 2, "the operator to see the edit")
 
@@ -366,3 +368,61 @@ def test_equivalent_spellings_on_the_server_cause_no_writes(cluster: DevCluster,
         "containers": containers}}}})
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN)["spec"]["template"]["spec"][
         "containers"][-1]["resources"]["requests"]["cpu"] == "2", "the edit to be reverted")
+
+
+def test_a_child_another_manager_extended_keeps_its_additions_and_stays_quiet(
+        cluster: DevCluster, operator: Controller) -> None:
+    """A mesh webhook (another field manager) adds a sidecar container, a volume, an env var
+    in our container and an annotation: our passes keep them and write nothing, as on a real
+    API server, where server-side apply merges those lists by name."""
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE), "the Deployment")
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to settle")
+    cluster.patch(DEPLOYMENTS, NS, BGE, {
+        "metadata": {"annotations": {"mesh.example.com/injected": "true"}},
+        "spec": {"template": {"spec": {
+            "containers": [{"name": "mesh-proxy", "image": "mesh/proxy:1"},
+                           {"name": "reranker", "env": [{"name": "MESH", "value": "on"}]}],
+            "volumes": [{"name": "mesh-certs", "emptyDir": {}}]}}}},
+        manager="mesh-webhook", strategic=True)
+
+    def pod_spec() -> dict:
+        return cluster.get(DEPLOYMENTS, NS, BGE)["spec"]["template"]["spec"]
+
+    assert {c["name"] for c in pod_spec()["containers"]} == {"reranker", "mesh-proxy"}
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to see the sidecar")
+    start, passes = len(cluster.calls), operator.passes
+    wait_for(lambda: operator.passes >= passes + 3, "three resync passes")
+    window = [c for c in cluster.calls[start:] if c.user_agent.startswith(OPERATOR_AGENTS)]
+    assert [c for c in window if c.verb == "list" and c.resource == "deployments"]
+    assert writes(window) == []
+    spec = pod_spec()
+    assert [c["name"] for c in spec["containers"]] == ["reranker", "mesh-proxy"]
+    assert {"name": "MESH", "value": "on"} in spec["containers"][0]["env"]
+    assert "mesh-certs" in {v["name"] for v in spec["volumes"]}
+    managers = {e["manager"] for e in cluster.get(DEPLOYMENTS, NS, BGE)["metadata"][
+        "managedFields"]}
+    assert {"reranker-operator", "mesh-webhook"} <= managers
+
+    # Our own fields are still ours: an edit of the image is reverted, the sidecar stays.
+    cluster.patch(DEPLOYMENTS, NS, BGE, {"spec": {"template": {"spec": {"containers": [
+        {"name": "reranker", "image": "evil:1"}]}}}}, strategic=True)
+    wait_for(lambda: pod_spec()["containers"][0]["image"] != "evil:1", "the image reverted")
+    assert [c["name"] for c in pod_spec()["containers"]] == ["reranker", "mesh-proxy"]
+
+
+def test_a_failed_status_write_is_retried_at_the_next_resync(cluster: DevCluster,
+                                                             operator: Controller) -> None:
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("False", "DeploymentProgressing"),
+             "the first status")
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to settle")
+    cluster.fail("patch", RERANKERS, status=500, times=6, subresource="status")
+    cluster.simulate_rollout(NS, BGE, "ready")
+    # No kopf error backoff (a minute): the resync timer's next pass writes it.
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True",
+             timeout=15)
+    assert operator.failures >= 1 and "rerankerservices/status" in (operator.last_error or "")

@@ -12,7 +12,8 @@ import kubernetes_validate
 import pytest
 from render_helpers import FULL_SPEC, example_crs, make_cr, prometheus_operator_schema
 from reranker_operator import __version__
-from reranker_operator.render import render_children, service_endpoint
+from reranker_operator.parsed import parse_service
+from reranker_operator.render import render_children
 from reranker_operator.spec import InvalidSpecError
 
 UID = "0b7c4c1e-1111-4222-8333-944445555666"
@@ -306,12 +307,12 @@ def test_render_is_deterministic() -> None:
 
 def test_service_endpoint() -> None:
     assert (
-        service_endpoint(make_cr({"model": {"name": "m"}}))
+        parse_service(make_cr({"model": {"name": "m"}})).endpoint
         == "http://demo.ml.svc.cluster.local:8080"
     )
     spec = {"model": {"name": "m"}, "service": {"port": 80}}
     assert (
-        service_endpoint(make_cr(spec, name="rr", namespace="search"))
+        parse_service(make_cr(spec, name="rr", namespace="search")).endpoint
         == "http://rr.search.svc.cluster.local:80"
     )
 
