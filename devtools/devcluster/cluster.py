@@ -130,9 +130,9 @@ class DevCluster:
 
         async def go() -> list[T]:
             emu = self.emulator
-            keys = emu._keys.get(emu._key(ref, namespace, "")[0], ())
-            return [fn(emu._objects[k].raw) for k in list(keys)
-                    if not emu._objects[k].deleted and (namespace is None or k[1] == namespace)]
+            objs = emu._live.get(emu._key(ref, namespace, "")[0], {})
+            return [fn(raw) for k, raw in list(objs.items())
+                    if namespace is None or k[1] == namespace]
 
         return self._run(go)
 

@@ -72,7 +72,7 @@ def emulator_class() -> type:
             self.down = False  # an outage: every request answered 503 (DevCluster.outage)
             self.rollout_phase: str | None = None  # DevCluster.auto_rollout
             self._rollouts: set[Any] = set()
-            self._keys: dict[Any, set[Any]] = {}  # resource -> keys in _objects (fast lists)
+            self._live: dict[Any, dict[Any, Any]] = {}  # resource -> key -> stored object
             self._uids: dict[str, Any] = {}  # live uids (garbage collection)
             # (group, version, plural) -> a CRD's additionalPrinterColumns (kubectl's Tables)
             self.printer_columns: dict[tuple[str, str, str], list[dict[str, Any]]] = {}

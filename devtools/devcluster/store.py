@@ -29,7 +29,7 @@ class StoreMixin:
     calls: list[Any]
     schemas: Schemas
     rollout_phase: str | None  # the stand-in Deployment controller's target (auto_rollout)
-    _keys: dict[Any, set[tuple[Any, str | None, str]]]  # resource -> keys of its objects
+    _live: dict[Any, dict[tuple[Any, str | None, str], dict[str, Any]]]  # resource -> key -> obj
     _uids: dict[str, tuple[Any, str | None, str]]  # uid of every live object -> its key
     _rollouts: set[Any]
     _lock: Any
@@ -54,24 +54,23 @@ class StoreMixin:
 
     def live(self, res: Any, namespace: str | None, name: str) -> dict[str, Any] | None:
         key = self._key(res, namespace, name)
-        if key not in self._objects or self._objects[key].deleted:
+        raw = self._live.get(key[0], {}).get(key)
+        if raw is None:
             if (res.group, res.plural) == ("", "namespaces") and name in self.namespaces:
                 return next(o for o in self._items(res, None) if o["metadata"]["name"] == name)
             return None
-        return copy.deepcopy(self._objects[key].raw)
+        return copy.deepcopy(raw)
 
     def _items(self, res: Any, namespace: str | None, selector: str | None = None, *,
                copies: bool = True) -> list[dict[str, Any]]:
         """The stored objects of a resource, in a namespace, matching a selector (copies, or
         the stored dicts themselves to serialise right away)."""
         items = []
-        for key in list(self._keys.get(self._key(res, None, "")[0], ())):
-            _r, ns, _name = key
-            obj = self._objects[key]
-            if not obj.deleted and (namespace is None or ns == namespace) and (
+        for (_r, ns, _name), raw in list(self._live.get(self._key(res, None, "")[0], {}).items()):
+            if (namespace is None or ns == namespace) and (
                     not selector or selector_matches(
-                        (obj.raw.get("metadata") or {}).get("labels") or {}, selector)):
-                items.append(copy.deepcopy(obj.raw) if copies else obj.raw)
+                        (raw.get("metadata") or {}).get("labels") or {}, selector)):
+                items.append(copy.deepcopy(raw) if copies else raw)
         if (res.group, res.plural) == ("", "namespaces"):  # namespaces in use exist
             stored = {o["metadata"]["name"] for o in items}
             items += [{"apiVersion": "v1", "kind": "Namespace",
@@ -83,7 +82,8 @@ class StoreMixin:
 
     async def _emit(self, res: Any, kind: str, obj: Mapping[str, Any]) -> None:
         key = _resource(res.group, res.version, res.plural)
-        await self._buses[key].put({"type": kind, "object": copy.deepcopy(dict(obj))})
+        # Stored objects are never changed in place (a write stores a new dict): no copy.
+        await self._buses[key].put({"type": kind, "object": obj})
 
     async def store(self, res: Any, obj: dict[str, Any], event: str) -> dict[str, Any]:
         """Store a full object (already stamped) and publish the watch event."""
@@ -95,7 +95,7 @@ class StoreMixin:
             self._objects[key].create(obj)
         else:
             self._objects[key] = obj
-            self._keys.setdefault(key[0], set()).add(key)
+        self._live.setdefault(key[0], {})[key] = obj
         if meta.get("uid"):
             self._uids[meta["uid"]] = key
         await self._emit(res, event, obj)
@@ -213,17 +213,17 @@ class StoreMixin:
         key = self._key(res, meta.get("namespace"), meta["name"])
         if key in self._objects and not self._objects[key].deleted:
             self._objects[key].delete()
+            self._live.get(key[0], {}).pop(key, None)
             self._uids.pop(meta.get("uid"), None)
             gone = copy.deepcopy(dict(obj))
             gone["metadata"]["resourceVersion"] = str(next(self.rv))
             await self._emit(res, "DELETED", gone)
         uid = meta.get("uid")
-        for (r, _ns, _name), dep in list(self._objects.items()):
-            if dep.deleted:
-                continue
-            refs = dep.raw.get("metadata", {}).get("ownerReferences") or []
+        for (r, _ns, _name), dep in [i for objs in list(self._live.values())
+                                     for i in list(objs.items())]:
+            refs = dep.get("metadata", {}).get("ownerReferences") or []
             if any(ref.get("uid") == uid for ref in refs):
-                await self.delete_object(r, dep.raw)
+                await self.delete_object(r, dep)
 
     async def delete_object(self, res: Any, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]

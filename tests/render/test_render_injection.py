@@ -163,3 +163,25 @@ def test_every_template_expression_goes_through_toyaml() -> None:
             assert re.search(r"\|\s*toyaml\s*$", expr), (
                 f"{path.name}: {{{{{expr}}}}} is not | toyaml"
             )
+
+
+
+@pytest.mark.parametrize("path", TEXT_FIELDS, ids=lambda p: ".".join(map(str, p)))
+def test_libyaml_and_the_pure_python_parser_read_every_hostile_render_alike(
+        path: tuple[str | int, ...]) -> None:
+    """render uses libyaml's SafeLoader for speed; it must read what the pure-Python one does."""
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("PyYAML without libyaml: render uses the pure-Python parser")
+    from reranker_operator.kinds import CHILD_KINDS
+    from reranker_operator.params import BUILDERS
+    from reranker_operator.parsed import parse_service
+    from reranker_operator.render import _environment
+
+    for hostile in HOSTILE:
+        svc = parse_service(make_cr(with_value(path, hostile)))
+        for kind in CHILD_KINDS:
+            params = BUILDERS[kind.kind](svc)
+            if params is None:
+                continue
+            text = _environment().get_template(kind.template).render(kind=kind, p=params)
+            assert yaml.load(text, Loader=yaml.CSafeLoader) == yaml.safe_load(text), kind.kind
