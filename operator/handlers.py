@@ -20,7 +20,7 @@ import asyncio
 import copy
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +106,6 @@ class Controller:
 
     config: OperatorConfig
     client: KubeClient | None = None
-    server: str = ""
     default_namespace: str | None = None
     discovery: ApiDiscovery | None = None
     locks: dict[Key, asyncio.Lock] = field(default_factory=dict)
@@ -115,6 +114,7 @@ class Controller:
     # (kind, namespace, name) -> resourceVersion our last apply of that child left
     applied: dict[tuple[str, str, str], str] = field(default_factory=dict)
     echoes: int = 0  # child events skipped as echoes of our own applies
+    post_event: Callable[..., None] = kopf.event  # kopf posts it (needs kopf's context)
     passes: int = 0
     failures: int = 0
     last_error: str | None = None
@@ -133,8 +133,8 @@ class Controller:
 
     async def run_pass(self, key: Key, seen: kopf.Index | None,
                        hint: Mapping[str, Any] | None = None) -> PassOutcome | None:
-        """Reconcile the freshest body of `key`; None when it is gone or being deleted, or
-        when every child event that asked for this pass was the echo of our own apply.
+        """Reconcile the freshest body of `key`; None when it is gone or being deleted, or when
+        a child's pass is not needed.
 
         `seen` is kopf's index of RerankerService bodies (read once the lock is held, so a
         pass that waited sees what arrived meanwhile); `hint` the body a handler was given.
@@ -144,13 +144,17 @@ class Controller:
         lock = self.locks.setdefault(key, asyncio.Lock())
         async with lock:
             triggers = self.pending.pop(key, None)
-            if hint is None and triggers and all(self.echo(child) for child in triggers):
+            # A child's pass is not needed when a pass that started after its event already
+            # ran (it took the triggers), or when every trigger was the echo of our own apply.
+            if hint is None and (not triggers or all(self.echo(child) for child in triggers)):
                 return None
             bodies = [*(seen.get(key, ()) if seen is not None else ()),
                       *([hint] if hint is not None else [])]
             cr = newest(bodies, self.written.get(key))
             if cr is None or cr["metadata"].get("deletionTimestamp"):
                 self.written.pop(key, None)
+                if cr is None:
+                    self.locks.pop(key, None)  # gone: forget it
                 return None
             if cr is not self.written.get(key):
                 self.written.pop(key, None)  # the watch has caught up with our last write
@@ -163,7 +167,7 @@ class Controller:
             self.failures += 1
             self.last_error = str(outcome.error)
         for event_type, reason, message in outcome.events:
-            kopf.event(dict(cr), type=event_type, reason=reason, message=message)
+            self.post_event(dict(cr), type=event_type, reason=reason, message=message)
         return outcome
 
     def remember(self, child: Mapping[str, Any]) -> None:
