@@ -38,6 +38,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reranker_contract import QUEUE_WINDOW_SECONDS
+
 REPO = Path(__file__).resolve().parents[1]
 SYNC_S = 15.0
 TOLERANCE = 0.1
@@ -155,7 +157,7 @@ def metric_value(kind: str, replicas: list[Replica], now: float, mu: float,
             while r.finished and now - r.finished[0] > 120:
                 r.finished.popleft()
         return sum(len(r.finished) / 120.0 for r in ready) / len(ready)
-    # queued pairs per pod, averaged over a minute as the adapter rule does (avg_over_time [1m])
+    # queued pairs per pod, averaged over the adapter rule's window (avg_over_time [QUEUE_WINDOW])
     return sum(sum(q for _t, q in r.queue_samples) / max(1, len(r.queue_samples))
                for r in ready) / len(ready)  # fmt: skip
 
@@ -201,7 +203,7 @@ def simulate(kind: str, target: float, *, mu: float, documents: int, think_s: fl
         if t >= next_gauge:  # Prometheus scrapes the queued-pairs gauge every second
             for r in ready:
                 r.queue_samples.append((t, r.queued_pairs()))
-                while r.queue_samples and t - r.queue_samples[0][0] > 60:
+                while r.queue_samples and t - r.queue_samples[0][0] > QUEUE_WINDOW_SECONDS:
                     r.queue_samples.popleft()
             next_gauge += 1.0
         if t >= next_sync:

@@ -28,10 +28,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-QWEN3_OVERRIDES = {"architectures": ["Qwen3ForSequenceClassification"],
-                   "classifier_from_token": ["no", "yes"], "is_original_qwen3_reranker": True}
-
-
 def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] = (),
                    dtype: str = "float32", work: Path | None = None) -> list[str]:
     """The argv of one server: `this` (reranker-server serve), a naive mode, or vLLM (`vllm`
@@ -51,12 +47,13 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
                 "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
                 "--enable-prefix-caching", "--served-model-name", model_dir.name]
         if kind == "vllm":
+            from reranker_contract import VLLM_QWEN3_OVERRIDES
             from reranker_operator.vllm_template import qwen3_score_template
 
             assert work is not None
             template = work / f"score-template-{port}.jinja"
             template.write_text(qwen3_score_template())
-            args += ["--hf-overrides", json.dumps(QWEN3_OVERRIDES), "--chat-template", str(template)]
+            args += ["--hf-overrides", json.dumps(VLLM_QWEN3_OVERRIDES), "--chat-template", str(template)]
         return vllm.serve_argv(args)
     raise ValueError(f"server kind: unknown {kind!r}")
 

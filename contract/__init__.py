@@ -20,6 +20,9 @@ READY_PATH = "/ready"  # readiness and startup probes: 503 while loading or drai
 LIVENESS_PATH = "/healthz"  # liveness probe: the process answers
 METRICS_PATH = "/metrics"  # Prometheus text format
 PLAYGROUND_PATH = "/playground"  # the browser page (spec.server.playground)
+METRICS_PORT_NAME = "metrics"  # the container port of /metrics when spec.server.metricsPort moves it
+API_KEYS_DIR = "/etc/reranker/api-keys"  # spec.server.auth.apiKeysSecret, mounted (API_KEYS_FILE)
+JWKS_DIR = "/etc/reranker/jwks"  # spec.server.auth.jwt.jwks, mounted (JWT_JWKS_FILE is a key in it)
 
 # The model card's instruction for Qwen3-Reranker, used when neither the resource
 # (spec.model.instruction) nor the request names one.
@@ -164,7 +167,11 @@ class AdapterRule:
     about: str
 
 
-ADAPTER_WINDOW = "2m"
+ADAPTER_WINDOW = "2m"  # rates and latency quantiles
+# the queued-work gauges: short enough to follow a queue that builds in seconds, long enough
+# that one scrape's burst does not scale (4 samples at a 15 s scrape interval)
+QUEUE_WINDOW_SECONDS = 60
+QUEUE_WINDOW = f"{QUEUE_WINDOW_SECONDS}s"
 
 ADAPTER_RULES: tuple[AdapterRule, ...] = (
     AdapterRule(
@@ -184,14 +191,14 @@ ADAPTER_RULES: tuple[AdapterRule, ...] = (
     AdapterRule(
         HpaMetric.QUEUED_PAIRS,
         Metric.QUEUE_DEPTH,
-        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
         "the per-pod (query, document) pairs waiting in the server's queue, averaged over the "
         "window so one burst does not scale",
     ),
     AdapterRule(
         HpaMetric.QUEUED_TOKENS,
         Metric.QUEUED_TOKENS,
-        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
         "the tokens of those pairs, per pod, averaged over the window",
     ),
 )
@@ -243,7 +250,7 @@ VLLM_ADAPTER_RULES: tuple[AdapterRule, ...] = (
     AdapterRule(
         HpaMetric.VLLM_WAITING,
         VllmMetric.NUM_REQUESTS_WAITING,
-        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
         "engine vllm: the per-pod requests (one per pair) waiting in vLLM's scheduler, averaged "
         "over the window",
     ),

@@ -58,12 +58,15 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Endpoint", "type": "string", "description": "In-cluster URL of the reranking API.",
      "jsonPath": ".status.endpoint"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {"name": "Engine", "type": "string", "priority": 1,
+     "description": "Inference server: transformers (bundled) or vllm.", "jsonPath": ".spec.engine"},
     {"name": "DType", "type": "string", "priority": 1, "description": "Weight dtype.",
      "jsonPath": ".spec.model.dtype"},
     {"name": "GPUs", "type": "integer", "priority": 1, "description": "GPUs per replica.",
      "jsonPath": ".spec.resources.gpus"},
     {"name": "Autoscaling", "type": "boolean", "priority": 1,
-     "description": "Whether a HorizontalPodAutoscaler manages the replicas.",
+     "description": "Whether a HorizontalPodAutoscaler (or a KEDA ScaledObject) manages the "
+     "replicas.",
      "jsonPath": ".spec.autoscaling.enabled"},
     {"name": "Reason", "type": "string", "priority": 1,
      "description": "Reason of the Ready condition.", "jsonPath": f"{_READY}.reason"},
@@ -97,7 +100,9 @@ STATUS: dict[str, Any] = {
         "model": _typed("string", "The model (spec.model.name) this status describes."),
         "conditions": {
             "type": "array",
-            "description": "Ready, Progressing and Degraded conditions.",
+            "description": "Ready, Progressing and Degraded; one per optional child API the spec "
+            "uses (ServiceMonitor, PrometheusRule, ScaledObject, InterceptorRoute, "
+            "HTTPScaledObject); ScaledToZero where KEDA may scale to zero.",
             "x-kubernetes-list-type": "map",
             "x-kubernetes-list-map-keys": ["type"],
             "items": {

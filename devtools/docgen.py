@@ -28,7 +28,7 @@ _SEE_ALSO = """## See also
   labels and owner references.
 - Autoscaling on `autoscaling.requestsPerSecond` or `autoscaling.p95LatencySeconds` needs
   Prometheus Adapter with the rules in `deploy/prometheus-adapter/values.yaml` (generated from
-  `reranker_contract.ADAPTER_RULES`): [install.md, section 4](install.md#4-metrics-and-autoscaling-on-requests-per-second).
+  `reranker_contract.ADAPTER_RULES`): [install.md, section 4](install.md#4-metrics-and-autoscaling).
 """
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 CRD_GROUP = "rerankers.io"
 CRD_VERSION = "v1alpha1"
 CRD_KIND = "RerankerService"
@@ -28,25 +26,3 @@ RETAINED_ANNOTATION = f"{CRD_GROUP}/retain-on-delete"
 # (grafana chart: sidecar.dashboards.folderAnnotation).
 GRAFANA_FOLDER_ANNOTATION = "grafana_folder"
 
-
-class ChildResource(NamedTuple):
-    """A kind the operator may create for a RerankerService."""
-
-    api_version: str
-    kind: str
-    plural: str
-
-
-# Every kind render_children can emit, in apply order. Children the spec no longer asks for
-# (e.g. the HPA after autoscaling is switched off) are found by these plus the instance label.
-CHILD_RESOURCES: tuple[ChildResource, ...] = (
-    ChildResource("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
-    ChildResource("apps/v1", "Deployment", "deployments"),
-    ChildResource("v1", "Service", "services"),
-    ChildResource("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-    ChildResource("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
-    ChildResource("networking.k8s.io/v1", "Ingress", "ingresses"),
-    ChildResource("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
-    ChildResource("monitoring.coreos.com/v1", "PrometheusRule", "prometheusrules"),
-    ChildResource("v1", "ConfigMap", "configmaps"),
-)

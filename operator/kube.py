@@ -1,29 +1,31 @@
-"""The operator's Kubernetes API client: a thin async wrapper over the official client's REST layer.
+"""The operator's one Kubernetes API client, shared with kopf, and every permission it needs.
 
-Blocking calls run in a thread (asyncio.to_thread). Config comes from a kubeconfig (KUBECONFIG or
-~/.kube/config) or, inside a pod, the service account. Every call the operator makes, including
-kopf's own, is listed in `API_PERMISSIONS`, from which the RBAC Role is generated and tested.
+`KubeClient` makes our calls (list, server-side apply, delete, status patches, discovery) on an
+aiohttp session that the login handler also hands to kopf (`kopf.AiohttpSession`), so kopf's
+watches and patches and our calls share one session, one connection pool and one set of
+credentials. Credentials come from a kubeconfig (KUBECONFIG or ~/.kube/config) or, inside a
+pod, the service account. Every call, kopf's included, is listed in `API_PERMISSIONS`, from
+which the RBAC ClusterRole is generated and tested.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from reranker_operator.constants import (
-    CHILD_RESOURCES,
-    CRD_GROUP,
-    CRD_PLURAL,
-    CRD_VERSION,
-    MANAGER,
-)
+import aiohttp
+from reranker_operator import __version__
+from reranker_operator.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION, MANAGER
+from reranker_operator.kinds import CHILD_KINDS, child_kind
 
 FIELD_MANAGER = MANAGER
+USER_AGENT = f"{MANAGER}/{__version__}"
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,14 @@ class Permission:
 _CHILD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
 
 # Everything the operator calls in the mode deploy/ runs it (cluster-wide, --peering), the single
-# source of truth for the ClusterRole in deploy/base/rbac.yaml: our reconciler (get/list/apply/delete children, status patches,
-# discovery of the ServiceMonitor and PrometheusRule APIs), kopf (watching the CRs, children and pods; patching its
-# annotations and finalizers on the CRs; posting Events; scanning namespaces and CRDs), and the
-# liveness probe. `apply` = PATCH (server-side apply), which creates the object when missing.
+# source of truth for the ClusterRole in deploy/base/rbac.yaml: our reconciler (list/apply/delete
+# children, status patches, discovery of the optional APIs), kopf (watching the CRs, children
+# and pods; patching its annotations and finalizers on the CRs; posting Events; scanning
+# namespaces and CRDs), and the liveness probe. `apply` = PATCH (server-side apply), which
+# creates the object when missing.
 API_PERMISSIONS: tuple[Permission, ...] = (
-    Permission(CRD_GROUP, CRD_PLURAL, ("get", "list", "watch", "patch"),
+    # No get: a pass reconciles the body kopf's watch delivered, never a second fetch.
+    Permission(CRD_GROUP, CRD_PLURAL, ("list", "watch", "patch"),
                "watch RerankerServices; kopf's progress annotations and finalizers"),
     Permission(CRD_GROUP, f"{CRD_PLURAL}/status", ("get", "patch"), "status subresource"),
     Permission("", "events", ("create",), "kopf posts Kubernetes Events"),
@@ -61,10 +65,12 @@ API_PERMISSIONS: tuple[Permission, ...] = (
     Permission("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch"),
                "kopf resource scanning"),
     *(
-        Permission(child.api_version.rpartition("/")[0], child.plural, _CHILD_VERBS,
+        Permission(child.group, child.plural, _CHILD_VERBS,
                    f"{child.kind} children: apply, prune, drift watch")
-        for child in CHILD_RESOURCES
+        for child in CHILD_KINDS
     ),
+    Permission("apps", "deployments/scale", ("patch",),
+               "wake a Deployment KEDA left at zero replicas when an HPA takes over"),
 )
 
 
@@ -103,77 +109,107 @@ class ResourceRef:
 
 RERANKER_SERVICES = ResourceRef(f"{CRD_GROUP}/{CRD_VERSION}", CRD_PLURAL)
 PODS = ResourceRef("v1", "pods")
-_KIND_REFS = {(c.api_version, c.kind): ResourceRef(c.api_version, c.plural)
-              for c in CHILD_RESOURCES}
 
 
 def ref_for(api_version: str, kind: str) -> ResourceRef:
     """The resource of a child kind; KeyError for kinds the operator never manages."""
-    return _KIND_REFS[(api_version, kind)]
+    child = child_kind(api_version, kind)
+    return ResourceRef(child.api_version, child.plural)
 
 
 class KubeApiError(Exception):
-    """A non-2xx answer from the API server."""
+    """A non-2xx answer from the API server, or (status 0) no answer at all."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
+        super().__init__(f"{status} {reason}: {message}" if status else f"{reason}: {message}")
         self.status, self.reason, self.message = status, reason, message
 
 
-def load_api_client(kubeconfig: str | None = None) -> Any:
-    """An ApiClient from in-cluster config (in a pod) or a kubeconfig file."""
+def load_credentials(kubeconfig: str | None = None, *, trust_env: bool = False) -> Any:
+    """A kopf.ConnectionInfo from the service account (in a pod) or a kubeconfig file.
+
+    The official client's config loader reads the kubeconfig (contexts, exec plugins, token
+    files); only the connection facts are kept.
+    """
+    import kopf
     from kubernetes import client, config
 
+    configuration = client.Configuration()
     if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(
             "KUBECONFIG"):
-        config.load_incluster_config()
-        return client.ApiClient()
-    configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    return client.ApiClient(configuration)
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    header = (configuration.get_api_key_with_prefix("BearerToken")
+              or configuration.get_api_key_with_prefix("authorization"))
+    parts = header.split(" ", 1) if header else []
+    scheme, token = ((None, None) if not parts else (None, parts[0]) if len(parts) == 1
+                     else (parts[0], parts[1]))
+    return kopf.ConnectionInfo(
+        server=configuration.host, ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl, username=configuration.username or None,
+        password=configuration.password or None, scheme=scheme, token=token,
+        certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
+        trust_env=trust_env,
+    )
 
 
 class KubeClient:
-    """Generic JSON calls (get, list, server-side apply, merge-patch status, delete)."""
+    """JSON calls on one aiohttp session: get, list, server-side apply, status patches, delete."""
 
-    def __init__(self, api_client: Any) -> None:
-        self.api = api_client
+    def __init__(self, session: aiohttp.ClientSession, server: str) -> None:
+        self.session, self.server = session, server.rstrip("/")
 
     @classmethod
-    def from_config(cls, kubeconfig: str | None = None) -> KubeClient:
-        return cls(load_api_client(kubeconfig))
+    def open(cls, info: Any) -> KubeClient:
+        """A client on a new session for a kopf.ConnectionInfo (call inside the event loop)."""
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
+            headers={**info.as_http_headers(), "User-Agent": USER_AGENT},
+            trust_env=info.trust_env,
+        )
+        return cls(session, info.server)
 
-    def close(self) -> None:
-        self.api.close()
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(cls, kubeconfig: str | None = None) -> AsyncIterator[KubeClient]:
+        """A client for the duration of a `async with` block (tools and tests)."""
+        client = cls.open(load_credentials(kubeconfig))
+        try:
+            yield client
+        finally:
+            await client.close()
 
-    def _call(self, method: str, path: str, query: Mapping[str, str] | None,
-              body: Any, content_type: str | None) -> Any:
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        _method, url, headers, _body, _post = self.api.param_serialize(
-            method, path, header_params=headers, auth_settings=["BearerToken"])
-        if query:
-            url = f"{url}?{urlencode(query)}"
-        response = self.api.call_api(method, url, header_params=headers, body=body)
-        data = response.read()
-        text = data.decode("utf-8", "replace") if data else ""
-        if not 200 <= response.status <= 299:
-            try:
-                status = json.loads(text)
-                reason, message = status.get("reason", ""), status.get("message", text)
-            except ValueError:
-                reason, message = response.reason or "", text
-            raise KubeApiError(response.status, reason, message)
-        return json.loads(text) if text else None
+    @property
+    def closed(self) -> bool:
+        return self.session.closed
+
+    async def close(self) -> None:
+        await self.session.close()
 
     async def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                       body: Any = None, content_type: str | None = None) -> Any:
-        """One API call in a worker thread; returns the decoded JSON answer."""
-        # The REST layer JSON-encodes bodies of JSON content types itself; YAML ones (apply)
-        # are sent pre-encoded (JSON is YAML).
-        payload = json.dumps(body) if body is not None and "yaml" in (content_type or "") else body
-        return await asyncio.to_thread(self._call, method, path, query, payload, content_type)
+        """One API call; returns the decoded JSON answer, raises KubeApiError otherwise."""
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        data = json.dumps(body) if body is not None else None  # JSON is YAML, for apply too
+        try:
+            async with self.session.request(method, self.server + path, params=query,
+                                            data=data, headers=headers,
+                                            timeout=REQUEST_TIMEOUT) as response:
+                text = await response.text()
+                status, reason = response.status, response.reason or ""
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeApiError(0, type(exc).__name__, str(exc) or "no answer") from exc
+        if not 200 <= status <= 299:
+            try:
+                answer = json.loads(text)
+                reason, message = answer.get("reason", reason), answer.get("message", text)
+            except (ValueError, AttributeError):
+                message = text
+            raise KubeApiError(status, reason, message)
+        return json.loads(text) if text else None
 
     async def get(self, ref: ResourceRef, namespace: str | None, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
@@ -212,6 +248,15 @@ class KubeClient:
             raise
         return True
 
+    async def scale(self, ref: ResourceRef, namespace: str, name: str,
+                    replicas: int) -> dict[str, Any]:
+        """Set the replica count through the scale subresource, as `kubectl scale` does (no
+        field of the applied manifest changes hands)."""
+        return await self.request("PATCH", ref.path(namespace, name, "scale"),
+                                  query={"fieldManager": FIELD_MANAGER},
+                                  body={"spec": {"replicas": replicas}},
+                                  content_type="application/merge-patch+json")
+
     async def patch_status(self, ref: ResourceRef, namespace: str, name: str,
                            status: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the status subresource (None values remove fields)."""
@@ -229,21 +274,3 @@ class KubeClient:
                 return False
             raise
         return any(r.get("name") == plural for r in (answer or {}).get("resources") or [])
-
-
-def connection_info(api_client: Any, trust_env: bool = False) -> Any:
-    """kopf credentials equal to the client's (same server, CA, token or client cert)."""
-    import kopf
-
-    config = api_client.configuration
-    header = (config.get_api_key_with_prefix("BearerToken")
-              or config.get_api_key_with_prefix("authorization"))
-    parts = header.split(" ", 1) if header else []
-    scheme, token = ((None, None) if not parts else (None, parts[0]) if len(parts) == 1
-                     else (parts[0], parts[1]))
-    return kopf.ConnectionInfo(
-        server=config.host, ca_path=config.ssl_ca_cert, insecure=not config.verify_ssl,
-        username=config.username or None, password=config.password or None,
-        scheme=scheme, token=token, certificate_path=config.cert_file,
-        private_key_path=config.key_file, trust_env=trust_env,
-    )

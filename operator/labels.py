@@ -47,3 +47,8 @@ def owner_reference(name: str, uid: str) -> dict[str, Any]:
 def model_cache_claim_name(instance: str) -> str:
     """Name of the PVC the operator creates for the model cache."""
     return f"{instance}-model-cache"
+
+
+def proxy_service_name(instance: str) -> str:
+    """Name of the Service clients connect to while KEDA may scale the Deployment to zero."""
+    return f"{instance}-proxy"

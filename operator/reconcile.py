@@ -1,128 +1,33 @@
-"""Apply a RerankerService's children, prune the ones no longer wanted, and detect drift.
+"""One pass over a RerankerService: apply its children, prune the ones no longer wanted, then
+write its status.
 
-A child is written only when it is missing, when the hash of its desired manifest (kept in an
-annotation) differs from the live one, or when a field we set differs from the live value
-(someone edited it). A steady state therefore makes no write calls at all.
+A child is written only when it is missing or when applying its manifest would change it
+(reranker_operator.drift, judged by the fields our manager owns), and the status only when it
+differs from the stored one, so a steady state makes no write calls at all.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from reranker_operator import status as status_mod
-from reranker_operator.constants import (
-    CHILD_RESOURCES,
-    CRD_GROUP,
-    LABEL_INSTANCE,
-    LABEL_MANAGED_BY,
-    MANAGER,
+from reranker_operator import status as st
+from reranker_operator.constants import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from reranker_operator.drift import drift, owned_fields
+from reranker_operator.kinds import CHILD_KINDS, DEPLOYMENT, OPTIONAL_KINDS, SCALERS, ChildKind
+from reranker_operator.kube import (
+    FIELD_MANAGER,
+    PODS,
+    RERANKER_SERVICES,
+    KubeApiError,
+    KubeClient,
+    ResourceRef,
 )
-from reranker_operator.kube import PODS, RERANKER_SERVICES, KubeApiError, KubeClient, ResourceRef
-from reranker_operator.quantity import is_quantity, parse_quantity
-from reranker_operator.render import render_children
+from reranker_operator.parsed import ParsedService, parse_service
+from reranker_operator.render import render
 from reranker_operator.spec import InvalidSpecError
-
-DESIRED_HASH_ANNOTATION = f"{CRD_GROUP}/desired-hash"
-# Children whose API exists only when a CRD is installed (the Prometheus Operator's).
-OPTIONAL_CHILDREN = tuple(c for c in CHILD_RESOURCES if c.kind in status_mod.OPTIONAL_APIS)
-
-
-def desired_hash(manifest: Mapping[str, Any]) -> str:
-    """A stable hash of a manifest (without its own hash annotation)."""
-    clean = json.loads(json.dumps(manifest, sort_keys=True, default=str))
-    meta = clean.get("metadata") or {}
-    annotations = meta.get("annotations") or {}
-    annotations.pop(DESIRED_HASH_ANNOTATION, None)
-    if not annotations:
-        meta.pop("annotations", None)
-    blob = json.dumps(clean, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def with_hash(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the manifest carrying its desired-hash annotation."""
-    out = json.loads(json.dumps(manifest, default=str))
-    meta = out.setdefault("metadata", {})
-    meta["annotations"] = {**(meta.get("annotations") or {}),
-                           DESIRED_HASH_ANNOTATION: desired_hash(manifest)}
-    return out
-
-
-# Where the API server rewrites a quantity into its canonical form ("1000m" -> "1", 2 -> "2",
-# "1024Mi" -> "1Gi"): resource requests/limits (containers, PVCs, quotas) and sizes.
-_QUANTITY_MAPS = frozenset({"requests", "limits", "capacity", "hard"})
-_QUANTITY_KEYS = frozenset({"sizeLimit", "averageValue"})
-# Ports: an int and the same number spelled as a string name one port.
-_PORT_KEYS = frozenset({"port", "targetPort", "containerPort", "hostPort", "number"})
-
-
-def _key_of(path: str) -> tuple[str, str]:
-    """(parent key, key) of a drift path like ".spec.resources.limits.cpu"."""
-    parts = [p for p in path.replace("[", ".[").split(".") if p and not p.startswith("[")]
-    return (parts[-2] if len(parts) > 1 else "", parts[-1] if parts else "")
-
-
-def _as_quantity(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        return None
-    try:
-        return parse_quantity(value) if is_quantity(str(value)) else None
-    except ValueError:
-        return None
-
-
-def _same_scalar(want: Any, have: Any, path: str = "") -> bool:
-    """Equal, or equal after the API server's normalisation of this field (by its path)."""
-    if want == have and isinstance(want, bool) == isinstance(have, bool):
-        return True
-    parent, key = _key_of(path)
-    if parent in _QUANTITY_MAPS or key in _QUANTITY_KEYS:
-        mine, theirs = _as_quantity(want), _as_quantity(have)
-        return mine is not None and mine == theirs
-    if key in _PORT_KEYS and not isinstance(want, bool) and not isinstance(have, bool):
-        return (isinstance(want, (int, str)) and isinstance(have, (int, str))
-                and str(want) == str(have))
-    return False
-
-
-def _omitted_when_empty(value: Any) -> bool:
-    """A value the API server drops on output (Go `omitempty`): "", [], {}, None."""
-    return value is None or (isinstance(value, (str, list, dict)) and not value)
-
-
-def drift(want: Any, have: Any, path: str = "") -> str | None:
-    """The first path where `have` lacks or differs from a value `want` sets, else None.
-
-    Fields only `have` carries (defaults, status, other managers') are not drift, nor are
-    empty values `want` sets that the API server omits, nor spellings it normalises
-    (quantities, int-or-string ports).
-    """
-    if isinstance(want, Mapping):
-        if not isinstance(have, Mapping):
-            return None if _omitted_when_empty(want) and have is None else path or "."
-        for key, value in want.items():
-            if key not in have:
-                if _omitted_when_empty(value):
-                    continue
-                return f"{path}.{key}"
-            found = drift(value, have[key], f"{path}.{key}")
-            if found:
-                return found
-        return None
-    if isinstance(want, list):
-        if not isinstance(have, list) or len(want) != len(have):
-            return path
-        for i, (w, h) in enumerate(zip(want, have)):
-            found = drift(w, h, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return None if _same_scalar(want, have, path) else path
 
 
 def instance_selector(name: str) -> str:
@@ -141,8 +46,16 @@ def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
     return uid is not None and any(ref.get("uid") == uid for ref in refs)
 
 
+def apply_needed(manifest: Mapping[str, Any], live: Mapping[str, Any]) -> str | None:
+    """Why `manifest` must be applied over `live` (the first differing path), or None."""
+    owned = owned_fields(live, FIELD_MANAGER)
+    if owned is None:
+        return ".metadata.managedFields"  # not applied by us yet (or ownership was reset)
+    return drift(manifest, live, owned)
+
+
 class ApiDiscovery:
-    """Caches whether optional APIs (the Prometheus Operator CRDs) are served, for `ttl` seconds."""
+    """Caches whether optional APIs (their CRDs) are served, for `ttl` seconds."""
 
     def __init__(self, client: KubeClient, ttl: float = 30.0) -> None:
         self.client, self.ttl = client, ttl
@@ -159,111 +72,155 @@ class ApiDiscovery:
 
 
 @dataclass
-class ReconcileResult:
-    """What one pass did and saw."""
+class Children:
+    """The children after a pass, and which optional APIs the spec asks for are missing."""
 
     live: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
-    applied: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    # optional kind the spec asks for -> whether its API is missing (it was then skipped)
-    optional_apis: dict[str, bool] = field(default_factory=dict)
+    optional_apis: dict[str, bool] = field(default_factory=dict)  # kind -> API missing
 
     def child(self, kind: str) -> dict[str, Any] | None:
-        """The (first) live child of a kind, after this pass."""
-        for (_api, k, _name), obj in self.live.items():
-            if k == kind:
-                return obj
-        return None
+        """The (first) live child of a kind."""
+        return next((obj for (_api, k, _name), obj in self.live.items() if k == kind), None)
 
 
-async def reconcile_children(client: KubeClient, discovery: ApiDiscovery,
-                             cr: Mapping[str, Any]) -> ReconcileResult:
-    """Make the cluster match render_children(cr); raises InvalidSpecError before any write."""
-    desired = [with_hash(m) for m in render_children(cr)]
-    result = ReconcileResult()
-    kinds = list(CHILD_RESOURCES)
+OnApply = Callable[[Mapping[str, Any]], None]
+
+
+async def reconcile_children(client: KubeClient, discovery: ApiDiscovery, svc: ParsedService,
+                             on_apply: OnApply | None = None) -> Children:
+    """Make the cluster match the rendered children of `svc`; `on_apply` sees each child as an
+    apply left it, as soon as the answer arrives."""
+    desired = render(svc)
+    result = Children()
+    kinds: list[ChildKind] = list(CHILD_KINDS)
     wanted_kinds = {m["kind"] for m in desired}
-    for optional in OPTIONAL_CHILDREN:
+    for optional in OPTIONAL_KINDS:
         missing = not await discovery.served(optional.api_version, optional.plural)
         if optional.kind in wanted_kinds:
             result.optional_apis[optional.kind] = missing
         if missing:  # neither applied nor listed for pruning
             desired = [m for m in desired if m["kind"] != optional.kind]
-            kinds = [k for k in kinds if k != optional]
+            kinds.remove(optional)
 
-    meta = cr["metadata"]
-    namespace, name, uid = meta.get("namespace") or "default", meta["name"], meta.get("uid")
     live: dict[tuple[str, str, str], dict[str, Any]] = {}
+    plurals = {(k.api_version, k.kind): k.plural for k in kinds}
     for kind in kinds:
         ref = ResourceRef(kind.api_version, kind.plural)
-        for obj in await client.list(ref, namespace, instance_selector(name)):
+        for obj in await client.list(ref, svc.namespace, instance_selector(svc.name)):
             obj.setdefault("apiVersion", kind.api_version)
             obj.setdefault("kind", kind.kind)
             live[child_id(obj)] = obj
 
     wanted = {child_id(m) for m in desired}
+
+    async def prune(kinds: Collection[str]) -> None:
+        for key, obj in list(live.items()):
+            if key in wanted or key[1] not in kinds or not owned_by(obj, svc.uid):
+                continue  # retained PVCs carry no owner reference and are never pruned
+            await client.delete(ResourceRef(key[0], plurals[key[:2]]), svc.namespace, key[2])
+            del live[key]
+
+    await prune({k.kind for k in SCALERS})  # the old scaler goes before the new one comes
     for manifest in desired:
         key = child_id(manifest)
         current = live.get(key)
-        if current is None or drift(manifest, current) is not None:
+        if current is None or apply_needed(manifest, current) is not None:
             live[key] = await client.apply(manifest)
-            result.applied.append(f"{key[1]}/{key[2]}")
-
-    for key, obj in list(live.items()):
-        if key in wanted or not owned_by(obj, uid):
-            continue  # retained PVCs carry no owner reference and are never pruned
-        ref = ResourceRef(key[0], next(k.plural for k in kinds if k.kind == key[1]))
-        await client.delete(ref, namespace, key[2])
-        del live[key]
-        result.deleted.append(f"{key[1]}/{key[2]}")
+            if on_apply is not None:
+                on_apply(live[key])
+    await prune({k.kind for k in kinds})
+    await _wake_for_hpa(client, svc, live)
 
     result.live = {k: v for k, v in live.items() if k in wanted}
     return result
 
 
+async def _wake_for_hpa(client: KubeClient, svc: ParsedService,
+                       live: Mapping[tuple[str, str, str], Mapping[str, Any]]) -> None:
+    """An HPA leaves a Deployment at zero replicas alone (scaling is off there): after KEDA
+    scaled it to zero and autoscaling moved to the HPA, scale it to minReplicas once."""
+    a = svc.spec.autoscaling
+    if not a.enabled or a.keda.enabled:
+        return
+    deployment = live.get((DEPLOYMENT.api_version, DEPLOYMENT.kind, svc.name))
+    if deployment is not None and (deployment.get("spec") or {}).get("replicas") == 0:
+        await client.scale(ResourceRef(DEPLOYMENT.api_version, DEPLOYMENT.plural),
+                           svc.namespace, svc.name, max(a.min_replicas, 1))
+
+
 @dataclass
 class PassOutcome:
-    """The result of one full pass over a RerankerService (children, then status)."""
+    """What one pass decided: the Events to post, why it failed, what it wrote."""
 
-    status: dict[str, Any]
     events: list[tuple[str, str, str]]
     invalid: InvalidSpecError | None = None
     error: Exception | None = None
-    children: ReconcileResult | None = None
-    status_written: bool = False
+    written: dict[str, Any] | None = None  # the RerankerService as the status patch left it
+
+
+def _raw_model_name(cr: Mapping[str, Any]) -> str | None:
+    """spec.model.name of a spec that did not parse, when it is a string."""
+    spec = cr.get("spec")
+    model = spec.get("model") if isinstance(spec, Mapping) else None
+    name = model.get("name") if isinstance(model, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+async def _children_status(client: KubeClient, discovery: ApiDiscovery, svc: ParsedService,
+                           previous: list[Mapping[str, Any]], now: str,
+                           on_apply: OnApply | None) -> dict[str, Any]:
+    """The status after applying the children."""
+    children = await reconcile_children(client, discovery, svc, on_apply)
+    deployment = children.child("Deployment")
+    pods: list[dict[str, Any]] = []
+    if deployment is not None and not st.Rollout.of(deployment, []).complete:
+        pods = await client.list(PODS, svc.namespace, instance_selector(svc.name))
+    return st.ready_status(st.Rollout.of(deployment, pods), generation=svc.generation,
+                           model=svc.spec.model.name, endpoint=svc.endpoint,
+                           selector=svc.selector, previous=previous,
+                           optional_apis=children.optional_apis, now=now,
+                           scales_to_zero=svc.scales_to_zero)
 
 
 async def reconcile_service(client: KubeClient, discovery: ApiDiscovery,
-                            cr: Mapping[str, Any]) -> PassOutcome:
-    """One pass: apply/prune children, then patch the status if (and only if) it changed.
+                            cr: Mapping[str, Any], on_apply: OnApply | None = None,
+                            ) -> PassOutcome:
+    """One pass: parse the spec once, apply/prune children, then patch the status if (and only
+    if) it changed.
 
     An invalid spec touches no child and yields Ready=False/InvalidSpec; an API failure yields
     ReconcileError. Either way the status is written (when changed) and the outcome says why.
     """
     meta = cr["metadata"]
     namespace, name = meta.get("namespace") or "default", meta["name"]
+    current = cr.get("status") or {}
+    previous = list(current.get("conditions") or [])
+    now = st.now_rfc3339()
     invalid: InvalidSpecError | None = None
     error: Exception | None = None
-    children: ReconcileResult | None = None
     try:
-        children = await reconcile_children(client, discovery, cr)
-        deployment = children.child("Deployment")
-        pods: list[dict[str, Any]] = []
-        if deployment is not None and not status_mod.Rollout.of(deployment, []).complete:
-            pods = await client.list(PODS, namespace, instance_selector(name))
-        new = status_mod.ready_status(
-            cr, deployment, pods, optional_apis=children.optional_apis)
+        svc = parse_service(cr)
     except InvalidSpecError as exc:
         invalid = exc
-        new = status_mod.failed_status(cr, status_mod.INVALID_SPEC, str(exc))
-    except (KubeApiError, OSError) as exc:
-        error = exc
-        new = status_mod.failed_status(cr, status_mod.RECONCILE_ERROR,
-                                       f"applying the children failed: {exc}")
-    current = cr.get("status") or {}
-    patch = status_mod.status_patch(current, new)
+        new = st.failed_status(st.INVALID_SPEC, str(exc), generation=int(meta.get("generation", 1)),
+                               model=_raw_model_name(cr), previous=previous, now=now)
+    else:
+        try:
+            new = await _children_status(client, discovery, svc, previous, now, on_apply)
+        except KubeApiError as exc:
+            error = exc
+            new = st.failed_status(st.RECONCILE_ERROR, f"applying the children failed: {exc}",
+                                   generation=svc.generation, model=svc.spec.model.name,
+                                   previous=previous, now=now)
+    patch = st.status_patch(current, new)
+    written = None
     if patch is not None:
-        await client.patch_status(RERANKER_SERVICES, namespace, name, patch)
-    events = status_mod.transitions(current.get("conditions") or [], new["conditions"])
-    return PassOutcome(status=new, events=events, invalid=invalid, error=error,
-                       children=children, status_written=patch is not None)
+        try:
+            written = await client.patch_status(RERANKER_SERVICES, namespace, name, patch)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return PassOutcome(events=[])  # deleted while the pass ran: nothing to report
+            # The status stays as stored; the pass is retried like any failed API call.
+            return PassOutcome(events=[], invalid=invalid, error=error or exc)
+    events = st.transitions(previous, new["conditions"])
+    return PassOutcome(events=events, invalid=invalid, error=error, written=written)

@@ -94,6 +94,13 @@ class ModelSpec(SpecModel):
         False, description="Allow model repositories to run their own Python code."
     )
 
+    def is_causal(self) -> bool:
+        """Whether this is a Qwen3-style yes/no reranker, as the operator can tell without the
+        model's config: family qwen3-causal, or auto and a name containing Qwen3-Reranker."""
+        if self.family == "auto":
+            return "qwen3-reranker" in self.name.lower()
+        return self.family == "qwen3-causal"
+
 
 class ImageSpec(SpecModel):
     """The inference server image."""

@@ -1,7 +1,8 @@
 """A RerankerService's status: conditions from its Deployment and pods, and notable transitions.
 
-Pure functions: the handlers read the objects, call these, and patch the status subresource
-only when the computed status differs from the stored one.
+Pure functions of values the pass decided once (generation, model, endpoint, the rollout, which
+optional APIs are missing): the reconciler reads the objects, calls these, and patches the
+status subresource only when the computed status differs from the stored one.
 """
 
 from __future__ import annotations
@@ -11,27 +12,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reranker_operator.labels import selector_labels
-from reranker_operator.render import service_endpoint
+from reranker_operator.kinds import OPTIONAL_KINDS, kind_named
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
-SERVICE_MONITOR = "ServiceMonitor"
-PROMETHEUS_RULE = "PrometheusRule"
-CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SERVICE_MONITOR, PROMETHEUS_RULE)
+SCALED_TO_ZERO = "ScaledToZero"  # only where autoscaling.keda.scaleToZero is on
+OPTIONAL_CONDITIONS = tuple(k.kind for k in OPTIONAL_KINDS)  # each named after its kind
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, *OPTIONAL_CONDITIONS, SCALED_TO_ZERO)
 
 INVALID_SPEC = "InvalidSpec"
 MODEL_DOWNLOADING = "ModelDownloading"
 DEPLOYMENT_UNAVAILABLE = "DeploymentUnavailable"
 DEPLOYMENT_PROGRESSING = "DeploymentProgressing"
 AVAILABLE = "Available"
-SERVICE_MONITOR_CRD_MISSING = "ServiceMonitorCRDMissing"
-PROMETHEUS_RULE_CRD_MISSING = "PrometheusRuleCRDMissing"
 RECONCILE_ERROR = "ReconcileError"
+RUNNING = "Running"
 
 
 def now_rfc3339() -> str:
     """The current UTC time as Kubernetes writes timestamps."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -102,6 +101,15 @@ class Rollout:
         )
 
 
+def scaled_to_zero_conditions(r: Rollout, endpoint: str) -> list[Condition]:
+    """Ready / Progressing / Degraded / ScaledToZero of a Deployment KEDA scaled to zero: not
+    serving (Ready is False) but not failing either; the first request wakes it."""
+    msg = (f"no replica runs (scaled to zero while idle); the first request to {endpoint} "
+           "starts one and waits for it")
+    return [_cond(READY, False, SCALED_TO_ZERO, msg), _cond(PROGRESSING, False, SCALED_TO_ZERO, msg),
+            _cond(DEGRADED, False, SCALED_TO_ZERO, msg), _cond(SCALED_TO_ZERO, True, SCALED_TO_ZERO, msg)]
+
+
 def rollout_conditions(r: Rollout) -> list[Condition]:
     """Ready / Progressing / Degraded for a rollout."""
     serving = r.desired > 0 and r.available >= r.desired
@@ -135,40 +143,17 @@ def failure_conditions(reason: str, message: str) -> list[Condition]:
             _cond(DEGRADED, True, reason, message)]
 
 
-@dataclass(frozen=True)
-class OptionalApi:
-    """A child kind served only when its CRD is installed; its condition has the kind's name."""
-
-    kind: str
-    api_version: str
-    missing_reason: str
-    consequence: str
-
-
-# Optional children the operator skips, with a condition, when discovery lacks their API.
-OPTIONAL_APIS: dict[str, OptionalApi] = {
-    SERVICE_MONITOR: OptionalApi(SERVICE_MONITOR, "monitoring.coreos.com/v1",
-                                 SERVICE_MONITOR_CRD_MISSING,
-                                 "The /metrics endpoint still works and Ready is not affected."),
-    PROMETHEUS_RULE: OptionalApi(PROMETHEUS_RULE, "monitoring.coreos.com/v1",
-                                 PROMETHEUS_RULE_CRD_MISSING,
-                                 "No alerts are evaluated; Ready is not affected."),
-}
-
-
 def optional_api_condition(kind: str, missing: bool) -> Condition:
     """The condition of an optional child the spec asks for: applied, or its API missing."""
-    api = OPTIONAL_APIS[kind]
+    child = kind_named(kind)
+    api = child.optional
+    if api is None:
+        raise ValueError(f"{kind} is not an optional kind")
     if missing:
         return _cond(kind, False, api.missing_reason,
-                     f"the {api.api_version} {kind} API is not served (is the Prometheus "
-                     f"Operator installed?); no {kind} was created. {api.consequence}")
+                     f"the {child.api_version} {kind} API is not served (is {api.provider} "
+                     f"installed?); no {kind} was created. {api.consequence}")
     return _cond(kind, True, AVAILABLE, f"the {kind} is applied")
-
-
-def service_monitor_condition(wanted: bool, missing: bool) -> Condition | None:
-    """The ServiceMonitor condition, when the spec asks for a ServiceMonitor."""
-    return optional_api_condition(SERVICE_MONITOR, missing) if wanted else None
 
 
 def with_transition_times(new: Iterable[Condition], old: Iterable[Mapping[str, Any]],
@@ -186,50 +171,46 @@ def with_transition_times(new: Iterable[Condition], old: Iterable[Mapping[str, A
     return out
 
 
-def _model_name(cr: Mapping[str, Any]) -> str | None:
-    model = ((cr.get("spec") or {}).get("model") or {})
-    name = model.get("name") if isinstance(model, Mapping) else None
-    return name if isinstance(name, str) else None
-
-
-def ready_status(cr: Mapping[str, Any], deployment: Mapping[str, Any] | None,
-                 pods: Sequence[Mapping[str, Any]], *,
-                 optional_apis: Mapping[str, bool] | None = None,
-                 now: str | None = None) -> dict[str, Any]:
+def ready_status(rollout: Rollout, *, generation: int, model: str, endpoint: str,
+                 selector: str, previous: Sequence[Mapping[str, Any]],
+                 optional_apis: Mapping[str, bool], now: str,
+                 scales_to_zero: bool = False) -> dict[str, Any]:
     """The full status of a RerankerService whose children were applied.
 
-    `optional_apis` maps each optional kind the spec asks for (see OPTIONAL_APIS) to whether
-    its API is missing; each gets a condition, in OPTIONAL_APIS order.
+    `optional_apis` maps each optional kind the spec asks for to whether its API is missing;
+    each gets a condition, in OPTIONAL_CONDITIONS order. `previous` are the stored conditions.
+    `scales_to_zero`: KEDA may scale the Deployment to zero, which is then reported as such.
     """
-    rollout = Rollout.of(deployment, pods)
-    conditions = rollout_conditions(rollout)
-    wanted = optional_apis or {}
-    conditions += [optional_api_condition(kind, wanted[kind])
-                   for kind in OPTIONAL_APIS if kind in wanted]
-    meta = cr["metadata"]
-    selector = ",".join(f"{k}={v}" for k, v in selector_labels(meta["name"]).items())
-    old = (cr.get("status") or {}).get("conditions") or []
+    at_zero = scales_to_zero and rollout.desired == 0 and rollout.replicas == 0
+    if at_zero:
+        conditions = scaled_to_zero_conditions(rollout, endpoint)
+    else:
+        conditions = rollout_conditions(rollout)
+    conditions += [optional_api_condition(kind, optional_apis[kind])
+                   for kind in OPTIONAL_CONDITIONS if kind in optional_apis]
+    if scales_to_zero and not at_zero:
+        conditions.append(_cond(SCALED_TO_ZERO, False, RUNNING,
+                                f"{rollout.desired} replicas wanted; idle for the cooldown, "
+                                "KEDA scales them to zero"))
     return {
-        "observedGeneration": meta.get("generation", 1),
+        "observedGeneration": generation,
         "replicas": rollout.replicas,
         "readyReplicas": rollout.ready,
         "replicaSummary": f"{rollout.ready}/{rollout.desired}",
         "selector": selector,
-        "endpoint": service_endpoint(cr),
-        "model": _model_name(cr),
-        "conditions": with_transition_times(conditions, old, now or now_rfc3339()),
+        "endpoint": endpoint,
+        "model": model,
+        "conditions": with_transition_times(conditions, previous, now),
     }
 
 
-def failed_status(cr: Mapping[str, Any], reason: str, message: str,
-                  now: str | None = None) -> dict[str, Any]:
+def failed_status(reason: str, message: str, *, generation: int, model: str | None,
+                  previous: Sequence[Mapping[str, Any]], now: str) -> dict[str, Any]:
     """The status after an invalid spec or a failed pass; other fields keep their values."""
-    old = (cr.get("status") or {}).get("conditions") or []
     return {
-        "observedGeneration": cr["metadata"].get("generation", 1),
-        "model": _model_name(cr),
-        "conditions": with_transition_times(failure_conditions(reason, message), old,
-                                            now or now_rfc3339()),
+        "observedGeneration": generation,
+        "model": model,
+        "conditions": with_transition_times(failure_conditions(reason, message), previous, now),
     }
 
 
@@ -248,7 +229,7 @@ def _event_type(cond: Mapping[str, Any]) -> str | None:
         failing = status == "False" and reason in (INVALID_SPEC, DEPLOYMENT_UNAVAILABLE,
                                                    RECONCILE_ERROR)
         return "Warning" if failing else "Normal"
-    if (type_, status) == (DEGRADED, "True") or (type_ in OPTIONAL_APIS and status == "False"):
+    if (type_, status) == (DEGRADED, "True") or (type_ in OPTIONAL_CONDITIONS and status == "False"):
         return "Warning"
     return None
 

@@ -33,15 +33,6 @@ _WRITABLE = {
 }
 
 
-def is_qwen3(spec: RerankerServiceSpec) -> bool:
-    """Whether vLLM must score with the Qwen3 yes/no head: family qwen3-causal, or auto and a
-    model name that says Qwen3-Reranker (the operator cannot read the model's config)."""
-    family = spec.model.family
-    if family == "auto":
-        return "qwen3-reranker" in spec.model.name.lower()
-    return family == "qwen3-causal"
-
-
 @dataclass(frozen=True)
 class VllmSizing:
     """The numbers vLLM runs with, the spec's or the defaults sized from the resource."""
@@ -63,7 +54,7 @@ def sizing(spec: RerankerServiceSpec) -> VllmSizing:
 
 def score_template(spec: RerankerServiceSpec) -> str | None:
     """The score template file's text (Qwen3 models), None for a cross-encoder."""
-    return qwen3_score_template(spec.model.instruction) if is_qwen3(spec) else None
+    return qwen3_score_template(spec.model.instruction) if spec.model.is_causal() else None
 
 
 def template_path() -> str:
@@ -96,7 +87,7 @@ def serve_args(spec: RerankerServiceSpec) -> list[str]:
         args.append(f"--max-num-seqs={v.max_num_seqs}")
     if m.trust_remote_code:
         args.append("--trust-remote-code")
-    if is_qwen3(spec):
+    if spec.model.is_causal():
         args += [
             f"--hf-overrides={json.dumps(VLLM_QWEN3_OVERRIDES, separators=(',', ':'))}",
             f"--chat-template={template_path()}",
@@ -109,6 +100,9 @@ def serve_env(spec: RerankerServiceSpec) -> list[dict[str, Any]]:
     no usage reporting, writable caches under /tmp, the API key from its Secret."""
     env: list[dict[str, Any]] = [
         {"name": str(Env.HF_HOME), "value": MODEL_CACHE_PATH},
+        # where `reranker-server download --cache-dir` wrote the snapshot (without it vLLM would
+        # read HF_HOME/hub and, offline, find nothing)
+        {"name": "HF_HUB_CACHE", "value": MODEL_CACHE_PATH},
         {"name": str(Env.HF_HUB_OFFLINE), "value": "1"},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "DO_NOT_TRACK", "value": "1"},

@@ -8,14 +8,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from reranker_devtools.devcluster.common import EmulatorError
-from reranker_devtools.devcluster.patches import (
-    merge_patch,
-    server_side_apply,
-    strategic_merge_patch,
-)
+from reranker_devtools.devcluster.common import OUTAGE, EmulatorError
+from reranker_devtools.devcluster.managed import server_side_apply
+from reranker_devtools.devcluster.patches import merge_patch, strategic_merge_patch
 from reranker_devtools.devcluster.selectors import field_selector_matches, selector_matches
 from reranker_devtools.devcluster.tables import printer_columns, render_table, table_version
+from reranker_operator.status import now_rfc3339
+
+
+def field_manager(request: Any) -> str:
+    """Who a write is attributed to: `fieldManager`, else the user agent's product name (as
+    the API server does)."""
+    given = request.params.get("fieldManager")
+    if given:
+        return str(given)
+    agent = request.headers.get("User-Agent", "") or "unknown"
+    return agent.split("/", 1)[0][:128]
 
 
 def _resource(group: str, version: str, plural: str) -> Any:
@@ -41,12 +49,10 @@ class ApiMixin:
         params = request.params
         async with self._lock:
             if method == "GET" and name is None:
-                items = [
-                    o for o in self._items(res, ns)
-                    if selector_matches(o["metadata"].get("labels") or {},
-                                        params.get("labelSelector"))
-                    and field_selector_matches(o, params.get("fieldSelector"))
-                ]
+                # serialised right away: no copies needed
+                items = [o for o in self._items(res, ns, params.get("labelSelector"),
+                                                copies=False)
+                         if field_selector_matches(o, params.get("fieldSelector"))]
                 kind = (self._info(res).kind or res.plural.capitalize()) + "List"
                 api_version = f"{res.group}/{res.version}" if res.group else res.version
                 rv = str(next(self.rv))
@@ -55,7 +61,8 @@ class ApiMixin:
                 return {"apiVersion": api_version, "kind": kind,
                         "metadata": {"resourceVersion": rv}, "items": items}, 200
             if method == "POST" and name is None:
-                return await self.create_object(res, ns, self._body(request)), 201
+                return await self.create_object(res, ns, self._body(request),
+                                                manager=field_manager(request)), 201
             if name is None:
                 raise EmulatorError(405, "MethodNotAllowed", f"{method} needs a name")
             live = self.live(res, ns, name)
@@ -77,7 +84,8 @@ class ApiMixin:
                 want_rv = (body.get("metadata") or {}).get("resourceVersion")
                 if want_rv and want_rv != live["metadata"]["resourceVersion"]:
                     raise EmulatorError(409, "Conflict", "the object has been modified")
-                new = await self.update_object(res, live, body, sub)
+                new = await self.update_object(res, live, body, sub,
+                                               manager=field_manager(request))
                 return (self._scale(res, new) if sub == "scale" else new), 200
             if method == "PATCH":
                 body = self._body(request)
@@ -96,7 +104,8 @@ class ApiMixin:
                     patched = merge_patch(base, body)
                 if sub == "scale":
                     patched = self._unscale(res, live, patched)
-                new = await self.update_object(res, live, patched, sub)
+                new = await self.update_object(res, live, patched, sub,
+                                               manager=field_manager(request))
                 return (self._scale(res, new) if sub == "scale" else new), 200
         raise EmulatorError(405, "MethodNotAllowed", f"{method} is not supported here")
 
@@ -133,14 +142,12 @@ class ApiMixin:
             raise EmulatorError(400, "BadRequest", "the name in the body does not match the URL")
         if request.subresource is None and "status" in self._info(res).subresources:
             applied.pop("status", None)
-        key = self._key(res, ns, name) + (manager,)
+        scope = self._scope(res, request.subresource)
+        obj = server_side_apply(live, applied, manager, self.schema(res), scope=scope,
+                                subresource=request.subresource, now=now_rfc3339())
         if live is None:
-            obj = await self.create_object(res, ns, applied)
-        else:
-            new = server_side_apply(live, applied, self.applied.get(key))
-            obj = await self.update_object(res, live, new, request.subresource)
-        self.applied[key] = applied
-        return obj
+            return await self.create_object(res, ns, obj, applied=True)
+        return await self.update_object(res, live, obj, request.subresource, applied=True)
 
     def _scale(self, res: Any, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
@@ -180,12 +187,14 @@ class ApiMixin:
         since = int(request.params.get("resourceVersion") or 0)
         async with self._lock:  # mark the bus first: no event falls between list and watch
             marker = await self._buses[key].mark()
-            existing = [o for o in self._items(res, request.namespace) if wanted(o)]
+            existing = [o for o in self._items(res, request.namespace, selector) if wanted(o)]
         try:
             for obj in existing:
                 if int(obj["metadata"].get("resourceVersion", 0)) > since:
                     yield {"type": "ADDED", "object": obj}
             async for event in self._buses[key].stream(since=marker):
+                if event.get("type") == OUTAGE:
+                    return  # the connection drops; the client reconnects
                 obj = event.get("object", {})
                 if wanted(obj) and int(obj.get("metadata", {}).get(
                         "resourceVersion", 0)) > since:

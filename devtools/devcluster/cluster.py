@@ -4,33 +4,40 @@ API for tests and the demo (its helpers act on the store directly; they are neve
 from __future__ import annotations
 
 import asyncio
-import copy
+import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from reranker_devtools.devcluster.common import DEPLOYMENTS, ApiCall, Ref
-from reranker_devtools.devcluster.emulator import declare_resources, emulator_class, read_crd
+from reranker_devtools.devcluster.common import OUTAGE, ApiCall, Ref
+from reranker_devtools.devcluster.emulator import (
+    check_unserved,
+    declare_resources,
+    emulator_class,
+    read_crd,
+)
 from reranker_devtools.devcluster.kubeconfig import KubeconfigFile
-from reranker_devtools.devcluster.patches import merge_patch
-from reranker_devtools.devcluster.rollout import ROLLOUT_PHASES, deployment_status, sync_pods
-from reranker_devtools.devcluster.selectors import selector_matches
+from reranker_devtools.devcluster.patches import merge_patch, strategic_merge_patch
+from reranker_devtools.devcluster.rollout import ROLLOUT_PHASES, roll_out
+
+T = TypeVar("T")
+USER = "devcluster-user"  # the field manager of the helpers' writes (a person with kubectl)
 
 
 class DevCluster:
     """The emulator served on 127.0.0.1 from a background thread, with a synchronous API.
 
-    Use as a context manager, or call start()/stop(). `service_monitors=False` leaves the
-    monitoring.coreos.com/v1 ServiceMonitor API out of discovery, `prometheus_rules=False` the
-    PrometheusRule API.
+    Use as a context manager, or call start()/stop(). `unserved` names optional child kinds
+    (reranker_operator.kinds.OPTIONAL_KINDS, e.g. "ServiceMonitor") whose API is left out of
+    discovery, as on a cluster without the Prometheus Operator's CRDs.
     """
 
-    def __init__(self, *, port: int | None = None, service_monitors: bool = True,
-                 prometheus_rules: bool = True, crd_path: Path | None = None) -> None:
+    def __init__(self, *, port: int | None = None, unserved: Collection[str] = (),
+                 crd_path: Path | None = None) -> None:
+        check_unserved(unserved)
         self.port_wanted = port
-        self.service_monitors = service_monitors
-        self.prometheus_rules = prometheus_rules
+        self.unserved = tuple(unserved)
         self.crd = read_crd(crd_path)
         self.emulator: Any = None
         self._server: Any = None
@@ -80,7 +87,7 @@ class DevCluster:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         emulator = emulator_class()()
-        declare_resources(emulator, self.crd, self.service_monitors, self.prometheus_rules)
+        declare_resources(emulator, self.crd, self.unserved)
         self.emulator = emulator
         async with emulator, kmock.Server(emulator, port=self.port_wanted) as server:
             self._server = server
@@ -114,28 +121,45 @@ class DevCluster:
              selector: str | None = None) -> list[dict[str, Any]]:
         """Stored objects of a kind, optionally in a namespace and matching a label selector."""
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
-        items = self._run(lambda: _const(self.emulator._items(ref, namespace)))
-        return [o for o in items
-                if selector_matches(o["metadata"].get("labels") or {}, selector)]
+        return self._run(lambda: _const(self.emulator._items(ref, namespace, selector)))
+
+    def each(self, ref: Ref | str, namespace: str | None,
+             fn: Callable[[Mapping[str, Any]], T]) -> list[T]:
+        """`fn` of every stored object of a kind (read-only, uncopied: cheap for large counts)."""
+        ref = Ref.parse(ref) if isinstance(ref, str) else ref
+
+        async def go() -> list[T]:
+            emu = self.emulator
+            objs = emu._live.get(emu._key(ref, namespace, "")[0], {})
+            return [fn(raw) for k, raw in list(objs.items())
+                    if namespace is None or k[1] == namespace]
+
+        return self._run(go)
 
     # --- writing (as a user or a controller would; not recorded as API calls)
 
-    def create(self, obj: Mapping[str, Any], namespace: str | None = None) -> dict[str, Any]:
+    def create(self, obj: Mapping[str, Any], namespace: str | None = None, *,
+               manager: str = USER) -> dict[str, Any]:
         """Create an object from a manifest (apiVersion + kind decide the resource)."""
         ref = self.ref_for(obj["apiVersion"], obj["kind"])
-        return self._run(lambda: self.emulator.create_object(ref, namespace, obj))
+        return self._run(lambda: self.emulator.create_object(ref, namespace, obj,
+                                                             manager=manager))
 
     def patch(self, ref: Ref | str, namespace: str | None, name: str, patch: Mapping[str, Any],
-              subresource: str | None = None) -> dict[str, Any]:
-        """A JSON merge patch, as `kubectl patch --type=merge` does."""
+              subresource: str | None = None, *, manager: str | None = USER,
+              strategic: bool = False) -> dict[str, Any]:
+        """A JSON merge patch as `kubectl patch --type=merge --field-manager=MANAGER` does, or a
+        strategic merge patch (lists of containers, volumes, ... merge by name). `manager=None`
+        is the API server itself rewriting stored values: no field changes hands."""
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
+        apply_patch = strategic_merge_patch if strategic else merge_patch
 
         async def go() -> Any:
             live = self.emulator.live(ref, namespace, name)
             if live is None:
                 raise KeyError(f"{ref.plural}/{name} not found")
-            return await self.emulator.update_object(ref, live, merge_patch(live, patch),
-                                                     subresource)
+            return await self.emulator.update_object(ref, live, apply_patch(live, patch),
+                                                     subresource, manager=manager)
 
         return self._run(go)
 
@@ -159,6 +183,25 @@ class DevCluster:
                 return Ref(res.group, res.version, res.plural)
         raise KeyError(f"no resource serves {api_version} {kind}")
 
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        """An API outage while the block runs: every request is answered 503 and open watch
+        streams end (clients must reconnect and list again afterwards)."""
+
+        async def down() -> None:
+            self.emulator.down = True
+            for bus in list(self.emulator._buses.values()):
+                await bus.put({"type": OUTAGE})
+
+        async def up() -> None:
+            self.emulator.down = False
+
+        self._run(down)
+        try:
+            yield
+        finally:
+            self._run(up)
+
     def fail(self, verb: str, ref: Ref | str, status: int = 500, times: int = 1,
              subresource: str | None = None) -> None:
         """Answer the next `times` API calls of `verb` on a resource with an error `status`."""
@@ -178,17 +221,14 @@ class DevCluster:
         if phase not in ROLLOUT_PHASES:
             raise ValueError(f"phase must be one of {ROLLOUT_PHASES}, not {phase!r}")
 
-        async def go() -> Any:
-            emu = self.emulator
-            live = emu.live(DEPLOYMENTS, namespace, name)
-            if live is None:
-                raise KeyError(f"deployment {namespace}/{name} not found")
-            await sync_pods(emu, live, phase)
-            new = copy.deepcopy(live)
-            new["status"] = deployment_status(live, phase)
-            return await emu.update_object(DEPLOYMENTS, live, new, "status")
+        return self._run(lambda: roll_out(self.emulator, namespace, name, phase))
 
-        return self._run(go)
+    def auto_rollout(self, phase: str | None) -> None:
+        """From now on act as the Deployment controller for every Deployment: each new spec
+        (generation) is rolled out to `phase` right after it is written. None stops it."""
+        if phase is not None and phase not in ROLLOUT_PHASES:
+            raise ValueError(f"phase must be one of {ROLLOUT_PHASES}, not {phase!r}")
+        self.emulator.rollout_phase = phase
 
     # --- kubectl
 

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 from reranker_operator.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 
-SERVICE_MONITORS = "monitoring.coreos.com/v1/servicemonitors"
-PROMETHEUS_RULES = "monitoring.coreos.com/v1/prometheusrules"
+OUTAGE = "OUTAGE"  # the watch-bus event that ends every open stream (DevCluster.outage)
 
 
 @dataclass(frozen=True)

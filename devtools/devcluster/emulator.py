@@ -1,5 +1,6 @@
 """kmock's KubernetesEmulator, completed: request entry points (namespaces, recording, injected
-failures), discovery fixes, and the declared resources (built-ins, our CRD, ServiceMonitor)."""
+failures), discovery fixes, and the declared resources (built-ins, our CRD, the optional
+child kinds)."""
 
 from __future__ import annotations
 
@@ -7,21 +8,19 @@ import functools
 import itertools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from reranker_devtools.devcluster.api import ApiMixin
-from reranker_devtools.devcluster.common import (
-    PROMETHEUS_RULES,
-    SERVICE_MONITORS,
-    ApiCall,
-    EmulatorError,
-)
+from reranker_devtools.devcluster.common import ApiCall, EmulatorError
+from reranker_devtools.devcluster.schema import Schemas
 from reranker_devtools.devcluster.store import StoreMixin
+from reranker_operator.kinds import OPTIONAL_KINDS
 
+REQUEST_LOG = 256  # kmock's request log kept (it scans it for every request it serves)
 _NAMESPACES_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
 
 
@@ -67,15 +66,24 @@ def emulator_class() -> type:
             super().__attrs_post_init__()
             self.calls: list[ApiCall] = []
             self.rv = itertools.count(1)
-            self.applied: dict[tuple[Any, ...], dict[str, Any]] = {}
+            self.schemas = Schemas()  # how each kind's lists and maps merge
             self.namespaces: set[str] = {"default"}
             self.failures: list[list[Any]] = []  # [verb, group, resource, status, times left]
+            self.down = False  # an outage: every request answered 503 (DevCluster.outage)
+            self.rollout_phase: str | None = None  # DevCluster.auto_rollout
+            self._rollouts: set[Any] = set()
+            self._live: dict[Any, dict[Any, Any]] = {}  # resource -> key -> stored object
+            self._uids: dict[str, Any] = {}  # live uids (garbage collection)
             # (group, version, plural) -> a CRD's additionalPrinterColumns (kubectl's Tables)
             self.printer_columns: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
 
         # --- request entry points
 
         async def __call__(self, raw_request: Any) -> Any:
+            # kmock matches each request against its reactions by scanning its request log, so
+            # the log is kept short (every call is recorded in `calls` instead).
+            if len(self._requests) > REQUEST_LOG:
+                del self._requests[:-REQUEST_LOG // 2]
             match = _NAMESPACES_PATH.match(raw_request.path)
             if match is None:
                 return await super().__call__(raw_request)
@@ -110,6 +118,9 @@ def emulator_class() -> type:
             if res is None or res.plural is None or res.version is None:
                 return await apps.RawHandler._handle(self, request)
             self._record(request)
+            if self.down:
+                return self._status_response(EmulatorError(
+                    503, "ServiceUnavailable", "the API server is down (simulated outage)"))
             injected = self._injected_failure(self.calls[-1])
             if injected is not None:
                 return self._status_response(injected)
@@ -188,12 +199,20 @@ def emulator_class() -> type:
     return Emulator
 
 
-def declare_resources(emulator: Any, crd: Mapping[str, Any], service_monitors: bool,
-                      prometheus_rules: bool = True) -> None:
-    """Declare built-ins (kmock's bundle), namespaces, our CRD and optionally the Prometheus
-    Operator's ServiceMonitor and PrometheusRule."""
+def check_unserved(unserved: Collection[str]) -> None:
+    """Raise ValueError unless every kind named is an optional child kind."""
+    unknown = set(unserved) - {k.kind for k in OPTIONAL_KINDS}
+    if unknown:
+        raise ValueError(f"only optional kinds can be left unserved, not {sorted(unknown)}")
+
+
+def declare_resources(emulator: Any, crd: Mapping[str, Any],
+                      unserved: Collection[str] = ()) -> None:
+    """Declare built-ins (kmock's bundle), namespaces, our CRD (with its schema) and the
+    optional child kinds (reranker_operator.kinds.OPTIONAL_KINDS) except those `unserved`."""
     import kmock
 
+    check_unserved(unserved)
     emulator.resources.load_bundled()
     emulator.resources["v1/namespaces"] = kmock.ResourceInfo(
         kind="Namespace", namespaced=False, singular="namespace", shortnames={"ns"},
@@ -206,6 +225,8 @@ def declare_resources(emulator: Any, crd: Mapping[str, Any], service_monitors: b
         subresources = set((version.get("subresources") or {}).keys())
         emulator.printer_columns[(spec["group"], version["name"], names["plural"])] = list(
             version.get("additionalPrinterColumns") or [])
+        emulator.schemas.add_crd_version(spec["group"], version["name"], names["kind"],
+                                         (version.get("schema") or {}).get("openAPIV3Schema"))
         emulator.resources[f"{spec['group']}/{version['name']}/{names['plural']}"] = (
             kmock.ResourceInfo(
                 kind=names["kind"], namespaced=spec.get("scope", "Namespaced") == "Namespaced",
@@ -213,12 +234,12 @@ def declare_resources(emulator: Any, crd: Mapping[str, Any], service_monitors: b
                 categories=set(names.get("categories", [])), subresources=subresources,
                 verbs={"get", "list", "watch", "create", "update", "patch", "delete",
                        "deletecollection"}))
-    optional = ((SERVICE_MONITORS, "ServiceMonitor", service_monitors),
-                (PROMETHEUS_RULES, "PrometheusRule", prometheus_rules))
-    for resource, kind, served in optional:
-        if served:
+    for kind in OPTIONAL_KINDS:  # CRDs of their own; declared without a schema
+        resource = f"{kind.api_version}/{kind.plural}"
+        if kind.kind not in unserved:
+            emulator.schemas.add_crd_version(kind.group, kind.version, kind.kind, None)
             emulator.resources[resource] = kmock.ResourceInfo(
-                kind=kind, namespaced=True, singular=kind.lower(),
+                kind=kind.kind, namespaced=True, singular=kind.kind.lower(),
                 verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
         elif resource in emulator.resources:
             del emulator.resources[resource]

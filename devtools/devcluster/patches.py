@@ -1,4 +1,5 @@
-"""Patch semantics: JSON merge patch, strategic merge patch, server-side apply."""
+"""Patch semantics: JSON merge patch and strategic merge patch (server-side apply, which needs
+the schema and the managed fields, is in `managed`)."""
 
 from __future__ import annotations
 
@@ -61,38 +62,3 @@ def strategic_merge_patch(live: Any, patch: Any) -> Any:
         else:
             result[key] = strategic_merge_patch(result.get(key), value)
     return result
-
-
-def _leaf_paths(obj: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
-    paths: set[tuple[str, ...]] = set()
-    for key, value in obj.items():
-        if isinstance(value, Mapping) and value:
-            paths |= _leaf_paths(value, prefix + (key,))
-        else:
-            paths.add(prefix + (key,))
-    return paths
-
-
-def _remove_path(obj: dict[str, Any], path: tuple[str, ...]) -> None:
-    node: Any = obj
-    for key in path[:-1]:
-        node = node.get(key) if isinstance(node, dict) else None
-        if node is None:
-            return
-    if isinstance(node, dict):
-        node.pop(path[-1], None)
-
-
-def server_side_apply(
-    live: Mapping[str, Any], applied: Mapping[str, Any], previous: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Server-side apply for one field manager, with lists as atomic values.
-
-    Fields the manager applied before but no longer applies are removed; the applied fields
-    replace the live ones (force); fields set by others stay.
-    """
-    result = copy.deepcopy(dict(live))
-    if previous is not None:
-        for path in _leaf_paths(previous) - _leaf_paths(applied):
-            _remove_path(result, path)
-    return merge_patch(result, applied)

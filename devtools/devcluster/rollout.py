@@ -6,10 +6,11 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from reranker_devtools.devcluster.common import PODS
+from reranker_devtools.devcluster.common import DEPLOYMENTS, PODS
 from reranker_operator.status import now_rfc3339
 
 ROLLOUT_PHASES = ("init", "starting", "ready", "failed")
+CONTROLLER_MANAGER = "kube-controller-manager"  # the field manager of the stand-in controller
 
 
 def deployment_status(deployment: Mapping[str, Any], phase: str) -> dict[str, Any]:
@@ -90,7 +91,8 @@ async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> None
     owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
              "uid": meta["uid"], "controller": True}
     wanted = {f"{meta['name']}-sim-{i}" for i in range(replicas)}
-    for pod in emu._items(PODS, meta["namespace"]):
+    selector = ",".join(f"{k}={v}" for k, v in labels.items()) or None
+    for pod in emu._items(PODS, meta["namespace"], selector):
         refs = pod["metadata"].get("ownerReferences") or []
         mine = any(r.get("uid") == meta["uid"] for r in refs)
         if mine and pod["metadata"]["name"] not in wanted:
@@ -103,6 +105,24 @@ async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> None
                 "apiVersion": "v1", "kind": "Pod",
                 "metadata": {"name": pod_name, "labels": labels, "ownerReferences": [owner]},
                 "spec": copy.deepcopy(template.get("spec") or {}),
-            })
+            }, manager=CONTROLLER_MANAGER)
             live = emu.live(PODS, meta["namespace"], pod_name)
-        await emu.update_object(PODS, live, dict(live, status=status), "status")
+        await emu.update_object(PODS, live, dict(live, status=status), "status",
+                                manager="kubelet")
+
+
+async def roll_out(emu: Any, namespace: str, name: str, phase: str) -> dict[str, Any]:
+    """Bring one Deployment's pods and status to a rollout phase (under the emulator's lock)."""
+    live = emu.live(DEPLOYMENTS, namespace, name)
+    if live is None:
+        raise KeyError(f"deployment {namespace}/{name} not found")
+    await sync_pods(emu, live, phase)
+    new = copy.deepcopy(live)
+    new["status"] = deployment_status(live, phase)
+    return await emu.update_object(DEPLOYMENTS, live, new, "status", manager=CONTROLLER_MANAGER)
+
+
+def needs_rollout(deployment: Mapping[str, Any]) -> bool:
+    """Whether the Deployment controller has not yet seen this generation."""
+    observed = (deployment.get("status") or {}).get("observedGeneration")
+    return observed != deployment["metadata"].get("generation")

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
 
 
-def _parse_selector(text: str) -> list[tuple[str, str, set[str]]]:
+@functools.lru_cache(maxsize=1024)
+def _parse_selector(text: str) -> tuple[tuple[str, str, frozenset[str]], ...]:
     """Label selector terms as (key, operator, values); operators: = != in notin exists !."""
-    terms: list[tuple[str, str, set[str]]] = []
+    terms: list[tuple[str, str, frozenset[str]]] = []
     for part in re.split(r",(?![^()]*\))", text.strip()):
         part = part.strip()
         if not part:
             continue
         if m := re.fullmatch(r"([^\s!=]+)\s+(in|notin)\s+\((.*)\)", part):
-            values = {v.strip() for v in m.group(3).split(",") if v.strip()}
+            values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
             terms.append((m.group(1), m.group(2), values))
         elif m := re.fullmatch(r"([^\s!=]+)\s*(==|=|!=)\s*(\S*)", part):
-            terms.append((m.group(1), "!=" if m.group(2) == "!=" else "=", {m.group(3)}))
+            terms.append((m.group(1), "!=" if m.group(2) == "!=" else "=",
+                          frozenset({m.group(3)})))
         elif part.startswith("!"):
-            terms.append((part[1:].strip(), "!", set()))
+            terms.append((part[1:].strip(), "!", frozenset()))
         else:
-            terms.append((part, "exists", set()))
-    return terms
+            terms.append((part, "exists", frozenset()))
+    return tuple(terms)
 
 
 def selector_matches(labels: Mapping[str, str], selector: str | None) -> bool:

@@ -3,12 +3,17 @@ finalizers, garbage collection by ownerReferences, and watch events (a mixin of 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from reranker_devtools.devcluster.common import EmulatorError
+from reranker_devtools.devcluster import managed
+from reranker_devtools.devcluster.common import DEPLOYMENTS, EmulatorError
+from reranker_devtools.devcluster.rollout import needs_rollout, roll_out
+from reranker_devtools.devcluster.schema import SchemaNode, Schemas, apply_defaults
+from reranker_devtools.devcluster.selectors import selector_matches
 from reranker_operator.status import now_rfc3339
 
 
@@ -22,7 +27,12 @@ class StoreMixin:
     """Object state on top of kmock's storage (`_objects`, `_buses`, `_resources`)."""
 
     calls: list[Any]
-    applied: dict[tuple[Any, ...], dict[str, Any]]
+    schemas: Schemas
+    rollout_phase: str | None  # the stand-in Deployment controller's target (auto_rollout)
+    _live: dict[Any, dict[tuple[Any, str | None, str], dict[str, Any]]]  # resource -> key -> obj
+    _uids: dict[str, tuple[Any, str | None, str]]  # uid of every live object -> its key
+    _rollouts: set[Any]
+    _lock: Any
     namespaces: set[str]
     _objects: Any
     _buses: Any
@@ -31,19 +41,36 @@ class StoreMixin:
     def _key(self, res: Any, namespace: str | None, name: str) -> tuple[Any, str | None, str]:
         return (_resource(res.group, res.version, res.plural), namespace, name)
 
+    def schema(self, res: Any) -> SchemaNode:
+        """The merge schema of a resource's kind."""
+        api_version = f"{res.group}/{res.version}" if res.group else res.version
+        return self.schemas.of(api_version, self._info(res).kind or "")
+
+    def _scope(self, res: Any, subresource: str | None) -> str:
+        """Which fields a write may own: status only, all but status, or all."""
+        if "status" not in self._info(res).subresources:
+            return "all"
+        return "status" if subresource == "status" else "main"
+
     def live(self, res: Any, namespace: str | None, name: str) -> dict[str, Any] | None:
         key = self._key(res, namespace, name)
-        if key not in self._objects or self._objects[key].deleted:
+        raw = self._live.get(key[0], {}).get(key)
+        if raw is None:
             if (res.group, res.plural) == ("", "namespaces") and name in self.namespaces:
                 return next(o for o in self._items(res, None) if o["metadata"]["name"] == name)
             return None
-        return copy.deepcopy(self._objects[key].raw)
+        return copy.deepcopy(raw)
 
-    def _items(self, res: Any, namespace: str | None) -> list[dict[str, Any]]:
+    def _items(self, res: Any, namespace: str | None, selector: str | None = None, *,
+               copies: bool = True) -> list[dict[str, Any]]:
+        """The stored objects of a resource, in a namespace, matching a selector (copies, or
+        the stored dicts themselves to serialise right away)."""
         items = []
-        for (r, ns, _name), obj in list(self._objects.items()):
-            if r == res and not obj.deleted and (namespace is None or ns == namespace):
-                items.append(copy.deepcopy(obj.raw))
+        for (_r, ns, _name), raw in list(self._live.get(self._key(res, None, "")[0], {}).items()):
+            if (namespace is None or ns == namespace) and (
+                    not selector or selector_matches(
+                        (raw.get("metadata") or {}).get("labels") or {}, selector)):
+                items.append(copy.deepcopy(raw) if copies else raw)
         if (res.group, res.plural) == ("", "namespaces"):  # namespaces in use exist
             stored = {o["metadata"]["name"] for o in items}
             items += [{"apiVersion": "v1", "kind": "Namespace",
@@ -55,10 +82,15 @@ class StoreMixin:
 
     async def _emit(self, res: Any, kind: str, obj: Mapping[str, Any]) -> None:
         key = _resource(res.group, res.version, res.plural)
-        await self._buses[key].put({"type": kind, "object": copy.deepcopy(dict(obj))})
+        # Stored objects are never changed in place (a write stores a new dict): no copy.
+        await self._buses[key].put({"type": kind, "object": obj})
 
     async def store(self, res: Any, obj: dict[str, Any], event: str) -> dict[str, Any]:
-        """Store a full object (already stamped) and publish the watch event."""
+        """Store a full object (already stamped, a custom resource defaulted by its schema) and
+        publish the watch event."""
+        custom = self.schemas.custom(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        if custom:
+            obj = apply_defaults(obj, custom)
         meta = obj["metadata"]
         key = self._key(res, meta.get("namespace"), meta["name"])
         if key in self._objects and not self._objects[key].deleted:
@@ -67,12 +99,31 @@ class StoreMixin:
             self._objects[key].create(obj)
         else:
             self._objects[key] = obj
+        self._live.setdefault(key[0], {})[key] = obj
+        if meta.get("uid"):
+            self._uids[meta["uid"]] = key
         await self._emit(res, event, obj)
+        if self.rollout_phase and (res.group, res.plural) == ("apps", "deployments") and (
+                needs_rollout(obj)):
+            task = asyncio.get_running_loop().create_task(
+                self._auto_rollout(meta.get("namespace"), meta["name"]))
+            self._rollouts.add(task)
+            task.add_done_callback(self._rollouts.discard)
         return copy.deepcopy(obj)
 
+    async def _auto_rollout(self, namespace: str, name: str) -> None:
+        """The stand-in Deployment controller's reaction to a new generation."""
+        async with self._lock:
+            live = self.live(DEPLOYMENTS, namespace, name)
+            if self.rollout_phase and live is not None and needs_rollout(live):
+                await roll_out(self, namespace, name, self.rollout_phase)
+
     async def create_object(
-        self, res: Any, namespace: str | None, body: Mapping[str, Any]
+        self, res: Any, namespace: str | None, body: Mapping[str, Any], *,
+        manager: str | None = None, applied: bool = False,
     ) -> dict[str, Any]:
+        """Create an object; `manager` owns its fields (an Update), or with `applied` the body
+        carries the managedFields an apply computed."""
         if not isinstance(body, Mapping):
             raise EmulatorError(400, "BadRequest", "the request body must be an object")
         info = self._info(res)
@@ -99,6 +150,9 @@ class StoreMixin:
         meta.pop("deletionTimestamp", None)
         if "status" in info.subresources:
             obj.pop("status", None)
+        if not applied:
+            obj = managed.record_update(None, obj, manager, self.schema(res),
+                                        scope=self._scope(res, None), now=now_rfc3339())
         stored = await self.store(res, obj, "ADDED")
         if self._orphaned(stored):  # the garbage collector removes it right away
             await self.remove(res, stored)
@@ -109,17 +163,20 @@ class StoreMixin:
         owners = {r.get("uid") for r in obj["metadata"].get("ownerReferences") or []}
         if not owners:
             return False
-        for entry in self._objects.values():
-            if not entry.deleted and entry.raw.get("metadata", {}).get("uid") in owners:
-                return False
-        return True
+        return not owners & self._uids.keys()
 
     async def update_object(
-        self, res: Any, live: dict[str, Any], new: dict[str, Any], subresource: str | None
+        self, res: Any, live: dict[str, Any], new: dict[str, Any], subresource: str | None, *,
+        manager: str | None = None, applied: bool = False,
     ) -> dict[str, Any]:
-        """Write `new` over `live`, honouring the status subresource; no-ops write nothing."""
+        """Write `new` over `live`, honouring the status subresource; no-ops write nothing.
+
+        `manager` owns what the write adds or changes (None: the server itself rewrote values,
+        no ownership moves); with `applied`, `new` carries the managedFields an apply computed.
+        """
         info = self._info(res)
         new = copy.deepcopy(new)
+        computed = (new.get("metadata") or {}).get("managedFields") if applied else None
         if "status" in info.subresources:
             if subresource == "status":
                 new = dict(copy.deepcopy(live), status=new.get("status"))
@@ -129,6 +186,12 @@ class StoreMixin:
                 new.pop("status", None)
                 if "status" in live:
                     new["status"] = copy.deepcopy(live["status"])
+        if applied:
+            new.setdefault("metadata", {})["managedFields"] = computed
+        else:
+            new = managed.record_update(live, new, manager, self.schema(res),
+                                        scope=self._scope(res, subresource),
+                                        subresource=subresource, now=now_rfc3339())
         meta = new.setdefault("metadata", {})
         for field in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp",
                       "generation", "resourceVersion"):
@@ -154,18 +217,17 @@ class StoreMixin:
         key = self._key(res, meta.get("namespace"), meta["name"])
         if key in self._objects and not self._objects[key].deleted:
             self._objects[key].delete()
-            for manager_key in [k for k in self.applied if k[:3] == key]:
-                del self.applied[manager_key]
+            self._live.get(key[0], {}).pop(key, None)
+            self._uids.pop(meta.get("uid"), None)
             gone = copy.deepcopy(dict(obj))
             gone["metadata"]["resourceVersion"] = str(next(self.rv))
             await self._emit(res, "DELETED", gone)
         uid = meta.get("uid")
-        for (r, _ns, _name), dep in list(self._objects.items()):
-            if dep.deleted:
-                continue
-            refs = dep.raw.get("metadata", {}).get("ownerReferences") or []
+        for (r, _ns, _name), dep in [i for objs in list(self._live.values())
+                                     for i in list(objs.items())]:
+            refs = dep.get("metadata", {}).get("ownerReferences") or []
             if any(ref.get("uid") == uid for ref in refs):
-                await self.delete_object(r, dep.raw)
+                await self.delete_object(r, dep)
 
     async def delete_object(self, res: Any, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]

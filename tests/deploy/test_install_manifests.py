@@ -262,6 +262,7 @@ def test_adapter_rules_serve_the_metrics_the_hpa_reads() -> None:
 
 def test_adapter_rules_read_series_the_server_exports() -> None:
     import prometheus_client
+    import reranker_server.engine.metrics  # noqa: F401  (registers the engine's metrics)
     import reranker_server.metrics  # noqa: F401  (registers the server's metrics)
 
     exported = set()
@@ -286,16 +287,17 @@ def test_install_doc_shows_the_same_adapter_rules() -> None:
 
 def test_troubleshooting_covers_every_failure_reason() -> None:
     from reranker_operator import status
+    from reranker_operator.kinds import OPTIONAL_KINDS
 
     text = (REPO / "docs" / "troubleshooting.md").read_text()
     reasons = [
         status.INVALID_SPEC,
         status.MODEL_DOWNLOADING,
         status.DEPLOYMENT_UNAVAILABLE,
-        status.SERVICE_MONITOR_CRD_MISSING,
-        status.PROMETHEUS_RULE_CRD_MISSING,
+        *(kind.optional.missing_reason for kind in OPTIONAL_KINDS if kind.optional),
         status.RECONCILE_ERROR,
     ]
+    assert "ServiceMonitorCRDMissing" in reasons and "PrometheusRuleCRDMissing" in reasons
     assert [r for r in reasons if r not in text] == []
 
 

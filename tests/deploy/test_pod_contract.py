@@ -82,6 +82,14 @@ def cr(request: pytest.FixtureRequest) -> dict[str, Any]:
     return _services(REPO / "examples" / request.param)[0]
 
 
+@pytest.fixture(params=[p.name for p in EXAMPLES if _services(p)
+                        and _services(p)[0]["spec"].get("engine", "transformers") == "transformers"],
+                ids=str)  # fmt: skip
+def server_cr(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """An example our server runs (engine vllm: tests/vllm start vLLM from the rendered pod)."""
+    return _services(REPO / "examples" / request.param)[0]
+
+
 def test_init_container_downloads_where_the_server_reads(cr: dict[str, Any]) -> None:
     pod = _pod(cr)
     server = pod["containers"][0]
@@ -100,7 +108,11 @@ def test_init_container_downloads_where_the_server_reads(cr: dict[str, Any]) -> 
     assert written_to == read_from, (
         f"the init container downloads into {written_to}, the server reads {read_from}"
     )
-    assert args.model == settings.model and args.revision == settings.revision
+    if server.get("command") == ["vllm", "serve"]:  # engine vllm: what `vllm serve` loads
+        flags = dict(a.split("=", 1) for a in server["args"] if a.startswith("--") and "=" in a)
+        assert (args.model, args.revision) == (flags["--model"], flags["--revision"])
+    else:
+        assert args.model == settings.model and args.revision == settings.revision
     volume_of = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
     server_volume_of = {m["mountPath"]: m["name"] for m in server["volumeMounts"]}
     mount = next(p for p in volume_of if written_to.startswith(p))
@@ -110,9 +122,10 @@ def test_init_container_downloads_where_the_server_reads(cr: dict[str, Any]) -> 
 
 
 async def test_server_accepts_the_rendered_settings_and_serves_the_probes(
-    cr: dict[str, Any],
+    server_cr: dict[str, Any],
 ) -> None:
     """Probe paths answered by the real app (no model loaded: liveness 200, readiness 503)."""
+    cr = server_cr
     import httpx
     from reranker_server.app import create_app
 
@@ -174,10 +187,11 @@ def _entrypoint() -> list[str]:
 
 
 def test_every_rendered_setting_reaches_the_running_server(
-    cr: dict[str, Any], tiny_qwen3_path: Path, tiny_cross_encoder_path: Path, tmp_path: Path
+    server_cr: dict[str, Any], tiny_qwen3_path: Path, tiny_cross_encoder_path: Path, tmp_path: Path
 ) -> None:
     """Start the real server from exactly the rendered container (entrypoint, args, env; only
     MAPPED changed) and read back through /info what it runs with."""
+    cr = server_cr
     spec = parse_spec(cr["spec"])
     container = _pod(cr)["containers"][0]
     env = {

@@ -11,12 +11,13 @@ import pytest
 import yaml
 from deploy_helpers import REPO, kustomize_build, wait_for
 from kopf.testing import KopfRunner
-from reranker_operator import cli
 from reranker_devtools.devcluster import DEPLOYMENTS, DevCluster
+from reranker_operator import cli
 from reranker_operator.handlers import OperatorConfig
+from reranker_operator.kube import USER_AGENT
 from reranker_operator.runner import build
 
-OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+OPERATOR_AGENTS = (USER_AGENT,)  # kopf and our passes share one session
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,14 @@ through the Service to the container port, interval, timeout, the pod/namespace/
 Prometheus Operator's relabelings give); the rendered PrometheusRule loaded. A seeded load
 (normal, then overload), then through Prometheus's HTTP API: every dashboard panel's queries
 return data, each Prometheus Adapter rule (as the adapter expands it) returns one value per pod
-under the name the rendered HPA asks for, and the queue-rejection alert goes pending.
+under the name the rendered HPA asks for, the rendered KEDA ScaledObject's Prometheus triggers
+return a value, the queued-pairs gauge rose under the burst and is back at zero, and the
+queue-rejection alert goes pending.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -35,8 +38,9 @@ SPEC: dict[str, Any] = {
     "model": {"name": "Qwen/Qwen3-Reranker-0.6B", "family": "qwen3-causal"},
     "replicas": 2,
     "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4,
-                    "requestsPerSecond": "20", "p95LatencySeconds": "1"},
-    "server": {"maxConcurrentRequests": 2, "maxClientBatchSize": 64},
+                    "requestsPerSecond": "20", "p95LatencySeconds": "1",
+                    "queuedPairsPerPod": 16, "queuedTokensPerPod": "2k"},
+    "server": {"maxConcurrentRequests": 2, "maxClientBatchSize": 64, "maxBatchSize": 8},
     "metrics": {"serviceMonitor": {"enabled": True, "interval": "1s", "scrapeTimeout": "1s"},
                 "prometheusRule": {"enabled": True, "queueRejectionsPerSecond": 0.01},
                 "dashboard": {"enabled": True}},
@@ -104,6 +108,8 @@ def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]
                 _loadtest(url, "-c", "2", "-n", "12", "--documents", "8")
             for url in urls:  # few documents: requests that cannot use the prefix path
                 _loadtest(url, "-c", "1", "-n", "4", "--documents", "1")
+            # a burst of large requests: each is 8 batches of 8 pairs, most of them queued
+            _loadtest(urls[0], "-c", "2", "-d", "4", "--documents", "64")
             _loadtest(urls[0], "-c", "12", "-d", "6", "--documents", "8")  # overload: 429s
             time.sleep(4)  # a few scrapes and rule evaluations
             yield {"prometheus": server, "children": kids, "urls": urls}
@@ -226,3 +232,39 @@ def test_diagnose_reads_prometheus_and_finds_the_overload(cluster) -> None:
     assert sig["requests_per_s"] > 0 and sig["rejected_per_s"] > 0 and sig["documents_per_s"] > 0
     assert sig["queue_time_p95_s"] is not None and sig["batch_size_mean"] is not None
     assert "queue-bound" in [v["name"] for v in result["verdicts"]]
+
+
+def test_keda_triggers_return_a_value_from_the_same_series(cluster) -> None:
+    server = cluster["prometheus"]
+    spec = copy.deepcopy(SPEC)
+    spec["autoscaling"]["keda"] = {"enabled": True, "prometheusAddress": server.base_url}
+    cr = {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
+          "metadata": {"name": NAME, "namespace": NS, "uid": "u-1"}, "spec": spec}  # fmt: skip
+    kids = {c["kind"]: c for c in render_children(cr)}
+    assert "HorizontalPodAutoscaler" not in kids
+    triggers = [t for t in kids["ScaledObject"]["spec"]["triggers"] if t["type"] == "prometheus"]
+    assert {t["name"] for t in triggers} >= {"reranker-queued-pairs-per-pod",
+                                             "reranker-queued-tokens-per-pod"}
+    for trigger in triggers:
+        assert trigger["metadata"]["serverAddress"] == server.base_url
+        values = _wait_for(server, trigger["metadata"]["query"])
+        assert len(values) == 1, (trigger["name"], values)  # KEDA reads one number
+        value = float(values[0]["value"][1])
+        assert value == value and value >= 0, (trigger["name"], value)
+
+
+def test_the_queued_pairs_gauge_rose_under_the_burst_and_is_back_at_zero(cluster) -> None:
+    server = cluster["prometheus"]
+    depth = f'reranker_queue_depth{{namespace="{NS}",job="{NAME}"}}'
+    peaks = {s["metric"]["pod"]: float(s["value"][1])
+             for s in server.query(f"max_over_time({depth}[10m])")}
+    assert peaks.get(PODS[0], 0) > 0, peaks  # the overloaded pod queued pairs
+    deadline = time.monotonic() + 30
+    while True:  # the burst is over: every pod's queue drains to zero
+        now = {s["metric"]["pod"]: float(s["value"][1]) for s in server.query(depth)}
+        if (set(now) == set(PODS) and not any(now.values())) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert now == dict.fromkeys(PODS, 0.0), now
+    tokens = server.query(f'max_over_time(reranker_queued_tokens{{namespace="{NS}"}}[10m])')
+    assert max(float(s["value"][1]) for s in tokens) > 0

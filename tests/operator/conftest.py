@@ -18,7 +18,7 @@ RESYNC_SECONDS = 0.3
 
 @pytest.fixture
 def cluster_options(request: pytest.FixtureRequest) -> dict:
-    """DevCluster options; parametrize indirectly, e.g. with {"service_monitors": False}."""
+    """DevCluster options; parametrize indirectly, e.g. with {"unserved": ["ServiceMonitor"]}."""
     return dict(getattr(request, "param", {}))
 
 

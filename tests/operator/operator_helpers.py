@@ -9,10 +9,14 @@ from typing import Any, TypeVar
 
 import yaml
 from reranker_devtools.devcluster import ApiCall, DevCluster
+from reranker_operator.kinds import CHILD_KINDS
+from reranker_operator.kube import USER_AGENT
+from reranker_operator.reconcile import instance_selector
 
 T = TypeVar("T")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+# kopf and our passes share one session, so every operator call carries our user agent.
+OPERATOR_AGENTS = (USER_AGENT,)
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
@@ -61,20 +65,11 @@ def writes(calls: Iterable[ApiCall]) -> list[ApiCall]:
 
 def children(cluster: DevCluster, name: str, kinds: Iterable[str] = ()) -> dict[str, dict]:
     """Live children of a RerankerService by "Kind/name", found by our labels."""
-    selector = f"app.kubernetes.io/managed-by=reranker-operator,app.kubernetes.io/instance={name}"
-    refs = {
-        "PersistentVolumeClaim": "v1/persistentvolumeclaims", "Deployment": "apps/v1/deployments",
-        "Service": "v1/services", "HorizontalPodAutoscaler": "autoscaling/v2/horizontalpodautoscalers",
-        "PodDisruptionBudget": "policy/v1/poddisruptionbudgets",
-        "Ingress": "networking.k8s.io/v1/ingresses",
-        "ServiceMonitor": "monitoring.coreos.com/v1/servicemonitors",
-        "PrometheusRule": "monitoring.coreos.com/v1/prometheusrules",
-        "ConfigMap": "v1/configmaps",
-    }
     out = {}
-    for kind, ref in refs.items():
-        if kinds and kind not in kinds:
+    for kind in CHILD_KINDS:
+        if kinds and kind.kind not in kinds:
             continue
-        for obj in cluster.list(ref, "default", selector):
-            out[f"{kind}/{obj['metadata']['name']}"] = obj
+        ref = f"{kind.api_version}/{kind.plural}"
+        for obj in cluster.list(ref, "default", instance_selector(name)):
+            out[f"{kind.kind}/{obj['metadata']['name']}"] = obj
     return out

@@ -126,6 +126,7 @@ def test_kubectl_get_prints_the_printer_columns(tmp_path: Path) -> None:
         assert header == ["NAME", *wide] and len(wide) > len(main)
         cells = dict(zip(header, row))
         assert cells["REASON"] == "RollingOut"
+        assert cells["ENGINE"] == "transformers"  # the CRD's default, filled in on create
         assert cells["DTYPE"] == str(cr["spec"]["model"].get("dtype", "<none>"))
 
         header, row = _rows(_kubectl(kubeconfig, "get", "rerankers", "-A"))

@@ -21,6 +21,7 @@ from operator_helpers import (
 )
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
 from reranker_operator.handlers import Controller
+from reranker_operator.kinds import CHILD_KINDS
 from reranker_operator.kube import API_PERMISSIONS, permitted
 
 NS = "default"
@@ -74,6 +75,8 @@ def test_every_operator_call_is_in_api_permissions(cluster: DevCluster,
                                                    operator: Controller) -> None:
     manifest = with_all_monitoring(example("qwen3-reranker-0.6b.yaml"))
     manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
+    manifest["spec"]["networkPolicy"] = {
+        "ingressControllerNamespaceLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     cluster.create(manifest)
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN), "the Deployment")
     wait_for(lambda: cluster.get("v1/configmaps", NS, f"{QWEN}-dashboard"), "the dashboard")
@@ -99,20 +102,27 @@ def test_every_operator_call_is_in_api_permissions(cluster: DevCluster,
     for expected in [("patch", "apps", "deployments"), ("list", "apps", "deployments"),
                      ("delete", "networking.k8s.io", "ingresses"),
                      ("patch", "rerankers.io", "rerankerservices/status"),
-                     ("get", "rerankers.io", "rerankerservices"), ("list", "", "pods"),
+                     ("list", "", "pods"),
                      ("watch", "apps", "deployments"), ("create", "", "events"),
                      ("patch", "monitoring.coreos.com", "prometheusrules"),
                      ("delete", "monitoring.coreos.com", "prometheusrules"),
                      ("patch", "", "configmaps"), ("delete", "", "configmaps"),
                      ("list", "", "configmaps"), ("watch", "", "configmaps")]:
         assert expected in seen, expected
-    # ...and every one of them (kopf's included) is granted by API_PERMISSIONS.
+    # Every child kind of the table is watched (an edit of any child starts a pass).
+    assert [k.kind for k in CHILD_KINDS if ("watch", k.group, k.plural) not in seen] == []
+    # A pass works on the body kopf's watch delivered: no second fetch of the RerankerService.
+    assert ("get", "rerankers.io", "rerankerservices") not in seen
+    # kopf and our passes share one session: no call came from another client.
+    assert [c for c in cluster.calls if c.user_agent.startswith(("kopf/", "OpenAPI-Generator/"))
+            ] == []
+    # ...and every call made (kopf's included) is granted by API_PERMISSIONS.
     assert sorted(call for call in seen if not permitted(*call)) == []
 
 
 def test_api_permissions_are_least_privilege_shaped() -> None:
     rules = {(p.group, p.resource): set(p.verbs) for p in API_PERMISSIONS}
-    assert rules[("rerankers.io", "rerankerservices")] == {"get", "list", "watch", "patch"}
+    assert rules[("rerankers.io", "rerankerservices")] == {"list", "watch", "patch"}
     assert rules[("rerankers.io", "rerankerservices/status")] == {"get", "patch"}
     assert rules[("", "pods")] == {"get", "list", "watch"}
     assert ("", "secrets") not in rules

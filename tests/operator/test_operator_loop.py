@@ -44,12 +44,14 @@ def test_create_applies_every_child_with_owner_references(cluster: DevCluster,
                                                           operator: Controller) -> None:
     manifest = with_all_monitoring(example("qwen3-reranker-0.6b.yaml"))
     manifest["spec"]["ingress"] = {"enabled": True, "host": "rerank.example.com"}
+    manifest["spec"]["networkPolicy"] = {
+        "ingressControllerNamespaceLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     cr = cluster.create(manifest)
     expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
                 "PersistentVolumeClaim", "Ingress", "ServiceMonitor", "PrometheusRule",
-                "ConfigMap"}
+                "ConfigMap", "NetworkPolicy"}
     got = wait_for(lambda: (c := children(cluster, QWEN)) and
-                   {k.split("/")[0] for k in c} == expected and c, "all nine children")
+                   {k.split("/")[0] for k in c} == expected and c, "all ten children")
     for key, child in got.items():
         refs = child["metadata"].get("ownerReferences") or []
         assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
@@ -126,6 +128,7 @@ def test_model_update_rolls_the_deployment(cluster: DevCluster, operator: Contro
     wait_for(lambda: cr_of(cluster, BGE).get("status", {}).get("observedGeneration") == 2,
              "observedGeneration 2")
     assert cr_of(cluster, BGE)["status"]["model"] == "BAAI/bge-reranker-v2-m3"
+    assert operator.echoes >= 1  # the events of our own applies started no pass
 
 
 def test_children_no_longer_wanted_are_deleted(cluster: DevCluster, operator: Controller) -> None:
@@ -140,7 +143,7 @@ def test_children_no_longer_wanted_are_deleted(cluster: DevCluster, operator: Co
                     f"HorizontalPodAutoscaler/{QWEN}" not in c and
                     f"PodDisruptionBudget/{QWEN}" not in c and c, "HPA and PDB deleted")
     assert left[f"Deployment/{QWEN}"]["spec"]["replicas"] == 2
-    assert set(left) == {f"Deployment/{QWEN}", f"Service/{QWEN}",
+    assert set(left) == {f"Deployment/{QWEN}", f"Service/{QWEN}", f"NetworkPolicy/{QWEN}",
                          f"PersistentVolumeClaim/{QWEN}-model-cache"}
 
 
@@ -171,7 +174,7 @@ def test_alerts_and_dashboard_follow_their_switches(cluster: DevCluster,
         "prometheusRule": {"enabled": False}, "dashboard": {"enabled": False}}}})
     left = wait_for(lambda: (c := children(cluster, BGE)) and rule_key not in c
                     and board_key not in c and c, "both deleted")
-    assert set(left) == {f"Deployment/{BGE}", f"Service/{BGE}"}
+    assert set(left) == {f"Deployment/{BGE}", f"Service/{BGE}", f"NetworkPolicy/{BGE}"}
     wait_for(lambda: condition(cr_of(cluster, BGE), "PrometheusRule") is None,
              "the PrometheusRule condition dropped")
 
@@ -267,7 +270,7 @@ def test_steady_state_makes_no_writes(cluster: DevCluster, operator: Controller)
     assert writes(window) == []
 
 
-@pytest.mark.parametrize("cluster_options", [{"service_monitors": False}], indirect=True)
+@pytest.mark.parametrize("cluster_options", [{"unserved": ["ServiceMonitor"]}], indirect=True)
 def test_missing_service_monitor_api_sets_a_condition(cluster: DevCluster,
                                                       operator: Controller) -> None:
     manifest = example("bge-reranker-cpu.yaml")
@@ -280,10 +283,12 @@ def test_missing_service_monitor_api_sets_a_condition(cluster: DevCluster,
     cluster.simulate_rollout(NS, BGE, "ready")
     wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True")
     assert not [c for c in cluster.calls if c.resource.startswith("servicemonitors")]
-    assert set(children(cluster, BGE)) == {f"Deployment/{BGE}", f"Service/{BGE}"}
+    assert set(children(cluster, BGE)) == {f"Deployment/{BGE}", f"Service/{BGE}",
+                                           f"NetworkPolicy/{BGE}",
+                                           f"NetworkPolicy/{BGE}"}
 
 
-@pytest.mark.parametrize("cluster_options", [{"prometheus_rules": False}], indirect=True)
+@pytest.mark.parametrize("cluster_options", [{"unserved": ["PrometheusRule"]}], indirect=True)
 def test_missing_prometheus_rule_api_sets_a_condition(cluster: DevCluster,
                                                       operator: Controller) -> None:
     manifest = with_all_monitoring(example("bge-reranker-cpu.yaml"))
@@ -299,13 +304,14 @@ def test_missing_prometheus_rule_api_sets_a_condition(cluster: DevCluster,
     wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True")
     assert not [c for c in cluster.calls if c.resource.startswith("prometheusrules")]
     assert set(children(cluster, BGE)) == {f"Deployment/{BGE}", f"Service/{BGE}",
+                                           f"NetworkPolicy/{BGE}",
                                            f"ServiceMonitor/{BGE}", f"ConfigMap/{BGE}-dashboard"}
 
 
 def test_deleting_the_service_removes_its_children(cluster: DevCluster,
                                                    operator: Controller) -> None:
     cluster.create(example("qwen3-reranker-0.6b.yaml"))
-    wait_for(lambda: len(children(cluster, QWEN)) == 5, "five children")
+    wait_for(lambda: len(children(cluster, QWEN)) == 6, "six children")
     cluster.delete(RERANKERS, NS, QWEN)
     wait_for(lambda: cluster.get(RERANKERS, NS, QWEN) is None, "kopf to release its finalizer")
     assert children(cluster, QWEN) == {}
@@ -347,8 +353,9 @@ def test_equivalent_spellings_on_the_server_cause_no_writes(cluster: DevCluster,
     limits.update(memory="16384Mi")
     for port in main.get("ports") or []:
         port["containerPort"] = str(port["containerPort"])
+    # The server's own spelling: stored in place, no field changes hands (manager None).
     cluster.patch(DEPLOYMENTS, NS, QWEN, {"spec": {"template": {"spec": {
-        "containers": containers}}}})
+        "containers": containers}}}}, manager=None)
     passes = operator.passes
     wait_for(lambda: operator.passes >= passes + 2, "the operator to see the edit")
 
@@ -366,3 +373,61 @@ def test_equivalent_spellings_on_the_server_cause_no_writes(cluster: DevCluster,
         "containers": containers}}}})
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, QWEN)["spec"]["template"]["spec"][
         "containers"][-1]["resources"]["requests"]["cpu"] == "2", "the edit to be reverted")
+
+
+def test_a_child_another_manager_extended_keeps_its_additions_and_stays_quiet(
+        cluster: DevCluster, operator: Controller) -> None:
+    """A mesh webhook (another field manager) adds a sidecar container, a volume, an env var
+    in our container and an annotation: our passes keep them and write nothing, as on a real
+    API server, where server-side apply merges those lists by name."""
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, BGE), "the Deployment")
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to settle")
+    cluster.patch(DEPLOYMENTS, NS, BGE, {
+        "metadata": {"annotations": {"mesh.example.com/injected": "true"}},
+        "spec": {"template": {"spec": {
+            "containers": [{"name": "mesh-proxy", "image": "mesh/proxy:1"},
+                           {"name": "reranker", "env": [{"name": "MESH", "value": "on"}]}],
+            "volumes": [{"name": "mesh-certs", "emptyDir": {}}]}}}},
+        manager="mesh-webhook", strategic=True)
+
+    def pod_spec() -> dict:
+        return cluster.get(DEPLOYMENTS, NS, BGE)["spec"]["template"]["spec"]
+
+    assert {c["name"] for c in pod_spec()["containers"]} == {"reranker", "mesh-proxy"}
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to see the sidecar")
+    start, passes = len(cluster.calls), operator.passes
+    wait_for(lambda: operator.passes >= passes + 3, "three resync passes")
+    window = [c for c in cluster.calls[start:] if c.user_agent.startswith(OPERATOR_AGENTS)]
+    assert [c for c in window if c.verb == "list" and c.resource == "deployments"]
+    assert writes(window) == []
+    spec = pod_spec()
+    assert [c["name"] for c in spec["containers"]] == ["reranker", "mesh-proxy"]
+    assert {"name": "MESH", "value": "on"} in spec["containers"][0]["env"]
+    assert "mesh-certs" in {v["name"] for v in spec["volumes"]}
+    managers = {e["manager"] for e in cluster.get(DEPLOYMENTS, NS, BGE)["metadata"][
+        "managedFields"]}
+    assert {"reranker-operator", "mesh-webhook"} <= managers
+
+    # Our own fields are still ours: an edit of the image is reverted, the sidecar stays.
+    cluster.patch(DEPLOYMENTS, NS, BGE, {"spec": {"template": {"spec": {"containers": [
+        {"name": "reranker", "image": "evil:1"}]}}}}, strategic=True)
+    wait_for(lambda: pod_spec()["containers"][0]["image"] != "evil:1", "the image reverted")
+    assert [c["name"] for c in pod_spec()["containers"]] == ["reranker", "mesh-proxy"]
+
+
+def test_a_failed_status_write_is_retried_at_the_next_resync(cluster: DevCluster,
+                                                             operator: Controller) -> None:
+    cluster.create(example("bge-reranker-cpu.yaml"))
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("False", "DeploymentProgressing"),
+             "the first status")
+    passes = operator.passes
+    wait_for(lambda: operator.passes >= passes + 2, "the operator to settle")
+    cluster.fail("patch", RERANKERS, status=500, times=6, subresource="status")
+    cluster.simulate_rollout(NS, BGE, "ready")
+    # No kopf error backoff (a minute): the resync timer's next pass writes it.
+    wait_for(lambda: reason_of(cluster, BGE, "Ready") == ("True", "Available"), "Ready=True",
+             timeout=15)
+    assert operator.failures >= 1 and "rerankerservices/status" in (operator.last_error or "")

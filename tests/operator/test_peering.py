@@ -20,26 +20,26 @@ def test_ensure_peering_creates_once_cluster_wide_and_per_namespace(tmp_path: Pa
                                          ("kopfpeerings", "KopfPeering", True)):
             dev.emulator.resources[f"kopf.dev/v1/{plural}"] = kmock.ResourceInfo(
                 kind=kind, namespaced=namespaced, singular=kind.lower(), verbs=VERBS)
-        client = KubeClient.from_config(str(dev.write_kubeconfig(tmp_path / "kubeconfig")))
-        try:
-            first = asyncio.run(ensure_peering(client, "op", clusterwide=True))
-            again = asyncio.run(ensure_peering(client, "op", clusterwide=True))
-            assert first == ["ClusterKopfPeering/op"] and again == []
-            assert dev.get("kopf.dev/v1/clusterkopfpeerings", None, "op")["metadata"]["labels"]
-            spaced = asyncio.run(ensure_peering(client, "op", clusterwide=False,
-                                                namespaces=["a", "b"]))
-            assert spaced == ["KopfPeering/op in a", "KopfPeering/op in b"]
-            assert dev.get("kopf.dev/v1/kopfpeerings", "b", "op") is not None
-            creates = [c for c in dev.calls if c.verb == "create"]
-            assert [(c.resource, c.namespace) for c in creates] == [
-                ("clusterkopfpeerings", None), ("clusterkopfpeerings", None),
-                ("kopfpeerings", "a"), ("kopfpeerings", "b")]
-            del dev.emulator.resources["kopf.dev/v1/clusterkopfpeerings"]
-            with pytest.raises(KubeApiError) as err:  # CRD not served (yet): not swallowed
-                asyncio.run(ensure_peering(client, "other", clusterwide=True))
-            assert err.value.status == 404
-        finally:
-            client.close()
+        asyncio.run(_scenario(dev, str(dev.write_kubeconfig(tmp_path / "kubeconfig"))))
+
+
+async def _scenario(dev: DevCluster, kubeconfig: str) -> None:
+    async with KubeClient.connect(kubeconfig) as client:
+        first = await ensure_peering(client, "op", clusterwide=True)
+        again = await ensure_peering(client, "op", clusterwide=True)
+        assert first == ["ClusterKopfPeering/op"] and again == []
+        assert dev.get("kopf.dev/v1/clusterkopfpeerings", None, "op")["metadata"]["labels"]
+        spaced = await ensure_peering(client, "op", clusterwide=False, namespaces=["a", "b"])
+        assert spaced == ["KopfPeering/op in a", "KopfPeering/op in b"]
+        assert dev.get("kopf.dev/v1/kopfpeerings", "b", "op") is not None
+        creates = [c for c in dev.calls if c.verb == "create"]
+        assert [(c.resource, c.namespace) for c in creates] == [
+            ("clusterkopfpeerings", None), ("clusterkopfpeerings", None),
+            ("kopfpeerings", "a"), ("kopfpeerings", "b")]
+        del dev.emulator.resources["kopf.dev/v1/clusterkopfpeerings"]
+        with pytest.raises(KubeApiError) as err:  # CRD not served (yet): not swallowed
+            await ensure_peering(client, "other", clusterwide=True)
+        assert err.value.status == 404
 
 
 def test_peering_manifest_needs_a_name() -> None:

@@ -1,5 +1,5 @@
-"""Pure pieces of the reconciler: drift detection, the desired-hash, status conditions, events,
-configuration and the runner's argument checks."""
+"""Pure pieces of the reconciler: drift judged by owned fields, the freshest body, status
+conditions, events, configuration and the runner's argument checks."""
 
 from __future__ import annotations
 
@@ -7,17 +7,12 @@ import copy
 from typing import Any
 
 import pytest
-from reranker_operator import status as st
 from reranker_devtools.devcluster import deployment_status, pod_status
-from reranker_operator.handlers import OperatorConfig
-from reranker_operator.reconcile import (
-    DESIRED_HASH_ANNOTATION,
-    desired_hash,
-    drift,
-    instance_selector,
-    owned_by,
-    with_hash,
-)
+from reranker_operator import status as st
+from reranker_operator.drift import drift, owned_fields
+from reranker_operator.handlers import Controller, OperatorConfig, newest
+from reranker_operator.parsed import parse_service
+from reranker_operator.reconcile import apply_needed, instance_selector, owned_by
 from reranker_operator.runner import run
 
 MANIFEST = {
@@ -61,19 +56,109 @@ def test_drift_accepts_normalised_quantities_only_when_equal() -> None:
     assert drift(MANIFEST, live) == ".spec.template.spec.containers[0].resources.limits.cpu"
 
 
-def test_desired_hash_changes_when_a_field_is_dropped_and_ignores_key_order() -> None:
-    reordered = {"spec": MANIFEST["spec"], "metadata": MANIFEST["metadata"],
-                 "kind": "Deployment", "apiVersion": "apps/v1"}
-    assert desired_hash(reordered) == desired_hash(MANIFEST)
+# What a real API server records for MANIFEST applied by us: leaves and keyed list items, no
+# name / namespace / apiVersion / kind (stripped), "." on an item that also has fields.
+OWNED = {
+    "f:metadata": {"f:labels": {"f:a": {}}},
+    "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
+        'k:{"name":"c"}': {".": {}, "f:image": {}, "f:name": {},
+                           "f:resources": {"f:limits": {"f:cpu": {}, "f:memory": {}}}}}}}},
+}
+
+
+def test_a_field_we_stopped_setting_is_drift_by_ownership() -> None:
+    # A manifest without a field is a subset of the live object that still has it: only the
+    # fields we own reveal that applying it would remove the field.
     dropped = copy.deepcopy(MANIFEST)
     del dropped["spec"]["replicas"]
-    assert desired_hash(dropped) != desired_hash(MANIFEST)
-    # A manifest without a field is a subset of the live one that still has it: only the
-    # hash annotation reveals the change, so drift() must see a different annotation.
-    live = with_hash(MANIFEST)
-    assert drift(with_hash(dropped), live) == f".metadata.annotations.{DESIRED_HASH_ANNOTATION}"
-    assert with_hash(MANIFEST)["metadata"]["annotations"][DESIRED_HASH_ANNOTATION] == \
-        desired_hash(with_hash(MANIFEST))
+    assert drift(MANIFEST, MANIFEST, OWNED) is None
+    assert drift(dropped, MANIFEST, OWNED) == ".spec.replicas"
+    assert drift(dropped, MANIFEST) is None  # values alone cannot tell
+    no_container = copy.deepcopy(MANIFEST)
+    no_container["spec"]["template"]["spec"]["containers"] = []
+    assert drift(no_container, MANIFEST, OWNED) == ".spec.template.spec.containers"
+
+
+def _with_mesh_sidecar(obj: dict) -> dict:
+    """`obj` as a mesh webhook (another field manager) leaves it: a sidecar container, an env
+    var and a volume mount in ours, a volume, an annotation, a defaulted field."""
+    out = copy.deepcopy(obj)
+    pod = out["spec"]["template"]["spec"]
+    pod["containers"].insert(0, {"name": "mesh-proxy", "image": "mesh:1"})
+    ours = pod["containers"][1]
+    ours["env"] = [{"name": "MESH", "value": "on"}]
+    ours["volumeMounts"] = [{"name": "mesh-certs", "mountPath": "/certs"}]
+    ours["terminationMessagePath"] = "/dev/termination-log"
+    pod["volumes"] = [{"name": "mesh-certs", "emptyDir": {}}]
+    out["metadata"]["annotations"] = {"mesh/injected": "true"}
+    return out
+
+
+def test_what_other_managers_add_is_not_drift() -> None:
+    live = _with_mesh_sidecar(MANIFEST)
+    assert drift(MANIFEST, live, OWNED) is None
+    assert drift(MANIFEST, live) == ".spec.template.spec.containers"  # by value it differs
+    live["spec"]["template"]["spec"]["containers"][1]["image"] = "img:2"
+    assert drift(MANIFEST, live, OWNED) == ".spec.template.spec.containers[0].image"
+
+
+def test_fields_we_set_but_do_not_own_are_drift() -> None:
+    # Someone else changed our replicas (ownership moved to them), even back to our value.
+    taken = copy.deepcopy(OWNED)
+    del taken["f:spec"]["f:replicas"]
+    assert drift(MANIFEST, MANIFEST, taken) == ".spec.replicas"
+    gone = copy.deepcopy(OWNED)
+    gone["f:spec"]["f:template"]["f:spec"]["f:containers"] = {'k:{"name":"other"}': {}}
+    assert drift(MANIFEST, MANIFEST, gone) == ".spec.template.spec.containers[0]"
+    assert apply_needed(MANIFEST, MANIFEST) == ".metadata.managedFields"  # nothing owned yet
+    live = dict(MANIFEST, metadata={**MANIFEST["metadata"], "managedFields": [
+        {"manager": "reranker-operator", "operation": "Apply", "fieldsType": "FieldsV1",
+         "fieldsV1": OWNED}]})
+    assert owned_fields(live, "reranker-operator") == OWNED
+    assert apply_needed(MANIFEST, live) is None
+
+
+def test_keyed_items_match_across_port_spellings_and_atomic_lists_by_value() -> None:
+    want = {"spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                     "args": ["a"], "finalizers": ["x"]}}
+    owned = {"f:spec": {"f:ports": {'k:{"port":8080,"protocol":"TCP"}': {
+        ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}}},
+        "f:args": {}, "f:finalizers": {"v:\"x\"": {}}}}
+    live = {"spec": {"ports": [{"name": "metrics", "port": 9090, "protocol": "TCP"},
+                               {"name": "http", "port": "8080", "protocol": "TCP"}],
+                     "args": ["a"], "finalizers": ["y", "x"]}}
+    assert drift(want, live, owned) is None
+    live["spec"]["args"] = ["a", "b"]  # an atomic list we own is compared whole
+    assert drift(want, live, owned) == ".spec.args"
+    live["spec"]["args"] = ["a"]
+    live["spec"]["finalizers"] = ["y"]
+    assert drift(want, live, owned) == ".spec.finalizers[0]"
+
+
+def test_only_the_exact_echo_of_our_apply_is_skipped() -> None:
+    ctl = Controller(OperatorConfig())
+    ctl.applied[("Deployment", "ns", "d")] = "7"
+
+    def event(rv: str) -> dict:
+        return {"kind": "Deployment", "metadata": {"namespace": "ns", "name": "d",
+                                                    "resourceVersion": rv}}
+
+    assert not ctl.echo(event("8"))  # someone else's write after ours: a pass
+    assert ctl.echo(event("7")) and ctl.echoes == 1
+    assert not ctl.echo(event("7"))  # once only
+    assert not ctl.echo({"kind": "Service", "metadata": {"namespace": "ns", "name": "d",
+                                                          "resourceVersion": "7"}})
+
+
+def test_the_freshest_body_wins_by_resource_version() -> None:
+    def body(rv: str) -> dict:
+        return {"metadata": {"name": "r", "resourceVersion": rv}}
+
+    assert newest([body("5"), body("7")], None)["metadata"]["resourceVersion"] == "7"
+    assert newest([body("5")], body("6"))["metadata"]["resourceVersion"] == "6"
+    assert newest([body("8")], body("6"))["metadata"]["resourceVersion"] == "8"
+    assert newest([], body("6")) is None  # kopf no longer sees it: deleted
+    assert newest([body("opaque")], body("6"))["metadata"]["resourceVersion"] == "opaque"
 
 
 def test_owned_by_and_selector() -> None:
@@ -182,9 +267,13 @@ def test_events_on_transitions() -> None:
 def test_ready_status_fields() -> None:
     cr = {"metadata": {"name": "r", "namespace": "ns", "generation": 3},
           "spec": {"model": {"name": "BAAI/bge-reranker-base"}, "service": {"port": 9000}}}
-    status = st.ready_status(cr, _deployment("ready", replicas=3), [],
-                             optional_apis={"PrometheusRule": False, "ServiceMonitor": True},
-                             now="2030-01-01T00:00:00Z")
+    svc = parse_service(cr)
+    facts = {"generation": svc.generation, "model": svc.spec.model.name,
+             "endpoint": svc.endpoint, "selector": svc.selector, "previous": [],
+             "now": "2030-01-01T00:00:00Z"}
+    rollout = st.Rollout.of(_deployment("ready", replicas=3), [])
+    status = st.ready_status(rollout, **facts,
+                             optional_apis={"PrometheusRule": False, "ServiceMonitor": True})
     assert {k: v for k, v in status.items() if k != "conditions"} == {
         "observedGeneration": 3, "replicas": 3, "readyReplicas": 3, "replicaSummary": "3/3",
         "selector": "app.kubernetes.io/name=reranker,app.kubernetes.io/instance=r",
@@ -195,7 +284,7 @@ def test_ready_status_fields() -> None:
     assert types["PrometheusRule"] == ("True", "Available")
     assert [c["type"] for c in status["conditions"]] == [
         "Ready", "Progressing", "Degraded", "ServiceMonitor", "PrometheusRule"]
-    plain = st.ready_status(cr, _deployment("ready", replicas=3), [], now="2030-01-01T00:00:00Z")
+    plain = st.ready_status(rollout, **facts, optional_apis={})
     assert [c["type"] for c in plain["conditions"]] == ["Ready", "Progressing", "Degraded"]
 
 

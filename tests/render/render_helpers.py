@@ -108,3 +108,49 @@ def prometheus_operator_schema(plural: str) -> dict[str, Any]:
     crd = yaml.safe_load(path.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return python_patterns(version["schema"]["openAPIV3Schema"])
+
+
+def keda_schema(file_name: str, version: str) -> dict[str, Any]:
+    """The openAPIV3Schema of a KEDA (or HTTP add-on) CRD from shared/schemas/keda."""
+    path = SHARED_SCHEMAS / "keda" / file_name
+    if not path.exists():
+        pytest.skip(f"{path} not present (shared/ beside the clone)")
+    crd = yaml.safe_load(path.read_text())
+    (found,) = [v for v in crd["spec"]["versions"] if v["name"] == version]
+    return python_patterns(found["schema"]["openAPIV3Schema"])
+
+
+# Every KEDA field the operator renders, on: a ScaledObject with each trigger, the
+# InterceptorRoute and the <name>-proxy Service.
+KEDA_SPEC: dict[str, Any] = {
+    "model": {"name": "Qwen/Qwen3-Reranker-0.6B"},
+    "replicas": 0,
+    "resources": {"gpus": 1, "requests": {"cpu": "2", "memory": "8Gi"}},
+    "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 5,
+                    "targetCPUUtilization": 80, "targetMemoryUtilization": 85,
+                    "queuedPairsPerPod": 64, "queuedTokensPerPod": "20k",
+                    "requestsPerSecond": "20", "p95LatencySeconds": "500m",
+                    "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+                    "keda": {"enabled": True, "scaleToZero": True,
+                             "prometheusAddress": "http://prometheus-operated.monitoring:9090",
+                             "authenticationRef": "prometheus-auth", "activationThreshold": "1",
+                             "pollingInterval": 10, "cooldownPeriod": 600,
+                             "interceptor": {"hosts": ["rerank.example.com"],
+                                             "targetConcurrency": 4,
+                                             "readinessTimeout": "15m"}}},
+    "metrics": {"serviceMonitor": {"enabled": True}},
+}  # fmt: skip
+VLLM_SPEC: dict[str, Any] = {
+    "model": {"name": "Qwen/Qwen3-Reranker-8B", "instruction": "Find the passage",
+              "dtype": "bfloat16", "servedName": "qwen3-8b"},
+    "engine": "vllm",
+    "resources": {"gpus": 4},
+    "vllm": {"tensorParallelSize": 2, "gpuMemoryUtilization": 0.95, "maxModelLen": 32768,
+             "maxNumSeqs": 128, "maxNumBatchedTokens": 65536, "extraArgs": ["--seed=1"]},
+    "server": {"apiKeySecret": {"name": "vllm-key"}},
+    "modelCache": {"enabled": True, "size": "40Gi"},
+    "hubTokenSecret": {"name": "hf"},
+    "autoscaling": {"enabled": True, "maxReplicas": 4, "queuedPairsPerPod": 256},
+    "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},
+                "dashboard": {"enabled": True}},
+}  # fmt: skip

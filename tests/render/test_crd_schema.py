@@ -78,7 +78,7 @@ def test_printer_columns_point_at_schema_fields(
     cols = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert list(cols)[:5] == ["Model", "Replicas", "Ready", "Endpoint", "Age"]
     assert {n for n, c in cols.items() if c.get("priority") == 1} == {
-        "DType", "GPUs", "Autoscaling", "Reason"}  # fmt: skip
+        "Engine", "DType", "GPUs", "Autoscaling", "Reason"}  # fmt: skip
     assert cols["Age"]["jsonPath"] == ".metadata.creationTimestamp"
     assert cols["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     for name, col in cols.items():

@@ -10,9 +10,18 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
-from render_helpers import FULL_SPEC, example_crs, make_cr, prometheus_operator_schema
+from render_helpers import (
+    FULL_SPEC,
+    KEDA_SPEC,
+    VLLM_SPEC,
+    example_crs,
+    keda_schema,
+    make_cr,
+    prometheus_operator_schema,
+)
 from reranker_operator import __version__
-from reranker_operator.render import render_children, service_endpoint
+from reranker_operator.parsed import parse_service
+from reranker_operator.render import render_children
 from reranker_operator.spec import InvalidSpecError
 
 UID = "0b7c4c1e-1111-4222-8333-944445555666"
@@ -30,6 +39,11 @@ def all_crs() -> dict[str, dict[str, Any]]:
     for cr in crs.values():
         cr["metadata"]["uid"] = UID
     crs["full"] = make_cr(FULL_SPEC)
+    crs["keda-full"] = make_cr(KEDA_SPEC)
+    crs["keda-legacy-add-on"] = make_cr(
+        {**KEDA_SPEC, "autoscaling": {**KEDA_SPEC["autoscaling"], "keda": {
+            **KEDA_SPEC["autoscaling"]["keda"], "interceptor": {"api": "HTTPScaledObject"}}}})
+    crs["vllm-full"] = make_cr(VLLM_SPEC)
     crs["minimal"] = make_cr({"model": {"name": "m"}})
     return crs
 
@@ -38,7 +52,10 @@ def all_crs() -> dict[str, dict[str, Any]]:
 def custom_schemas() -> dict[str, dict[str, Any]]:
     """Schemas of the children kubernetes_validate does not know, by kind."""
     return {"ServiceMonitor": prometheus_operator_schema("servicemonitors"),
-            "PrometheusRule": prometheus_operator_schema("prometheusrules")}
+            "PrometheusRule": prometheus_operator_schema("prometheusrules"),
+            "ScaledObject": keda_schema("keda.sh_scaledobjects.yaml", "v1alpha1"),
+            "InterceptorRoute": keda_schema("http.keda.sh_interceptorroutes.yaml", "v1beta1"),
+            "HTTPScaledObject": keda_schema("http.keda.sh_httpscaledobjects.yaml", "v1alpha1")}
 
 
 @pytest.mark.parametrize("name", sorted(all_crs()))
@@ -46,8 +63,8 @@ def test_children_validate_against_kubernetes_schemas(name: str, custom_schemas)
     children = render_children(all_crs()[name])
     assert children
     for child in children:
-        if child["kind"] in custom_schemas:
-            jsonschema.validate(child, custom_schemas[child["kind"]])
+        if child["kind"] in custom_schemas:  # Go regexes: no check of the schema itself
+            jsonschema.Draft202012Validator(custom_schemas[child["kind"]]).validate(child)
             continue
         for version in ("1.30", "1.37"):
             kubernetes_validate.validate(child, version, strict=True)
@@ -56,10 +73,17 @@ def test_children_validate_against_kubernetes_schemas(name: str, custom_schemas)
 def test_children_kinds_and_order() -> None:
     kinds = [c["kind"] for c in render_children(make_cr(FULL_SPEC))]
     assert kinds == ["PersistentVolumeClaim", "Deployment", "Service", "HorizontalPodAutoscaler",
-                     "PodDisruptionBudget", "Ingress", "ServiceMonitor", "PrometheusRule",
-                     "ConfigMap"]  # fmt: skip
+                     "NetworkPolicy", "PodDisruptionBudget", "Ingress", "ServiceMonitor",
+                     "PrometheusRule", "ConfigMap"]  # fmt: skip
     minimal = render_children(make_cr({"model": {"name": "m"}}))
-    assert [c["kind"] for c in minimal] == ["Deployment", "Service"]
+    assert [c["kind"] for c in minimal] == ["Deployment", "Service", "NetworkPolicy"]
+    keda = [c["kind"] for c in render_children(make_cr(KEDA_SPEC))]
+    assert keda == ["Deployment", "Service", "ScaledObject", "InterceptorRoute", "Service",
+                    "NetworkPolicy", "ServiceMonitor"]  # fmt: skip
+    vllm = [c["kind"] for c in render_children(make_cr(VLLM_SPEC))]
+    assert vllm == ["PersistentVolumeClaim", "ConfigMap", "Deployment", "Service",
+                    "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor",
+                    "PrometheusRule", "ConfigMap"]  # fmt: skip
 
 
 def test_metadata_labels_and_owner_references() -> None:
@@ -139,6 +163,7 @@ def test_deployment_content() -> None:
         "QUANTIZATION": "8bit", "TRUST_REMOTE_CODE": "true", "DEVICE": "cuda",
         "MAX_BATCH_TOKENS": "8192", "BATCH_SIZE": "8", "MAX_CLIENT_BATCH_SIZE": "100",
         "MAX_CONCURRENT_REQUESTS": "10", "LOG_LEVEL": "debug", "PORT": "8080",
+        "PLAYGROUND": "true",
         "HF_HOME": "/models-cache", "CACHE_DIR": "/models-cache", "HF_HUB_OFFLINE": "1", "MAX_SEQUENCE_LENGTH": "4096",
         "DEFAULT_INSTRUCTION": "Find passages",
         "API_KEY": {"secretKeyRef": {"name": "api", "key": "api-key"}},
@@ -283,7 +308,9 @@ def test_service_hpa_pdb_ingress_servicemonitor_content() -> None:
     assert kids["Ingress"]["metadata"]["annotations"] == {"k": "v"}
     sm = kids["ServiceMonitor"]
     assert sm["metadata"]["labels"]["release"] == "prometheus"
-    assert sm["spec"]["selector"] == {"matchLabels": SELECTOR}
+    # the server Service only (never the <name>-proxy name of a KEDA HTTP add-on route)
+    assert sm["spec"]["selector"] == {"matchLabels": {**SELECTOR,
+                                                      "app.kubernetes.io/component": "server"}}
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["ml"]}
     assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "scheme": "http",
                                         "interval": "15s", "scrapeTimeout": "5s"}]  # fmt: skip
@@ -306,12 +333,12 @@ def test_render_is_deterministic() -> None:
 
 def test_service_endpoint() -> None:
     assert (
-        service_endpoint(make_cr({"model": {"name": "m"}}))
+        parse_service(make_cr({"model": {"name": "m"}})).endpoint
         == "http://demo.ml.svc.cluster.local:8080"
     )
     spec = {"model": {"name": "m"}, "service": {"port": 80}}
     assert (
-        service_endpoint(make_cr(spec, name="rr", namespace="search"))
+        parse_service(make_cr(spec, name="rr", namespace="search")).endpoint
         == "http://rr.search.svc.cluster.local:80"
     )
 

@@ -44,7 +44,7 @@ def test_render_json_list() -> None:
     assert doc["items"] == render_children(yaml.safe_load(path.read_text()))
     kinds = [i["kind"] for i in doc["items"]]
     assert kinds == ["PersistentVolumeClaim", "Deployment", "Service", "HorizontalPodAutoscaler",
-                     "PodDisruptionBudget"]  # fmt: skip
+                     "NetworkPolicy", "PodDisruptionBudget"]  # fmt: skip
 
 
 def test_render_stdin_skips_other_kinds() -> None:
@@ -52,7 +52,8 @@ def test_render_stdin_skips_other_kinds() -> None:
     cr = (EXAMPLES / "bge-reranker-cpu.yaml").read_text()
     code, text = run_cli(["render", "-f", "-"], stdin=secret + "\n---\n" + cr)
     assert code == 0
-    assert [d["kind"] for d in yaml.safe_load_all(text)] == ["Deployment", "Service"]
+    assert [d["kind"] for d in yaml.safe_load_all(text)] == ["Deployment", "Service",
+                                                             "NetworkPolicy"]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,9 @@ def test_every_template_expression_goes_through_toyaml() -> None:
     assert {p.name for p in templates} == {
         "deployment.yaml.j2", "model-download-init.yaml.j2", "pvc.yaml.j2", "service.yaml.j2",
         "hpa.yaml.j2", "pdb.yaml.j2", "ingress.yaml.j2", "servicemonitor.yaml.j2",
-        "prometheusrule.yaml.j2", "dashboard.yaml.j2"}  # fmt: skip
+        "prometheusrule.yaml.j2", "dashboard.yaml.j2", "vllm-template.yaml.j2",
+        "scaledobject.yaml.j2", "interceptorroute.yaml.j2", "httpscaledobject.yaml.j2",
+        "proxy-service.yaml.j2", "networkpolicy.yaml.j2"}  # fmt: skip
     for path in templates:
         expressions = re.findall(r"\{\{(.*?)\}\}", path.read_text(), flags=re.DOTALL)
         assert expressions, path.name
@@ -163,3 +165,25 @@ def test_every_template_expression_goes_through_toyaml() -> None:
             assert re.search(r"\|\s*toyaml\s*$", expr), (
                 f"{path.name}: {{{{{expr}}}}} is not | toyaml"
             )
+
+
+
+@pytest.mark.parametrize("path", TEXT_FIELDS, ids=lambda p: ".".join(map(str, p)))
+def test_libyaml_and_the_pure_python_parser_read_every_hostile_render_alike(
+        path: tuple[str | int, ...]) -> None:
+    """render uses libyaml's SafeLoader for speed; it must read what the pure-Python one does."""
+    if not hasattr(yaml, "CSafeLoader"):
+        pytest.skip("PyYAML without libyaml: render uses the pure-Python parser")
+    from reranker_operator.kinds import CHILDREN
+    from reranker_operator.params import BUILDERS
+    from reranker_operator.parsed import parse_service
+    from reranker_operator.render import _environment
+
+    for hostile in HOSTILE:
+        svc = parse_service(make_cr(with_value(path, hostile)))
+        for child in CHILDREN:
+            params = BUILDERS[child.role](svc)
+            if params is None:
+                continue
+            text = _environment().get_template(child.template).render(kind=child.kind, p=params)
+            assert yaml.load(text, Loader=yaml.CSafeLoader) == yaml.safe_load(text), child.role

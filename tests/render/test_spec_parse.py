@@ -172,7 +172,9 @@ def test_enum_values_of_crd_are_accepted(spec_schema: dict[str, Any]) -> None:
 def test_examples_validate_against_crd_and_parse(spec_schema: dict[str, Any], root_schema) -> None:
     crs = example_crs()
     assert set(crs) == {"qwen3-reranker-0.6b.yaml", "qwen3-reranker-8b.yaml",
-                        "bge-reranker-cpu.yaml", "ingress-with-api-key.yaml"}  # fmt: skip
+                        "bge-reranker-cpu.yaml", "ingress-with-api-key.yaml",
+                        "qwen3-reranker-0.6b-keda.yaml", "qwen3-reranker-8b-vllm.yaml",
+                        "bge-reranker-vllm.yaml"}  # fmt: skip
     for cr in crs.values():
         jsonschema.validate(cr, root_schema)
         jsonschema.validate(apply_defaults(spec_schema, cr["spec"]), spec_schema)

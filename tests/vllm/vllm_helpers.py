@@ -75,6 +75,9 @@ def local_command(cr: dict[str, Any], model_dir: Path, work: Path,
             value = "127.0.0.1"
         elif flag == "--port":
             value = str(port)
+        elif flag == "--served-model-name":  # a name clients send, not a place
+            args.append(arg)
+            continue
         args.append(f"{flag}{eq}{_swap(value, places)}" if eq else arg)
     env = {e["name"]: _swap(e["value"], places) for e in container["env"] if "value" in e}
     return args, env
