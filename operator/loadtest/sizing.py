@@ -10,6 +10,9 @@ from typing import Any
 
 from .report import Summary
 
+# The share of the p95 target a pod's queued pairs may take to drain before it scales out.
+QUEUE_SHARE = 0.25
+
 # Run one step at a concurrency and return its summary.
 Step = Callable[[int], Summary]
 
@@ -82,8 +85,9 @@ def size(steps: list[Summary], target_p95_s: float, peak_pairs_per_s: float | No
             "enabled": True,
             "minReplicas": 1,
             "maxReplicas": replicas,
-            # scale before the replica reaches its sustained rate (80% of it)
-            "requestsPerSecond": f"{0.8 * best.requests_per_s:.3g}",
+            # a queue drains at the sustained rate (Little's law): scale out once the pairs
+            # waiting in a pod would take a quarter of the latency target to drain
+            "queuedPairsPerPod": max(1, round(QUEUE_SHARE * target_p95_s * best.pairs_per_s)),
             "p95LatencySeconds": f"{target_p95_s:g}",
         }
     return Sizing(
@@ -119,7 +123,7 @@ def render_text(sizing: Sizing) -> str:
             "      enabled: true",
             f"      minReplicas: {a['minReplicas']}",
             f"      maxReplicas: {a['maxReplicas']}",
-            f"      requestsPerSecond: \"{a['requestsPerSecond']}\"   # per pod, 80% of sustained",
+            f"      queuedPairsPerPod: {a['queuedPairsPerPod']}   # drain in {QUEUE_SHARE:g} x the p95 target",
             f"      p95LatencySeconds: \"{a['p95LatencySeconds']}\"",
         ]
     return "\n".join(lines)

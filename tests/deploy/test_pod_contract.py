@@ -49,6 +49,52 @@ def _plain_env(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
 
 
+def _example_object(kind: str, name: str) -> dict[str, Any]:
+    """A Secret or ConfigMap shipped beside the examples."""
+    for path in sorted((REPO / "examples").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == kind and doc["metadata"]["name"] == name:
+                return doc
+    raise AssertionError(f"no example {kind} {name}")
+
+
+def _mounted_files(pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, str]:
+    """What the kubelet does for Secret and ConfigMap volumes: their keys as files, under
+    `root` here; returns {mountPath: local directory}."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    places = {}
+    for mount in container.get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "secret" in volume:
+            obj = _example_object("Secret", volume["secret"]["secretName"])
+        elif "configMap" in volume:
+            obj = _example_object("ConfigMap", volume["configMap"]["name"])
+        else:
+            continue
+        files = dict(obj.get("stringData") or {}) | {
+            k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+        local = root / mount["name"]
+        local.mkdir(parents=True)
+        for key, text in files.items():
+            (local / key).write_text(text)
+        places[mount["mountPath"]] = str(local)
+    return places
+
+
+def _local_env(pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, str]:
+    """The container's env (Secret refs resolved) with mounted Secret/ConfigMap paths moved to
+    local copies."""
+    places = _mounted_files(pod, container, root)
+    env = {}
+    for e in container["env"]:
+        value = e["value"] if "value" in e else _secret_value(e["valueFrom"]["secretKeyRef"])
+        for mount, local in places.items():
+            if value == mount or value.startswith(mount + "/"):
+                value = local + value[len(mount):]
+        env[e["name"]] = value
+    return env
+
+
 HUB_CACHE = """
 import json
 from huggingface_hub import constants
@@ -122,15 +168,17 @@ def test_init_container_downloads_where_the_server_reads(cr: dict[str, Any]) -> 
 
 
 async def test_server_accepts_the_rendered_settings_and_serves_the_probes(
-    server_cr: dict[str, Any],
+    server_cr: dict[str, Any], tmp_path: Path,
 ) -> None:
     """Probe paths answered by the real app (no model loaded: liveness 200, readiness 503)."""
     cr = server_cr
     import httpx
     from reranker_server.app import create_app
 
-    server = _pod(cr)["containers"][0]
-    settings = load_settings({}, env=_plain_env(server))  # raises ConfigError naming a bad value
+    pod = _pod(cr)
+    server = pod["containers"][0]
+    env = _local_env(pod, server, tmp_path)
+    settings = load_settings({}, env=env)  # raises ConfigError naming a bad value
     [port] = [p for p in server["ports"] if p["name"] == "http"]
     assert settings.port == port["containerPort"]
     app = create_app(settings)  # lifespan not started: the model never loads
@@ -193,11 +241,9 @@ def test_every_rendered_setting_reaches_the_running_server(
     MAPPED changed) and read back through /info what it runs with."""
     cr = server_cr
     spec = parse_spec(cr["spec"])
-    container = _pod(cr)["containers"][0]
-    env = {
-        e["name"]: e["value"] if "value" in e else _secret_value(e["valueFrom"]["secretKeyRef"])
-        for e in container["env"]
-    }
+    pod = _pod(cr)
+    container = pod["containers"][0]
+    env = _local_env(pod, container, tmp_path / "mounts")
     unknown = set(env) - set(ENV_FIELD) - {Env.HF_HOME, Env.HF_HUB_OFFLINE}
     assert not unknown, f"rendered env the server never reads: {sorted(unknown)}"
     qwen = spec.model.family == "qwen3-causal" or (
@@ -224,6 +270,14 @@ def test_every_rendered_setting_reaches_the_running_server(
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _ready(base, proc), "the server to be ready", timeout=180)
         info = httpx.get(f"{base}/info", timeout=10).json()
+        keys = _client_keys(cr)
+        body = {"query": "q", "documents": ["a", "b"]}
+        if keys:  # every key of the mounted Secret scores; no key is refused
+            for key in keys:
+                answer = httpx.post(f"{base}/v1/rerank", json=body, timeout=60,
+                                    headers={"Authorization": f"Bearer {key}"})
+                assert answer.status_code == 200, answer.text
+            assert httpx.post(f"{base}/v1/rerank", json=body, timeout=60).status_code == 401
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -237,7 +291,9 @@ def test_every_rendered_setting_reaches_the_running_server(
         assert got.lower() == want.lower(), f"{name}={want!r} arrived as {got!r}"
     # and in the resource's own terms
     assert info["model"] == (spec.model.served_name or spec.model.name)
-    assert info["auth_required"] is (spec.server.api_key_secret is not None)
+    auth = spec.server.auth
+    assert info["auth_required"] is (spec.server.api_key_secret is not None or
+                                     auth.api_keys_secret is not None or auth.jwt is not None)
     assert info["limits"] == {
         "max_client_batch_size": spec.server.max_client_batch_size,
         "max_batch_size": spec.server.max_batch_size,
@@ -254,6 +310,20 @@ def test_every_rendered_setting_reaches_the_running_server(
     if info["family"] == "qwen3-causal":
         assert info["default_instruction"] == (spec.model.instruction or DEFAULT_INSTRUCTION)
     assert settings["log_level"] == spec.server.log_level
+
+
+def _client_keys(cr: dict[str, Any]) -> list[str]:
+    """The API keys a client of this example may send (from the example Secrets)."""
+    server = cr["spec"].get("server") or {}
+    keys = []
+    if "apiKeySecret" in server:
+        keys.append(_secret_value(server["apiKeySecret"]))
+    mounted = ((server.get("auth") or {}).get("apiKeysSecret") or {}).get("name")
+    if mounted:
+        secret = _example_object("Secret", mounted)
+        for text in (secret.get("stringData") or {}).values():
+            keys += [line.strip() for line in text.splitlines() if line.strip()]
+    return keys
 
 
 def _ready(base: str, proc: subprocess.Popen) -> bool:

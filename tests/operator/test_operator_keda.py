@@ -156,3 +156,4 @@ def test_missing_keda_apis_set_conditions(cluster: DevCluster, operator: Control
     assert not [c for c in cluster.calls if c.resource.startswith(("scaledobjects",
                                                                    "interceptorroutes"))]
     assert f"Deployment/{NAME}" in kinds_of(cluster)
+
