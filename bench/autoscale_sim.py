@@ -171,7 +171,7 @@ def simulate(kind: str, target: float, *, mu: float, documents: int, think_s: fl
     clients_now, scale, phase_end, phase = PHASES[0][1], PHASES[0][2], PHASES[0][0], 0
     wake = [rng.uniform(0, think_s) for _ in range(max(p[1] for p in PHASES))]
     active = [False] * len(wake)
-    t, next_sync, next_sample, next_gauge = 0.0, SYNC_S, 0.0, 0.0
+    t, next_sync, next_sample, next_gauge = 0.0, SYNC_S, WARMUP_S, 0.0  # one sample per 30 s
     while t < total:
         if t >= phase_end and phase + 1 < len(PHASES):
             phase += 1

@@ -44,16 +44,16 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
         from reranker_devtools import vllm
 
         args = ["--model", str(model_dir), "--runner", "pooling", "--dtype", dtype,
-                "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
-                "--enable-prefix-caching", "--served-model-name", model_dir.name]
-        if kind == "vllm":
+                "--host", "127.0.0.1", "--port", str(port), "--served-model-name", model_dir.name]
+        if kind == "vllm":  # a BERT encoder keeps its 512 positions and has no KV to cache
             from reranker_contract import VLLM_QWEN3_OVERRIDES
             from reranker_operator.vllm_template import qwen3_score_template
 
             assert work is not None
             template = work / f"score-template-{port}.jinja"
             template.write_text(qwen3_score_template())
-            args += ["--hf-overrides", json.dumps(VLLM_QWEN3_OVERRIDES), "--chat-template", str(template)]
+            args += ["--max-model-len", "2048", "--enable-prefix-caching",
+                     "--hf-overrides", json.dumps(VLLM_QWEN3_OVERRIDES), "--chat-template", str(template)]
         return vllm.serve_argv(args)
     raise ValueError(f"server kind: unknown {kind!r}")
 

@@ -675,7 +675,7 @@ def prometheus_rule_params(svc: ParsedService) -> PrometheusRuleParams | None:
     if not rule.enabled:
         return None
     rules = alert_rules(svc.name, svc.namespace, rule, causal=spec.model.is_causal(),
-                        engine=spec.engine, prefix_caching=spec.vllm.enable_prefix_caching)
+                        engine=spec.engine, prefix_caching=vllm_engine.prefix_caching(spec))
     return PrometheusRuleParams(metadata=object_meta(svc, "alerts", extra_labels=rule.labels),
                                 group=f"reranker.{svc.namespace}.{svc.name}", rules=rules)
 

@@ -70,7 +70,8 @@ class VllmSpec(SpecModel):
     enable_prefix_caching: bool = Field(
         True,
         description="Reuse the KV cache of a shared prompt prefix (--enable-prefix-caching): "
-        "the instruction and query shared by a request's documents.",
+        "the instruction and query shared by a request's documents. Causal (Qwen3) models "
+        "only: encoders keep no KV cache and always run without it.",
     )
     max_num_seqs: int | None = Field(
         None, ge=1, le=65536, description="Sequences per scheduler step (--max-num-seqs)."

@@ -57,6 +57,12 @@ def score_template(spec: RerankerServiceSpec) -> str | None:
     return qwen3_score_template(spec.model.instruction) if spec.model.is_causal() else None
 
 
+def prefix_caching(spec: RerankerServiceSpec) -> bool:
+    """vLLM's prefix cache: for causal models (Qwen3) as `vllm.enablePrefixCaching` says; never
+    for encoders, which keep no KV cache (vLLM 0.32 warns and its engine fails to start)."""
+    return spec.vllm.enable_prefix_caching and spec.model.is_causal()
+
+
 def template_path() -> str:
     return f"{VLLM_TEMPLATE_DIR}/{VLLM_TEMPLATE_FILE}"
 
@@ -79,7 +85,7 @@ def serve_args(spec: RerankerServiceSpec) -> list[str]:
         f"--gpu-memory-utilization={v.gpu_memory_utilization}",
         f"--max-model-len={size.max_model_len}",
         f"--max-num-batched-tokens={size.max_num_batched_tokens}",
-        "--enable-prefix-caching" if v.enable_prefix_caching else "--no-enable-prefix-caching",
+        "--enable-prefix-caching" if prefix_caching(spec) else "--no-enable-prefix-caching",
     ]
     if size.data_parallel > 1:
         args.append(f"--data-parallel-size={size.data_parallel}")

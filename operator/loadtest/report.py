@@ -95,7 +95,7 @@ def render_text(summary: Summary) -> str:
         srv = summary.server
         lines.append(
             f"  server      queue time per pair: mean {_seconds(srv['queue_time_mean_s'])}, "
-            f"p95 {_seconds(srv['queue_time_p95_s'])}; {srv['requests']:.0f} requests, "
+            f"p95 ~{_seconds(srv['queue_time_p95_s'])} (histogram buckets); {srv['requests']:.0f} requests, "
             f"{srv['tokens']:,.0f} tokens scored (from its /metrics)"
         )
     else:

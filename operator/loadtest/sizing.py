@@ -108,8 +108,13 @@ def render_text(sizing: Sizing) -> str:
         lines.append(f"  concurrency {row['concurrency']:>4}: p95 {p95:>8}, "
                      f"{row['pairs_per_s']:8.1f} pairs/s, {row['rejected']} x 429  {mark}")  # fmt: skip
     if sizing.sustained is None:
-        lines.append("no step met the target: even one request at a time is slower; "
-                     "use a bigger GPU, fp16/bf16, or fewer documents per request")  # fmt: skip
+        first = sizing.steps[0] if sizing.steps else None
+        if first is not None and first["failed"] and not first["pairs_per_s"]:
+            lines.append(f"no step met the target: the server did not answer "
+                         f"({first['failed']} failed requests at concurrency 1; see above)")
+        else:
+            lines.append("no step met the target: even one request at a time is slower; "
+                         "use a bigger GPU, fp16/bf16, or fewer documents per request")
         return "\n".join(lines)
     s = sizing.sustained
     lines.append(f"one replica sustains {s['pairs_per_s']:.1f} pairs/s "

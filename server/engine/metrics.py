@@ -14,7 +14,7 @@ INFLIGHT_PAIRS = Gauge(Metric.INFLIGHT_PAIRS, "Pairs handed to the model and not
 QUEUE_TIME = Histogram(
     Metric.QUEUE_TIME,
     "Seconds a pair waited between enqueue and the start of its batch",
-    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30),
 )
 BATCH_SIZE = Histogram(
     Metric.BATCH_SIZE,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server_helpers import running_client, settings_for
 from vllm_helpers import (
     DOCUMENTS,
     LOCAL_MODEL,
     QUERY,
+    our_scores,
+    our_server,
     rendered_container,
     rendered_vllm,
     rerank,
@@ -34,14 +35,8 @@ def test_a_cross_encoder_is_served_natively() -> None:
 def test_cross_encoder_scores_as_on_our_server(vllm_cross_path: Path, tmp_path: Path) -> None:
     with rendered_vllm(resource("ce", SPEC), vllm_cross_path, tmp_path) as server:
         theirs = rerank(server.base_url, "bge", QUERY, DOCUMENTS)
-    client_gen = running_client(settings_for(vllm_cross_path, max_sequence_length=512))
-    client = next(client_gen)
-    try:
-        answer = client.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
-        mine = [r["relevance_score"] for r in sorted(answer.json()["results"],
-                                                     key=lambda r: r["index"])]  # fmt: skip
-    finally:
-        client_gen.close()
+    with our_server(vllm_cross_path, max_sequence_length=512) as client:
+        mine = our_scores(client, QUERY, DOCUMENTS)
     print("vLLM", theirs, "\nours", mine)
     assert max(abs(a - b) for a, b in zip(theirs, mine, strict=True)) < 1e-5
     assert max(mine) - min(mine) > 1e-3

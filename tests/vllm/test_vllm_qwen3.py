@@ -22,6 +22,7 @@ from vllm_helpers import (
     LOCAL_MODEL,
     QUERY,
     metric_names,
+    our_scores,
     rendered_vllm,
     rerank,
     resource,
@@ -57,10 +58,7 @@ def ours(vllm_qwen3_path: Path) -> Iterator[Any]:
 
 
 def _ours(client: Any, **extra: Any) -> list[float]:
-    answer = client.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS, **extra})
-    assert answer.status_code == 200, answer.text
-    scores = {r["index"]: r["relevance_score"] for r in answer.json()["results"]}
-    return [scores[i] for i in range(len(DOCUMENTS))]
+    return our_scores(client, QUERY, DOCUMENTS, **extra)
 
 
 def _close(a: list[float], b: list[float]) -> float:

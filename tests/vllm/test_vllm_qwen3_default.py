@@ -6,8 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from server_helpers import running_client, settings_for
-from vllm_helpers import DOCUMENTS, LOCAL_MODEL, QUERY, rendered_vllm, rerank, resource
+from vllm_helpers import (
+    DOCUMENTS,
+    LOCAL_MODEL,
+    QUERY,
+    our_scores,
+    our_server,
+    rendered_vllm,
+    rerank,
+    resource,
+)
 
 SPEC: dict[str, Any] = {
     "model": {"name": LOCAL_MODEL, "dtype": "float32", "maxLength": 1024,
@@ -22,14 +30,8 @@ def test_the_default_instruction_scores_as_on_our_server(vllm_qwen3_path: Path,
     with rendered_vllm(resource("qd", SPEC), vllm_qwen3_path, tmp_path) as server:
         theirs = rerank(server.base_url, LOCAL_MODEL, QUERY, DOCUMENTS)
         other = rerank(server.base_url, LOCAL_MODEL, QUERY, DOCUMENTS, instruction="Other task")
-    client_gen = running_client(settings_for(vllm_qwen3_path, max_sequence_length=1024))
-    client = next(client_gen)
-    try:
-        answer = client.post("/v1/rerank", json={"query": QUERY, "documents": DOCUMENTS})
-        mine = [r["relevance_score"] for r in sorted(answer.json()["results"],
-                                                     key=lambda r: r["index"])]  # fmt: skip
-    finally:
-        client_gen.close()
+    with our_server(vllm_qwen3_path, max_sequence_length=1024) as client:
+        mine = our_scores(client, QUERY, DOCUMENTS)
     print("vLLM", theirs, "\nours", mine)
     assert max(abs(a - b) for a, b in zip(theirs, mine, strict=True)) < 1e-5
     assert max(abs(a - b) for a, b in zip(theirs, other, strict=True)) > 1e-4

@@ -106,6 +106,26 @@ def rerank(base_url: str, model: str, query: str, documents: list[str],
     return [scores[i] for i in range(len(documents))]
 
 
+def our_scores(client: Any, query: str, documents: list[str], **extra: Any) -> list[float]:
+    """Scores in document order from our server's /v1/rerank (a server_helpers client)."""
+    answer = client.post("/v1/rerank", json={"query": query, "documents": documents, **extra})
+    assert answer.status_code == 200, answer.text
+    scores = {r["index"]: r["relevance_score"] for r in answer.json()["results"]}
+    return [scores[i] for i in range(len(documents))]
+
+
+@contextmanager
+def our_server(model_dir: Path, **settings: Any) -> Iterator[Any]:
+    """Our server on `model_dir` in-process (server_helpers' client), closed afterwards."""
+    from server_helpers import running_client, settings_for
+
+    clients = running_client(settings_for(model_dir, **settings))
+    try:
+        yield next(clients)
+    finally:
+        clients.close()
+
+
 def metric_names(text: str) -> set[str]:
     """Every series name in a Prometheus text exposition."""
     return {m.group(1) for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.M)}
