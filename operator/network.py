@@ -55,9 +55,9 @@ def policy_rules(spec: RerankerServiceSpec, namespace: str, *, downloads: bool) 
     callers = [_peer(p.namespace_labels, p.pod_labels, namespace) for p in n.allow_from]
     if not callers:
         callers = [_peer(None, None, namespace)]
-    keda = spec.autoscaling.keda
-    if spec.autoscaling.enabled and keda.enabled and keda.scale_to_zero:
-        callers.append({"namespaceSelector": _namespace(keda.interceptor.namespace)})
+    if spec.autoscaling.scales_to_zero():
+        interceptor = spec.autoscaling.keda.interceptor
+        callers.append({"namespaceSelector": _namespace(interceptor.namespace)})
     if spec.ingress.enabled and n.ingress_controller_namespace_labels:
         callers.append(_peer(n.ingress_controller_namespace_labels, None, namespace))
     tcp = {"protocol": "TCP"}

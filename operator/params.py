@@ -527,10 +527,6 @@ def service_params(svc: ParsedService) -> ServiceParams:
                          type=s.type, selector=selector_labels(svc.name), ports=ports)
 
 
-def _uses_keda(spec: RerankerServiceSpec) -> bool:
-    return spec.autoscaling.enabled and spec.autoscaling.keda.enabled
-
-
 def _behavior(spec: RerankerServiceSpec) -> JsonObject | None:
     b = spec.autoscaling.behavior
     return _dump(b) if b is not None else None
@@ -539,7 +535,7 @@ def _behavior(spec: RerankerServiceSpec) -> JsonObject | None:
 def hpa_params(svc: ParsedService) -> HpaParams | None:
     spec = svc.spec
     a = spec.autoscaling
-    if not a.enabled or a.keda.enabled:  # never both an HPA and a ScaledObject
+    if not a.uses_hpa():  # never both an HPA and a ScaledObject
         return None
     return HpaParams(
         metadata=object_meta(svc, "autoscaler"), target=svc.name,
@@ -549,10 +545,6 @@ def hpa_params(svc: ParsedService) -> HpaParams | None:
         behavior=_behavior(spec))
 
 
-def _scales_to_zero(spec: RerankerServiceSpec) -> bool:
-    return _uses_keda(spec) and spec.autoscaling.keda.scale_to_zero
-
-
 def _route_name(svc: ParsedService) -> str:
     return svc.name
 
@@ -560,7 +552,7 @@ def _route_name(svc: ParsedService) -> str:
 def scaled_object_params(svc: ParsedService) -> ScaledObjectParams | None:
     spec = svc.spec
     a, k = spec.autoscaling, spec.autoscaling.keda
-    if not _uses_keda(spec) or (k.scale_to_zero and k.interceptor.api == "HTTPScaledObject"):
+    if not a.uses_keda() or (k.scale_to_zero and k.interceptor.api == "HTTPScaledObject"):
         return None  # the HTTP add-on creates the ScaledObject of an HTTPScaledObject itself
     triggers: list[JsonObject] = []
     for target in custom_targets(spec):
@@ -597,7 +589,7 @@ def scaled_object_params(svc: ParsedService) -> ScaledObjectParams | None:
 def _route(svc: ParsedService, api: str) -> RouteParams | None:
     spec = svc.spec
     k = spec.autoscaling.keda
-    if not _scales_to_zero(spec) or k.interceptor.api != api:
+    if not spec.autoscaling.scales_to_zero() or k.interceptor.api != api:
         return None
     proxy = proxy_service_name(svc.name)
     names = [proxy, f"{proxy}.{svc.namespace}", f"{proxy}.{svc.namespace}.svc",
@@ -619,7 +611,7 @@ def http_scaled_object_params(svc: ParsedService) -> RouteParams | None:
 
 
 def proxy_service_params(svc: ParsedService) -> ProxyServiceParams | None:
-    if not _scales_to_zero(svc.spec):
+    if not svc.scales_to_zero:
         return None
     i = svc.spec.autoscaling.keda.interceptor
     return ProxyServiceParams(

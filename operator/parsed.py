@@ -24,8 +24,7 @@ class ParsedService:
     @property
     def scales_to_zero(self) -> bool:
         """Whether KEDA may scale its Deployment to zero (behind the HTTP add-on)."""
-        a = self.spec.autoscaling
-        return a.enabled and a.keda.enabled and a.keda.scale_to_zero
+        return self.spec.autoscaling.scales_to_zero()
 
     @property
     def endpoint(self) -> str:

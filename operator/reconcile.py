@@ -113,9 +113,9 @@ async def reconcile_children(client: KubeClient, discovery: ApiDiscovery, svc: P
 
     wanted = {child_id(m) for m in desired}
 
-    async def prune(kinds: Collection[str]) -> None:
+    async def prune(of_kinds: Collection[str]) -> None:
         for key, obj in list(live.items()):
-            if key in wanted or key[1] not in kinds or not owned_by(obj, svc.uid):
+            if key in wanted or key[1] not in of_kinds or not owned_by(obj, svc.uid):
                 continue  # retained PVCs carry no owner reference and are never pruned
             await client.delete(ResourceRef(key[0], plurals[key[:2]]), svc.namespace, key[2])
             del live[key]
@@ -140,7 +140,7 @@ async def _wake_for_hpa(client: KubeClient, svc: ParsedService,
     """An HPA leaves a Deployment at zero replicas alone (scaling is off there): after KEDA
     scaled it to zero and autoscaling moved to the HPA, scale it to minReplicas once."""
     a = svc.spec.autoscaling
-    if not a.enabled or a.keda.enabled:
+    if not a.uses_hpa():
         return
     deployment = live.get((DEPLOYMENT.api_version, DEPLOYMENT.kind, svc.name))
     if deployment is not None and (deployment.get("spec") or {}).get("replicas") == 0:

@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 from pydantic import Field
 from reranker_contract import DEFAULT_QUEUED_PAIRS_PER_POD
 
-from .fieldtypes import DNS1123_SUBDOMAIN, DURATION, HOSTNAME, Quantity
+from .fieldtypes import (
+    DNS1035_LABEL,
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    DURATION,
+    HOSTNAME,
+    Quantity,
+)
 from .rules import Rule
 from .specbase import SpecModel
 
@@ -62,14 +69,14 @@ class InterceptorSpec(SpecModel):
         "keda",
         min_length=1,
         max_length=63,
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        pattern=DNS1123_LABEL,
         description="Namespace the add-on runs in.",
     )
     proxy_service: str = Field(
         "keda-add-ons-http-interceptor-proxy",
         min_length=1,
         max_length=63,
-        pattern=r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
+        pattern=DNS1035_LABEL,
         description="The add-on's interceptor proxy Service.",
     )
     proxy_port: int = Field(8080, ge=1, le=65535, description="Its port.")
@@ -233,6 +240,18 @@ class AutoscalingSpec(SpecModel):
         return [
             type(self).model_fields[f].alias or f for f in fields if getattr(self, f) is not None
         ]
+
+    def uses_hpa(self) -> bool:
+        """Whether a HorizontalPodAutoscaler scales the Deployment."""
+        return self.enabled and not self.keda.enabled
+
+    def uses_keda(self) -> bool:
+        """Whether a KEDA ScaledObject (or the HTTP add-on's) scales the Deployment."""
+        return self.enabled and self.keda.enabled
+
+    def scales_to_zero(self) -> bool:
+        """Whether KEDA may scale the Deployment to zero, behind the HTTP add-on."""
+        return self.uses_keda() and self.keda.scale_to_zero
 
     def lower_bound(self) -> int:
         """The fewest replicas this autoscaling may leave: 0 when it scales to zero."""
