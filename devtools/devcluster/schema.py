@@ -9,6 +9,7 @@ CRD without those extensions: maps field by field, lists atomic.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Mapping
@@ -111,23 +112,26 @@ class Schemas:
         return SchemaNode(definitions.get(name) if name else None, definitions)
 
 
-def apply_defaults(value: Any, schema: Mapping[str, Any]) -> Any:
-    """A custom resource with its structural schema's defaults filled in, as the API server
-    does on every write: a missing property takes its `default` (then its own defaults), only
-    inside objects that are present; list items and map values are defaulted too."""
-    if isinstance(value, dict):
+def apply_defaults(schema: Mapping[str, Any], value: Any) -> Any:
+    """`value` with its structural schema's defaults filled in, as the API server defaults a
+    custom resource on every write (and the tests that evaluate the CRD's CEL rules need).
+
+    A missing property with a `default` gets a deep copy of it; defaults are then applied inside
+    it too, only inside objects that are present. Array items and map values are defaulted too.
+    """
+    if isinstance(value, dict) and schema.get("type") == "object":
         props = schema.get("properties") or {}
         out = dict(value)
-        for key, sub in props.items():
-            if key not in out and "default" in sub:
-                out[key] = json.loads(json.dumps(sub["default"]))
-            if key in out:
-                out[key] = apply_defaults(out[key], sub)
+        for name, sub in props.items():
+            if name not in out and "default" in sub:
+                out[name] = copy.deepcopy(sub["default"])
+            if name in out:
+                out[name] = apply_defaults(sub, out[name])
         extra = schema.get("additionalProperties")
         if isinstance(extra, Mapping):
-            for key in out.keys() - props.keys():
-                out[key] = apply_defaults(out[key], extra)
+            for name in out.keys() - props.keys():
+                out[name] = apply_defaults(extra, out[name])
         return out
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [apply_defaults(item, schema["items"]) for item in value]
+    if isinstance(value, list) and schema.get("type") == "array" and "items" in schema:
+        return [apply_defaults(schema["items"], v) for v in value]
     return value

@@ -90,7 +90,7 @@ class StoreMixin:
         publish the watch event."""
         custom = self.schemas.custom(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
         if custom:
-            obj = apply_defaults(obj, custom)
+            obj = apply_defaults(custom, obj)
         meta = obj["metadata"]
         key = self._key(res, meta.get("namespace"), meta["name"])
         if key in self._objects and not self._objects[key].deleted:

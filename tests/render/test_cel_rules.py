@@ -9,8 +9,8 @@ from typing import Any
 
 import celpy
 import pytest
-from crd_defaults import apply_defaults
 from render_helpers import FULL_SPEC, example_crs
+from reranker_devtools.devcluster.schema import apply_defaults
 from reranker_operator.spec import InvalidSpecError, parse_spec
 
 M = {"name": "m"}
