@@ -58,6 +58,16 @@ def _example_object(kind: str, name: str) -> dict[str, Any]:
     raise AssertionError(f"no example {kind} {name}")
 
 
+def _object_data(obj: dict[str, Any]) -> dict[str, str]:
+    """A Secret's or ConfigMap's keys and their text, as a volume shows them: a Secret's data
+    base64-decoded with stringData over it (as the API server merges them); a ConfigMap's data
+    as it is."""
+    if obj["kind"] == "ConfigMap":
+        return dict(obj.get("data") or {})
+    decoded = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
+    return decoded | dict(obj.get("stringData") or {})
+
+
 def _mounted_files(pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, str]:
     """What the kubelet does for Secret and ConfigMap volumes: their keys as files, under
     `root` here; returns {mountPath: local directory}."""
@@ -71,11 +81,9 @@ def _mounted_files(pod: dict[str, Any], container: dict[str, Any], root: Path) -
             obj = _example_object("ConfigMap", volume["configMap"]["name"])
         else:
             continue
-        files = dict(obj.get("stringData") or {}) | {
-            k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
         local = root / mount["name"]
         local.mkdir(parents=True)
-        for key, text in files.items():
+        for key, text in _object_data(obj).items():
             (local / key).write_text(text)
         places[mount["mountPath"]] = str(local)
     return places
@@ -215,13 +223,9 @@ MAPPED = {Env.MODEL_NAME, Env.DEVICE, Env.PORT, Env.HOST, Env.HF_HOME, Env.CACHE
 
 def _secret_value(ref: dict[str, str]) -> str:
     """A secretKeyRef resolved from the Secret manifests shipped beside the examples."""
-    for path in sorted((REPO / "examples").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "Secret" and doc["metadata"]["name"] == ref["name"]:
-                if ref["key"] in doc.get("stringData", {}):
-                    return doc["stringData"][ref["key"]]
-                return base64.b64decode(doc["data"][ref["key"]]).decode()
-    raise AssertionError(f"no example Secret {ref['name']} with key {ref['key']}")
+    data = _object_data(_example_object("Secret", ref["name"]))
+    assert ref["key"] in data, f"no key {ref['key']} in the example Secret {ref['name']}"
+    return data[ref["key"]]
 
 
 def _as_text(value: Any) -> str:
@@ -320,8 +324,7 @@ def _client_keys(cr: dict[str, Any]) -> list[str]:
         keys.append(_secret_value(server["apiKeySecret"]))
     mounted = ((server.get("auth") or {}).get("apiKeysSecret") or {}).get("name")
     if mounted:
-        secret = _example_object("Secret", mounted)
-        for text in (secret.get("stringData") or {}).values():
+        for text in _object_data(_example_object("Secret", mounted)).values():
             keys += [line.strip() for line in text.splitlines() if line.strip()]
     return keys
 
