@@ -24,9 +24,14 @@ LATEST_VENV ?= .venv-latest
 VLLM_VENV ?= build/vllm-venv
 VLLM_LOCK := constraints/vllm-lock.txt
 VLLM_VERSION := 0.32.0
+# Infinity (infinity-emb, the cross-encoder peer of `make bench` and its agreement test) likewise:
+# it pins transformers 4.x and numpy 1.x.
+INFINITY_VENV ?= build/infinity-venv
+INFINITY_LOCK := constraints/infinity-lock.txt
+INFINITY_VERSION := 0.0.78
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv system-deps demo test test-latest lock bench bench-gpu render generate crds e2e clean
+.PHONY: install install-bench vllm-venv infinity-venv system-deps demo test test-latest lock bench bench-gpu render generate crds e2e clean
 
 install: $(VENV)/.installed
 
@@ -59,7 +64,7 @@ system-deps:
 	fi
 
 ## test: the whole suite (no cluster, no GPU; the network only for the installs above)
-test: install vllm-venv system-deps
+test: install vllm-venv infinity-venv system-deps
 	$(PY) -m pytest -q
 
 ## test-latest: the suite on the newest releases pyproject.toml's ranges allow (not the lock),
@@ -88,8 +93,20 @@ $(VLLM_VENV)/.installed: $(VLLM_LOCK)
 	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -r $(VLLM_LOCK)
 	touch $@
 
+## infinity-venv: infinity-emb $(INFINITY_VERSION) (torch engine) from $(INFINITY_LOCK), torch
+## held at the CPU build.
+infinity-venv: $(INFINITY_VENV)/.installed
+
+$(INFINITY_VENV)/.installed: $(INFINITY_LOCK)
+	rm -rf $(INFINITY_VENV)
+	$(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(INFINITY_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(INFINITY_VENV)/bin/python -m pip install -q --no-deps -r $(INFINITY_LOCK)
+	touch $@
+
 ## lock: recompile $(LOCK) from pyproject.toml (every extra) and devtools/pyproject.toml, and
-## $(VLLM_LOCK), for CPython 3.11 on x86_64 Linux (CI and both images); torch is pinned at
+## $(VLLM_LOCK) and $(INFINITY_LOCK), for CPython 3.11 on x86_64 Linux (CI and both images); torch is pinned at
 ## $(TORCH_VERSION).
 lock:
 	test -x $(LOCK_VENV)/bin/uv || ($(PYTHON) -m venv $(LOCK_VENV) \
@@ -108,8 +125,13 @@ lock:
 		-c $(LOCK_VENV)/torch.txt --no-emit-package torch --no-emit-package torchvision \
 		--no-emit-package torchaudio --no-emit-package torchcodec \
 		--custom-compile-command "make lock" -o $(VLLM_LOCK)
+	echo "infinity-emb[server,torch]==$(INFINITY_VERSION)" > $(LOCK_VENV)/infinity.in
+	$(LOCK_VENV)/bin/uv pip compile --quiet $(LOCK_VENV)/infinity.in \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 $(TORCH_CPU_SOURCE) \
+		-c $(LOCK_VENV)/torch.txt --no-emit-package torch \
+		--custom-compile-command "make lock" -o $(INFINITY_LOCK)
 
-bench: install-bench vllm-venv
+bench: install-bench vllm-venv infinity-venv
 	$(PY) bench/run.py
 
 ## bench-gpu: the GPU run (random-weight Qwen3-Reranker-0.6B and bge-reranker-base shapes);

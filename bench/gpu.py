@@ -64,8 +64,9 @@ def matmul_peak(device: str, dtype: torch.dtype, n: int) -> float:
 
 
 def requests(count: int, docs: int, seed: int = 0) -> list:
-    from reranker_server.contracts import RerankInput
     import random
+
+    from reranker_server.contracts import RerankInput
 
     rng = random.Random(seed)
     words = "the of and to in capital city river country paris france berlin water model".split()
@@ -180,9 +181,9 @@ def engine_run(path: Path, device: str, dtype: str, concurrencies: list[int], n:
 
 def forced_oom(path: Path, device: str) -> dict:
     """Too little memory for the batch: the engine must split it and still answer."""
+    from prometheus_client import REGISTRY
     from reranker_server.engine import EngineConfig, build_engine
     from reranker_server.models import LoadOptions, load_backend
-    from prometheus_client import REGISTRY
 
     backend = load_backend(LoadOptions(model=str(path), device=device, dtype="float32"))
     before = REGISTRY.get_sample_value("reranker_oom_retries_total") or 0.0

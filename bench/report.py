@@ -102,12 +102,38 @@ def targets(loads: dict) -> list[dict]:
             if "this" in s and base in s:
                 r = ratio(s["this"]["pairs_per_s"], s[base]["pairs_per_s"])
                 add(f"cross pairs/s this/{base}", r, ">= 1.5", r >= 1.5)
+        for suffix in ("", "-bf16"):
+            this, peer = s.get("this" + suffix), s.get("infinity" + suffix)
+            if this and peer:
+                r = ratio(this["pairs_per_s"], peer["pairs_per_s"])
+                add(f"cross pairs/s this{suffix}/infinity{suffix}", r, ">= 1.5", r >= 1.5)
     return out
 
 
 def _fmt(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else f"{value:.{digits}f}"
+
+
+def versus_this(name: str, servers: dict) -> str:
+    """The 'pairs/s vs this' cell: how many times a row's pairs/s this server's row of the same
+    dtype makes ('this-bf16 is 1.24x'); on this server's bf16 row, its bf16 speed-up."""
+    suffix = "-bf16" if name.endswith("-bf16") else ""
+    if name == "this" + suffix:
+        fp32 = servers.get("this")
+        if suffix and fp32:
+            return f"{_fmt(ratio(servers[name]['pairs_per_s'], fp32['pairs_per_s']))}x this"
+        return "-"
+    base = servers.get("this" + suffix)
+    if base is None:
+        return "-"
+    return f"this{suffix} is {_fmt(ratio(base['pairs_per_s'], servers[name]['pairs_per_s']))}x"
+
+
+def bf16_speedups(servers: dict) -> dict[str, float]:
+    """pairs/s in bf16 over pairs/s in fp32, for every server that ran both."""
+    return {name: ratio(servers[f"{name}-bf16"]["pairs_per_s"], s["pairs_per_s"])
+            for name, s in servers.items() if f"{name}-bf16" in servers}
 
 
 def markdown(run: dict) -> str:
@@ -140,15 +166,13 @@ def markdown(run: dict) -> str:
              "| prompt tokens reused % | pairs/s vs this | pairs/s per round |"),
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
-        this = load["servers"].get("this")
         for server, s in load["servers"].items():
-            vs = ratio(this["pairs_per_s"], s["pairs_per_s"]) if this and server != "this" else None
             lines.append(
                 f"| {server} | {s['requests']} | {s['errors']} | {_fmt(s['pairs_per_s'], 1)} | "
                 f"{_fmt(s['p50_s'])} | {_fmt(s['p95_s'])} | {_fmt(s['model_gflops'], 1)} | "
                 f"{_fmt(100 * s['fraction_of_peak'], 1)} | "
                 f"{_fmt(100 * s.get('reused_tokens_fraction', 0.0), 1)} | "
-                f"{'this is ' + _fmt(vs) + 'x' if vs is not None else '-'} | "
+                f"{versus_this(server, load['servers'])} | "
                 f"{', '.join(_fmt(x, 1) for x in s.get('rounds_pairs_per_s', []))} |"
             )
         lines.append("")
@@ -159,6 +183,10 @@ def markdown(run: dict) -> str:
                 f"(top index match: {agreement['top_index_match']}, max |score diff| "
                 f"{agreement['max_abs_score_diff']:.2e}, tolerance {AGREEMENT_TOLERANCE:g})"
             )
+        speedups = bf16_speedups(load["servers"])
+        if speedups:
+            lines.append("- bf16 speed-up (pairs/s of NAME-bf16 / NAME): " + ", ".join(
+                f"{name} {_fmt(r)}x" for name, r in speedups.items()))
         for pair, cost in load.get("bf16_cost", {}).items():
             lines.append(
                 f"- bf16 cost {pair}: max |score diff| {cost['max_abs_score_diff']:.2e} over "

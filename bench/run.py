@@ -32,12 +32,12 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import httpx
 import models
-from reranker_contract import Metric
 import report
 from cpu_usage import BackgroundCpu
 from loadgen import LoadResult, fetch_scores, merge_results, run_load
 from naive_server import DEFAULT_INSTRUCTION, qwen3_prompt
 from peak import machine_peak_gflops
+from reranker_contract import Metric
 from servers import running_server
 from texts import BenchRequest, make_requests
 
@@ -67,10 +67,11 @@ LOADS = {
     "cross": LoadSpec(
         "cross", "BERT cross-encoder with the real all-MiniLM-L6-v2 encoder and a seeded head; "
         "short query, documents of 30-200 tokens",
-        {"this": "this", "naive": "naive-cross", "st-naive": "st-naive", "vllm": "vllm-cross"},
+        {"this": "this", "naive": "naive-cross", "st-naive": "st-naive", "vllm": "vllm-cross",
+         "infinity": "infinity"},
         query_tokens=12, instruction_tokens=0),
 }
-SERVER_NAMES = ("this", "naive", "st-naive", "vllm")  # each also as NAME-bf16 (--dtypes)
+SERVER_NAMES = ("this", "naive", "st-naive", "vllm", "infinity")  # each also as NAME-bf16 (--dtypes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,10 +94,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="documents per request (default 32; --quick 16)")
     parser.add_argument("--check-requests", type=int, default=8,
                         help="requests whose scores are compared between servers")
-    parser.add_argument("--servers", default="this,naive,st-naive,vllm",
+    parser.add_argument("--servers", default=",".join(SERVER_NAMES),
                         help="comma-separated subset of: this, naive, st-naive (cross load "
-                             "only), vllm (make vllm-venv)")
-    parser.add_argument("--dtypes", default="float32",
+                             "only), vllm (make vllm-venv), infinity (cross load only, make "
+                             "infinity-venv)")
+    parser.add_argument("--dtypes", default="float32,bfloat16",
                         help="comma-separated: float32, bfloat16 (every server in each; bf16 "
                              "rows are named NAME-bf16 and compared with fp32)")
     parser.add_argument("--quick", action="store_true", help="small smoke run (~1-2 minutes)")

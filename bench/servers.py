@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,17 +20,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 NAIVE_MODES = {"naive-qwen3": "qwen3", "naive-cross": "cross", "st-naive": "st-cross"}
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] = (),
                    dtype: str = "float32", work: Path | None = None) -> list[str]:
-    """The argv of one server: `this` (reranker-server serve), a naive mode, or vLLM (`vllm`
-    for the Qwen3 yes/no family with the operator's score template, `vllm-cross` native)."""
+    """The argv of one server: `this` (reranker-server serve), a naive mode, vLLM (`vllm`
+    for the Qwen3 yes/no family with the operator's score template, `vllm-cross` native) or
+    Infinity (`infinity`, cross-encoders only)."""
     if kind == "this":
         entry = "import sys; from reranker_server.cli import main; sys.exit(main())"
         return [sys.executable, "-c", entry, "serve", "--model", str(model_dir),
@@ -55,6 +48,10 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
             args += ["--max-model-len", "2048", "--enable-prefix-caching",
                      "--hf-overrides", json.dumps(VLLM_QWEN3_OVERRIDES), "--chat-template", str(template)]
         return vllm.serve_argv(args)
+    if kind == "infinity":
+        from reranker_devtools import infinity
+
+        return infinity.serve_argv(model_dir, port, dtype=dtype)
     raise ValueError(f"server kind: unknown {kind!r}")
 
 
@@ -69,6 +66,17 @@ def bench_env() -> dict[str, str]:
                TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
                PYTHONUNBUFFERED="1", VLLM_CPU_KVCACHE_SPACE="2")
     return env
+
+
+def health_path(kind: str) -> str:
+    """Where a server says it is ready: ours `/ready`, vLLM's and Infinity's `/health`."""
+    if kind.startswith("vllm"):
+        return "/health"
+    if kind == "infinity":
+        from reranker_devtools import infinity
+
+        return infinity.HEALTH_PATH
+    return "/ready"
 
 
 @dataclass
@@ -90,20 +98,25 @@ class RunningServer:
 def running_server(kind: str, model_dir: Path, log_path: Path, extra: Sequence[str] = (),
                    ready_timeout_s: float = 600.0, dtype: str = "float32",
                    ) -> Iterator[RunningServer]:  # fmt: skip
-    """Run one server until the block exits; yields it once it answers (`/ready`, or vLLM's
-    `/health`)."""
+    """Run one server until the block exits; yields it once it answers `health_path(kind)`."""
+    from reranker_devtools.peers import free_port
+
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = server_command(kind, model_dir, port, extra, dtype=dtype, work=log_path.parent)
-    probe = "/health" if kind.startswith("vllm") else "/ready"
+    env = bench_env()
+    if kind == "infinity":
+        from reranker_devtools import infinity
+
+        env.update(infinity.env(log_path.parent))
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=bench_env(),
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
         try:
             base_url = f"http://127.0.0.1:{port}"
             try:
                 asyncio.run(wait_ready(base_url, ready_timeout_s, lambda: proc.poll() is None,
-                                       path=probe))
+                                       path=health_path(kind)))
             except RuntimeError as exc:
                 tail = log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{kind}: {exc}\n--- log tail ({log_path}) ---\n{tail}") from exc

@@ -11,9 +11,11 @@ cross-encoder with a WordPiece tokenizer. Nothing is downloaded; weights are ran
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -252,8 +254,21 @@ def build_qwen3_reranker(
     _spread_init_(model, init_std, seed)
     model.eval()
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    _save_portable_tokenizer(tokenizer, out)
     return out
+
+
+def _save_portable_tokenizer(tokenizer: Any, out: Path) -> None:
+    """Save the tokenizer under a class name transformers 4.x knows too.
+
+    transformers 5 writes `TokenizersBackend`; the peers that pin 4.x (Infinity) cannot load
+    that, and real checkpoints name a class both understand (`PreTrainedTokenizerFast` is one).
+    """
+    tokenizer.save_pretrained(out)
+    config_path = Path(out) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _train_wordpiece(corpus: Iterable[str], vocab_size: int):
@@ -331,7 +346,7 @@ def build_cross_encoder(
     _spread_init_(model, init_std, seed)
     model.eval()
     model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    _save_portable_tokenizer(tokenizer, out)
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from reranker_contract import MODEL_CACHE_PATH, VLLM_TEMPLATE_DIR
-from reranker_devtools import vllm
+from reranker_devtools import peers, vllm
 from reranker_operator.render import render_children
 
 NAMESPACE = "ml"
@@ -84,15 +84,15 @@ def local_command(cr: dict[str, Any], model_dir: Path, work: Path,
 
 
 @contextmanager
-def rendered_vllm(cr: dict[str, Any], model_dir: Path, work: Path) -> Iterator[vllm.VllmServer]:
+def rendered_vllm(cr: dict[str, Any], model_dir: Path, work: Path) -> Iterator[peers.PeerServer]:
     """vLLM serving `model_dir` as the rendered Deployment would; skips where it cannot run."""
-    port = vllm.free_port()
+    port = peers.free_port()
     args, env = local_command(cr, model_dir, work, port)
     try:
         with vllm.start(args, port=port, log_path=work / "vllm.log", env=env) as server:
             print(f"vLLM started in {server.started_in_s:.0f}s from the rendered args {args}")
             yield server
-    except vllm.VllmUnavailable as exc:
+    except peers.PeerUnavailable as exc:
         pytest.skip(f"vLLM cannot run here: {exc}")
 
 

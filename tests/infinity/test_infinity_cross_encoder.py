@@ -1,0 +1,31 @@
+"""A real Infinity (infinity-emb, `make infinity-venv`), started as the benchmark starts it,
+scores a cross-encoder as our server does: the benchmark's agreement check between the two
+holds, and its Infinity rows cannot rot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from reranker_devtools import infinity, peers
+from vllm_helpers import DOCUMENTS, QUERY, our_scores, our_server, rerank
+
+
+def test_infinity_scores_as_our_server(infinity_cross_path: Path, tmp_path: Path) -> None:
+    port = peers.free_port()
+    try:
+        with infinity.start(infinity_cross_path, port=port, log_path=tmp_path / "infinity.log",
+                            timeout_s=300) as server:  # fmt: skip
+            print(f"Infinity started in {server.started_in_s:.0f}s")
+            theirs = rerank(server.base_url, infinity_cross_path.name, QUERY, DOCUMENTS)
+            # several requests at once go through its dynamic batcher: the same scores
+            reversed_docs = rerank(server.base_url, infinity_cross_path.name, QUERY,
+                                   DOCUMENTS[::-1])  # fmt: skip
+    except peers.PeerUnavailable as exc:
+        pytest.skip(f"Infinity cannot run here: {exc}")
+    with our_server(infinity_cross_path, max_sequence_length=512) as client:
+        mine = our_scores(client, QUERY, DOCUMENTS)
+    print("Infinity", theirs, "\nours", mine)
+    assert max(abs(a - b) for a, b in zip(theirs, mine, strict=True)) < 1e-5
+    assert max(abs(a - b) for a, b in zip(reversed_docs[::-1], mine, strict=True)) < 1e-5
+    assert max(mine) - min(mine) > 1e-3  # the model tells the documents apart
