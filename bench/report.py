@@ -132,8 +132,9 @@ def versus_this(name: str, servers: dict) -> str:
 
 def bf16_speedups(servers: dict) -> dict[str, float]:
     """pairs/s in bf16 over pairs/s in fp32, for every server that ran both."""
-    return {name: ratio(servers[f"{name}-bf16"]["pairs_per_s"], s["pairs_per_s"])
-            for name, s in servers.items() if f"{name}-bf16" in servers}
+    out = {name: ratio(servers[f"{name}-bf16"]["pairs_per_s"], s["pairs_per_s"])
+           for name, s in servers.items() if f"{name}-bf16" in servers}
+    return {name: r for name, r in out.items() if math.isfinite(r) and r > 0}
 
 
 def markdown(run: dict) -> str:

@@ -200,21 +200,30 @@ def prepare_load(spec: LoadSpec, args: argparse.Namespace
     return model_dir, requests, tokens, flops
 
 
-def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: Path) -> dict:
-    """Run every server of one load; their summaries and score agreement."""
-    print(f"\n== load {spec.name}: preparing model and {args.warmup + args.requests} requests",
-          flush=True)
-    model_dir, requests, tokens, flops = prepare_load(spec, args)
-    params = models.matmul_params(model_dir)
-    warm, measured = requests[: args.warmup], requests[args.warmup:]
-    warm_tokens, measured_tokens = tokens[: args.warmup], tokens[args.warmup:]
-    measured_flops = flops[args.warmup:]
-    checks = measured[: args.check_requests]
-    runs = [(name if dtype == "float32" else f"{name}-bf16", kind, dtype)
-            for dtype in args.dtypes for name, kind in spec.servers.items() if name in args.servers]
-    failed: dict[str, str] = {}
-    results: dict[str, list[LoadResult]] = {}
-    scores: dict[str, list[list[float]]] = {}
+@dataclass(frozen=True)
+class Phases:
+    """A load's model and its requests split into warm-up, measured (with token and FLOP counts)
+    and the agreement checks."""
+
+    model_dir: Path
+    warm: list[BenchRequest]
+    warm_tokens: list[int]
+    measured: list[BenchRequest]
+    measured_tokens: list[int]
+    measured_flops: list[float]
+    checks: list[BenchRequest]
+
+
+def measure_servers(spec: LoadSpec, args: argparse.Namespace, runs: list[tuple[str, str, str]],
+                    phases: Phases, log_dir: Path, failed: dict[str, str],
+                    results: dict[str, list[LoadResult]], scores: dict[str, list[list[float]]],
+                    ) -> None:  # fmt: skip
+    """Start RUNS (report name, server kind, dtype) side by side, warm each, measure them in
+    interleaved rounds, then fetch their scores of the check requests; fills FAILED, RESULTS and
+    SCORES."""
+    warm, warm_tokens, checks = phases.warm, phases.warm_tokens, phases.checks
+    measured, measured_tokens = phases.measured, phases.measured_tokens
+    measured_flops, model_dir = phases.measured_flops, phases.model_dir
     with ExitStack() as stack:
         running = {}
         for name, kind, dtype in runs:  # all started up front, paused while others are measured
@@ -240,6 +249,8 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
             order = list(running)[k % max(1, len(running)):] + list(running)[:k % max(1, len(running))]
             for name in order:  # servers alternate, so slow drifts of machine load even out
                 server = running[name]
+                if server.proc.poll() is not None:
+                    continue  # it died in an earlier round: said once below
                 server.resume()
                 before = server_counters(server.url)
                 result = asyncio.run(run_load(server.url, reqs, toks, flops=fls,
@@ -251,16 +262,42 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
                     result.flops = after[FLOPS] - before[FLOPS]
                     result.prefix_tokens_reused = int(after[REUSED] - before[REUSED])
                 results.setdefault(name, []).append(result)
+                if server.proc.poll() is not None:
+                    failed[name] = (f"exited with {server.proc.returncode} in round {k + 1} "
+                                    "(-9: killed, by the kernel's OOM killer where memory ran out)")
+                    print(f"   FAILED: {name} {failed[name]}", flush=True)
                 print(f"   round {k + 1}/{args.rounds} {name:10s}: {result.completed} requests "
                       f"({result.errors} errors) in {result.wall_s:.1f}s, "
                       f"{result.pairs / max(result.wall_s, 1e-9):.1f} pairs/s", flush=True)
         for name, server in running.items():
+            if server.proc.poll() is not None:
+                continue
             server.resume()
             try:
                 scores[name] = asyncio.run(fetch_scores(server.url, checks))
             except httpx.HTTPError as exc:
                 failed[name] = f"agreement check: {type(exc).__name__}: {exc}"
             server.pause()
+
+
+def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: Path) -> dict:
+    """Run every server of one load; their summaries and score agreement."""
+    print(f"\n== load {spec.name}: preparing model and {args.warmup + args.requests} requests",
+          flush=True)
+    model_dir, requests, tokens, flops = prepare_load(spec, args)
+    params = models.matmul_params(model_dir)
+    warm, measured = requests[: args.warmup], requests[args.warmup:]
+    warm_tokens, measured_tokens = tokens[: args.warmup], tokens[args.warmup:]
+    measured_flops = flops[args.warmup:]
+    checks = measured[: args.check_requests]
+    failed: dict[str, str] = {}
+    results: dict[str, list[LoadResult]] = {}
+    scores: dict[str, list[list[float]]] = {}
+    phases = Phases(model_dir, warm, warm_tokens, measured, measured_tokens, measured_flops, checks)
+    for dtype in args.dtypes:  # one dtype at a time: every server at once can run out of memory
+        runs = [(name if dtype == "float32" else f"{name}-bf16", kind, dtype)
+                for name, kind in spec.servers.items() if name in args.servers]
+        measure_servers(spec, args, runs, phases, log_dir, failed, results, scores)
     summaries = {}
     for name, rounds in results.items():
         summaries[name] = report.summarize(merge_results(rounds), params, peak)
