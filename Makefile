@@ -86,23 +86,21 @@ test-latest:
 vllm-venv: $(VLLM_VENV)/.installed
 
 $(VLLM_VENV)/.installed: $(VLLM_LOCK)
-	rm -rf $(VLLM_VENV)
-	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(VLLM_VENV)/bin/python -m pip install -q --no-deps -r $(VLLM_LOCK)
-	touch $@
 
 ## infinity-venv: infinity-emb $(INFINITY_VERSION) (torch engine) from $(INFINITY_LOCK), torch
 ## held at the CPU build.
 infinity-venv: $(INFINITY_VENV)/.installed
 
 $(INFINITY_VENV)/.installed: $(INFINITY_LOCK)
-	rm -rf $(INFINITY_VENV)
-	$(PYTHON) -m venv $(INFINITY_VENV)
-	$(INFINITY_VENV)/bin/python -m pip install -q --upgrade pip
-	$(INFINITY_VENV)/bin/python -m pip install -q "$(TORCH_SPEC)"
-	$(INFINITY_VENV)/bin/python -m pip install -q --no-deps -r $(INFINITY_LOCK)
+
+# A peer's venv ($(@D)) from its lock ($<, the prerequisite above): the CPU build of torch first,
+# then the lock as it stands, nothing resolved anew.
+$(VLLM_VENV)/.installed $(INFINITY_VENV)/.installed:
+	rm -rf $(@D)
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q --upgrade pip
+	$(@D)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(@D)/bin/python -m pip install -q --no-deps -r $<
 	touch $@
 
 ## lock: recompile $(LOCK) from pyproject.toml (every extra) and devtools/pyproject.toml, and
