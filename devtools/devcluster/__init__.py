@@ -10,13 +10,15 @@ stamping, the URL's namespace copied into created objects, list kinds, label/fie
 lists and watches, PUT, strategic-merge and server-side-apply patches, status-subresource
 semantics, garbage collection by ownerReferences, core-discovery and namespaces fixes, a record of
 every API call (verb, group, resource), meta.k8s.io Tables for `kubectl get` (printer columns),
-and a stand-in Deployment controller (`simulate_rollout`). Server-side apply merges lists the
+a stand-in Deployment controller (`simulate_rollout`), and on request a stand-in EndpointSlice
+controller whose slices follow pod readiness after a configurable lag, with graceful pod
+deletion (`endpoint_slices`, `begin_pod_deletion`). Server-side apply merges lists the
 way the API server does (map lists by their keys, sets, atomic lists, from the Kubernetes
 OpenAPI schema) and every write keeps `metadata.managedFields` per field manager.
 
 Modules: common (calls, errors, refs), patches, schema, fieldsets and managed (server-side
 apply and field ownership), selectors, store and api (the emulator's mixins), tables, emulator
-(the kmock subclass), rollout, kubeconfig, cluster (DevCluster).
+(the kmock subclass), rollout, endpoints, kubeconfig, cluster (DevCluster).
 """
 
 from reranker_devtools.devcluster.cluster import DevCluster

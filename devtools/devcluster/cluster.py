@@ -230,6 +230,41 @@ class DevCluster:
             raise ValueError(f"phase must be one of {ROLLOUT_PHASES}, not {phase!r}")
         self.emulator.rollout_phase = phase
 
+    # --- EndpointSlices and graceful pod deletion (devcluster.endpoints)
+
+    def endpoint_slices(self, lag_s: float = 0.0) -> None:
+        """From now on act as the EndpointSlice controller: every Service's slices list its
+        pods as they were `lag_s` seconds ago (the propagation to kube-proxy on a big cluster)."""
+        from reranker_devtools.devcluster.endpoints import EndpointSlices
+
+        async def go() -> None:
+            if self.emulator.endpoint_slices is not None:
+                self.emulator.endpoint_slices.stop()
+            self.emulator.endpoint_slices = EndpointSlices(lag_s)
+
+        self._run(go)
+
+    def begin_pod_deletion(self, namespace: str, name: str,
+                           grace_s: int | None = None) -> dict[str, Any]:
+        """A graceful DELETE of a pod: deletionTimestamp set, the pod stays (terminating) until
+        `delete` removes it, as its kubelet does once the containers exited."""
+        from reranker_devtools.devcluster.endpoints import begin_pod_deletion
+
+        return self._run(lambda: begin_pod_deletion(self.emulator, namespace, name, grace_s))
+
+    # --- nodes, scheduling and volume attachment (devcluster.nodes)
+
+    def add_node(self, name: str, *, gpus: int = 0, cpu: str = "16", memory: str = "64Gi",
+                 labels: Mapping[str, str] | None = None,
+                 taints: Collection[Mapping[str, str]] = ()) -> None:
+        """Declare a node. Until the first one, pods run without nodes (no scheduling, no
+        attachment); from then on pods are scheduled onto the declared nodes and their
+        volumes attached there, as devcluster.nodes describes."""
+        from reranker_devtools.devcluster.nodes import add_node, make_node
+
+        node = make_node(name, cpu=cpu, memory=memory, gpus=gpus, labels=labels, taints=taints)
+        self._run(lambda: add_node(self.emulator, node))
+
     # --- kubectl
 
     def write_kubeconfig(self, path: str | Path, namespace: str = "default") -> Path:

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from reranker_devtools.devcluster import nodes
 from reranker_devtools.devcluster.common import DEPLOYMENTS, PODS
 from reranker_operator.status import now_rfc3339
 
@@ -13,12 +14,17 @@ ROLLOUT_PHASES = ("init", "starting", "ready", "failed")
 CONTROLLER_MANAGER = "kube-controller-manager"  # the field manager of the stand-in controller
 
 
-def deployment_status(deployment: Mapping[str, Any], phase: str) -> dict[str, Any]:
-    """What the Deployment controller would report in a rollout phase."""
+def deployment_status(deployment: Mapping[str, Any], phase: str,
+                      ready: int | None = None) -> dict[str, Any]:
+    """What the Deployment controller would report in a rollout phase; `ready` counts the
+    pods that are ready when some of a 'ready' rollout are not (devcluster.nodes)."""
     replicas = int((deployment.get("spec") or {}).get("replicas", 1))
     generation = deployment["metadata"].get("generation", 1)
     ts = now_rfc3339()
-    ready = replicas if phase == "ready" else 0
+    if phase == "ready" and ready is not None and ready < replicas:
+        phase = "starting"  # still progressing: some pods cannot start
+    else:
+        ready = replicas if phase == "ready" else 0
     available = {"type": "Available", "lastUpdateTime": ts, "lastTransitionTime": ts}
     progressing = {"type": "Progressing", "lastUpdateTime": ts, "lastTransitionTime": ts}
     if phase == "ready":
@@ -82,8 +88,9 @@ def pod_status(pod_spec: Mapping[str, Any], phase: str) -> dict[str, Any]:
     }
 
 
-async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> None:
-    """Create, update or remove the simulated pods of a Deployment (status of `phase`)."""
+async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> int:
+    """Create, update or remove the simulated pods of a Deployment (status of `phase`, or
+    what the declared nodes allow: devcluster.nodes); returns how many are ready."""
     meta = deployment["metadata"]
     replicas = int((deployment.get("spec") or {}).get("replicas", 1))
     template = (deployment.get("spec") or {}).get("template") or {}
@@ -97,7 +104,10 @@ async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> None
         mine = any(r.get("uid") == meta["uid"] for r in refs)
         if mine and pod["metadata"]["name"] not in wanted:
             await emu.remove(PODS, pod)
-    for pod_name in sorted(wanted):
+    ready = 0
+    existing = {p["metadata"]["name"] for p in emu._items(PODS, meta["namespace"], selector)}
+    # pods already there first: one waiting for a volume gets it before a new pod (nodes.py)
+    for pod_name in sorted(wanted, key=lambda n: (n not in existing, n)):
         status = pod_status(template.get("spec") or {}, phase)
         live = emu.live(PODS, meta["namespace"], pod_name)
         if live is None:
@@ -107,8 +117,13 @@ async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> None
                 "spec": copy.deepcopy(template.get("spec") or {}),
             }, manager=CONTROLLER_MANAGER)
             live = emu.live(PODS, meta["namespace"], pod_name)
+        status = await nodes.settle(emu, live, status)
+        ready += any(c.get("type") == "Ready" and c.get("status") == "True"
+                     for c in status.get("conditions") or [])
+        live = emu.live(PODS, meta["namespace"], pod_name)
         await emu.update_object(PODS, live, dict(live, status=status), "status",
                                 manager="kubelet")
+    return ready
 
 
 async def roll_out(emu: Any, namespace: str, name: str, phase: str) -> dict[str, Any]:
@@ -116,9 +131,9 @@ async def roll_out(emu: Any, namespace: str, name: str, phase: str) -> dict[str,
     live = emu.live(DEPLOYMENTS, namespace, name)
     if live is None:
         raise KeyError(f"deployment {namespace}/{name} not found")
-    await sync_pods(emu, live, phase)
+    ready = await sync_pods(emu, live, phase)
     new = copy.deepcopy(live)
-    new["status"] = deployment_status(live, phase)
+    new["status"] = deployment_status(live, phase, ready)
     return await emu.update_object(DEPLOYMENTS, live, new, "status", manager=CONTROLLER_MANAGER)
 
 

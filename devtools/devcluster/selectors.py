@@ -47,17 +47,24 @@ def selector_matches(labels: Mapping[str, str], selector: str | None) -> bool:
     return True
 
 
+def _field(obj: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path (metadata.name, involvedObject.kind, reason), or None."""
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
 def field_selector_matches(obj: Mapping[str, Any], selector: str | None) -> bool:
-    """metadata.name / metadata.namespace equality field selectors."""
-    meta = obj.get("metadata", {})
+    """Equality field selectors on a dotted path (metadata.name, metadata.namespace, and the
+    fields an Event is selected by: involvedObject.kind/name, reason, type)."""
     for part in (selector or "").split(","):
         if not part.strip():
             continue
         key, _, value = part.partition("=")
         negate = key.endswith("!")
         key, value = key.rstrip("!").strip(), value.lstrip("=").strip()
-        actual = {"metadata.name": meta.get("name"), "metadata.namespace": meta.get("namespace")}
-        ok = actual.get(key) == value
+        ok = _field(obj, key) == value
         if ok == negate:
             return False
     return True

@@ -29,6 +29,7 @@ class StoreMixin:
     calls: list[Any]
     schemas: Schemas
     rollout_phase: str | None  # the stand-in Deployment controller's target (auto_rollout)
+    endpoint_slices: Any  # endpoints.EndpointSlices once DevCluster.endpoint_slices enabled it
     _live: dict[Any, dict[tuple[Any, str | None, str], dict[str, Any]]]  # resource -> key -> obj
     _uids: dict[str, tuple[Any, str | None, str]]  # uid of every live object -> its key
     _rollouts: set[Any]
@@ -103,6 +104,8 @@ class StoreMixin:
         if meta.get("uid"):
             self._uids[meta["uid"]] = key
         await self._emit(res, event, obj)
+        if self.endpoint_slices is not None:
+            self.endpoint_slices.observe(self, res, obj)
         if self.rollout_phase and (res.group, res.plural) == ("apps", "deployments") and (
                 needs_rollout(obj)):
             task = asyncio.get_running_loop().create_task(
@@ -222,6 +225,8 @@ class StoreMixin:
             gone = copy.deepcopy(dict(obj))
             gone["metadata"]["resourceVersion"] = str(next(self.rv))
             await self._emit(res, "DELETED", gone)
+            if self.endpoint_slices is not None:
+                self.endpoint_slices.observe(self, res, gone)
         uid = meta.get("uid")
         for (r, _ns, _name), dep in [i for objs in list(self._live.values())
                                      for i in list(objs.items())]:
