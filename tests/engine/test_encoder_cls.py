@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from reranker_server.models import encoder_cls
+from tolerance import assert_scores_close
 from transformers import AutoModelForSequenceClassification
 
 
@@ -42,14 +43,16 @@ def test_cls_only_equals_plain_forward_with_padding(tiny_cross_encoder_path, att
         want_again = model(**_inputs(2, [3, 11], model.config.vocab_size)).logits
     assert used  # the [CLS]-only path really ran (the caller's report says so)
     assert model not in encoder_cls.unsupported
-    assert (got - want).abs().max().item() <= 1e-5
-    assert (again - want_again).abs().max().item() <= 1e-5
+    # the same modules on fewer rows: one implementation (tests/tolerance.py)
+    assert_scores_close(got[:, 0].tolist(), want[:, 0].tolist(), model, "logit", "same_kernel")
+    assert_scores_close(again[:, 0].tolist(), want_again[:, 0].tolist(), model, "logit",
+                        "same_kernel")  # fmt: skip
     # each row equals that sequence alone, unpadded
     for i, n in enumerate([5, 23, 2, 17, 9]):
         alone = {k: v[i : i + 1, :n] for k, v in inputs.items()}
         with torch.inference_mode():
             ref = model(**alone).logits[0]
-        assert (got[i] - ref).abs().max().item() <= 1e-5
+        assert_scores_close(got[i].tolist(), ref.tolist(), model, "logit", "same_kernel")
 
 
 def test_last_layer_feed_forward_sees_only_the_cls_row(tiny_cross_encoder_path):

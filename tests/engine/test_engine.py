@@ -12,6 +12,7 @@ from prometheus_client import REGISTRY
 from reranker_server.contracts import QueueFullError, RerankInput
 from reranker_server.engine import EngineConfig, build_engine
 from reranker_server.engine.scheduler import BatchRecord, EngineStoppedError
+from tolerance import Kind, Mode, assert_scores_close
 
 DOCS = [
     "Paris is the capital of France.",
@@ -49,9 +50,11 @@ def _expected(backend, reference, inp: RerankInput) -> list[float]:
     return [reference(enc.prefix_ids, p.input_ids) for p in enc.pairs]
 
 
-def _close(got: list[float], want: list[float], tol: float = 1e-4) -> None:
-    assert len(got) == len(want)
-    assert max(abs(a - b) for a, b in zip(got, want)) <= tol, (got, want)
+def _close(got: list[float], want: list[float], backend, kind: Kind = "logit",
+           mode: Mode = "cross_impl") -> None:  # fmt: skip
+    """Within the float32 tolerance of `backend`'s model (tests/tolerance.py)."""
+    model = backend.model if hasattr(backend, "model") else backend.base
+    assert_scores_close(got, want, model, kind, mode)
 
 
 def _metric(name: str) -> float:
@@ -88,9 +91,9 @@ async def test_scores_match_an_independent_forward_in_input_order(
     inp = RerankInput(query="what is the capital of France?", documents=DOCS)
     out = await engine.rerank(inp)
     want = _expected(causal_backend, causal_reference, inp)
-    _close(out.raw_scores, want)
+    _close(out.raw_scores, want, causal_backend)
     assert len({round(x, 3) for x in want}) == len(want)  # distinct: order is observable
-    _close(out.scores, [1 / (1 + math.exp(-x)) for x in want], 1e-5)
+    _close(out.scores, [1 / (1 + math.exp(-x)) for x in want], causal_backend, "probability")
     enc = causal_backend.encode(inp)
     assert out.prompt_tokens == enc.prompt_tokens
 
@@ -106,7 +109,7 @@ async def test_shared_prefix_equals_full_recompute(causal_backend, engine_factor
     a = await prefix_engine.rerank(inp)
     b = await full_engine.rerank(inp)
     assert set(kinds) == {"prefix"} and set(full_kinds) == {"full"}
-    _close(a.raw_scores, b.raw_scores)
+    _close(a.raw_scores, b.raw_scores, causal_backend)  # another attention path: cross_impl
 
 
 async def test_concurrent_requests_batched_equal_each_alone(
@@ -128,7 +131,7 @@ async def test_concurrent_requests_batched_equal_each_alone(
     engine.resume()
     outs = await asyncio.gather(*tasks)
     for req, out in zip(requests, outs):
-        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req), causal_backend)
     # engine ids follow enqueue order (1..5). Requests 1 and 3 share query and instruction: one
     # prefix group of 3 pairs; request 4 (7 docs) is its own prefix group; the small requests 2
     # and 5 (other queries) are packed together into one full batch.
@@ -162,7 +165,7 @@ async def test_different_instructions_never_share_a_prefix_group(
     keys = [next(iter(r.prefix_keys)) for r in sorted(records, key=lambda r: min(r.request_ids))]
     assert all(len(r.prefix_keys) == 1 for r in records) and len(set(keys)) == 3
     for req, out in zip(requests, outs):
-        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req), causal_backend)
 
 
 async def test_queue_full_is_429_and_admitted_requests_are_answered(
@@ -178,7 +181,7 @@ async def test_queue_full_is_429_and_admitted_requests_are_answered(
     engine.resume()
     outs = await asyncio.gather(*tasks)
     for req, out in zip(requests, outs):
-        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req), causal_backend)
     assert engine.inflight_requests == 0
     after = await engine.rerank(RerankInput(query="now admitted", documents=DOCS[:2]))
     assert len(after.scores) == 2
@@ -201,7 +204,7 @@ async def test_failing_batch_fails_only_its_requests(
     assert len(results[1].scores) == 2
     monkeypatch.undo()
     again = await engine.rerank(good)  # the engine goes on
-    _close(again.raw_scores, results[1].raw_scores)
+    _close(again.raw_scores, results[1].raw_scores, cross_backend, mode="same_kernel")
     assert engine.pending_pairs == 0 and engine.inflight_requests == 0
 
 
@@ -210,7 +213,8 @@ async def test_cross_encoder_batches_across_requests(
 ):
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_cross_encoder_path).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_cross_encoder_path, dtype=torch.float32).eval()
     engine = await engine_factory(cross_backend)
     records: list[BatchRecord] = []
     engine.add_batch_listener(records.append)
@@ -229,7 +233,7 @@ async def test_cross_encoder_batches_across_requests(
                     token_type_ids=torch.tensor([pair.token_type_ids]),
                 ).logits
             want.append(float(logits[0, 0]))
-        _close(out.raw_scores, want)
+        _close(out.raw_scores, want, cross_backend)
 
 
 async def test_score_cache_hits_skip_the_model(causal_backend, causal_reference, engine_factory):
@@ -247,7 +251,7 @@ async def test_score_cache_hits_skip_the_model(causal_backend, causal_reference,
     assert sum(len(r.request_ids) for r in records) == 1  # only DOCS[5] reached the model
     assert _metric("reranker_score_cache_hits_total") - hits0 == 2
     assert _metric("reranker_score_cache_misses_total") - miss0 == 4
-    _close(out.raw_scores, _expected(causal_backend, causal_reference, second))
+    _close(out.raw_scores, _expected(causal_backend, causal_reference, second), causal_backend)
     enc = causal_backend.encode(second)
     assert out.prompt_tokens == enc.prompt_tokens
     records.clear()
@@ -359,8 +363,8 @@ async def test_prefix_metrics_stop_when_the_prefix_path_turns_off(
     assert not backend.prefix_cache_in_force and not engine.prefix_enabled
     second = await engine.rerank(inp)
     want = _expected(backend, causal_reference, inp)
-    _close(first.raw_scores, want)
-    _close(second.raw_scores, want)
+    _close(first.raw_scores, want, backend)
+    _close(second.raw_scores, want, backend)
     assert _metric("reranker_prefix_cache_reuse_total") == reuse0
     assert _metric("reranker_prefix_tokens_saved_total") == saved0
     assert records[0].report is not None and not records[0].report.prefix_kv
@@ -434,7 +438,7 @@ async def test_many_interleaved_requests_each_get_their_own_scores(
     ]
     outs = await asyncio.gather(*(engine.rerank(r) for r in requests))
     for req, out in zip(requests, outs):
-        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req), causal_backend)
     assert {r.kind for r in records} == {"prefix", "full"}
     assert all(len(r.request_ids) <= 4 for r in records)
     for r in records:
@@ -473,7 +477,7 @@ async def test_parallel_model_workers_give_each_request_its_own_scores(
     main_threads = torch.get_num_threads()
     outs = await asyncio.gather(*(engine.rerank(r) for r in requests))
     for req, out in zip(requests, outs):
-        _close(out.raw_scores, _expected(causal_backend, causal_reference, req))
+        _close(out.raw_scores, _expected(causal_backend, causal_reference, req), causal_backend)
     assert torch.get_num_threads() == main_threads  # only the worker threads were changed
 
 
@@ -510,7 +514,7 @@ async def test_out_of_memory_splits_the_batch_and_retries(
     before = _metric("reranker_oom_retries_total")
     inp = RerankInput(query="which capital?", documents=DOCS)
     out = await engine.rerank(inp)
-    _close(out.raw_scores, _expected(causal_backend, causal_reference, inp))
+    _close(out.raw_scores, _expected(causal_backend, causal_reference, inp), causal_backend)
     assert _metric("reranker_oom_retries_total") - before >= 2  # 7 -> 3 + 4 -> 3 + 2 + 2
 
 

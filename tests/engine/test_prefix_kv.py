@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tolerance import Mode, fp32_tolerance
+
 from reranker_server.models.prefix_kv import (
     last_hidden_full,
     last_hidden_with_prefix,
@@ -38,6 +40,15 @@ def _qwen3(attn: str, layers: int = 3) -> torch.nn.Module:
     return model
 
 
+def _within(got: torch.Tensor, want: torch.Tensor, model: torch.nn.Module,
+            mode: Mode = "cross_impl") -> None:  # fmt: skip
+    """Hidden states within the model's float32 tolerance (tests/tolerance.py); a prefix KV
+    cache reads keys and values through another attention path than a whole forward, so it is
+    counted as another implementation; padding and batching alone are `same_kernel`."""
+    diff, tol = (got - want).abs().max().item(), fp32_tolerance(model, "hidden", mode)
+    assert diff <= tol, f"max |diff| {diff:.3g} > {mode} tolerance {tol:.3g}"
+
+
 def _alone(base: torch.nn.Module, seq: list[int]) -> torch.Tensor:
     """Reference: the sequence on its own, no padding, no cache."""
     with torch.inference_mode():
@@ -63,7 +74,7 @@ def test_shared_prefix_equals_full_recompute(base):
     assert run.used_cache and [s.path for s in run.shapes] == ["prefix"] + ["continuation"] * 3
     want = torch.stack([_alone(base, prefix + c) for c in conts])
     assert got.shape == want.shape == (len(conts), 64)
-    assert (got - want).abs().max().item() <= 1e-4
+    _within(got, want, base)
     # the documents really differ, so equality is not trivial
     assert torch.cdist(want, want).fill_diagonal_(1.0).min().item() > 1e-2
     assert base not in prefix_cache_unsupported
@@ -96,8 +107,8 @@ def test_empty_continuation_reads_the_prefix_last_token(base):
     prefix = _tokens(gen, 12)
     conts = [[], _tokens(gen, 6)]
     got = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD).hidden
-    assert (got[0] - _alone(base, prefix)).abs().max().item() <= 1e-4
-    assert (got[1] - _alone(base, prefix + conts[1])).abs().max().item() <= 1e-4
+    _within(got[0], _alone(base, prefix), base)
+    _within(got[1], _alone(base, prefix + conts[1]), base)
 
 
 def test_full_helper_right_pads_correctly(base):
@@ -105,7 +116,7 @@ def test_full_helper_right_pads_correctly(base):
     seqs = [_tokens(gen, n) for n in (3, 30, 8)]
     got = last_hidden_full(base, seqs, pad_token_id=PAD)
     want = torch.stack([_alone(base, s) for s in seqs])
-    assert (got - want).abs().max().item() <= 1e-4
+    _within(got, want, base, "same_kernel")
 
 
 def test_empty_prefix_is_plain_batching(base):
@@ -115,7 +126,7 @@ def test_empty_prefix_is_plain_batching(base):
     got = run.hidden
     assert not run.used_cache
     want = torch.stack([_alone(base, c) for c in conts])
-    assert (got - want).abs().max().item() <= 1e-4
+    _within(got, want, base, "same_kernel")
 
 
 def test_model_without_a_cache_falls_back_and_is_recorded():
@@ -138,7 +149,7 @@ def test_model_without_a_cache_falls_back_and_is_recorded():
     got = run.hidden
     assert model in prefix_cache_unsupported and not run.used_cache  # reported as it ran
     want = torch.stack([_alone(model, prefix + c) for c in conts])
-    assert (got - want).abs().max().item() <= 1e-4
+    _within(got, want, model, "same_kernel")
 
 
 def test_bad_arguments_are_named(base):
@@ -174,7 +185,7 @@ def test_a_model_whose_cached_forward_is_wrong_is_detected():
                 for c in conts
             ]
         )
-    assert (got - want).abs().max().item() <= 1e-4
+    _within(got, want, base, "same_kernel")
     with pytest.raises(ValueError, match="sub_batches"):
         last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD, sub_batches=[[0], []])
     with pytest.raises(ValueError, match="sub_batches"):
@@ -221,5 +232,5 @@ def test_last_layer_runs_only_the_scored_token(base):
         (3, width, d)
     ] * (n_layers - 1) + [(3, 1, d)]
     want = torch.stack([_alone(base, s) for s in seqs])
-    assert (got - want).abs().max().item() <= 1e-4
-    assert (full - want).abs().max().item() <= 1e-4
+    _within(got, want, base)
+    _within(full, want, base, "same_kernel")

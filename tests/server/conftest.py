@@ -8,6 +8,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from server_helpers import running_client, serving, settings_for
+from tolerance import fp32_cross_impl_tolerance
 
 CARD_PREFIX = (
     "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
@@ -34,6 +35,9 @@ class QwenReference:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
         self.no_id = self.tok.convert_tokens_to_ids("no")
         self.yes_id = self.tok.convert_tokens_to_ids("yes")
+        # how far the server's float32 scores may be from these (tests/tolerance.py)
+        self.tol = fp32_cross_impl_tolerance(path)
+        self.logit_tol = fp32_cross_impl_tolerance(path, "logit")
 
     def tokens(self, query: str, doc: str, instruction: str = CARD_INSTRUCTION) -> list[int]:
         return self.tok(card_prompt(query, doc, instruction))["input_ids"]
@@ -55,6 +59,7 @@ class CrossEncoderReference:
         self.model = AutoModelForSequenceClassification.from_pretrained(
             path, dtype=torch.float32
         ).eval()
+        self.tol = fp32_cross_impl_tolerance(path)  # tests/tolerance.py
 
     def score(self, query: str, doc: str) -> float:
         with torch.no_grad():
