@@ -29,9 +29,14 @@ VLLM_VERSION := 0.32.0
 INFINITY_VENV ?= build/infinity-venv
 INFINITY_LOCK := constraints/infinity-lock.txt
 INFINITY_VERSION := 0.0.78
+# checkov (the Kubernetes policy scanner tests/deploy/test_checkov.py runs over every rendered
+# manifest) likewise: it pins many packages of its own. No torch.
+CHECKOV_VENV ?= build/checkov-venv
+CHECKOV_LOCK := constraints/checkov-lock.txt
+CHECKOV_VERSION := 3.3.30
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv infinity-venv system-deps demo test test-latest lock bench bench-gpu render generate crds e2e clean
+.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu render generate crds e2e clean
 
 install: $(VENV)/.installed
 
@@ -64,7 +69,7 @@ system-deps:
 	fi
 
 ## test: the whole suite (no cluster, no GPU; the network only for the installs above)
-test: install vllm-venv infinity-venv system-deps
+test: install vllm-venv infinity-venv checkov-venv system-deps
 	$(PY) -m pytest -q
 
 ## test-latest: the suite on the newest releases pyproject.toml's ranges allow (not the lock),
@@ -103,8 +108,23 @@ $(VLLM_VENV)/.installed $(INFINITY_VENV)/.installed:
 	$(@D)/bin/python -m pip install -q --no-deps -r $<
 	touch $@
 
+## checkov-venv: checkov $(CHECKOV_VERSION) from $(CHECKOV_LOCK), nothing resolved anew.
+checkov-venv: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: $(CHECKOV_LOCK)
+	rm -rf $(@D)
+	$(PYTHON) -m venv $(@D)
+	$(@D)/bin/python -m pip install -q --upgrade pip
+	$(@D)/bin/python -m pip install -q --no-deps -r $<
+	touch $@
+
+## scan: checkov's Kubernetes policies over every example's rendered children and the install
+## bundle (tests/deploy/test_checkov.py; the skips and why: tests/deploy/checkov-skips.yaml)
+scan: install checkov-venv
+	$(PY) -m pytest -q tests/deploy/test_checkov.py
+
 ## lock: recompile $(LOCK) from pyproject.toml (every extra) and devtools/pyproject.toml, and
-## $(VLLM_LOCK) and $(INFINITY_LOCK), for CPython 3.11 on x86_64 Linux (CI and both images); torch is pinned at
+## $(VLLM_LOCK), $(INFINITY_LOCK) and $(CHECKOV_LOCK), for CPython 3.11 on x86_64 Linux (CI and both images); torch is pinned at
 ## $(TORCH_VERSION).
 lock:
 	test -x $(LOCK_VENV)/bin/uv || ($(PYTHON) -m venv $(LOCK_VENV) \
@@ -128,6 +148,10 @@ lock:
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 $(TORCH_CPU_SOURCE) \
 		-c $(LOCK_VENV)/torch.txt --no-emit-package torch \
 		--custom-compile-command "make lock" -o $(INFINITY_LOCK)
+	echo "checkov==$(CHECKOV_VERSION)" > $(LOCK_VENV)/checkov.in
+	$(LOCK_VENV)/bin/uv pip compile --quiet $(LOCK_VENV)/checkov.in \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+		--custom-compile-command "make lock" -o $(CHECKOV_LOCK)
 
 bench: install-bench vllm-venv infinity-venv
 	$(PY) bench/run.py
@@ -142,7 +166,8 @@ render: install
 
 ## generate: rewrite every generated file from its source (reranker_devtools.generate; a test
 ## fails when a committed one differs): the Prometheus Adapter rules, the CRD (from the spec
-## models in operator/spec.py) and deploy/'s copy of it, the field reference.
+## models in operator/spec.py) and deploy/'s copy of it, the field reference, and (where
+## `make vllm-venv` ran) contract/vllm_flags.py from the pinned vLLM's parser.
 generate: install
 	$(PY) -m reranker_devtools.generate
 

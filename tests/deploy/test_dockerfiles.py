@@ -56,19 +56,24 @@ def test_base_images_are_pinned(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", DOCKERFILES)
-def test_runs_as_non_root_uid_1000(name: str) -> None:
+def test_runs_as_the_contracts_high_uid(name: str) -> None:
+    """USER uid:gid, the useradd/groupadd and any chown are reranker_contract.RUN_AS_UID, the
+    number the pods' runAsUser/runAsGroup/fsGroup take (>= 10000: no user of the node's own)."""
+    uid = reranker_contract.RUN_AS_UID
+    assert uid >= 10000
     stage = runtime(name)
     users = stage.values("USER")
     assert users, f"{name}: the final stage sets no USER (runs as root)"
-    user = users[-1].split(":")[0]
-    assert user not in ("root", "0"), f"{name}: final USER is {users[-1]}"
-    assert user == "1000", (
-        f"{name}: expected uid 1000 (numeric, so runAsNonRoot can verify it), got {user}"
+    assert users[-1] == f"{uid}:{uid}", (
+        f"{name}: expected USER {uid}:{uid} (numeric, so runAsNonRoot can verify it), "
+        f"got {users[-1]}"
     )
-    created = [v for v in stage.values("RUN") if "useradd" in v]
-    assert created and "--uid 1000" in created[0], (
-        f"{name}: no `useradd --uid 1000` in the final stage"
+    created = " ".join(v for v in stage.values("RUN") if "useradd" in v)
+    assert f"--uid {uid} --gid {uid}" in created and f"groupadd --gid {uid}" in created, (
+        f"{name}: no `groupadd --gid {uid}` + `useradd --uid {uid} --gid {uid}` in the final stage"
     )
+    owners = re.findall(r"chown (?:-\w+ )*(\S+)", " ".join(stage.values("RUN")))
+    assert all(o == f"{uid}:{uid}" for o in owners), f"{name}: chown to {owners}, not {uid}"
 
 
 def test_secret_check_catches_baked_credentials() -> None:

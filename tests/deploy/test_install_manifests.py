@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from deploy_helpers import REPO
+import reranker_contract
 from reranker_operator import constants
 from reranker_operator.kube import API_PERMISSIONS
 
@@ -91,10 +92,11 @@ def test_install_contents(built) -> None:
             ("ClusterRole", "reranker-operator"),
             ("ClusterRoleBinding", "reranker-operator"),
             ("Deployment", "reranker-operator"),
+            ("NetworkPolicy", "reranker-operator"),
         ]
     )
     for o in objs:
-        if o["kind"] in ("ServiceAccount", "Deployment"):
+        if o["kind"] in ("ServiceAccount", "Deployment", "NetworkPolicy"):
             assert o["metadata"]["namespace"] == NAMESPACE
 
 
@@ -210,6 +212,8 @@ def test_operator_deployment_is_hardened_and_peered(built) -> None:
     pod = deployment["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    uid = reranker_contract.RUN_AS_UID  # the operator image's USER (test_dockerfiles.py)
+    assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]) == (uid, uid)
     [container] = pod["containers"]
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
@@ -230,6 +234,14 @@ def test_operator_deployment_is_hardened_and_peered(built) -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     port = ports.get(probe["port"], probe["port"])
     assert f"--liveness=http://0.0.0.0:{port}{probe['path']}" in args
+    # Ready = kopf serves that endpoint (test_operator_readiness.py shows when it starts to).
+    assert container["readinessProbe"]["httpGet"] == container["livenessProbe"]["httpGet"]
+    # Its NetworkPolicy admits the probes' port and nothing else (egress stays open).
+    policy = one(objs, "NetworkPolicy", "reranker-operator")["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["ingress"] == [{"ports": [{"port": probe["port"], "protocol": "TCP"}]}]
 
 
 @needs_kubectl
