@@ -23,6 +23,9 @@ PLAYGROUND_PATH = "/playground"  # the browser page (spec.server.playground)
 METRICS_PORT_NAME = "metrics"  # the container port of /metrics when spec.server.metricsPort moves it
 API_KEYS_DIR = "/etc/reranker/api-keys"  # spec.server.auth.apiKeysSecret, mounted (API_KEYS_FILE)
 JWKS_DIR = "/etc/reranker/jwks"  # spec.server.auth.jwt.jwks, mounted (JWT_JWKS_FILE is a key in it)
+# The uid and gid every container runs as: both images' USER, the pods' runAsUser/runAsGroup/
+# fsGroup, the operator's Deployment. High (>= 10000), so it is no user of the node's own.
+RUN_AS_UID = 10001
 
 # The model card's instruction for Qwen3-Reranker, used when neither the resource
 # (spec.model.instruction) nor the request names one.
@@ -56,6 +59,7 @@ class Env(StrEnum):
     LOG_LEVEL = "LOG_LEVEL"
     CACHE_DIR = "CACHE_DIR"
     DRAIN_SECONDS = "DRAIN_SECONDS"
+    REQUEST_TIMEOUT_SECONDS = "REQUEST_TIMEOUT_SECONDS"
     TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
     PLAYGROUND = "PLAYGROUND"
     WARMUP = "WARMUP"
@@ -86,13 +90,23 @@ class ServerDefaults:
     max_client_batch_size: int = 1000  # documents in one request (more: 413)
     max_concurrent_requests: int = 512  # admitted requests before 429
     log_level: str = "info"
+    # termination (spec.termination, the pod's grace period): after SIGTERM the server keeps
+    # serving for drain_seconds (readiness 503), then finishes what is in flight; no request
+    # runs longer than request_timeout_seconds (504 after it)
+    drain_seconds: int = 5
+    request_timeout_seconds: int = 60
 
 
 DEFAULTS = ServerDefaults()
 
 FAMILIES = ("qwen3-causal", "cross-encoder")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+# dtype auto on a CPU with native bf16 takes bfloat16 only where a start-up matmul check measures
+# it at least this much faster than float32 (the server's choice; the CRD's description says it)
+CPU_BF16_MIN_SPEEDUP = 1.5
 QUANTIZATIONS = ("none", "8bit", "4bit")
+# attention kernels the server loads models with (ATTN_IMPLEMENTATION; the first is its default)
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
 
 def served_model_name(model: str, served_name: str | None) -> str:
@@ -208,13 +222,15 @@ ADAPTER_RULES: tuple[AdapterRule, ...] = (
 VLLM_VERSION = "0.32.0"  # the vLLM release the operator's defaults, alerts and dashboard target
 VLLM_IMAGE = "vllm/vllm-openai"
 # `vllm serve` flags the operator sets from the resource; spec.vllm.extraArgs may not repeat them
+# (each one of the pinned vLLM's flags, contract/vllm_flags.py; a test checks it)
 VLLM_OWNED_FLAGS = (
-    "--model", "--served-model-name", "--host", "--port", "--runner", "--task", "--dtype",
+    "--model", "--served-model-name", "--host", "--port", "--runner", "--dtype",
     "--tensor-parallel-size", "-tp", "--data-parallel-size", "-dp", "--gpu-memory-utilization",
     "--max-model-len",
     "--enable-prefix-caching", "--no-enable-prefix-caching", "--max-num-seqs",
     "--max-num-batched-tokens", "--hf-overrides", "--chat-template", "--download-dir",
     "--revision", "--trust-remote-code", "--api-key", "--config",
+    "--shutdown-timeout",  # spec.server.requestTimeoutSeconds: in-flight requests drain
 )
 VLLM_PORT = PORT  # vLLM listens on the same port as the bundled server: one Service for both
 VLLM_HEALTH_PATH = "/health"  # 200 once the engine is up (startup, readiness, liveness probes)

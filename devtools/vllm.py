@@ -39,3 +39,38 @@ def start(
                      log_path=log_path, env={**CPU_ENV, **(env or {})},
                      timeout_s=timeout_s) as server:  # fmt: skip
         yield server
+
+
+# Run in the vLLM venv: every option string `vllm serve` takes (its own parser, not its --help
+# text), with the version that parser belongs to.
+_FLAGS_SCRIPT = """
+import json, vllm
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+parser = make_arg_parser(FlexibleArgumentParser())
+flags = sorted({o for a in parser._actions for o in a.option_strings} - {"-h", "--help"})
+print(json.dumps({"version": vllm.__version__, "flags": flags}))
+"""
+
+
+def available() -> bool:
+    """Whether `make vllm-venv` finished here."""
+    try:
+        peers.venv_python(VENV, "vllm-venv")
+    except peers.PeerUnavailable:
+        return False
+    return True
+
+
+def serve_flags() -> tuple[str, list[str]]:
+    """(vLLM's version, the sorted option strings of `vllm serve`) from the vLLM venv's own
+    argument parser: long flags, their `--no-` forms and short aliases (`-tp`)."""
+    import json
+    import subprocess
+
+    exe = peers.venv_python(VENV, "vllm-venv")
+    done = subprocess.run([str(exe), "-c", _FLAGS_SCRIPT], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONSAFEPATH": "1"}, cwd="/", check=True,
+                          timeout=300)  # fmt: skip
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer["version"], answer["flags"]

@@ -51,7 +51,8 @@ API_PERMISSIONS: tuple[Permission, ...] = (
     Permission(CRD_GROUP, CRD_PLURAL, ("list", "watch", "patch"),
                "watch RerankerServices; kopf's progress annotations and finalizers"),
     Permission(CRD_GROUP, f"{CRD_PLURAL}/status", ("get", "patch"), "status subresource"),
-    Permission("", "events", ("create",), "kopf posts Kubernetes Events"),
+    Permission("", "events", ("create", "list"),
+               "kopf posts Kubernetes Events; a rollout's pods' volume Events (Multi-Attach)"),
     Permission("events.k8s.io", "events", ("create",), "kopf posts Kubernetes Events"),
     Permission("", "pods", ("get", "list", "watch"),
                "a rollout's pods: ModelDownloading while init containers run"),
@@ -108,6 +109,7 @@ class ResourceRef:
 
 
 RERANKER_SERVICES = ResourceRef(f"{CRD_GROUP}/{CRD_VERSION}", CRD_PLURAL)
+EVENTS = ResourceRef("v1", "events")
 PODS = ResourceRef("v1", "pods")
 
 
@@ -221,9 +223,11 @@ class KubeClient:
             raise
 
     async def list(self, ref: ResourceRef, namespace: str | None,
-                   label_selector: str | None = None) -> list[dict[str, Any]]:
-        """Objects of a kind in a namespace, filtered by a label selector."""
-        query = {"labelSelector": label_selector} if label_selector else None
+                   label_selector: str | None = None,
+                   field_selector: str | None = None) -> list[dict[str, Any]]:
+        """Objects of a kind in a namespace, filtered by a label and a field selector."""
+        query = {k: v for k, v in (("labelSelector", label_selector),
+                                   ("fieldSelector", field_selector)) if v} or None
         answer = await self.request("GET", ref.path(namespace), query=query)
         return list((answer or {}).get("items") or [])
 

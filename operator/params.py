@@ -26,6 +26,7 @@ from reranker_contract import (
     PORT,
     PORT_NAME,
     READY_PATH,
+    RUN_AS_UID,
     VLLM_HEALTH_PATH,
     VLLM_PORT,
     VLLM_TEMPLATE_DIR,
@@ -53,6 +54,7 @@ from .network import PolicyRules, policy_rules
 from .parsed import ParsedService
 from .scaling import custom_targets, keda_query
 from .spec import RerankerServiceSpec
+from .spec_termination import grace_period_seconds
 
 JsonObject = dict[str, Any]  # a Kubernetes API object or part of one, as JSON
 
@@ -104,6 +106,7 @@ class ContainerParams:
     resources: JsonObject
     probes: ProbeParams
     mounts: list[JsonObject]
+    lifecycle: JsonObject | None = None  # the preStop hook (spec.termination.preStopSeconds)
     name: str = CONTAINER_NAME
 
 
@@ -125,6 +128,11 @@ class DeploymentParams:
     download: DownloadParams | None  # None: the model is a local path, nothing to fetch
     container: ContainerParams
     volumes: list[JsonObject]
+    termination_grace_period_seconds: int  # spec_termination.grace_period_seconds
+    run_as_uid: int = RUN_AS_UID  # runAsUser, runAsGroup and fsGroup: the images' USER
+    # Recreate, not a rolling update, when the pods mount one claim only one node can attach:
+    # a surge pod scheduled on another node would wait for it forever (Multi-Attach)
+    recreate: bool = False
 
 
 @dataclass(frozen=True)
@@ -317,9 +325,15 @@ def _server_env(spec: RerankerServiceSpec) -> list[JsonObject]:
         (Env.CACHE_DIR, MODEL_CACHE_PATH),  # where the init container downloaded
         (Env.HF_HUB_OFFLINE, "1"),
         (Env.PLAYGROUND, "true" if s.playground else "false"),
+        (Env.DRAIN_SECONDS, str(spec.termination.drain_seconds)),
+        (Env.REQUEST_TIMEOUT_SECONDS, str(s.request_timeout_seconds)),
     ]
     if m.max_length is not None:
         values.append((Env.MAX_SEQUENCE_LENGTH, str(m.max_length)))
+    if m.attention_implementation is not None:
+        values.append((Env.ATTN_IMPLEMENTATION, m.attention_implementation))
+    if s.score_cache.enabled:
+        values.append((Env.SCORE_CACHE_SIZE, str(s.score_cache.entries())))
     if m.instruction is not None:
         values.append((Env.DEFAULT_INSTRUCTION, m.instruction))
     if s.metrics_port is not None:
@@ -377,10 +391,30 @@ def _config_hash(*parts: Any) -> str:
 
 
 def _claim_name(svc: ParsedService) -> str | None:
+    """The one claim every replica mounts (mode Shared), or None."""
     cache = svc.spec.model_cache
-    if not cache.enabled:
+    if not cache.enabled or cache.mode != "Shared":
         return None
     return cache.existing_claim or model_cache_claim_name(svc.name)
+
+
+def _cache_volume(svc: ParsedService) -> JsonObject:
+    """The model-cache volume: the shared claim, a claim per pod (a generic ephemeral volume:
+    Kubernetes creates <pod>-model-cache, owned by the pod), or an emptyDir."""
+    cache = svc.spec.model_cache
+    claim = _claim_name(svc)
+    if claim is not None:
+        return {"name": "model-cache", "persistentVolumeClaim": {"claimName": claim}}
+    if cache.enabled and cache.mode == "PerPod" and cache.size is not None:
+        spec: JsonObject = {"accessModes": list(cache.access_modes),
+                            "resources": {"requests": {"storage": cache.size}}}
+        if cache.storage_class_name is not None:
+            spec["storageClassName"] = cache.storage_class_name
+        # not the children's managed-by label: these claims belong to their pods, not to us
+        labels = {**selector_labels(svc.name), LABEL_COMPONENT: "model-cache"}
+        template = {"metadata": {"labels": labels}, "spec": spec}
+        return {"name": "model-cache", "ephemeral": {"volumeClaimTemplate": template}}
+    return {"name": "model-cache", "emptyDir": {}}
 
 
 def downloads(spec: RerankerServiceSpec) -> bool:
@@ -394,7 +428,8 @@ def vllm_template_config_map_name(instance: str) -> str:
 
 def pvc_params(svc: ParsedService) -> PvcParams | None:
     cache = svc.spec.model_cache
-    if not cache.enabled or cache.existing_claim is not None or cache.size is None:
+    if (not cache.enabled or cache.mode != "Shared" or cache.existing_claim is not None
+            or cache.size is None):
         return None
     annotations = {RETAINED_ANNOTATION: "true"} if cache.retain_on_delete else None
     return PvcParams(
@@ -423,6 +458,13 @@ def _base_mounts() -> list[JsonObject]:
             {"name": "tmp", "mountPath": "/tmp"}]  # fmt: skip
 
 
+def pre_stop(spec: RerankerServiceSpec) -> JsonObject | None:
+    """The serving container's lifecycle: a preStop sleep (Kubernetes' own sleep action, on by
+    default since 1.30: no `sleep` binary needed in either image), None without one."""
+    seconds = spec.termination.pre_stop_seconds
+    return {"preStop": {"sleep": {"seconds": seconds}}} if seconds > 0 else None
+
+
 def _server_container(spec: RerankerServiceSpec) -> tuple[ContainerParams, list[JsonObject]]:
     """The bundled server's container and the volumes only it needs."""
     ports: list[JsonObject] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
@@ -445,7 +487,7 @@ def _server_container(spec: RerankerServiceSpec) -> tuple[ContainerParams, list[
         ports=ports, env=_merge_env(_server_env(spec), [_dump(e) for e in spec.env]),
         env_from=[_dump(e) for e in spec.env_from], resources=_resources(spec, gpus=True),
         probes=ProbeParams(READY_PATH, LIVENESS_PATH, PORT_NAME, startup_failures=60),
-        mounts=mounts)
+        mounts=mounts, lifecycle=pre_stop(spec))
     return container, volumes
 
 
@@ -467,18 +509,15 @@ def _vllm_container(svc: ParsedService) -> tuple[ContainerParams, list[JsonObjec
         env_from=[_dump(e) for e in spec.env_from], resources=_resources(spec, gpus=True),
         # loading (and compiling CUDA graphs for) a large model takes minutes: 15 min budget
         probes=ProbeParams(VLLM_HEALTH_PATH, VLLM_HEALTH_PATH, PORT_NAME, startup_failures=90),
-        mounts=mounts)
+        mounts=mounts, lifecycle=pre_stop(spec))
     return container, volumes
 
 
 def deployment_params(svc: ParsedService) -> DeploymentParams:
     spec = svc.spec
-    claim = _claim_name(svc)
     container, extra_volumes = (_vllm_container(svc) if spec.engine == "vllm"
                                 else _server_container(spec))  # fmt: skip
-    cache: JsonObject = ({"name": "model-cache", "persistentVolumeClaim": {"claimName": claim}}
-                         if claim is not None else {"name": "model-cache", "emptyDir": {}})  # fmt: skip
-    volumes = [cache, {"name": "tmp", "emptyDir": {}}, *extra_volumes]
+    volumes = [_cache_volume(svc), {"name": "tmp", "emptyDir": {}}, *extra_volumes]
     download = _download(spec)
     template = vllm_engine.score_template(spec) if spec.engine == "vllm" else None
     config_hash = _config_hash(asdict(container), download and asdict(download), volumes, template)
@@ -497,6 +536,9 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
         download=download,
         container=container,
         volumes=volumes,
+        termination_grace_period_seconds=grace_period_seconds(
+            spec.termination, spec.server.request_timeout_seconds),
+        recreate=spec.model_cache.one_node_only(),
     )
 
 

@@ -13,11 +13,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reranker_operator import podissues
 from reranker_operator import status as st
 from reranker_operator.constants import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 from reranker_operator.drift import drift, owned_fields
-from reranker_operator.kinds import CHILD_KINDS, DEPLOYMENT, OPTIONAL_KINDS, SCALERS, ChildKind
+from reranker_operator.kinds import CHILD_KINDS, DEPLOYMENT, OPTIONAL_KINDS, PVC, SCALERS, ChildKind
 from reranker_operator.kube import (
+    EVENTS,
     FIELD_MANAGER,
     PODS,
     RERANKER_SERVICES,
@@ -173,13 +175,32 @@ async def _children_status(client: KubeClient, discovery: ApiDiscovery, svc: Par
     children = await reconcile_children(client, discovery, svc, on_apply)
     deployment = children.child("Deployment")
     pods: list[dict[str, Any]] = []
-    if deployment is not None and not st.Rollout.of(deployment, []).complete:
+    issues: list[str] = []
+    rollout = st.Rollout.of(deployment, [])
+    if deployment is not None and (not rollout.complete or rollout.ready < rollout.desired):
         pods = await client.list(PODS, svc.namespace, instance_selector(svc.name))
+        events: list[dict[str, Any]] = []
+        if podissues.needs_events(pods):
+            events = await client.list(EVENTS, svc.namespace,
+                                       field_selector="involvedObject.kind=Pod,type=Warning")
+        issues = podissues.pod_issues(pods, events)
     return st.ready_status(st.Rollout.of(deployment, pods), generation=svc.generation,
                            model=svc.spec.model.name, endpoint=svc.endpoint,
                            selector=svc.selector, previous=previous,
                            optional_apis=children.optional_apis, now=now,
-                           scales_to_zero=svc.scales_to_zero)
+                           scales_to_zero=svc.scales_to_zero, pod_issues=issues,
+                           model_cache=await _model_cache_condition(client, svc))
+
+
+async def _model_cache_condition(client: KubeClient, svc: ParsedService) -> st.Condition | None:
+    """The ModelCache condition where the replicas share an existing claim (its access modes
+    are known only from the claim itself), else None."""
+    cache = svc.spec.model_cache
+    if not cache.enabled or cache.mode != "Shared" or cache.existing_claim is None:
+        return None
+    claim = await client.get(ResourceRef(PVC.api_version, PVC.plural), svc.namespace,
+                             cache.existing_claim)
+    return st.model_cache_condition(podissues.claim_problem(svc.spec, claim))
 
 
 async def reconcile_service(client: KubeClient, discovery: ApiDiscovery,

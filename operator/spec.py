@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
-from reranker_contract import DEFAULTS, PLAYGROUND_PATH, PORT, Env
+from reranker_contract import CPU_BF16_MIN_SPEEDUP, DEFAULTS, PLAYGROUND_PATH, PORT, Env
 
 from .constants import DEFAULT_IMAGE_REPOSITORY
 from .fieldtypes import (
@@ -40,6 +40,9 @@ from .rules import Rule, violations
 from .spec_access import AuthSpec, NetworkPolicySpec
 from .spec_autoscaling import AutoscalingSpec
 from .spec_engine import Engine, VllmSpec
+from .spec_scoring import ATTENTION_DESCRIPTION, AttentionImplementation, ScoreCacheSpec
+from .spec_termination import DESCRIPTION as TERMINATION_DESCRIPTION
+from .spec_termination import TerminationSpec
 from .specbase import InvalidSpecError, SpecModel
 from .speccheck import unexpressible_problems
 
@@ -80,15 +83,27 @@ class ModelSpec(SpecModel):
         None,
         ge=16,
         le=131072,
-        description="Maximum tokens of one query-document sequence; defaults to the model's limit.",
+        description="Maximum tokens of one query-document sequence (longer documents are "
+        "truncated). Unset: engine transformers takes the model's limit capped at "
+        f"{DEFAULTS.max_sequence_length}, so one sequence stays within the default batch budget "
+        "(server.maxBatchTokens) the warm-up reserves memory for (set it to go further); "
+        "engine vllm takes the model's own limit (no --max-model-len).",
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto",
-        description="Weight dtype; auto picks bfloat16/float16 on GPU and float32 on CPU.",
+        description="Weight dtype. auto on engine transformers: on a GPU bfloat16 (compute "
+        "capability >= 8.0) else float16; on a CPU bfloat16 where the CPU computes it natively "
+        f"(AVX512-BF16/AMX) and a start-up matmul check measures it >= {CPU_BF16_MIN_SPEEDUP}x "
+        "float32, else float32 (the server logs which and why). auto on engine vllm is vLLM's: "
+        "float16 for float32/float16 checkpoints, bfloat16 for bfloat16 ones. Set float32 to "
+        "compare scores with a float32 reference.",
     )
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none",
         description="bitsandbytes weight quantization; needs resources.gpus >= 1.",
+    )
+    attention_implementation: AttentionImplementation | None = Field(
+        None, description=ATTENTION_DESCRIPTION
     )
     trust_remote_code: bool = Field(
         False, description="Allow model repositories to run their own Python code."
@@ -262,12 +277,25 @@ class EnvFromSource(SpecModel):
 AccessMode = Literal["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]
 
 
+CacheMode = Literal["Shared", "PerPod"]
+MULTI_NODE_MODES = ("ReadWriteMany", "ReadOnlyMany")  # a volume any number of nodes may attach
+
+
 class ModelCacheSpec(SpecModel):
     """Where downloaded weights live. Disabled: an emptyDir per pod (downloaded at every start).
-    Enabled: a PersistentVolumeClaim shared by restarts (and by all replicas when its access
-    mode allows)."""
+    Enabled, mode Shared: one PersistentVolumeClaim every replica mounts (filled once; replicas
+    on several nodes need ReadWriteMany). Enabled, mode PerPod: a generic ephemeral volume per
+    pod (its own ReadWriteOnce claim on its own node, deleted with the pod)."""
 
     enabled: bool = Field(False, description="Use a PersistentVolumeClaim for the model cache.")
+    mode: CacheMode = Field(
+        "Shared",
+        description="Shared: one claim (created, or existingClaim) mounted by every replica; "
+        "more than one replica needs accessModes ReadWriteMany (the first pod downloads, the "
+        "others find the files). PerPod: each pod gets its own claim from storageClassName and "
+        "size (a generic ephemeral volume), for clusters without shared storage; the model is "
+        "downloaded at each pod start.",
+    )
     existing_claim: str | None = Field(
         None,
         min_length=1,
@@ -290,8 +318,8 @@ class ModelCacheSpec(SpecModel):
         default_factory=lambda: ["ReadWriteOnce"],
         min_length=1,
         max_length=4,
-        description="Access modes of the created claim; ReadWriteMany lets replicas on several "
-        "nodes share it.",
+        description="Access modes of the created claim (mode Shared) or of each pod's claim "
+        "(mode PerPod); ReadWriteMany lets replicas on several nodes share one claim.",
     )
     retain_on_delete: bool = Field(
         False,
@@ -313,7 +341,33 @@ class ModelCacheSpec(SpecModel):
             field_path=".size",
             explain="an enabled cache needs size or existingClaim",
         ),
+        Rule(
+            "!has(self.mode) || self.mode != 'PerPod' || !has(self.existingClaim)",
+            "mode PerPod creates a claim per pod from size: existingClaim is for mode Shared",
+            lambda c: c.mode != "PerPod" or c.existing_claim is None,
+            field_path=".existingClaim",
+        ),
+        Rule(
+            "!has(self.mode) || self.mode != 'PerPod' || !has(self.retainOnDelete)"
+            " || !self.retainOnDelete",
+            "mode PerPod claims go with their pods: retainOnDelete is for mode Shared",
+            lambda c: c.mode != "PerPod" or not c.retain_on_delete,
+            field_path=".retainOnDelete",
+        ),
+        Rule(
+            "!has(self.accessModes) || self.accessModes.exists(m, m != 'ReadOnlyMany')",
+            "the pods' download init container writes the cache: accessModes needs "
+            "ReadWriteOnce, ReadWriteOncePod or ReadWriteMany",
+            lambda c: any(m != "ReadOnlyMany" for m in c.access_modes),
+            field_path=".accessModes",
+        ),
     )
+
+    def one_node_only(self) -> bool:
+        """Whether the one shared claim the operator creates can be attached on one node only
+        (no ReadWriteMany / ReadOnlyMany: block storage), so replicas elsewhere cannot start."""
+        return (self.enabled and self.mode == "Shared" and self.existing_claim is None
+                and not set(self.access_modes) & set(MULTI_NODE_MODES))
 
 
 class ServiceSpec(SpecModel):
@@ -564,6 +618,7 @@ class ServerSpec(SpecModel):
         f"({Env.MAX_CONCURRENT_REQUESTS}).",
     )
     api_key_secret: ApiKeySecret | None = None
+    score_cache: ScoreCacheSpec = Field(default_factory=ScoreCacheSpec)
     auth: AuthSpec = Field(default_factory=AuthSpec)
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         DEFAULTS.log_level, description=f"Server log level ({Env.LOG_LEVEL})."
@@ -580,6 +635,15 @@ class ServerSpec(SpecModel):
         le=65535,
         description=f"Serve /metrics on this port instead of {PORT} ({Env.METRICS_PORT}), so "
         "the NetworkPolicy can open it to Prometheus alone.",
+    )
+    request_timeout_seconds: int = Field(
+        DEFAULTS.request_timeout_seconds,
+        ge=1,
+        le=3600,
+        description="The longest a request may run, queue included: the bundled server answers "
+        f"504 after it ({Env.REQUEST_TIMEOUT_SECONDS}); vLLM waits this long for the requests "
+        "in flight after SIGTERM (--shutdown-timeout). The pod's grace period is sized from it "
+        "(spec.termination).",
     )
 
     rules = (
@@ -604,6 +668,12 @@ _TO_ZERO = (
 )
 _GPU = "(has(self.resources) && has(self.resources.gpus) && self.resources.gpus >= 1)"
 _VLLM = "(has(self.engine) && self.engine == 'vllm')"
+_ONE_NODE_CLAIM = (  # mirrors ModelCacheSpec.one_node_only
+    "(has(self.modelCache) && has(self.modelCache.enabled) && self.modelCache.enabled"
+    " && (!has(self.modelCache.mode) || self.modelCache.mode == 'Shared')"
+    " && !has(self.modelCache.existingClaim) && (!has(self.modelCache.accessModes)"
+    " || !self.modelCache.accessModes.exists(m, m == 'ReadWriteMany' || m == 'ReadOnlyMany')))"
+)
 _TARGETS = ("targetCPUUtilization", "targetMemoryUtilization", "queuedPairsPerPod",
             "queuedTokensPerPod", "requestsPerSecond", "p95LatencySeconds")  # fmt: skip
 
@@ -668,6 +738,8 @@ class RerankerServiceSpec(SpecModel):
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
+    termination: TerminationSpec = Field(default_factory=TerminationSpec,
+                                         description=TERMINATION_DESCRIPTION)
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
     pod_annotations: Annotations = Field(
         default_factory=dict, description="Extra annotations of the pods."
@@ -741,6 +813,29 @@ class RerankerServiceSpec(SpecModel):
             field_path=".metrics.serviceMonitor.enabled",
         ),
         Rule(
+            f"!{_VLLM} || !has(self.server) || !has(self.server.scoreCache)"
+            " || !has(self.server.scoreCache.enabled) || !self.server.scoreCache.enabled",
+            "server.scoreCache is the bundled server's (engine transformers); vLLM has no score "
+            "cache",
+            lambda s: s.engine != "vllm" or not s.server.score_cache.enabled,
+            field_path=".server.scoreCache.enabled",
+        ),
+        Rule(
+            f"!{_VLLM} || !has(self.model.attentionImplementation)",
+            "model.attentionImplementation is the bundled server's (engine transformers); vLLM "
+            "picks its own attention backend (vllm.extraArgs --attention-backend)",
+            lambda s: s.engine != "vllm" or s.model.attention_implementation is None,
+            field_path=".model.attentionImplementation",
+        ),
+        Rule(
+            "!has(self.model.attentionImplementation)"
+            " || self.model.attentionImplementation != 'flash_attention_2' || " + _GPU,
+            "model.attentionImplementation flash_attention_2 needs resources.gpus >= 1",
+            lambda s: s.model.attention_implementation != "flash_attention_2"
+            or s.resources.gpus >= 1,
+            field_path=".model.attentionImplementation",
+        ),
+        Rule(
             f"!{_VLLM} || !has(self.model.quantization) || self.model.quantization == 'none'",
             "model.quantization (bitsandbytes) is for engine transformers; with vllm, serve a "
             "quantized checkpoint or pass --quantization in vllm.extraArgs",
@@ -765,16 +860,17 @@ class RerankerServiceSpec(SpecModel):
         ),
         Rule(
             f"!{_VLLM} || !has(self.vllm) || !has(self.vllm.maxNumBatchedTokens)"
-            " || has(self.vllm.maxModelLen) || self.vllm.maxNumBatchedTokens >= "
-            f"(has(self.model.maxLength) ? self.model.maxLength : {DEFAULTS.max_sequence_length})",
+            " || has(self.vllm.maxModelLen) || !has(self.model.maxLength)"
+            " || self.vllm.maxNumBatchedTokens >= self.model.maxLength",
             "vllm.maxNumBatchedTokens must be at least the model length (vllm.maxModelLen, else "
-            f"model.maxLength, else {DEFAULTS.max_sequence_length})",
+            "model.maxLength; with neither, vLLM itself refuses to start an encoder whose own "
+            "limit is longer)",
             lambda s: (
                 s.engine != "vllm"
                 or s.vllm.max_num_batched_tokens is None
                 or s.vllm.max_model_len is not None
-                or s.vllm.max_num_batched_tokens
-                >= (s.model.max_length or DEFAULTS.max_sequence_length)
+                or s.model.max_length is None
+                or s.vllm.max_num_batched_tokens >= s.model.max_length
             ),
             field_path=".vllm.maxNumBatchedTokens",
         ),
@@ -848,7 +944,26 @@ class RerankerServiceSpec(SpecModel):
             ),
             field_path=".resources.requests.memory",
         ),
+        Rule(
+            f"!{_ONE_NODE_CLAIM} || !((has(self.replicas) && self.replicas > 1) || ({_AUTOSCALING}"
+            " && (!has(self.autoscaling.maxReplicas) || self.autoscaling.maxReplicas > 1)))",
+            "more than one replica (replicas, or autoscaling.maxReplicas) would share one "
+            "ReadWriteOnce claim, which only one node can attach (replicas elsewhere never "
+            "start: Multi-Attach): set modelCache.accessModes [ReadWriteMany] (shared storage) or "
+            "modelCache.mode PerPod (a claim per pod)",
+            lambda s: not s.model_cache.one_node_only() or s.max_pods() <= 1,
+            field_path=".modelCache.accessModes",
+            explain=lambda s: (
+                f"up to {s.max_pods()} replicas would share one {'/'.join(s.model_cache.access_modes)} "
+                "claim, which only one node can attach (Multi-Attach): use accessModes "
+                "[ReadWriteMany] or modelCache.mode PerPod"
+            ),
+        ),
     )
+
+    def max_pods(self) -> int:
+        """The most server pods this spec may run at once (rolling-update surge aside)."""
+        return self.autoscaling.max_replicas if self.autoscaling.enabled else self.replicas
 
 
 def _loc_to_field(loc: tuple[Any, ...]) -> str:

@@ -48,7 +48,11 @@ class VllmSpec(SpecModel):
     chat_template_kwargs); cross-encoders are served natively. With model.family auto, a model
     name containing Qwen3-Reranker is taken for the yes/no family. Unset numbers are sized from
     the resource: tensorParallelSize = resources.gpus, maxModelLen = model.maxLength (else
-    8192), maxNumBatchedTokens = max(maxModelLen, server.maxBatchTokens)."""
+    unset: vLLM takes the model's own limit), maxNumBatchedTokens = max(maxModelLen,
+    server.maxBatchTokens) (with no length: server.maxBatchTokens for Qwen3, whose long
+    sequences run in chunks; vLLM's own default for an encoder). vLLM refuses a request with a
+    document longer than maxModelLen (400) unless the request asks it to truncate
+    (max_tokens_per_doc; docs/engine.md)."""
 
     image: VllmImageSpec = Field(default_factory=VllmImageSpec)
     tensor_parallel_size: int | None = Field(
@@ -65,7 +69,11 @@ class VllmSpec(SpecModel):
         description="Share of each GPU's memory vLLM may take (--gpu-memory-utilization).",
     )
     max_model_len: int | None = Field(
-        None, ge=16, le=1048576, description="Longest query-document sequence (--max-model-len)."
+        None,
+        ge=16,
+        le=1048576,
+        description="Longest query-document sequence (--max-model-len); unset: model.maxLength, "
+        "else the model's own limit. A longer request gets 400 unless it asks vLLM to truncate.",
     )
     enable_prefix_caching: bool = Field(
         True,
@@ -88,7 +96,8 @@ class VllmSpec(SpecModel):
         default_factory=list,
         max_length=64,
         description="More `vllm serve` arguments (e.g. --quantization fp8); none may be a flag "
-        "the operator sets from the resource.",
+        "the operator sets from the resource, and every flag must be one the pinned vLLM "
+        f"{VLLM_VERSION} has (its parser's list: contract/vllm_flags.py), else InvalidSpec.",
     )
 
     rules = (

@@ -1,6 +1,6 @@
 """The checks of a spec that no CRD schema or CEL rule here can state, so only the operator
 makes them: quantity comparisons, durations, label and annotation syntax, and the spellings of
-vLLM flags its parser accepts.
+vLLM flags its parser accepts, and whether the pinned vLLM has an extraArgs flag at all.
 
 The API server accepts a spec that fails one of these; the operator then reports InvalidSpec
 naming the field and creates nothing.
@@ -16,6 +16,7 @@ from reranker_contract import VLLM_OWNED_FLAGS
 
 from .fieldtypes import DNS1123_SUBDOMAIN, DURATION
 from .quantity import parse_quantity
+from .vllm_flags import unknown_flag_problems
 
 if TYPE_CHECKING:
     from .spec import RerankerServiceSpec
@@ -115,6 +116,7 @@ def _vllm_flags(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
 def unexpressible_problems(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
     """(field, message) of every problem of these kinds in `spec`."""
     yield from _vllm_flags(spec)
+    yield from unknown_flag_problems(spec.vllm.extra_args, "vllm.extraArgs")
     yield from _quantities(spec)
     yield from _durations(spec)
     yield from _metadata_maps(spec)

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from reranker_operator.kinds import OPTIONAL_KINDS, kind_named
+from reranker_operator.podissues import not_started, unschedulable
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 SCALED_TO_ZERO = "ScaledToZero"  # only where autoscaling.keda.scaleToZero is on
+MODEL_CACHE = "ModelCache"  # only where modelCache.existingClaim is shared by the replicas
 OPTIONAL_CONDITIONS = tuple(k.kind for k in OPTIONAL_KINDS)  # each named after its kind
-CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, *OPTIONAL_CONDITIONS, SCALED_TO_ZERO)
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, MODEL_CACHE, *OPTIONAL_CONDITIONS,
+                   SCALED_TO_ZERO)
 
 INVALID_SPEC = "InvalidSpec"
 MODEL_DOWNLOADING = "ModelDownloading"
@@ -48,10 +51,13 @@ def _cond(type_: str, status: bool, reason: str, message: str) -> Condition:
 
 
 def pods_initializing(pods: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether any pod is still running its init containers (the model download)."""
+    """Whether any pod is still running its init containers (the model download); a pod not
+    scheduled, or whose containers never started (volumes not attached), is not."""
     for pod in pods:
         status = pod.get("status") or {}
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        if unschedulable(pod) is not None or not_started(pod):
             continue
         for init in status.get("initContainerStatuses") or []:
             state = init.get("state") or {}
@@ -156,6 +162,25 @@ def optional_api_condition(kind: str, missing: bool) -> Condition:
     return _cond(kind, True, AVAILABLE, f"the {kind} is applied")
 
 
+def model_cache_condition(problem: tuple[str, str] | None) -> Condition:
+    """The ModelCache condition of an existing claim (podissues.claim_problem's verdict)."""
+    if problem is None:
+        return _cond(MODEL_CACHE, True, AVAILABLE,
+                     "the existing claim can serve every replica spec allows")
+    return _cond(MODEL_CACHE, False, *problem)
+
+
+def with_pod_issues(conditions: list[Condition], issues: Sequence[str]) -> list[Condition]:
+    """Ready / Progressing / Degraded that are not all-good, their message extended with why
+    pods do not run (podissues.pod_issues)."""
+    if not issues:
+        return conditions
+    why = "; ".join(issues)
+    return [Condition(c.type, c.status, c.reason, f"{c.message}; {why}")
+            if c.type in (READY, PROGRESSING, DEGRADED) and c.reason != AVAILABLE else c
+            for c in conditions]
+
+
 def with_transition_times(new: Iterable[Condition], old: Iterable[Mapping[str, Any]],
                           now: str) -> list[dict[str, Any]]:
     """Condition dicts; lastTransitionTime is kept unless the status flipped."""
@@ -174,18 +199,23 @@ def with_transition_times(new: Iterable[Condition], old: Iterable[Mapping[str, A
 def ready_status(rollout: Rollout, *, generation: int, model: str, endpoint: str,
                  selector: str, previous: Sequence[Mapping[str, Any]],
                  optional_apis: Mapping[str, bool], now: str,
-                 scales_to_zero: bool = False) -> dict[str, Any]:
+                 scales_to_zero: bool = False, pod_issues: Sequence[str] = (),
+                 model_cache: Condition | None = None) -> dict[str, Any]:
     """The full status of a RerankerService whose children were applied.
 
     `optional_apis` maps each optional kind the spec asks for to whether its API is missing;
     each gets a condition, in OPTIONAL_CONDITIONS order. `previous` are the stored conditions.
     `scales_to_zero`: KEDA may scale the Deployment to zero, which is then reported as such.
+    `pod_issues`: why pods do not run, added to the rollout conditions' messages;
+    `model_cache`: the ModelCache condition, where the spec mounts an existing claim.
     """
     at_zero = scales_to_zero and rollout.desired == 0 and rollout.replicas == 0
     if at_zero:
         conditions = scaled_to_zero_conditions(rollout, endpoint)
     else:
-        conditions = rollout_conditions(rollout)
+        conditions = with_pod_issues(rollout_conditions(rollout), pod_issues)
+    if model_cache is not None:
+        conditions.append(model_cache)
     conditions += [optional_api_condition(kind, optional_apis[kind])
                    for kind in OPTIONAL_CONDITIONS if kind in optional_apis]
     if scales_to_zero and not at_zero:
@@ -229,7 +259,8 @@ def _event_type(cond: Mapping[str, Any]) -> str | None:
         failing = status == "False" and reason in (INVALID_SPEC, DEPLOYMENT_UNAVAILABLE,
                                                    RECONCILE_ERROR)
         return "Warning" if failing else "Normal"
-    if (type_, status) == (DEGRADED, "True") or (type_ in OPTIONAL_CONDITIONS and status == "False"):
+    if (type_, status) == (DEGRADED, "True") or (
+            type_ in (*OPTIONAL_CONDITIONS, MODEL_CACHE) and status == "False"):
         return "Warning"
     return None
 

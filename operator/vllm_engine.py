@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from reranker_contract import (
-    DEFAULTS,
     MODEL_CACHE_PATH,
     VLLM_PORT,
     VLLM_QWEN3_OVERRIDES,
@@ -39,16 +38,27 @@ class VllmSizing:
 
     tensor_parallel: int
     data_parallel: int
-    max_model_len: int
-    max_num_batched_tokens: int
+    max_model_len: int | None  # None: vLLM's own default, the model's limit
+    max_num_batched_tokens: int | None  # None: vLLM's own default, at least the model's limit
 
 
 def sizing(spec: RerankerServiceSpec) -> VllmSizing:
+    """The spec's numbers, else: tensor parallel over every GPU; the model length the resource
+    caps (vllm.maxModelLen, else model.maxLength), else none, so vLLM takes the model's own
+    limit from its config (max_position_embeddings), which the operator cannot read; the
+    batch budget at least that length (a pooling sequence is never split) and at least
+    server.maxBatchTokens. With the length unknown, a causal model (chunked prefill, a long
+    sequence runs in chunks) keeps server.maxBatchTokens; an encoder leaves it to vLLM, which
+    takes max(model limit, its default)."""
     v = spec.vllm
     gpus = max(spec.resources.gpus, 1)
     tp = v.tensor_parallel_size or gpus
-    max_len = v.max_model_len or spec.model.max_length or DEFAULTS.max_sequence_length
-    batched = v.max_num_batched_tokens or max(max_len, spec.server.max_batch_tokens)
+    max_len = v.max_model_len or spec.model.max_length
+    batched = v.max_num_batched_tokens
+    if batched is None and max_len is not None:
+        batched = max(max_len, spec.server.max_batch_tokens)
+    elif batched is None and spec.model.is_causal():
+        batched = spec.server.max_batch_tokens
     return VllmSizing(tp, gpus // tp, max_len, batched)
 
 
@@ -83,10 +93,15 @@ def serve_args(spec: RerankerServiceSpec) -> list[str]:
         f"--dtype={m.dtype}",
         f"--tensor-parallel-size={size.tensor_parallel}",
         f"--gpu-memory-utilization={v.gpu_memory_utilization}",
-        f"--max-model-len={size.max_model_len}",
-        f"--max-num-batched-tokens={size.max_num_batched_tokens}",
         "--enable-prefix-caching" if prefix_caching(spec) else "--no-enable-prefix-caching",
+        # after SIGTERM (once the preStop sleep is over) the requests in flight finish (vLLM's
+        # default, 0, aborts them)
+        f"--shutdown-timeout={spec.server.request_timeout_seconds}",
     ]
+    if size.max_model_len is not None:
+        args.append(f"--max-model-len={size.max_model_len}")
+    if size.max_num_batched_tokens is not None:
+        args.append(f"--max-num-batched-tokens={size.max_num_batched_tokens}")
     if size.data_parallel > 1:
         args.append(f"--data-parallel-size={size.data_parallel}")
     if v.max_num_seqs is not None:

@@ -90,31 +90,61 @@ def _serve_metrics(settings: Settings):
     return server
 
 
-def make_uvicorn_server(app: FastAPI, settings: Settings, *, drain_seconds: float = 5.0):
-    """A uvicorn.Server whose first SIGTERM/SIGINT only starts draining (ready -> 503), exiting after
-    `drain_seconds`; a second signal exits at once."""
+def make_uvicorn_server(app: FastAPI, settings: Settings, *, drain_seconds: float | None = None):
+    """A uvicorn.Server that drains on its first SIGTERM/SIGINT; a second signal exits at once.
+
+    Draining (Kubernetes sends SIGTERM after the pod's preStop hook, once the endpoint removal
+    has propagated): /ready answers 503 and every request that still arrives is served, with
+    `Connection: close` so keep-alive clients reconnect to another pod. After `drain_seconds`
+    (default: the settings') the listener closes, the requests in flight finish (each within
+    REQUEST_TIMEOUT_SECONDS) and the process exits."""
     import uvicorn
 
     state: ServerState = app.state.server
+    drain = settings.drain_seconds if drain_seconds is None else drain_seconds
 
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            if state.draining or drain_seconds <= 0:
+            if state.draining or drain <= 0:
+                state.draining = True
                 super().handle_exit(sig, frame)
                 return
             state.draining = True
-            log.info("signal %s: draining for %.1fs before exit", sig, drain_seconds)
-            timer = threading.Timer(drain_seconds, super().handle_exit, args=(sig, frame))
+            log.info("signal %s: draining for %.1fs before exit", sig, drain)
+            timer = threading.Timer(drain, super().handle_exit, args=(sig, frame))
             timer.daemon = True
             timer.start()
 
     # proxy_headers off: uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1 by itself;
     # which proxies to believe is TRUSTED_PROXIES' decision (reranker_server.auth.ratelimit).
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level,
-        proxy_headers=False,
+        _close_while_draining(app, state), host=settings.host, port=settings.port,
+        log_level=settings.log_level, proxy_headers=False,
+        # a safety net only: every rerank request ends within its timeout (504)
+        timeout_graceful_shutdown=settings.request_timeout_seconds + 1,
     )
     return DrainingServer(config)
+
+
+def _close_while_draining(app: FastAPI, state: ServerState) -> Any:
+    """The app, answering `Connection: close` while draining: a client holding a keep-alive
+    connection opens its next one through the Service, which no longer routes here."""
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def closing_send(message: Any) -> None:
+            if message["type"] == "http.response.start" and state.draining:
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await app(scope, receive, closing_send)
+
+    return asgi
 
 
 def run_server(settings: Settings) -> None:
@@ -130,7 +160,7 @@ def run_server(settings: Settings) -> None:
         server_box["server"].should_exit = True
 
     app = create_app(settings, on_load_failure=on_failure)
-    server = make_uvicorn_server(app, settings, drain_seconds=settings.drain_seconds)
+    server = make_uvicorn_server(app, settings)
     server_box["server"] = server
     server.run()
     if failed.is_set():

@@ -12,7 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from reranker_contract import DEFAULT_INSTRUCTION, DEFAULTS, DTYPES, FAMILIES, PORT, QUANTIZATIONS, Env
+from reranker_contract import (
+    ATTN_IMPLEMENTATIONS,
+    CPU_BF16_MIN_SPEEDUP,
+    DEFAULT_INSTRUCTION,
+    DEFAULTS,
+    DTYPES,
+    FAMILIES,
+    PORT,
+    QUANTIZATIONS,
+    Env,
+)
 
 
 class ConfigError(ValueError):
@@ -53,18 +63,26 @@ class Settings:
     max_sequence_length: int = _opt(
         DEFAULTS.max_sequence_length,
         Env.MAX_SEQUENCE_LENGTH,
-        "max tokens per (query, document) sequence, capped at the model's limit",
+        "max tokens per (query, document) sequence; longer documents are truncated. At most the "
+        "model's limit; the default caps long-context models so one sequence fits the default "
+        "batch budget the warm-up reserves memory for",
         minimum=8,
     )
     dtype: str = _opt(
-        "auto", Env.DTYPE, "weights dtype; auto: float32 on CPU, bfloat16 on CUDA (float16 where bf16 is unsupported)", choices=DTYPES
+        "auto",
+        Env.DTYPE,
+        "weights dtype; auto: on CUDA bfloat16 (compute capability >= 8.0) else float16; on CPU "
+        "bfloat16 where the CPU computes it natively (AVX512-BF16/AMX) and a start-up matmul "
+        f"check measures it >= {CPU_BF16_MIN_SPEEDUP}x float32, else float32 (logged with the "
+        "reason)",
+        choices=DTYPES,
     )
     device: str = _opt("auto", Env.DEVICE, "device", choices=("auto", "cpu", "cuda"))
     attn_implementation: str = _opt(
-        "sdpa",
+        ATTN_IMPLEMENTATIONS[0],
         Env.ATTN_IMPLEMENTATION,
         "attention kernel (flash_attention_2 needs flash-attn and CUDA)",
-        choices=("sdpa", "eager", "flash_attention_2"),
+        choices=ATTN_IMPLEMENTATIONS,
     )
     quantization: str = _opt(
         "none", Env.QUANTIZATION, "bitsandbytes quantization (needs bitsandbytes and CUDA)", choices=QUANTIZATIONS
@@ -160,7 +178,16 @@ class Settings:
         "model cache directory (unset: huggingface_hub's default, which honours HF_HOME and HF_HUB_CACHE)",
     )
     drain_seconds: int = _opt(
-        5, Env.DRAIN_SECONDS, "after SIGTERM, seconds to answer /ready 503 before exiting", minimum=0
+        DEFAULTS.drain_seconds, Env.DRAIN_SECONDS,
+        "after SIGTERM, seconds to keep serving (every request, /ready 503) before the listener "
+        "closes; then the requests in flight finish and the server exits",
+        minimum=0,
+    )
+    request_timeout_seconds: int = _opt(
+        DEFAULTS.request_timeout_seconds, Env.REQUEST_TIMEOUT_SECONDS,
+        "longest a rerank request may run (queue + scoring); 504 after it. Bounds the drain "
+        "after SIGTERM (the pod's grace period is sized from it)",
+        minimum=1,
     )
     trust_remote_code: bool = _opt(False, Env.TRUST_REMOTE_CODE, "allow model repos' custom code")
     playground: bool = _opt(True, Env.PLAYGROUND, "serve the browser playground at /playground")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,10 +91,8 @@ async def score(
         raise APIError(
             503, f"{reason}; retry later", type="unavailable", headers={"Retry-After": "5"}
         )
-    if state.draining:
-        raise APIError(
-            503, "server is shutting down", type="unavailable", headers={"Retry-After": "1"}
-        )
+    # while draining (after SIGTERM) a request that reached the server is still served: it was
+    # routed here before the endpoint removal propagated (reranker_server.app.make_uvicorn_server)
     if identity is not None:  # after every check that refuses it: a refused request costs nothing
         state.access.admit(identity, len(documents), documents_field)
     inp = RerankInput(
@@ -105,8 +104,15 @@ async def score(
         truncation_direction=truncation_direction.lower(),  # type: ignore[arg-type]
     )
     start = time.perf_counter()
+    timeout = settings.request_timeout_seconds
     try:
-        output = await state.engine.rerank(inp)
+        output = await asyncio.wait_for(state.engine.rerank(inp), timeout)
+    except TimeoutError:
+        metrics.RERANK_REQUESTS.labels(status="error").inc()
+        raise APIError(
+            504, f"the request ran longer than {timeout} s (REQUEST_TIMEOUT_SECONDS)",
+            type="timeout",
+        ) from None
     except RerankError as exc:
         exc.documents_field = documents_field  # the API shape's name, in field and message
         metrics.RERANK_REQUESTS.labels(

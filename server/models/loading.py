@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reranker_contract import ATTN_IMPLEMENTATIONS, CPU_BF16_MIN_SPEEDUP, DEFAULTS
+
 FAMILIES = ("qwen3-causal", "cross-encoder")
 
 
@@ -28,7 +30,7 @@ class LoadOptions:
     device: str = "auto"  # auto | cpu | cuda
     attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
     quantization: str = "none"  # none | 8bit | 4bit
-    max_length: int = 8192
+    max_length: int = DEFAULTS.max_sequence_length  # at most the model's limit
     default_instruction: str | None = None
     trust_remote_code: bool = False
 
@@ -44,10 +46,6 @@ def resolve_device(device: str) -> str:
     if device not in ("cpu", "cuda"):
         raise ModelLoadError(f"device: must be auto, cpu or cuda; got {device!r}")
     return device
-
-
-# bf16 must be at least this much faster than fp32 on this CPU for `auto` to take it
-CPU_BF16_MIN_SPEEDUP = 1.5
 
 
 def choose_cpu_dtype(bf16_native: bool, speedup: float | None) -> tuple[str, str]:
@@ -111,9 +109,9 @@ def resolve_dtype(dtype: str, device: str):
 
 def check_attn_implementation(name: str, device: str) -> str:
     """Validate the attention kernel; flash_attention_2 needs flash-attn and a GPU."""
-    if name not in ("sdpa", "eager", "flash_attention_2"):
+    if name not in ATTN_IMPLEMENTATIONS:
         raise ModelLoadError(
-            f"attn_implementation: must be sdpa, eager or flash_attention_2; got {name!r}"
+            f"attn_implementation: must be one of {', '.join(ATTN_IMPLEMENTATIONS)}; got {name!r}"
         )
     if name == "flash_attention_2":
         if importlib.util.find_spec("flash_attn") is None:

@@ -303,7 +303,7 @@ def test_every_rendered_setting_reaches_the_running_server(
         "max_batch_size": spec.server.max_batch_size,
         "max_batch_tokens": spec.server.max_batch_tokens,
         "max_concurrent_requests": spec.server.max_concurrent_requests,
-        "score_cache_size": 0,
+        "score_cache_size": spec.server.score_cache.entries(),
     }
     if spec.model.dtype != "auto":
         assert info["dtype"] == spec.model.dtype

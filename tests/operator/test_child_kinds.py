@@ -35,7 +35,8 @@ def test_optional_kinds_give_their_conditions_and_can_be_left_unserved() -> None
     optional = ("ScaledObject", "InterceptorRoute", "HTTPScaledObject", "ServiceMonitor",
                 "PrometheusRule")  # fmt: skip
     assert tuple(k.kind for k in OPTIONAL_KINDS) == optional
-    assert st.CONDITION_TYPES[3:-1] == st.OPTIONAL_CONDITIONS == optional
+    assert st.CONDITION_TYPES[4:-1] == st.OPTIONAL_CONDITIONS == optional
+    assert st.CONDITION_TYPES[3] == st.MODEL_CACHE
     assert st.CONDITION_TYPES[-1] == st.SCALED_TO_ZERO
     for kind in OPTIONAL_KINDS:
         assert st.optional_api_condition(kind.kind, True).reason == kind.optional.missing_reason

@@ -48,8 +48,6 @@ def test_kubectl_apply_and_get(cluster: DevCluster, operator: Controller) -> Non
     assert f"deployment.apps/{QWEN}" in kubectl(cluster, "get", "deployments", "-o", "name")
     # Core kinds resolve too (the emulator fixes kmock's "/v1" core discovery).
     assert f"service/{QWEN}" in kubectl(cluster, "get", "services", "-o", "name")
-    assert f"persistentvolumeclaim/{QWEN}-model-cache" in kubectl(cluster, "get", "pvc", "-o",
-                                                                   "name")
     cluster.simulate_rollout(NS, QWEN, "ready")
     wait_for(lambda: kubectl(cluster, "get", "rerankers", QWEN, "-o",
                              "jsonpath={.status.conditions[?(@.type=='Ready')].status}") == "True",

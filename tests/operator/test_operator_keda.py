@@ -44,7 +44,7 @@ def keda_scales(cluster: DevCluster, replicas: int) -> None:
 def test_keda_example_creates_the_scaled_object_route_and_proxy(cluster: DevCluster,
                                                                 operator: Controller) -> None:
     cluster.create(example(KEDA))
-    expected = {f"PersistentVolumeClaim/{NAME}-model-cache", f"Deployment/{NAME}",
+    expected = {f"Deployment/{NAME}",
                 f"Service/{NAME}", f"ScaledObject/{NAME}", f"InterceptorRoute/{NAME}",
                 f"Service/{PROXY}", f"NetworkPolicy/{NAME}", f"ServiceMonitor/{NAME}"}
     got = wait_for(lambda: (c := children(cluster, NAME)) and set(c) == expected and c,

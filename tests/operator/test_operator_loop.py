@@ -48,10 +48,9 @@ def test_create_applies_every_child_with_owner_references(cluster: DevCluster,
         "ingressControllerNamespaceLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     cr = cluster.create(manifest)
     expected = {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                "PersistentVolumeClaim", "Ingress", "ServiceMonitor", "PrometheusRule",
-                "ConfigMap", "NetworkPolicy"}
+                "Ingress", "ServiceMonitor", "PrometheusRule", "ConfigMap", "NetworkPolicy"}
     got = wait_for(lambda: (c := children(cluster, QWEN)) and
-                   {k.split("/")[0] for k in c} == expected and c, "all ten children")
+                   {k.split("/")[0] for k in c} == expected and c, "all nine children")
     for key, child in got.items():
         refs = child["metadata"].get("ownerReferences") or []
         assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in refs] == [
@@ -143,8 +142,7 @@ def test_children_no_longer_wanted_are_deleted(cluster: DevCluster, operator: Co
                     f"HorizontalPodAutoscaler/{QWEN}" not in c and
                     f"PodDisruptionBudget/{QWEN}" not in c and c, "HPA and PDB deleted")
     assert left[f"Deployment/{QWEN}"]["spec"]["replicas"] == 2
-    assert set(left) == {f"Deployment/{QWEN}", f"Service/{QWEN}", f"NetworkPolicy/{QWEN}",
-                         f"PersistentVolumeClaim/{QWEN}-model-cache"}
+    assert set(left) == {f"Deployment/{QWEN}", f"Service/{QWEN}", f"NetworkPolicy/{QWEN}"}
 
 
 def test_alerts_and_dashboard_follow_their_switches(cluster: DevCluster,
@@ -185,7 +183,8 @@ def test_retained_cache_and_existing_claims_are_never_deleted(cluster: DevCluste
                                  "metadata": {"name": "my-models", "namespace": NS},
                                  "spec": {"accessModes": ["ReadWriteOnce"]}})
     manifest = example("bge-reranker-cpu.yaml")
-    manifest["spec"]["modelCache"] = {"enabled": True, "size": "5Gi", "retainOnDelete": True}
+    manifest["spec"]["modelCache"] = {"enabled": True, "size": "5Gi", "retainOnDelete": True,
+                                      "accessModes": ["ReadWriteMany"]}  # two replicas
     cluster.create(manifest)
     pvc = wait_for(lambda: children(cluster, BGE).get(f"PersistentVolumeClaim/{BGE}-model-cache"),
                    "the retained PVC")
@@ -311,7 +310,7 @@ def test_missing_prometheus_rule_api_sets_a_condition(cluster: DevCluster,
 def test_deleting_the_service_removes_its_children(cluster: DevCluster,
                                                    operator: Controller) -> None:
     cluster.create(example("qwen3-reranker-0.6b.yaml"))
-    wait_for(lambda: len(children(cluster, QWEN)) == 6, "six children")
+    wait_for(lambda: len(children(cluster, QWEN)) == 5, "five children")  # no claim: per pod
     cluster.delete(RERANKERS, NS, QWEN)
     wait_for(lambda: cluster.get(RERANKERS, NS, QWEN) is None, "kopf to release its finalizer")
     assert children(cluster, QWEN) == {}

@@ -148,7 +148,7 @@ VLLM_SPEC: dict[str, Any] = {
     "vllm": {"tensorParallelSize": 2, "gpuMemoryUtilization": 0.95, "maxModelLen": 32768,
              "maxNumSeqs": 128, "maxNumBatchedTokens": 65536, "extraArgs": ["--seed=1"]},
     "server": {"apiKeySecret": {"name": "vllm-key"}},
-    "modelCache": {"enabled": True, "size": "40Gi"},
+    "modelCache": {"enabled": True, "size": "40Gi", "accessModes": ["ReadWriteMany"]},
     "hubTokenSecret": {"name": "hf"},
     "autoscaling": {"enabled": True, "maxReplicas": 4, "queuedPairsPerPod": 256},
     "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True},

@@ -19,6 +19,7 @@ from render_helpers import (
     make_cr,
     prometheus_operator_schema,
 )
+from reranker_contract import RUN_AS_UID
 from reranker_operator import __version__
 from reranker_operator.parsed import parse_service
 from reranker_operator.render import render_children
@@ -130,8 +131,10 @@ def test_deployment_content() -> None:
     assert pod["metadata"]["annotations"]["team"] == "search"
     assert len(pod["metadata"]["annotations"]["rerankers.io/config-hash"]) == 16
     ps = pod["spec"]
-    assert ps["securityContext"] == {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
-                                     "fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    uid = RUN_AS_UID  # the images' USER (tests/deploy/test_dockerfiles.py)
+    assert uid >= 10000
+    assert ps["securityContext"] == {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
+                                     "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
     assert ps["nodeSelector"] == FULL_SPEC["nodeSelector"]
     assert ps["tolerations"] == FULL_SPEC["tolerations"]
     assert ps["affinity"] == FULL_SPEC["affinity"]
@@ -163,7 +166,7 @@ def test_deployment_content() -> None:
         "QUANTIZATION": "8bit", "TRUST_REMOTE_CODE": "true", "DEVICE": "cuda",
         "MAX_BATCH_TOKENS": "8192", "BATCH_SIZE": "8", "MAX_CLIENT_BATCH_SIZE": "100",
         "MAX_CONCURRENT_REQUESTS": "10", "LOG_LEVEL": "debug", "PORT": "8080",
-        "PLAYGROUND": "true",
+        "PLAYGROUND": "true", "DRAIN_SECONDS": "5", "REQUEST_TIMEOUT_SECONDS": "60",
         "HF_HOME": "/models-cache", "CACHE_DIR": "/models-cache", "HF_HUB_OFFLINE": "1", "MAX_SEQUENCE_LENGTH": "4096",
         "DEFAULT_INSTRUCTION": "Find passages",
         "API_KEY": {"secretKeyRef": {"name": "api", "key": "api-key"}},
@@ -223,6 +226,21 @@ def test_disabled_cache_uses_empty_dir_even_with_claim_settings() -> None:
     assert "PersistentVolumeClaim" not in kids
     volumes = kids["Deployment"]["spec"]["template"]["spec"]["volumes"]
     assert volumes[0] == {"name": "model-cache", "emptyDir": {}}
+
+
+def test_per_pod_cache_is_a_generic_ephemeral_volume_and_no_claim_child() -> None:
+    spec = {"model": {"name": "m"}, "replicas": 3,
+            "modelCache": {"enabled": True, "mode": "PerPod", "size": "7Gi",
+                           "storageClassName": "ssd"}}
+    kids = by_kind(render_children(make_cr(spec)))
+    assert "PersistentVolumeClaim" not in kids  # Kubernetes creates one per pod, owned by it
+    ps = kids["Deployment"]["spec"]["template"]["spec"]
+    assert ps["volumes"][0] == {"name": "model-cache", "ephemeral": {"volumeClaimTemplate": {
+        "metadata": {"labels": {**SELECTOR, "app.kubernetes.io/component": "model-cache"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ssd",
+                 "resources": {"requests": {"storage": "7Gi"}}}}}}
+    for version in ("1.30", "1.37"):
+        kubernetes_validate.validate(kids["Deployment"], version, strict=True)
 
 
 def test_user_env_overrides_operator_env() -> None:
@@ -388,3 +406,18 @@ def test_kopf_body_renders() -> None:
     kopf = pytest.importorskip("kopf")
     cr = make_cr(FULL_SPEC)
     assert render_children(kopf.Body(copy.deepcopy(cr))) == render_children(cr)
+
+
+@pytest.mark.parametrize(("cache", "strategy"), [
+    ({"enabled": True, "size": "1Gi"}, "Recreate"),  # one node at a time: no surge pod
+    ({"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteOncePod"]}, "Recreate"),
+    ({"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteMany"]}, "RollingUpdate"),
+    ({"enabled": True, "mode": "PerPod", "size": "1Gi"}, "RollingUpdate"),
+    ({"enabled": False}, "RollingUpdate"),
+])
+def test_a_claim_one_node_attaches_rolls_by_recreate(cache: dict, strategy: str) -> None:
+    dep = by_kind(render_children(make_cr({"model": {"name": "m"}, "modelCache": cache})))[
+        "Deployment"]
+    assert dep["spec"]["strategy"]["type"] == strategy
+    assert ("rollingUpdate" in dep["spec"]["strategy"]) == (strategy == "RollingUpdate")
+    kubernetes_validate.validate(dep, "1.37", strict=True)

@@ -142,3 +142,22 @@ def test_download_validates_a_local_model_dir(tmp_path, capsys):
     assert (
         main(["download", "--model", str(tmp_path / "nothing-here" / "x")]) == 1
     )  # offline: hub lookup fails
+
+
+def test_dtype_help_says_what_auto_does(capsys):
+    """`--dtype auto` on a CPU takes bfloat16 where it is native and measured fast enough
+    (choose_cpu_dtype); the help and the CRD's description say so, not "float32 on CPU"."""
+    from reranker_contract import CPU_BF16_MIN_SPEEDUP
+    from reranker_operator.spec import ModelSpec
+    from reranker_server.models.loading import choose_cpu_dtype
+
+    assert choose_cpu_dtype(True, CPU_BF16_MIN_SPEEDUP)[0] == "bfloat16"
+    assert choose_cpu_dtype(True, CPU_BF16_MIN_SPEEDUP - 0.01)[0] == "float32"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    crd_text = ModelSpec.model_fields["dtype"].description
+    for text in (help_text, crd_text):
+        assert "float32 on CPU" not in text
+        assert "bfloat16 where the CPU computes it natively (AVX512-BF16/AMX)" in text
+        assert f">= {CPU_BF16_MIN_SPEEDUP}x float32" in text

@@ -7,6 +7,7 @@ import signal
 import threading
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from reranker_server.app import create_app, make_uvicorn_server, settings_loader
 from reranker_server.config import Settings
@@ -117,3 +118,65 @@ def test_warm_up_runs_before_ready(tiny_qwen3_path):
     for client in running_client(settings_for(tiny_qwen3_path, warmup=False)):
         assert client.get("/ready").status_code == 200
         assert scored() == before
+
+
+def test_draining_serves_what_arrives_then_closes(tiny_cross_encoder_path):
+    """After SIGTERM the real uvicorn server answers /ready 503 but still scores a request that
+    arrives (routed before the endpoint removal propagated), with `Connection: close`; when the
+    drain ends the listener closes and the server exits."""
+    import socket
+
+    from server_helpers import settings_for
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = settings_for(tiny_cross_encoder_path, host="127.0.0.1", port=port,
+                            log_level="warning", drain_seconds=3600)
+    app = create_app(settings)
+    server = make_uvicorn_server(app, settings)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    body = {"query": "q", "documents": ["a", "b"]}
+    try:
+        assert app.state.server.loaded.wait(120)
+        while not server.started:
+            assert thread.is_alive()
+            threading.Event().wait(0.02)
+        with httpx.Client(base_url=base, timeout=30) as client:
+            assert client.get("/ready").status_code == 200
+            assert client.post("/v2/rerank", json=body).headers.get("connection") != "close"
+            server.handle_exit(signal.SIGTERM, None)  # drain: keep serving
+            assert client.get("/ready").status_code == 503
+            scored = client.post("/v2/rerank", json=body)
+            assert scored.status_code == 200, scored.text
+            assert scored.headers["connection"] == "close"
+        server.handle_exit(signal.SIGTERM, None)  # the drain is over
+        thread.join(30)
+        assert not thread.is_alive()
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/healthz", timeout=5)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+async def test_request_timeout_is_504(tiny_qwen3_path):
+    """A request still unscored after REQUEST_TIMEOUT_SECONDS is answered 504 and withdrawn
+    from the queue (the pod's grace period counts on this bound)."""
+    app = create_app(_settings(tiny_qwen3_path, request_timeout_seconds=1))
+    state = app.state.server
+    async with app.router.lifespan_context(app):
+        assert await asyncio.to_thread(state.loaded.wait, 120)
+        state.engine.pause()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            late = await asyncio.wait_for(  # without the timeout it would wait forever
+                client.post("/v2/rerank", json={"query": "q", "documents": ["a"]}), 60)
+            assert late.status_code == 504, late.text
+            assert "REQUEST_TIMEOUT_SECONDS" in late.json()["error"]["message"]
+            assert state.engine.inflight_requests == 0
+            state.engine.resume()
+            ok = await client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})
+            assert ok.status_code == 200

@@ -3,14 +3,17 @@ the real server on a tiny model, and its offline / off-switch guarantees without
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from server_helpers import serving
+from tolerance import assert_scores_close
 from reranker_server.api.playground import page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -28,8 +31,8 @@ def url(tiny_qwen3_path) -> Iterator[str]:
     yield from serving(tiny_qwen3_path, api_key="play-key", served_model_name="tiny-qwen")
 
 
-@pytest.fixture(scope="module")
-def browser():
+def _chromium() -> Iterator[Any]:
+    """A headless Chromium session whose console and network logs can be read back."""
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip("chromium and chromedriver are not installed (make system-deps as root)")
     from selenium import webdriver
@@ -42,12 +45,25 @@ def browser():
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
                  "--window-size=1100,900"):  # fmt: skip
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from _chromium()
+
+
+@pytest.fixture
+def fresh_browser() -> Iterator[Any]:
+    """A session of its own: Chromium remembers a failed /favicon.ico per session and would not
+    ask again after another test's page load."""
+    yield from _chromium()
 
 
 def _fill(driver, *, query: str, passages: list[str], key: str, top_n: str = "") -> None:
@@ -66,7 +82,7 @@ def _wait(driver, condition, timeout: float = 60.0):
     return WebDriverWait(driver, timeout).until(condition)
 
 
-def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path) -> None:
+def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path, tiny_qwen3_path) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(f"{url}/playground")
@@ -83,10 +99,41 @@ def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path) -> None:
                      headers={"Authorization": "Bearer play-key"}, timeout=60).json()  # fmt: skip
     want = [(r["index"], r["relevance_score"]) for r in api["results"]]
     assert [i for i, _ in shown] == [i for i, _ in want]
-    assert max(abs(a - b) for (_, a), (_, b) in zip(shown, want)) < 1e-6
+    # the same server scoring the same request twice
+    assert_scores_close([s for _, s in shown], [s for _, s in want], tiny_qwen3_path,
+                        mode="same_kernel")
     assert texts == [PASSAGES[i] for i, _ in want]
     status = browser.find_element(By.ID, "status").text
     assert re.search(r"3 of 3 passages ranked in \d+ ms, \d+ tokens", status), status
+
+
+def _responses(driver) -> list[tuple[int, str]]:
+    """(status, url) of every HTTP response the page received since the last read."""
+    out = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.responseReceived":
+            response = message["params"]["response"]
+            out.append((response["status"], response["url"]))
+    return out
+
+
+def test_no_console_error_and_no_failed_request(fresh_browser, url: str) -> None:
+    """Loading the page and ranking once: no error in the console (a missing /favicon.ico was
+    the one) and no 4xx/5xx answer to any request the page made."""
+    from selenium.webdriver.common.by import By
+
+    browser = fresh_browser
+    browser.get(f"{url}/playground")
+    _wait(browser, lambda d: d.find_element(By.ID, "model").text == "tiny-qwen")
+    _fill(browser, query=QUERY, passages=PASSAGES, key="play-key")
+    browser.find_element(By.ID, "submit").click()
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
+    responses = _responses(browser)
+    assert (200, f"{url}/v1/rerank") in responses, responses  # the network log is read
+    assert [r for r in responses if r[0] >= 400] == []
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
 
 
 def test_a_wrong_key_shows_the_servers_401(browser, url: str) -> None:
@@ -130,6 +177,8 @@ def test_the_page_is_self_contained() -> None:
     external = re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", html)
     assert not external, external
     assert "fetch(\"v1/rerank\"" in html  # the server's own API, relative to the page
+    # its icon is inline: a browser never asks this server for /favicon.ico (a 404)
+    assert re.search(r'<link rel="icon" href="data:image/svg\+xml,', html)
 
 
 def test_headers_link_and_off_switch(url: str, tiny_qwen3_path) -> None:
