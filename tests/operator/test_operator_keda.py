@@ -150,9 +150,10 @@ def test_missing_keda_apis_set_conditions(cluster: DevCluster, operator: Control
     assert reason_of(cluster, "InterceptorRoute") == ("False", "InterceptorRouteCRDMissing")
     message = condition(cr_of(cluster), "ScaledObject")["message"]
     assert "keda.sh/v1alpha1" in message and "KEDA" in message
-    warnings = wait_for(lambda: {e.get("reason") for e in cluster.list("v1/events", NS)
-                                 if e.get("type") == "Warning"}, "Warning events")
-    assert {"ScaledObjectCRDMissing", "InterceptorRouteCRDMissing"} <= warnings
+    missing = {"ScaledObjectCRDMissing", "InterceptorRouteCRDMissing"}
+    # one Warning event per missing API, posted one after the other: wait for both
+    wait_for(lambda: missing <= {e.get("reason") for e in cluster.list("v1/events", NS)
+                                 if e.get("type") == "Warning"}, "both Warning events")
     assert not [c for c in cluster.calls if c.resource.startswith(("scaledobjects",
                                                                    "interceptorroutes"))]
     assert f"Deployment/{NAME}" in kinds_of(cluster)
