@@ -96,9 +96,14 @@ class VllmSpec(SpecModel):
         default_factory=list,
         max_length=64,
         description="More `vllm serve` arguments (e.g. --quantization fp8); none may be a flag "
-        "the operator sets from the resource, and every flag must be one the pinned vLLM "
-        f"{VLLM_VERSION} has (its parser's list: contract/vllm_flags.py), else InvalidSpec.",
+        "the operator sets from the resource, and with the pinned image (tag "
+        f"v{VLLM_VERSION}) every flag must be one vLLM {VLLM_VERSION} has (its parser's list: "
+        "contract/vllm_flags.py), else InvalidSpec; another tag's flags are not checked.",
     )
+
+    def runs_pinned_image(self) -> bool:
+        """Whether the pods run the vLLM release the operator's flag list was read from."""
+        return self.image.tag == f"v{VLLM_VERSION}"
 
     rules = (
         Rule(

@@ -116,7 +116,8 @@ def _vllm_flags(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
 def unexpressible_problems(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
     """(field, message) of every problem of these kinds in `spec`."""
     yield from _vllm_flags(spec)
-    yield from unknown_flag_problems(spec.vllm.extra_args, "vllm.extraArgs")
+    if spec.vllm.runs_pinned_image():  # another vLLM release has other flags
+        yield from unknown_flag_problems(spec.vllm.extra_args, "vllm.extraArgs")
     yield from _quantities(spec)
     yield from _durations(spec)
     yield from _metadata_maps(spec)

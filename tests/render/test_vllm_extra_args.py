@@ -52,6 +52,16 @@ def test_a_flag_vllm_lacks_is_refused_naming_the_item(extra: list[str], index: i
         assert word in str(caught.value), caught.value
 
 
+def test_another_vllm_tag_is_not_checked_against_the_pinned_flags() -> None:
+    """Another release has other flags: the operator cannot judge them, vLLM will."""
+    spec = _spec(["--flag-of-a-later-release"])
+    spec["vllm"]["image"] = {"tag": "v9.9.9"}
+    parse_spec(spec)
+    spec["vllm"]["image"] = {"tag": f"v{VLLM_VERSION}"}
+    with pytest.raises(InvalidSpecError, match="--flag-of-a-later-release"):
+        parse_spec(spec)
+
+
 def test_generate_check_passes_without_the_vllm_venv(tmp_path) -> None:
     """Where `make vllm-venv` never ran, `generate --check` skips the flag list, saying so,
     and judges the other files alone."""
