@@ -393,7 +393,7 @@ def _config_hash(*parts: Any) -> str:
 def _claim_name(svc: ParsedService) -> str | None:
     """The one claim every replica mounts (mode Shared), or None."""
     cache = svc.spec.model_cache
-    if not cache.enabled or cache.mode != "Shared":
+    if not cache.is_shared():
         return None
     return cache.existing_claim or model_cache_claim_name(svc.name)
 
@@ -405,7 +405,7 @@ def _cache_volume(svc: ParsedService) -> JsonObject:
     claim = _claim_name(svc)
     if claim is not None:
         return {"name": "model-cache", "persistentVolumeClaim": {"claimName": claim}}
-    if cache.enabled and cache.mode == "PerPod" and cache.size is not None:
+    if cache.is_per_pod() and cache.size is not None:
         spec: JsonObject = {"accessModes": list(cache.access_modes),
                             "resources": {"requests": {"storage": cache.size}}}
         if cache.storage_class_name is not None:
@@ -428,8 +428,7 @@ def vllm_template_config_map_name(instance: str) -> str:
 
 def pvc_params(svc: ParsedService) -> PvcParams | None:
     cache = svc.spec.model_cache
-    if (not cache.enabled or cache.mode != "Shared" or cache.existing_claim is not None
-            or cache.size is None):
+    if not cache.is_shared() or cache.existing_claim is not None or cache.size is None:
         return None
     annotations = {RETAINED_ANNOTATION: "true"} if cache.retain_on_delete else None
     return PvcParams(

@@ -94,7 +94,7 @@ def claim_problem(spec: RerankerServiceSpec,
     replica may run. Its access modes are the bound volume's (status), else the requested."""
     cache = spec.model_cache
     name = cache.existing_claim
-    if name is None or not cache.enabled or cache.mode != "Shared":
+    if name is None or not cache.is_shared():
         return None
     if claim is None:
         return CLAIM_NOT_FOUND, (f"spec.modelCache.existingClaim: PersistentVolumeClaim "

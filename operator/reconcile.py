@@ -196,7 +196,7 @@ async def _model_cache_condition(client: KubeClient, svc: ParsedService) -> st.C
     """The ModelCache condition where the replicas share an existing claim (its access modes
     are known only from the claim itself), else None."""
     cache = svc.spec.model_cache
-    if not cache.enabled or cache.mode != "Shared" or cache.existing_claim is None:
+    if not cache.is_shared() or cache.existing_claim is None:
         return None
     claim = await client.get(ResourceRef(PVC.api_version, PVC.plural), svc.namespace,
                              cache.existing_claim)

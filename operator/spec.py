@@ -363,10 +363,18 @@ class ModelCacheSpec(SpecModel):
         ),
     )
 
+    def is_shared(self) -> bool:
+        """Enabled in mode Shared: one claim (created, or existingClaim) every replica mounts."""
+        return self.enabled and self.mode == "Shared"
+
+    def is_per_pod(self) -> bool:
+        """Enabled in mode PerPod: a generic ephemeral volume, a claim per pod."""
+        return self.enabled and self.mode == "PerPod"
+
     def one_node_only(self) -> bool:
         """Whether the one shared claim the operator creates can be attached on one node only
         (no ReadWriteMany / ReadOnlyMany: block storage), so replicas elsewhere cannot start."""
-        return (self.enabled and self.mode == "Shared" and self.existing_claim is None
+        return (self.is_shared() and self.existing_claim is None
                 and not set(self.access_modes) & set(MULTI_NODE_MODES))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from reranker_operator.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 
@@ -52,3 +54,9 @@ class Ref:
 RERANKERS = Ref(CRD_GROUP, CRD_VERSION, CRD_PLURAL)
 DEPLOYMENTS = Ref("apps", "v1", "deployments")
 PODS = Ref("", "v1", "pods")
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    """The pod's Ready condition is True."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from reranker_devtools.devcluster.common import PODS, Ref
+from reranker_devtools.devcluster.common import PODS, Ref, pod_ready
 from reranker_devtools.devcluster.selectors import selector_matches
 from reranker_operator.status import now_rfc3339
 
@@ -30,12 +30,6 @@ ENDPOINT_SLICES = Ref("discovery.k8s.io", "v1", "endpointslices")
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 CONTROLLER = "endpointslice-controller.k8s.io"  # the label value and the field manager
-
-
-def pod_ready(pod: Mapping[str, Any]) -> bool:
-    """The pod's Ready condition is True."""
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _container_port(pod: Mapping[str, Any], target: int | str) -> int | None:

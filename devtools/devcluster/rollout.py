@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reranker_devtools.devcluster import nodes
-from reranker_devtools.devcluster.common import DEPLOYMENTS, PODS
+from reranker_devtools.devcluster.common import DEPLOYMENTS, PODS, pod_ready
 from reranker_operator.status import now_rfc3339
 
 ROLLOUT_PHASES = ("init", "starting", "ready", "failed")
@@ -118,8 +118,7 @@ async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> int:
             }, manager=CONTROLLER_MANAGER)
             live = emu.live(PODS, meta["namespace"], pod_name)
         status = await nodes.settle(emu, live, status)
-        ready += any(c.get("type") == "Ready" and c.get("status") == "True"
-                     for c in status.get("conditions") or [])
+        ready += pod_ready({"status": status})
         live = emu.live(PODS, meta["namespace"], pod_name)
         await emu.update_object(PODS, live, dict(live, status=status), "status",
                                 manager="kubelet")

@@ -28,7 +28,7 @@ class LoadOptions:
     family: str = "auto"  # auto | qwen3-causal | cross-encoder
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     device: str = "auto"  # auto | cpu | cuda
-    attn_implementation: str = "sdpa"  # sdpa | eager | flash_attention_2
+    attn_implementation: str = ATTN_IMPLEMENTATIONS[0]  # one of ATTN_IMPLEMENTATIONS
     quantization: str = "none"  # none | 8bit | 4bit
     max_length: int = DEFAULTS.max_sequence_length  # at most the model's limit
     default_instruction: str | None = None

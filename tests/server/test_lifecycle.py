@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import threading
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,6 +17,20 @@ from reranker_server.config import Settings
 
 def _settings(path, **kw) -> Settings:
     return Settings(**{"model": str(path), "device": "cpu", "dtype": "float32", **kw})
+
+
+@contextlib.asynccontextmanager
+async def _paused_engine(settings: Settings) -> AsyncIterator[tuple[object, httpx.AsyncClient]]:
+    """The app's state, once the model loaded and its engine paused (nothing is scored until
+    `state.engine.resume()`), and a client of the app."""
+    app = create_app(settings)
+    state = app.state.server
+    async with app.router.lifespan_context(app):
+        assert await asyncio.to_thread(state.loaded.wait, 120)
+        state.engine.pause()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield state, client
 
 
 def test_probes_answer_while_loading(tiny_qwen3_path):
@@ -59,28 +75,23 @@ def test_load_failure_reported(tmp_path):
 
 
 async def test_queue_full_is_429_with_retry_after(tiny_qwen3_path):
-    app = create_app(_settings(tiny_qwen3_path, max_concurrent_requests=1))
-    state = app.state.server
-    async with app.router.lifespan_context(app):
-        assert await asyncio.to_thread(state.loaded.wait, 120)
-        state.engine.pause()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            body = {"query": "q", "documents": ["a", "b"]}
-            first = asyncio.create_task(client.post("/v2/rerank", json=body))
-            for _ in range(2000):  # wait until the engine admitted the first request
-                if state.engine.inflight_requests == 1:
-                    break
-                await asyncio.sleep(0.005)
-            assert state.engine.inflight_requests == 1
-            second = await client.post("/v2/rerank", json=body)
-            assert second.status_code == 429, second.text
-            assert int(second.headers["Retry-After"]) >= 1
-            assert second.json()["error"]["type"] == "rate_limit_error"
-            state.engine.resume()
-            assert (await first).status_code == 200
-            metrics = (await client.get("/metrics")).text
-            assert 'reranker_requests_total{status="rejected"}' in metrics
+    settings = _settings(tiny_qwen3_path, max_concurrent_requests=1)
+    async with _paused_engine(settings) as (state, client):
+        body = {"query": "q", "documents": ["a", "b"]}
+        first = asyncio.create_task(client.post("/v2/rerank", json=body))
+        for _ in range(2000):  # wait until the engine admitted the first request
+            if state.engine.inflight_requests == 1:
+                break
+            await asyncio.sleep(0.005)
+        assert state.engine.inflight_requests == 1
+        second = await client.post("/v2/rerank", json=body)
+        assert second.status_code == 429, second.text
+        assert int(second.headers["Retry-After"]) >= 1
+        assert second.json()["error"]["type"] == "rate_limit_error"
+        state.engine.resume()
+        assert (await first).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert 'reranker_requests_total{status="rejected"}' in metrics
 
 
 def test_sigterm_drains_before_exit(tiny_qwen3_path):
@@ -165,18 +176,13 @@ def test_draining_serves_what_arrives_then_closes(tiny_cross_encoder_path):
 async def test_request_timeout_is_504(tiny_qwen3_path):
     """A request still unscored after REQUEST_TIMEOUT_SECONDS is answered 504 and withdrawn
     from the queue (the pod's grace period counts on this bound)."""
-    app = create_app(_settings(tiny_qwen3_path, request_timeout_seconds=1))
-    state = app.state.server
-    async with app.router.lifespan_context(app):
-        assert await asyncio.to_thread(state.loaded.wait, 120)
-        state.engine.pause()
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            late = await asyncio.wait_for(  # without the timeout it would wait forever
-                client.post("/v2/rerank", json={"query": "q", "documents": ["a"]}), 60)
-            assert late.status_code == 504, late.text
-            assert "REQUEST_TIMEOUT_SECONDS" in late.json()["error"]["message"]
-            assert state.engine.inflight_requests == 0
-            state.engine.resume()
-            ok = await client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})
-            assert ok.status_code == 200
+    settings = _settings(tiny_qwen3_path, request_timeout_seconds=1)
+    async with _paused_engine(settings) as (state, client):
+        late = await asyncio.wait_for(  # without the timeout it would wait forever
+            client.post("/v2/rerank", json={"query": "q", "documents": ["a"]}), 60)
+        assert late.status_code == 504, late.text
+        assert "REQUEST_TIMEOUT_SECONDS" in late.json()["error"]["message"]
+        assert state.engine.inflight_requests == 0
+        state.engine.resume()
+        ok = await client.post("/v2/rerank", json={"query": "q", "documents": ["a"]})
+        assert ok.status_code == 200
