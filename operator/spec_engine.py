@@ -97,8 +97,8 @@ class VllmSpec(SpecModel):
         max_length=64,
         description="More `vllm serve` arguments (e.g. --quantization fp8); none may be a flag "
         "the operator sets from the resource, and with the pinned image (tag "
-        f"v{VLLM_VERSION}) every flag must be one vLLM {VLLM_VERSION} has (its parser's list: "
-        "contract/vllm_flags.py), else InvalidSpec; another tag's flags are not checked.",
+        f"v{VLLM_VERSION}) every flag must be one vLLM {VLLM_VERSION} has (its parser's list, "
+        "recorded by `make generate`), else InvalidSpec; another tag's flags are not checked.",
     )
 
     def runs_pinned_image(self) -> bool:
