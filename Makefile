@@ -3,10 +3,6 @@
 # torch is pinned to the CPU build first so that no multi-GB CUDA wheel is pulled on a laptop
 # or in CI.
 PYTHON ?= python3
-# The folder operator/ would shadow the standard library's `operator` for any `python -m ...`
-# run from the repository root (Python puts the working directory first on sys.path).
-# PYTHONSAFEPATH (Python 3.11+) stops that for every Python process make starts.
-export PYTHONSAFEPATH := 1
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCK := constraints/lock.txt
@@ -166,8 +162,8 @@ render: install
 
 ## generate: rewrite every generated file from its source (reranker_devtools.generate; a test
 ## fails when a committed one differs): the Prometheus Adapter rules, the CRD (from the spec
-## models in operator/spec.py) and deploy/'s copy of it, the field reference, and (where
-## `make vllm-venv` ran) contract/vllm_flags.py from the pinned vLLM's parser.
+## models in operator/reranker_operator/api/spec.py) and deploy/'s copy of it, the field reference, and (where
+## `make vllm-venv` ran) operator/reranker_operator/engines/vllm/known_flags.py from the pinned vLLM's parser.
 generate: install
 	$(PY) -m reranker_devtools.generate
 

@@ -266,7 +266,7 @@ def _measured_pairs_per_replica(documents: int) -> float:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, MODEL_NAME=str(model), DEVICE="cpu", PORT=str(port), HOST="127.0.0.1",
-               LOG_LEVEL="warning", PYTHONSAFEPATH="1")  # fmt: skip
+               LOG_LEVEL="warning")  # fmt: skip
     exe = str(Path(sys.executable).with_name("reranker-server"))
     proc = subprocess.Popen([exe], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -287,7 +287,7 @@ def _measured_pairs_per_replica(documents: int) -> float:
 
 def _rendered_hpa(resource: Path) -> dict | None:
     import yaml
-    from reranker_operator.render import render_children
+    from reranker_operator.render.manifests import render_children
 
     cr = next(d for d in yaml.safe_load_all(resource.read_text()) if d and d.get("kind") == "RerankerService")
     return next((c for c in render_children(cr) if c["kind"] == "HorizontalPodAutoscaler"), None)

@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
-from reranker_operator.kinds import CHILD_KINDS
-from reranker_operator.kube import USER_AGENT
-from reranker_operator.render import render_children
+from reranker_operator.render.kinds import CHILD_KINDS
+from reranker_operator.controller.kube import USER_AGENT
+from reranker_operator.render.manifests import render_children
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "qwen3-reranker-0.6b.yaml"
@@ -88,7 +88,7 @@ class Bench:
     # --- the operator process
 
     def start_operator(self) -> None:
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), PYTHONSAFEPATH="1",
+        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), 
                    RERANKER_RESYNC_SECONDS=str(self.args.resync))
         log = (self.args.log or self.work / "operator.log").open("ab")
         self.operator = subprocess.Popen(

@@ -143,7 +143,7 @@ def server_counters(url: str) -> dict[str, float] | None:
     for a server without them: the baselines)."""
     import urllib.request
 
-    from reranker_operator.promtext import parse_totals
+    from reranker_operator.tools.promtext import parse_totals
 
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:

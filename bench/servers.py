@@ -43,7 +43,7 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
                 "--host", "127.0.0.1", "--port", str(port), "--served-model-name", model_dir.name]
         if kind == "vllm":  # a BERT encoder keeps its 512 positions and has no KV to cache
             from reranker_contract import VLLM_QWEN3_OVERRIDES
-            from reranker_operator.vllm_template import qwen3_score_template
+            from reranker_operator.engines.vllm.score_template import qwen3_score_template
 
             assert work is not None
             template = work / f"score-template-{port}.jinja"
@@ -59,13 +59,9 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
 
 
 def bench_env() -> dict[str, str]:
-    """Offline, quiet environment shared by every server.
-
-    PYTHONSAFEPATH keeps the working directory off sys.path, so the repository's `operator/`
-    folder can never shadow the standard library inside a server.
-    """
+    """Offline, quiet environment shared by every server."""
     env = dict(os.environ)
-    env.update(PYTHONSAFEPATH="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
                PYTHONUNBUFFERED="1", VLLM_CPU_KVCACHE_SPACE="2")
     return env

@@ -11,9 +11,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Subprocesses started with `python -m ...` from the repo root must not import operator/ as the
-# standard library's `operator` (see the Makefile).
-os.environ.setdefault("PYTHONSAFEPATH", "1")
 # kubectl caches API discovery per host:port under ~/.kube/cache for hours; the emulators in
 # these tests reuse ports with other resource sets, so a stale cache would answer for them.
 os.environ["KUBECACHEDIR"] = tempfile.mkdtemp(prefix="kube-cache-")

@@ -7,7 +7,6 @@ Skips (with the reason) where `make checkov-venv` has not run, or without kubect
 from __future__ import annotations
 
 import fnmatch
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,8 @@ import pytest
 import yaml
 from deploy_helpers import REPO, kustomize_build
 from reranker_devtools import checkov, peers
-from reranker_operator.render import render_children
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "render"))
-from render_helpers import example_crs  # noqa: E402
+from reranker_operator.render.manifests import render_children
+from render_helpers import example_crs
 
 SKIPS_FILE = Path(__file__).with_name("checkov-skips.yaml")
 INSTALL_BUNDLE = "install-bundle.yaml"

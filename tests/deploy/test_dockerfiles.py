@@ -325,22 +325,20 @@ def build_wheel_from_context(tmp_path: Path, *, readme_placeholder: bool = False
     return next((tmp_path / "w").glob("*.whl"))
 
 
-def test_wheel_from_the_build_context_ships_templates_and_crds(tmp_path: Path) -> None:
-    """Build the wheel from exactly what the `wheel` stage copies; it must carry the package data."""
+def test_wheel_from_the_build_context_ships_every_package_file(tmp_path: Path) -> None:
+    """Build the wheel from exactly what the `wheel` stage copies; every module, template and
+    static page under the package folders (`<folder>/reranker_*/`) must be in it."""
     wheel = build_wheel_from_context(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
-    data = [
-        p
-        for folder in ("templates", "crds")
-        for p in (REPO / folder).iterdir()
-        if p.suffix in (".j2", ".yaml", ".json")
+    shipped = [
+        path.relative_to(top)
+        for top in (REPO / f for f in ("operator", "server", "contract", "templates"))
+        for path in top.glob("reranker_*/**/*")
+        if path.suffix in (".py", ".j2", ".html")
     ]
-    assert data, "templates/ and crds/ hold no data files yet"
-    folder_to_pkg = {"templates": "reranker_operator/templates", "crds": "reranker_operator/crds"}
-    for path in data:
-        assert f"{folder_to_pkg[path.parent.name]}/{path.name}" in names, (
-            f"{path.name} is missing from the wheel"
-        )
+    assert any(p.suffix == ".j2" for p in shipped), "templates/ holds no templates yet"
+    missing = sorted(str(p) for p in shipped if p.as_posix() not in names)
+    assert not missing, f"missing from the wheel: {missing}"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "reranker-server = reranker_server.cli:main" in text
@@ -421,10 +419,10 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path
 OPERATOR_RUN = """
 import io, sys
 sys.path.insert(0, sys.argv[1])
-import reranker_operator.handlers, reranker_operator.render, reranker_operator.cli
-import reranker_operator.runner, reranker_operator.kube, reranker_operator.reconcile, reranker_operator.status
+import reranker_operator.controller.handlers, reranker_operator.render.manifests, reranker_operator.cli
+import reranker_operator.controller.runner, reranker_operator.controller.kube, reranker_operator.controller.reconcile, reranker_operator.controller.status
 assert reranker_operator.__file__.startswith(sys.argv[1]), reranker_operator.__file__
-reranker_operator.runner.build()
+reranker_operator.controller.runner.build()
 from reranker_operator import cli
 out = io.StringIO()
 assert cli.main(['render', '-f', sys.argv[2]], stdout=out) == 0
@@ -487,7 +485,7 @@ def test_image_check_fails_without_a_needed_module(image_root, tmp_path: Path) -
     """The check above can fail: a module outside the image (torch), or one taken out (jinja2)."""
     root = image_root("operator")
     program = OPERATOR_RUN.replace(
-        "import reranker_operator.handlers,", "import torch, reranker_operator.handlers,"
+        "import reranker_operator.controller.handlers,", "import torch, reranker_operator.controller.handlers,"
     )
     done = _run_in_image(program, root)
     assert done.returncode != 0 and "No module named 'torch'" in done.stderr
@@ -556,17 +554,3 @@ def test_dev_tooling_ships_in_no_image_and_no_extra(image_root, tmp_path: Path) 
         done = _run_in_image(DEV_PROBE, image_root(extra))
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.strip() == "[]", f"{extra} image: {done.stdout.strip()}"
-
-
-def test_every_package_folder_ships() -> None:
-    """Each folder with an __init__.py under the shipped trees is in pyproject's package list
-    (setuptools is told the list explicitly; a new subpackage left out would be missing from
-    both images)."""
-    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    mapping = PYPROJECT["tool"]["setuptools"]["package-dir"]
-    found = set()
-    for name, folder in mapping.items():
-        for init in (REPO / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(REPO / folder)
-            found.add(".".join([name, *rel.parts]) if rel.parts else name)
-    assert found <= listed, f"not in [tool.setuptools] packages: {sorted(found - listed)}"

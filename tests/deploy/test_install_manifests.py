@@ -14,8 +14,8 @@ import pytest
 import yaml
 from deploy_helpers import REPO
 import reranker_contract
-from reranker_operator import constants
-from reranker_operator.kube import API_PERMISSIONS
+from reranker_operator.api import constants
+from reranker_operator.controller.kube import API_PERMISSIONS
 
 KUBECTL = shutil.which("kubectl")
 needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
@@ -298,8 +298,8 @@ def test_install_doc_shows_the_same_adapter_rules() -> None:
 
 
 def test_troubleshooting_covers_every_failure_reason() -> None:
-    from reranker_operator import status
-    from reranker_operator.kinds import OPTIONAL_KINDS
+    from reranker_operator.controller import status
+    from reranker_operator.render.kinds import OPTIONAL_KINDS
 
     text = (REPO / "docs" / "troubleshooting.md").read_text()
     reasons = [

@@ -8,7 +8,8 @@ from typing import Any
 import kopf
 import pytest
 from deploy_helpers import kustomize_build
-from reranker_operator import cli, runner
+from reranker_operator import cli
+from reranker_operator.controller import runner
 
 
 def _operator_container() -> dict[str, Any]:

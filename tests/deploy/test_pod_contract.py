@@ -19,8 +19,8 @@ import pytest
 import yaml
 from deploy_helpers import REPO, exec_form, final_env, parse_stages, wait_for
 from reranker_contract import DEFAULT_INSTRUCTION, Env
-from reranker_operator.render import render_children
-from reranker_operator.spec import parse_spec
+from reranker_operator.render.manifests import render_children
+from reranker_operator.api.spec import parse_spec
 from reranker_server.cli import build_parser
 from reranker_server.config import Settings, load_settings
 
@@ -266,7 +266,7 @@ def test_every_rendered_setting_reaches_the_running_server(
     [program, *entry_args] = _entrypoint()
     argv = [str(Path(sys.executable).with_name(program)), *entry_args]
     argv += container.get("command", [])[1:] + container.get("args", [])
-    run_env = {"PATH": os.environ["PATH"], "PYTHONSAFEPATH": "1", **env}
+    run_env = {"PATH": os.environ["PATH"], **env}
     run_env.update({str(k): v for k, v in mapped.items()})
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(argv, env=run_env, stdout=log, stderr=subprocess.STDOUT)

@@ -13,9 +13,9 @@ from deploy_helpers import REPO, kustomize_build, wait_for
 from kopf.testing import KopfRunner
 from reranker_devtools.devcluster import DEPLOYMENTS, DevCluster
 from reranker_operator import cli
-from reranker_operator.handlers import OperatorConfig
-from reranker_operator.kube import USER_AGENT
-from reranker_operator.runner import build
+from reranker_operator.controller.handlers import OperatorConfig
+from reranker_operator.controller.kube import USER_AGENT
+from reranker_operator.controller.runner import build
 
 OPERATOR_AGENTS = (USER_AGENT,)  # kopf and our passes share one session
 

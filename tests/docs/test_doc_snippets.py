@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from reranker_operator.render import render_children
+from reranker_operator.render.manifests import render_children
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

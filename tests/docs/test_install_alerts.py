@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from reranker_operator.render import render_children
+from reranker_operator.render.manifests import render_children
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "docs" / "install.md"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from reranker_operator.crdschema import load_crd, openapi_schema
+from reranker_operator.api.crd import load_crd, openapi_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

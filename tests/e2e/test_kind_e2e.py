@@ -65,7 +65,7 @@ def test_script_example_patch_renders_a_local_single_replica_server(tmp_path: Pa
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed")
-    from reranker_operator.render import render_children
+    from reranker_operator.render.manifests import render_children
 
     text = SCRIPT.read_text()
     example = re.search(r"^EXAMPLE=\$\{EXAMPLE:-([^}]+)\}", text, re.MULTILINE).group(1)

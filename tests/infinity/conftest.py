@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# our side of the comparison runs through the server tests' and the vLLM tests' helpers
-sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
+# our side of the comparison runs through the vLLM tests' helpers
 sys.path.insert(0, str(Path(__file__).parents[1] / "vllm"))
 
 

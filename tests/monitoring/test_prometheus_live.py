@@ -29,8 +29,8 @@ import pytest
 from reranker_contract import ADAPTER_RULES, Env
 from reranker_devtools import prometheus as prom
 from reranker_operator import cli
-from reranker_operator.monitoring import KUBE_STATE_METRICS, dashboard
-from reranker_operator.render import render_children
+from reranker_operator.render.monitoring import KUBE_STATE_METRICS, dashboard
+from reranker_operator.render.manifests import render_children
 
 NS, NAME = "ml", "live"
 PODS = ("live-7c9d5b6f4-a1b2c", "live-7c9d5b6f4-d3e4f")
@@ -80,7 +80,7 @@ def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]
     ports = [_free_port() for _ in PODS]
     procs = []
     for pod, port in zip(PODS, ports):  # the rendered env, with this machine's paths and ports
-        run_env = {"PATH": os.environ["PATH"], "PYTHONSAFEPATH": "1", **env,
+        run_env = {"PATH": os.environ["PATH"], **env,
                    str(Env.MODEL_NAME): str(tiny_qwen3_path), str(Env.DEVICE): "cpu",
                    str(Env.PORT): str(port), str(Env.HOST): "127.0.0.1",
                    str(Env.HF_HOME): str(work), str(Env.CACHE_DIR): str(work)}  # fmt: skip

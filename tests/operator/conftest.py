@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from kopf.testing import KopfRunner
 from reranker_devtools.devcluster import DevCluster
-from reranker_operator.handlers import Controller, OperatorConfig
-from reranker_operator.runner import build
+from reranker_operator.controller.handlers import Controller, OperatorConfig
+from reranker_operator.controller.runner import build
 
 RESYNC_SECONDS = 0.3
 

@@ -148,7 +148,7 @@ def test_dtype_help_says_what_auto_does(capsys):
     """`--dtype auto` on a CPU takes bfloat16 where it is native and measured fast enough
     (choose_cpu_dtype); the help and the CRD's description say so, not "float32 on CPU"."""
     from reranker_contract import CPU_BF16_MIN_SPEEDUP
-    from reranker_operator.spec import ModelSpec
+    from reranker_operator.api.spec import ModelSpec
     from reranker_server.models.loading import choose_cpu_dtype
 
     assert choose_cpu_dtype(True, CPU_BF16_MIN_SPEEDUP)[0] == "bfloat16"

@@ -27,7 +27,7 @@ import pytest
 from reranker_contract import PORT_NAME, Env
 from reranker_devtools.devcluster import PODS, DevCluster
 from reranker_devtools.devcluster.endpoints import ENDPOINT_SLICES, SERVICE_NAME_LABEL
-from reranker_operator.render import render_children
+from reranker_operator.render.manifests import render_children
 
 LAG_S = 2.0  # EndpointSlice controller + kube-proxy propagation, scaled down
 NAMESPACE = "ml"
@@ -94,7 +94,7 @@ def servers(tiny_cross_encoder_path: Path, tmp_path_factory) -> Iterator[tuple[i
     logs = tmp_path_factory.mktemp("termination-logs")
     started = []
     for address in ADDRESSES:
-        env = {"PATH": os.environ["PATH"], "PYTHONSAFEPATH": "1", "HF_HUB_OFFLINE": "1",
+        env = {"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1",
                **{k: env_good[k] for k in keys},
                Env.MODEL_NAME: str(tiny_cross_encoder_path), Env.DTYPE: "float32",
                Env.DEVICE: "cpu", Env.HOST: address, Env.PORT: str(port),

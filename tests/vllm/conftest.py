@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-# the bundled server side of the comparisons runs through the server tests' helpers
-sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-
-from vllm_helpers import CROSS_SHAPE, QWEN3_SHAPE  # noqa: E402
+from vllm_helpers import CROSS_SHAPE, QWEN3_SHAPE
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from reranker_contract import VLLM_ADAPTER_RULES
 from tolerance import fp32_cross_impl_tolerance, fp32_tolerance, max_abs_diff
-from reranker_operator.monitoring import KUBE_STATE_METRICS, alert_rules, dashboard_panels
-from reranker_operator.spec import parse_spec
+from reranker_operator.render.monitoring import KUBE_STATE_METRICS, alert_rules, dashboard_panels
+from reranker_operator.api.spec import parse_spec
 from vllm_helpers import (
     DOCUMENTS,
     LOCAL_MODEL,

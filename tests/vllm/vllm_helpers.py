@@ -17,7 +17,7 @@ import httpx
 import pytest
 from reranker_contract import MODEL_CACHE_PATH, VLLM_TEMPLATE_DIR
 from reranker_devtools import peers, vllm
-from reranker_operator.render import render_children
+from reranker_operator.render.manifests import render_children
 
 NAMESPACE = "ml"
 LOCAL_MODEL = "/models/tiny"  # the spec's model.name: a path in the image, nothing to download

@@ -1,0 +1,273 @@
+"""The contract between the operator and the server: one place for every fact both sides use.
+
+The operator renders a Deployment whose container the server reads; the alerts, the dashboard,
+the HPA and the Prometheus Adapter rules query the series the server exports. Both import the
+names, defaults and numbers below, so one edit changes both sides. Pure data: importable without
+torch, transformers or kopf (the operator image has neither torch nor the server's dependencies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+# -- the container ----------------------------------------------------------------------------
+PORT = 8080  # the server listens here (PORT); the operator's containerPort and Service target
+PORT_NAME = "http"  # the container port's name (probes, the Service, the ServiceMonitor)
+CONTAINER_NAME = "reranker"  # the server container in the pod (alerts on restarts read it)
+MODEL_CACHE_PATH = "/models-cache"  # HF_HOME and CACHE_DIR of the server and the init container
+READY_PATH = "/ready"  # readiness and startup probes: 503 while loading or draining
+LIVENESS_PATH = "/healthz"  # liveness probe: the process answers
+METRICS_PATH = "/metrics"  # Prometheus text format
+PLAYGROUND_PATH = "/playground"  # the browser page (spec.server.playground)
+METRICS_PORT_NAME = "metrics"  # the container port of /metrics when spec.server.metricsPort moves it
+API_KEYS_DIR = "/etc/reranker/api-keys"  # spec.server.auth.apiKeysSecret, mounted (API_KEYS_FILE)
+JWKS_DIR = "/etc/reranker/jwks"  # spec.server.auth.jwt.jwks, mounted (JWT_JWKS_FILE is a key in it)
+# The uid and gid every container runs as: both images' USER, the pods' runAsUser/runAsGroup/
+# fsGroup, the operator's Deployment. High (>= 10000), so it is no user of the node's own.
+RUN_AS_UID = 10001
+
+# The model card's instruction for Qwen3-Reranker, used when neither the resource
+# (spec.model.instruction) nor the request names one.
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+
+
+class Env(StrEnum):
+    """The server's environment variables (each also a `--flag`; see reranker_server.config)."""
+
+    MODEL_NAME = "MODEL_NAME"
+    MODEL_REVISION = "MODEL_REVISION"
+    SERVED_MODEL_NAME = "SERVED_MODEL_NAME"
+    MODEL_FAMILY = "MODEL_FAMILY"
+    DEFAULT_INSTRUCTION = "DEFAULT_INSTRUCTION"
+    MAX_SEQUENCE_LENGTH = "MAX_SEQUENCE_LENGTH"
+    DTYPE = "DTYPE"
+    DEVICE = "DEVICE"
+    ATTN_IMPLEMENTATION = "ATTN_IMPLEMENTATION"
+    QUANTIZATION = "QUANTIZATION"
+    BATCH_SIZE = "BATCH_SIZE"
+    MAX_BATCH_TOKENS = "MAX_BATCH_TOKENS"
+    MAX_CLIENT_BATCH_SIZE = "MAX_CLIENT_BATCH_SIZE"
+    MAX_CONCURRENT_REQUESTS = "MAX_CONCURRENT_REQUESTS"
+    SCORE_CACHE_SIZE = "SCORE_CACHE_SIZE"
+    PREFIX_CACHE = "PREFIX_CACHE"
+    MODEL_WORKERS = "MODEL_WORKERS"
+    TORCH_THREADS = "TORCH_THREADS"
+    API_KEY = "API_KEY"
+    HOST = "HOST"
+    PORT = "PORT"
+    LOG_LEVEL = "LOG_LEVEL"
+    CACHE_DIR = "CACHE_DIR"
+    DRAIN_SECONDS = "DRAIN_SECONDS"
+    REQUEST_TIMEOUT_SECONDS = "REQUEST_TIMEOUT_SECONDS"
+    TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
+    PLAYGROUND = "PLAYGROUND"
+    WARMUP = "WARMUP"
+    API_KEYS_FILE = "API_KEYS_FILE"  # a mounted file or Secret of API keys (reloaded)
+    JWT_JWKS_FILE = "JWT_JWKS_FILE"
+    JWT_ISSUER = "JWT_ISSUER"
+    JWT_AUDIENCE = "JWT_AUDIENCE"
+    JWT_ALGORITHMS = "JWT_ALGORITHMS"
+    JWT_LEEWAY_SECONDS = "JWT_LEEWAY_SECONDS"
+    JWT_REQUIRED_SCOPE = "JWT_REQUIRED_SCOPE"
+    RATE_LIMIT_REQUESTS_PER_MINUTE = "RATE_LIMIT_REQUESTS_PER_MINUTE"
+    RATE_LIMIT_PAIRS_PER_MINUTE = "RATE_LIMIT_PAIRS_PER_MINUTE"
+    TRUSTED_PROXIES = "TRUSTED_PROXIES"
+    METRICS_PORT = "METRICS_PORT"
+    # read by huggingface_hub, not by our settings
+    HF_HOME = "HF_HOME"
+    HF_HUB_OFFLINE = "HF_HUB_OFFLINE"
+    HF_TOKEN = "HF_TOKEN"
+
+
+@dataclass(frozen=True)
+class ServerDefaults:
+    """Defaults both the server's settings and the RerankerService spec start from."""
+
+    max_sequence_length: int = 8192
+    max_batch_tokens: int = 16384  # padded tokens per forward pass
+    max_batch_size: int = 32  # sequences per forward pass
+    max_client_batch_size: int = 1000  # documents in one request (more: 413)
+    max_concurrent_requests: int = 512  # admitted requests before 429
+    log_level: str = "info"
+    # termination (spec.termination, the pod's grace period): after SIGTERM the server keeps
+    # serving for drain_seconds (readiness 503), then finishes what is in flight; no request
+    # runs longer than request_timeout_seconds (504 after it)
+    drain_seconds: int = 5
+    request_timeout_seconds: int = 60
+
+
+DEFAULTS = ServerDefaults()
+
+FAMILIES = ("qwen3-causal", "cross-encoder")
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+# dtype auto on a CPU with native bf16 takes bfloat16 only where a start-up matmul check measures
+# it at least this much faster than float32 (the server's choice; the CRD's description says it)
+CPU_BF16_MIN_SPEEDUP = 1.5
+QUANTIZATIONS = ("none", "8bit", "4bit")
+# attention kernels the server loads models with (ATTN_IMPLEMENTATION; the first is its default)
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+
+
+def served_model_name(model: str, served_name: str | None) -> str:
+    """The name the API reports (and requests may name): the served name, else the model id."""
+    return served_name or model
+
+
+# -- the series the server exports (what PromQL sees) -------------------------------------------
+class Metric(StrEnum):
+    """Prometheus series names. Counters carry `_total`; histograms are the family name (their
+    series are `<name>_bucket`, `_sum` and `_count`)."""
+
+    HTTP_REQUESTS_TOTAL = "http_requests_total"  # {method, endpoint, status}
+    HTTP_REQUEST_DURATION = "http_request_duration_seconds"  # {method, endpoint}
+    HTTP_REQUESTS_ACTIVE = "http_requests_active"
+    INFERENCE_DURATION = "model_inference_duration_seconds"  # {model_name}
+    GPU_MEMORY = "gpu_memory_usage_bytes"  # {gpu_id}: allocated by tensors
+    GPU_MEMORY_RESERVED = "gpu_memory_reserved_bytes"  # {gpu_id}: held by torch's caching allocator
+    GPU_MEMORY_TOTAL = "gpu_memory_total_bytes"  # {gpu_id}: the device's memory
+    RERANK_REQUESTS_TOTAL = "reranker_requests_total"  # {status}
+    DOCUMENTS_PER_REQUEST = "reranker_documents_per_request"
+    TOKENS_PER_REQUEST = "reranker_tokens_per_request"
+    TRUNCATED_DOCUMENTS_TOTAL = "reranker_truncated_documents_total"  # cut to fit max length
+    QUEUE_DEPTH = "reranker_queue_depth"
+    QUEUE_TIME = "reranker_queue_time_seconds"
+    BATCH_SIZE = "reranker_batch_size"
+    BATCH_TOKENS = "reranker_batch_tokens"
+    PADDING_RATIO = "reranker_padding_ratio"
+    PREFIX_CACHE_REUSE_TOTAL = "reranker_prefix_cache_reuse_total"
+    PREFIX_TOKENS_SAVED_TOTAL = "reranker_prefix_tokens_saved_total"
+    SCORE_CACHE_HITS_TOTAL = "reranker_score_cache_hits_total"
+    SCORE_CACHE_MISSES_TOTAL = "reranker_score_cache_misses_total"
+    AUTH_FAILURES_TOTAL = "reranker_auth_failures_total"  # {reason: missing|invalid|expired|forbidden}
+    RATE_LIMITED_TOTAL = "reranker_rate_limited_total"  # {limit: requests|pairs, client_class}
+    # the work each pod holds (gauges): what autoscaling on queued work reads
+    QUEUED_TOKENS = "reranker_queued_tokens"  # tokens of the pairs in QUEUE_DEPTH
+    INFLIGHT_PAIRS = "reranker_inflight_pairs"  # pairs handed to the model, not yet scored
+    # what the model actually ran (from the backends' reports)
+    FORWARD_PASSES_TOTAL = "reranker_forward_passes_total"  # {path: prefix|continuation|full}
+    OOM_RETRIES_TOTAL = "reranker_oom_retries_total"  # batches split in two after out of memory
+    COMPUTED_TOKENS_TOTAL = "reranker_computed_tokens_total"  # real tokens run through layers
+    MODEL_FLOPS_TOTAL = "reranker_model_flops_total"  # model FLOPs spent on them
+    # per-stage timings (as TEI has): tokenization, queue (QUEUE_TIME), inference
+    TOKENIZATION_DURATION = "reranker_tokenization_duration_seconds"  # per request
+    INFERENCE_DURATION_STAGE = "reranker_inference_duration_seconds"  # per batch the model ran
+
+
+class HpaMetric(StrEnum):
+    """Per-pod custom metrics the rendered HPA asks for; Prometheus Adapter serves them from the
+    series above by the rules in `ADAPTER_RULES`."""
+
+    REQUESTS_PER_SECOND = "reranker_requests_per_second"
+    P95_LATENCY_SECONDS = "reranker_request_latency_p95_seconds"
+    QUEUED_PAIRS = "reranker_queued_pairs_per_pod"  # pairs waiting for a forward pass
+    QUEUED_TOKENS = "reranker_queued_tokens_per_pod"  # their tokens
+    VLLM_WAITING = "vllm_requests_waiting_per_pod"  # engine vllm: pairs waiting in vLLM
+
+
+# What autoscaling on queued work aims at per pod when the resource names no target: at the
+# ~1000 pairs/s of a GPU pod on the guides' documents, 128 waiting pairs are ~130 ms of queue,
+# inside the 200 ms queue-time alert (spec.metrics.prometheusRule.queueTimeP95Seconds).
+DEFAULT_QUEUED_PAIRS_PER_POD = 128
+
+
+@dataclass(frozen=True)
+class AdapterRule:
+    """One Prometheus Adapter `rules.custom` entry: serve `name` per pod from `series`."""
+
+    name: HpaMetric
+    series: str  # the exported series the adapter discovers and queries
+    metrics_query: str  # the adapter's Go template (<<.Series>>, <<.LabelMatchers>>, <<.GroupBy>>)
+    about: str
+
+
+ADAPTER_WINDOW = "2m"  # rates and latency quantiles
+# the queued-work gauges: short enough to follow a queue that builds in seconds, long enough
+# that one scrape's burst does not scale (4 samples at a 15 s scrape interval)
+QUEUE_WINDOW_SECONDS = 60
+QUEUE_WINDOW = f"{QUEUE_WINDOW_SECONDS}s"
+
+ADAPTER_RULES: tuple[AdapterRule, ...] = (
+    AdapterRule(
+        HpaMetric.REQUESTS_PER_SECOND,
+        Metric.RERANK_REQUESTS_TOTAL,
+        f"sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[{ADAPTER_WINDOW}])) by (<<.GroupBy>>)",
+        "the per-pod rate of the server's rerank request counter",
+    ),
+    AdapterRule(
+        HpaMetric.P95_LATENCY_SECONDS,
+        f"{Metric.INFERENCE_DURATION}_bucket",
+        "histogram_quantile(0.95, sum(rate(<<.Series>>{<<.LabelMatchers>>}"
+        f"[{ADAPTER_WINDOW}])) by (le, <<.GroupBy>>))",
+        "the per-pod p95 of the rerank latency histogram (engine submission to scores, "
+        "queueing included)",
+    ),
+    AdapterRule(
+        HpaMetric.QUEUED_PAIRS,
+        Metric.QUEUE_DEPTH,
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
+        "the per-pod (query, document) pairs waiting in the server's queue, averaged over the "
+        "window so one burst does not scale",
+    ),
+    AdapterRule(
+        HpaMetric.QUEUED_TOKENS,
+        Metric.QUEUED_TOKENS,
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
+        "the tokens of those pairs, per pod, averaged over the window",
+    ),
+)
+
+
+# -- the series vLLM exports (engine: vllm), as a running vLLM of the pinned version names them --
+VLLM_VERSION = "0.32.0"  # the vLLM release the operator's defaults, alerts and dashboard target
+VLLM_IMAGE = "vllm/vllm-openai"
+# `vllm serve` flags the operator sets from the resource; spec.vllm.extraArgs may not repeat them
+# (each one of the pinned vLLM's flags, operator/reranker_operator/engines/vllm/known_flags.py; a test checks it)
+VLLM_OWNED_FLAGS = (
+    "--model", "--served-model-name", "--host", "--port", "--runner", "--dtype",
+    "--tensor-parallel-size", "-tp", "--data-parallel-size", "-dp", "--gpu-memory-utilization",
+    "--max-model-len",
+    "--enable-prefix-caching", "--no-enable-prefix-caching", "--max-num-seqs",
+    "--max-num-batched-tokens", "--hf-overrides", "--chat-template", "--download-dir",
+    "--revision", "--trust-remote-code", "--api-key", "--config",
+    "--shutdown-timeout",  # spec.server.requestTimeoutSeconds: in-flight requests drain
+)
+VLLM_PORT = PORT  # vLLM listens on the same port as the bundled server: one Service for both
+VLLM_HEALTH_PATH = "/health"  # 200 once the engine is up (startup, readiness, liveness probes)
+VLLM_TEMPLATE_DIR = "/etc/reranker/vllm"  # the score template ConfigMap's mount
+VLLM_TEMPLATE_FILE = "score-template.jinja"
+# the Qwen3-Reranker overrides that make vLLM score with the yes/no head (vllm-project/vllm#19260)
+VLLM_QWEN3_OVERRIDES = {
+    "architectures": ["Qwen3ForSequenceClassification"],
+    "classifier_from_token": ["no", "yes"],
+    "is_original_qwen3_reranker": True,
+}
+
+
+class VllmMetric(StrEnum):
+    """vLLM's Prometheus series (checked against a running vLLM by the tests). vLLM counts every
+    (query, document) pair as one request. Labels: `model_name` (the served name), `engine`."""
+
+    NUM_REQUESTS_RUNNING = "vllm:num_requests_running"
+    NUM_REQUESTS_WAITING = "vllm:num_requests_waiting"
+    KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"  # 0..1 (the guides' old gpu_cache_usage_perc)
+    PREFIX_CACHE_QUERIES_TOTAL = "vllm:prefix_cache_queries_total"  # tokens looked up
+    PREFIX_CACHE_HITS_TOTAL = "vllm:prefix_cache_hits_total"  # tokens found cached
+    PROMPT_TOKENS_TOTAL = "vllm:prompt_tokens_total"
+    GENERATION_TOKENS_TOTAL = "vllm:generation_tokens_total"
+    REQUEST_SUCCESS_TOTAL = "vllm:request_success_total"  # {finished_reason: stop|abort|error|...}
+    REQUEST_QUEUE_TIME = "vllm:request_queue_time_seconds"  # histogram (the guides' time_in_queue)
+    E2E_REQUEST_LATENCY = "vllm:e2e_request_latency_seconds"  # histogram
+    ADMISSION_REJECTIONS_TOTAL = "vllm:admission_rejections_total"  # {reason}
+    HTTP_REQUESTS_TOTAL = "http_requests_total"  # {handler, method, status: 2xx|4xx|5xx}
+
+
+VLLM_ADAPTER_RULES: tuple[AdapterRule, ...] = (
+    AdapterRule(
+        HpaMetric.VLLM_WAITING,
+        VllmMetric.NUM_REQUESTS_WAITING,
+        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
+        "engine vllm: the per-pod requests (one per pair) waiting in vLLM's scheduler, averaged "
+        "over the window",
+    ),
+)

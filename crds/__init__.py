@@ -1,1 +1,0 @@
-"""CustomResourceDefinitions; shipped in the wheel as `reranker_operator.crds`."""

@@ -1,0 +1,1 @@
+"""The RerankerService API: spec models, field types, CEL rules, checks, the CRD."""

@@ -1,0 +1,1 @@
+"""The controller: kopf handlers, the reconcile pass, drift, status, the API client."""

@@ -1,0 +1,1 @@
+"""The inference engines a RerankerService's Deployment can run."""

@@ -1,0 +1,1 @@
+"""`engine: vllm`: the `vllm serve` container, its flags, score template and monitoring."""

@@ -1,0 +1,1 @@
+"""Rendering: a RerankerService to its child manifests, as data through jinja2 templates."""

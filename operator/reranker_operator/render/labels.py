@@ -1,0 +1,54 @@
+"""Names, labels and owner references of a RerankerService's children."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reranker_operator.api.constants import (
+    APP_NAME,
+    CRD_API_VERSION,
+    CRD_KIND,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    MANAGER,
+)
+
+
+def selector_labels(instance: str) -> dict[str, str]:
+    """The stable labels a Deployment selects its pods by (never change after creation)."""
+    return {LABEL_NAME: APP_NAME, LABEL_INSTANCE: instance}
+
+
+def child_labels(instance: str, component: str) -> dict[str, str]:
+    """Labels every child carries; `instance` finds all children of one RerankerService."""
+    return {
+        **selector_labels(instance),
+        LABEL_MANAGED_BY: MANAGER,
+        LABEL_COMPONENT: component,
+        LABEL_PART_OF: APP_NAME,
+    }
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    """The controller owner reference pointing at the RerankerService."""
+    return {
+        "apiVersion": CRD_API_VERSION,
+        "kind": CRD_KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def model_cache_claim_name(instance: str) -> str:
+    """Name of the PVC the operator creates for the model cache."""
+    return f"{instance}-model-cache"
+
+
+def proxy_service_name(instance: str) -> str:
+    """Name of the Service clients connect to while KEDA may scale the Deployment to zero."""
+    return f"{instance}-proxy"

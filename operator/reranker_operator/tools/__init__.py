@@ -1,0 +1,1 @@
+"""Operator-side CLI tools: `loadtest`, `diagnose`, and the Prometheus text they read."""

@@ -1,0 +1,47 @@
+"""The real operator against the emulated API: switching `engine` on a live RerankerService
+rolls the Deployment over (same object) and keeps the Service, the model cache and the
+monitoring children."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from operator_helpers import children, example, wait_for
+from reranker_devtools.devcluster import RERANKERS, DevCluster
+from reranker_operator.controller.handlers import Controller
+
+NS = "default"
+NAME = "qwen3-reranker-0-6b"
+
+
+def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
+        cluster: DevCluster, operator: Controller) -> None:  # fmt: skip
+    manifest = example("qwen3-reranker-0.6b.yaml")
+    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
+                                   "prometheusRule": {"enabled": True}}
+    cluster.create(manifest)
+    before = wait_for(lambda: (c := children(cluster, NAME)) and
+                      f"PrometheusRule/{NAME}" in c and c, "the children")
+    kept = {k: v["metadata"]["uid"] for k, v in before.items() if not k.startswith("Deployment/")}
+    deployment_uid = before[f"Deployment/{NAME}"]["metadata"]["uid"]
+
+    cluster.patch(RERANKERS, NS, NAME, {"spec": {"engine": "vllm"}})
+
+    def on_vllm() -> dict[str, Any] | None:
+        got = children(cluster, NAME)
+        pod = got[f"Deployment/{NAME}"]["spec"]["template"]["spec"]
+        return got if pod["containers"][0].get("command") == ["vllm", "serve"] else None
+
+    after = wait_for(on_vllm, "the vLLM Deployment")
+    assert after[f"Deployment/{NAME}"]["metadata"]["uid"] == deployment_uid  # rolled, not replaced
+    assert f"ConfigMap/{NAME}-vllm-template" in after
+    assert {k: after[k]["metadata"]["uid"] for k in kept} == kept  # Service, cache, monitoring
+    rules = after[f"PrometheusRule/{NAME}"]["spec"]["groups"][0]["rules"]
+    assert any("vllm:" in r["expr"] for r in rules)  # the alerts follow the engine
+
+    cluster.patch(RERANKERS, NS, NAME, {"spec": {"engine": "transformers"}})
+    back = wait_for(lambda: (c := children(cluster, NAME)) and
+                    f"ConfigMap/{NAME}-vllm-template" not in c and c, "back on our server")
+    assert back[f"Deployment/{NAME}"]["spec"]["template"]["spec"]["containers"][0].get(
+        "command") != ["vllm", "serve"]
+    assert {k: back[k]["metadata"]["uid"] for k in kept} == kept

@@ -1,0 +1,108 @@
+"""`reranker-operator diagnose --url` against the real server, under loads crafted to produce
+each verdict (and one that produces none)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+
+import pytest
+from reranker_operator import cli
+from reranker_operator.tools.diagnose.signals import Signals
+from reranker_operator.tools.diagnose.verdicts import diagnose
+from server_helpers import serving
+
+
+def _run(url: str, load: list[str], *, interval: float = 3.0) -> dict:
+    """Run `loadtest URL load...` in the background and diagnose while it runs."""
+    out = io.StringIO()
+    loader = threading.Thread(target=cli.main, args=(["loadtest", url, *load, "--json"],),
+                              kwargs={"stdout": io.StringIO()})  # fmt: skip
+    loader.start()
+    try:
+        status = cli.main(["diagnose", "live", "--url", url, "--interval", str(interval),
+                           "--json"], stdout=out)  # fmt: skip
+    finally:
+        loader.join(120)
+    assert status == 0
+    return json.loads(out.getvalue())
+
+
+def _names(result: dict) -> list[str]:
+    return [v["name"] for v in result["verdicts"]]
+
+
+def test_a_healthy_load_has_no_bottleneck(tiny_qwen3_path) -> None:
+    for url in serving(tiny_qwen3_path, max_client_batch_size=64):
+        result = _run(url, ["-c", "1", "-d", "4.5", "--documents", "16", "--doc-words", "20-40"])
+    sig = result["signals"]
+    assert sig["requests_per_s"] > 0 and sig["causal"] is True
+    assert _names(result) == [], result
+
+
+def test_overload_is_queue_bound(tiny_qwen3_path) -> None:
+    for url in serving(tiny_qwen3_path, max_concurrent_requests=1, max_client_batch_size=64):
+        result = _run(url, ["-c", "6", "-d", "4.5", "--documents", "16"])
+    assert result["signals"]["rejected_per_s"] > 0
+    assert _names(result)[0] == "queue-bound"
+    assert "spec.autoscaling.maxReplicas" in result["verdicts"][0]["remedy"]
+
+
+def test_a_saturated_model_is_compute_bound(tiny_qwen3_path) -> None:
+    for url in serving(tiny_qwen3_path, model_workers=1, max_client_batch_size=64):
+        result = _run(url, ["-c", "4", "-d", "4.5", "--documents", "32", "--doc-words", "60-120"])
+    assert result["signals"]["inference_busy"] >= 0.8
+    assert "compute-bound" in _names(result)
+
+
+def test_long_documents_are_tokenization_bound_and_truncated(tiny_qwen3_path) -> None:
+    for url in serving(tiny_qwen3_path, max_sequence_length=96, max_client_batch_size=64):
+        result = _run(url, ["-c", "2", "-d", "4.5", "--documents", "16",
+                            "--doc-words", "4000-6000"])  # fmt: skip
+    names = _names(result)
+    assert "tokenization-bound" in names and "requests truncated" in names, result
+    assert result["signals"]["truncated_share"] > 0.9
+
+
+def test_mixed_lengths_in_one_forward_are_padding_waste(tiny_cross_encoder_path) -> None:
+    """A cross-encoder scores a request's documents in one forward of whole pairs; documents
+    of 1 to 300 words pad most of it."""
+    for url in serving(tiny_cross_encoder_path, max_client_batch_size=64):
+        result = _run(url, ["-c", "1", "-d", "4.5", "--documents", "16", "--doc-words", "1-300"])
+    assert result["signals"]["padding_ratio_mean"] > 0.3 and result["signals"]["causal"] is False
+    assert "padding waste" in _names(result)
+    assert "low prefix reuse" not in _names(result)  # not a Qwen3 model
+
+
+def test_single_document_requests_reuse_no_prefix(tiny_qwen3_path) -> None:
+    for url in serving(tiny_qwen3_path):
+        result = _run(url, ["-c", "2", "-d", "4.5", "--documents", "1", "--doc-words", "20-30"])
+    assert result["signals"]["prefix_reuse_share"] == 0
+    assert {"low prefix reuse", "small requests"} <= set(_names(result))
+
+
+def test_no_traffic_says_so(tiny_qwen3_path) -> None:
+    for url in serving(tiny_qwen3_path):
+        out = io.StringIO()
+        assert cli.main(["diagnose", "live", "--url", url, "--interval", "1"], stdout=out) == 0
+    assert "no traffic in the window" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("changes", "verdict"),
+    [({"rejected_per_s": 1.0}, "queue-bound"), ({"inference_busy": 0.95}, "compute-bound"),
+     ({"padding_ratio_mean": 0.45}, "padding waste"), ({"truncated_share": 0.2}, "requests truncated"),
+     ({"documents_per_request": 400.0}, "large requests")],
+)  # fmt: skip
+def test_each_rule_by_its_threshold(changes: dict, verdict: str) -> None:
+    healthy = Signals(source="x", window_s=10, requests_per_s=5, rejected_per_s=0,
+                      rate_limited_per_s=0, documents_per_s=80, documents_per_request=16,
+                      latency_p95_s=0.1, queue_time_p95_s=0.01, tokenization_busy=0.05,
+                      inference_busy=0.3, batch_size_mean=12, padding_ratio_mean=0.1,
+                      prefix_reuse_share=1.0, truncated_share=0.0, max_batch_size=32,
+                      model_workers=1, causal=True)  # fmt: skip
+    assert diagnose(healthy) == []
+    from dataclasses import replace
+
+    assert verdict in [v.name for v in diagnose(replace(healthy, **changes))]
