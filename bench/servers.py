@@ -42,7 +42,7 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
         args = ["--model", str(model_dir), "--runner", "pooling", "--dtype", dtype,
                 "--host", "127.0.0.1", "--port", str(port), "--served-model-name", model_dir.name]
         if kind == "vllm":  # a BERT encoder keeps its 512 positions and has no KV to cache
-            from reranker_contract import VLLM_QWEN3_OVERRIDES
+            from reranker_operator.engines.vllm.facts import VLLM_QWEN3_OVERRIDES
             from reranker_operator.engines.vllm.score_template import qwen3_score_template
 
             assert work is not None

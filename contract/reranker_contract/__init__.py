@@ -99,7 +99,18 @@ class ServerDefaults:
 
 DEFAULTS = ServerDefaults()
 
-FAMILIES = ("qwen3-causal", "cross-encoder")
+
+class ModelFamily(StrEnum):
+    """How a model scores a (query, document) pair (spec.model.family, MODEL_FAMILY). Each one
+    has a backend module in the server (reranker_server.models.families) and an entry in the
+    operator's family registry (reranker_operator.api.families)."""
+
+    QWEN3_CAUSAL = "qwen3-causal"  # a causal LM: logit(yes) - logit(no) at the last position
+    CROSS_ENCODER = "cross-encoder"  # a sequence classifier with one label: its logit
+
+
+FAMILIES: tuple[str, ...] = tuple(family.value for family in ModelFamily)
+
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 # dtype auto on a CPU with native bf16 takes bfloat16 only where a start-up matmul check measures
 # it at least this much faster than float32 (the server's choice; the CRD's description says it)
@@ -162,7 +173,6 @@ class HpaMetric(StrEnum):
     P95_LATENCY_SECONDS = "reranker_request_latency_p95_seconds"
     QUEUED_PAIRS = "reranker_queued_pairs_per_pod"  # pairs waiting for a forward pass
     QUEUED_TOKENS = "reranker_queued_tokens_per_pod"  # their tokens
-    VLLM_WAITING = "vllm_requests_waiting_per_pod"  # engine vllm: pairs waiting in vLLM
 
 
 # What autoscaling on queued work aims at per pod when the resource names no target: at the
@@ -175,7 +185,7 @@ DEFAULT_QUEUED_PAIRS_PER_POD = 128
 class AdapterRule:
     """One Prometheus Adapter `rules.custom` entry: serve `name` per pod from `series`."""
 
-    name: HpaMetric
+    name: str  # an HpaMetric, or an engine's own (reranker_operator.engines)
     series: str  # the exported series the adapter discovers and queries
     metrics_query: str  # the adapter's Go template (<<.Series>>, <<.LabelMatchers>>, <<.GroupBy>>)
     about: str
@@ -214,60 +224,5 @@ ADAPTER_RULES: tuple[AdapterRule, ...] = (
         Metric.QUEUED_TOKENS,
         f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
         "the tokens of those pairs, per pod, averaged over the window",
-    ),
-)
-
-
-# -- the series vLLM exports (engine: vllm), as a running vLLM of the pinned version names them --
-VLLM_VERSION = "0.32.0"  # the vLLM release the operator's defaults, alerts and dashboard target
-VLLM_IMAGE = "vllm/vllm-openai"
-# `vllm serve` flags the operator sets from the resource; spec.vllm.extraArgs may not repeat them
-# (each one of the pinned vLLM's flags, operator/reranker_operator/engines/vllm/known_flags.py; a test checks it)
-VLLM_OWNED_FLAGS = (
-    "--model", "--served-model-name", "--host", "--port", "--runner", "--dtype",
-    "--tensor-parallel-size", "-tp", "--data-parallel-size", "-dp", "--gpu-memory-utilization",
-    "--max-model-len",
-    "--enable-prefix-caching", "--no-enable-prefix-caching", "--max-num-seqs",
-    "--max-num-batched-tokens", "--hf-overrides", "--chat-template", "--download-dir",
-    "--revision", "--trust-remote-code", "--api-key", "--config",
-    "--shutdown-timeout",  # spec.server.requestTimeoutSeconds: in-flight requests drain
-)
-VLLM_PORT = PORT  # vLLM listens on the same port as the bundled server: one Service for both
-VLLM_HEALTH_PATH = "/health"  # 200 once the engine is up (startup, readiness, liveness probes)
-VLLM_TEMPLATE_DIR = "/etc/reranker/vllm"  # the score template ConfigMap's mount
-VLLM_TEMPLATE_FILE = "score-template.jinja"
-# the Qwen3-Reranker overrides that make vLLM score with the yes/no head (vllm-project/vllm#19260)
-VLLM_QWEN3_OVERRIDES = {
-    "architectures": ["Qwen3ForSequenceClassification"],
-    "classifier_from_token": ["no", "yes"],
-    "is_original_qwen3_reranker": True,
-}
-
-
-class VllmMetric(StrEnum):
-    """vLLM's Prometheus series (checked against a running vLLM by the tests). vLLM counts every
-    (query, document) pair as one request. Labels: `model_name` (the served name), `engine`."""
-
-    NUM_REQUESTS_RUNNING = "vllm:num_requests_running"
-    NUM_REQUESTS_WAITING = "vllm:num_requests_waiting"
-    KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"  # 0..1 (the guides' old gpu_cache_usage_perc)
-    PREFIX_CACHE_QUERIES_TOTAL = "vllm:prefix_cache_queries_total"  # tokens looked up
-    PREFIX_CACHE_HITS_TOTAL = "vllm:prefix_cache_hits_total"  # tokens found cached
-    PROMPT_TOKENS_TOTAL = "vllm:prompt_tokens_total"
-    GENERATION_TOKENS_TOTAL = "vllm:generation_tokens_total"
-    REQUEST_SUCCESS_TOTAL = "vllm:request_success_total"  # {finished_reason: stop|abort|error|...}
-    REQUEST_QUEUE_TIME = "vllm:request_queue_time_seconds"  # histogram (the guides' time_in_queue)
-    E2E_REQUEST_LATENCY = "vllm:e2e_request_latency_seconds"  # histogram
-    ADMISSION_REJECTIONS_TOTAL = "vllm:admission_rejections_total"  # {reason}
-    HTTP_REQUESTS_TOTAL = "http_requests_total"  # {handler, method, status: 2xx|4xx|5xx}
-
-
-VLLM_ADAPTER_RULES: tuple[AdapterRule, ...] = (
-    AdapterRule(
-        HpaMetric.VLLM_WAITING,
-        VllmMetric.NUM_REQUESTS_WAITING,
-        f"avg(avg_over_time(<<.Series>>{{<<.LabelMatchers>>}}[{QUEUE_WINDOW}])) by (<<.GroupBy>>)",
-        "engine vllm: the per-pod requests (one per pair) waiting in vLLM's scheduler, averaged "
-        "over the window",
     ),
 )

@@ -33,7 +33,9 @@ ADAPTER_HEADER = """\
 
 def adapter_values() -> str:
     """deploy/prometheus-adapter/values.yaml: one rule per custom metric the HPA may ask for."""
-    from reranker_contract import ADAPTER_RULES, VLLM_ADAPTER_RULES
+    # every registered engine's rules: the bundled server's (reranker_contract.ADAPTER_RULES),
+    # then vLLM's (VLLM_ADAPTER_RULES); the header keeps naming both
+    from reranker_operator.render.scaling import adapter_rules
 
     rules = [
         {
@@ -44,7 +46,7 @@ def adapter_values() -> str:
             "name": {"matches": f"^{rule.series}$", "as": str(rule.name)},
             "metricsQuery": rule.metrics_query,
         }
-        for rule in (*ADAPTER_RULES, *VLLM_ADAPTER_RULES)
+        for rule in adapter_rules()
     ]
     body = yaml.safe_dump(
         {"rules": {"default": False, "custom": rules}}, sort_keys=False, width=1000
@@ -62,8 +64,8 @@ def crd() -> str:
 
 def reference() -> str:
     """docs/reference.md, from the generated CRD."""
-    from reranker_operator.api.crdgen import build_crd
     from reranker_devtools.docgen import generate
+    from reranker_operator.api.crdgen import build_crd
 
     return generate(build_crd())
 
@@ -116,8 +118,8 @@ VLLM_SERVE_FLAGS: frozenset[str] = frozenset((
 
 def vllm_flags() -> str:
     """operator/reranker_operator/engines/vllm/known_flags.py: the pinned vLLM's `vllm serve` flags, one per line."""
-    from reranker_contract import VLLM_VERSION
     from reranker_devtools import vllm
+    from reranker_operator.engines.vllm.facts import VLLM_VERSION
 
     version, flags = vllm.serve_flags()
     if version.split("+")[0] != VLLM_VERSION:

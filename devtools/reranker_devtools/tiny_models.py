@@ -1,6 +1,6 @@
 """Build tiny random reranker models offline (tests, demo, benchmark).
 
-    python -m reranker_devtools.tiny_models --family qwen3|cross-encoder --out DIR
+    python -m reranker_devtools.tiny_models --family qwen3|qwen3-causal|cross-encoder --out DIR
         [--hidden-size 64] [--layers 2] [--seed 0]
 
 Two families: a Qwen3ForCausalLM with a byte-level BPE whose vocabulary holds `yes` and `no` as
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from reranker_contract import FAMILIES, ModelFamily
 
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 QWEN_SPLIT_PATTERN = (
@@ -350,12 +351,18 @@ def build_cross_encoder(
     return out
 
 
+# --family names a ModelFamily, or "qwen3", the short name of qwen3-causal
+FAMILY_ALIASES = {"qwen3": ModelFamily.QWEN3_CAUSAL}
+FAMILY_CHOICES = (*FAMILY_ALIASES, *FAMILIES)
+
+
 def build_tiny_model(family: str, path: str | Path, *, hidden_size: int = 64, layers: int = 2,
                      seed: int = 0) -> Path:
-    """A tiny model of `family` ("qwen3" or "cross-encoder") with heads sized from `hidden_size`."""
+    """A tiny model of `family` (one of FAMILY_CHOICES) with heads sized from `hidden_size`."""
     if hidden_size < 8 or layers < 1:
         raise ValueError("hidden_size must be >= 8 and layers >= 1")
-    if family in ("qwen3", "qwen3-causal"):
+    resolved = FAMILY_ALIASES.get(family, family)
+    if resolved == ModelFamily.QWEN3_CAUSAL:
         heads = max(1, hidden_size // 16)
         return build_qwen3_reranker(
             path,
@@ -366,12 +373,12 @@ def build_tiny_model(family: str, path: str | Path, *, hidden_size: int = 64, la
             head_dim=16,
             seed=seed,
         )
-    if family == "cross-encoder":
+    if resolved == ModelFamily.CROSS_ENCODER:
         heads = 4 if hidden_size % 4 == 0 else 1
         return build_cross_encoder(
             path, hidden_size=hidden_size, num_layers=layers, num_heads=heads, seed=seed
         )
-    raise ValueError(f"family: unknown {family!r}; expected 'qwen3' or 'cross-encoder'")
+    raise ValueError(f"family: unknown {family!r}; expected one of {', '.join(FAMILY_CHOICES)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -379,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Build a tiny random reranker model offline.")
-    parser.add_argument("--family", required=True, choices=("qwen3", "cross-encoder"))
+    parser.add_argument("--family", required=True, choices=FAMILY_CHOICES)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)

@@ -13,6 +13,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from reranker_contract import ModelFamily
+
 
 class RerankError(Exception):
     """Base of the errors the HTTP layer maps to 4xx answers.
@@ -166,10 +168,11 @@ class ModelBackend(Protocol):
     """A loaded reranker model. Forward methods are blocking; callers run them off the loop."""
 
     model_name: str  # served name
-    family: str  # "qwen3-causal" | "cross-encoder"
+    family: ModelFamily
     max_length: int  # tokens per full sequence
     device: str
     dtype: str
+    dtype_reason: str | None  # why this dtype (set by reranker_server.models.load_backend)
 
     @property
     def prefix_cache_in_force(self) -> bool:
@@ -202,6 +205,11 @@ class RerankEngine(Protocol):
     """Schedules requests onto a backend."""
 
     backend: ModelBackend
+
+    @property
+    def prefix_enabled(self) -> bool:
+        """Whether batches are grouped by prefix: configured, and still in force for the model."""
+        ...
 
     async def start(self) -> None: ...
 

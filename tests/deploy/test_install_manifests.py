@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from deploy_helpers import REPO
+
 import reranker_contract
 from reranker_operator.api import constants
 from reranker_operator.controller.kube import API_PERMISSIONS
@@ -267,13 +268,15 @@ def _adapter_rules() -> list[dict[str, Any]]:
 
 def test_adapter_rules_serve_the_metrics_the_hpa_reads() -> None:
     from reranker_contract import HpaMetric
+    from reranker_operator.engines import registered
 
     served = {rule["name"]["as"] for rule in _adapter_rules()}
-    assert served == set(HpaMetric)
+    assert served == set(HpaMetric) | {e.queued_pairs_metric for e in registered()}
 
 
 def test_adapter_rules_read_series_the_server_exports() -> None:
     import prometheus_client
+
     import reranker_server.engine.metrics  # noqa: F401  (registers the engine's metrics)
     import reranker_server.metrics  # noqa: F401  (registers the server's metrics)
 

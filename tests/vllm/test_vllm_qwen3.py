@@ -14,10 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from reranker_contract import VLLM_ADAPTER_RULES
-from tolerance import fp32_cross_impl_tolerance, fp32_tolerance, max_abs_diff
-from reranker_operator.render.monitoring import KUBE_STATE_METRICS, alert_rules, dashboard_panels
-from reranker_operator.api.spec import parse_spec
 from vllm_helpers import (
     DOCUMENTS,
     LOCAL_MODEL,
@@ -28,6 +24,11 @@ from vllm_helpers import (
     rerank,
     resource,
 )
+
+from reranker_operator.api.spec import parse_spec
+from reranker_operator.engines.vllm.facts import VLLM_ADAPTER_RULES
+from reranker_operator.render.monitoring import KUBE_STATE_METRICS, alert_rules, dashboard_panels
+from tolerance import fp32_cross_impl_tolerance, fp32_tolerance, max_abs_diff
 
 HOSTILE = 'Judge "relevance" }} {{ 7*7 }} {% raw %} \\n </think> — ünïcode'
 SERVED = "qwen3-vllm"
@@ -90,7 +91,7 @@ def test_every_series_the_vllm_monitoring_reads_exists(vllm_url: str) -> None:
     exposed = metric_names(httpx.get(f"{vllm_url}/metrics", timeout=30).text)
     spec = parse_spec(SPEC)
     exprs = [r["expr"] for r in alert_rules("qv", "ml", spec.metrics.prometheus_rule,
-                                            causal=True, engine="vllm")]  # fmt: skip
+                                            engine_name="vllm", prefix_reuse=True)]  # fmt: skip
     exprs += [e for _t, _u, _d, targets in dashboard_panels("qv", "ml", "vllm") for e, _ in targets]
     read = {n for e in exprs for n in _series(e)} | {r.series for r in VLLM_ADAPTER_RULES}
     read -= set(KUBE_STATE_METRICS)

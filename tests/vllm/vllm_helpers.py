@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from reranker_contract import MODEL_CACHE_PATH, VLLM_TEMPLATE_DIR
+
+from reranker_contract import MODEL_CACHE_PATH
 from reranker_devtools import peers, vllm
+from reranker_operator.engines.vllm.facts import VLLM_TEMPLATE_DIR
 from reranker_operator.render.manifests import render_children
 
 NAMESPACE = "ml"

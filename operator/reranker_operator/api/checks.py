@@ -1,6 +1,6 @@
 """The checks of a spec that no CRD schema or CEL rule here can state, so only the operator
-makes them: quantity comparisons, durations, label and annotation syntax, and the spellings of
-vLLM flags its parser accepts, and whether the pinned vLLM has an extraArgs flag at all.
+makes them: quantity comparisons, durations, label and annotation syntax, and each engine's
+checks of its settings (Engine.settings_problems; vLLM: the extraArgs its parser accepts).
 
 The API server accepts a spec that fails one of these; the operator then reports InvalidSpec
 naming the field and creates nothing.
@@ -12,11 +12,9 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from reranker_contract import VLLM_OWNED_FLAGS
-
 from reranker_operator.api.fieldtypes import DNS1123_SUBDOMAIN, DURATION
 from reranker_operator.api.quantity import parse_quantity
-from reranker_operator.engines.vllm.flags import unknown_flag_problems
+from reranker_operator.engines import registered
 
 if TYPE_CHECKING:
     from reranker_operator.api.spec import RerankerServiceSpec
@@ -100,24 +98,10 @@ def _metadata_maps(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
             yield path, str(exc)
 
 
-def _vllm_flags(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
-    """vLLM's parser also takes `--max_model_len` and unambiguous prefixes (`--max-model`):
-    those may not reach an operator-set flag either (the CRD rule sees exact names only)."""
-    for i, arg in enumerate(spec.vllm.extra_args):
-        if not arg.startswith("--"):
-            continue
-        name = arg.split("=", 1)[0].replace("_", "-")
-        hits = [f for f in VLLM_OWNED_FLAGS if f.startswith("--") and f.startswith(name)]
-        if name in VLLM_OWNED_FLAGS or hits:
-            flag = name if name in VLLM_OWNED_FLAGS else hits[0]
-            yield f"vllm.extraArgs[{i}]", f"{arg!r} reaches {flag}, which the operator sets"
-
-
 def unexpressible_problems(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
     """(field, message) of every problem of these kinds in `spec`."""
-    yield from _vllm_flags(spec)
-    if spec.vllm.runs_pinned_image():  # another vLLM release has other flags
-        yield from unknown_flag_problems(spec.vllm.extra_args, "vllm.extraArgs")
+    for engine in registered():  # each engine's settings, whichever engine runs
+        yield from engine.settings_problems(spec)
     yield from _quantities(spec)
     yield from _durations(spec)
     yield from _metadata_maps(spec)

@@ -19,9 +19,18 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
-from reranker_contract import CPU_BF16_MIN_SPEEDUP, DEFAULTS, PLAYGROUND_PATH, PORT, Env
 
+from reranker_contract import CPU_BF16_MIN_SPEEDUP, DEFAULTS, PLAYGROUND_PATH, PORT, Env
+from reranker_operator.api.access import AuthSpec, NetworkPolicySpec
+from reranker_operator.api.autoscaling import AutoscalingSpec
+from reranker_operator.api.base import InvalidSpecError, SpecModel
+from reranker_operator.api.cel_rules import Rule, violations
+from reranker_operator.api.cel_terms import AUTOSCALING as _AUTOSCALING
+from reranker_operator.api.cel_terms import GPU as _GPU
+from reranker_operator.api.checks import unexpressible_problems
 from reranker_operator.api.constants import DEFAULT_IMAGE_REPOSITORY
+from reranker_operator.api.engine_choice import ENGINE_DESCRIPTION, EngineName, SpecRules
+from reranker_operator.api.families import AUTO, FAMILY_DESCRIPTION, FamilyChoice, is_yes_no_causal
 from reranker_operator.api.fieldtypes import (
     DNS1035_LABEL,  # noqa: F401  (re-exported: the renderer's name patterns)
     DNS1123_LABEL,  # noqa: F401
@@ -36,15 +45,16 @@ from reranker_operator.api.fieldtypes import (
     Quantity,
     SecretName,
 )
-from reranker_operator.api.cel_rules import Rule, violations
-from reranker_operator.api.access import AuthSpec, NetworkPolicySpec
-from reranker_operator.api.autoscaling import AutoscalingSpec
-from reranker_operator.api.engine import Engine, VllmSpec
-from reranker_operator.api.scoring import ATTENTION_DESCRIPTION, AttentionImplementation, ScoreCacheSpec
+from reranker_operator.api.scoring import (
+    ATTENTION_DESCRIPTION,
+    AttentionImplementation,
+    ScoreCacheSpec,
+)
 from reranker_operator.api.termination import DESCRIPTION as TERMINATION_DESCRIPTION
 from reranker_operator.api.termination import TerminationSpec
-from reranker_operator.api.base import InvalidSpecError, SpecModel
-from reranker_operator.api.checks import unexpressible_problems
+from reranker_operator.engines import DEFAULT_ENGINE
+from reranker_operator.engines.base import CheckPlace
+from reranker_operator.engines.vllm.settings import VllmSpec
 
 
 class ModelSpec(SpecModel):
@@ -68,12 +78,7 @@ class ModelSpec(SpecModel):
         max_length=256,
         description="Model name reported by the API; defaults to model.name.",
     )
-    family: Literal["auto", "qwen3-causal", "cross-encoder"] = Field(
-        "auto",
-        description="Scoring method. auto detects it from the model config; qwen3-causal scores "
-        "logit(yes) - logit(no) of a causal LM; cross-encoder uses a sequence-classification "
-        "head.",
-    )
+    family: FamilyChoice = Field(AUTO, description=FAMILY_DESCRIPTION)
     instruction: str | None = Field(
         None,
         max_length=4096,
@@ -110,11 +115,9 @@ class ModelSpec(SpecModel):
     )
 
     def is_causal(self) -> bool:
-        """Whether this is a Qwen3-style yes/no reranker, as the operator can tell without the
-        model's config: family qwen3-causal, or auto and a name containing Qwen3-Reranker."""
-        if self.family == "auto":
-            return "qwen3-reranker" in self.name.lower()
-        return self.family == "qwen3-causal"
+        """Whether this is a yes/no causal reranker (Qwen3-style), as the operator can tell
+        without the model's config (`reranker_operator.api.families`)."""
+        return is_yes_no_causal(self.family, self.name)
 
 
 class ImageSpec(SpecModel):
@@ -664,9 +667,6 @@ class ServerSpec(SpecModel):
     )
 
 
-_AUTOSCALING = (
-    "(has(self.autoscaling) && has(self.autoscaling.enabled) && self.autoscaling.enabled)"
-)
 _KEDA = (
     "(has(self.autoscaling.keda) && has(self.autoscaling.keda.enabled)"
     " && self.autoscaling.keda.enabled)"
@@ -674,8 +674,6 @@ _KEDA = (
 _TO_ZERO = (
     f"({_KEDA} && has(self.autoscaling.keda.scaleToZero) && self.autoscaling.keda.scaleToZero)"
 )
-_GPU = "(has(self.resources) && has(self.resources.gpus) && self.resources.gpus >= 1)"
-_VLLM = "(has(self.engine) && self.engine == 'vllm')"
 _ONE_NODE_CLAIM = (  # mirrors ModelCacheSpec.one_node_only
     "(has(self.modelCache) && has(self.modelCache.enabled) && self.modelCache.enabled"
     " && (!has(self.modelCache.mode) || self.modelCache.mode == 'Shared')"
@@ -690,11 +688,7 @@ class RerankerServiceSpec(SpecModel):
     """Desired state of the reranker deployment."""
 
     model: ModelSpec
-    engine: Engine = Field(
-        "transformers",
-        description="transformers: the bundled server (every rerank API shape, shared-prefix "
-        "batching, auth, playground); vllm: vLLM's OpenAI server (spec.vllm).",
-    )
+    engine: EngineName = Field(DEFAULT_ENGINE, description=ENGINE_DESCRIPTION)
     image: ImageSpec = Field(default_factory=ImageSpec)
     vllm: VllmSpec = Field(default_factory=VllmSpec)
     replicas: int = Field(
@@ -757,214 +751,128 @@ class RerankerServiceSpec(SpecModel):
         description="Extra labels of the pods (the operator's app.kubernetes.io labels win).",
     )
 
-    rules = (
-        Rule(
-            f"!{_AUTOSCALING} || !has(self.replicas) || (self.replicas >= ({_TO_ZERO} ? 0 : "
-            "self.autoscaling.minReplicas) && self.replicas <= self.autoscaling.maxReplicas)",
-            "replicas must lie within [autoscaling.minReplicas (0 with keda.scaleToZero), "
-            "autoscaling.maxReplicas] when autoscaling is enabled",
-            lambda s: (
-                not s.autoscaling.enabled
-                or s.autoscaling.lower_bound() <= s.replicas <= s.autoscaling.max_replicas
+    # the spec's own rules, and at each CheckPlace every registered engine's checks (guarded by
+    # its name): the CRD lists them in this order
+    rules = SpecRules(
+        (
+            Rule(
+                f"!{_AUTOSCALING} || !has(self.replicas) || (self.replicas >= ({_TO_ZERO} ? 0 : "
+                "self.autoscaling.minReplicas) && self.replicas <= self.autoscaling.maxReplicas)",
+                "replicas must lie within [autoscaling.minReplicas (0 with keda.scaleToZero), "
+                "autoscaling.maxReplicas] when autoscaling is enabled",
+                lambda s: (
+                    not s.autoscaling.enabled
+                    or s.autoscaling.lower_bound() <= s.replicas <= s.autoscaling.max_replicas
+                ),
+                field_path=".replicas",
+                explain=lambda s: (
+                    f"{s.replicas} is outside autoscaling [minReplicas, maxReplicas] = "
+                    f"[{s.autoscaling.lower_bound()}, {s.autoscaling.max_replicas}]"
+                ),
             ),
-            field_path=".replicas",
-            explain=lambda s: (
-                f"{s.replicas} is outside autoscaling [minReplicas, maxReplicas] = "
-                f"[{s.autoscaling.lower_bound()}, {s.autoscaling.max_replicas}]"
-            ),
-        ),
-        Rule(
-            f"!{_AUTOSCALING} || {_GPU} || {_KEDA} || "
-            + " || ".join(f"has(self.autoscaling.{t})" for t in _TARGETS),
-            "enabled autoscaling of a CPU model needs a target (" + ", ".join(_TARGETS) + "); "
-            "GPU models and KEDA scale on queuedPairsPerPod by default",
-            lambda s: (
-                not s.autoscaling.enabled
-                or s.resources.gpus >= 1
-                or s.autoscaling.keda.enabled
-                or bool(s.autoscaling.named_targets())
-            ),
-            field_path=".autoscaling",
-            explain="enabled autoscaling of a CPU model needs at least one of "
-            + ", ".join(_TARGETS),
-        ),
-        Rule(
-            f"!{_VLLM} || {_GPU}",
-            "engine vllm needs resources.gpus >= 1",
-            lambda s: s.engine != "vllm" or s.resources.gpus >= 1,
-            field_path=".resources.gpus",
-            explain="engine vllm needs resources.gpus >= 1 (the vLLM image runs on CUDA)",
-        ),
-        Rule(
-            "!has(self.networkPolicy) || !has(self.networkPolicy.enabled)"
-            " || !self.networkPolicy.enabled || !has(self.ingress) || !has(self.ingress.enabled)"
-            " || !self.ingress.enabled || has(self.networkPolicy.ingressControllerNamespaceLabels)",
-            "with an Ingress, the NetworkPolicy needs ingressControllerNamespaceLabels (the "
-            "ingress controller's namespace) or networkPolicy.enabled false",
-            lambda s: (
-                not s.network_policy.enabled
-                or not s.ingress.enabled
-                or s.network_policy.ingress_controller_namespace_labels is not None
-            ),
-            field_path=".networkPolicy.ingressControllerNamespaceLabels",
-        ),
-        Rule(
-            f"!{_AUTOSCALING} || !{_KEDA} || (has(self.metrics) && has(self.metrics.serviceMonitor)"
-            " && has(self.metrics.serviceMonitor.enabled) && self.metrics.serviceMonitor.enabled)",
-            "keda needs metrics.serviceMonitor.enabled: its triggers read the series Prometheus "
-            "scrapes through the ServiceMonitor (labels namespace and job)",
-            lambda s: (
-                not s.autoscaling.enabled
-                or not s.autoscaling.keda.enabled
-                or s.metrics.service_monitor.enabled
-            ),
-            field_path=".metrics.serviceMonitor.enabled",
-        ),
-        Rule(
-            f"!{_VLLM} || !has(self.server) || !has(self.server.scoreCache)"
-            " || !has(self.server.scoreCache.enabled) || !self.server.scoreCache.enabled",
-            "server.scoreCache is the bundled server's (engine transformers); vLLM has no score "
-            "cache",
-            lambda s: s.engine != "vllm" or not s.server.score_cache.enabled,
-            field_path=".server.scoreCache.enabled",
-        ),
-        Rule(
-            f"!{_VLLM} || !has(self.model.attentionImplementation)",
-            "model.attentionImplementation is the bundled server's (engine transformers); vLLM "
-            "picks its own attention backend (vllm.extraArgs --attention-backend)",
-            lambda s: s.engine != "vllm" or s.model.attention_implementation is None,
-            field_path=".model.attentionImplementation",
-        ),
-        Rule(
-            "!has(self.model.attentionImplementation)"
-            " || self.model.attentionImplementation != 'flash_attention_2' || " + _GPU,
-            "model.attentionImplementation flash_attention_2 needs resources.gpus >= 1",
-            lambda s: s.model.attention_implementation != "flash_attention_2"
-            or s.resources.gpus >= 1,
-            field_path=".model.attentionImplementation",
-        ),
-        Rule(
-            f"!{_VLLM} || !has(self.model.quantization) || self.model.quantization == 'none'",
-            "model.quantization (bitsandbytes) is for engine transformers; with vllm, serve a "
-            "quantized checkpoint or pass --quantization in vllm.extraArgs",
-            lambda s: s.engine != "vllm" or s.model.quantization == "none",
-            field_path=".model.quantization",
-        ),
-        Rule(
-            f"!{_VLLM} || !has(self.vllm) || !has(self.vllm.tensorParallelSize) || ({_GPU}"
-            " && self.vllm.tensorParallelSize <= self.resources.gpus"
-            " && self.resources.gpus % self.vllm.tensorParallelSize == 0)",
-            "vllm.tensorParallelSize must divide resources.gpus (and so be at most it)",
-            lambda s: (
-                s.engine != "vllm"
-                or s.vllm.tensor_parallel_size is None
-                or (s.resources.gpus >= 1 and s.resources.gpus % s.vllm.tensor_parallel_size == 0)
-            ),
-            field_path=".vllm.tensorParallelSize",
-            explain=lambda s: (
-                f"{s.vllm.tensor_parallel_size} does not divide resources.gpus "
-                f"({s.resources.gpus})"
+            Rule(
+                f"!{_AUTOSCALING} || {_GPU} || {_KEDA} || "
+                + " || ".join(f"has(self.autoscaling.{t})" for t in _TARGETS),
+                "enabled autoscaling of a CPU model needs a target (" + ", ".join(_TARGETS) + "); "
+                "GPU models and KEDA scale on queuedPairsPerPod by default",
+                lambda s: (
+                    not s.autoscaling.enabled
+                    or s.resources.gpus >= 1
+                    or s.autoscaling.keda.enabled
+                    or bool(s.autoscaling.named_targets())
+                ),
+                field_path=".autoscaling",
+                explain="enabled autoscaling of a CPU model needs at least one of "
+                + ", ".join(_TARGETS),
             ),
         ),
-        Rule(
-            f"!{_VLLM} || !has(self.vllm) || !has(self.vllm.maxNumBatchedTokens)"
-            " || has(self.vllm.maxModelLen) || !has(self.model.maxLength)"
-            " || self.vllm.maxNumBatchedTokens >= self.model.maxLength",
-            "vllm.maxNumBatchedTokens must be at least the model length (vllm.maxModelLen, else "
-            "model.maxLength; with neither, vLLM itself refuses to start an encoder whose own "
-            "limit is longer)",
-            lambda s: (
-                s.engine != "vllm"
-                or s.vllm.max_num_batched_tokens is None
-                or s.vllm.max_model_len is not None
-                or s.model.max_length is None
-                or s.vllm.max_num_batched_tokens >= s.model.max_length
+        CheckPlace.RESOURCES,
+        (
+            Rule(
+                "!has(self.networkPolicy) || !has(self.networkPolicy.enabled)"
+                " || !self.networkPolicy.enabled || !has(self.ingress) || !has(self.ingress.enabled)"
+                " || !self.ingress.enabled || has(self.networkPolicy.ingressControllerNamespaceLabels)",
+                "with an Ingress, the NetworkPolicy needs ingressControllerNamespaceLabels (the "
+                "ingress controller's namespace) or networkPolicy.enabled false",
+                lambda s: (
+                    not s.network_policy.enabled
+                    or not s.ingress.enabled
+                    or s.network_policy.ingress_controller_namespace_labels is not None
+                ),
+                field_path=".networkPolicy.ingressControllerNamespaceLabels",
             ),
-            field_path=".vllm.maxNumBatchedTokens",
-        ),
-        Rule(
-            f"!{_VLLM} || !{_AUTOSCALING} || !(has(self.autoscaling.queuedTokensPerPod)"
-            " || has(self.autoscaling.requestsPerSecond) || has(self.autoscaling.p95LatencySeconds))",
-            "engine vllm scales on queuedPairsPerPod (vLLM's waiting requests) or CPU/memory; "
-            "queuedTokensPerPod, requestsPerSecond and p95LatencySeconds read the bundled "
-            "server's metrics",
-            lambda s: (
-                s.engine != "vllm"
-                or not s.autoscaling.enabled
-                or (
-                    s.autoscaling.queued_tokens_per_pod is None
-                    and s.autoscaling.requests_per_second is None
-                    and s.autoscaling.p95_latency_seconds is None
-                )
+            Rule(
+                f"!{_AUTOSCALING} || !{_KEDA} || (has(self.metrics) && has(self.metrics.serviceMonitor)"
+                " && has(self.metrics.serviceMonitor.enabled) && self.metrics.serviceMonitor.enabled)",
+                "keda needs metrics.serviceMonitor.enabled: its triggers read the series Prometheus "
+                "scrapes through the ServiceMonitor (labels namespace and job)",
+                lambda s: (
+                    not s.autoscaling.enabled
+                    or not s.autoscaling.keda.enabled
+                    or s.metrics.service_monitor.enabled
+                ),
+                field_path=".metrics.serviceMonitor.enabled",
             ),
-            field_path=".autoscaling",
         ),
-        Rule(
-            f"!{_VLLM} || !has(self.server) || !has(self.server.auth)"
-            " || (!has(self.server.auth.apiKeysSecret) && !has(self.server.auth.jwt)"
-            " && (!has(self.server.auth.rateLimit) || ("
-            "(!has(self.server.auth.rateLimit.requestsPerMinute)"
-            " || self.server.auth.rateLimit.requestsPerMinute == 0)"
-            " && (!has(self.server.auth.rateLimit.pairsPerMinute)"
-            " || self.server.auth.rateLimit.pairsPerMinute == 0))))",
-            "engine vllm takes one API key (server.apiKeySecret); several keys, JWT and rate "
-            "limits are the bundled server's",
-            lambda s: (
-                s.engine != "vllm"
-                or (
-                    s.server.auth.api_keys_secret is None
-                    and s.server.auth.jwt is None
-                    and s.server.auth.rate_limit.requests_per_minute == 0
-                    and s.server.auth.rate_limit.pairs_per_minute == 0
-                )
+        CheckPlace.FEATURES,
+        (
+            Rule(
+                "!has(self.model.attentionImplementation)"
+                " || self.model.attentionImplementation != 'flash_attention_2' || " + _GPU,
+                "model.attentionImplementation flash_attention_2 needs resources.gpus >= 1",
+                lambda s: s.model.attention_implementation != "flash_attention_2"
+                or s.resources.gpus >= 1,
+                field_path=".model.attentionImplementation",
             ),
-            field_path=".server.auth",
         ),
-        Rule(
-            "!has(self.model.quantization) || self.model.quantization == 'none'"
-            " || (has(self.resources) && has(self.resources.gpus) && self.resources.gpus >= 1)",
-            "model.quantization (8bit/4bit) needs resources.gpus >= 1",
-            lambda s: s.model.quantization == "none" or s.resources.gpus >= 1,
-            field_path=".model.quantization",
-            explain=lambda s: f"{s.model.quantization} quantization needs resources.gpus >= 1",
-        ),
-        Rule(
-            "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
-            " || !has(self.autoscaling.targetCPUUtilization) || (has(self.resources)"
-            " && has(self.resources.requests) && has(self.resources.requests.cpu))",
-            "targetCPUUtilization needs a CPU request",
-            lambda s: (
-                not s.autoscaling.enabled
-                or s.autoscaling.target_cpu_utilization is None
-                or s.resources.requests.cpu is not None
+        CheckPlace.SETTINGS,
+        (
+            Rule(
+                "!has(self.model.quantization) || self.model.quantization == 'none'"
+                " || (has(self.resources) && has(self.resources.gpus) && self.resources.gpus >= 1)",
+                "model.quantization (8bit/4bit) needs resources.gpus >= 1",
+                lambda s: s.model.quantization == "none" or s.resources.gpus >= 1,
+                field_path=".model.quantization",
+                explain=lambda s: f"{s.model.quantization} quantization needs resources.gpus >= 1",
             ),
-            field_path=".resources.requests.cpu",
-        ),
-        Rule(
-            "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
-            " || !has(self.autoscaling.targetMemoryUtilization) || (has(self.resources)"
-            " && has(self.resources.requests) && has(self.resources.requests.memory))",
-            "targetMemoryUtilization needs a memory request",
-            lambda s: (
-                not s.autoscaling.enabled
-                or s.autoscaling.target_memory_utilization is None
-                or s.resources.requests.memory is not None
+            Rule(
+                "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
+                " || !has(self.autoscaling.targetCPUUtilization) || (has(self.resources)"
+                " && has(self.resources.requests) && has(self.resources.requests.cpu))",
+                "targetCPUUtilization needs a CPU request",
+                lambda s: (
+                    not s.autoscaling.enabled
+                    or s.autoscaling.target_cpu_utilization is None
+                    or s.resources.requests.cpu is not None
+                ),
+                field_path=".resources.requests.cpu",
             ),
-            field_path=".resources.requests.memory",
-        ),
-        Rule(
-            f"!{_ONE_NODE_CLAIM} || !((has(self.replicas) && self.replicas > 1) || ({_AUTOSCALING}"
-            " && (!has(self.autoscaling.maxReplicas) || self.autoscaling.maxReplicas > 1)))",
-            "more than one replica (replicas, or autoscaling.maxReplicas) would share one "
-            "ReadWriteOnce claim, which only one node can attach (replicas elsewhere never "
-            "start: Multi-Attach): set modelCache.accessModes [ReadWriteMany] (shared storage) or "
-            "modelCache.mode PerPod (a claim per pod)",
-            lambda s: not s.model_cache.one_node_only() or s.max_pods() <= 1,
-            field_path=".modelCache.accessModes",
-            explain=lambda s: (
-                f"up to {s.max_pods()} replicas would share one {'/'.join(s.model_cache.access_modes)} "
-                "claim, which only one node can attach (Multi-Attach): use accessModes "
-                "[ReadWriteMany] or modelCache.mode PerPod"
+            Rule(
+                "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"
+                " || !has(self.autoscaling.targetMemoryUtilization) || (has(self.resources)"
+                " && has(self.resources.requests) && has(self.resources.requests.memory))",
+                "targetMemoryUtilization needs a memory request",
+                lambda s: (
+                    not s.autoscaling.enabled
+                    or s.autoscaling.target_memory_utilization is None
+                    or s.resources.requests.memory is not None
+                ),
+                field_path=".resources.requests.memory",
+            ),
+            Rule(
+                f"!{_ONE_NODE_CLAIM} || !((has(self.replicas) && self.replicas > 1) || ({_AUTOSCALING}"
+                " && (!has(self.autoscaling.maxReplicas) || self.autoscaling.maxReplicas > 1)))",
+                "more than one replica (replicas, or autoscaling.maxReplicas) would share one "
+                "ReadWriteOnce claim, which only one node can attach (replicas elsewhere never "
+                "start: Multi-Attach): set modelCache.accessModes [ReadWriteMany] (shared storage) or "
+                "modelCache.mode PerPod (a claim per pod)",
+                lambda s: not s.model_cache.one_node_only() or s.max_pods() <= 1,
+                field_path=".modelCache.accessModes",
+                explain=lambda s: (
+                    f"up to {s.max_pods()} replicas would share one {'/'.join(s.model_cache.access_modes)} "
+                    "claim, which only one node can attach (Multi-Attach): use accessModes "
+                    "[ReadWriteMany] or modelCache.mode PerPod"
+                ),
             ),
         ),
     )

@@ -1,110 +1,89 @@
-"""The kinds a RerankerService's children may have: one table, from which the renderer, the
-reconciler, the status, the handlers, RBAC, the emulator and the tests take what they need."""
+"""The children a RerankerService may have: one table (role, kind, template, params builder),
+from which the renderer, the reconciler, the status, the handlers, RBAC, the emulator and the
+tests take what they need. The kinds themselves are in reranker_operator.render.apis."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from reranker_operator.engines import registered
+from reranker_operator.render.apis import (
+    CONFIG_MAP,
+    DEPLOYMENT,
+    HPA,
+    HTTP_SCALED_OBJECT,
+    INGRESS,
+    INTERCEPTOR_ROUTE,
+    NETWORK_POLICY,
+    PDB,
+    PROMETHEUS_RULE,
+    PVC,
+    SCALED_OBJECT,
+    SERVICE,
+    SERVICE_MONITOR,
+    Child,
+    ChildKind,
+    OptionalApi,
+)
+from reranker_operator.render.params import (
+    dashboard_params,
+    deployment_params,
+    hpa_params,
+    http_scaled_object_params,
+    ingress_params,
+    interceptor_route_params,
+    network_policy_params,
+    pdb_params,
+    prometheus_rule_params,
+    proxy_service_params,
+    pvc_params,
+    scaled_object_params,
+    service_monitor_params,
+    service_params,
+)
+
+__all__ = [
+    "CHILDREN", "CHILD_KINDS", "DEPLOYMENT", "OPTIONAL_KINDS", "PVC", "SCALERS", "Child",
+    "ChildKind", "OptionalApi", "child_kind", "children", "kind_named",
+]  # fmt: skip
+
+_CACHE = Child("model-cache", PVC, "pvc.yaml.j2", pvc_params)
+# the Deployment and what points at it
+_SERVED: tuple[Child, ...] = (
+    Child("server", DEPLOYMENT, "deployment.yaml.j2", deployment_params),
+    Child("service", SERVICE, "service.yaml.j2", service_params),
+    Child("autoscaler", HPA, "hpa.yaml.j2", hpa_params),
+    Child("scaled-object", SCALED_OBJECT, "scaledobject.yaml.j2", scaled_object_params),
+    Child(
+        "interceptor-route", INTERCEPTOR_ROUTE, "interceptorroute.yaml.j2", interceptor_route_params
+    ),
+    Child(
+        "http-scaled-object",
+        HTTP_SCALED_OBJECT,
+        "httpscaledobject.yaml.j2",
+        http_scaled_object_params,
+    ),
+    Child("wake-proxy", SERVICE, "proxy-service.yaml.j2", proxy_service_params),
+    Child("network-policy", NETWORK_POLICY, "networkpolicy.yaml.j2", network_policy_params),
+    Child("disruption-budget", PDB, "pdb.yaml.j2", pdb_params),
+    Child("ingress", INGRESS, "ingress.yaml.j2", ingress_params),
+    Child("service-monitor", SERVICE_MONITOR, "servicemonitor.yaml.j2", service_monitor_params),
+    Child("alerts", PROMETHEUS_RULE, "prometheusrule.yaml.j2", prometheus_rule_params),
+    Child("dashboard", CONFIG_MAP, "dashboard.yaml.j2", dashboard_params),  # the Grafana dashboard
+)
 
 
-@dataclass(frozen=True)
-class OptionalApi:
-    """An API served only when its CRD is installed. A child of such a kind that the spec asks
-    for gets a condition named after the kind: True Available, or False `missing_reason`."""
-
-    provider: str  # who installs the CRD
-    missing_reason: str
-    consequence: str  # what the user loses while it is missing
+def children() -> tuple[Child, ...]:
+    """The table, in apply order: the claim and each registered engine's own children (vLLM's
+    score template) before the Deployment mounting them, the Deployment before what points at
+    it. The renderer reads it per pass; CHILDREN is the table of the engines registered when
+    the operator starts (its kinds are what the operator watches and RBAC grants)."""
+    return (_CACHE, *(child for engine in registered() for child in engine.children), *_SERVED)
 
 
-@dataclass(frozen=True)
-class ChildKind:
-    """One kind of child: where it is served, whether it is optional."""
-
-    kind: str
-    api_version: str
-    plural: str
-    optional: OptionalApi | None = None
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
-    @property
-    def version(self) -> str:
-        return self.api_version.rpartition("/")[2]
-
-
-_PROMETHEUS_OPERATOR = "the Prometheus Operator"
-_KEDA = "KEDA"
-_HTTP_ADD_ON = "the KEDA HTTP add-on"
-_NOT_SCALED = ("Nothing scales the Deployment: it keeps its current replicas, and requests that "
-               "arrive while none runs are refused.")  # fmt: skip
-
-PVC = ChildKind("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
-CONFIG_MAP = ChildKind("ConfigMap", "v1", "configmaps")
-DEPLOYMENT = ChildKind("Deployment", "apps/v1", "deployments")
-SERVICE = ChildKind("Service", "v1", "services")
-HPA = ChildKind("HorizontalPodAutoscaler", "autoscaling/v2", "horizontalpodautoscalers")
-SCALED_OBJECT = ChildKind(
-    "ScaledObject", "keda.sh/v1alpha1", "scaledobjects",
-    OptionalApi(_KEDA, "ScaledObjectCRDMissing", _NOT_SCALED))
-INTERCEPTOR_ROUTE = ChildKind(
-    "InterceptorRoute", "http.keda.sh/v1beta1", "interceptorroutes",
-    OptionalApi(_HTTP_ADD_ON, "InterceptorRouteCRDMissing",
-                "Requests through <name>-proxy are not routed; the Deployment is not woken "
-                "from zero."))
-HTTP_SCALED_OBJECT = ChildKind(
-    "HTTPScaledObject", "http.keda.sh/v1alpha1", "httpscaledobjects",
-    OptionalApi(_HTTP_ADD_ON, "HTTPScaledObjectCRDMissing", _NOT_SCALED))
-NETWORK_POLICY = ChildKind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies")
-PDB = ChildKind("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets")
-INGRESS = ChildKind("Ingress", "networking.k8s.io/v1", "ingresses")
-SERVICE_MONITOR = ChildKind(
-    "ServiceMonitor", "monitoring.coreos.com/v1", "servicemonitors",
-    OptionalApi(_PROMETHEUS_OPERATOR, "ServiceMonitorCRDMissing",
-                "The /metrics endpoint still works and Ready is not affected."))
-PROMETHEUS_RULE = ChildKind(
-    "PrometheusRule", "monitoring.coreos.com/v1", "prometheusrules",
-    OptionalApi(_PROMETHEUS_OPERATOR, "PrometheusRuleCRDMissing",
-                "No alerts are evaluated; Ready is not affected."))
+CHILDREN: tuple[Child, ...] = children()
 
 # Children the spec no longer asks for (e.g. the HPA after autoscaling is switched off) are
 # found by these kinds plus the instance label, and pruned.
-CHILD_KINDS: tuple[ChildKind, ...] = (
-    PVC, CONFIG_MAP, DEPLOYMENT, SERVICE, HPA, SCALED_OBJECT, INTERCEPTOR_ROUTE,
-    HTTP_SCALED_OBJECT, NETWORK_POLICY, PDB, INGRESS, SERVICE_MONITOR, PROMETHEUS_RULE,
-)
-
-
-@dataclass(frozen=True)
-class Child:
-    """One child a RerankerService may have: its role (the params builder's key), kind and
-    template (in reranker_templates, templates/)."""
-
-    role: str
-    kind: ChildKind
-    template: str
-
-
-# In apply order: the claim and the template before the Deployment mounting them, the
-# Deployment before what points at it.
-CHILDREN: tuple[Child, ...] = (
-    Child("model-cache", PVC, "pvc.yaml.j2"),
-    Child("vllm-template", CONFIG_MAP, "vllm-template.yaml.j2"),
-    Child("server", DEPLOYMENT, "deployment.yaml.j2"),
-    Child("service", SERVICE, "service.yaml.j2"),
-    Child("autoscaler", HPA, "hpa.yaml.j2"),
-    Child("scaled-object", SCALED_OBJECT, "scaledobject.yaml.j2"),
-    Child("interceptor-route", INTERCEPTOR_ROUTE, "interceptorroute.yaml.j2"),
-    Child("http-scaled-object", HTTP_SCALED_OBJECT, "httpscaledobject.yaml.j2"),
-    Child("wake-proxy", SERVICE, "proxy-service.yaml.j2"),
-    Child("network-policy", NETWORK_POLICY, "networkpolicy.yaml.j2"),
-    Child("disruption-budget", PDB, "pdb.yaml.j2"),
-    Child("ingress", INGRESS, "ingress.yaml.j2"),
-    Child("service-monitor", SERVICE_MONITOR, "servicemonitor.yaml.j2"),
-    Child("alerts", PROMETHEUS_RULE, "prometheusrule.yaml.j2"),
-    Child("dashboard", CONFIG_MAP, "dashboard.yaml.j2"),  # the Grafana dashboard
-)
+CHILD_KINDS: tuple[ChildKind, ...] = tuple(dict.fromkeys(c.kind for c in CHILDREN))
 
 # What scales the Deployment: at most one of them at a time, so one no longer wanted is deleted
 # before the children are applied (an HPA and KEDA's own HPA would fight over the replicas).

@@ -1,8 +1,9 @@
-"""Names, labels and owner references of a RerankerService's children."""
+"""Names, labels, owner references and metadata of a RerankerService's children."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from reranker_operator.api.constants import (
     APP_NAME,
@@ -15,6 +16,9 @@ from reranker_operator.api.constants import (
     LABEL_PART_OF,
     MANAGER,
 )
+
+if TYPE_CHECKING:
+    from reranker_operator.render.service import ParsedService
 
 
 def selector_labels(instance: str) -> dict[str, str]:
@@ -52,3 +56,21 @@ def model_cache_claim_name(instance: str) -> str:
 def proxy_service_name(instance: str) -> str:
     """Name of the Service clients connect to while KEDA may scale the Deployment to zero."""
     return f"{instance}-proxy"
+
+
+def object_meta(svc: ParsedService, component: str, *, name: str | None = None,
+                extra_labels: Mapping[str, str] | None = None,
+                annotations: Mapping[str, str] | None = None,
+                owned: bool = True) -> dict[str, Any]:  # fmt: skip
+    """A child's metadata: our labels win over `extra_labels`; the owner reference is set when
+    the RerankerService has a uid and `owned`."""
+    meta: dict[str, Any] = {
+        "name": name or svc.name,
+        "namespace": svc.namespace,
+        "labels": {**(extra_labels or {}), **child_labels(svc.name, component)},
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if owned and svc.uid:
+        meta["ownerReferences"] = [owner_reference(svc.name, svc.uid)]
+    return meta

@@ -1,7 +1,7 @@
 """Render a RerankerService into its child manifests (plain camelCase dicts) via jinja2 templates.
 
-Each child has one template (reranker_operator.render.kinds.CHILDREN) and one params dataclass
-(reranker_operator.render.params). Every value reaches a template through the `toyaml` filter (a JSON
+Each child has one template and one params builder (a row of reranker_operator.render.kinds.CHILDREN;
+the params dataclasses are in reranker_operator.render.params). Every value reaches a template through the `toyaml` filter (a JSON
 flow value), so user input is data and can never add keys, list items or documents.
 """
 
@@ -15,8 +15,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from reranker_operator.render.kinds import CHILDREN, ChildKind
-from reranker_operator.render.params import BUILDERS
+from reranker_operator.render.kinds import ChildKind, children
 from reranker_operator.render.service import ParsedService, parse_service
 from reranker_operator.render.yamlfilters import toyaml
 
@@ -56,12 +55,12 @@ def render_child(kind: ChildKind, template: str, params: Any) -> dict[str, Any]:
 
 def render(svc: ParsedService) -> list[dict[str, Any]]:
     """Every child manifest the parsed RerankerService asks for, in apply order."""
-    children = []
-    for child in CHILDREN:
-        params = BUILDERS[child.role](svc)
+    manifests = []
+    for child in children():
+        params = child.build(svc)
         if params is not None:
-            children.append(render_child(child.kind, child.template, params))
-    return children
+            manifests.append(render_child(child.kind, child.template, params))
+    return manifests
 
 
 def render_children(cr: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reranker_contract import PORT
-
 from reranker_operator.api.spec import RerankerServiceSpec
+from reranker_operator.engines import engine
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 # Egress to the model hub: HTTPS anywhere but the private, link-local and shared ranges (the
@@ -33,7 +33,8 @@ def _peer(namespace_labels: dict[str, str] | None, pod_labels: dict[str, str] | 
           own_namespace: str) -> JsonObject:  # fmt: skip
     peer: JsonObject = {
         "namespaceSelector": {"matchLabels": dict(namespace_labels)}
-        if namespace_labels else _namespace(own_namespace)
+        if namespace_labels
+        else _namespace(own_namespace)
     }
     if pod_labels:
         peer["podSelector"] = {"matchLabels": dict(pod_labels)}
@@ -62,7 +63,7 @@ def policy_rules(spec: RerankerServiceSpec, namespace: str, *, downloads: bool) 
         callers.append(_peer(n.ingress_controller_namespace_labels, None, namespace))
     tcp = {"protocol": "TCP"}
     ingress = [{"from": callers, "ports": [{**tcp, "port": PORT}]}]
-    metrics_port = spec.server.metrics_port if spec.engine == "transformers" else None
+    metrics_port = engine(spec.engine).metrics_port(spec)
     scraper = _peer(n.prometheus_namespace_labels, n.prometheus_pod_labels, namespace)
     ingress.append({"from": [scraper], "ports": [{**tcp, "port": metrics_port or PORT}]})
     egress: list[JsonObject] = [{"ports": [{"protocol": "UDP", "port": 53}, {**tcp, "port": 53}]}]

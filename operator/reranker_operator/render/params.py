@@ -11,54 +11,48 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from reranker_contract import (
-    API_KEYS_DIR,
-    CONTAINER_NAME,
-    JWKS_DIR,
-    LIVENESS_PATH,
     METRICS_PATH,
     METRICS_PORT_NAME,
     MODEL_CACHE_PATH,
-    PORT,
     PORT_NAME,
-    READY_PATH,
     RUN_AS_UID,
-    VLLM_HEALTH_PATH,
-    VLLM_PORT,
-    VLLM_TEMPLATE_DIR,
-    VLLM_TEMPLATE_FILE,
     Env,
-    served_model_name,
 )
-
-from reranker_operator import __version__
-
-from reranker_operator.engines.vllm import serve as vllm_engine
 from reranker_operator.api.constants import (
     CONFIG_HASH_ANNOTATION,
     GRAFANA_FOLDER_ANNOTATION,
     LABEL_COMPONENT,
     RETAINED_ANNOTATION,
 )
+from reranker_operator.api.spec import RerankerServiceSpec
+from reranker_operator.api.termination import grace_period_seconds
+from reranker_operator.engines import engine
+from reranker_operator.render.containers import (
+    ContainerParams,
+    JsonObject,
+    bundled_image,
+    dump,
+    resources,
+)
 from reranker_operator.render.labels import (
     child_labels,
     model_cache_claim_name,
-    owner_reference,
+    object_meta,
     proxy_service_name,
     selector_labels,
 )
-from reranker_operator.render.monitoring import alert_rules, dashboard_config_map_name, dashboard_json
+from reranker_operator.render.monitoring import (
+    alert_rules,
+    dashboard_config_map_name,
+    dashboard_json,
+)
 from reranker_operator.render.network import PolicyRules, policy_rules
-from reranker_operator.render.service import ParsedService
 from reranker_operator.render.scaling import custom_targets, keda_query
-from reranker_operator.api.spec import RerankerServiceSpec
-from reranker_operator.api.termination import grace_period_seconds
-
-JsonObject = dict[str, Any]  # a Kubernetes API object or part of one, as JSON
+from reranker_operator.render.service import ParsedService
 
 
 @dataclass(frozen=True)
@@ -82,34 +76,6 @@ class DownloadParams:
     env: list[JsonObject]
     resources: JsonObject
     cache_path: str = MODEL_CACHE_PATH
-
-
-@dataclass(frozen=True)
-class ProbeParams:
-    """The HTTP probes of the serving container."""
-
-    ready_path: str
-    liveness_path: str
-    port_name: str
-    startup_failures: int  # x 10 s: the budget for loading the model after the download
-
-
-@dataclass(frozen=True)
-class ContainerParams:
-    """The serving container: the bundled server or vLLM."""
-
-    image: str
-    pull_policy: str
-    command: list[str] | None  # None: the image's entrypoint
-    args: list[str] | None
-    ports: list[JsonObject]
-    env: list[JsonObject]
-    env_from: list[JsonObject]
-    resources: JsonObject
-    probes: ProbeParams
-    mounts: list[JsonObject]
-    lifecycle: JsonObject | None = None  # the preStop hook (spec.termination.preStopSeconds)
-    name: str = CONTAINER_NAME
 
 
 @dataclass(frozen=True)
@@ -210,14 +176,6 @@ class NetworkPolicyParams:
 
 
 @dataclass(frozen=True)
-class TemplateConfigMapParams:
-    """The ConfigMap of vLLM's score template."""
-
-    metadata: JsonObject
-    data: dict[str, str]
-
-
-@dataclass(frozen=True)
 class PdbParams:
     """The disruption budget: exactly one of min_available and max_unavailable is set."""
 
@@ -272,121 +230,6 @@ class DashboardParams:
     json: str
 
 
-def object_meta(svc: ParsedService, component: str, *, name: str | None = None,
-                extra_labels: Mapping[str, str] | None = None,
-                annotations: Mapping[str, str] | None = None,
-                owned: bool = True) -> JsonObject:
-    """A child's metadata: our labels win over `extra_labels`; the owner reference is set when
-    the RerankerService has a uid and `owned`."""
-    meta: JsonObject = {
-        "name": name or svc.name,
-        "namespace": svc.namespace,
-        "labels": {**(extra_labels or {}), **child_labels(svc.name, component)},
-    }
-    if annotations:
-        meta["annotations"] = dict(annotations)
-    if owned and svc.uid:
-        meta["ownerReferences"] = [owner_reference(svc.name, svc.uid)]
-    return meta
-
-
-def _dump(model: Any) -> JsonObject:
-    return model.model_dump(by_alias=True, exclude_none=True)
-
-
-def _image(spec: RerankerServiceSpec) -> str:
-    repo, tag = spec.image.repository, spec.image.tag or __version__
-    return f"{repo}@{tag}" if tag.startswith("sha256:") else f"{repo}:{tag}"
-
-
-def _vllm_image(spec: RerankerServiceSpec) -> str:
-    repo, tag = spec.vllm.image.repository, spec.vllm.image.tag
-    return f"{repo}@{tag}" if tag.startswith("sha256:") else f"{repo}:{tag}"
-
-
-def _server_env(spec: RerankerServiceSpec) -> list[JsonObject]:
-    """The bundled server's settings as container env (the user's `env` is merged later)."""
-    m, s = spec.model, spec.server
-    auth = s.auth
-    values: list[tuple[Env, str]] = [
-        (Env.MODEL_NAME, m.name),
-        (Env.MODEL_REVISION, m.revision),
-        (Env.SERVED_MODEL_NAME, served_model_name(m.name, m.served_name)),
-        (Env.MODEL_FAMILY, m.family),
-        (Env.DTYPE, m.dtype),
-        (Env.QUANTIZATION, m.quantization),
-        (Env.TRUST_REMOTE_CODE, "true" if m.trust_remote_code else "false"),
-        (Env.DEVICE, "cuda" if spec.resources.gpus > 0 else "cpu"),
-        (Env.MAX_BATCH_TOKENS, str(s.max_batch_tokens)),
-        (Env.BATCH_SIZE, str(s.max_batch_size)),
-        (Env.MAX_CLIENT_BATCH_SIZE, str(s.max_client_batch_size)),
-        (Env.MAX_CONCURRENT_REQUESTS, str(s.max_concurrent_requests)),
-        (Env.LOG_LEVEL, s.log_level),
-        (Env.PORT, str(PORT)),
-        (Env.HF_HOME, MODEL_CACHE_PATH),
-        (Env.CACHE_DIR, MODEL_CACHE_PATH),  # where the init container downloaded
-        (Env.HF_HUB_OFFLINE, "1"),
-        (Env.PLAYGROUND, "true" if s.playground else "false"),
-        (Env.DRAIN_SECONDS, str(spec.termination.drain_seconds)),
-        (Env.REQUEST_TIMEOUT_SECONDS, str(s.request_timeout_seconds)),
-    ]
-    if m.max_length is not None:
-        values.append((Env.MAX_SEQUENCE_LENGTH, str(m.max_length)))
-    if m.attention_implementation is not None:
-        values.append((Env.ATTN_IMPLEMENTATION, m.attention_implementation))
-    if s.score_cache.enabled:
-        values.append((Env.SCORE_CACHE_SIZE, str(s.score_cache.entries())))
-    if m.instruction is not None:
-        values.append((Env.DEFAULT_INSTRUCTION, m.instruction))
-    if s.metrics_port is not None:
-        values.append((Env.METRICS_PORT, str(s.metrics_port)))
-    if auth.api_keys_secret is not None:
-        values.append((Env.API_KEYS_FILE, API_KEYS_DIR))
-    if auth.jwt is not None:
-        jwt = auth.jwt
-        values += [(Env.JWT_JWKS_FILE, f"{JWKS_DIR}/{jwt.jwks.key}"),
-                   (Env.JWT_ALGORITHMS, ",".join(jwt.algorithms)),
-                   (Env.JWT_LEEWAY_SECONDS, str(jwt.leeway_seconds))]  # fmt: skip
-        values += [(name, value) for name, value in ((Env.JWT_ISSUER, jwt.issuer),
-                   (Env.JWT_AUDIENCE, jwt.audience), (Env.JWT_REQUIRED_SCOPE, jwt.required_scope))
-                   if value is not None]  # fmt: skip
-    limits = auth.rate_limit
-    if limits.requests_per_minute:
-        values.append((Env.RATE_LIMIT_REQUESTS_PER_MINUTE, str(limits.requests_per_minute)))
-    if limits.pairs_per_minute:
-        values.append((Env.RATE_LIMIT_PAIRS_PER_MINUTE, str(limits.pairs_per_minute)))
-    if limits.trusted_proxies:
-        values.append((Env.TRUSTED_PROXIES, ",".join(limits.trusted_proxies)))
-    env: list[JsonObject] = [{"name": str(name), "value": value} for name, value in values]
-    if s.api_key_secret is not None:
-        ref = {"name": s.api_key_secret.name, "key": s.api_key_secret.key}
-        env.append({"name": str(Env.API_KEY), "valueFrom": {"secretKeyRef": ref}})
-    return env
-
-
-def _merge_env(base: list[JsonObject], extra: list[JsonObject]) -> list[JsonObject]:
-    """`base` with `extra` appended; an `extra` entry replaces a same-named `base` entry."""
-    out = {e["name"]: e for e in base}
-    for e in extra:
-        out.pop(e["name"], None)
-        out[e["name"]] = e
-    return list(out.values())
-
-
-def _resources(spec: RerankerServiceSpec, *, gpus: bool) -> JsonObject:
-    r = spec.resources
-    requests = r.requests.model_dump(exclude_none=True)
-    limits = r.limits.model_dump(exclude_none=True)
-    if gpus and r.gpus > 0:
-        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(r.gpus)
-    out: JsonObject = {}
-    if requests:
-        out["requests"] = {k: str(v) for k, v in requests.items()}
-    if limits:
-        out["limits"] = {k: str(v) for k, v in limits.items()}
-    return out
-
-
 def _config_hash(*parts: Any) -> str:
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -408,8 +251,10 @@ def _cache_volume(svc: ParsedService) -> JsonObject:
     if claim is not None:
         return {"name": "model-cache", "persistentVolumeClaim": {"claimName": claim}}
     if cache.is_per_pod() and cache.size is not None:
-        spec: JsonObject = {"accessModes": list(cache.access_modes),
-                            "resources": {"requests": {"storage": cache.size}}}
+        spec: JsonObject = {
+            "accessModes": list(cache.access_modes),
+            "resources": {"requests": {"storage": cache.size}},
+        }
         if cache.storage_class_name is not None:
             spec["storageClassName"] = cache.storage_class_name
         # not the children's managed-by label: these claims belong to their pods, not to us
@@ -424,104 +269,51 @@ def downloads(spec: RerankerServiceSpec) -> bool:
     return not spec.model.name.startswith("/")
 
 
-def vllm_template_config_map_name(instance: str) -> str:
-    return f"{instance}-vllm-template"
-
-
 def pvc_params(svc: ParsedService) -> PvcParams | None:
     cache = svc.spec.model_cache
     if not cache.is_shared() or cache.existing_claim is not None or cache.size is None:
         return None
     annotations = {RETAINED_ANNOTATION: "true"} if cache.retain_on_delete else None
     return PvcParams(
-        metadata=object_meta(svc, "model-cache", name=model_cache_claim_name(svc.name),
-                             annotations=annotations, owned=not cache.retain_on_delete),
-        access_modes=list(cache.access_modes), storage_class_name=cache.storage_class_name,
-        size=cache.size)
+        metadata=object_meta(
+            svc,
+            "model-cache",
+            name=model_cache_claim_name(svc.name),
+            annotations=annotations,
+            owned=not cache.retain_on_delete,
+        ),
+        access_modes=list(cache.access_modes),
+        storage_class_name=cache.storage_class_name,
+        size=cache.size,
+    )
 
 
 def _download(spec: RerankerServiceSpec) -> DownloadParams | None:
     if not downloads(spec):
         return None
     # `--opt=value` keeps a value that starts with "-" from being read as another option.
-    args = [f"--model={spec.model.name}", f"--revision={spec.model.revision}",
-            f"--cache-dir={MODEL_CACHE_PATH}"]
+    args = [
+        f"--model={spec.model.name}",
+        f"--revision={spec.model.revision}",
+        f"--cache-dir={MODEL_CACHE_PATH}",
+    ]
     env: list[JsonObject] = [{"name": str(Env.HF_HOME), "value": MODEL_CACHE_PATH}]
     if spec.hub_token_secret is not None:
         ref = {"name": spec.hub_token_secret.name, "key": spec.hub_token_secret.key}
         env.append({"name": str(Env.HF_TOKEN), "valueFrom": {"secretKeyRef": ref}})
-    return DownloadParams(image=_image(spec), pull_policy=spec.image.pull_policy, args=args,
-                          env=env, resources=_resources(spec, gpus=False))  # fmt: skip
-
-
-def _base_mounts() -> list[JsonObject]:
-    return [{"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
-            {"name": "tmp", "mountPath": "/tmp"}]  # fmt: skip
-
-
-def pre_stop(spec: RerankerServiceSpec) -> JsonObject | None:
-    """The serving container's lifecycle: a preStop sleep (Kubernetes' own sleep action, on by
-    default since 1.30: no `sleep` binary needed in either image), None without one."""
-    seconds = spec.termination.pre_stop_seconds
-    return {"preStop": {"sleep": {"seconds": seconds}}} if seconds > 0 else None
-
-
-def _server_container(spec: RerankerServiceSpec) -> tuple[ContainerParams, list[JsonObject]]:
-    """The bundled server's container and the volumes only it needs."""
-    ports: list[JsonObject] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
-    if spec.server.metrics_port is not None:
-        ports.append({"name": METRICS_PORT_NAME, "containerPort": spec.server.metrics_port,
-                      "protocol": "TCP"})  # fmt: skip
-    mounts, volumes = _base_mounts(), []
-    auth = spec.server.auth
-    if auth.api_keys_secret is not None:  # a directory, so updates arrive without a restart
-        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
-        volumes.append({"name": "api-keys", "secret": {"secretName": auth.api_keys_secret.name}})
-    if auth.jwt is not None:
-        jwks = auth.jwt.jwks
-        mounts.append({"name": "jwks", "mountPath": JWKS_DIR, "readOnly": True})
-        source = ({"secret": {"secretName": jwks.secret_name}} if jwks.secret_name
-                  else {"configMap": {"name": jwks.config_map_name}})  # fmt: skip
-        volumes.append({"name": "jwks", **source})
-    container = ContainerParams(
-        image=_image(spec), pull_policy=spec.image.pull_policy, command=None, args=None,
-        ports=ports, env=_merge_env(_server_env(spec), [_dump(e) for e in spec.env]),
-        env_from=[_dump(e) for e in spec.env_from], resources=_resources(spec, gpus=True),
-        probes=ProbeParams(READY_PATH, LIVENESS_PATH, PORT_NAME, startup_failures=60),
-        mounts=mounts, lifecycle=pre_stop(spec))
-    return container, volumes
-
-
-def _vllm_container(svc: ParsedService) -> tuple[ContainerParams, list[JsonObject]]:
-    """vLLM's container and the volumes only it needs: shared memory for tensor parallelism
-    and, for Qwen3 models, the score template."""
-    spec = svc.spec
-    mounts = [*_base_mounts(), {"name": "dshm", "mountPath": "/dev/shm"}]
-    volumes: list[JsonObject] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
-    if vllm_engine.score_template(spec) is not None:
-        mounts.append({"name": "vllm-template", "mountPath": VLLM_TEMPLATE_DIR, "readOnly": True})
-        volumes.append({"name": "vllm-template",
-                        "configMap": {"name": vllm_template_config_map_name(svc.name)}})
-    container = ContainerParams(
-        image=_vllm_image(spec), pull_policy=spec.vllm.image.pull_policy,
-        command=["vllm", "serve"], args=vllm_engine.serve_args(spec),
-        ports=[{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
-        env=_merge_env(vllm_engine.serve_env(spec), [_dump(e) for e in spec.env]),
-        env_from=[_dump(e) for e in spec.env_from], resources=_resources(spec, gpus=True),
-        # loading (and compiling CUDA graphs for) a large model takes minutes: 15 min budget
-        probes=ProbeParams(VLLM_HEALTH_PATH, VLLM_HEALTH_PATH, PORT_NAME, startup_failures=90),
-        mounts=mounts, lifecycle=pre_stop(spec))
-    return container, volumes
+    return DownloadParams(image=bundled_image(spec), pull_policy=spec.image.pull_policy, args=args,
+                          env=env, resources=resources(spec, gpus=False))  # fmt: skip
 
 
 def deployment_params(svc: ParsedService) -> DeploymentParams:
     spec = svc.spec
-    container, extra_volumes = (_vllm_container(svc) if spec.engine == "vllm"
-                                else _server_container(spec))  # fmt: skip
-    volumes = [_cache_volume(svc), {"name": "tmp", "emptyDir": {}}, *extra_volumes]
+    served = engine(spec.engine)
+    serving = served.serving_container(svc)
+    container = serving.container
+    volumes = [_cache_volume(svc), {"name": "tmp", "emptyDir": {}}, *serving.volumes]
     download = _download(spec)
-    template = vllm_engine.score_template(spec) if spec.engine == "vllm" else None
-    config_hash = _config_hash(asdict(container), download and asdict(download), volumes, template)
+    config_hash = _config_hash(asdict(container), download and asdict(download), volumes,
+                               served.restart_inputs(spec))  # fmt: skip
     return DeploymentParams(
         metadata=object_meta(svc, "server"),
         replicas=None if spec.autoscaling.enabled else spec.replicas,
@@ -530,7 +322,7 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
         pod_annotations={**spec.pod_annotations, CONFIG_HASH_ANNOTATION: config_hash},
         pull_secrets=[{"name": s} for s in spec.image.pull_secrets],
         node_selector=dict(spec.node_selector),
-        tolerations=[_dump(t) for t in spec.tolerations],
+        tolerations=[dump(t) for t in spec.tolerations],
         affinity=spec.affinity,
         priority_class_name=spec.priority_class_name,
         runtime_class_name=spec.runtime_class_name,
@@ -538,41 +330,31 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
         container=container,
         volumes=volumes,
         termination_grace_period_seconds=grace_period_seconds(
-            spec.termination, spec.server.request_timeout_seconds),
+            spec.termination, spec.server.request_timeout_seconds
+        ),
         recreate=spec.model_cache.one_node_only(),
     )
-
-
-def vllm_template_params(svc: ParsedService) -> TemplateConfigMapParams | None:
-    spec = svc.spec
-    text = vllm_engine.score_template(spec) if spec.engine == "vllm" else None
-    if text is None:
-        return None
-    # one more newline than the prompt needs: jinja drops a template's final newline
-    return TemplateConfigMapParams(
-        metadata=object_meta(svc, "vllm-template", name=vllm_template_config_map_name(svc.name)),
-        data={VLLM_TEMPLATE_FILE: text + "\n"})
-
-
-def _metrics_port(spec: RerankerServiceSpec) -> int | None:
-    return spec.server.metrics_port if spec.engine == "transformers" else None
 
 
 def service_params(svc: ParsedService) -> ServiceParams:
     s = svc.spec.service
     ports: list[JsonObject] = [{"name": PORT_NAME, "port": s.port, "targetPort": PORT_NAME,
                                 "protocol": "TCP"}]  # fmt: skip
-    metrics_port = _metrics_port(svc.spec)
+    metrics_port = engine(svc.spec.engine).metrics_port(svc.spec)
     if metrics_port is not None:
         ports.append({"name": METRICS_PORT_NAME, "port": metrics_port,
                       "targetPort": METRICS_PORT_NAME, "protocol": "TCP"})  # fmt: skip
-    return ServiceParams(metadata=object_meta(svc, "server", annotations=s.annotations),
-                         type=s.type, selector=selector_labels(svc.name), ports=ports)
+    return ServiceParams(
+        metadata=object_meta(svc, "server", annotations=s.annotations),
+        type=s.type,
+        selector=selector_labels(svc.name),
+        ports=ports,
+    )
 
 
 def _behavior(spec: RerankerServiceSpec) -> JsonObject | None:
     b = spec.autoscaling.behavior
-    return _dump(b) if b is not None else None
+    return dump(b) if b is not None else None
 
 
 def hpa_params(svc: ParsedService) -> HpaParams | None:
@@ -581,11 +363,15 @@ def hpa_params(svc: ParsedService) -> HpaParams | None:
     if not a.uses_hpa():  # never both an HPA and a ScaledObject
         return None
     return HpaParams(
-        metadata=object_meta(svc, "autoscaler"), target=svc.name,
-        min_replicas=a.min_replicas, max_replicas=a.max_replicas,
-        cpu_utilization=a.target_cpu_utilization, memory_utilization=a.target_memory_utilization,
+        metadata=object_meta(svc, "autoscaler"),
+        target=svc.name,
+        min_replicas=a.min_replicas,
+        max_replicas=a.max_replicas,
+        cpu_utilization=a.target_cpu_utilization,
+        memory_utilization=a.target_memory_utilization,
         pods_metrics=[(str(t.metric), t.value) for t in custom_targets(spec)],
-        behavior=_behavior(spec))
+        behavior=_behavior(spec),
+    )
 
 
 def _route_name(svc: ParsedService) -> str:
@@ -620,13 +406,26 @@ def scaled_object_params(svc: ParsedService) -> ScaledObjectParams | None:
             triggers.append({"type": resource, "metricType": "Utilization",
                              "metadata": {"value": str(value)}})  # fmt: skip
     if k.scale_to_zero:  # the interceptor's in-flight requests wake the Deployment from zero
-        triggers.append({"type": "external-push", "name": "http-interceptor", "metadata": {
-            "scalerAddress": k.interceptor.scaler_address, "interceptorRoute": _route_name(svc)}})
+        triggers.append(
+            {
+                "type": "external-push",
+                "name": "http-interceptor",
+                "metadata": {
+                    "scalerAddress": k.interceptor.scaler_address,
+                    "interceptorRoute": _route_name(svc),
+                },
+            }
+        )
     return ScaledObjectParams(
-        metadata=object_meta(svc, "autoscaler"), target=svc.name,
-        min_replicas=a.lower_bound(), max_replicas=a.max_replicas,
-        polling_interval=k.polling_interval, cooldown_period=k.cooldown_period,
-        behavior=_behavior(spec), triggers=triggers)
+        metadata=object_meta(svc, "autoscaler"),
+        target=svc.name,
+        min_replicas=a.lower_bound(),
+        max_replicas=a.max_replicas,
+        polling_interval=k.polling_interval,
+        cooldown_period=k.cooldown_period,
+        behavior=_behavior(spec),
+        triggers=triggers,
+    )
 
 
 def _route(svc: ParsedService, api: str) -> RouteParams | None:
@@ -635,14 +434,23 @@ def _route(svc: ParsedService, api: str) -> RouteParams | None:
     if not spec.autoscaling.scales_to_zero() or k.interceptor.api != api:
         return None
     proxy = proxy_service_name(svc.name)
-    names = [proxy, f"{proxy}.{svc.namespace}", f"{proxy}.{svc.namespace}.svc",
-             f"{proxy}.{svc.namespace}.svc.cluster.local"]
+    names = [
+        proxy,
+        f"{proxy}.{svc.namespace}",
+        f"{proxy}.{svc.namespace}.svc",
+        f"{proxy}.{svc.namespace}.svc.cluster.local",
+    ]
     hosts = [*names, *(f"{n}:{k.interceptor.proxy_port}" for n in names), *k.interceptor.hosts]
     return RouteParams(
-        metadata=object_meta(svc, "wake-route", name=_route_name(svc)), target=svc.name,
-        service=svc.name, hosts=hosts, target_concurrency=k.interceptor.target_concurrency,
+        metadata=object_meta(svc, "wake-route", name=_route_name(svc)),
+        target=svc.name,
+        service=svc.name,
+        hosts=hosts,
+        target_concurrency=k.interceptor.target_concurrency,
         readiness_timeout=k.interceptor.readiness_timeout,
-        max_replicas=spec.autoscaling.max_replicas, cooldown_period=k.cooldown_period)
+        max_replicas=spec.autoscaling.max_replicas,
+        cooldown_period=k.cooldown_period,
+    )
 
 
 def interceptor_route_params(svc: ParsedService) -> RouteParams | None:
@@ -659,7 +467,9 @@ def proxy_service_params(svc: ParsedService) -> ProxyServiceParams | None:
     i = svc.spec.autoscaling.keda.interceptor
     return ProxyServiceParams(
         metadata=object_meta(svc, "wake-proxy", name=proxy_service_name(svc.name)),
-        external_name=f"{i.proxy_service}.{i.namespace}.svc.cluster.local", port=i.proxy_port)
+        external_name=f"{i.proxy_service}.{i.namespace}.svc.cluster.local",
+        port=i.proxy_port,
+    )
 
 
 def network_policy_params(svc: ParsedService) -> NetworkPolicyParams | None:
@@ -667,41 +477,58 @@ def network_policy_params(svc: ParsedService) -> NetworkPolicyParams | None:
     if not spec.network_policy.enabled:
         return None
     return NetworkPolicyParams(
-        metadata=object_meta(svc, "network-policy"), selector=selector_labels(svc.name),
-        rules=policy_rules(spec, svc.namespace, downloads=downloads(spec)))
+        metadata=object_meta(svc, "network-policy"),
+        selector=selector_labels(svc.name),
+        rules=policy_rules(spec, svc.namespace, downloads=downloads(spec)),
+    )
 
 
 def pdb_params(svc: ParsedService) -> PdbParams | None:
     p = svc.spec.pod_disruption_budget
     if not p.enabled:
         return None
-    max_unavailable = None if p.min_available is not None else (
-        p.max_unavailable if p.max_unavailable is not None else 1)
-    return PdbParams(metadata=object_meta(svc, "disruption-budget"),
-                     selector=selector_labels(svc.name), min_available=p.min_available,
-                     max_unavailable=max_unavailable)
+    max_unavailable = (
+        None
+        if p.min_available is not None
+        else (p.max_unavailable if p.max_unavailable is not None else 1)
+    )
+    return PdbParams(
+        metadata=object_meta(svc, "disruption-budget"),
+        selector=selector_labels(svc.name),
+        min_available=p.min_available,
+        max_unavailable=max_unavailable,
+    )
 
 
 def ingress_params(svc: ParsedService) -> IngressParams | None:
     i = svc.spec.ingress
     if not i.enabled or i.host is None:
         return None
-    return IngressParams(metadata=object_meta(svc, "ingress", annotations=i.annotations),
-                         class_name=i.class_name, host=i.host, path=i.path,
-                         path_type=i.path_type, tls_secret_name=i.tls_secret_name,
-                         service_name=svc.name)
+    return IngressParams(
+        metadata=object_meta(svc, "ingress", annotations=i.annotations),
+        class_name=i.class_name,
+        host=i.host,
+        path=i.path,
+        path_type=i.path_type,
+        tls_secret_name=i.tls_secret_name,
+        service_name=svc.name,
+    )
 
 
 def service_monitor_params(svc: ParsedService) -> ServiceMonitorParams | None:
     sm = svc.spec.metrics.service_monitor
     if not sm.enabled:
         return None
-    port = METRICS_PORT_NAME if _metrics_port(svc.spec) is not None else PORT_NAME
+    metrics_port = engine(svc.spec.engine).metrics_port(svc.spec)
+    port = METRICS_PORT_NAME if metrics_port is not None else PORT_NAME
     return ServiceMonitorParams(
         metadata=object_meta(svc, "metrics", extra_labels=sm.labels),
         selector={**selector_labels(svc.name), LABEL_COMPONENT: "server"},
-        namespace=svc.namespace, interval=sm.interval, scrape_timeout=sm.scrape_timeout,
-        port_name=port)
+        namespace=svc.namespace,
+        interval=sm.interval,
+        scrape_timeout=sm.scrape_timeout,
+        port_name=port,
+    )
 
 
 def prometheus_rule_params(svc: ParsedService) -> PrometheusRuleParams | None:
@@ -709,10 +536,18 @@ def prometheus_rule_params(svc: ParsedService) -> PrometheusRuleParams | None:
     rule = spec.metrics.prometheus_rule
     if not rule.enabled:
         return None
-    rules = alert_rules(svc.name, svc.namespace, rule, causal=spec.model.is_causal(),
-                        engine=spec.engine, prefix_caching=vllm_engine.prefix_caching(spec))
-    return PrometheusRuleParams(metadata=object_meta(svc, "alerts", extra_labels=rule.labels),
-                                group=f"reranker.{svc.namespace}.{svc.name}", rules=rules)
+    rules = alert_rules(
+        svc.name,
+        svc.namespace,
+        rule,
+        engine_name=spec.engine,
+        prefix_reuse=engine(spec.engine).prefix_reuse(spec),
+    )
+    return PrometheusRuleParams(
+        metadata=object_meta(svc, "alerts", extra_labels=rule.labels),
+        group=f"reranker.{svc.namespace}.{svc.name}",
+        rules=rules,
+    )
 
 
 def dashboard_params(svc: ParsedService) -> DashboardParams | None:
@@ -721,27 +556,13 @@ def dashboard_params(svc: ParsedService) -> DashboardParams | None:
         return None
     annotations = {GRAFANA_FOLDER_ANNOTATION: board.folder} if board.folder else None
     return DashboardParams(
-        metadata=object_meta(svc, "dashboard", name=dashboard_config_map_name(svc.name),
-                             extra_labels=board.labels, annotations=annotations),
+        metadata=object_meta(
+            svc,
+            "dashboard",
+            name=dashboard_config_map_name(svc.name),
+            extra_labels=board.labels,
+            annotations=annotations,
+        ),
         file_name=f"reranker-{svc.namespace}-{svc.name}.json",
-        json=dashboard_json(svc.name, svc.namespace, svc.spec.engine))
-
-
-# The params builder of each child (reranker_operator.render.kinds.CHILDREN names them).
-BUILDERS: dict[str, Callable[[ParsedService], Any]] = {
-    "model-cache": pvc_params,
-    "vllm-template": vllm_template_params,
-    "server": deployment_params,
-    "service": service_params,
-    "autoscaler": hpa_params,
-    "scaled-object": scaled_object_params,
-    "interceptor-route": interceptor_route_params,
-    "http-scaled-object": http_scaled_object_params,
-    "wake-proxy": proxy_service_params,
-    "network-policy": network_policy_params,
-    "disruption-budget": pdb_params,
-    "ingress": ingress_params,
-    "service-monitor": service_monitor_params,
-    "alerts": prometheus_rule_params,
-    "dashboard": dashboard_params,
-}
+        json=dashboard_json(svc.name, svc.namespace, svc.spec.engine),
+    )

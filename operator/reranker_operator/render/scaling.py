@@ -1,43 +1,39 @@
 """What autoscaling scales on, as the HPA and as KEDA see it: one list of targets from the spec,
 and the PromQL of a KEDA trigger expanded from the same Prometheus Adapter rule as the HPA's
-metric (reranker_contract.ADAPTER_RULES), so both read one series the same way."""
+metric (each engine's Engine.adapter_rules), so both read one series the same way."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reranker_contract import (
-    ADAPTER_RULES,
-    DEFAULT_QUEUED_PAIRS_PER_POD,
-    VLLM_ADAPTER_RULES,
-    AdapterRule,
-    HpaMetric,
-)
-
+from reranker_contract import DEFAULT_QUEUED_PAIRS_PER_POD, AdapterRule, HpaMetric
 from reranker_operator.api.spec import RerankerServiceSpec
+from reranker_operator.engines import engine, registered
 
-_RULES = {rule.name: rule for rule in (*ADAPTER_RULES, *VLLM_ADAPTER_RULES)}
+
+def adapter_rules() -> tuple[AdapterRule, ...]:
+    """Every registered engine's Prometheus Adapter rules, in the registry's order."""
+    return tuple(rule for engine in registered() for rule in engine.adapter_rules)
 
 
 @dataclass(frozen=True)
 class CustomTarget:
     """A per-pod target on a custom metric: its HPA metric name and the average it aims at."""
 
-    metric: HpaMetric
+    metric: str  # an HpaMetric or an engine's (Engine.queued_pairs_metric)
     value: str  # a quantity
     average: bool  # True: a per-pod average (HPA AverageValue); False: a per-pod maximum
 
     @property
     def rule(self) -> AdapterRule:
-        return _RULES[self.metric]
+        return next(rule for rule in adapter_rules() if rule.name == self.metric)
 
 
 def custom_targets(spec: RerankerServiceSpec) -> list[CustomTarget]:
     """The custom-metric targets the resource scales on; queued pairs when it names none and
     runs on GPUs or KEDA (a CPU model with no target keeps the CPU/memory ones it names)."""
     a = spec.autoscaling
-    vllm = spec.engine == "vllm"
-    pairs = HpaMetric.VLLM_WAITING if vllm else HpaMetric.QUEUED_PAIRS
+    pairs = engine(spec.engine).queued_pairs_metric
     out = []
     if a.queued_pairs_per_pod is not None:
         out.append(CustomTarget(pairs, a.queued_pairs_per_pod, True))

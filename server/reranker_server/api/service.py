@@ -86,7 +86,8 @@ async def score(
             field=documents_field,
             type="too_many_documents",
         )
-    if not state.model_loaded:
+    engine = state.engine
+    if engine is None:  # the model is not loaded (yet)
         reason = "model failed to load" if state.load_error else "model is loading"
         raise APIError(
             503, f"{reason}; retry later", type="unavailable", headers={"Retry-After": "5"}
@@ -106,7 +107,7 @@ async def score(
     start = time.perf_counter()
     timeout = settings.request_timeout_seconds
     try:
-        output = await asyncio.wait_for(state.engine.rerank(inp), timeout)
+        output = await asyncio.wait_for(engine.rerank(inp), timeout)
     except TimeoutError:
         metrics.RERANK_REQUESTS.labels(status="error").inc()
         raise APIError(

@@ -8,15 +8,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from reranker_contract import served_model_name
 from reranker_server import metrics
+from reranker_server.api.access import Access
 from reranker_server.config import Settings
+from reranker_server.contracts import ModelBackend, RerankEngine
 
 log = logging.getLogger("reranker_server")
 
-Loader = Callable[[], Any]  # blocking; returns a ModelBackend
+Loader = Callable[[], ModelBackend]  # blocking
 
 
 @dataclass
@@ -25,15 +26,15 @@ class ServerState:
 
     settings: Settings
     loader: Loader
-    backend: Any = None
-    engine: Any = None
+    access: Access  # built from the settings
+    backend: ModelBackend | None = None
+    engine: RerankEngine | None = None
     load_error: str | None = None
     draining: bool = False
     loaded: threading.Event = field(
         default_factory=threading.Event
     )  # set once loading ended (ok or not)
     on_load_failure: Callable[[BaseException], None] | None = None
-    access: Any = None  # reranker_server.api.access.Access, built from the settings
     _task: asyncio.Task | None = None
 
     @property

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from reranker_contract import served_model_name
+from reranker_server.contracts import ModelBackend
+from reranker_server.models.families import BackendSettings, registered
 from reranker_server.models.loading import (
     LoadOptions,
     ModelLoadError,
@@ -24,14 +26,11 @@ def _dtype_kwarg(dtype: Any) -> dict[str, Any]:
     return {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
 
 
-def load_backend(opts: LoadOptions):
-    """Load tokenizer + model per `opts` and wrap them in the backend of the detected family."""
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
+def load_backend(opts: LoadOptions) -> ModelBackend:
+    """Load tokenizer + model per `opts` and wrap them in the backend of the detected family
+    (`reranker_server.models.families`)."""
+    import transformers
+    from transformers import AutoConfig, AutoTokenizer
 
     device = resolve_device(opts.device)
     dtype, dtype_reason = resolve_dtype_choice(opts.dtype, device)
@@ -43,8 +42,8 @@ def load_backend(opts: LoadOptions):
         tokenizer = AutoTokenizer.from_pretrained(opts.model, **hub)
     except OSError as exc:
         raise ModelLoadError(f"model: cannot load {opts.model!r}: {exc}") from exc
-    family = detect_family(config, tokenizer, opts.family)
-    cls = AutoModelForCausalLM if family == "qwen3-causal" else AutoModelForSequenceClassification
+    family = registered()[detect_family(config, tokenizer, opts.family)]
+    cls = getattr(transformers, family.auto_class)
     kwargs: dict[str, Any] = {**hub, **_dtype_kwarg(dtype), "attn_implementation": attn}
     if quant is not None:
         kwargs["quantization_config"] = quant
@@ -61,20 +60,8 @@ def load_backend(opts: LoadOptions):
         model = model.to(device)
     model.eval()
     name = served_model_name(opts.model, opts.served_model_name)
-    if family == "qwen3-causal":
-        from reranker_server.models.causal import CausalRerankerBackend
-
-        backend = CausalRerankerBackend(
-            model,
-            tokenizer,
-            model_name=name,
-            max_length=opts.max_length,
-            default_instruction=opts.default_instruction,
-        )
-    else:
-        from reranker_server.models.cross_encoder import CrossEncoderBackend
-
-        backend = CrossEncoderBackend(model, tokenizer, model_name=name, max_length=opts.max_length)
+    settings = BackendSettings(name, opts.max_length, opts.default_instruction)
+    backend = family.build(model, tokenizer, settings)
     backend.dtype_reason = dtype_reason
     return backend
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from reranker_contract import DEFAULT_INSTRUCTION
+from reranker_contract import DEFAULT_INSTRUCTION, ModelFamily
 from reranker_server.contracts import (
     BackendReport,
     EncodedRequest,
@@ -24,18 +24,39 @@ from reranker_server.contracts import (
     Shortcut,
 )
 from reranker_server.models import last_token, qwen_prompt
+from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
-from reranker_server.models.loading import yes_no_ids
+from reranker_server.models.loading import ModelLoadError
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
 from reranker_server.models.truncation import common_prefix_len, cut
 
 log = logging.getLogger(__name__)
 
 
-class CausalRerankerBackend:
-    """ModelBackend for yes/no causal rerankers (family 'qwen3-causal')."""
+def yes_no_ids(tokenizer: Any) -> tuple[int, int] | None:
+    """(no_id, yes_id) when both are single vocabulary tokens, else None."""
+    vocab = tokenizer.get_vocab()
+    if "yes" in vocab and "no" in vocab:
+        return vocab["no"], vocab["yes"]
+    return None
 
-    family = "qwen3-causal"
+
+def is_yes_no_causal_lm(config: Any, tokenizer: Any) -> bool:
+    """A *ForCausalLM whose tokenizer has single 'yes' and 'no' tokens (without them, an error)."""
+    if not any(a.endswith("ForCausalLM") for a in architectures(config)):
+        return False
+    if yes_no_ids(tokenizer) is None:
+        raise ModelLoadError(
+            "model_family: causal model's tokenizer lacks single 'yes'/'no' tokens; it is not a yes/no reranker"
+        )
+    return True
+
+
+class CausalRerankerBackend:
+    """ModelBackend for yes/no causal rerankers (family qwen3-causal)."""
+
+    family = ModelFamily.QWEN3_CAUSAL
+    dtype_reason: str | None = None  # set by load_backend
 
     def __init__(
         self,
@@ -288,3 +309,16 @@ def _reassemble(sub_batches: Sequence[Sequence[int]], parts: Sequence[Scored], n
     forwards = tuple(f for part in parts for f in part.report.forwards)
     shortcut = bool(parts) and all(part.report.last_layer_shortcut for part in parts)
     return Scored(raw, BackendReport(forwards, last_layer_shortcut=shortcut))
+
+
+def _build(model: Any, tokenizer: Any, settings: BackendSettings) -> CausalRerankerBackend:
+    return CausalRerankerBackend(
+        model,
+        tokenizer,
+        model_name=settings.model_name,
+        max_length=settings.max_length,
+        default_instruction=settings.default_instruction,
+    )
+
+
+register(Family(ModelFamily.QWEN3_CAUSAL, "AutoModelForCausalLM", is_yes_no_causal_lm, _build))

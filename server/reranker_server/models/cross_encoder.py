@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from reranker_contract import ModelFamily
 from reranker_server.contracts import (
     BackendReport,
     EncodedRequest,
@@ -18,16 +19,31 @@ from reranker_server.contracts import (
     Shortcut,
 )
 from reranker_server.models.encoder_cls import classifier_logits
+from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
+from reranker_server.models.loading import ModelLoadError
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
 
 _POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"}
 
 
-class CrossEncoderBackend:
-    """ModelBackend for (query, document) pair classifiers (family 'cross-encoder')."""
+def is_one_label_classifier(config: Any, tokenizer: Any) -> bool:
+    """A *ForSequenceClassification with one label (with more, an error)."""
+    if not any(a.endswith("ForSequenceClassification") for a in architectures(config)):
+        return False
+    labels = getattr(config, "num_labels", None)
+    if labels != 1:
+        raise ModelLoadError(
+            f"model_family: sequence classifier has num_labels={labels}; a cross-encoder reranker needs 1"
+        )
+    return True
 
-    family = "cross-encoder"
+
+class CrossEncoderBackend:
+    """ModelBackend for (query, document) pair classifiers (family cross-encoder)."""
+
+    family = ModelFamily.CROSS_ENCODER
+    dtype_reason: str | None = None  # set by load_backend
 
     def __init__(self, model: Any, tokenizer: Any, *, model_name: str, max_length: int) -> None:
         self.model = model
@@ -161,3 +177,19 @@ class CrossEncoderBackend:
             forwards += part.report.forwards
             shortcut = shortcut and part.report.last_layer_shortcut
         return Scored(raw, BackendReport(tuple(forwards), last_layer_shortcut=shortcut and bool(forwards)))
+
+
+def _build(model: Any, tokenizer: Any, settings: BackendSettings) -> CrossEncoderBackend:
+    return CrossEncoderBackend(
+        model, tokenizer, model_name=settings.model_name, max_length=settings.max_length
+    )
+
+
+register(
+    Family(
+        ModelFamily.CROSS_ENCODER,
+        "AutoModelForSequenceClassification",
+        is_one_label_classifier,
+        _build,
+    )
+)

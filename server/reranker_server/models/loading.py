@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reranker_contract import ATTN_IMPLEMENTATIONS, CPU_BF16_MIN_SPEEDUP, DEFAULTS
-
-FAMILIES = ("qwen3-causal", "cross-encoder")
+from reranker_contract import ATTN_IMPLEMENTATIONS, CPU_BF16_MIN_SPEEDUP, DEFAULTS, ModelFamily
+from reranker_server.models.families import architectures, registered
 
 
 class ModelLoadError(ValueError):
@@ -25,7 +24,7 @@ class LoadOptions:
     revision: str | None = None
     cache_dir: str | None = None
     served_model_name: str | None = None
-    family: str = "auto"  # auto | qwen3-causal | cross-encoder
+    family: str = "auto"  # auto or a ModelFamily value
     dtype: str = "auto"  # auto | float32 | float16 | bfloat16
     device: str = "auto"  # auto | cpu | cuda
     attn_implementation: str = ATTN_IMPLEMENTATIONS[0]  # one of ATTN_IMPLEMENTATIONS
@@ -154,39 +153,23 @@ def hub_kwargs(opts: LoadOptions) -> dict[str, Any]:
     return kwargs
 
 
-def detect_family(config: Any, tokenizer: Any, override: str = "auto") -> str:
-    """'qwen3-causal' for *ForCausalLM with single-token yes/no, 'cross-encoder' for a 1-label classifier."""
+def detect_family(config: Any, tokenizer: Any, override: str = "auto") -> ModelFamily:
+    """The family `override` names, else the registered family that detects the model from its
+    config and tokenizer (each family's module states how)."""
+    families = registered()
     if override != "auto":
-        if override not in FAMILIES:
+        if override not in families:
             raise ModelLoadError(
-                f"model_family: must be auto, {' or '.join(FAMILIES)}; got {override!r}"
+                f"model_family: must be auto, {' or '.join(families)}; got {override!r}"
             )
-        return override
-    archs = list(getattr(config, "architectures", None) or [])
-    if any(a.endswith("ForCausalLM") for a in archs):
-        if yes_no_ids(tokenizer) is None:
-            raise ModelLoadError(
-                "model_family: causal model's tokenizer lacks single 'yes'/'no' tokens; it is not a yes/no reranker"
-            )
-        return "qwen3-causal"
-    if any(a.endswith("ForSequenceClassification") for a in archs):
-        labels = getattr(config, "num_labels", None)
-        if labels != 1:
-            raise ModelLoadError(
-                f"model_family: sequence classifier has num_labels={labels}; a cross-encoder reranker needs 1"
-            )
-        return "cross-encoder"
-    raise ModelLoadError(
-        f"model_family: cannot detect from architectures {archs}; pass --model-family qwen3-causal|cross-encoder"
-    )
-
-
-def yes_no_ids(tokenizer: Any) -> tuple[int, int] | None:
-    """(no_id, yes_id) when both are single vocabulary tokens, else None."""
-    vocab = tokenizer.get_vocab()
-    if "yes" in vocab and "no" in vocab:
-        return vocab["no"], vocab["yes"]
-    return None
+        return families[override].name
+    found = next((f for f in families.values() if f.detects(config, tokenizer)), None)
+    if found is None:
+        raise ModelLoadError(
+            f"model_family: cannot detect from architectures {architectures(config)}; "
+            f"pass --model-family {'|'.join(families)}"
+        )
+    return found.name
 
 
 def download_model(

@@ -10,15 +10,16 @@ import json
 from typing import Any
 
 import pytest
+
 from render_helpers import VLLM_SPEC, make_cr
-from reranker_contract import (
+from reranker_operator.api.spec import InvalidSpecError, parse_spec
+from reranker_operator.engines.vllm.facts import (
     VLLM_HEALTH_PATH,
     VLLM_QWEN3_OVERRIDES,
     VLLM_TEMPLATE_DIR,
     VLLM_TEMPLATE_FILE,
 )
 from reranker_operator.render.manifests import render_children
-from reranker_operator.api.spec import InvalidSpecError, parse_spec
 
 
 def _kids(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:

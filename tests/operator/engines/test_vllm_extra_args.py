@@ -7,9 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from reranker_contract import VLLM_OWNED_FLAGS, VLLM_VERSION
-from reranker_operator.engines.vllm.known_flags import VLLM_FLAGS_VERSION, VLLM_SERVE_FLAGS
+
 from reranker_operator.api.spec import InvalidSpecError, parse_spec
+from reranker_operator.engines.vllm.facts import VLLM_OWNED_FLAGS, VLLM_VERSION
+from reranker_operator.engines.vllm.known_flags import VLLM_FLAGS_VERSION, VLLM_SERVE_FLAGS
 
 
 def _spec(extra: list[str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+
 from render_helpers import (
     FULL_SPEC,
     KEDA_SPEC,
@@ -21,9 +22,9 @@ from render_helpers import (
 )
 from reranker_contract import RUN_AS_UID
 from reranker_operator import __version__
-from reranker_operator.render.service import parse_service
-from reranker_operator.render.manifests import render_children
 from reranker_operator.api.spec import InvalidSpecError
+from reranker_operator.render.manifests import render_children
+from reranker_operator.render.service import parse_service
 
 UID = "0b7c4c1e-1111-4222-8333-944445555666"
 SELECTOR = {"app.kubernetes.io/name": "reranker", "app.kubernetes.io/instance": "demo"}

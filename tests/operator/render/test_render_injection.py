@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
+
 from render_helpers import FULL_SPEC, make_cr
-from reranker_operator.render.manifests import render_children
 from reranker_operator.api.spec import InvalidSpecError
+from reranker_operator.render.manifests import render_children
 from reranker_operator.render.yamlfilters import toyaml
 
 HOSTILE = [
@@ -175,14 +176,13 @@ def test_libyaml_and_the_pure_python_parser_read_every_hostile_render_alike(
     if not hasattr(yaml, "CSafeLoader"):
         pytest.skip("PyYAML without libyaml: render uses the pure-Python parser")
     from reranker_operator.render.kinds import CHILDREN
-    from reranker_operator.render.params import BUILDERS
-    from reranker_operator.render.service import parse_service
     from reranker_operator.render.manifests import _environment
+    from reranker_operator.render.service import parse_service
 
     for hostile in HOSTILE:
         svc = parse_service(make_cr(with_value(path, hostile)))
         for child in CHILDREN:
-            params = BUILDERS[child.role](svc)
+            params = child.build(svc)
             if params is None:
                 continue
             text = _environment().get_template(child.template).render(kind=child.kind, p=params)

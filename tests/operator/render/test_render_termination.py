@@ -8,9 +8,10 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
 from render_helpers import VLLM_SPEC, make_cr
-from reranker_operator.render.manifests import render_children
 from reranker_operator.api.spec import InvalidSpecError, parse_spec
+from reranker_operator.render.manifests import render_children
 
 SERVER_SPEC: dict[str, Any] = {"model": {"name": "BAAI/bge-reranker-v2-m3"}}
 

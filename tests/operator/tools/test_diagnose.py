@@ -106,3 +106,15 @@ def test_each_rule_by_its_threshold(changes: dict, verdict: str) -> None:
     from dataclasses import replace
 
     assert verdict in [v.name for v in diagnose(replace(healthy, **changes))]
+
+
+def test_family_is_causal_asks_the_family_registry():
+    from reranker_contract import ModelFamily
+    from reranker_operator.api.families import FAMILY_TRAITS
+    from reranker_operator.tools.diagnose.signals import family_is_causal
+
+    for family in ModelFamily:
+        assert family_is_causal(family.value) is FAMILY_TRAITS[family].yes_no_causal
+    assert family_is_causal("qwen3-causal") is True and family_is_causal("cross-encoder") is False
+    assert family_is_causal("a-family-of-a-newer-server") is False
+    assert family_is_causal(None) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from reranker_operator.engines.vllm.facts import VLLM_OWNED_FLAGS
 from reranker_operator.engines.vllm.known_flags import VLLM_FLAGS_VERSION, VLLM_SERVE_FLAGS
 
 # Flags the guides still use that the pinned vLLM no longer has, and what to write instead.
@@ -61,3 +62,16 @@ def unknown_flag_problems(args: Iterable[str], field: str) -> Iterator[tuple[str
             why = (f"is not a flag of vLLM {VLLM_FLAGS_VERSION} (`vllm serve --help`); vLLM "
                    "would refuse to start")  # fmt: skip
         yield f"{field}[{i}]", f"{name} {why}"
+
+
+def owned_flag_problems(args: Iterable[str], field: str) -> Iterator[tuple[str, str]]:
+    """vLLM's parser also takes `--max_model_len` and unambiguous prefixes (`--max-model`):
+    those may not reach an operator-set flag either (the CRD rule sees exact names only)."""
+    for i, arg in enumerate(args):
+        if not arg.startswith("--"):
+            continue
+        name = arg.split("=", 1)[0].replace("_", "-")
+        hits = [f for f in VLLM_OWNED_FLAGS if f.startswith("--") and f.startswith(name)]
+        if name in VLLM_OWNED_FLAGS or hits:
+            flag = name if name in VLLM_OWNED_FLAGS else hits[0]
+            yield f"{field}[{i}]", f"{arg!r} reaches {flag}, which the operator sets"

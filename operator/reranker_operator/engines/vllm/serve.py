@@ -6,20 +6,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from reranker_contract import (
-    MODEL_CACHE_PATH,
+from reranker_contract import MODEL_CACHE_PATH, Env, served_model_name
+from reranker_operator.engines.vllm.facts import (
     VLLM_PORT,
     VLLM_QWEN3_OVERRIDES,
     VLLM_TEMPLATE_DIR,
     VLLM_TEMPLATE_FILE,
-    Env,
-    served_model_name,
 )
-
-from reranker_operator.api.spec import RerankerServiceSpec
 from reranker_operator.engines.vllm.score_template import qwen3_score_template
+
+if TYPE_CHECKING:
+    from reranker_operator.api.spec import RerankerServiceSpec
 
 # Writable places vLLM and its libraries use, all under the pod's /tmp emptyDir (the root
 # filesystem is read-only and the container runs as a non-root user).

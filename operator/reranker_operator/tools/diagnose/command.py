@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import TextIO
 
-from reranker_contract import DEFAULTS
+from reranker_contract import DEFAULTS, FAMILIES
 
 from reranker_operator.tools.diagnose import signals
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --prometheus: spec.server.maxBatchSize")
     parser.add_argument("--model-workers", type=int, default=1,
                         help="with --prometheus: model workers per pod (1 on GPU)")
-    parser.add_argument("--family", choices=("qwen3-causal", "cross-encoder"),
+    parser.add_argument("--family", choices=FAMILIES,
                         help="with --prometheus: the model family (prefix reuse applies to Qwen3)")
     parser.add_argument("--json", action="store_true")
 
@@ -38,7 +38,7 @@ def main(args: argparse.Namespace, stdout: TextIO) -> int:
     else:
         if not args.window[:-1].replace(".", "", 1).isdigit() or args.window[-1] not in "smh":
             raise ValueError(f"--window: a duration such as 30s or 5m, got {args.window!r}")
-        causal = None if args.family is None else args.family == "qwen3-causal"
+        causal = signals.family_is_causal(args.family)
         sig = signals.from_prometheus(args.prometheus, args.name, args.namespace,
                                       window=args.window, max_batch_size=args.max_batch_size,
                                       model_workers=args.model_workers, causal=causal)  # fmt: skip

@@ -11,9 +11,18 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from reranker_contract import DEFAULTS, Metric
+from reranker_contract import DEFAULTS, FAMILIES, Metric, ModelFamily
 
+from reranker_operator.api.families import FAMILY_TRAITS
 from reranker_operator.tools.promtext import histogram_quantile, parse_buckets, parse_by_label, parse_totals
+
+
+def family_is_causal(family: str | None) -> bool | None:
+    """Whether the family a server reports (or --family names) is a yes/no causal one, whose
+    documents should reuse the request's prompt prefix; None when no family is known."""
+    if family is None:
+        return None
+    return family in FAMILIES and FAMILY_TRAITS[ModelFamily(family)].yes_no_causal
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class Signals:
     truncated_share: float | None  # documents cut to fit
     max_batch_size: int
     model_workers: int
-    causal: bool | None  # a Qwen3-style model (None: unknown)
+    causal: bool | None  # a yes/no causal (Qwen3-style) model (None: unknown)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,7 +130,7 @@ def from_server(url: str, *, interval_s: float = 10.0) -> Signals:
         truncated_share=_ratio(d(str(Metric.TRUNCATED_DOCUMENTS_TOTAL)), docs),
         max_batch_size=int(limits.get("max_batch_size") or DEFAULTS.max_batch_size),
         model_workers=max(1, int(engine.get("model_workers") or 1)),
-        causal=None if family is None else family == "qwen3-causal",
+        causal=family_is_causal(family),
     )
 
 

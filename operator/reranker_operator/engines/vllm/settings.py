@@ -1,17 +1,14 @@
-"""`spec.engine` and `spec.vllm`: which inference server the Deployment runs, and the settings of
-vLLM's OpenAI server when it is vLLM."""
+"""`spec.vllm`: the settings of vLLM's OpenAI server when spec.engine is vllm."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import Field
-from reranker_contract import VLLM_IMAGE, VLLM_OWNED_FLAGS, VLLM_VERSION
 
-from reranker_operator.api.cel_rules import Rule
 from reranker_operator.api.base import SpecModel
-
-Engine = Literal["transformers", "vllm"]
+from reranker_operator.api.cel_rules import Rule
+from reranker_operator.engines.vllm.facts import VLLM_IMAGE, VLLM_OWNED_FLAGS, VLLM_VERSION
 
 
 def owned_flag(arg: str) -> str | None:

@@ -1,0 +1,110 @@
+"""What a RerankerService with `engine: vllm` must satisfy: GPUs, none of the bundled server's
+own features, and vLLM settings that agree with the rest of the spec. Each check becomes a rule
+of the spec (its CEL guarded by the engine; reranker_operator.engines.base.Engine.rules)."""
+
+from __future__ import annotations
+
+from reranker_operator.api.cel_terms import AUTOSCALING, GPU
+from reranker_operator.engines.base import CheckPlace, EngineCheck
+
+VLLM_CHECKS: tuple[EngineCheck, ...] = (
+    EngineCheck(
+        CheckPlace.RESOURCES,
+        GPU,
+        "engine vllm needs resources.gpus >= 1",
+        lambda s: s.resources.gpus >= 1,
+        field_path=".resources.gpus",
+        explain="engine vllm needs resources.gpus >= 1 (the vLLM image runs on CUDA)",
+    ),
+    EngineCheck(
+        CheckPlace.FEATURES,
+        "!has(self.server) || !has(self.server.scoreCache)"
+        " || !has(self.server.scoreCache.enabled) || !self.server.scoreCache.enabled",
+        "server.scoreCache is the bundled server's (engine transformers); vLLM has no score cache",
+        lambda s: not s.server.score_cache.enabled,
+        field_path=".server.scoreCache.enabled",
+    ),
+    EngineCheck(
+        CheckPlace.FEATURES,
+        "!has(self.model.attentionImplementation)",
+        "model.attentionImplementation is the bundled server's (engine transformers); vLLM "
+        "picks its own attention backend (vllm.extraArgs --attention-backend)",
+        lambda s: s.model.attention_implementation is None,
+        field_path=".model.attentionImplementation",
+    ),
+    EngineCheck(
+        CheckPlace.SETTINGS,
+        "!has(self.model.quantization) || self.model.quantization == 'none'",
+        "model.quantization (bitsandbytes) is for engine transformers; with vllm, serve a "
+        "quantized checkpoint or pass --quantization in vllm.extraArgs",
+        lambda s: s.model.quantization == "none",
+        field_path=".model.quantization",
+    ),
+    EngineCheck(
+        CheckPlace.SETTINGS,
+        f"!has(self.vllm) || !has(self.vllm.tensorParallelSize) || ({GPU}"
+        " && self.vllm.tensorParallelSize <= self.resources.gpus"
+        " && self.resources.gpus % self.vllm.tensorParallelSize == 0)",
+        "vllm.tensorParallelSize must divide resources.gpus (and so be at most it)",
+        lambda s: (
+            s.vllm.tensor_parallel_size is None
+            or (s.resources.gpus >= 1 and s.resources.gpus % s.vllm.tensor_parallel_size == 0)
+        ),
+        field_path=".vllm.tensorParallelSize",
+        explain=lambda s: (
+            f"{s.vllm.tensor_parallel_size} does not divide resources.gpus ({s.resources.gpus})"
+        ),
+    ),
+    EngineCheck(
+        CheckPlace.SETTINGS,
+        "!has(self.vllm) || !has(self.vllm.maxNumBatchedTokens)"
+        " || has(self.vllm.maxModelLen) || !has(self.model.maxLength)"
+        " || self.vllm.maxNumBatchedTokens >= self.model.maxLength",
+        "vllm.maxNumBatchedTokens must be at least the model length (vllm.maxModelLen, else "
+        "model.maxLength; with neither, vLLM itself refuses to start an encoder whose own "
+        "limit is longer)",
+        lambda s: (
+            s.vllm.max_num_batched_tokens is None
+            or s.vllm.max_model_len is not None
+            or s.model.max_length is None
+            or s.vllm.max_num_batched_tokens >= s.model.max_length
+        ),
+        field_path=".vllm.maxNumBatchedTokens",
+    ),
+    EngineCheck(
+        CheckPlace.SETTINGS,
+        f"!{AUTOSCALING} || !(has(self.autoscaling.queuedTokensPerPod)"
+        " || has(self.autoscaling.requestsPerSecond) || has(self.autoscaling.p95LatencySeconds))",
+        "engine vllm scales on queuedPairsPerPod (vLLM's waiting requests) or CPU/memory; "
+        "queuedTokensPerPod, requestsPerSecond and p95LatencySeconds read the bundled "
+        "server's metrics",
+        lambda s: (
+            not s.autoscaling.enabled
+            or (
+                s.autoscaling.queued_tokens_per_pod is None
+                and s.autoscaling.requests_per_second is None
+                and s.autoscaling.p95_latency_seconds is None
+            )
+        ),
+        field_path=".autoscaling",
+    ),
+    EngineCheck(
+        CheckPlace.SETTINGS,
+        "!has(self.server) || !has(self.server.auth)"
+        " || (!has(self.server.auth.apiKeysSecret) && !has(self.server.auth.jwt)"
+        " && (!has(self.server.auth.rateLimit) || ("
+        "(!has(self.server.auth.rateLimit.requestsPerMinute)"
+        " || self.server.auth.rateLimit.requestsPerMinute == 0)"
+        " && (!has(self.server.auth.rateLimit.pairsPerMinute)"
+        " || self.server.auth.rateLimit.pairsPerMinute == 0))))",
+        "engine vllm takes one API key (server.apiKeySecret); several keys, JWT and rate "
+        "limits are the bundled server's",
+        lambda s: (
+            s.server.auth.api_keys_secret is None
+            and s.server.auth.jwt is None
+            and s.server.auth.rate_limit.requests_per_minute == 0
+            and s.server.auth.rate_limit.pairs_per_minute == 0
+        ),
+        field_path=".server.auth",
+    ),
+)

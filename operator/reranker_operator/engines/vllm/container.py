@@ -1,0 +1,87 @@
+"""The `vllm serve` container of `engine: vllm` and the ConfigMap of its score template."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from reranker_contract import PORT_NAME
+from reranker_operator.engines.vllm import serve
+from reranker_operator.engines.vllm.facts import (
+    VLLM_HEALTH_PATH,
+    VLLM_PORT,
+    VLLM_TEMPLATE_DIR,
+    VLLM_TEMPLATE_FILE,
+)
+from reranker_operator.render.containers import (
+    ContainerParams,
+    JsonObject,
+    ProbeParams,
+    ServingContainer,
+    base_mounts,
+    image_ref,
+    pre_stop,
+    resources,
+    user_env,
+    user_env_from,
+)
+from reranker_operator.render.labels import object_meta
+
+if TYPE_CHECKING:
+    from reranker_operator.render.service import ParsedService
+
+
+@dataclass(frozen=True)
+class TemplateConfigMapParams:
+    """The ConfigMap of vLLM's score template."""
+
+    metadata: JsonObject
+    data: dict[str, str]
+
+
+def vllm_template_config_map_name(instance: str) -> str:
+    return f"{instance}-vllm-template"
+
+
+def vllm_container(svc: ParsedService) -> ServingContainer:
+    """vLLM's container and the volumes only it needs: shared memory for tensor parallelism
+    and, for Qwen3 models, the score template."""
+    spec = svc.spec
+    mounts = [*base_mounts(), {"name": "dshm", "mountPath": "/dev/shm"}]
+    volumes: list[JsonObject] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
+    if serve.score_template(spec) is not None:
+        mounts.append({"name": "vllm-template", "mountPath": VLLM_TEMPLATE_DIR, "readOnly": True})
+        volumes.append(
+            {
+                "name": "vllm-template",
+                "configMap": {"name": vllm_template_config_map_name(svc.name)},
+            }
+        )
+    container = ContainerParams(
+        image=image_ref(spec.vllm.image.repository, spec.vllm.image.tag),
+        pull_policy=spec.vllm.image.pull_policy,
+        command=["vllm", "serve"],
+        args=serve.serve_args(spec),
+        ports=[{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        env=user_env(spec, serve.serve_env(spec)),
+        env_from=user_env_from(spec),
+        resources=resources(spec, gpus=True),
+        # loading (and compiling CUDA graphs for) a large model takes minutes: 15 min budget
+        probes=ProbeParams(VLLM_HEALTH_PATH, VLLM_HEALTH_PATH, PORT_NAME, startup_failures=90),
+        mounts=mounts,
+        lifecycle=pre_stop(spec),
+    )
+    return ServingContainer(container, volumes)
+
+
+def vllm_template_params(svc: ParsedService) -> TemplateConfigMapParams | None:
+    """The score template's ConfigMap: for a Qwen3 model served by vLLM, else None."""
+    spec = svc.spec
+    text = serve.score_template(spec) if spec.engine == "vllm" else None
+    if text is None:
+        return None
+    # one more newline than the prompt needs: jinja drops a template's final newline
+    return TemplateConfigMapParams(
+        metadata=object_meta(svc, "vllm-template", name=vllm_template_config_map_name(svc.name)),
+        data={VLLM_TEMPLATE_FILE: text + "\n"},
+    )
