@@ -32,7 +32,7 @@ CHECKOV_LOCK := constraints/checkov-lock.txt
 CHECKOV_VERSION := 3.3.30
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu render generate crds e2e clean
+.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu render generate crds fmt e2e clean
 
 install: $(VENV)/.installed
 
@@ -169,6 +169,12 @@ generate: install
 
 ## crds: the CRD and everything made from it; the same files as `make generate`.
 crds: generate
+
+## fmt: the formatter owns formatting (ruff, configured in pyproject.toml): imports sorted, then
+## every Python file formatted; tests/test_formatting.py fails on a tree it would change.
+fmt: install
+	$(PY) -m ruff check --fix --quiet .
+	$(PY) -m ruff format --quiet .
 
 e2e:
 	bash tests/e2e/kind-e2e.sh

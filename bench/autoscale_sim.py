@@ -51,12 +51,20 @@ DT = 0.05  # simulation step (s)
 WARMUP_S = 600
 PHASES = ((WARMUP_S + 300, 50, 1), (300, 80, 1), (300, 120, 1), (300, 80, 2), (300, 50, 1))
 DEFAULT_BEHAVIOR = {
-    "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
-                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15},
-                             {"type": "Pods", "value": 4, "periodSeconds": 15}]},
-    "scaleDown": {"stabilizationWindowSeconds": 300, "selectPolicy": "Max",
-                  "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
-}  # fmt: skip
+    "scaleUp": {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Max",
+        "policies": [
+            {"type": "Percent", "value": 100, "periodSeconds": 15},
+            {"type": "Pods", "value": 4, "periodSeconds": 15},
+        ],
+    },
+    "scaleDown": {
+        "stabilizationWindowSeconds": 300,
+        "selectPolicy": "Max",
+        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}],
+    },
+}
 
 
 @dataclass
@@ -104,7 +112,11 @@ class Hpa:
                 if now - t < period:
                     start = before
             if p["type"] == "Percent":
-                change = math.ceil(start * p["value"] / 100) if direction == "scaleUp" else math.floor(start * p["value"] / 100)
+                change = (
+                    math.ceil(start * p["value"] / 100)
+                    if direction == "scaleUp"
+                    else math.floor(start * p["value"] / 100)
+                )
             else:
                 change = p["value"]
             limits.append(start + change if direction == "scaleUp" else start - change)
@@ -144,26 +156,40 @@ class Strategy:
     timeline: list[tuple[float, int, int, float]] = field(default_factory=list)
 
 
-def metric_value(kind: str, replicas: list[Replica], now: float, mu: float,
-                 cpu_at_saturation: float) -> float:  # fmt: skip
+def metric_value(
+    kind: str, replicas: list[Replica], now: float, mu: float, cpu_at_saturation: float
+) -> float:
     """The per-pod average the HPA reads for `kind` over the ready replicas."""
     ready = [r for r in replicas if r.ready_at <= now]
     if not ready:
         return 0.0
     if kind == "cpu":  # utilisation % of the CPU request
-        return sum(100 * (0.05 + cpu_at_saturation * min(1.0, r.busy_s / SYNC_S)) for r in ready) / len(ready)
+        return sum(
+            100 * (0.05 + cpu_at_saturation * min(1.0, r.busy_s / SYNC_S)) for r in ready
+        ) / len(ready)
     if kind == "rps":  # Prometheus Adapter: rate over 2 minutes
         for r in ready:
             while r.finished and now - r.finished[0] > 120:
                 r.finished.popleft()
         return sum(len(r.finished) / 120.0 for r in ready) / len(ready)
     # queued pairs per pod, averaged over the adapter rule's window (avg_over_time [QUEUE_WINDOW])
-    return sum(sum(q for _t, q in r.queue_samples) / max(1, len(r.queue_samples))
-               for r in ready) / len(ready)  # fmt: skip
+    return sum(
+        sum(q for _t, q in r.queue_samples) / max(1, len(r.queue_samples)) for r in ready
+    ) / len(ready)
 
 
-def simulate(kind: str, target: float, *, mu: float, documents: int, think_s: float,
-             startup_s: float, hpa: Hpa, cpu_at_saturation: float, seed: int) -> Strategy:  # fmt: skip
+def simulate(
+    kind: str,
+    target: float,
+    *,
+    mu: float,
+    documents: int,
+    think_s: float,
+    startup_s: float,
+    hpa: Hpa,
+    cpu_at_saturation: float,
+    seed: int,
+) -> Strategy:
     rng = random.Random(seed)
     out = Strategy(kind, target)
     replicas = [Replica(ready_at=0.0) for _ in range(hpa.min_replicas)]
@@ -181,7 +207,10 @@ def simulate(kind: str, target: float, *, mu: float, documents: int, think_s: fl
         for c in range(clients_now):  # clients whose think time is over send a request
             if not active[c] and wake[c] <= t and ready:
                 # documents per request: lognormal around the mean (3 to 1000), times the phase's scale
-                pairs = min(1000.0, max(1.0, round(rng.lognormvariate(math.log(documents) - 0.5, 1.0) * scale)))
+                pairs = min(
+                    1000.0,
+                    max(1.0, round(rng.lognormvariate(math.log(documents) - 0.5, 1.0) * scale)),
+                )
                 rng.choice(ready).queue.append(Request(c, pairs, t, pairs))
                 active[c] = True
         for r in ready:  # each ready replica serves mu pairs/s, first come first served
@@ -265,20 +294,32 @@ def _measured_pairs_per_replica(documents: int) -> float:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, MODEL_NAME=str(model), DEVICE="cpu", PORT=str(port), HOST="127.0.0.1",
-               LOG_LEVEL="warning")  # fmt: skip
+    env = dict(
+        os.environ,
+        MODEL_NAME=str(model),
+        DEVICE="cpu",
+        PORT=str(port),
+        HOST="127.0.0.1",
+        LOG_LEVEL="warning",
+    )
     exe = str(Path(sys.executable).with_name("reranker-server"))
     proc = subprocess.Popen([exe], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(600):
             try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1).status == 200:
+                if (
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1).status
+                    == 200
+                ):
                     break
             except OSError:
                 time.sleep(0.2)
         out = io.StringIO()
         url = f"http://127.0.0.1:{port}"
-        cli.main(["loadtest", url, "-c", "8", "-n", "48", "--documents", str(documents), "--json"], stdout=out)
+        cli.main(
+            ["loadtest", url, "-c", "8", "-n", "48", "--documents", str(documents), "--json"],
+            stdout=out,
+        )
         return float(json.loads(out.getvalue())["pairs_per_s"])
     finally:
         proc.terminate()
@@ -287,22 +328,33 @@ def _measured_pairs_per_replica(documents: int) -> float:
 
 def _rendered_hpa(resource: Path) -> dict | None:
     import yaml
+
     from reranker_operator.render.manifests import render_children
 
-    cr = next(d for d in yaml.safe_load_all(resource.read_text()) if d and d.get("kind") == "RerankerService")
+    cr = next(
+        d
+        for d in yaml.safe_load_all(resource.read_text())
+        if d and d.get("kind") == "RerankerService"
+    )
     return next((c for c in render_children(cr) if c["kind"] == "HorizontalPodAutoscaler"), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resource", type=Path, default=REPO / "examples" / "qwen3-reranker-0.6b.yaml")
+    parser.add_argument(
+        "--resource", type=Path, default=REPO / "examples" / "qwen3-reranker-0.6b.yaml"
+    )
     parser.add_argument("--pairs-per-replica", type=float, help="skip the measurement")
     parser.add_argument("--documents", type=int, default=32)
     parser.add_argument("--think-seconds", type=float, default=1.0)
     parser.add_argument("--startup-seconds", type=float, default=90.0)
     parser.add_argument("--cpu-at-saturation", type=float, default=0.45)
-    parser.add_argument("--queued-target", type=float, help="pairs queued per pod (default: the rps run's cost)")
-    parser.add_argument("--rps-target", type=float, help="requests/s per pod (default 0.8 mu / documents)")
+    parser.add_argument(
+        "--queued-target", type=float, help="pairs queued per pod (default: the rps run's cost)"
+    )
+    parser.add_argument(
+        "--rps-target", type=float, help="requests/s per pod (default 0.8 mu / documents)"
+    )
     parser.add_argument("--max-replicas", type=int, help="override the rendered maxReplicas")
     parser.add_argument("--png", type=Path, default=REPO / "bench" / "results" / "autoscale.png")
     parser.add_argument("--seed", type=int, default=0)
@@ -318,17 +370,31 @@ def main(argv: list[str] | None = None) -> int:
     min_r = int(spec.get("minReplicas", 1))
     max_r = args.max_replicas or int(spec.get("maxReplicas", 10))
     rps_target = args.rps_target or 0.8 * mu / args.documents
-    cpu_target = next((float(m["resource"]["target"]["averageUtilization"]) for m in spec.get("metrics", [])
-                       if m["type"] == "Resource" and m["resource"]["name"] == "cpu"), 70.0)  # fmt: skip
-    common = dict(mu=mu, documents=args.documents, think_s=args.think_seconds,
-                  startup_s=args.startup_seconds, cpu_at_saturation=args.cpu_at_saturation,
-                  seed=args.seed)  # fmt: skip
+    cpu_target = next(
+        (
+            float(m["resource"]["target"]["averageUtilization"])
+            for m in spec.get("metrics", [])
+            if m["type"] == "Resource" and m["resource"]["name"] == "cpu"
+        ),
+        70.0,
+    )
+    common = dict(
+        mu=mu,
+        documents=args.documents,
+        think_s=args.think_seconds,
+        startup_s=args.startup_seconds,
+        cpu_at_saturation=args.cpu_at_saturation,
+        seed=args.seed,
+    )
 
     def run(kind: str, target: float) -> Strategy:
         return simulate(kind, target, hpa=Hpa(min_r, max_r, behavior), **common)
 
-    print(f"one replica: {mu:.1f} pairs/s ({mu / args.documents:.2f} requests/s of "
-          f"{args.documents} pairs); replicas {min_r}..{max_r}", file=sys.stderr)  # fmt: skip
+    print(
+        f"one replica: {mu:.1f} pairs/s ({mu / args.documents:.2f} requests/s of "
+        f"{args.documents} pairs); replicas {min_r}..{max_r}",
+        file=sys.stderr,
+    )
     runs = [run("cpu", cpu_target), run("rps", rps_target)]
     queued_target = args.queued_target
     if queued_target is None:  # equal cost: bisect the target on replica-hours
@@ -338,8 +404,10 @@ def main(argv: list[str] | None = None) -> int:
             lo, hi = (mid, hi) if cost(run("queued", mid)) > want else (lo, mid)
         queued_target = math.sqrt(lo * hi)
     runs.append(run("queued", queued_target))
-    print(f"targets: cpu {cpu_target:g}% of the request, rps {rps_target:.3g}/pod, "
-          f"queued {queued_target:.3g} pairs/pod")  # fmt: skip
+    print(
+        f"targets: cpu {cpu_target:g}% of the request, rps {rps_target:.3g}/pod, "
+        f"queued {queued_target:.3g} pairs/pod"
+    )
     # every target value's cost and tail, for the trade-off picture
     sweep = {
         "rps": [(f, run("rps", f * mu / args.documents)) for f in (0.5, 0.65, 0.8, 1.0, 1.2)],
@@ -349,9 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     for kind, points in sweep.items():
         for f, r in points:
             unit = "x sustained requests/s" if kind == "rps" else "x one replica's pairs/s queued"
-            print(f"  {kind:>6} {f:5.2f} {unit:<30} {cost(r):5.1f} h  p95 {p95_of(r):6.2f} s  "
-                  f"worst {worst_of(r):6.2f} s")  # fmt: skip
-    header = f"{'t (s)':>6} {'clients':>7} | " + " | ".join(f"{r.name:>6} replicas  p95 s" for r in runs)
+            print(
+                f"  {kind:>6} {f:5.2f} {unit:<30} {cost(r):5.1f} h  p95 {p95_of(r):6.2f} s  "
+                f"worst {worst_of(r):6.2f} s"
+            )
+    header = f"{'t (s)':>6} {'clients':>7} | " + " | ".join(
+        f"{r.name:>6} replicas  p95 s" for r in runs
+    )
     print(header)
     for rows in zip(*(r.timeline for r in runs)):
         t, clients = rows[0][0], rows[0][1]
@@ -359,8 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{t:6.0f} {clients:7d} | {cells}")
     print("\nsummary (after the warm-up):")
     for r in runs:
-        print(f"  {r.name:>6}: p95 {p95_of(r):6.2f} s, worst 30-s p95 {worst_of(r):6.2f} s, "
-              f"{cost(r):5.1f} replica-hours")  # fmt: skip
+        print(
+            f"  {r.name:>6}: p95 {p95_of(r):6.2f} s, worst 30-s p95 {worst_of(r):6.2f} s, "
+            f"{cost(r):5.1f} replica-hours"
+        )
     _plot(runs, sweep, args.png)
     return 0
 
@@ -382,8 +456,13 @@ def _plot(runs: list[Strategy], sweep: dict, png: Path) -> None:
     ax4 = fig.add_subplot(grid[:, 1])
     colors = {"cpu": "tab:blue", "rps": "tab:orange", "queued": "tab:green"}
     for kind, points in sweep.items():
-        ax4.plot([cost(r) for _f, r in points], [worst_of(r) for _f, r in points], "o-",
-                 color=colors[kind], label=f"{kind} (one point per target value)")
+        ax4.plot(
+            [cost(r) for _f, r in points],
+            [worst_of(r) for _f, r in points],
+            "o-",
+            color=colors[kind],
+            label=f"{kind} (one point per target value)",
+        )
     ax4.plot([cost(runs[0])], [worst_of(runs[0])], "s", color=colors["cpu"], label="cpu 70%")
     ax4.set_xlabel("replica-hours (25 minutes shown)")
     ax4.set_ylabel("worst 30-s p95 latency (s)")
@@ -392,8 +471,13 @@ def _plot(runs: list[Strategy], sweep: dict, png: Path) -> None:
     ax4.legend()
     for r in runs:
         ts = [t / 60 for t, *_ in r.timeline]
-        ax1.plot(ts, [rep for _t, _c, rep, _p in r.timeline], label=r.name, drawstyle="steps-post",
-                 color=colors[r.name])
+        ax1.plot(
+            ts,
+            [rep for _t, _c, rep, _p in r.timeline],
+            label=r.name,
+            drawstyle="steps-post",
+            color=colors[r.name],
+        )
         ax2.plot(ts, [p for *_x, p in r.timeline], label=r.name, color=colors[r.name])
     first = runs[0].timeline
     ax3.plot([t / 60 for t, *_ in first], [c for _t, c, *_ in first], color="black")

@@ -41,6 +41,9 @@ class BackgroundCpu:
         if busy is None or self._busy0 is None or wall <= 0:
             return {"background_cpu_fraction": None, "own_cpu_s": round(own, 1)}
         other = max(0.0, busy - self._busy0 - own)
-        return {"background_cpu_fraction": round(other / (wall * cpus), 3),
-                "own_cpu_s": round(own, 1), "machine_busy_cpu_s": round(busy - self._busy0, 1),
-                "wall_s": round(wall, 1)}
+        return {
+            "background_cpu_fraction": round(other / (wall * cpus), 3),
+            "own_cpu_s": round(own, 1),
+            "machine_busy_cpu_s": round(busy - self._busy0, 1),
+            "wall_s": round(wall, 1),
+        }

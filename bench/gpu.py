@@ -29,28 +29,51 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-QWEN3_06B = {"hidden_size": 1024, "num_layers": 28, "num_heads": 16, "num_kv_heads": 8,
-             "head_dim": 128, "intermediate_size": 3072}  # fmt: skip
+QWEN3_06B = {
+    "hidden_size": 1024,
+    "num_layers": 28,
+    "num_heads": 16,
+    "num_kv_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 3072,
+}
 BGE_BASE = {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072}
-TINY_QWEN3 = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
-              "head_dim": 16, "intermediate_size": 128}  # fmt: skip
+TINY_QWEN3 = {
+    "hidden_size": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "num_kv_heads": 2,
+    "head_dim": 16,
+    "intermediate_size": 128,
+}
 TINY_BERT = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128}
 
 
 def environment(device: str) -> dict:
-    env = {"torch": torch.__version__, "device": device,
-           "flash_attn": importlib.util.find_spec("flash_attn") is not None,
-           "bitsandbytes": importlib.util.find_spec("bitsandbytes") is not None}  # fmt: skip
+    env = {
+        "torch": torch.__version__,
+        "device": device,
+        "flash_attn": importlib.util.find_spec("flash_attn") is not None,
+        "bitsandbytes": importlib.util.find_spec("bitsandbytes") is not None,
+    }
     if device == "cuda":
         cap = torch.cuda.get_device_capability()
         props = torch.cuda.get_device_properties(0)
-        env.update(cuda=torch.version.cuda, gpu=props.name, compute_capability=f"{cap[0]}.{cap[1]}",
-                   bf16_native=cap >= (8, 0), memory_gib=round(props.total_memory / 2**30, 1))  # fmt: skip
+        env.update(
+            cuda=torch.version.cuda,
+            gpu=props.name,
+            compute_capability=f"{cap[0]}.{cap[1]}",
+            bf16_native=cap >= (8, 0),
+            memory_gib=round(props.total_memory / 2**30, 1),
+        )
     return env
 
 
 def matmul_peak(device: str, dtype: torch.dtype, n: int) -> float:
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    a, b = (
+        torch.randn(n, n, device=device, dtype=dtype),
+        torch.randn(n, n, device=device, dtype=dtype),
+    )
     for _ in range(3):
         a @ b
     if device == "cuda":
@@ -74,8 +97,10 @@ def requests(count: int, docs: int, seed: int = 0) -> list:
     def text(n: int) -> str:
         return " ".join(rng.choice(words) for _ in range(n))
 
-    return [RerankInput(query=text(12), documents=[text(rng.randint(20, 120)) for _ in range(docs)])
-            for _ in range(count)]  # fmt: skip
+    return [
+        RerankInput(query=text(12), documents=[text(rng.randint(20, 120)) for _ in range(docs)])
+        for _ in range(count)
+    ]
 
 
 def _sig(raw: list[float]) -> list[float]:
@@ -114,9 +139,18 @@ def score_parity(path: Path, device: str, dtypes: list[str]) -> dict:
                 worst = max(worst, max(abs(a - b) for a, b in zip(got, want)))
                 top = lambda xs: sorted(range(len(xs)), key=lambda i: -xs[i])[:3]  # noqa: E731
                 changed += top(got) != top(want)
-        off = [s.name for s in half.shortcuts() if not s.in_force and s.reason and "not one" not in s.reason]
-        out[dtype] = {"max_abs_diff": worst, "top3_changed": changed, "checked": 3 * len(reqs),
-                      "all_finite": finite, "shortcuts_off": off}  # fmt: skip
+        off = [
+            s.name
+            for s in half.shortcuts()
+            if not s.in_force and s.reason and "not one" not in s.reason
+        ]
+        out[dtype] = {
+            "max_abs_diff": worst,
+            "top3_changed": changed,
+            "checked": 3 * len(reqs),
+            "all_finite": finite,
+            "shortcuts_off": off,
+        }
     return out
 
 
@@ -136,12 +170,23 @@ async def _load(engine, reqs, concurrency: int) -> dict:
     wall = time.perf_counter() - start
     latencies.sort()
     pairs = sum(len(r.documents) for r in reqs)
-    return {"pairs_per_s": pairs / wall, "p50_s": latencies[len(latencies) // 2],
-            "p95_s": latencies[int(0.95 * (len(latencies) - 1))], "wall_s": wall}  # fmt: skip
+    return {
+        "pairs_per_s": pairs / wall,
+        "p50_s": latencies[len(latencies) // 2],
+        "p95_s": latencies[int(0.95 * (len(latencies) - 1))],
+        "wall_s": wall,
+    }
 
 
-def engine_run(path: Path, device: str, dtype: str, concurrencies: list[int], n: int, docs: int,
-               peak_gflops: float) -> dict:  # fmt: skip
+def engine_run(
+    path: Path,
+    device: str,
+    dtype: str,
+    concurrencies: list[int],
+    n: int,
+    docs: int,
+    peak_gflops: float,
+) -> dict:
     from reranker_server.engine import EngineConfig, build_engine
     from reranker_server.models import LoadOptions, load_backend
 
@@ -169,7 +214,9 @@ def engine_run(path: Path, device: str, dtype: str, concurrencies: list[int], n:
                 records.clear()
                 figures = await _load(engine, requests(n, docs, seed=c), c)
                 flops = sum(f.flops for r in records for f in r.forwards)
-                figures["forwards_per_batch"] = sum(len(r.forwards) for r in records) / max(1, len(records))
+                figures["forwards_per_batch"] = sum(len(r.forwards) for r in records) / max(
+                    1, len(records)
+                )
                 figures["mfu"] = flops / figures["wall_s"] / 1e9 / peak_gflops
                 result[f"concurrency_{c}"] = figures
         finally:
@@ -182,6 +229,7 @@ def engine_run(path: Path, device: str, dtype: str, concurrencies: list[int], n:
 def forced_oom(path: Path, device: str) -> dict:
     """Too little memory for the batch: the engine must split it and still answer."""
     from prometheus_client import REGISTRY
+
     from reranker_server.engine import EngineConfig, build_engine
     from reranker_server.models import LoadOptions, load_backend
 
@@ -227,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'DRY RUN (CPU, tiny shapes)' if args.dry_run else 'GPU run'}: {environment(device)}")
     qwen = build_qwen3_reranker(work / "qwen3", seed=1, **qshape)
     bert = build_cross_encoder(work / "bert", seed=1, **bshape)
-    peaks = {dt: matmul_peak(device, getattr(torch, dt), 256 if args.dry_run else 8192)
-             for dt in ["float32", *dtypes]}  # fmt: skip
+    peaks = {
+        dt: matmul_peak(device, getattr(torch, dt), 256 if args.dry_run else 8192)
+        for dt in ["float32", *dtypes]
+    }
     print(f"matmul peak GFLOP/s: { {k: round(v, 1) for k, v in peaks.items()} }")
     failures = []
     for name, path in (("qwen3", qwen), ("bert", bert)):

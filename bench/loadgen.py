@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import httpx
+
 from texts import BenchRequest
 
 
@@ -83,7 +84,8 @@ async def run_load(
                 try:
                     resp = await client.post("/v1/rerank", json=payload(requests[i]))
                     ok = resp.status_code == 200 and len(resp.json()["results"]) == len(
-                        requests[i].documents)
+                        requests[i].documents
+                    )
                     detail = f"HTTP {resp.status_code}: {resp.text[:200]}"
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
                     ok, detail = False, f"{type(exc).__name__}: {exc}"

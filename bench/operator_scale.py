@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
-from reranker_operator.render.kinds import CHILD_KINDS
 from reranker_operator.controller.kube import USER_AGENT
+from reranker_operator.render.kinds import CHILD_KINDS
 from reranker_operator.render.manifests import render_children
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +65,11 @@ def manifest(i: int) -> dict[str, Any]:
     """RerankerService number i: the Qwen3 example with every monitoring child on."""
     cr = yaml.safe_load(EXAMPLE.read_text())
     cr["metadata"] = {"name": f"rr-{i:04d}", "namespace": NS}
-    cr["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
-                             "prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}}
+    cr["spec"]["metrics"] = {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboard": {"enabled": True},
+    }
     return cr
 
 
@@ -79,8 +83,9 @@ class Bench:
         self.kubeconfig = self.cluster.write_kubeconfig(work / "kubeconfig", namespace=NS)
         self.operator: subprocess.Popen[bytes] | None = None
         self.names = [f"rr-{i:04d}" for i in range(args.n)]
-        sample = render_children(dict(manifest(0), metadata={"name": "x", "namespace": NS,
-                                                             "uid": "u"}))
+        sample = render_children(
+            dict(manifest(0), metadata={"name": "x", "namespace": NS, "uid": "u"})
+        )
         self.kinds = [k for k in CHILD_KINDS if k.kind in {c["kind"] for c in sample}]
         self.revision = "main"
         self.last: dict[str, Any] = {}  # the latest progress figures
@@ -88,12 +93,19 @@ class Bench:
     # --- the operator process
 
     def start_operator(self) -> None:
-        env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), 
-                   RERANKER_RESYNC_SECONDS=str(self.args.resync))
+        env = dict(
+            os.environ,
+            KUBECONFIG=str(self.kubeconfig),
+            RERANKER_RESYNC_SECONDS=str(self.args.resync),
+        )
         log = (self.args.log or self.work / "operator.log").open("ab")
         self.operator = subprocess.Popen(
             [sys.executable, "-m", "reranker_operator.cli", "run", "-n", NS, "--standalone"],
-            env=env, cwd=self.work, stdout=log, stderr=subprocess.STDOUT)
+            env=env,
+            cwd=self.work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def stop_operator(self) -> None:
         if self.operator is not None and self.operator.poll() is None:
@@ -120,51 +132,66 @@ class Bench:
         return len(mine), sum(1 for c in mine if c.verb in WRITES)
 
     def mine(self, since: int) -> list[Any]:
-        return [c for c in self.cluster.emulator.calls[since:]
-                if c.user_agent.startswith(USER_AGENT)]
+        return [
+            c for c in self.cluster.emulator.calls[since:] if c.user_agent.startswith(USER_AGENT)
+        ]
 
     def writes_by_kind(self, since: int) -> dict[str, int]:
         """The operator's writes since call number `since`, by "verb resource"."""
-        return dict(collections.Counter(f"{c.verb} {c.resource}" for c in self.mine(since)
-                                        if c.verb in WRITES).most_common())
+        return dict(
+            collections.Counter(
+                f"{c.verb} {c.resource}" for c in self.mine(since) if c.verb in WRITES
+            ).most_common()
+        )
 
     def children(self) -> int:
         """How many of the expected children exist."""
+
         def ours(obj: Mapping[str, Any]) -> bool:
             labels = (obj.get("metadata") or {}).get("labels") or {}
             return labels.get("app.kubernetes.io/managed-by") == "reranker-operator"
-        return sum(sum(self.cluster.each(f"{kind.api_version}/{kind.plural}", NS, ours))
-                   for kind in self.kinds)
+
+        return sum(
+            sum(self.cluster.each(f"{kind.api_version}/{kind.plural}", NS, ours))
+            for kind in self.kinds
+        )
 
     def statuses(self) -> list[tuple[bool, bool]]:
         """(Ready, converged) of every RerankerService: converged = the status describes the
         current generation and the rollout is complete."""
+
         def read(cr: Mapping[str, Any]) -> tuple[bool, bool]:
             status = cr.get("status") or {}
             conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
             ready = conds.get("Ready") == "True"
             current = status.get("observedGeneration") == cr["metadata"].get("generation")
             return ready, ready and current and conds.get("Progressing") == "False"
+
         return self.cluster.each(RERANKERS, NS, read)
 
     def deployments_at_revision(self) -> int:
         def revision(d: Mapping[str, Any]) -> bool:
             env = d["spec"]["template"]["spec"]["containers"][0].get("env") or []
-            return any(e.get("name") == "MODEL_REVISION" and e.get("value") == self.revision
-                       for e in env)
+            return any(
+                e.get("name") == "MODEL_REVISION" and e.get("value") == self.revision for e in env
+            )
+
         return sum(self.cluster.each(DEPLOYMENTS, NS, revision))
 
     # --- waiting
 
-    def wait(self, phase: str, done: Callable[[], dict[str, Any] | None],
-             started: float) -> float | None:
+    def wait(
+        self, phase: str, done: Callable[[], dict[str, Any] | None], started: float
+    ) -> float | None:
         """Poll until `done` returns figures saying so; seconds, or None after --timeout."""
         deadline = started + self.args.timeout
         while time.monotonic() < deadline:
             state = done()
             elapsed = time.monotonic() - started
-            progress(f"[{phase}] {elapsed:6.1f} s  " + "  ".join(
-                f"{k} {v}" for k, v in (state or self.last).items()))
+            progress(
+                f"[{phase}] {elapsed:6.1f} s  "
+                + "  ".join(f"{k} {v}" for k, v in (state or self.last).items())
+            )
             if state is not None and state.get("done"):
                 return round(elapsed, 1)
             if state is not None:
@@ -176,24 +203,33 @@ class Bench:
         """Figures of the current state; done when every child and status has converged."""
         statuses = self.statuses()
         at_revision = self.deployments_at_revision()
-        done = (len(statuses) == self.args.n and all(c for _r, c in statuses)
-                and at_revision == self.args.n)
-        return {"converged": f"{sum(c for _r, c in statuses)}/{self.args.n}",
-                "deployments": f"{at_revision}/{self.args.n}", "done": done}
+        done = (
+            len(statuses) == self.args.n
+            and all(c for _r, c in statuses)
+            and at_revision == self.args.n
+        )
+        return {
+            "converged": f"{sum(c for _r, c in statuses)}/{self.args.n}",
+            "deployments": f"{at_revision}/{self.args.n}",
+            "done": done,
+        }
 
     def change_every_spec(self) -> None:
         self.revision = f"r{int(time.time() * 1000) % 100000}"
         for name in self.names:
-            self.cluster.patch(RERANKERS, NS, name, {"spec": {"model": {
-                "revision": self.revision}}})
+            self.cluster.patch(
+                RERANKERS, NS, name, {"spec": {"model": {"revision": self.revision}}}
+            )
 
     def inject_faults(self, count: int) -> None:
         """`count` API errors spread over the calls a pass makes."""
         share = max(1, count // 4)
-        for verb, ref, sub in (("patch", "apps/v1/deployments", None),
-                               ("list", "apps/v1/deployments", None),
-                               ("list", "v1/services", None),
-                               ("patch", "rerankers.io/v1alpha1/rerankerservices", "status")):
+        for verb, ref, sub in (
+            ("patch", "apps/v1/deployments", None),
+            ("list", "apps/v1/deployments", None),
+            ("list", "v1/services", None),
+            ("patch", "rerankers.io/v1alpha1/rerankerservices", "status"),
+        ):
             self.cluster.fail(verb, ref, status=500, times=share, subresource=sub)
 
     # --- the phases
@@ -216,8 +252,13 @@ class Bench:
 
         ready_s = self.wait("create", all_ready, started)
         requests, writes = self.counted(since)
-        return Figures("create", ready_s, requests, writes,
-                       {"every child (s)": children_s, "children": expected})
+        return Figures(
+            "create",
+            ready_s,
+            requests,
+            writes,
+            {"every child (s)": children_s, "children": expected},
+        )
 
     def settle(self) -> None:
         """Until converged and the operator has written nothing for QUIET seconds (queued
@@ -241,9 +282,11 @@ class Bench:
             time.sleep(self.args.poll)
         requests, writes = self.counted(since)
         per_minute = 60.0 / self.args.idle
-        notes: dict[str, Any] = {"window (s)": self.args.idle,
-                                 "requests/min": round(requests * per_minute),
-                                 "writes/min": round(writes * per_minute)}
+        notes: dict[str, Any] = {
+            "window (s)": self.args.idle,
+            "requests/min": round(requests * per_minute),
+            "writes/min": round(writes * per_minute),
+        }
         if writes:
             notes["writes"] = self.writes_by_kind(since)
         return Figures("idle", None, requests, writes, notes)
@@ -256,8 +299,13 @@ class Bench:
         self.change_every_spec()
         seconds = self.wait("faults" if faults else "change", self.converged, started)
         requests, writes = self.counted(since)
-        return Figures("faults" if faults else "change", seconds, requests, writes,
-                       {"injected errors": faults} if faults else {})
+        return Figures(
+            "faults" if faults else "change",
+            seconds,
+            requests,
+            writes,
+            {"injected errors": faults} if faults else {},
+        )
 
     def outage(self) -> Figures:
         self.settle()
@@ -282,8 +330,7 @@ class Bench:
         self.start_operator()
         seconds = self.wait("restart", self.converged, started)
         requests, writes = self.counted(since)
-        return Figures("restart", seconds, requests, writes,
-                       {"injected errors": self.args.faults})
+        return Figures("restart", seconds, requests, writes, {"injected errors": self.args.faults})
 
 
 def progress(line: str) -> None:
@@ -296,14 +343,25 @@ def progress(line: str) -> None:
 
 def report(args: argparse.Namespace, bench: Bench, figures: list[Figures]) -> str:
     kinds = ", ".join(k.kind for k in bench.kinds)
-    lines = [(f"operator_scale: {args.n} RerankerServices x {len(bench.kinds)} children "
-              f"({kinds}), resync {args.resync:g} s")]
+    lines = [
+        (
+            f"operator_scale: {args.n} RerankerServices x {len(bench.kinds)} children "
+            f"({kinds}), resync {args.resync:g} s"
+        )
+    ]
     for f in figures:
-        took = "-" if f.phase == "idle" else (
-            f"{f.seconds:.1f} s" if f.seconds is not None else f"not within {args.timeout:g} s")
+        took = (
+            "-"
+            if f.phase == "idle"
+            else (
+                f"{f.seconds:.1f} s" if f.seconds is not None else f"not within {args.timeout:g} s"
+            )
+        )
         notes = ", ".join(f"{k} {v}" for k, v in f.notes.items())
-        lines.append(f"  {f.phase:8s} converged {took:>10s}   requests {f.requests:6d}   "
-                     f"writes {f.writes:6d}   {notes}")
+        lines.append(
+            f"  {f.phase:8s} converged {took:>10s}   requests {f.requests:6d}   "
+            f"writes {f.writes:6d}   {notes}"
+        )
     return "\n".join(lines)
 
 
@@ -321,14 +379,23 @@ def bench_run(args: argparse.Namespace) -> Iterator[Bench]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", type=int, default=200, help="RerankerServices (default 200)")
-    parser.add_argument("--resync", type=float, default=15.0,
-                        help="the operator's RERANKER_RESYNC_SECONDS (default 15)")
+    parser.add_argument(
+        "--resync",
+        type=float,
+        default=15.0,
+        help="the operator's RERANKER_RESYNC_SECONDS (default 15)",
+    )
     parser.add_argument("--idle", type=float, default=30.0, help="idle window, s (default 30)")
-    parser.add_argument("--faults", type=int, default=40,
-                        help="API errors injected in the faults and restart phases (default 40)")
+    parser.add_argument(
+        "--faults",
+        type=int,
+        default=40,
+        help="API errors injected in the faults and restart phases (default 40)",
+    )
     parser.add_argument("--outage", type=float, default=10.0, help="outage length, s (10)")
-    parser.add_argument("--phases", default=",".join(PHASES),
-                        help=f"comma-separated subset of {','.join(PHASES)}")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated subset of {','.join(PHASES)}"
+    )
     parser.add_argument("--timeout", type=float, default=180.0, help="per phase, s (180)")
     parser.add_argument("--poll", type=float, default=0.5, help="poll interval, s (0.5)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -347,9 +414,13 @@ def main(argv: list[str] | None = None) -> int:
     figures: list[Figures] = []
     with bench_run(args) as bench:
         runs: dict[str, Callable[[], Figures]] = {
-            "create": bench.create, "idle": bench.idle, "change": bench.change,
-            "faults": lambda: bench.change(args.faults), "outage": bench.outage,
-            "restart": bench.restart}
+            "create": bench.create,
+            "idle": bench.idle,
+            "change": bench.change,
+            "faults": lambda: bench.change(args.faults),
+            "outage": bench.outage,
+            "restart": bench.restart,
+        }
         for phase in PHASES:
             if phase in args.phases:
                 figures.append(runs[phase]())
@@ -357,9 +428,17 @@ def main(argv: list[str] | None = None) -> int:
         text = report(args, bench, figures)
     print(("\n" if sys.stderr.isatty() else "") + text)
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: (str(v) if isinstance(v, Path) else v)
-                                                  for k, v in vars(args).items()},
-                                         "figures": [asdict(f) for f in figures]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {
+                        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                    },
+                    "figures": [asdict(f) for f in figures],
+                },
+                indent=2,
+            )
+        )
     return 0 if all(f.seconds is not None or f.phase == "idle" for f in figures) else 1
 
 

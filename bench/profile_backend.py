@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import run as bench_run
 import torch
+
+import run as bench_run
 from reranker_server.contracts import RerankInput
 from reranker_server.models import LoadOptions, load_backend
 
@@ -43,10 +44,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     bench_args = bench_run.parse_args(["--loads", args.load, "--requests", str(args.batches)])
-    model_dir, requests, _tokens, _flops = bench_run.prepare_load(bench_run.LOADS[args.load], bench_args)
+    model_dir, requests, _tokens, _flops = bench_run.prepare_load(
+        bench_run.LOADS[args.load], bench_args
+    )
     backend = load_backend(LoadOptions(model=str(model_dir), dtype="float32", device="cpu"))
-    inputs = [RerankInput(query=r.query, documents=r.documents, instruction=r.instruction)
-              for r in requests[-args.batches:]]
+    inputs = [
+        RerankInput(query=r.query, documents=r.documents, instruction=r.instruction)
+        for r in requests[-args.batches :]
+    ]
     t_enc = timed(lambda: [backend.encode(i) for i in inputs], args.repeats)
     encoded = [backend.encode(i) for i in inputs]
     pairs = sum(len(e.pairs) for e in encoded)
@@ -61,10 +66,12 @@ def main() -> None:
 
     def all_sorted(size: int) -> None:
         # every pair of every request, sorted by length, cut into batches of `size` (full path)
-        seqs = sorted(((e.prefix_ids, p) for e in encoded for p in e.pairs),
-                      key=lambda x: len(x[0]) + len(x[1].input_ids))
+        seqs = sorted(
+            ((e.prefix_ids, p) for e in encoded for p in e.pairs),
+            key=lambda x: len(x[0]) + len(x[1].input_ids),
+        )
         for k in range(0, len(seqs), size):
-            chunk = seqs[k:k + size]
+            chunk = seqs[k : k + size]
             backend.score_mixed([c[0] for c in chunk], [c[1] for c in chunk])
 
     def prefix_chunks(size: int) -> None:
@@ -79,25 +86,35 @@ def main() -> None:
         torch.set_num_threads(threads)
         for method in methods:
             t = timed(lambda m=method: [per_request(m, e) for e in encoded], args.repeats)
-            print(f"threads={threads} {method:17s} one batch per request, sequential: "
-                  f"{pairs / t:7.1f} pairs/s")
+            print(
+                f"threads={threads} {method:17s} one batch per request, sequential: "
+                f"{pairs / t:7.1f} pairs/s"
+            )
         for size in (16, 32, 64):
             t = timed(lambda s=size: all_sorted(s), args.repeats)
-            print(f"threads={threads} score_full length-sorted batches of {size:3d}, sequential: "
-                  f"{pairs / t:7.1f} pairs/s")
+            print(
+                f"threads={threads} score_full length-sorted batches of {size:3d}, sequential: "
+                f"{pairs / t:7.1f} pairs/s"
+            )
         if backend.prefix_cache_in_force:
             for size in (8, 16):
                 t = timed(lambda s=size: prefix_chunks(s), args.repeats)
-                print(f"threads={threads} prefix cache per request, length-sorted chunks of "
-                      f"{size}: {pairs / t:7.1f} pairs/s")
+                print(
+                    f"threads={threads} prefix cache per request, length-sorted chunks of "
+                    f"{size}: {pairs / t:7.1f} pairs/s"
+                )
         if threads == 1:
             for method in methods:
                 with ThreadPoolExecutor(2) as pool:
+
                     def both(m=method) -> None:
                         list(pool.map(lambda e: per_request(m, e), encoded))
+
                     t = timed(both, args.repeats)
-                print(f"threads=1 x 2 model threads {method:17s} one batch per request: "
-                      f"{pairs / t:7.1f} pairs/s")
+                print(
+                    f"threads=1 x 2 model threads {method:17s} one batch per request: "
+                    f"{pairs / t:7.1f} pairs/s"
+                )
 
 
 if __name__ == "__main__":

@@ -53,24 +53,42 @@ def main() -> None:
     parser.add_argument("--server-arg", action="append", default=[])
     args = parser.parse_args()
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    bench_args = bench_run.parse_args(["--loads", args.load, "--requests", str(args.requests),
-                                       "--warmup", "4"])
+    bench_args = bench_run.parse_args(
+        ["--loads", args.load, "--requests", str(args.requests), "--warmup", "4"]
+    )
     spec = bench_run.LOADS[args.load]
     model_dir, requests, tokens, _flops = bench_run.prepare_load(spec, bench_args)
     out_dir = bench_run.BENCH_DIR / "results"
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     raw = out_dir / f"profile-{stamp}-{args.load}-{args.server}.txt"
     kind = spec.servers[args.server]
-    with running_server(kind, model_dir, out_dir / f"profile-{stamp}.log",
-                        args.server_arg if kind == "this" else []) as url:
+    with running_server(
+        kind, model_dir, out_dir / f"profile-{stamp}.log", args.server_arg if kind == "this" else []
+    ) as url:
         asyncio.run(run_load(url, requests[:4], tokens[:4], concurrency=4, duration_s=600))
         pid = _server_pid(url)
-        spy = subprocess.Popen([pyspy, "record", "--pid", str(pid), "--format", "raw",
-                                "--threads", "--idle", "--rate", "50", "-o", str(raw)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        spy = subprocess.Popen(
+            [
+                pyspy,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--threads",
+                "--idle",
+                "--rate",
+                "50",
+                "-o",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(1.0)
-        result = asyncio.run(run_load(url, requests[4:], tokens[4:], concurrency=16,
-                                      duration_s=600))
+        result = asyncio.run(
+            run_load(url, requests[4:], tokens[4:], concurrency=16, duration_s=600)
+        )
         spy.send_signal(2)  # SIGINT: py-spy writes its output and exits
         spy.wait(timeout=60)
     print(f"{result.completed} requests, {result.pairs / result.wall_s:.1f} pairs/s")
@@ -81,8 +99,9 @@ def main() -> None:
 def _server_pid(url: str) -> int:
     """The pid listening on the URL's port (the server subprocess)."""
     port = url.rsplit(":", 1)[1]
-    out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    )
     marker = "pid="
     start = out.stdout.index(marker) + len(marker)
     return int(out.stdout[start:].split(",", 1)[0])

@@ -41,7 +41,9 @@ def summarize(result: LoadResult, params: int, peak_gflops: float) -> dict:
         "p95_s": percentile(result.latencies_s, 95),
         "model_gflops": gflops,
         "fraction_of_peak": gflops / peak_gflops,
-        "reused_tokens_fraction": result.prefix_tokens_reused / result.tokens if result.tokens else 0.0,
+        "reused_tokens_fraction": result.prefix_tokens_reused / result.tokens
+        if result.tokens
+        else 0.0,
     }
 
 
@@ -55,14 +57,17 @@ def compare_scores(reference: list[list[float]], other: list[list[float]]) -> di
         # A different top index is only a mismatch if the two scores are not tied.
         tied = abs(ref[top_ref] - ref[top_oth]) <= AGREEMENT_TOLERANCE
         top_match.append(top_ref == top_oth or tied)
-        diffs = [abs(a - b) if not (math.isnan(a) or math.isnan(b)) else math.inf
-                 for a, b in zip(ref, oth, strict=True)]
+        diffs = [
+            abs(a - b) if not (math.isnan(a) or math.isnan(b)) else math.inf
+            for a, b in zip(ref, oth, strict=True)
+        ]
         max_diff = max(max_diff, max(diffs))
     top3_changed = sum(
-        1 for ref, oth in zip(reference, other)
+        1
+        for ref, oth in zip(reference, other)
         if sorted(range(len(ref)), key=lambda i: -ref[i])[:3]
         != sorted(range(len(oth)), key=lambda i: -oth[i])[:3]
-    )  # fmt: skip
+    )
     return {
         "requests": len(reference),
         "top_index_match": all(top_match),
@@ -77,16 +82,21 @@ def targets(loads: dict) -> list[dict]:
     out = []
 
     def add(name: str, measured: float, goal: str, ok: bool) -> None:
-        out.append({"target": name, "measured": measured, "goal": goal,
-                    "status": "PASS" if ok else "FAIL"})
+        out.append(
+            {"target": name, "measured": measured, "goal": goal, "status": "PASS" if ok else "FAIL"}
+        )
 
     if "qwen3" in loads:
         s = loads["qwen3"]["servers"]
         if "this" in s and "naive" in s:
             r = ratio(s["this"]["pairs_per_s"], s["naive"]["pairs_per_s"])
             add("qwen3 pairs/s this/naive", r, ">= 3.0", r >= 3.0)
-            add("qwen3 p95 this vs naive (s)", s["this"]["p95_s"],
-                f"<= {s['naive']['p95_s']:.3f}", s["this"]["p95_s"] <= s["naive"]["p95_s"])
+            add(
+                "qwen3 p95 this vs naive (s)",
+                s["this"]["p95_s"],
+                f"<= {s['naive']['p95_s']:.3f}",
+                s["this"]["p95_s"] <= s["naive"]["p95_s"],
+            )
     for load in ("qwen3", "qwen3-wide"):
         s = loads.get(load, {}).get("servers", {})
         for suffix in ("", "-bf16"):
@@ -94,8 +104,12 @@ def targets(loads: dict) -> list[dict]:
             if this and peer:
                 r = ratio(this["pairs_per_s"], peer["pairs_per_s"])
                 add(f"{load} pairs/s this{suffix}/vllm{suffix}", r, ">= 1.25", r >= 1.25)
-                add(f"{load} p95 this{suffix} vs vllm{suffix} (s)", this["p95_s"],
-                    f"<= {peer['p95_s']:.3f}", this["p95_s"] <= peer["p95_s"])
+                add(
+                    f"{load} p95 this{suffix} vs vllm{suffix} (s)",
+                    this["p95_s"],
+                    f"<= {peer['p95_s']:.3f}",
+                    this["p95_s"] <= peer["p95_s"],
+                )
     if "cross" in loads:
         s = loads["cross"]["servers"]
         for base in ("naive", "st-naive"):
@@ -111,8 +125,11 @@ def targets(loads: dict) -> list[dict]:
 
 
 def _fmt(value: float, digits: int = 2) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+    return (
+        "n/a"
+        if value is None or (isinstance(value, float) and math.isnan(value))
         else f"{value:.{digits}f}"
+    )
 
 
 def versus_this(name: str, servers: dict) -> str:
@@ -132,8 +149,11 @@ def versus_this(name: str, servers: dict) -> str:
 
 def bf16_speedups(servers: dict) -> dict[str, float]:
     """pairs/s in bf16 over pairs/s in fp32, for every server that ran both."""
-    out = {name: ratio(servers[f"{name}-bf16"]["pairs_per_s"], s["pairs_per_s"])
-           for name, s in servers.items() if f"{name}-bf16" in servers}
+    out = {
+        name: ratio(servers[f"{name}-bf16"]["pairs_per_s"], s["pairs_per_s"])
+        for name, s in servers.items()
+        if f"{name}-bf16" in servers
+    }
     return {name: r for name, r in out.items() if math.isfinite(r) and r > 0}
 
 
@@ -143,16 +163,20 @@ def markdown(run: dict) -> str:
     lines = [
         f"# Reranker benchmark ({run['timestamp']})",
         "",
-        (f"Machine: {env['cpu']} ({env['cpus']} CPUs), torch {env['torch']} "
-         f"({env['torch_threads']} threads). Other processes used "
-         f"{_fmt(100 * (env.get('background_cpu_fraction') or float('nan')), 1)}% of the "
-         f"machine's CPU during the run (/proc/stat minus the benchmark's own process tree); "
-         f"load average before/after: {env['loadavg_before']} / {env['loadavg_after']} (the "
-         f"naive servers alone keep ~16 threads runnable)."),
-        (f"fp32 matmul peak (bench/peak.py, best of several, the better of before and after the "
-         f"loads): {run['peak']['peak_gflops']:.1f} GFLOP/s (per size: "
-         f"{run['peak']['per_size_gflops']}; before {run['peak']['before_gflops']:.1f}, after "
-         f"{run['peak']['after_gflops']:.1f})."),
+        (
+            f"Machine: {env['cpu']} ({env['cpus']} CPUs), torch {env['torch']} "
+            f"({env['torch_threads']} threads). Other processes used "
+            f"{_fmt(100 * (env.get('background_cpu_fraction') or float('nan')), 1)}% of the "
+            f"machine's CPU during the run (/proc/stat minus the benchmark's own process tree); "
+            f"load average before/after: {env['loadavg_before']} / {env['loadavg_after']} (the "
+            f"naive servers alone keep ~16 threads runnable)."
+        ),
+        (
+            f"fp32 matmul peak (bench/peak.py, best of several, the better of before and after the "
+            f"loads): {run['peak']['peak_gflops']:.1f} GFLOP/s (per size: "
+            f"{run['peak']['per_size_gflops']}; before {run['peak']['before_gflops']:.1f}, after "
+            f"{run['peak']['after_gflops']:.1f})."
+        ),
         f"Settings: {run['settings']}",
         "",
     ]
@@ -160,11 +184,15 @@ def markdown(run: dict) -> str:
         lines += [
             f"## Load `{name}`: {load['description']}",
             "",
-            (f"Model: {load['model']} ({load['matmul_params'] / 1e6:.2f} M non-embedding params); "
-             f"{load['concurrency']} clients, {load['docs_per_request']} docs per request."),
+            (
+                f"Model: {load['model']} ({load['matmul_params'] / 1e6:.2f} M non-embedding params); "
+                f"{load['concurrency']} clients, {load['docs_per_request']} docs per request."
+            ),
             "",
-            ("| server | requests | errors | pairs/s | p50 s | p95 s | model GFLOP/s | MFU % "
-             "| prompt tokens reused % | pairs/s vs this | pairs/s per round |"),
+            (
+                "| server | requests | errors | pairs/s | p50 s | p95 s | model GFLOP/s | MFU % "
+                "| prompt tokens reused % | pairs/s vs this | pairs/s per round |"
+            ),
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for server, s in load["servers"].items():
@@ -186,8 +214,10 @@ def markdown(run: dict) -> str:
             )
         speedups = bf16_speedups(load["servers"])
         if speedups:
-            lines.append("- bf16 speed-up (pairs/s of NAME-bf16 / NAME): " + ", ".join(
-                f"{name} {_fmt(r)}x" for name, r in speedups.items()))
+            lines.append(
+                "- bf16 speed-up (pairs/s of NAME-bf16 / NAME): "
+                + ", ".join(f"{name} {_fmt(r)}x" for name, r in speedups.items())
+            )
         for pair, cost in load.get("bf16_cost", {}).items():
             lines.append(
                 f"- bf16 cost {pair}: max |score diff| {cost['max_abs_score_diff']:.2e} over "
@@ -204,18 +234,21 @@ def markdown(run: dict) -> str:
         lines += ["## Targets", "", "| target | measured | goal | result |", "|---|---:|---|---|"]
         for t in run["targets"]:
             lines.append(
-                f"| {t['target']} | {_fmt(t['measured'], 3)} | {t['goal']} | {t['status']} |")
+                f"| {t['target']} | {_fmt(t['measured'], 3)} | {t['goal']} | {t['status']} |"
+            )
         lines.append("")
     lines += [
-        ("Model GFLOP/s = the model FLOPs a server actually computed / wall time: this server's "
-         "own counter (reranker_model_flops_total: every forward's real tokens, from the "
-         "architecture, with the prefix-cache and last-layer shortcuts taken into account); for "
-         "the baselines, which recompute every token, the same estimate over all their tokens "
-         "(plus the causal baseline's LM head at every position). MFU = that / the matmul peak "
-         "measured in the same run. Prompt tokens reused = tokens this server did not recompute "
-         "thanks to the shared prefix (reranker_prefix_tokens_saved_total) / all prompt tokens. "
-         "Padding is not counted as useful work. pairs/s = documents scored / wall time; "
-         "latencies are per request, warm-up requests excluded."),
+        (
+            "Model GFLOP/s = the model FLOPs a server actually computed / wall time: this server's "
+            "own counter (reranker_model_flops_total: every forward's real tokens, from the "
+            "architecture, with the prefix-cache and last-layer shortcuts taken into account); for "
+            "the baselines, which recompute every token, the same estimate over all their tokens "
+            "(plus the causal baseline's LM head at every position). MFU = that / the matmul peak "
+            "measured in the same run. Prompt tokens reused = tokens this server did not recompute "
+            "thanks to the shared prefix (reranker_prefix_tokens_saved_total) / all prompt tokens. "
+            "Padding is not counted as useful work. pairs/s = documents scored / wall time; "
+            "latencies are per request, warm-up requests excluded."
+        ),
         "",
     ]
     return "\n".join(lines)

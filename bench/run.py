@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import httpx
+
 import models
 import report
 from cpu_usage import BackgroundCpu
@@ -57,58 +58,118 @@ class LoadSpec:
 QWEN3_SERVERS = {"this": "this", "naive": "naive-qwen3", "vllm": "vllm"}
 LOADS = {
     "qwen3": LoadSpec(
-        "qwen3", "Qwen3-architecture causal reranker (hidden 256, 4 layers), random weights; "
+        "qwen3",
+        "Qwen3-architecture causal reranker (hidden 256, 4 layers), random weights; "
         "~150-token instruction+query, documents of 30-200 tokens",
-        QWEN3_SERVERS, query_tokens=20, instruction_tokens=130),
+        QWEN3_SERVERS,
+        query_tokens=20,
+        instruction_tokens=130,
+    ),
     "qwen3-wide": LoadSpec(
-        "qwen3-wide", "Qwen3-architecture causal reranker (hidden 512, 8 layers), random "
+        "qwen3-wide",
+        "Qwen3-architecture causal reranker (hidden 512, 8 layers), random "
         "weights; the same requests as qwen3",
-        QWEN3_SERVERS, query_tokens=20, instruction_tokens=130, shape=models.QWEN3_WIDE_SHAPE),
+        QWEN3_SERVERS,
+        query_tokens=20,
+        instruction_tokens=130,
+        shape=models.QWEN3_WIDE_SHAPE,
+    ),
     "cross": LoadSpec(
-        "cross", "BERT cross-encoder with the real all-MiniLM-L6-v2 encoder and a seeded head; "
+        "cross",
+        "BERT cross-encoder with the real all-MiniLM-L6-v2 encoder and a seeded head; "
         "short query, documents of 30-200 tokens",
-        {"this": "this", "naive": "naive-cross", "st-naive": "st-naive", "vllm": "vllm-cross",
-         "infinity": "infinity"},
-        query_tokens=12, instruction_tokens=0),
+        {
+            "this": "this",
+            "naive": "naive-cross",
+            "st-naive": "st-naive",
+            "vllm": "vllm-cross",
+            "infinity": "infinity",
+        },
+        query_tokens=12,
+        instruction_tokens=0,
+    ),
 }
-SERVER_NAMES = ("this", "naive", "st-naive", "vllm", "infinity")  # each also as NAME-bf16 (--dtypes)
+SERVER_NAMES = (
+    "this",
+    "naive",
+    "st-naive",
+    "vllm",
+    "infinity",
+)  # each also as NAME-bf16 (--dtypes)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line, with --quick or full defaults filled in and every value checked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loads", default="qwen3,qwen3-wide,cross",
-                        help="comma-separated: qwen3, qwen3-wide, cross")
-    parser.add_argument("--requests", type=int, default=None,
-                        help="measured requests per server, all rounds (default 192; --quick 24)")
-    parser.add_argument("--duration", type=float, default=None,
-                        help="time limit of a server's measured phase, all rounds, in seconds "
-                             "(default 60; --quick 10)")
-    parser.add_argument("--warmup", type=int, default=None,
-                        help="warm-up requests per server, excluded (default 16; --quick 4)")
-    parser.add_argument("--rounds", type=int, default=None,
-                        help="measured phase split into this many rounds in which the servers "
-                             "take turns (default 3; --quick 1)")
+    parser.add_argument(
+        "--loads",
+        default="qwen3,qwen3-wide,cross",
+        help="comma-separated: qwen3, qwen3-wide, cross",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="measured requests per server, all rounds (default 192; --quick 24)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="time limit of a server's measured phase, all rounds, in seconds "
+        "(default 60; --quick 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="warm-up requests per server, excluded (default 16; --quick 4)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="measured phase split into this many rounds in which the servers "
+        "take turns (default 3; --quick 1)",
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
-    parser.add_argument("--docs", type=int, default=None,
-                        help="documents per request (default 32; --quick 16)")
-    parser.add_argument("--check-requests", type=int, default=8,
-                        help="requests whose scores are compared between servers")
-    parser.add_argument("--servers", default=",".join(SERVER_NAMES),
-                        help="comma-separated subset of: this, naive, st-naive (cross load "
-                             "only), vllm (make vllm-venv), infinity (cross load only, make "
-                             "infinity-venv)")
-    parser.add_argument("--dtypes", default="float32,bfloat16",
-                        help="comma-separated: float32, bfloat16 (every server in each; bf16 "
-                             "rows are named NAME-bf16 and compared with fp32)")
+    parser.add_argument(
+        "--docs", type=int, default=None, help="documents per request (default 32; --quick 16)"
+    )
+    parser.add_argument(
+        "--check-requests",
+        type=int,
+        default=8,
+        help="requests whose scores are compared between servers",
+    )
+    parser.add_argument(
+        "--servers",
+        default=",".join(SERVER_NAMES),
+        help="comma-separated subset of: this, naive, st-naive (cross load "
+        "only), vllm (make vllm-venv), infinity (cross load only, make "
+        "infinity-venv)",
+    )
+    parser.add_argument(
+        "--dtypes",
+        default="float32,bfloat16",
+        help="comma-separated: float32, bfloat16 (every server in each; bf16 "
+        "rows are named NAME-bf16 and compared with fp32)",
+    )
     parser.add_argument("--quick", action="store_true", help="small smoke run (~1-2 minutes)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "reranker-bench", help="where the benchmark models are built")
-    parser.add_argument("--server-arg", action="append", default=[],
-                        help="extra flag for reranker-server serve (repeatable), e.g. "
-                             "--server-arg=--max-batch-tokens=8192")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "reranker-bench",
+        help="where the benchmark models are built",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra flag for reranker-server serve (repeatable), e.g. "
+        "--server-arg=--max-batch-tokens=8192",
+    )
     parser.add_argument("--no-latest", action="store_true", help="do not overwrite bench/LATEST.md")
     args = parser.parse_args(argv)
     defaults = (24, 10.0, 4, 16, 1) if args.quick else (192, 60.0, 16, 32, 3)
@@ -153,8 +214,9 @@ def server_counters(url: str) -> dict[str, float] | None:
     return totals if FLOPS in totals else None
 
 
-def prepare_load(spec: LoadSpec, args: argparse.Namespace
-                 ) -> tuple[Path, list[BenchRequest], list[int], list[float]]:
+def prepare_load(
+    spec: LoadSpec, args: argparse.Namespace
+) -> tuple[Path, list[BenchRequest], list[int], list[float]]:
     """Build the model and the seeded requests; per request the token count of its full
     sequences and the model FLOPs a server that recomputes every one of them spends."""
     from transformers import AutoTokenizer
@@ -180,9 +242,15 @@ def prepare_load(spec: LoadSpec, args: argparse.Namespace
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
     requests = make_requests(
-        args.warmup + args.requests, docs_per_request=args.docs, doc_tokens=(30, 200),
-        query_tokens=spec.query_tokens, instruction_tokens=spec.instruction_tokens, count=count,
-        seed=args.seed, distinct=args.warmup + args.requests)
+        args.warmup + args.requests,
+        docs_per_request=args.docs,
+        doc_tokens=(30, 200),
+        query_tokens=spec.query_tokens,
+        instruction_tokens=spec.instruction_tokens,
+        count=count,
+        seed=args.seed,
+        distinct=args.warmup + args.requests,
+    )
     tokens, flops = [], []
     flop_model, head = models.flop_model(model_dir)
     for req in requests:
@@ -214,10 +282,16 @@ class Phases:
     checks: list[BenchRequest]
 
 
-def measure_servers(spec: LoadSpec, args: argparse.Namespace, runs: list[tuple[str, str, str]],
-                    phases: Phases, log_dir: Path, failed: dict[str, str],
-                    results: dict[str, list[LoadResult]], scores: dict[str, list[list[float]]],
-                    ) -> None:  # fmt: skip
+def measure_servers(
+    spec: LoadSpec,
+    args: argparse.Namespace,
+    runs: list[tuple[str, str, str]],
+    phases: Phases,
+    log_dir: Path,
+    failed: dict[str, str],
+    results: dict[str, list[LoadResult]],
+    scores: dict[str, list[list[float]]],
+) -> None:
     """Start RUNS (report name, server kind, dtype) side by side, warm each, measure them in
     interleaved rounds, then fetch their scores of the check requests; fills FAILED, RESULTS and
     SCORES."""
@@ -227,15 +301,27 @@ def measure_servers(spec: LoadSpec, args: argparse.Namespace, runs: list[tuple[s
     with ExitStack() as stack:
         running = {}
         for name, kind, dtype in runs:  # all started up front, paused while others are measured
-            print(f"-- {spec.name}/{name}: starting {kind} ({dtype}), {len(warm)} warm-up requests",
-                  flush=True)
+            print(
+                f"-- {spec.name}/{name}: starting {kind} ({dtype}), {len(warm)} warm-up requests",
+                flush=True,
+            )
             extra = args.server_arg if kind == "this" else []
             try:
-                server = stack.enter_context(running_server(
-                    kind, model_dir, log_dir / f"{spec.name}-{name}.log", extra, dtype=dtype))
+                server = stack.enter_context(
+                    running_server(
+                        kind, model_dir, log_dir / f"{spec.name}-{name}.log", extra, dtype=dtype
+                    )
+                )
                 if warm:
-                    asyncio.run(run_load(server.url, warm, warm_tokens,
-                                         concurrency=args.concurrency, duration_s=600.0))
+                    asyncio.run(
+                        run_load(
+                            server.url,
+                            warm,
+                            warm_tokens,
+                            concurrency=args.concurrency,
+                            duration_s=600.0,
+                        )
+                    )
                 server.pause()
                 running[name] = server
             except (RuntimeError, OSError, httpx.HTTPError) as exc:
@@ -243,19 +329,29 @@ def measure_servers(spec: LoadSpec, args: argparse.Namespace, runs: list[tuple[s
                 print(f"   FAILED: {failed[name].splitlines()[0]}", flush=True)
         per_round = -(-len(measured) // args.rounds)
         for k in range(args.rounds):
-            reqs = measured[k * per_round:(k + 1) * per_round]
-            toks = measured_tokens[k * per_round:(k + 1) * per_round]
-            fls = measured_flops[k * per_round:(k + 1) * per_round]
-            order = list(running)[k % max(1, len(running)):] + list(running)[:k % max(1, len(running))]
+            reqs = measured[k * per_round : (k + 1) * per_round]
+            toks = measured_tokens[k * per_round : (k + 1) * per_round]
+            fls = measured_flops[k * per_round : (k + 1) * per_round]
+            order = (
+                list(running)[k % max(1, len(running)) :]
+                + list(running)[: k % max(1, len(running))]
+            )
             for name in order:  # servers alternate, so slow drifts of machine load even out
                 server = running[name]
                 if server.proc.poll() is not None:
                     continue  # it died in an earlier round: said once below
                 server.resume()
                 before = server_counters(server.url)
-                result = asyncio.run(run_load(server.url, reqs, toks, flops=fls,
-                                              concurrency=args.concurrency,
-                                              duration_s=args.duration / args.rounds))
+                result = asyncio.run(
+                    run_load(
+                        server.url,
+                        reqs,
+                        toks,
+                        flops=fls,
+                        concurrency=args.concurrency,
+                        duration_s=args.duration / args.rounds,
+                    )
+                )
                 after = server_counters(server.url)
                 server.pause()
                 if before is not None and after is not None:  # this server counts what it ran
@@ -263,12 +359,17 @@ def measure_servers(spec: LoadSpec, args: argparse.Namespace, runs: list[tuple[s
                     result.prefix_tokens_reused = int(after[REUSED] - before[REUSED])
                 results.setdefault(name, []).append(result)
                 if server.proc.poll() is not None:
-                    failed[name] = (f"exited with {server.proc.returncode} in round {k + 1} "
-                                    "(-9: killed, by the kernel's OOM killer where memory ran out)")
+                    failed[name] = (
+                        f"exited with {server.proc.returncode} in round {k + 1} "
+                        "(-9: killed, by the kernel's OOM killer where memory ran out)"
+                    )
                     print(f"   FAILED: {name} {failed[name]}", flush=True)
-                print(f"   round {k + 1}/{args.rounds} {name:10s}: {result.completed} requests "
-                      f"({result.errors} errors) in {result.wall_s:.1f}s, "
-                      f"{result.pairs / max(result.wall_s, 1e-9):.1f} pairs/s", flush=True)
+                print(
+                    f"   round {k + 1}/{args.rounds} {name:10s}: {result.completed} requests "
+                    f"({result.errors} errors) in {result.wall_s:.1f}s, "
+                    f"{result.pairs / max(result.wall_s, 1e-9):.1f} pairs/s",
+                    flush=True,
+                )
         for name, server in running.items():
             if server.proc.poll() is not None:
                 continue
@@ -282,38 +383,49 @@ def measure_servers(spec: LoadSpec, args: argparse.Namespace, runs: list[tuple[s
 
 def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: Path) -> dict:
     """Run every server of one load; their summaries and score agreement."""
-    print(f"\n== load {spec.name}: preparing model and {args.warmup + args.requests} requests",
-          flush=True)
+    print(
+        f"\n== load {spec.name}: preparing model and {args.warmup + args.requests} requests",
+        flush=True,
+    )
     model_dir, requests, tokens, flops = prepare_load(spec, args)
     params = models.matmul_params(model_dir)
-    warm, measured = requests[: args.warmup], requests[args.warmup:]
-    warm_tokens, measured_tokens = tokens[: args.warmup], tokens[args.warmup:]
-    measured_flops = flops[args.warmup:]
+    warm, measured = requests[: args.warmup], requests[args.warmup :]
+    warm_tokens, measured_tokens = tokens[: args.warmup], tokens[args.warmup :]
+    measured_flops = flops[args.warmup :]
     checks = measured[: args.check_requests]
     failed: dict[str, str] = {}
     results: dict[str, list[LoadResult]] = {}
     scores: dict[str, list[list[float]]] = {}
     phases = Phases(model_dir, warm, warm_tokens, measured, measured_tokens, measured_flops, checks)
     for dtype in args.dtypes:  # one dtype at a time: every server at once can run out of memory
-        runs = [(name if dtype == "float32" else f"{name}-bf16", kind, dtype)
-                for name, kind in spec.servers.items() if name in args.servers]
+        runs = [
+            (name if dtype == "float32" else f"{name}-bf16", kind, dtype)
+            for name, kind in spec.servers.items()
+            if name in args.servers
+        ]
         measure_servers(spec, args, runs, phases, log_dir, failed, results, scores)
     summaries = {}
     for name, rounds in results.items():
         summaries[name] = report.summarize(merge_results(rounds), params, peak)
-        summaries[name]["rounds_pairs_per_s"] = [r.pairs / r.wall_s if r.wall_s > 0 else 0.0
-                                                 for r in rounds]
+        summaries[name]["rounds_pairs_per_s"] = [
+            r.pairs / r.wall_s if r.wall_s > 0 else 0.0 for r in rounds
+        ]
         s = summaries[name]
-        print(f"-- {spec.name}/{name}: {s['pairs_per_s']:.1f} pairs/s, p50 {s['p50_s']:.2f}s, "
-              f"p95 {s['p95_s']:.2f}s, {s['model_gflops']:.1f} model GFLOP/s", flush=True)
+        print(
+            f"-- {spec.name}/{name}: {s['pairs_per_s']:.1f} pairs/s, p50 {s['p50_s']:.2f}s, "
+            f"p95 {s['p95_s']:.2f}s, {s['model_gflops']:.1f} model GFLOP/s",
+            flush=True,
+        )
     agreement, bf16_cost = {}, {}
     names = list(scores)
     for i, first in enumerate(names):
-        for second in names[i + 1:]:
+        for second in names[i + 1 :]:
             if first.endswith("-bf16") != second.endswith("-bf16"):
                 fp32, bf16 = (first, second) if second.endswith("-bf16") else (second, first)
                 if bf16 == f"{fp32}-bf16":  # what bf16 costs one server in scores
-                    bf16_cost[f"{bf16} vs {fp32}"] = report.compare_scores(scores[fp32], scores[bf16])
+                    bf16_cost[f"{bf16} vs {fp32}"] = report.compare_scores(
+                        scores[fp32], scores[bf16]
+                    )
                 continue
             agreement[f"{first} vs {second}"] = report.compare_scores(scores[first], scores[second])
     return {
@@ -349,17 +461,24 @@ def main(argv: list[str] | None = None) -> int:
 
     timestamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     results_dir = BENCH_DIR / "results"
-    env = {"cpu": cpu_name(), "cpus": os.cpu_count(), "torch": torch.__version__,
-           "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-           "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    env = {
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+    }
     background = BackgroundCpu()
     background.start()
     peak_sizes = {"sizes": (2048, 3072), "repeats": 3} if args.quick else {"repeats": 5}
     print("measuring fp32 matmul peak ...", flush=True)
     peak = machine_peak_gflops(**peak_sizes)
     print(f"peak {peak['peak_gflops']:.1f} GFLOP/s {peak['per_size_gflops']}", flush=True)
-    loads = {name: bench_load(LOADS[name], args, peak["peak_gflops"],
-                              results_dir / f"{timestamp}-logs") for name in args.loads}
+    loads = {
+        name: bench_load(LOADS[name], args, peak["peak_gflops"], results_dir / f"{timestamp}-logs")
+        for name in args.loads
+    }
     env["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     env.update(background.stop())
     # Background load only ever lowers a measured peak: take the better of before and after,
@@ -372,8 +491,14 @@ def main(argv: list[str] | None = None) -> int:
             for summary in load["servers"].values():
                 summary["fraction_of_peak"] = summary["model_gflops"] / peak["peak_gflops"]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    run = {"timestamp": timestamp, "environment": env, "peak": peak, "settings": settings,
-           "loads": loads, "targets": report.targets(loads)}
+    run = {
+        "timestamp": timestamp,
+        "environment": env,
+        "peak": peak,
+        "settings": settings,
+        "loads": loads,
+        "targets": report.targets(loads),
+    }
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{timestamp}.json").write_text(json.dumps(run, indent=2) + "\n")
     text = report.markdown(run)

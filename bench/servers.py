@@ -20,27 +20,74 @@ BENCH_DIR = Path(__file__).resolve().parent
 NAIVE_MODES = {"naive-qwen3": "qwen3", "naive-cross": "cross", "st-naive": "st-cross"}
 
 
-def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] = (),
-                   dtype: str = "float32", work: Path | None = None) -> list[str]:
+def server_command(
+    kind: str,
+    model_dir: Path,
+    port: int,
+    extra: Sequence[str] = (),
+    dtype: str = "float32",
+    work: Path | None = None,
+) -> list[str]:
     """The argv of one server: `this` (reranker-server serve), a naive mode, vLLM (`vllm`
     for the Qwen3 yes/no family with the operator's score template, `vllm-cross` native) or
     Infinity (`infinity`, cross-encoders only)."""
     if kind == "this":
         entry = "import sys; from reranker_server.cli import main; sys.exit(main())"
-        return [sys.executable, "-c", entry, "serve", "--model", str(model_dir),
-                "--host", "127.0.0.1", "--port", str(port), "--dtype", dtype, "--device", "cpu",
-                "--drain-seconds", "0", "--log-level", "warning",
-                # a saturated load's p95 reaches a minute on the 0.6B shapes: measure latency,
-                # not the default 60 s request timeout's 504s
-                "--request-timeout-seconds", "3600", *extra]
+        return [
+            sys.executable,
+            "-c",
+            entry,
+            "serve",
+            "--model",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dtype",
+            dtype,
+            "--device",
+            "cpu",
+            "--drain-seconds",
+            "0",
+            "--log-level",
+            "warning",
+            # a saturated load's p95 reaches a minute on the 0.6B shapes: measure latency,
+            # not the default 60 s request timeout's 504s
+            "--request-timeout-seconds",
+            "3600",
+            *extra,
+        ]
     if kind in NAIVE_MODES:
-        return [sys.executable, str(BENCH_DIR / "naive_server.py"), "--mode", NAIVE_MODES[kind],
-                "--model", str(model_dir), "--port", str(port), "--dtype", dtype]
+        return [
+            sys.executable,
+            str(BENCH_DIR / "naive_server.py"),
+            "--mode",
+            NAIVE_MODES[kind],
+            "--model",
+            str(model_dir),
+            "--port",
+            str(port),
+            "--dtype",
+            dtype,
+        ]
     if kind in ("vllm", "vllm-cross"):
         from reranker_devtools import vllm
 
-        args = ["--model", str(model_dir), "--runner", "pooling", "--dtype", dtype,
-                "--host", "127.0.0.1", "--port", str(port), "--served-model-name", model_dir.name]
+        args = [
+            "--model",
+            str(model_dir),
+            "--runner",
+            "pooling",
+            "--dtype",
+            dtype,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--served-model-name",
+            model_dir.name,
+        ]
         if kind == "vllm":  # a BERT encoder keeps its 512 positions and has no KV to cache
             from reranker_operator.engines.vllm.facts import VLLM_QWEN3_OVERRIDES
             from reranker_operator.engines.vllm.score_template import qwen3_score_template
@@ -48,8 +95,15 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
             assert work is not None
             template = work / f"score-template-{port}.jinja"
             template.write_text(qwen3_score_template())
-            args += ["--max-model-len", "2048", "--enable-prefix-caching",
-                     "--hf-overrides", json.dumps(VLLM_QWEN3_OVERRIDES), "--chat-template", str(template)]
+            args += [
+                "--max-model-len",
+                "2048",
+                "--enable-prefix-caching",
+                "--hf-overrides",
+                json.dumps(VLLM_QWEN3_OVERRIDES),
+                "--chat-template",
+                str(template),
+            ]
         return vllm.serve_argv(args)
     if kind == "infinity":
         from reranker_devtools import infinity
@@ -61,9 +115,14 @@ def server_command(kind: str, model_dir: Path, port: int, extra: Sequence[str] =
 def bench_env() -> dict[str, str]:
     """Offline, quiet environment shared by every server."""
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false",
-               PYTHONUNBUFFERED="1", VLLM_CPU_KVCACHE_SPACE="2")
+    env.update(
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+        VLLM_CPU_KVCACHE_SPACE="2",
+    )
     return env
 
 
@@ -94,9 +153,14 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(kind: str, model_dir: Path, log_path: Path, extra: Sequence[str] = (),
-                   ready_timeout_s: float = 600.0, dtype: str = "float32",
-                   ) -> Iterator[RunningServer]:  # fmt: skip
+def running_server(
+    kind: str,
+    model_dir: Path,
+    log_path: Path,
+    extra: Sequence[str] = (),
+    ready_timeout_s: float = 600.0,
+    dtype: str = "float32",
+) -> Iterator[RunningServer]:
     """Run one server until the block exits; yields it once it answers `health_path(kind)`."""
     from reranker_devtools.peers import free_port
 
@@ -109,13 +173,20 @@ def running_server(kind: str, model_dir: Path, log_path: Path, extra: Sequence[s
 
         env.update(infinity.env(log_path.parent))
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         try:
             base_url = f"http://127.0.0.1:{port}"
             try:
-                asyncio.run(wait_ready(base_url, ready_timeout_s, lambda: proc.poll() is None,
-                                       path=health_path(kind)))
+                asyncio.run(
+                    wait_ready(
+                        base_url,
+                        ready_timeout_s,
+                        lambda: proc.poll() is None,
+                        path=health_path(kind),
+                    )
+                )
             except RuntimeError as exc:
                 tail = log_path.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{kind}: {exc}\n--- log tail ({log_path}) ---\n{tail}") from exc

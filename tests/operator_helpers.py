@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
 from reranker_devtools.devcluster import ApiCall, DevCluster
-from reranker_operator.render.kinds import CHILD_KINDS
 from reranker_operator.controller.kube import USER_AGENT
 from reranker_operator.controller.reconcile import instance_selector
+from reranker_operator.render.kinds import CHILD_KINDS
 
 T = TypeVar("T")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -20,8 +21,7 @@ OPERATOR_AGENTS = (USER_AGENT,)
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection"}
 
 
-def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0,
-             interval: float = 0.05) -> T:
+def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.05) -> T:
     """Poll `probe` until it returns a truthy value; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -40,9 +40,11 @@ def example(name: str) -> dict[str, Any]:
 
 def with_all_monitoring(manifest: dict[str, Any]) -> dict[str, Any]:
     """`manifest` with its ServiceMonitor, PrometheusRule and dashboard turned on."""
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
-                                   "prometheusRule": {"enabled": True},
-                                   "dashboard": {"enabled": True}}
+    manifest["spec"]["metrics"] = {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboard": {"enabled": True},
+    }
     return manifest
 
 

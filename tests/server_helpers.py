@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 
 from fastapi.testclient import TestClient
+
 from reranker_server.app import create_app, make_uvicorn_server
 from reranker_server.config import Settings
 

@@ -3,7 +3,6 @@ the CRD. Recorded before the layout change (tests/golden/record.py says how to r
 
 from __future__ import annotations
 
-
 import pytest
 
 from golden import record

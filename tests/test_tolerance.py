@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from tolerance import HEAD_TERM, ModelDims, fp32_cross_impl_tolerance, fp32_tolerance, max_abs_diff
 
 sys.path.insert(0, str(Path(__file__).parent / "vllm"))
@@ -21,10 +22,14 @@ INTEL_AMX_MEASURED = 1.28e-5  # ours vs vLLM, tiny cross-encoder hidden 256, Int
 
 def _dims(shape: dict, causal: bool) -> ModelDims:
     heads = shape["num_heads"]
-    return ModelDims(hidden=shape["hidden_size"], intermediate=shape["intermediate_size"],
-                     layers=shape["num_layers"], heads=heads,
-                     head_dim=shape.get("head_dim", shape["hidden_size"] // heads),
-                     causal=causal)  # fmt: skip
+    return ModelDims(
+        hidden=shape["hidden_size"],
+        intermediate=shape["intermediate_size"],
+        layers=shape["num_layers"],
+        heads=heads,
+        head_dim=shape.get("head_dim", shape["hidden_size"] // heads),
+        causal=causal,
+    )
 
 
 def test_the_bound_covers_the_intel_measurement_and_stays_far_below_a_bug() -> None:
@@ -42,8 +47,7 @@ def test_the_bound_grows_with_the_reductions_the_layers_and_the_logits() -> None
     base = ModelDims(hidden=64, intermediate=128, layers=2, heads=4, head_dim=16, causal=True)
     wider = ModelDims(hidden=256, intermediate=512, layers=2, heads=4, head_dim=64, causal=True)
     deeper = ModelDims(hidden=64, intermediate=128, layers=8, heads=4, head_dim=16, causal=True)
-    one_logit = ModelDims(hidden=64, intermediate=128, layers=2, heads=4, head_dim=16,
-                          causal=False)  # fmt: skip
+    one_logit = ModelDims(hidden=64, intermediate=128, layers=2, heads=4, head_dim=16, causal=False)
     t = fp32_cross_impl_tolerance
     assert t(base) < t(deeper) < t(wider)
     assert t(one_logit) < t(base)  # a yes/no score is the difference of two logits
@@ -64,9 +68,10 @@ def test_dims_are_read_from_a_model_dir(tiny_qwen3_path: Path, tiny_cross_encode
 
 def _head_terms_causal(path: Path) -> float:
     """Largest mean |w_k h_k| of the yes/no rows of the lm head over the test prompts."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from reranker_server.contracts import RerankInput
     from reranker_server.models import LoadOptions, load_backend
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -91,8 +96,9 @@ def _head_terms_cross(path: Path) -> float:
     for doc in DOCUMENTS:
         with torch.no_grad():
             pooled = model.bert(**tok([QUERY], [doc], return_tensors="pt")).pooler_output[0]
-        worst = max(worst, (model.classifier.weight.abs() @ pooled.abs()).max().item()
-                    / pooled.numel())  # fmt: skip
+        worst = max(
+            worst, (model.classifier.weight.abs() @ pooled.abs()).max().item() / pooled.numel()
+        )
     return worst
 
 
@@ -128,8 +134,10 @@ def test_a_prompt_one_token_off_is_caught_by_a_wide_margin(tmp_path: Path) -> No
     right = probabilities(enc.prefix_ids, enc.pairs)
     clipped = [PairTokens(input_ids=p.input_ids[:-1]) for p in enc.pairs]
     other = backend.encode(RerankInput(query=QUERY, documents=DOCUMENTS, instruction="Other"))
-    moved = [max_abs_diff(probabilities(enc.prefix_ids, clipped), right),  # last token dropped
-             max_abs_diff(probabilities(enc.prefix_ids[1:], enc.pairs), right),  # first dropped
-             max_abs_diff(probabilities(other.prefix_ids, other.pairs), right)]  # fmt: skip
+    moved = [
+        max_abs_diff(probabilities(enc.prefix_ids, clipped), right),  # last token dropped
+        max_abs_diff(probabilities(enc.prefix_ids[1:], enc.pairs), right),  # first dropped
+        max_abs_diff(probabilities(other.prefix_ids, other.pairs), right),
+    ]
     print(f"tolerance {tol:.2g}; a wrong prompt moved the scores by {moved}")
     assert min(moved) > 20 * tol

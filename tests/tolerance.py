@@ -84,10 +84,14 @@ class ModelDims:
         model = getattr(model, "config", model)  # a transformers model
         cfg = model if isinstance(model, Mapping) else model.to_dict()
         hidden, heads = cfg["hidden_size"], cfg["num_attention_heads"]
-        return cls(hidden=hidden, intermediate=cfg["intermediate_size"],
-                   layers=cfg["num_hidden_layers"], heads=heads,
-                   head_dim=cfg.get("head_dim") or hidden // heads,
-                   causal=cfg.get("model_type") != "bert")  # fmt: skip
+        return cls(
+            hidden=hidden,
+            intermediate=cfg["intermediate_size"],
+            layers=cfg["num_hidden_layers"],
+            heads=heads,
+            head_dim=cfg.get("head_dim") or hidden // heads,
+            causal=cfg.get("model_type") != "bert",
+        )
 
     def reductions(self, seq_len: int = SEQ_LEN) -> list[int]:
         """The reduction length K of every matmul on the path from the input to one score."""
@@ -108,8 +112,9 @@ def relative_error(model: Any, mode: Mode = "cross_impl", seq_len: int = SEQ_LEN
     raise ValueError(f"mode: cross_impl or same_kernel, got {mode!r}")
 
 
-def fp32_tolerance(model: Any, kind: Kind = "probability", mode: Mode = "cross_impl", *,
-                   seq_len: int = SEQ_LEN) -> float:  # fmt: skip
+def fp32_tolerance(
+    model: Any, kind: Kind = "probability", mode: Mode = "cross_impl", *, seq_len: int = SEQ_LEN
+) -> float:
     """Largest absolute difference two correct float32 scorings of `model` (a model dir, config
     or ModelDims) may show for one score of `kind`, compared in `mode`."""
     eps = relative_error(model, mode, seq_len)
@@ -134,8 +139,13 @@ def max_abs_diff(a: Sequence[float], b: Sequence[float]) -> float:
     return max(abs(x - y) for x, y in zip(a, b, strict=True))
 
 
-def assert_scores_close(got: Sequence[float], want: Sequence[float], model: Any,
-                        kind: Kind = "probability", mode: Mode = "cross_impl") -> None:  # fmt: skip
+def assert_scores_close(
+    got: Sequence[float],
+    want: Sequence[float],
+    model: Any,
+    kind: Kind = "probability",
+    mode: Mode = "cross_impl",
+) -> None:
     """Assert `got` and `want` agree within the model's float32 tolerance, with the figures."""
     diff, tol = max_abs_diff(got, want), fp32_tolerance(model, kind, mode)
     assert diff <= tol, f"max |diff| {diff:.3g} > {mode} {kind} tolerance {tol:.3g}: {got} {want}"

@@ -20,7 +20,9 @@ READY_PATH = "/ready"  # readiness and startup probes: 503 while loading or drai
 LIVENESS_PATH = "/healthz"  # liveness probe: the process answers
 METRICS_PATH = "/metrics"  # Prometheus text format
 PLAYGROUND_PATH = "/playground"  # the browser page (spec.server.playground)
-METRICS_PORT_NAME = "metrics"  # the container port of /metrics when spec.server.metricsPort moves it
+METRICS_PORT_NAME = (
+    "metrics"  # the container port of /metrics when spec.server.metricsPort moves it
+)
 API_KEYS_DIR = "/etc/reranker/api-keys"  # spec.server.auth.apiKeysSecret, mounted (API_KEYS_FILE)
 JWKS_DIR = "/etc/reranker/jwks"  # spec.server.auth.jwt.jwks, mounted (JWT_JWKS_FILE is a key in it)
 # The uid and gid every container runs as: both images' USER, the pods' runAsUser/runAsGroup/
@@ -150,7 +152,9 @@ class Metric(StrEnum):
     PREFIX_TOKENS_SAVED_TOTAL = "reranker_prefix_tokens_saved_total"
     SCORE_CACHE_HITS_TOTAL = "reranker_score_cache_hits_total"
     SCORE_CACHE_MISSES_TOTAL = "reranker_score_cache_misses_total"
-    AUTH_FAILURES_TOTAL = "reranker_auth_failures_total"  # {reason: missing|invalid|expired|forbidden}
+    AUTH_FAILURES_TOTAL = (
+        "reranker_auth_failures_total"  # {reason: missing|invalid|expired|forbidden}
+    )
     RATE_LIMITED_TOTAL = "reranker_rate_limited_total"  # {limit: requests|pairs, client_class}
     # the work each pod holds (gauges): what autoscaling on queued work reads
     QUEUED_TOKENS = "reranker_queued_tokens"  # tokens of the pairs in QUEUE_DEPTH

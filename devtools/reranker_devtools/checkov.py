@@ -39,9 +39,24 @@ def executable() -> Path:
 def scan(directory: Path, timeout_s: float = 300.0) -> tuple[list[Finding], dict[str, Any]]:
     """(every failed check, checkov's summary) of the Kubernetes manifests under `directory`."""
     done = subprocess.run(
-        [str(executable()), "-d", str(directory), "--framework", "kubernetes", "--quiet",
-         "--compact", "-o", "json", "--skip-download"],
-        capture_output=True, text=True, timeout=timeout_s, check=False, cwd=directory)  # fmt: skip
+        [
+            str(executable()),
+            "-d",
+            str(directory),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        cwd=directory,
+    )
     if done.returncode not in (0, 1):  # 1: some check failed
         raise RuntimeError(f"checkov exited {done.returncode}: {done.stderr[-2000:]}")
     reports = json.loads(done.stdout)
@@ -49,6 +64,8 @@ def scan(directory: Path, timeout_s: float = 300.0) -> tuple[list[Finding], dict
     [report] = [r for r in reports if r.get("check_type") == "kubernetes"]
     if report["summary"].get("parsing_errors"):
         raise RuntimeError(f"checkov could not parse some files: {report['summary']}")
-    findings = [Finding(c["check_id"], c["check_name"], c["resource"], c["file_path"].lstrip("/"))
-                for c in report["results"]["failed_checks"]]  # fmt: skip
+    findings = [
+        Finding(c["check_id"], c["check_name"], c["resource"], c["file_path"].lstrip("/"))
+        for c in report["results"]["failed_checks"]
+    ]
     return findings, report["summary"]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
 from reranker_devtools import REPO
 from reranker_operator.api.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION
 

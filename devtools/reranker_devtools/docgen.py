@@ -51,9 +51,14 @@ def _constraints(schema: dict[str, Any]) -> str:
     parts = []
     if "enum" in schema:
         parts.append("one of " + ", ".join(f"`{v}`" for v in schema["enum"]))
-    for key, label in (("minimum", "≥"), ("maximum", "≤"), ("minLength", "length ≥"),
-                       ("maxLength", "length ≤"), ("minItems", "items ≥"),
-                       ("maxItems", "items ≤")):  # fmt: skip
+    for key, label in (
+        ("minimum", "≥"),
+        ("maximum", "≤"),
+        ("minLength", "length ≥"),
+        ("maxLength", "length ≤"),
+        ("minItems", "items ≥"),
+        ("maxItems", "items ≤"),
+    ):
         if key in schema:
             parts.append(f"{label} {schema[key]}")
     if "pattern" in schema:

@@ -61,7 +61,9 @@ def report(pins: dict[str, str], have: dict[str, str]) -> list[str]:
     lines.append("libraries whose internals the code uses:")
     for name in WATCHED:
         mark = "" if _release(have.get(name, "-")) == _release(pins.get(name, "-")) else "  (drift)"
-        lines.append(f"  {name:32} lock {pins.get(name, '-'):>10}   used {have.get(name, '-')}{mark}")
+        lines.append(
+            f"  {name:32} lock {pins.get(name, '-'):>10}   used {have.get(name, '-')}{mark}"
+        )
     return lines
 
 

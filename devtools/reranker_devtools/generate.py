@@ -85,10 +85,18 @@ def server_settings() -> str:
     for f in fields(Settings):
         kind = f.type if isinstance(f.type, str) else str(f.type)
         flag = f"--[no-]{flag_name(f.name)[2:]}" if kind.startswith("bool") else flag_name(f.name)
-        default = "" if f.default is None else f"`{str(f.default).lower() if isinstance(f.default, bool) else f.default}`"
+        default = (
+            ""
+            if f.default is None
+            else f"`{str(f.default).lower() if isinstance(f.default, bool) else f.default}`"
+        )
         choices = f.metadata.get("choices")
-        meaning = f.metadata["help"] + (f" ({', '.join(f'`{c}`' for c in choices)})" if choices else "")
-        rows.append(f"| `{flag}` | `{f.metadata['env']}` | {default} | {meaning.replace('|', '/')} |")
+        meaning = f.metadata["help"] + (
+            f" ({', '.join(f'`{c}`' for c in choices)})" if choices else ""
+        )
+        rows.append(
+            f"| `{flag}` | `{f.metadata['env']}` | {default} | {meaning.replace('|', '/')} |"
+        )
     text = (REPO / "docs" / "server.md").read_text(encoding="utf-8")
     head, _, rest = text.partition(SETTINGS_START)
     _, _, tail = rest.partition(SETTINGS_END)
@@ -130,7 +138,9 @@ def vllm_flags() -> str:
 
 # Written only where `make vllm-venv` has run (its parser is the source); elsewhere `--check`
 # leaves them alone, and tests/vllm (which has the venv) checks them.
-VLLM_GENERATED: dict[str, Callable[[], str]] = {"operator/reranker_operator/engines/vllm/known_flags.py": vllm_flags}
+VLLM_GENERATED: dict[str, Callable[[], str]] = {
+    "operator/reranker_operator/engines/vllm/known_flags.py": vllm_flags
+}
 
 
 def sources(with_vllm: bool = False) -> dict[str, Callable[[], str]]:
@@ -156,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with_vllm = vllm.available()
     if not with_vllm:
-        print(f"skipped {', '.join(VLLM_GENERATED)}: no build/vllm-venv (run `make vllm-venv`)",
-              file=sys.stderr)
+        print(
+            f"skipped {', '.join(VLLM_GENERATED)}: no build/vllm-venv (run `make vllm-venv`)",
+            file=sys.stderr,
+        )
     differing = stale(with_vllm=with_vllm)
     if args.check:
         for path in differing:

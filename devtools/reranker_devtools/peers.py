@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-
 class PeerUnavailable(RuntimeError):
     """A peer cannot run on this machine; the message says why."""
 
@@ -49,10 +48,13 @@ def cpu_flags() -> str:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "unknown CPU"
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), "unknown CPU")  # fmt: skip
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
+        "unknown CPU",
+    )
+    flags = next(
+        (ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []
+    )
     isa = [f for f in flags if f.startswith(("avx512", "amx", "avx2"))]
     return f"{model}; {' '.join(sorted(isa)) or 'no AVX2/AVX-512/AMX'}"
 
@@ -96,8 +98,13 @@ def start(
     when the block exits."""
     started = time.monotonic()
     with log_path.open("w") as log:
-        proc = subprocess.Popen(list(argv), env={**os.environ, **(env or {})}, stdout=log,
-                                stderr=subprocess.STDOUT, cwd="/")  # fmt: skip
+        proc = subprocess.Popen(
+            list(argv),
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd="/",
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         while not _answers(base + health_path):

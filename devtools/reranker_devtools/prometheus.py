@@ -40,7 +40,11 @@ def tool(name: str) -> str:
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run promtool; the caller checks returncode / output."""
     return subprocess.run(
-        [tool("promtool"), *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+        [tool("promtool"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
         check=False,
     )
 

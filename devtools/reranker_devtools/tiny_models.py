@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from reranker_contract import FAMILIES, ModelFamily
 
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
@@ -356,8 +357,9 @@ FAMILY_ALIASES = {"qwen3": ModelFamily.QWEN3_CAUSAL}
 FAMILY_CHOICES = (*FAMILY_ALIASES, *FAMILIES)
 
 
-def build_tiny_model(family: str, path: str | Path, *, hidden_size: int = 64, layers: int = 2,
-                     seed: int = 0) -> Path:
+def build_tiny_model(
+    family: str, path: str | Path, *, hidden_size: int = 64, layers: int = 2, seed: int = 0
+) -> Path:
     """A tiny model of `family` (one of FAMILY_CHOICES) with heads sized from `hidden_size`."""
     if hidden_size < 8 or layers < 1:
         raise ValueError("hidden_size must be >= 8 and layers >= 1")

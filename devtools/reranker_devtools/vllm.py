@@ -35,9 +35,15 @@ def start(
     timeout_s: float = 600.0,
 ) -> Iterator[peers.PeerServer]:
     """Run `vllm serve ARGS` (ARGS must listen on `port`); yield once /health answers 200."""
-    with peers.start(serve_argv(args), name="vLLM", port=port, health_path="/health",
-                     log_path=log_path, env={**CPU_ENV, **(env or {})},
-                     timeout_s=timeout_s) as server:  # fmt: skip
+    with peers.start(
+        serve_argv(args),
+        name="vLLM",
+        port=port,
+        health_path="/health",
+        log_path=log_path,
+        env={**CPU_ENV, **(env or {})},
+        timeout_s=timeout_s,
+    ) as server:
         yield server
 
 
@@ -69,8 +75,13 @@ def serve_flags() -> tuple[str, list[str]]:
     import subprocess
 
     exe = peers.venv_python(VENV, "vllm-venv")
-    done = subprocess.run([str(exe), "-c", _FLAGS_SCRIPT], capture_output=True, text=True,
-                          cwd="/", check=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [str(exe), "-c", _FLAGS_SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        check=True,
+        timeout=300,
+    )
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     return answer["version"], answer["flags"]

@@ -92,12 +92,20 @@ def _parser() -> argparse.ArgumentParser:
     loadtest_arguments(loadtest)
     from reranker_operator.tools.diagnose.command import add_arguments as diagnose_arguments
 
-    diagnose = sub.add_parser("diagnose", help="find a RerankerService's bottleneck from its metrics")
+    diagnose = sub.add_parser(
+        "diagnose", help="find a RerankerService's bottleneck from its metrics"
+    )
     diagnose_arguments(diagnose)
     run = sub.add_parser("run", help="run the operator against the current kubeconfig/cluster")
     scope = run.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", action="append", dest="namespaces", default=[],
-                       help="watch this namespace (repeatable)")  # fmt: skip
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        default=[],
+        help="watch this namespace (repeatable)",
+    )
     scope.add_argument("-A", "--all-namespaces", action="store_true")
     run.add_argument(
         "--liveness", metavar="URL", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
@@ -106,15 +114,19 @@ def _parser() -> argparse.ArgumentParser:
         "--standalone", action="store_true", help="no peering with other operator replicas"
     )
     run.add_argument("--peering", metavar="NAME", help="peering object name for leader election")
-    run.add_argument("--priority", type=int, default=None,
-                     help="kopf peering priority (default with --peering: random, so that "
-                          "replicas never tie)")
+    run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="kopf peering priority (default with --peering: random, so that replicas never tie)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
-         stdin: TextIO | None = None) -> int:  # fmt: skip
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stdin: TextIO | None = None
+) -> int:
     """Entry point of the `reranker-operator` console script; returns the exit status."""
     stdout = stdout or sys.stdout
     stdin = stdin or sys.stdin
@@ -147,7 +159,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
                 raise CliError("--priority needs --peering")
             if not args.namespaces and not args.all_namespaces:
                 raise CliError("give -n/--namespace NAME (repeatable) or --all-namespaces")
-            from reranker_operator.controller.runner import run  # lazy: kopf is imported only to run the operator
+            from reranker_operator.controller.runner import (
+                run,  # lazy: kopf is imported only to run the operator
+            )
 
             run(
                 namespaces=list(args.namespaces),

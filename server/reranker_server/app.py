@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+
 from reranker_server import __version__
 from reranker_server.api import ops_routes, playground, rerank_routes
 from reranker_server.api.errors import install_error_handlers
@@ -118,8 +119,11 @@ def make_uvicorn_server(app: FastAPI, settings: Settings, *, drain_seconds: floa
     # proxy_headers off: uvicorn would otherwise trust X-Forwarded-For from 127.0.0.1 by itself;
     # which proxies to believe is TRUSTED_PROXIES' decision (reranker_server.auth.ratelimit).
     config = uvicorn.Config(
-        _close_while_draining(app, state), host=settings.host, port=settings.port,
-        log_level=settings.log_level, proxy_headers=False,
+        _close_while_draining(app, state),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,
         # a safety net only: every rerank request ends within its timeout (504)
         timeout_graceful_shutdown=settings.request_timeout_seconds + 1,
     )
@@ -137,8 +141,9 @@ def _close_while_draining(app: FastAPI, state: ServerState) -> Any:
 
         async def closing_send(message: Any) -> None:
             if message["type"] == "http.response.start" and state.draining:
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() != b"connection"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"
+                ]
                 message = {**message, "headers": [*headers, (b"connection", b"close")]}
             await send(message)
 

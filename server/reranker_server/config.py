@@ -45,16 +45,16 @@ def _opt(
 class Settings:
     """Everything `reranker-server serve` needs."""
 
-    model: str | None = _opt(None, Env.MODEL_NAME, "hub id or local directory of the model (required)")
+    model: str | None = _opt(
+        None, Env.MODEL_NAME, "hub id or local directory of the model (required)"
+    )
     revision: str | None = _opt(None, Env.MODEL_REVISION, "hub revision (branch, tag or commit)")
     served_model_name: str | None = _opt(
         None,
         Env.SERVED_MODEL_NAME,
         "name in responses; when set, a request whose `model` differs gets 404 (default: the model id)",
     )
-    model_family: str = _opt(
-        "auto", Env.MODEL_FAMILY, "model family", choices=("auto", *FAMILIES)
-    )
+    model_family: str = _opt("auto", Env.MODEL_FAMILY, "model family", choices=("auto", *FAMILIES))
     default_instruction: str = _opt(
         DEFAULT_INSTRUCTION,
         Env.DEFAULT_INSTRUCTION,
@@ -85,7 +85,10 @@ class Settings:
         choices=ATTN_IMPLEMENTATIONS,
     )
     quantization: str = _opt(
-        "none", Env.QUANTIZATION, "bitsandbytes quantization (needs bitsandbytes and CUDA)", choices=QUANTIZATIONS
+        "none",
+        Env.QUANTIZATION,
+        "bitsandbytes quantization (needs bitsandbytes and CUDA)",
+        choices=QUANTIZATIONS,
     )
     batch_size: int = _opt(
         DEFAULTS.max_batch_size,
@@ -133,7 +136,8 @@ class Settings:
         None, Env.API_KEY, "require `Authorization: Bearer <key>` on scoring routes", secret=True
     )
     api_keys_file: str | None = _opt(
-        None, Env.API_KEYS_FILE,
+        None,
+        Env.API_KEYS_FILE,
         "file (one key per line) or mounted Secret (one key per data key) of API keys, reloaded "
         "when it changes",
     )
@@ -152,25 +156,35 @@ class Settings:
         None, Env.JWT_REQUIRED_SCOPE, "scope a JWT must carry to score (403 otherwise)"
     )
     rate_limit_requests_per_minute: int = _opt(
-        0, Env.RATE_LIMIT_REQUESTS_PER_MINUTE, "per-client requests per minute (0 = no limit)",
+        0,
+        Env.RATE_LIMIT_REQUESTS_PER_MINUTE,
+        "per-client requests per minute (0 = no limit)",
         minimum=0,
     )
     rate_limit_pairs_per_minute: int = _opt(
-        0, Env.RATE_LIMIT_PAIRS_PER_MINUTE,
-        "per-client (query, document) pairs per minute (0 = no limit)", minimum=0,
+        0,
+        Env.RATE_LIMIT_PAIRS_PER_MINUTE,
+        "per-client (query, document) pairs per minute (0 = no limit)",
+        minimum=0,
     )
     trusted_proxies: str = _opt(
-        "", Env.TRUSTED_PROXIES,
+        "",
+        Env.TRUSTED_PROXIES,
         "comma-separated addresses/CIDRs whose X-Forwarded-For names the client",
     )
     metrics_port: int = _opt(
-        0, Env.METRICS_PORT, "serve /metrics on this port instead of the main one (0 = main)",
+        0,
+        Env.METRICS_PORT,
+        "serve /metrics on this port instead of the main one (0 = main)",
         minimum=0,
     )
     host: str = _opt("0.0.0.0", Env.HOST, "listen address")
     port: int = _opt(PORT, Env.PORT, "listen port", minimum=1)
     log_level: str = _opt(
-        DEFAULTS.log_level, Env.LOG_LEVEL, "log level", choices=("critical", "error", "warning", "info", "debug")
+        DEFAULTS.log_level,
+        Env.LOG_LEVEL,
+        "log level",
+        choices=("critical", "error", "warning", "info", "debug"),
     )
     cache_dir: str | None = _opt(
         None,
@@ -178,13 +192,15 @@ class Settings:
         "model cache directory (unset: huggingface_hub's default, which honours HF_HOME and HF_HUB_CACHE)",
     )
     drain_seconds: int = _opt(
-        DEFAULTS.drain_seconds, Env.DRAIN_SECONDS,
+        DEFAULTS.drain_seconds,
+        Env.DRAIN_SECONDS,
         "after SIGTERM, seconds to keep serving (every request, /ready 503) before the listener "
         "closes; then the requests in flight finish and the server exits",
         minimum=0,
     )
     request_timeout_seconds: int = _opt(
-        DEFAULTS.request_timeout_seconds, Env.REQUEST_TIMEOUT_SECONDS,
+        DEFAULTS.request_timeout_seconds,
+        Env.REQUEST_TIMEOUT_SECONDS,
         "longest a rerank request may run (queue + scoring); 504 after it. Bounds the drain "
         "after SIGTERM (the pod's grace period is sized from it)",
         minimum=1,
@@ -192,7 +208,8 @@ class Settings:
     trust_remote_code: bool = _opt(False, Env.TRUST_REMOTE_CODE, "allow model repos' custom code")
     playground: bool = _opt(True, Env.PLAYGROUND, "serve the browser playground at /playground")
     warmup: bool = _opt(
-        True, Env.WARMUP,
+        True,
+        Env.WARMUP,
         "score one request at the batch budget before /ready (first forwards, shortcut checks, "
         "GPU memory reserved)",
     )

@@ -26,8 +26,9 @@ class RerankError(Exception):
 
     status_code: int = 400
 
-    def __init__(self, message: str, *, field: str | None = None,
-                 document: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, message: str, *, field: str | None = None, document: int | None = None
+    ) -> None:
         super().__init__(message)
         self.detail = message
         self.document = document
@@ -57,8 +58,15 @@ class InputTooLongError(RerankError):
 
     status_code = 413
 
-    def __init__(self, message: str, *, tokens: int, limit: int, field: str | None = None,
-                 document: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        message: str,
+        *,
+        tokens: int,
+        limit: int,
+        field: str | None = None,
+        document: int | None = None,
+    ) -> None:
         super().__init__(message, field=field, document=document)
         self.tokens = tokens
         self.limit = limit
@@ -185,8 +193,12 @@ class ModelBackend(Protocol):
         document by index."""
         ...
 
-    def score(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens],
-              sub_batches: Sequence[Sequence[int]]) -> Scored:  # fmt: skip
+    def score(
+        self,
+        prefix_ids: Sequence[int],
+        pairs: Sequence[PairTokens],
+        sub_batches: Sequence[Sequence[int]],
+    ) -> Scored:
         """Raw scores of `prefix + pair` for each pair, one forward per sub-batch (positions into
         `pairs`, covering each once) on one KV cache of the prefix computed once; where the
         prefix path is not in force each sub-batch recomputes its whole sequences."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
 from reranker_contract import Metric
 
 HTTP_REQUESTS = Counter(
@@ -30,11 +31,13 @@ DOCUMENTS_PER_REQUEST = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
 )
 TRUNCATED_DOCUMENTS = Counter(
-    Metric.TRUNCATED_DOCUMENTS_TOTAL, "Documents cut to fit the model's max length or max_tokens_per_doc"
+    Metric.TRUNCATED_DOCUMENTS_TOTAL,
+    "Documents cut to fit the model's max length or max_tokens_per_doc",
 )
 AUTH_FAILURES = Counter(Metric.AUTH_FAILURES_TOTAL, "Rejected credentials, by reason", ["reason"])
 RATE_LIMITED = Counter(
-    Metric.RATE_LIMITED_TOTAL, "Requests refused by a per-client limit (by client class)",
+    Metric.RATE_LIMITED_TOTAL,
+    "Requests refused by a per-client limit (by client class)",
     ["limit", "client_class"],
 )
 # Every label value these counters can take starts at 0, so a rate over them is 0, not absent,
@@ -68,13 +71,17 @@ class GpuMemoryCollector:
 
         families = {
             Metric.GPU_MEMORY: GaugeMetricFamily(
-                Metric.GPU_MEMORY, "CUDA memory allocated by tensors", labels=["gpu_id"]),
+                Metric.GPU_MEMORY, "CUDA memory allocated by tensors", labels=["gpu_id"]
+            ),
             Metric.GPU_MEMORY_RESERVED: GaugeMetricFamily(
-                Metric.GPU_MEMORY_RESERVED, "CUDA memory reserved by the caching allocator",
-                labels=["gpu_id"]),
+                Metric.GPU_MEMORY_RESERVED,
+                "CUDA memory reserved by the caching allocator",
+                labels=["gpu_id"],
+            ),
             Metric.GPU_MEMORY_TOTAL: GaugeMetricFamily(
-                Metric.GPU_MEMORY_TOTAL, "CUDA device memory", labels=["gpu_id"]),
-        }  # fmt: skip
+                Metric.GPU_MEMORY_TOTAL, "CUDA device memory", labels=["gpu_id"]
+            ),
+        }
         import torch
 
         for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
@@ -82,7 +89,8 @@ class GpuMemoryCollector:
             families[Metric.GPU_MEMORY].add_metric([gpu], torch.cuda.memory_allocated(i))
             families[Metric.GPU_MEMORY_RESERVED].add_metric([gpu], torch.cuda.memory_reserved(i))
             families[Metric.GPU_MEMORY_TOTAL].add_metric(
-                [gpu], torch.cuda.get_device_properties(i).total_memory)
+                [gpu], torch.cuda.get_device_properties(i).total_memory
+            )
         yield from families.values()
 
 

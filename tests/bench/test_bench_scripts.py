@@ -14,8 +14,14 @@ sys.path.insert(0, str(REPO / "bench"))
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(REPO / "bench" / "gpu.py"), *args], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, str(REPO / "bench" / "gpu.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_gpu_run_skips_without_cuda() -> None:

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import yaml
 from deploy_helpers import REPO, kustomize_build
+
+from render_helpers import example_crs
 from reranker_devtools import checkov, peers
 from reranker_operator.render.manifests import render_children
-from render_helpers import example_crs
 
 SKIPS_FILE = Path(__file__).with_name("checkov-skips.yaml")
 INSTALL_BUNDLE = "install-bundle.yaml"
@@ -80,8 +81,9 @@ def test_every_skip_still_matches_a_failure(scan: list[checkov.Finding]) -> None
         f"{check_id} {pattern}"
         for check_id, entry in load_skips().items()
         for pattern in entry["resources"]
-        if not any(f.check_id == check_id and fnmatch.fnmatchcase(f.resource, pattern)
-                   for f in scan)  # fmt: skip
+        if not any(
+            f.check_id == check_id and fnmatch.fnmatchcase(f.resource, pattern) for f in scan
+        )
     ]
     assert not stale, f"stale entries in {SKIPS_FILE.name} (nothing fails there): {stale}"
 

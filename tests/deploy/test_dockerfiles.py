@@ -25,6 +25,7 @@ from deploy_helpers import (
     final_env,
     parse_stages,
 )
+
 import reranker_contract
 from reranker_server.config import load_settings
 
@@ -485,7 +486,8 @@ def test_image_check_fails_without_a_needed_module(image_root, tmp_path: Path) -
     """The check above can fail: a module outside the image (torch), or one taken out (jinja2)."""
     root = image_root("operator")
     program = OPERATOR_RUN.replace(
-        "import reranker_operator.controller.handlers,", "import torch, reranker_operator.controller.handlers,"
+        "import reranker_operator.controller.handlers,",
+        "import torch, reranker_operator.controller.handlers,",
     )
     done = _run_in_image(program, root)
     assert done.returncode != 0 and "No module named 'torch'" in done.stderr
@@ -542,9 +544,11 @@ def test_dev_tooling_ships_in_no_image_and_no_extra(image_root, tmp_path: Path) 
     sources = [n for n in wheel.namelist() if n.endswith(".py")]
     shipped = [n for n in sources if DEV_MODULES & set(Path(n).with_suffix("").parts)]
     assert not shipped, f"the project wheel ships development tooling: {shipped}"
-    importers = [n for n in sources
-                 if re.search(rb"^\s*(from|import)\s+(kmock|reranker_devtools)\b",
-                              wheel.read(n), re.M)]  # fmt: skip
+    importers = [
+        n
+        for n in sources
+        if re.search(rb"^\s*(from|import)\s+(kmock|reranker_devtools)\b", wheel.read(n), re.M)
+    ]
     assert not importers, f"shipped modules import development tooling: {importers}"
     for name in DOCKERFILES:
         assert not any(s.startswith("devtools") for s in _copied_sources(name)), name

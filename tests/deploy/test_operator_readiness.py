@@ -15,8 +15,9 @@ import kmock
 import pytest
 import yaml
 from deploy_helpers import REPO, kustomize_build, wait_for
-from reranker_devtools.devcluster import DEPLOYMENTS, DevCluster
 from test_peered_replicas_failover import PEERINGS, Replica
+
+from reranker_devtools.devcluster import DEPLOYMENTS, DevCluster
 
 PEERING_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
@@ -31,8 +32,11 @@ def _ready(port: int, path: str) -> bool:
 
 def _watching(cluster: DevCluster) -> set[str]:
     """The verbs the operator has used on RerankerServices (list, watch)."""
-    return {c.verb for c in cluster.calls if c.resource == "rerankerservices"
-            and c.verb in ("list", "watch")}  # fmt: skip
+    return {
+        c.verb
+        for c in cluster.calls
+        if c.resource == "rerankerservices" and c.verb in ("list", "watch")
+    }
 
 
 @pytest.mark.slow
@@ -50,8 +54,11 @@ def test_ready_only_once_watching(tmp_path: Path) -> None:
         argv = container["command"] + container["args"]
         replica = Replica(argv, "replica-a", kubeconfig, tmp_path)
         try:
-            wait_for(lambda: "cannot create the peering object" in replica.log.read_text(),
-                     "the start-up handler's failure (no peering kind)", timeout=60)  # fmt: skip
+            wait_for(
+                lambda: "cannot create the peering object" in replica.log.read_text(),
+                "the start-up handler's failure (no peering kind)",
+                timeout=60,
+            )
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:  # a few probe periods while it retries
                 assert replica.process.poll() is None, replica.log.read_text()
@@ -60,11 +67,17 @@ def test_ready_only_once_watching(tmp_path: Path) -> None:
                 time.sleep(0.2)
 
             cluster.emulator.resources[PEERINGS] = kmock.ResourceInfo(
-                kind="ClusterKopfPeering", namespaced=False, singular="clusterkopfpeering",
-                verbs=PEERING_VERBS)  # fmt: skip
+                kind="ClusterKopfPeering",
+                namespaced=False,
+                singular="clusterkopfpeering",
+                verbs=PEERING_VERBS,
+            )
             wait_for(lambda: _ready(replica.port, probe["path"]), "the readiness probe", 60)
-            wait_for(lambda: _watching(cluster) >= {"list", "watch"},
-                     "the RerankerService list and watch", timeout=10)  # fmt: skip
+            wait_for(
+                lambda: _watching(cluster) >= {"list", "watch"},
+                "the RerankerService list and watch",
+                timeout=10,
+            )
             cluster.create(cr, ns)
             wait_for(lambda: cluster.get(DEPLOYMENTS, ns, name), "the child Deployment", 30)
         finally:

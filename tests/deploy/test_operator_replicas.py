@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 import pytest
 from deploy_helpers import kustomize_build
+
 from reranker_operator import cli
 from reranker_operator.controller import runner
 

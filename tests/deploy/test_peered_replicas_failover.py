@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from deploy_helpers import REPO, kustomize_build, wait_for
+
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
 
 PEERINGS = "kopf.dev/v1/clusterkopfpeerings"

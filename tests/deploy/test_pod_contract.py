@@ -18,9 +18,10 @@ import httpx
 import pytest
 import yaml
 from deploy_helpers import REPO, exec_form, final_env, parse_stages, wait_for
+
 from reranker_contract import DEFAULT_INSTRUCTION, Env
-from reranker_operator.render.manifests import render_children
 from reranker_operator.api.spec import parse_spec
+from reranker_operator.render.manifests import render_children
 from reranker_server.cli import build_parser
 from reranker_server.config import Settings, load_settings
 
@@ -29,6 +30,7 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
 
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
@@ -98,7 +100,7 @@ def _local_env(pod: dict[str, Any], container: dict[str, Any], root: Path) -> di
         value = e["value"] if "value" in e else _secret_value(e["valueFrom"]["secretKeyRef"])
         for mount, local in places.items():
             if value == mount or value.startswith(mount + "/"):
-                value = local + value[len(mount):]
+                value = local + value[len(mount) :]
         env[e["name"]] = value
     return env
 
@@ -136,9 +138,14 @@ def cr(request: pytest.FixtureRequest) -> dict[str, Any]:
     return _services(REPO / "examples" / request.param)[0]
 
 
-@pytest.fixture(params=[p.name for p in EXAMPLES if _services(p)
-                        and _services(p)[0]["spec"].get("engine", "transformers") == "transformers"],
-                ids=str)  # fmt: skip
+@pytest.fixture(
+    params=[
+        p.name
+        for p in EXAMPLES
+        if _services(p) and _services(p)[0]["spec"].get("engine", "transformers") == "transformers"
+    ],
+    ids=str,
+)
 def server_cr(request: pytest.FixtureRequest) -> dict[str, Any]:
     """An example our server runs (engine vllm: tests/vllm start vLLM from the rendered pod)."""
     return _services(REPO / "examples" / request.param)[0]
@@ -176,11 +183,13 @@ def test_init_container_downloads_where_the_server_reads(cr: dict[str, Any]) -> 
 
 
 async def test_server_accepts_the_rendered_settings_and_serves_the_probes(
-    server_cr: dict[str, Any], tmp_path: Path,
+    server_cr: dict[str, Any],
+    tmp_path: Path,
 ) -> None:
     """Probe paths answered by the real app (no model loaded: liveness 200, readiness 503)."""
     cr = server_cr
     import httpx
+
     from reranker_server.app import create_app
 
     pod = _pod(cr)
@@ -278,8 +287,12 @@ def test_every_rendered_setting_reaches_the_running_server(
         body = {"query": "q", "documents": ["a", "b"]}
         if keys:  # every key of the mounted Secret scores; no key is refused
             for key in keys:
-                answer = httpx.post(f"{base}/v1/rerank", json=body, timeout=60,
-                                    headers={"Authorization": f"Bearer {key}"})
+                answer = httpx.post(
+                    f"{base}/v1/rerank",
+                    json=body,
+                    timeout=60,
+                    headers={"Authorization": f"Bearer {key}"},
+                )
                 assert answer.status_code == 200, answer.text
             assert httpx.post(f"{base}/v1/rerank", json=body, timeout=60).status_code == 401
     finally:
@@ -296,8 +309,11 @@ def test_every_rendered_setting_reaches_the_running_server(
     # and in the resource's own terms
     assert info["model"] == (spec.model.served_name or spec.model.name)
     auth = spec.server.auth
-    assert info["auth_required"] is (spec.server.api_key_secret is not None or
-                                     auth.api_keys_secret is not None or auth.jwt is not None)
+    assert info["auth_required"] is (
+        spec.server.api_key_secret is not None
+        or auth.api_keys_secret is not None
+        or auth.jwt is not None
+    )
     assert info["limits"] == {
         "max_client_batch_size": spec.server.max_client_batch_size,
         "max_batch_size": spec.server.max_batch_size,

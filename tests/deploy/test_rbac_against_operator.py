@@ -11,6 +11,7 @@ import pytest
 import yaml
 from deploy_helpers import REPO, kustomize_build, wait_for
 from kopf.testing import KopfRunner
+
 from reranker_devtools.devcluster import DEPLOYMENTS, DevCluster
 from reranker_operator import cli
 from reranker_operator.controller.handlers import OperatorConfig

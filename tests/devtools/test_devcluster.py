@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from reranker_devtools.devcluster import (
     DevCluster,
     merge_patch,
@@ -39,8 +40,9 @@ async def _open(kubeconfig: Path) -> KubeClient:
     return KubeClient.open(load_credentials(str(kubeconfig)))
 
 
-async def get(client: KubeClient, ref: ResourceRef, namespace: str | None,
-              name: str) -> dict | None:
+async def get(
+    client: KubeClient, ref: ResourceRef, namespace: str | None, name: str
+) -> dict | None:
     """The object, or None on 404."""
     try:
         return await client.request("GET", ref.path(namespace, name))
@@ -60,10 +62,19 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevCluster, 
 
 
 def deployment(name: str, **labels: str) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": "default", "labels": labels},
-            "spec": {"replicas": 2, "template": {"spec": {"containers": [
-                {"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "spec": {
+                    "containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]
+                }
+            },
+        },
+    }
 
 
 def test_apply_creates_and_stamps_metadata(dev: tuple[DevCluster, KubeClient]) -> None:
@@ -87,11 +98,13 @@ def test_generation_moves_on_spec_changes_only(dev: tuple[DevCluster, KubeClient
 
 
 def test_apply_removes_fields_the_manager_stopped_setting(
-        dev: tuple[DevCluster, KubeClient]) -> None:
+    dev: tuple[DevCluster, KubeClient],
+) -> None:
     cluster, client = dev
     call(client.apply(deployment("ssa", a="1")))
-    cluster.patch("apps/v1/deployments", "default", "ssa",
-                  {"metadata": {"labels": {"other": "kept"}}})
+    cluster.patch(
+        "apps/v1/deployments", "default", "ssa", {"metadata": {"labels": {"other": "kept"}}}
+    )
     slim = deployment("ssa")
     del slim["spec"]["replicas"]
     live = call(client.apply(slim))
@@ -99,19 +112,28 @@ def test_apply_removes_fields_the_manager_stopped_setting(
     assert live["metadata"]["labels"] == {"other": "kept"}
 
 
-def test_status_subresource_separates_spec_and_status(
-        dev: tuple[DevCluster, KubeClient]) -> None:
+def test_status_subresource_separates_spec_and_status(dev: tuple[DevCluster, KubeClient]) -> None:
     cluster, client = dev
-    cluster.create({"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
-                    "metadata": {"name": "sub", "namespace": "default"},
-                    "spec": {"model": {"name": "m"}}, "status": {"ignored": True}})
+    cluster.create(
+        {
+            "apiVersion": "rerankers.io/v1alpha1",
+            "kind": "RerankerService",
+            "metadata": {"name": "sub", "namespace": "default"},
+            "spec": {"model": {"name": "m"}},
+            "status": {"ignored": True},
+        }
+    )
     cr = call(get(client, RERANKER_SERVICES, "default", "sub"))
     assert "status" not in cr  # status is not set through the main resource
     patched = call(client.patch_status(RERANKER_SERVICES, "default", "sub", {"replicas": 1}))
     assert patched["status"] == {"replicas": 1}
     assert patched["metadata"]["generation"] == 1
-    cluster.patch("rerankers.io/v1alpha1/rerankerservices", "default", "sub",
-                  {"spec": {"replicas": 4}, "status": {"replicas": 9}})
+    cluster.patch(
+        "rerankers.io/v1alpha1/rerankerservices",
+        "default",
+        "sub",
+        {"spec": {"replicas": 4}, "status": {"replicas": 9}},
+    )
     cr = call(get(client, RERANKER_SERVICES, "default", "sub"))
     assert cr["spec"]["replicas"] == 4 and cr["status"] == {"replicas": 1}
     assert cr["metadata"]["generation"] == 2
@@ -121,8 +143,11 @@ def test_lists_honour_label_selectors(dev: tuple[DevCluster, KubeClient]) -> Non
     _cluster, client = dev
     call(client.apply(deployment("sel-a", tier="web", app="x")))
     call(client.apply(deployment("sel-b", tier="db", app="x")))
-    names = lambda sel: sorted(o["metadata"]["name"] for o in call(
-        client.list(DEPLOYMENTS, "default", sel)) if o["metadata"]["name"].startswith("sel-"))
+    names = lambda sel: sorted(
+        o["metadata"]["name"]
+        for o in call(client.list(DEPLOYMENTS, "default", sel))
+        if o["metadata"]["name"].startswith("sel-")
+    )
     assert names("app=x") == ["sel-a", "sel-b"]
     assert names("app=x,tier=web") == ["sel-a"]
     assert names("tier in (db, cache)") == ["sel-b"]
@@ -133,10 +158,23 @@ def test_lists_honour_label_selectors(dev: tuple[DevCluster, KubeClient]) -> Non
 def test_garbage_collection_by_owner_references(dev: tuple[DevCluster, KubeClient]) -> None:
     _cluster, client = dev
     owner = call(client.apply(deployment("owner")))
-    child = {"apiVersion": "v1", "kind": "Service",
-             "metadata": {"name": "owned", "namespace": "default", "ownerReferences": [
-                 {"apiVersion": "apps/v1", "kind": "Deployment", "name": "owner",
-                  "uid": owner["metadata"]["uid"]}]}, "spec": {"ports": [{"port": 80}]}}
+    child = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "owned",
+            "namespace": "default",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": "owner",
+                    "uid": owner["metadata"]["uid"],
+                }
+            ],
+        },
+        "spec": {"ports": [{"port": 80}]},
+    }
     call(client.apply(child))
     assert call(get(client, SERVICES, "default", "owned")) is not None
     assert call(client.delete(DEPLOYMENTS, "default", "owner")) is True
@@ -147,8 +185,7 @@ def test_garbage_collection_by_owner_references(dev: tuple[DevCluster, KubeClien
     assert call(get(client, SERVICES, "default", "owned")) is None
 
 
-def test_unserved_apis_answer_404_and_discovery_says_so(
-        dev: tuple[DevCluster, KubeClient]) -> None:
+def test_unserved_apis_answer_404_and_discovery_says_so(dev: tuple[DevCluster, KubeClient]) -> None:
     _cluster, client = dev
     assert call(client.served("apps/v1", "deployments")) is True
     for plural in ("servicemonitors", "prometheusrules"):
@@ -205,10 +242,13 @@ def test_rollout_simulation_creates_pods_in_init(dev: tuple[DevCluster, KubeClie
 
 def test_patch_semantics() -> None:
     assert merge_patch({"a": {"b": 1, "c": 2}, "l": [1, 2]}, {"a": {"c": None}, "l": [3]}) == {
-        "a": {"b": 1}, "l": [3]}
+        "a": {"b": 1},
+        "l": [3],
+    }
     live = {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}
     assert strategic_merge_patch(live, {"containers": [{"name": "b", "image": "2"}]}) == {
-        "containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]}
+        "containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]
+    }
     schema = Schemas().of("v1", "NoSchema")
     owned = server_side_apply(None, {"s": {"x": 1, "y": 2}}, "m", schema)
     owned["s"]["z"] = 3  # another manager's field (not tracked here)
@@ -221,17 +261,36 @@ def test_patch_semantics() -> None:
 def test_failed_json_patch_test_is_a_422(dev: tuple[DevCluster, KubeClient]) -> None:
     _cluster, client = dev
     live = call(client.apply(deployment("jp")))
-    stale = [{"op": "test", "path": "/metadata/resourceVersion", "value": "0"},
-             {"op": "remove", "path": "/spec/replicas"}]
+    stale = [
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "0"},
+        {"op": "remove", "path": "/spec/replicas"},
+    ]
     with pytest.raises(KubeApiError) as err:
-        call(client.request("PATCH", DEPLOYMENTS.path("default", "jp"), body=stale,
-                            content_type="application/json-patch+json"))
+        call(
+            client.request(
+                "PATCH",
+                DEPLOYMENTS.path("default", "jp"),
+                body=stale,
+                content_type="application/json-patch+json",
+            )
+        )
     assert err.value.status == 422
-    fresh = [{"op": "test", "path": "/metadata/resourceVersion",
-              "value": live["metadata"]["resourceVersion"]},
-             {"op": "remove", "path": "/spec/replicas"}]
-    patched = call(client.request("PATCH", DEPLOYMENTS.path("default", "jp"), body=fresh,
-                                  content_type="application/json-patch+json"))
+    fresh = [
+        {
+            "op": "test",
+            "path": "/metadata/resourceVersion",
+            "value": live["metadata"]["resourceVersion"],
+        },
+        {"op": "remove", "path": "/spec/replicas"},
+    ]
+    patched = call(
+        client.request(
+            "PATCH",
+            DEPLOYMENTS.path("default", "jp"),
+            body=fresh,
+            content_type="application/json-patch+json",
+        )
+    )
     assert "replicas" not in patched["spec"]
 
 
@@ -243,11 +302,13 @@ def _managed(obj: dict, manager: str, operation: str = "Apply") -> dict | None:
 
 
 def test_apply_records_managed_fields_as_the_api_server_does(
-        dev: tuple[DevCluster, KubeClient]) -> None:
+    dev: tuple[DevCluster, KubeClient],
+) -> None:
     _cluster, client = dev
     manifest = deployment("mf", app="x")
     manifest["spec"]["template"]["spec"]["containers"][0]["ports"] = [
-        {"containerPort": 8080, "protocol": "TCP"}]
+        {"containerPort": 8080, "protocol": "TCP"}
+    ]
     manifest["spec"]["template"]["spec"]["containers"][0]["args"] = ["--a"]
     live = call(client.apply(manifest))
     entry = _managed(live, "reranker-operator")
@@ -257,25 +318,60 @@ def test_apply_records_managed_fields_as_the_api_server_does(
     # "." for an item that has fields too; atomic lists (args) as one leaf.
     assert entry["fieldsV1"] == {
         "f:metadata": {"f:labels": {"f:app": {}}},
-        "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
-            'k:{"name":"a"}': {".": {}, "f:args": {}, "f:image": {}, "f:name": {},
-                               "f:ports": {'k:{"containerPort":8080,"protocol":"TCP"}': {
-                                   ".": {}, "f:containerPort": {}, "f:protocol": {}}}},
-            'k:{"name":"b"}': {".": {}, "f:image": {}, "f:name": {}}}}}},
+        "f:spec": {
+            "f:replicas": {},
+            "f:template": {
+                "f:spec": {
+                    "f:containers": {
+                        'k:{"name":"a"}': {
+                            ".": {},
+                            "f:args": {},
+                            "f:image": {},
+                            "f:name": {},
+                            "f:ports": {
+                                'k:{"containerPort":8080,"protocol":"TCP"}': {
+                                    ".": {},
+                                    "f:containerPort": {},
+                                    "f:protocol": {},
+                                }
+                            },
+                        },
+                        'k:{"name":"b"}': {".": {}, "f:image": {}, "f:name": {}},
+                    }
+                }
+            },
+        },
     }
 
 
 def test_apply_merges_keyed_lists_and_keeps_what_others_own(
-        dev: tuple[DevCluster, KubeClient]) -> None:
+    dev: tuple[DevCluster, KubeClient],
+) -> None:
     cluster, client = dev
     call(client.apply(deployment("merge")))
-    cluster.patch("apps/v1/deployments", "default", "merge", {"spec": {"template": {"spec": {
-        "containers": [{"name": "sidecar", "image": "s:1"},
-                       {"name": "a", "env": [{"name": "X", "value": "1"}]}]}}}},
-        manager="webhook", strategic=True)
+    cluster.patch(
+        "apps/v1/deployments",
+        "default",
+        "merge",
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "sidecar", "image": "s:1"},
+                            {"name": "a", "env": [{"name": "X", "value": "1"}]},
+                        ]
+                    }
+                }
+            }
+        },
+        manager="webhook",
+        strategic=True,
+    )
     live = cluster.get("apps/v1/deployments", "default", "merge")
     assert _managed(live, "webhook", "Update")["fieldsV1"]["f:spec"]["f:template"]["f:spec"][
-        "f:containers"]['k:{"name":"sidecar"}'] == {".": {}, "f:image": {}, "f:name": {}}
+        "f:containers"
+    ]['k:{"name":"sidecar"}'] == {".": {}, "f:image": {}, "f:name": {}}
     changed = deployment("merge")
     changed["spec"]["template"]["spec"]["containers"] = [{"name": "a", "image": "a:2"}]
     after = call(client.apply(changed))["spec"]["template"]["spec"]["containers"]
@@ -288,20 +384,25 @@ def test_apply_merges_keyed_lists_and_keeps_what_others_own(
 def test_an_update_takes_over_the_fields_it_changes(dev: tuple[DevCluster, KubeClient]) -> None:
     cluster, client = dev
     call(client.apply(deployment("own", team="a")))
-    cluster.patch("apps/v1/deployments", "default", "own", {"spec": {"replicas": 5}},
-                  manager="kubectl-scale")
+    cluster.patch(
+        "apps/v1/deployments", "default", "own", {"spec": {"replicas": 5}}, manager="kubectl-scale"
+    )
     live = cluster.get("apps/v1/deployments", "default", "own")
     assert "f:replicas" not in _managed(live, "reranker-operator")["fieldsV1"]["f:spec"]
-    assert _managed(live, "kubectl-scale", "Update")["fieldsV1"] == {"f:spec": {
-        "f:replicas": {}}}
+    assert _managed(live, "kubectl-scale", "Update")["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
     # Applying without replicas no longer removes it: another manager owns it now.
     slim = deployment("own", team="a")
     del slim["spec"]["replicas"]
     assert call(client.apply(slim))["spec"]["replicas"] == 5
     # A rewrite by the server itself (manager None) moves no field.
     before = cluster.get("apps/v1/deployments", "default", "own")["metadata"]["managedFields"]
-    cluster.patch("apps/v1/deployments", "default", "own",
-                  {"metadata": {"labels": {"team": "a"}}}, manager=None)
+    cluster.patch(
+        "apps/v1/deployments",
+        "default",
+        "own",
+        {"metadata": {"labels": {"team": "a"}}},
+        manager=None,
+    )
     after = cluster.get("apps/v1/deployments", "default", "own")["metadata"]["managedFields"]
     assert after == before
 
@@ -309,19 +410,27 @@ def test_an_update_takes_over_the_fields_it_changes(dev: tuple[DevCluster, KubeC
 def test_merge_schema_comes_from_the_kubernetes_openapi() -> None:
     schemas = Schemas()
     pod = schemas.of("apps/v1", "Deployment").child("spec").child("template").child("spec")
-    assert (pod.child("containers").list_type.kind,
-            pod.child("containers").list_type.keys) == ("map", ("name",))
+    assert (pod.child("containers").list_type.kind, pod.child("containers").list_type.keys) == (
+        "map",
+        ("name",),
+    )
     ports = schemas.of("v1", "Service").child("spec").child("ports").list_type
     assert (ports.kind, ports.keys) == ("map", ("port", "protocol"))
     assert pod.child("tolerations").list_type.kind == "atomic"
     assert pod.child("nodeSelector").atomic_map
     assert schemas.of("v1", "Pod").child("metadata").child("finalizers").list_type.kind == "set"
-    assert schemas.of("monitoring.coreos.com/v1", "ServiceMonitor").child("spec").child(
-        "endpoints").list_type.kind == "atomic"  # no schema: lists are atomic
+    assert (
+        schemas.of("monitoring.coreos.com/v1", "ServiceMonitor")
+        .child("spec")
+        .child("endpoints")
+        .list_type.kind
+        == "atomic"
+    )  # no schema: lists are atomic
 
 
 def test_an_outage_refuses_every_request_and_ends_open_watches(
-        dev: tuple[DevCluster, KubeClient]) -> None:
+    dev: tuple[DevCluster, KubeClient],
+) -> None:
     cluster, client = dev
     call(client.apply(deployment("outage")))
 
@@ -336,8 +445,11 @@ def test_an_outage_refuses_every_request_and_ends_open_watches(
                 with pytest.raises(KubeApiError) as err:
                     await client.list(DEPLOYMENTS, "default")
                 assert err.value.status == 503
-        assert [o for o in await client.list(DEPLOYMENTS, "default")
-                if o["metadata"]["name"] == "outage"]
+        assert [
+            o
+            for o in await client.list(DEPLOYMENTS, "default")
+            if o["metadata"]["name"] == "outage"
+        ]
 
     call(scenario())
 
@@ -349,15 +461,16 @@ def _until(probe: Any, timeout: float = 10.0) -> Any:
     return probe()
 
 
-def test_auto_rollout_acts_as_the_deployment_controller(
-        dev: tuple[DevCluster, KubeClient]) -> None:
+def test_auto_rollout_acts_as_the_deployment_controller(dev: tuple[DevCluster, KubeClient]) -> None:
     cluster, client = dev
 
     def rolled(generation: int, ready: int) -> bool:
         live = cluster.get("apps/v1/deployments", "default", "auto") or {}
         status = live.get("status") or {}
         return (status.get("observedGeneration"), status.get("readyReplicas")) == (
-            generation, ready)
+            generation,
+            ready,
+        )
 
     cluster.auto_rollout("ready")
     try:

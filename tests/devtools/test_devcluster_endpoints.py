@@ -10,13 +10,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
 from reranker_devtools.devcluster import PODS, DevCluster
 from reranker_devtools.devcluster.endpoints import ENDPOINT_SLICES, SERVICE_NAME_LABEL
 
 NS = "ml"
-SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-           "spec": {"selector": {"app": "web"},
-                    "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "web"},
+    "spec": {
+        "selector": {"app": "web"},
+        "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+    },
+}
 
 
 @pytest.fixture
@@ -25,14 +32,31 @@ def dev() -> Iterator[DevCluster]:
         yield cluster
 
 
-def add_pod(cluster: DevCluster, name: str, ip: str | None, ready: bool,
-            labels: dict[str, str] | None = None, port: int = 8080) -> None:
-    cluster.create({"apiVersion": "v1", "kind": "Pod",
-                    "metadata": {"name": name, "labels": labels or {"app": "web"}},
-                    "spec": {"containers": [{"name": "c", "image": "i", "ports": [
-                        {"name": "http", "containerPort": port}]}]}}, NS)
-    status: dict[str, Any] = {"phase": "Running", "conditions": [
-        {"type": "Ready", "status": "True" if ready else "False"}]}
+def add_pod(
+    cluster: DevCluster,
+    name: str,
+    ip: str | None,
+    ready: bool,
+    labels: dict[str, str] | None = None,
+    port: int = 8080,
+) -> None:
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": labels or {"app": "web"}},
+            "spec": {
+                "containers": [
+                    {"name": "c", "image": "i", "ports": [{"name": "http", "containerPort": port}]}
+                ]
+            },
+        },
+        NS,
+    )
+    status: dict[str, Any] = {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
     if ip:
         status["podIP"] = ip
     cluster.patch(PODS, NS, name, {"status": status}, "status", manager="kubelet")
@@ -80,8 +104,11 @@ def test_deleted_pod_turns_terminating_then_leaves_after_the_lag(dev: DevCluster
     assert endpoints(dev)["a"]["conditions"]["ready"] is True  # the lag
     wait_until(lambda: endpoints(dev)["a"]["conditions"]["terminating"], "a is terminating")
     assert time.monotonic() - started >= 0.5
-    assert endpoints(dev)["a"]["conditions"] == {"ready": False, "serving": True,
-                                                 "terminating": True}
+    assert endpoints(dev)["a"]["conditions"] == {
+        "ready": False,
+        "serving": True,
+        "terminating": True,
+    }
     dev.delete(PODS, NS, "a")  # the kubelet is done
     assert dev.get(PODS, NS, "a") is None and "a" in endpoints(dev)
     wait_until(lambda: "a" not in endpoints(dev), "a leaves the slice")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from reranker_operator.render.manifests import render_children
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,8 +20,11 @@ def _snippets() -> list[tuple[str, dict]]:
     for page in PAGES:
         for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", page.read_text(), re.S)):
             for doc in yaml.safe_load_all(block):
-                if isinstance(doc, dict) and "spec" in doc and doc.get(
-                        "kind", "RerankerService") == "RerankerService":  # fmt: skip
+                if (
+                    isinstance(doc, dict)
+                    and "spec" in doc
+                    and doc.get("kind", "RerankerService") == "RerankerService"
+                ):
                     out.append((f"{page.name}#{i}", doc))
     return out
 
@@ -36,6 +40,10 @@ def test_the_pages_have_snippets() -> None:
 def test_a_snippet_is_a_spec_the_operator_renders(name: str, doc: dict) -> None:
     spec = dict(doc["spec"])
     spec.setdefault("model", {"name": "Qwen/Qwen3-Reranker-0.6B"})
-    cr = {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
-          "metadata": {"name": "snippet", "namespace": "default"}, "spec": spec}  # fmt: skip
+    cr = {
+        "apiVersion": "rerankers.io/v1alpha1",
+        "kind": "RerankerService",
+        "metadata": {"name": "snippet", "namespace": "default"},
+        "spec": spec,
+    }
     assert render_children(cr)

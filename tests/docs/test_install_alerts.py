@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from reranker_operator.render.manifests import render_children
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reranker_operator.api.crd import openapi_schema
 from reranker_devtools.docgen import generate
+from reranker_operator.api.crd import openapi_schema
 
 
 def test_every_generated_file_equals_its_source() -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
+
 from reranker_operator.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "vllm"))
 
 @pytest.fixture(scope="session")
 def infinity_cross_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from reranker_devtools.tiny_models import build_cross_encoder
     from vllm_helpers import CROSS_SHAPE
+
+    from reranker_devtools.tiny_models import build_cross_encoder
 
     return build_cross_encoder(tmp_path_factory.mktemp("infinity-cross"), seed=5, **CROSS_SHAPE)

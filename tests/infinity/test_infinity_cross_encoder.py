@@ -7,21 +7,28 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from vllm_helpers import DOCUMENTS, QUERY, our_scores, our_server, rerank
+
 from reranker_devtools import infinity, peers
 from tolerance import assert_scores_close
-from vllm_helpers import DOCUMENTS, QUERY, our_scores, our_server, rerank
 
 
 def test_infinity_scores_as_our_server(infinity_cross_path: Path, tmp_path: Path) -> None:
     port = peers.free_port()
     try:
-        with infinity.start(infinity_cross_path, port=port, log_path=tmp_path / "infinity.log",
-                            dtype="float32", timeout_s=300) as server:  # fmt: skip
+        with infinity.start(
+            infinity_cross_path,
+            port=port,
+            log_path=tmp_path / "infinity.log",
+            dtype="float32",
+            timeout_s=300,
+        ) as server:
             print(f"Infinity started in {server.started_in_s:.0f}s")
             theirs = rerank(server.base_url, infinity_cross_path.name, QUERY, DOCUMENTS)
             # several requests at once go through its dynamic batcher: the same scores
-            reversed_docs = rerank(server.base_url, infinity_cross_path.name, QUERY,
-                                   DOCUMENTS[::-1])  # fmt: skip
+            reversed_docs = rerank(
+                server.base_url, infinity_cross_path.name, QUERY, DOCUMENTS[::-1]
+            )
     except peers.PeerUnavailable as exc:
         pytest.skip(f"Infinity cannot run here: {exc}")
     with our_server(infinity_cross_path, max_sequence_length=512) as client:

@@ -26,25 +26,34 @@ from typing import Any
 
 import httpx
 import pytest
+
 from reranker_contract import ADAPTER_RULES, Env
 from reranker_devtools import prometheus as prom
 from reranker_operator import cli
-from reranker_operator.render.monitoring import KUBE_STATE_METRICS, dashboard
 from reranker_operator.render.manifests import render_children
+from reranker_operator.render.monitoring import KUBE_STATE_METRICS, dashboard
 
 NS, NAME = "ml", "live"
 PODS = ("live-7c9d5b6f4-a1b2c", "live-7c9d5b6f4-d3e4f")
 SPEC: dict[str, Any] = {
     "model": {"name": "Qwen/Qwen3-Reranker-0.6B", "family": "qwen3-causal"},
     "replicas": 2,
-    "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 4,
-                    "requestsPerSecond": "20", "p95LatencySeconds": "1",
-                    "queuedPairsPerPod": 16, "queuedTokensPerPod": "2k"},
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 2,
+        "maxReplicas": 4,
+        "requestsPerSecond": "20",
+        "p95LatencySeconds": "1",
+        "queuedPairsPerPod": 16,
+        "queuedTokensPerPod": "2k",
+    },
     "server": {"maxConcurrentRequests": 2, "maxClientBatchSize": 64, "maxBatchSize": 8},
-    "metrics": {"serviceMonitor": {"enabled": True, "interval": "1s", "scrapeTimeout": "1s"},
-                "prometheusRule": {"enabled": True, "queueRejectionsPerSecond": 0.01},
-                "dashboard": {"enabled": True}},
-}  # fmt: skip
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "interval": "1s", "scrapeTimeout": "1s"},
+        "prometheusRule": {"enabled": True, "queueRejectionsPerSecond": 0.01},
+        "dashboard": {"enabled": True},
+    },
+}
 GPU_SERIES = {"gpu_memory_usage_bytes", "gpu_memory_reserved_bytes", "gpu_memory_total_bytes"}
 pytestmark = pytest.mark.skipif(
     not all(map(__import__("shutil").which, ("prometheus", "promtool"))),
@@ -71,8 +80,12 @@ def _metric_names(expr: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]:
-    cr = {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
-          "metadata": {"name": NAME, "namespace": NS, "uid": "u-1"}, "spec": SPEC}  # fmt: skip
+    cr = {
+        "apiVersion": "rerankers.io/v1alpha1",
+        "kind": "RerankerService",
+        "metadata": {"name": NAME, "namespace": NS, "uid": "u-1"},
+        "spec": SPEC,
+    }
     kids = {c["kind"]: c for c in render_children(cr)}
     container = kids["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
@@ -80,13 +93,25 @@ def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]
     ports = [_free_port() for _ in PODS]
     procs = []
     for pod, port in zip(PODS, ports):  # the rendered env, with this machine's paths and ports
-        run_env = {"PATH": os.environ["PATH"], **env,
-                   str(Env.MODEL_NAME): str(tiny_qwen3_path), str(Env.DEVICE): "cpu",
-                   str(Env.PORT): str(port), str(Env.HOST): "127.0.0.1",
-                   str(Env.HF_HOME): str(work), str(Env.CACHE_DIR): str(work)}  # fmt: skip
+        run_env = {
+            "PATH": os.environ["PATH"],
+            **env,
+            str(Env.MODEL_NAME): str(tiny_qwen3_path),
+            str(Env.DEVICE): "cpu",
+            str(Env.PORT): str(port),
+            str(Env.HOST): "127.0.0.1",
+            str(Env.HF_HOME): str(work),
+            str(Env.CACHE_DIR): str(work),
+        }
         log = (work / f"{pod}.log").open("w")
-        procs.append(subprocess.Popen([str(Path(sys.executable).with_name("reranker-server"))],
-                                      env=run_env, stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [str(Path(sys.executable).with_name("reranker-server"))],
+                env=run_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
     try:
         for port, proc in zip(ports, procs):
             for _ in range(600):
@@ -98,10 +123,18 @@ def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]
                     pass
                 time.sleep(0.2)
         named = {p["name"]: p["containerPort"] for p in container["ports"]}
-        job = prom.scrape_job(kids["ServiceMonitor"], kids["Service"], named,
-                              [prom.Target(pod, f"127.0.0.1:{port}") for pod, port in zip(PODS, ports)])  # fmt: skip
-        with prom.start([job], [prom.rule_file(kids["PrometheusRule"])], port=_free_port(),
-                        workdir=work / "prometheus") as server:  # fmt: skip
+        job = prom.scrape_job(
+            kids["ServiceMonitor"],
+            kids["Service"],
+            named,
+            [prom.Target(pod, f"127.0.0.1:{port}") for pod, port in zip(PODS, ports)],
+        )
+        with prom.start(
+            [job],
+            [prom.rule_file(kids["PrometheusRule"])],
+            port=_free_port(),
+            workdir=work / "prometheus",
+        ) as server:
             urls = [f"http://127.0.0.1:{p}" for p in ports]
             _until_scraped(server, 2)  # the counters' values before the load are in Prometheus
             for url in urls:  # normal load on both pods
@@ -151,7 +184,9 @@ def _wait_for(server, expr: str, timeout: float = 30.0) -> list[dict]:
 def test_both_pods_are_scraped_with_the_operators_labels(cluster) -> None:
     targets = cluster["prometheus"].targets_up()
     assert len(targets) == 2, targets
-    assert all(t["health"] == "up" for t in targets), [(t["health"], t["lastError"]) for t in targets]
+    assert all(t["health"] == "up" for t in targets), [
+        (t["health"], t["lastError"]) for t in targets
+    ]
     series = cluster["prometheus"].query(f'up{{namespace="{NS}",job="{NAME}"}}')
     assert {s["metric"]["pod"] for s in series} == set(PODS)
 
@@ -185,8 +220,11 @@ def _expand(rule, pods: tuple[str, ...]) -> str:
     """The metricsQuery as Prometheus Adapter expands it for `kubectl get --raw
     /apis/custom.metrics.k8s.io/v1beta1/namespaces/NS/pods/*/METRIC`."""
     matchers = f'namespace="{NS}",pod=~"{"|".join(pods)}"'
-    return (rule.metrics_query.replace("<<.Series>>", rule.series)
-            .replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", "pod"))  # fmt: skip
+    return (
+        rule.metrics_query.replace("<<.Series>>", rule.series)
+        .replace("<<.LabelMatchers>>", matchers)
+        .replace("<<.GroupBy>>", "pod")
+    )
 
 
 def test_adapter_rules_serve_one_value_per_pod_under_the_hpas_names(cluster) -> None:
@@ -224,8 +262,22 @@ def test_diagnose_reads_prometheus_and_finds_the_overload(cluster) -> None:
     import json
 
     out = io.StringIO()
-    status = cli.main(["diagnose", NAME, "-n", NS, "--prometheus", cluster["prometheus"].base_url,
-                       "--window", "1m", "--family", "qwen3-causal", "--json"], stdout=out)  # fmt: skip
+    status = cli.main(
+        [
+            "diagnose",
+            NAME,
+            "-n",
+            NS,
+            "--prometheus",
+            cluster["prometheus"].base_url,
+            "--window",
+            "1m",
+            "--family",
+            "qwen3-causal",
+            "--json",
+        ],
+        stdout=out,
+    )
     assert status == 0
     result = json.loads(out.getvalue())
     sig = result["signals"]
@@ -238,13 +290,19 @@ def test_keda_triggers_return_a_value_from_the_same_series(cluster) -> None:
     server = cluster["prometheus"]
     spec = copy.deepcopy(SPEC)
     spec["autoscaling"]["keda"] = {"enabled": True, "prometheusAddress": server.base_url}
-    cr = {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
-          "metadata": {"name": NAME, "namespace": NS, "uid": "u-1"}, "spec": spec}  # fmt: skip
+    cr = {
+        "apiVersion": "rerankers.io/v1alpha1",
+        "kind": "RerankerService",
+        "metadata": {"name": NAME, "namespace": NS, "uid": "u-1"},
+        "spec": spec,
+    }
     kids = {c["kind"]: c for c in render_children(cr)}
     assert "HorizontalPodAutoscaler" not in kids
     triggers = [t for t in kids["ScaledObject"]["spec"]["triggers"] if t["type"] == "prometheus"]
-    assert {t["name"] for t in triggers} >= {"reranker-queued-pairs-per-pod",
-                                             "reranker-queued-tokens-per-pod"}
+    assert {t["name"] for t in triggers} >= {
+        "reranker-queued-pairs-per-pod",
+        "reranker-queued-tokens-per-pod",
+    }
     for trigger in triggers:
         assert trigger["metadata"]["serverAddress"] == server.base_url
         values = _wait_for(server, trigger["metadata"]["query"])
@@ -256,8 +314,10 @@ def test_keda_triggers_return_a_value_from_the_same_series(cluster) -> None:
 def test_the_queued_pairs_gauge_rose_under_the_burst_and_is_back_at_zero(cluster) -> None:
     server = cluster["prometheus"]
     depth = f'reranker_queue_depth{{namespace="{NS}",job="{NAME}"}}'
-    peaks = {s["metric"]["pod"]: float(s["value"][1])
-             for s in server.query(f"max_over_time({depth}[10m])")}
+    peaks = {
+        s["metric"]["pod"]: float(s["value"][1])
+        for s in server.query(f"max_over_time({depth}[10m])")
+    }
     assert peaks.get(PODS[0], 0) > 0, peaks  # the overloaded pod queued pairs
     deadline = time.monotonic() + 30
     while True:  # the burst is over: every pod's queue drains to zero

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from kopf.testing import KopfRunner
+
 from reranker_devtools.devcluster import DevCluster
 from reranker_operator.controller.handlers import Controller, OperatorConfig
 from reranker_operator.controller.runner import build
@@ -23,8 +24,12 @@ def cluster_options(request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.fixture
-def cluster(cluster_options: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-            request: pytest.FixtureRequest) -> Iterator[DevCluster]:
+def cluster(
+    cluster_options: dict,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Iterator[DevCluster]:
     """A running emulator; KUBECONFIG points at it (for kopf, our client and kubectl)."""
     with DevCluster(**cluster_options) as dev:
         kubeconfig = dev.write_kubeconfig(tmp_path / "kubeconfig")
@@ -43,8 +48,12 @@ def operator_args(request: pytest.FixtureRequest) -> list[str]:
 @pytest.fixture
 def operator(cluster: DevCluster, operator_args: list[str]) -> Iterator[Controller]:
     """The operator, with a short resync interval, running in a thread; always stopped."""
-    config = OperatorConfig(resync_seconds=RESYNC_SECONDS, discovery_ttl_seconds=0.2,
-                            retry_seconds=0.5, kubeconfig=str(cluster.kubeconfig))
+    config = OperatorConfig(
+        resync_seconds=RESYNC_SECONDS,
+        discovery_ttl_seconds=0.2,
+        retry_seconds=0.5,
+        kubeconfig=str(cluster.kubeconfig),
+    )
     registry, settings, controller = build(config)
     settings.watching.reconnect_backoff = 0.2
     args = ["run", "--standalone", "-n", "default", *operator_args]
@@ -66,8 +75,13 @@ def dump_if_failed(request: pytest.FixtureRequest, cluster: DevCluster) -> None:
     report = getattr(request.node, "report_call", None)
     if not target or report is None or not report.failed:
         return
-    objects = {f"{k[0].plural}/{k[1]}/{k[2]}": (None if v.deleted else v.raw)
-               for k, v in cluster.emulator.objects.items()}
+    objects = {
+        f"{k[0].plural}/{k[1]}/{k[2]}": (None if v.deleted else v.raw)
+        for k, v in cluster.emulator.objects.items()
+    }
     path = Path(target) / f"{request.node.name}.json"
-    path.write_text(json.dumps({"objects": objects, "calls": [str(c) for c in cluster.calls]},
-                               indent=1, default=str))
+    path.write_text(
+        json.dumps(
+            {"objects": objects, "calls": [str(c) for c in cluster.calls]}, indent=1, default=str
+        )
+    )

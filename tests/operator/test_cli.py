@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from render_helpers import EXAMPLES, REPO
-from reranker_operator.cli import _parser, main
 from reranker_operator.api.crd import load_crd
+from reranker_operator.cli import _parser, main
 from reranker_operator.render.manifests import render_children
 
 
@@ -23,9 +24,14 @@ def run_cli(argv: list[str], stdin: str = "") -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["qwen3-reranker-0.6b.yaml", "qwen3-reranker-8b.yaml", "bge-reranker-cpu.yaml",
-             "ingress-with-api-key.yaml"],
-)  # fmt: skip
+    "name",
+    [
+        "qwen3-reranker-0.6b.yaml",
+        "qwen3-reranker-8b.yaml",
+        "bge-reranker-cpu.yaml",
+        "ingress-with-api-key.yaml",
+    ],
+)
 def test_render_yaml_stream_equals_render_children(name: str) -> None:
     path = EXAMPLES / name
     code, text = run_cli(["render", "-f", str(path)])
@@ -43,8 +49,14 @@ def test_render_json_list() -> None:
     assert doc["kind"] == "List" and doc["apiVersion"] == "v1"
     assert doc["items"] == render_children(yaml.safe_load(path.read_text()))
     kinds = [i["kind"] for i in doc["items"]]
-    assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy",
-                     "PodDisruptionBudget"]  # fmt: skip  (the cache: a claim per pod)
+    # no PersistentVolumeClaim: the example's cache is a claim per pod
+    assert kinds == [
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+    ]
 
 
 def test_render_stdin_skips_other_kinds() -> None:
@@ -52,23 +64,32 @@ def test_render_stdin_skips_other_kinds() -> None:
     cr = (EXAMPLES / "bge-reranker-cpu.yaml").read_text()
     code, text = run_cli(["render", "-f", "-"], stdin=secret + "\n---\n" + cr)
     assert code == 0
-    assert [d["kind"] for d in yaml.safe_load_all(text)] == ["Deployment", "Service",
-                                                             "NetworkPolicy"]  # fmt: skip
+    assert [d["kind"] for d in yaml.safe_load_all(text)] == [
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+    ]
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (("apiVersion: rerankers.io/v1alpha1\nkind: RerankerService\nmetadata: {name: x}\n"
-          "spec: {model: {name: m}, autoscaling: {minReplicas: 5, maxReplicas: 2}}\n"),
-         "spec.autoscaling.maxReplicas"),
+        (
+            (
+                "apiVersion: rerankers.io/v1alpha1\nkind: RerankerService\nmetadata: {name: x}\n"
+                "spec: {model: {name: m}, autoscaling: {minReplicas: 5, maxReplicas: 2}}\n"
+            ),
+            "spec.autoscaling.maxReplicas",
+        ),
         ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "no RerankerService"),
-        ("apiVersion: rerankers.io/v2\nkind: RerankerService\nmetadata: {name: x}\nspec: {}\n",
-         "apiVersion must be rerankers.io/v1alpha1"),
+        (
+            "apiVersion: rerankers.io/v2\nkind: RerankerService\nmetadata: {name: x}\nspec: {}\n",
+            "apiVersion must be rerankers.io/v1alpha1",
+        ),
         ("spec: [unclosed\n", "not valid YAML"),
         ("- a\n- b\n", "must be a mapping"),
     ],
-)  # fmt: skip
+)
 def test_render_errors_exit_1(tmp_path: Path, capsys, content: str, message: str) -> None:
     path = tmp_path / "cr.yaml"
     path.write_text(content)
@@ -90,10 +111,28 @@ def test_crd_command_prints_the_crd() -> None:
 
 
 def test_run_flags() -> None:
-    args = _parser().parse_args(["run", "-n", "a", "--namespace", "b", "--liveness",
-                                 "http://0.0.0.0:8080/healthz", "--peering", "p", "-v"])  # fmt: skip
-    assert (args.namespaces, args.all_namespaces, args.liveness, args.standalone, args.peering,
-            args.verbose) == (["a", "b"], False, "http://0.0.0.0:8080/healthz", False, "p", True)  # fmt: skip
+    args = _parser().parse_args(
+        [
+            "run",
+            "-n",
+            "a",
+            "--namespace",
+            "b",
+            "--liveness",
+            "http://0.0.0.0:8080/healthz",
+            "--peering",
+            "p",
+            "-v",
+        ]
+    )
+    assert (
+        args.namespaces,
+        args.all_namespaces,
+        args.liveness,
+        args.standalone,
+        args.peering,
+        args.verbose,
+    ) == (["a", "b"], False, "http://0.0.0.0:8080/healthz", False, "p", True)
     assert _parser().parse_args(["run", "--all-namespaces"]).all_namespaces
     with pytest.raises(SystemExit):
         _parser().parse_args(["run", "-n", "a", "--all-namespaces"])
@@ -114,6 +153,7 @@ def test_console_script_renders_example() -> None:
     if not script.exists():
         pytest.skip("console script not installed")
     path = EXAMPLES / "bge-reranker-cpu.yaml"
-    out = subprocess.run([str(script), "render", "-f", str(path)], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [str(script), "render", "-f", str(path)], capture_output=True, text=True, check=True
+    )
     assert list(yaml.safe_load_all(out.stdout)) == render_children(yaml.safe_load(path.read_text()))

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+
 from server_helpers import running_client, serving, settings_for
 from tolerance import fp32_cross_impl_tolerance
 
@@ -96,6 +97,7 @@ def bert_client(tiny_cross_encoder_path) -> Iterator[TestClient]:
 def uvicorn_url(tiny_qwen3_path) -> Iterator[str]:
     """The tiny Qwen3 reranker behind a real uvicorn server, API key 'secret-key'."""
     yield from serving(tiny_qwen3_path, api_key="secret-key")
+
 
 @pytest.fixture(scope="session")
 def qwen3_3l_path(tmp_path_factory: pytest.TempPathFactory) -> Path:

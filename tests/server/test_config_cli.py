@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from reranker_server.cli import build_parser, main
 from reranker_server.config import ConfigError, Settings, load_settings
 

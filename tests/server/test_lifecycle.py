@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
 from reranker_server.app import create_app, make_uvicorn_server, settings_loader
 from reranker_server.config import Settings
 
@@ -114,6 +115,7 @@ def test_warm_up_runs_before_ready(tiny_qwen3_path):
     """The server scores one request at the batch budget before it says ready (first forwards,
     the shortcuts' checks); WARMUP=false skips it."""
     from prometheus_client import REGISTRY
+
     from server_helpers import running_client, settings_for
 
     def scored() -> float:
@@ -142,8 +144,13 @@ def test_draining_serves_what_arrives_then_closes(tiny_cross_encoder_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = settings_for(tiny_cross_encoder_path, host="127.0.0.1", port=port,
-                            log_level="warning", drain_seconds=3600)
+    settings = settings_for(
+        tiny_cross_encoder_path,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        drain_seconds=3600,
+    )
     app = create_app(settings)
     server = make_uvicorn_server(app, settings)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -179,7 +186,8 @@ async def test_request_timeout_is_504(tiny_qwen3_path):
     settings = _settings(tiny_qwen3_path, request_timeout_seconds=1)
     async with _paused_engine(settings) as (state, client):
         late = await asyncio.wait_for(  # without the timeout it would wait forever
-            client.post("/v2/rerank", json={"query": "q", "documents": ["a"]}), 60)
+            client.post("/v2/rerank", json={"query": "q", "documents": ["a"]}), 60
+        )
         assert late.status_code == 504, late.text
         assert "REQUEST_TIMEOUT_SECONDS" in late.json()["error"]["message"]
         assert state.engine.inflight_requests == 0

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from reranker_contract import PORT_NAME, Env
 from reranker_devtools.devcluster import PODS, DevCluster
 from reranker_devtools.devcluster.endpoints import ENDPOINT_SLICES, SERVICE_NAME_LABEL
@@ -37,11 +38,17 @@ EXITED = (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut d
 
 def rendered(pre_stop_seconds: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """The Deployment and Service the operator renders, with the times scaled down."""
-    cr = {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
-          "metadata": {"name": "demo", "namespace": NAMESPACE},
-          "spec": {"model": {"name": "tiny", "dtype": "float32"}, "replicas": 4,
-                   "server": {"requestTimeoutSeconds": 5},
-                   "termination": {"preStopSeconds": pre_stop_seconds, "drainSeconds": 1}}}
+    cr = {
+        "apiVersion": "rerankers.io/v1alpha1",
+        "kind": "RerankerService",
+        "metadata": {"name": "demo", "namespace": NAMESPACE},
+        "spec": {
+            "model": {"name": "tiny", "dtype": "float32"},
+            "replicas": 4,
+            "server": {"requestTimeoutSeconds": 5},
+            "termination": {"preStopSeconds": pre_stop_seconds, "drainSeconds": 1},
+        },
+    }
     children = {c["kind"]: c for c in render_children(cr)}
     return children["Deployment"], children["Service"]
 
@@ -57,8 +64,9 @@ def pre_stop_seconds(deployment: dict[str, Any]) -> int:
 
 
 def container_env(deployment: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in pod_spec(deployment)["containers"][0]["env"]
-            if "value" in e}
+    return {
+        e["name"]: e["value"] for e in pod_spec(deployment)["containers"][0]["env"] if "value" in e
+    }
 
 
 def common_free_port() -> int:
@@ -94,15 +102,27 @@ def servers(tiny_cross_encoder_path: Path, tmp_path_factory) -> Iterator[tuple[i
     logs = tmp_path_factory.mktemp("termination-logs")
     started = []
     for address in ADDRESSES:
-        env = {"PATH": os.environ["PATH"], "HF_HUB_OFFLINE": "1",
-               **{k: env_good[k] for k in keys},
-               Env.MODEL_NAME: str(tiny_cross_encoder_path), Env.DTYPE: "float32",
-               Env.DEVICE: "cpu", Env.HOST: address, Env.PORT: str(port),
-               Env.LOG_LEVEL: "warning", Env.WARMUP: "false", Env.TORCH_THREADS: "1",
-               Env.MODEL_WORKERS: "1"}
+        env = {
+            "PATH": os.environ["PATH"],
+            "HF_HUB_OFFLINE": "1",
+            **{k: env_good[k] for k in keys},
+            Env.MODEL_NAME: str(tiny_cross_encoder_path),
+            Env.DTYPE: "float32",
+            Env.DEVICE: "cpu",
+            Env.HOST: address,
+            Env.PORT: str(port),
+            Env.LOG_LEVEL: "warning",
+            Env.WARMUP: "false",
+            Env.TORCH_THREADS: "1",
+            Env.MODEL_WORKERS: "1",
+        }
         log = (logs / f"{address}.log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "reranker_server.cli"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reranker_server.cli"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         started.append(Server(address, proc))
     try:
         deadline = time.monotonic() + 180
@@ -139,8 +159,9 @@ class Router:
     turn: itertools.count = field(default_factory=itertools.count)
 
     def endpoints(self) -> list[tuple[str, int]]:
-        slices = self.cluster.list(ENDPOINT_SLICES, NAMESPACE,
-                                   f"{SERVICE_NAME_LABEL}={self.service}")
+        slices = self.cluster.list(
+            ENDPOINT_SLICES, NAMESPACE, f"{SERVICE_NAME_LABEL}={self.service}"
+        )
         ready, serving = [], []
         for s in slices:
             port = next(p["port"] for p in s["ports"] if p["name"] == PORT_NAME)
@@ -160,8 +181,12 @@ class Router:
         address, port = endpoints[next(self.turn) % len(endpoints)]
         try:
             conn = http.client.HTTPConnection(address, port, timeout=30)
-            conn.request("POST", "/v2/rerank", body=json.dumps(body),
-                         headers={"Content-Type": "application/json"})
+            conn.request(
+                "POST",
+                "/v2/rerank",
+                body=json.dumps(body),
+                headers={"Content-Type": "application/json"},
+            )
             answer = conn.getresponse()
             text = answer.read()
             conn.close()
@@ -183,8 +208,10 @@ class Load:
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self, threads: int = 4) -> list[threading.Thread]:
-        body = {"query": "what is a pod", "documents": ["a pod is a group of containers",
-                                                        "a node runs pods"]}
+        body = {
+            "query": "what is a pod",
+            "documents": ["a pod is a group of containers", "a node runs pods"],
+        }
 
         def worker() -> None:
             while not self.stop.is_set() and len(self.results) < self.limit:
@@ -210,8 +237,9 @@ class Termination:
     exited_at: float
 
 
-def terminate(cluster: DevCluster, deployment: dict[str, Any], pod: str,
-              server: Server) -> Termination:
+def terminate(
+    cluster: DevCluster, deployment: dict[str, Any], pod: str, server: Server
+) -> Termination:
     """The kubelet's sequence for a deleted pod, with the rendered hook and grace period."""
     grace = int(pod_spec(deployment)["terminationGracePeriodSeconds"])
     deleted_at = time.monotonic()
@@ -231,8 +259,9 @@ def terminate(cluster: DevCluster, deployment: dict[str, Any], pod: str,
     return Termination(server.proc.returncode, killed, deleted_at, sigterm_at, exited_at)
 
 
-def scale_down_under_load(servers: tuple[int, list[Server]],
-                          pre_stop: int) -> tuple[Load, Termination, Server, dict[str, Any]]:
+def scale_down_under_load(
+    servers: tuple[int, list[Server]], pre_stop: int
+) -> tuple[Load, Termination, Server, dict[str, Any]]:
     """Register every live server as a pod of the rendered Deployment behind the rendered
     Service, run the load, terminate the first pod, let the load run on, and stop."""
     port, procs = servers
@@ -248,14 +277,29 @@ def scale_down_under_load(servers: tuple[int, list[Server]],
             for p in spec["containers"][0]["ports"]:
                 if p["name"] == PORT_NAME:
                     p["containerPort"] = port
-            cluster.create({"apiVersion": "v1", "kind": "Pod",
-                            "metadata": {"name": f"demo-{i}",
-                                         "labels": template["metadata"]["labels"]},
-                            "spec": spec}, NAMESPACE)
-            cluster.patch(PODS, NAMESPACE, f"demo-{i}", {"status": {
-                "phase": "Running", "podIP": server.address,
-                "conditions": [{"type": "Ready", "status": "True"}]}}, "status",
-                manager="kubelet")
+            cluster.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": f"demo-{i}", "labels": template["metadata"]["labels"]},
+                    "spec": spec,
+                },
+                NAMESPACE,
+            )
+            cluster.patch(
+                PODS,
+                NAMESPACE,
+                f"demo-{i}",
+                {
+                    "status": {
+                        "phase": "Running",
+                        "podIP": server.address,
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                    }
+                },
+                "status",
+                manager="kubelet",
+            )
         router = Router(cluster, service["metadata"]["name"])
         deadline = time.monotonic() + 30
         while len(router.endpoints()) < len(live):
@@ -271,8 +315,10 @@ def scale_down_under_load(servers: tuple[int, list[Server]],
             w.join(60)
     assert max(t for t, _, _ in load.results) > ended.exited_at  # load over the whole sequence
     failed = sum(1 for r in load.results if r[2] is not None)
-    print(f"preStop {pre_stop} s: {len(load.results)} requests, {failed} failed; "
-          f"pod exit {ended.exit_code}, SIGKILL {ended.killed}")
+    print(
+        f"preStop {pre_stop} s: {len(load.results)} requests, {failed} failed; "
+        f"pod exit {ended.exit_code}, SIGKILL {ended.killed}"
+    )
     return load, ended, live[0], deployment
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from vllm_helpers import CROSS_SHAPE, QWEN3_SHAPE
 
 

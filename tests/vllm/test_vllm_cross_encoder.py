@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tolerance import assert_scores_close
 from vllm_helpers import (
     DOCUMENTS,
     LOCAL_MODEL,
@@ -19,12 +18,19 @@ from vllm_helpers import (
     resource,
 )
 
+from tolerance import assert_scores_close
+
 SPEC: dict[str, Any] = {
-    "model": {"name": LOCAL_MODEL, "dtype": "float32", "maxLength": 512,
-              "family": "cross-encoder", "servedName": "bge"},
+    "model": {
+        "name": LOCAL_MODEL,
+        "dtype": "float32",
+        "maxLength": 512,
+        "family": "cross-encoder",
+        "servedName": "bge",
+    },
     "engine": "vllm",
     "resources": {"gpus": 1},
-}  # fmt: skip
+}
 
 
 def test_a_cross_encoder_is_served_natively() -> None:

@@ -5,6 +5,7 @@ must not have drifted (elsewhere `generate --check` skips it, saying so)."""
 from __future__ import annotations
 
 import pytest
+
 from reranker_devtools import generate, vllm
 
 

@@ -21,7 +21,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tolerance import fp32_tolerance, max_abs_diff
 from vllm_helpers import (
     DOCUMENTS,
     LOCAL_MODEL,
@@ -33,15 +32,21 @@ from vllm_helpers import (
     resource,
 )
 
+from tolerance import fp32_tolerance, max_abs_diff
+
 SERVED = "qwen3-long"
 SPEC: dict[str, Any] = {
-    "model": {"name": LOCAL_MODEL, "servedName": SERVED, "family": "qwen3-causal",
-              "dtype": "float32"},
+    "model": {
+        "name": LOCAL_MODEL,
+        "servedName": SERVED,
+        "family": "qwen3-causal",
+        "dtype": "float32",
+    },
     "engine": "vllm",
     "resources": {"gpus": 1},
     # below the model's limit: vLLM must chunk a long prefill (Qwen3 pools the last token)
     "server": {"maxBatchTokens": 1024},
-}  # fmt: skip
+}
 # ~5,000 tokens of the tiny model's tokenizer: past its 4,096
 LONG = " ".join(f"passage{i % 50} talks about rerankers and retrieval" for i in range(900))
 BODY = {"model": SERVED, "query": QUERY, "documents": [DOCUMENTS[0], LONG]}
@@ -49,8 +54,9 @@ BODY = {"model": SERVED, "query": QUERY, "documents": [DOCUMENTS[0], LONG]}
 
 @pytest.fixture(scope="module")
 def vllm_url(vllm_qwen3_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with rendered_vllm(resource("ql", SPEC), vllm_qwen3_path,
-                       tmp_path_factory.mktemp("vllm-long")) as server:  # fmt: skip
+    with rendered_vllm(
+        resource("ql", SPEC), vllm_qwen3_path, tmp_path_factory.mktemp("vllm-long")
+    ) as server:
         yield server.base_url
 
 
@@ -60,8 +66,9 @@ def ours(vllm_qwen3_path: Path) -> list[float]:
     with our_server(vllm_qwen3_path) as client:
         answer = client.post("/v1/rerank", json={"query": QUERY, "documents": BODY["documents"]})
     assert answer.status_code == 200, answer.text
-    return [r["relevance_score"] for r in sorted(answer.json()["results"],
-                                                  key=lambda r: r["index"])]  # fmt: skip
+    return [
+        r["relevance_score"] for r in sorted(answer.json()["results"], key=lambda r: r["index"])
+    ]
 
 
 def _scores(url: str, **extra: Any) -> tuple[list[float], int]:
@@ -80,24 +87,35 @@ def test_no_max_length_leaves_vllm_the_models_limit(vllm_url: str, vllm_qwen3_pa
     assert model["max_model_len"] == own
 
 
-@pytest.mark.parametrize(("path", "body"), [
-    ("/v1/rerank", BODY), ("/v2/rerank", BODY), ("/rerank", BODY),
-    ("/score", {"model": SERVED, "text_1": QUERY, "text_2": [DOCUMENTS[0], LONG]}),
-], ids=lambda v: v if isinstance(v, str) else "")  # fmt: skip
-def test_a_long_document_fails_the_whole_request(vllm_url: str, path: str,
-                                                 body: dict[str, Any]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/rerank", BODY),
+        ("/v2/rerank", BODY),
+        ("/rerank", BODY),
+        ("/score", {"model": SERVED, "text_1": QUERY, "text_2": [DOCUMENTS[0], LONG]}),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_long_document_fails_the_whole_request(
+    vllm_url: str, path: str, body: dict[str, Any]
+) -> None:
     answer = httpx.post(f"{vllm_url}{path}", json=body, timeout=300)
     assert answer.status_code == 400, answer.text
     assert "maximum context length is 4096" in answer.text
 
 
-def test_max_tokens_per_doc_cuts_the_document_to_fit(vllm_url: str, vllm_qwen3_path: Path,
-                                                     ours: list[float]) -> None:  # fmt: skip
+def test_max_tokens_per_doc_cuts_the_document_to_fit(
+    vllm_url: str, vllm_qwen3_path: Path, ours: list[float]
+) -> None:
     from transformers import AutoTokenizer
 
     # the prompt around a document: a one-token document's pair, less that token
-    probe = httpx.post(f"{vllm_url}/v1/rerank", timeout=60,
-                       json={"model": SERVED, "query": QUERY, "documents": ["x"]})  # fmt: skip
+    probe = httpx.post(
+        f"{vllm_url}/v1/rerank",
+        timeout=60,
+        json={"model": SERVED, "query": QUERY, "documents": ["x"]},
+    )
     around = probe.json()["usage"]["prompt_tokens"] - 1
     budget = 4096 - around
     theirs, tokens = _scores(vllm_url, max_tokens_per_doc=budget)
@@ -107,8 +125,9 @@ def test_max_tokens_per_doc_cuts_the_document_to_fit(vllm_url: str, vllm_qwen3_p
     # of the bundled server's cut
     assert 4096 - 3 <= short_pair <= 4096, short_pair
     tokenizer = AutoTokenizer.from_pretrained(vllm_qwen3_path)
-    offsets = tokenizer(LONG, add_special_tokens=False,
-                        return_offsets_mapping=True)["offset_mapping"]  # fmt: skip
+    offsets = tokenizer(LONG, add_special_tokens=False, return_offsets_mapping=True)[
+        "offset_mapping"
+    ]
     cut = LONG[: min(offsets[budget - 1][1], offsets[budget][0])]
     with our_server(vllm_qwen3_path) as client:  # the cut document fits: scored whole
         expected = our_scores(client, QUERY, [DOCUMENTS[0], cut])
@@ -120,8 +139,11 @@ def test_max_tokens_per_doc_cuts_the_document_to_fit(vllm_url: str, vllm_qwen3_p
 
 def _first_pair_tokens(url: str) -> int:
     """The prompt tokens of BODY's first (short) document's pair."""
-    answer = httpx.post(f"{url}/v1/rerank", timeout=60,
-                        json={"model": SERVED, "query": QUERY, "documents": [DOCUMENTS[0]]})
+    answer = httpx.post(
+        f"{url}/v1/rerank",
+        timeout=60,
+        json={"model": SERVED, "query": QUERY, "documents": [DOCUMENTS[0]]},
+    )
     return answer.json()["usage"]["prompt_tokens"]
 
 

@@ -33,19 +33,26 @@ from tolerance import fp32_cross_impl_tolerance, fp32_tolerance, max_abs_diff
 HOSTILE = 'Judge "relevance" }} {{ 7*7 }} {% raw %} \\n </think> — ünïcode'
 SERVED = "qwen3-vllm"
 SPEC: dict[str, Any] = {
-    "model": {"name": LOCAL_MODEL, "servedName": SERVED, "family": "qwen3-causal",
-              "dtype": "float32", "maxLength": 1024, "instruction": HOSTILE},
+    "model": {
+        "name": LOCAL_MODEL,
+        "servedName": SERVED,
+        "family": "qwen3-causal",
+        "dtype": "float32",
+        "maxLength": 1024,
+        "instruction": HOSTILE,
+    },
     "engine": "vllm",
     "resources": {"gpus": 1},
     "vllm": {"maxNumSeqs": 64},
     "metrics": {"prometheusRule": {"enabled": True}, "dashboard": {"enabled": True}},
-}  # fmt: skip
+}
 
 
 @pytest.fixture(scope="module")
 def vllm_url(vllm_qwen3_path: Path, tmp_path_factory) -> Iterator[str]:
-    with rendered_vllm(resource("qv", SPEC), vllm_qwen3_path,
-                       tmp_path_factory.mktemp("vllm-qwen3-run")) as server:  # fmt: skip
+    with rendered_vllm(
+        resource("qv", SPEC), vllm_qwen3_path, tmp_path_factory.mktemp("vllm-qwen3-run")
+    ) as server:
         yield server.base_url
 
 
@@ -53,8 +60,12 @@ def vllm_url(vllm_qwen3_path: Path, tmp_path_factory) -> Iterator[str]:
 def ours(vllm_qwen3_path: Path) -> Iterator[Any]:
     from server_helpers import running_client, settings_for
 
-    settings = settings_for(vllm_qwen3_path, default_instruction=HOSTILE,
-                            max_sequence_length=1024, served_model_name=SERVED)  # fmt: skip
+    settings = settings_for(
+        vllm_qwen3_path,
+        default_instruction=HOSTILE,
+        max_sequence_length=1024,
+        served_model_name=SERVED,
+    )
     yield from running_client(settings)
 
 
@@ -68,16 +79,18 @@ def tolerance(vllm_qwen3_path: Path) -> float:
     return fp32_cross_impl_tolerance(vllm_qwen3_path)
 
 
-def test_the_resources_instruction_scores_as_on_our_server(vllm_url: str, ours: Any,
-                                                           tolerance: float) -> None:  # fmt: skip
+def test_the_resources_instruction_scores_as_on_our_server(
+    vllm_url: str, ours: Any, tolerance: float
+) -> None:
     theirs, mine = rerank(vllm_url, SERVED, QUERY, DOCUMENTS), _ours(ours)
     print("vLLM", theirs, "\nours", mine, "\ntolerance", tolerance)
     assert max_abs_diff(theirs, mine) <= tolerance
     assert max(mine) - min(mine) > 1e-3  # the scores are spread: a wrong prompt would show
 
 
-def test_a_requests_instruction_scores_as_on_our_server(vllm_url: str, ours: Any,
-                                                        tolerance: float) -> None:  # fmt: skip
+def test_a_requests_instruction_scores_as_on_our_server(
+    vllm_url: str, ours: Any, tolerance: float
+) -> None:
     instruction = "Prefer passages about Kubernetes"
     theirs = rerank(vllm_url, SERVED, QUERY, DOCUMENTS, instruction=instruction)
     mine = _ours(ours, instruction=instruction)
@@ -90,8 +103,12 @@ def test_every_series_the_vllm_monitoring_reads_exists(vllm_url: str) -> None:
     rerank(vllm_url, SERVED, QUERY, DOCUMENTS)  # at least one scored request
     exposed = metric_names(httpx.get(f"{vllm_url}/metrics", timeout=30).text)
     spec = parse_spec(SPEC)
-    exprs = [r["expr"] for r in alert_rules("qv", "ml", spec.metrics.prometheus_rule,
-                                            engine_name="vllm", prefix_reuse=True)]  # fmt: skip
+    exprs = [
+        r["expr"]
+        for r in alert_rules(
+            "qv", "ml", spec.metrics.prometheus_rule, engine_name="vllm", prefix_reuse=True
+        )
+    ]
     exprs += [e for _t, _u, _d, targets in dashboard_panels("qv", "ml", "vllm") for e, _ in targets]
     read = {n for e in exprs for n in _series(e)} | {r.series for r in VLLM_ADAPTER_RULES}
     read -= set(KUBE_STATE_METRICS)
@@ -105,13 +122,25 @@ def _series(expr: str) -> set[str]:
     s = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", s)
     s = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", s)
     words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", s))
-    funcs = {"sum", "rate", "increase", "max", "histogram_quantile", "vector", "or", "and",
-             "le", "avg", "avg_over_time"}  # fmt: skip
+    funcs = {
+        "sum",
+        "rate",
+        "increase",
+        "max",
+        "histogram_quantile",
+        "vector",
+        "or",
+        "and",
+        "le",
+        "avg",
+        "avg_over_time",
+    }
     return {w for w in words if w not in funcs}
 
 
-def test_cohere_sdk_and_litellm_against_the_vllm_endpoint(vllm_url: str,
-                                                         vllm_qwen3_path: Path) -> None:
+def test_cohere_sdk_and_litellm_against_the_vllm_endpoint(
+    vllm_url: str, vllm_qwen3_path: Path
+) -> None:
     import cohere
 
     expected = rerank(vllm_url, SERVED, QUERY, DOCUMENTS)
@@ -121,10 +150,16 @@ def test_cohere_sdk_and_litellm_against_the_vllm_endpoint(vllm_url: str,
     assert [r.index for r in answer.results] == order[:3]
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     litellm = pytest.importorskip("litellm")
-    resp = litellm.rerank(model=f"cohere/{SERVED}", query=QUERY, documents=DOCUMENTS, top_n=3,
-                          api_base=vllm_url, api_key="unused")  # fmt: skip
+    resp = litellm.rerank(
+        model=f"cohere/{SERVED}",
+        query=QUERY,
+        documents=DOCUMENTS,
+        top_n=3,
+        api_base=vllm_url,
+        api_key="unused",
+    )
     assert [r["index"] for r in resp.results] == order[:3]
     # the same vLLM answering the same request again (LiteLLM passes its numbers through)
-    assert max_abs_diff([r["relevance_score"] for r in resp.results],
-                        [expected[i] for i in order[:3]]) <= fp32_tolerance(
-        vllm_qwen3_path, mode="same_kernel")
+    assert max_abs_diff(
+        [r["relevance_score"] for r in resp.results], [expected[i] for i in order[:3]]
+    ) <= fp32_tolerance(vllm_qwen3_path, mode="same_kernel")

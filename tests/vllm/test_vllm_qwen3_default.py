@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tolerance import assert_scores_close, fp32_cross_impl_tolerance, max_abs_diff
 from vllm_helpers import (
     DOCUMENTS,
     LOCAL_MODEL,
@@ -18,16 +17,18 @@ from vllm_helpers import (
     resource,
 )
 
+from tolerance import assert_scores_close, fp32_cross_impl_tolerance, max_abs_diff
+
 SPEC: dict[str, Any] = {
-    "model": {"name": LOCAL_MODEL, "dtype": "float32", "maxLength": 1024,
-              "family": "qwen3-causal"},
+    "model": {"name": LOCAL_MODEL, "dtype": "float32", "maxLength": 1024, "family": "qwen3-causal"},
     "engine": "vllm",
     "resources": {"gpus": 1},
-}  # fmt: skip
+}
 
 
-def test_the_default_instruction_scores_as_on_our_server(vllm_qwen3_path: Path,
-                                                         tmp_path: Path) -> None:  # fmt: skip
+def test_the_default_instruction_scores_as_on_our_server(
+    vllm_qwen3_path: Path, tmp_path: Path
+) -> None:
     with rendered_vllm(resource("qd", SPEC), vllm_qwen3_path, tmp_path) as server:
         theirs = rerank(server.base_url, LOCAL_MODEL, QUERY, DOCUMENTS)
         other = rerank(server.base_url, LOCAL_MODEL, QUERY, DOCUMENTS, instruction="Other task")

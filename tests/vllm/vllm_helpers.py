@@ -24,15 +24,24 @@ from reranker_operator.render.manifests import render_children
 NAMESPACE = "ml"
 LOCAL_MODEL = "/models/tiny"  # the spec's model.name: a path in the image, nothing to download
 # vLLM's CPU attention needs head_dim 32, 64 or 128 (../shared/notes).
-QWEN3_SHAPE = {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "num_kv_heads": 2,
-               "head_dim": 64, "intermediate_size": 512}  # fmt: skip
+QWEN3_SHAPE = {
+    "hidden_size": 256,
+    "num_layers": 2,
+    "num_heads": 4,
+    "num_kv_heads": 2,
+    "head_dim": 64,
+    "intermediate_size": 512,
+}
 CROSS_SHAPE = {"hidden_size": 256, "num_layers": 2, "num_heads": 4, "intermediate_size": 512}
 
 
 def resource(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
-            "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"uid-{name}"},
-            "spec": spec}  # fmt: skip
+    return {
+        "apiVersion": "rerankers.io/v1alpha1",
+        "kind": "RerankerService",
+        "metadata": {"name": name, "namespace": NAMESPACE, "uid": f"uid-{name}"},
+        "spec": spec,
+    }
 
 
 def rendered_container(cr: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -55,17 +64,22 @@ def rendered_container(cr: dict[str, Any]) -> tuple[dict[str, Any], dict[str, st
 def _swap(value: str, places: dict[str, str]) -> str:
     for old, new in places.items():
         if value == old or value.startswith(old + "/"):
-            return new + value[len(old):]
+            return new + value[len(old) :]
     return value
 
 
-def local_command(cr: dict[str, Any], model_dir: Path, work: Path,
-                  port: int) -> tuple[list[str], dict[str, str]]:  # fmt: skip
+def local_command(
+    cr: dict[str, Any], model_dir: Path, work: Path, port: int
+) -> tuple[list[str], dict[str, str]]:
     """The rendered `vllm serve` args and env with this machine's places."""
     container, files = rendered_container(cr)
     assert container["command"] == ["vllm", "serve"], container["command"]
-    places = {LOCAL_MODEL: str(model_dir), MODEL_CACHE_PATH: str(work / "cache"),
-              VLLM_TEMPLATE_DIR: str(work / "template"), "/tmp": str(work / "tmp")}  # fmt: skip
+    places = {
+        LOCAL_MODEL: str(model_dir),
+        MODEL_CACHE_PATH: str(work / "cache"),
+        VLLM_TEMPLATE_DIR: str(work / "template"),
+        "/tmp": str(work / "tmp"),
+    }
     for path, text in files.items():
         local = Path(_swap(path, places))
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -98,8 +112,9 @@ def rendered_vllm(cr: dict[str, Any], model_dir: Path, work: Path) -> Iterator[p
         pytest.skip(f"vLLM cannot run here: {exc}")
 
 
-def rerank(base_url: str, model: str, query: str, documents: list[str],
-           **extra: Any) -> list[float]:  # fmt: skip
+def rerank(
+    base_url: str, model: str, query: str, documents: list[str], **extra: Any
+) -> list[float]:
     """Scores in document order from a /v1/rerank answer."""
     body = {"model": model, "query": query, "documents": documents, **extra}
     answer = httpx.post(f"{base_url}/v1/rerank", json=body, timeout=120)
@@ -140,5 +155,5 @@ DOCUMENTS = [
     "Cross-encoders read the query and the document together in one forward pass.",
     "Kubernetes schedules pods onto nodes that have the requested GPUs.",
     "Retrieval augmented generation puts the best passages into the prompt of a language model.",
-    "Unicode test: naïve café — 東京 — emoji 🙂 and a \"quoted\" \\ backslash.",
+    'Unicode test: naïve café — 東京 — emoji 🙂 and a "quoted" \\ backslash.',
 ]

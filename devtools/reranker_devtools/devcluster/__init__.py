@@ -38,9 +38,23 @@ from reranker_devtools.devcluster.rollout import ROLLOUT_PHASES, deployment_stat
 from reranker_devtools.devcluster.selectors import field_selector_matches, selector_matches
 
 __all__ = [
-    "DEPLOYMENTS", "PODS", "RERANKERS", "ROLLOUT_PHASES", "ApiCall",
-    "DevCluster", "EmulatorError", "KubeconfigFile", "Ref", "declare_resources",
-    "deployment_status", "emulator_class", "field_selector_matches", "merge_patch",
-    "pod_status", "read_crd", "selector_matches", "server_side_apply",
+    "DEPLOYMENTS",
+    "PODS",
+    "RERANKERS",
+    "ROLLOUT_PHASES",
+    "ApiCall",
+    "DevCluster",
+    "EmulatorError",
+    "KubeconfigFile",
+    "Ref",
+    "declare_resources",
+    "deployment_status",
+    "emulator_class",
+    "field_selector_matches",
+    "merge_patch",
+    "pod_status",
+    "read_crd",
+    "selector_matches",
+    "server_side_apply",
     "strategic_merge_patch",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
+
 from reranker_devtools.devcluster.common import OUTAGE, EmulatorError
 from reranker_devtools.devcluster.managed import server_side_apply
 from reranker_devtools.devcluster.patches import merge_patch, strategic_merge_patch
@@ -42,27 +43,35 @@ class ApiMixin:
     async def _serve(self, request: Any) -> tuple[Any, int]:
         res = request.resource
         if not self._declared(res):
-            raise EmulatorError(404, "NotFound",
-                                f"the server could not find the requested resource ({res})")
+            raise EmulatorError(
+                404, "NotFound", f"the server could not find the requested resource ({res})"
+            )
         method = str(request.method.value).upper()
         ns, name, sub = request.namespace, request.name, request.subresource
         params = request.params
         async with self._lock:
             if method == "GET" and name is None:
                 # serialised right away: no copies needed
-                items = [o for o in self._items(res, ns, params.get("labelSelector"),
-                                                copies=False)
-                         if field_selector_matches(o, params.get("fieldSelector"))]
+                items = [
+                    o
+                    for o in self._items(res, ns, params.get("labelSelector"), copies=False)
+                    if field_selector_matches(o, params.get("fieldSelector"))
+                ]
                 kind = (self._info(res).kind or res.plural.capitalize()) + "List"
                 api_version = f"{res.group}/{res.version}" if res.group else res.version
                 rv = str(next(self.rv))
                 if table_version(request.headers.get("Accept")):
                     return self._table(request, res, items, rv), 200
-                return {"apiVersion": api_version, "kind": kind,
-                        "metadata": {"resourceVersion": rv}, "items": items}, 200
+                return {
+                    "apiVersion": api_version,
+                    "kind": kind,
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                }, 200
             if method == "POST" and name is None:
-                return await self.create_object(res, ns, self._body(request),
-                                                manager=field_manager(request)), 201
+                return await self.create_object(
+                    res, ns, self._body(request), manager=field_manager(request)
+                ), 201
             if name is None:
                 raise EmulatorError(405, "MethodNotAllowed", f"{method} needs a name")
             live = self.live(res, ns, name)
@@ -84,18 +93,17 @@ class ApiMixin:
                 want_rv = (body.get("metadata") or {}).get("resourceVersion")
                 if want_rv and want_rv != live["metadata"]["resourceVersion"]:
                     raise EmulatorError(409, "Conflict", "the object has been modified")
-                new = await self.update_object(res, live, body, sub,
-                                               manager=field_manager(request))
+                new = await self.update_object(res, live, body, sub, manager=field_manager(request))
                 return (self._scale(res, new) if sub == "scale" else new), 200
             if method == "PATCH":
                 body = self._body(request)
                 base = self._scale(res, live) if sub == "scale" else live
                 if content_type == "application/json-patch+json":
                     import jsonpatch
+
                     try:
                         patched = jsonpatch.apply_patch(base, body)
-                    except (jsonpatch.JsonPatchException,
-                            jsonpatch.JsonPointerException) as exc:
+                    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
                         # A failed "test" op (kopf's optimistic concurrency) is a 422.
                         raise EmulatorError(422, "Invalid", f"the patch failed: {exc}") from exc
                 elif content_type == "application/strategic-merge-patch+json":
@@ -104,21 +112,27 @@ class ApiMixin:
                     patched = merge_patch(base, body)
                 if sub == "scale":
                     patched = self._unscale(res, live, patched)
-                new = await self.update_object(res, live, patched, sub,
-                                               manager=field_manager(request))
+                new = await self.update_object(
+                    res, live, patched, sub, manager=field_manager(request)
+                )
                 return (self._scale(res, new) if sub == "scale" else new), 200
         raise EmulatorError(405, "MethodNotAllowed", f"{method} is not supported here")
 
-    def _table(self, request: Any, res: Any, items: list[dict[str, Any]],
-               resource_version: str) -> dict[str, Any]:
+    def _table(
+        self, request: Any, res: Any, items: list[dict[str, Any]], resource_version: str
+    ) -> dict[str, Any]:
         """The objects as a meta.k8s.io Table (a CRD's printer columns, else Name and Age)."""
         columns = self.printer_columns.get((res.group or "", res.version, res.plural))
         include = request.params.get("includeObject") or "PartialObjectMetadata"
         if include not in ("None", "Object", "PartialObjectMetadata"):
             raise EmulatorError(400, "BadRequest", f"includeObject: unsupported value {include!r}")
-        return render_table(items, printer_columns(columns),
-                            version=table_version(request.headers.get("Accept")) or "v1",
-                            resource_version=resource_version, include_object=include)
+        return render_table(
+            items,
+            printer_columns(columns),
+            version=table_version(request.headers.get("Accept")) or "v1",
+            resource_version=resource_version,
+            include_object=include,
+        )
 
     def _body(self, request: Any) -> Any:
         if request.data is not None and not isinstance(request.data, (str, bytes)):
@@ -143,8 +157,15 @@ class ApiMixin:
         if request.subresource is None and "status" in self._info(res).subresources:
             applied.pop("status", None)
         scope = self._scope(res, request.subresource)
-        obj = server_side_apply(live, applied, manager, self.schema(res), scope=scope,
-                                subresource=request.subresource, now=now_rfc3339())
+        obj = server_side_apply(
+            live,
+            applied,
+            manager,
+            self.schema(res),
+            scope=scope,
+            subresource=request.subresource,
+            now=now_rfc3339(),
+        )
         if live is None:
             return await self.create_object(res, ns, obj, applied=True)
         return await self.update_object(res, live, obj, request.subresource, applied=True)
@@ -152,12 +173,16 @@ class ApiMixin:
     def _scale(self, res: Any, obj: Mapping[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         return {
-            "apiVersion": "autoscaling/v1", "kind": "Scale",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid",
-                                              "resourceVersion") if k in meta},
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta
+            },
             "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
-            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0),
-                       "selector": (obj.get("status") or {}).get("selector", "")},
+            "status": {
+                "replicas": (obj.get("status") or {}).get("replicas", 0),
+                "selector": (obj.get("status") or {}).get("selector", ""),
+            },
         }
 
     def _unscale(self, res: Any, live: Mapping[str, Any], scale: Any) -> dict[str, Any]:
@@ -196,8 +221,7 @@ class ApiMixin:
                 if event.get("type") == OUTAGE:
                     return  # the connection drops; the client reconnects
                 obj = event.get("object", {})
-                if wanted(obj) and int(obj.get("metadata", {}).get(
-                        "resourceVersion", 0)) > since:
+                if wanted(obj) and int(obj.get("metadata", {}).get("resourceVersion", 0)) > since:
                     yield event
         finally:
             await self._buses[key].unmark(marker)

@@ -33,8 +33,13 @@ class DevCluster:
     discovery, as on a cluster without the Prometheus Operator's CRDs.
     """
 
-    def __init__(self, *, port: int | None = None, unserved: Collection[str] = (),
-                 crd_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        unserved: Collection[str] = (),
+        crd_path: Path | None = None,
+    ) -> None:
         check_unserved(unserved)
         self.port_wanted = port
         self.unserved = tuple(unserved)
@@ -117,37 +122,48 @@ class DevCluster:
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
         return self._run(lambda: _const(self.emulator.live(ref, namespace, name)))
 
-    def list(self, ref: Ref | str, namespace: str | None = None,
-             selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, ref: Ref | str, namespace: str | None = None, selector: str | None = None
+    ) -> list[dict[str, Any]]:
         """Stored objects of a kind, optionally in a namespace and matching a label selector."""
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
         return self._run(lambda: _const(self.emulator._items(ref, namespace, selector)))
 
-    def each(self, ref: Ref | str, namespace: str | None,
-             fn: Callable[[Mapping[str, Any]], T]) -> list[T]:
+    def each(
+        self, ref: Ref | str, namespace: str | None, fn: Callable[[Mapping[str, Any]], T]
+    ) -> list[T]:
         """`fn` of every stored object of a kind (read-only, uncopied: cheap for large counts)."""
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
 
         async def go() -> list[T]:
             emu = self.emulator
             objs = emu._live.get(emu._key(ref, namespace, "")[0], {})
-            return [fn(raw) for k, raw in list(objs.items())
-                    if namespace is None or k[1] == namespace]
+            return [
+                fn(raw) for k, raw in list(objs.items()) if namespace is None or k[1] == namespace
+            ]
 
         return self._run(go)
 
     # --- writing (as a user or a controller would; not recorded as API calls)
 
-    def create(self, obj: Mapping[str, Any], namespace: str | None = None, *,
-               manager: str = USER) -> dict[str, Any]:
+    def create(
+        self, obj: Mapping[str, Any], namespace: str | None = None, *, manager: str = USER
+    ) -> dict[str, Any]:
         """Create an object from a manifest (apiVersion + kind decide the resource)."""
         ref = self.ref_for(obj["apiVersion"], obj["kind"])
-        return self._run(lambda: self.emulator.create_object(ref, namespace, obj,
-                                                             manager=manager))
+        return self._run(lambda: self.emulator.create_object(ref, namespace, obj, manager=manager))
 
-    def patch(self, ref: Ref | str, namespace: str | None, name: str, patch: Mapping[str, Any],
-              subresource: str | None = None, *, manager: str | None = USER,
-              strategic: bool = False) -> dict[str, Any]:
+    def patch(
+        self,
+        ref: Ref | str,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        subresource: str | None = None,
+        *,
+        manager: str | None = USER,
+        strategic: bool = False,
+    ) -> dict[str, Any]:
         """A JSON merge patch as `kubectl patch --type=merge --field-manager=MANAGER` does, or a
         strategic merge patch (lists of containers, volumes, ... merge by name). `manager=None`
         is the API server itself rewriting stored values: no field changes hands."""
@@ -158,8 +174,9 @@ class DevCluster:
             live = self.emulator.live(ref, namespace, name)
             if live is None:
                 raise KeyError(f"{ref.plural}/{name} not found")
-            return await self.emulator.update_object(ref, live, apply_patch(live, patch),
-                                                     subresource, manager=manager)
+            return await self.emulator.update_object(
+                ref, live, apply_patch(live, patch), subresource, manager=manager
+            )
 
         return self._run(go)
 
@@ -202,8 +219,14 @@ class DevCluster:
         finally:
             self._run(up)
 
-    def fail(self, verb: str, ref: Ref | str, status: int = 500, times: int = 1,
-             subresource: str | None = None) -> None:
+    def fail(
+        self,
+        verb: str,
+        ref: Ref | str,
+        status: int = 500,
+        times: int = 1,
+        subresource: str | None = None,
+    ) -> None:
         """Answer the next `times` API calls of `verb` on a resource with an error `status`."""
         ref = Ref.parse(ref) if isinstance(ref, str) else ref
         resource = ref.plural + (f"/{subresource}" if subresource else "")
@@ -244,8 +267,9 @@ class DevCluster:
 
         self._run(go)
 
-    def begin_pod_deletion(self, namespace: str, name: str,
-                           grace_s: int | None = None) -> dict[str, Any]:
+    def begin_pod_deletion(
+        self, namespace: str, name: str, grace_s: int | None = None
+    ) -> dict[str, Any]:
         """A graceful DELETE of a pod: deletionTimestamp set, the pod stays (terminating) until
         `delete` removes it, as its kubelet does once the containers exited."""
         from reranker_devtools.devcluster.endpoints import begin_pod_deletion
@@ -254,9 +278,16 @@ class DevCluster:
 
     # --- nodes, scheduling and volume attachment (devcluster.nodes)
 
-    def add_node(self, name: str, *, gpus: int = 0, cpu: str = "16", memory: str = "64Gi",
-                 labels: Mapping[str, str] | None = None,
-                 taints: Collection[Mapping[str, str]] = ()) -> None:
+    def add_node(
+        self,
+        name: str,
+        *,
+        gpus: int = 0,
+        cpu: str = "16",
+        memory: str = "64Gi",
+        labels: Mapping[str, str] | None = None,
+        taints: Collection[Mapping[str, str]] = (),
+    ) -> None:
         """Declare a node. Until the first one, pods run without nodes (no scheduling, no
         attachment); from then on pods are scheduled onto the declared nodes and their
         volumes attached there, as devcluster.nodes describes."""
@@ -275,4 +306,5 @@ class DevCluster:
 def _const(value: Any) -> Any:
     async def done() -> Any:
         return value
+
     return done()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from reranker_devtools.devcluster.api import ApiMixin
 from reranker_devtools.devcluster.common import ApiCall, EmulatorError
 from reranker_devtools.devcluster.schema import Schemas
@@ -31,6 +32,7 @@ def read_crd(path: Path | None = None) -> dict[str, Any]:
     else:
         text = Path(path).read_text()
     return yaml.safe_load(text)
+
 
 def version_priority(version: str) -> tuple[int, int, int]:
     """Kubernetes' version order as a sort key: v2 > v1 > v2beta1 > v1beta1 > v1alpha1 > other."""
@@ -83,7 +85,7 @@ def emulator_class() -> type:
             # kmock matches each request against its reactions by scanning its request log, so
             # the log is kept short (every call is recorded in `calls` instead).
             if len(self._requests) > REQUEST_LOG:
-                del self._requests[:-REQUEST_LOG // 2]
+                del self._requests[: -REQUEST_LOG // 2]
             match = _NAMESPACES_PATH.match(raw_request.path)
             if match is None:
                 return await super().__call__(raw_request)
@@ -93,19 +95,33 @@ def emulator_class() -> type:
             watch = raw_request.query.get("watch") in ("true", "1")
             name = match.group(1)
             action = (
-                kmock.action.WATCH if watch else
-                (kmock.action.FETCH if name else kmock.action.LIST) if method == "GET" else
-                kmock.action.CREATE if method == "POST" else
-                kmock.action.UPDATE if method == "PATCH" and name else
-                kmock.action.DELETE if method == "DELETE" and name else None
+                kmock.action.WATCH
+                if watch
+                else (kmock.action.FETCH if name else kmock.action.LIST)
+                if method == "GET"
+                else kmock.action.CREATE
+                if method == "POST"
+                else kmock.action.UPDATE
+                if method == "PATCH" and name
+                else kmock.action.DELETE
+                if method == "DELETE" and name
+                else None
             )
             request = rendering.Request(
-                id=len(self._requests), raw_request=raw_request, url=raw_request.url,
-                method=method, params=dict(raw_request.query), headers=dict(raw_request.headers),
-                body=body, text=body.decode("utf-8", "replace"),
+                id=len(self._requests),
+                raw_request=raw_request,
+                url=raw_request.url,
+                method=method,
+                params=dict(raw_request.query),
+                headers=dict(raw_request.headers),
+                body=body,
+                text=body.decode("utf-8", "replace"),
                 data=json.loads(body) if body.strip() else None,
-                action=action, resource=kmock.resource("", "v1", "namespaces"),
-                namespace=None, name=name, subresource=None,
+                action=action,
+                resource=kmock.resource("", "v1", "namespaces"),
+                namespace=None,
+                name=name,
+                subresource=None,
             )
             self._requests.append(request)
             try:
@@ -119,8 +135,11 @@ def emulator_class() -> type:
                 return await apps.RawHandler._handle(self, request)
             self._record(request)
             if self.down:
-                return self._status_response(EmulatorError(
-                    503, "ServiceUnavailable", "the API server is down (simulated outage)"))
+                return self._status_response(
+                    EmulatorError(
+                        503, "ServiceUnavailable", "the API server is down (simulated outage)"
+                    )
+                )
             injected = self._injected_failure(self.calls[-1])
             if injected is not None:
                 return self._status_response(injected)
@@ -139,33 +158,49 @@ def emulator_class() -> type:
                 verb, group, resource, code, left = failure
                 if left > 0 and (call.verb, call.group, call.resource) == (verb, group, resource):
                     failure[4] -= 1
-                    return EmulatorError(code, "InjectedFailure",
-                                         f"injected failure of {verb} {resource}")
+                    return EmulatorError(
+                        code, "InjectedFailure", f"injected failure of {verb} {resource}"
+                    )
             return None
 
         def _status_response(self, exc: EmulatorError) -> Any:
-            return aiohttp.web.json_response({
-                "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
-                "code": exc.code, "reason": exc.reason, "message": exc.message,
-            }, status=exc.code)
+            return aiohttp.web.json_response(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Status",
+                    "metadata": {},
+                    "status": "Failure",
+                    "code": exc.code,
+                    "reason": exc.reason,
+                    "message": exc.message,
+                },
+                status=exc.code,
+            )
 
         def _record(self, request: Any) -> None:
             res = request.resource
             method = str(request.method.value).upper()
             watch = request.action == kmock.action.WATCH
             verb = (
-                "watch" if watch else
-                ("get" if request.name else "list") if method == "GET" else
-                {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method) or
-                ("delete" if request.name else "deletecollection")
+                "watch"
+                if watch
+                else ("get" if request.name else "list")
+                if method == "GET"
+                else {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method)
+                or ("delete" if request.name else "deletecollection")
             )
             plural = res.plural + (f"/{request.subresource}" if request.subresource else "")
-            self.calls.append(ApiCall(
-                verb=verb, group=res.group or "", resource=plural,
-                namespace=request.namespace, name=request.name,
-                user_agent=request.headers.get("User-Agent", ""),
-                content_type=request.headers.get("Content-Type", ""),
-            ))
+            self.calls.append(
+                ApiCall(
+                    verb=verb,
+                    group=res.group or "",
+                    resource=plural,
+                    namespace=request.namespace,
+                    name=request.name,
+                    user_agent=request.headers.get("User-Agent", ""),
+                    content_type=request.headers.get("Content-Type", ""),
+                )
+            )
 
         # --- discovery
 
@@ -196,6 +231,7 @@ def emulator_class() -> type:
             return self._resources[res]
 
         # --- state
+
     return Emulator
 
 
@@ -206,8 +242,9 @@ def check_unserved(unserved: Collection[str]) -> None:
         raise ValueError(f"only optional kinds can be left unserved, not {sorted(unknown)}")
 
 
-def declare_resources(emulator: Any, crd: Mapping[str, Any],
-                      unserved: Collection[str] = ()) -> None:
+def declare_resources(
+    emulator: Any, crd: Mapping[str, Any], unserved: Collection[str] = ()
+) -> None:
     """Declare built-ins (kmock's bundle), namespaces, our CRD (with its schema) and the
     optional child kinds (reranker_operator.render.kinds.OPTIONAL_KINDS) except those `unserved`."""
     import kmock
@@ -215,8 +252,12 @@ def declare_resources(emulator: Any, crd: Mapping[str, Any],
     check_unserved(unserved)
     emulator.resources.load_bundled()
     emulator.resources["v1/namespaces"] = kmock.ResourceInfo(
-        kind="Namespace", namespaced=False, singular="namespace", shortnames={"ns"},
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+        kind="Namespace",
+        namespaced=False,
+        singular="namespace",
+        shortnames={"ns"},
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+    )
     spec = crd["spec"]
     names = spec["names"]
     for version in spec["versions"]:
@@ -224,22 +265,43 @@ def declare_resources(emulator: Any, crd: Mapping[str, Any],
             continue
         subresources = set((version.get("subresources") or {}).keys())
         emulator.printer_columns[(spec["group"], version["name"], names["plural"])] = list(
-            version.get("additionalPrinterColumns") or [])
-        emulator.schemas.add_crd_version(spec["group"], version["name"], names["kind"],
-                                         (version.get("schema") or {}).get("openAPIV3Schema"))
+            version.get("additionalPrinterColumns") or []
+        )
+        emulator.schemas.add_crd_version(
+            spec["group"],
+            version["name"],
+            names["kind"],
+            (version.get("schema") or {}).get("openAPIV3Schema"),
+        )
         emulator.resources[f"{spec['group']}/{version['name']}/{names['plural']}"] = (
             kmock.ResourceInfo(
-                kind=names["kind"], namespaced=spec.get("scope", "Namespaced") == "Namespaced",
-                singular=names.get("singular"), shortnames=set(names.get("shortNames", [])),
-                categories=set(names.get("categories", [])), subresources=subresources,
-                verbs={"get", "list", "watch", "create", "update", "patch", "delete",
-                       "deletecollection"}))
+                kind=names["kind"],
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                singular=names.get("singular"),
+                shortnames=set(names.get("shortNames", [])),
+                categories=set(names.get("categories", [])),
+                subresources=subresources,
+                verbs={
+                    "get",
+                    "list",
+                    "watch",
+                    "create",
+                    "update",
+                    "patch",
+                    "delete",
+                    "deletecollection",
+                },
+            )
+        )
     for kind in OPTIONAL_KINDS:  # CRDs of their own; declared without a schema
         resource = f"{kind.api_version}/{kind.plural}"
         if kind.kind not in unserved:
             emulator.schemas.add_crd_version(kind.group, kind.version, kind.kind, None)
             emulator.resources[resource] = kmock.ResourceInfo(
-                kind=kind.kind, namespaced=True, singular=kind.kind.lower(),
-                verbs={"get", "list", "watch", "create", "update", "patch", "delete"})
+                kind=kind.kind,
+                namespaced=True,
+                singular=kind.kind.lower(),
+                verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+            )
         elif resource in emulator.resources:
             del emulator.resources[resource]

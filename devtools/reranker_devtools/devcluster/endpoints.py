@@ -48,10 +48,17 @@ def _endpoint(pod: Mapping[str, Any]) -> dict[str, Any]:
     terminating = bool(meta.get("deletionTimestamp"))
     endpoint: dict[str, Any] = {
         "addresses": [pod["status"]["podIP"]],
-        "conditions": {"ready": pod_ready(pod) and not terminating, "serving": pod_ready(pod),
-                       "terminating": terminating},
-        "targetRef": {"kind": "Pod", "namespace": meta.get("namespace"), "name": meta["name"],
-                      "uid": meta.get("uid")},
+        "conditions": {
+            "ready": pod_ready(pod) and not terminating,
+            "serving": pod_ready(pod),
+            "terminating": terminating,
+        },
+        "targetRef": {
+            "kind": "Pod",
+            "namespace": meta.get("namespace"),
+            "name": meta["name"],
+            "uid": meta.get("uid"),
+        },
     }
     node = (pod.get("spec") or {}).get("nodeName")
     if node:
@@ -59,8 +66,9 @@ def _endpoint(pod: Mapping[str, Any]) -> dict[str, Any]:
     return endpoint
 
 
-def desired_slices(service: Mapping[str, Any],
-                   pods: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def desired_slices(
+    service: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """The EndpointSlices of one Service: its selector's pods that have an IP, grouped by the
     ports their containers resolve the Service's targetPorts to (one slice per group)."""
     meta, spec = service["metadata"], service.get("spec") or {}
@@ -78,24 +86,42 @@ def desired_slices(service: Mapping[str, Any],
         for port in spec.get("ports") or []:
             number = _container_port(pod, port.get("targetPort", port.get("port")))
             if number is not None:
-                ports.append({"name": port.get("name", ""), "port": number,
-                              "protocol": port.get("protocol", "TCP")})
+                ports.append(
+                    {
+                        "name": port.get("name", ""),
+                        "port": number,
+                        "protocol": port.get("protocol", "TCP"),
+                    }
+                )
         key = json.dumps(ports, sort_keys=True)
         groups.setdefault(key, (ports, []))[1].append(_endpoint(pod))
     slices = []
     for key, (ports, endpoints) in sorted(groups.items()):
         suffix = hashlib.sha256(key.encode()).hexdigest()[:5]
-        slices.append({
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {
-                "name": f"{meta['name']}-{suffix}", "namespace": meta.get("namespace"),
-                "labels": {SERVICE_NAME_LABEL: meta["name"], MANAGED_BY_LABEL: CONTROLLER},
-                "ownerReferences": [{"apiVersion": "v1", "kind": "Service",
-                                     "name": meta["name"], "uid": meta.get("uid"),
-                                     "controller": True, "blockOwnerDeletion": True}],
-            },
-            "addressType": "IPv4", "endpoints": endpoints, "ports": ports,
-        })
+        slices.append(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {
+                    "name": f"{meta['name']}-{suffix}",
+                    "namespace": meta.get("namespace"),
+                    "labels": {SERVICE_NAME_LABEL: meta["name"], MANAGED_BY_LABEL: CONTROLLER},
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "Service",
+                            "name": meta["name"],
+                            "uid": meta.get("uid"),
+                            "controller": True,
+                            "blockOwnerDeletion": True,
+                        }
+                    ],
+                },
+                "addressType": "IPv4",
+                "endpoints": endpoints,
+                "ports": ports,
+            }
+        )
     return slices
 
 
@@ -116,8 +142,11 @@ class EndpointSlices:
             return
         namespace = obj["metadata"].get("namespace")
         pods = emu._items(PODS, namespace, copies=False)
-        slices = [s for svc in emu._items(SERVICES, namespace, copies=False)
-                  for s in desired_slices(svc, pods)]
+        slices = [
+            s
+            for svc in emu._items(SERVICES, namespace, copies=False)
+            for s in desired_slices(svc, pods)
+        ]
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._apply_in_order(emu))
@@ -144,7 +173,8 @@ async def write_slices(emu: Any, namespace: str, slices: list[dict[str, Any]]) -
         if name not in wanted:
             await emu.remove(ENDPOINT_SLICES, live)
         elif {k: live.get(k) for k in ("endpoints", "ports")} != {
-                k: wanted[name][k] for k in ("endpoints", "ports")}:
+            k: wanted[name][k] for k in ("endpoints", "ports")
+        }:
             new = dict(live, endpoints=wanted[name]["endpoints"], ports=wanted[name]["ports"])
             await emu.update_object(ENDPOINT_SLICES, live, new, None, manager=CONTROLLER)
         wanted.pop(name, None)
@@ -154,8 +184,9 @@ async def write_slices(emu: Any, namespace: str, slices: list[dict[str, Any]]) -
             await emu.create_object(ENDPOINT_SLICES, namespace, body, manager=CONTROLLER)
 
 
-async def begin_pod_deletion(emu: Any, namespace: str, name: str,
-                             grace_s: int | None = None) -> dict[str, Any]:
+async def begin_pod_deletion(
+    emu: Any, namespace: str, name: str, grace_s: int | None = None
+) -> dict[str, Any]:
     """What the API server does on a graceful DELETE of a pod: deletionTimestamp and
     deletionGracePeriodSeconds (default: the pod's terminationGracePeriodSeconds, else 30) are
     set and the pod stays until its kubelet removes it (`DevCluster.delete`)."""
@@ -164,9 +195,15 @@ async def begin_pod_deletion(emu: Any, namespace: str, name: str,
         raise KeyError(f"pod {namespace}/{name} not found")
     if live["metadata"].get("deletionTimestamp"):
         return live
-    grace = grace_s if grace_s is not None else int(
-        (live.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+    grace = (
+        grace_s
+        if grace_s is not None
+        else int((live.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+    )
     new = copy.deepcopy(live)
-    new["metadata"].update(deletionTimestamp=now_rfc3339(), deletionGracePeriodSeconds=grace,
-                           resourceVersion=str(next(emu.rv)))
+    new["metadata"].update(
+        deletionTimestamp=now_rfc3339(),
+        deletionGracePeriodSeconds=grace,
+        resourceVersion=str(next(emu.rv)),
+    )
     return await emu.store(PODS, new, "MODIFIED")

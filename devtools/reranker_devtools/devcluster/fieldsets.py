@@ -20,12 +20,27 @@ Element = tuple[str, str]
 Path = tuple[Element, ...]
 
 # Never part of a managed field set (the API server's stripMetaManager).
-STRIPPED: frozenset[Path] = frozenset({
-    (("f", "apiVersion"),), (("f", "kind"),), (("f", "metadata"),),
-    *((("f", "metadata"), ("f", field)) for field in (
-        "name", "namespace", "creationTimestamp", "selfLink", "uid", "clusterName", "generation",
-        "managedFields", "resourceVersion")),
-})
+STRIPPED: frozenset[Path] = frozenset(
+    {
+        (("f", "apiVersion"),),
+        (("f", "kind"),),
+        (("f", "metadata"),),
+        *(
+            (("f", "metadata"), ("f", field))
+            for field in (
+                "name",
+                "namespace",
+                "creationTimestamp",
+                "selfLink",
+                "uid",
+                "clusterName",
+                "generation",
+                "managedFields",
+                "resourceVersion",
+            )
+        ),
+    }
+)
 
 
 def _json(value: Any) -> str:
@@ -153,8 +168,9 @@ def merge(live: Any, config: Any, schema: SchemaNode) -> Any:
                     out_list[index] = merge(out_list[index], item, schema.items())
             return out_list
         if kind.kind == "set":
-            return [copy.deepcopy(x) for x in live] + [copy.deepcopy(x) for x in config
-                                                      if x not in live]
+            return [copy.deepcopy(x) for x in live] + [
+                copy.deepcopy(x) for x in config if x not in live
+            ]
     return copy.deepcopy(config)
 
 
@@ -166,7 +182,7 @@ def remove(obj: dict[str, Any], paths: Iterable[Path], keep: set[Path]) -> dict[
     for path in sorted(paths, key=len):
         if any(path[:i] in gone for i in range(1, len(path))):
             continue  # removed with its parent
-        if any(len(k) > len(path) and k[:len(path)] == path for k in keep):
+        if any(len(k) > len(path) and k[: len(path)] == path for k in keep):
             continue
         _remove_one(out, path)
         gone.add(path)

@@ -18,11 +18,21 @@ class KubeconfigFile:
     def as_dict(self) -> dict[str, Any]:
         """The kubeconfig document."""
         return {
-            "apiVersion": "v1", "kind": "Config", "current-context": "devcluster",
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "devcluster",
             "clusters": [{"name": "devcluster", "cluster": {"server": self.server}}],
             "users": [{"name": "devcluster", "user": {"token": "devcluster"}}],
-            "contexts": [{"name": "devcluster", "context": {
-                "cluster": "devcluster", "user": "devcluster", "namespace": self.namespace}}],
+            "contexts": [
+                {
+                    "name": "devcluster",
+                    "context": {
+                        "cluster": "devcluster",
+                        "user": "devcluster",
+                        "namespace": self.namespace,
+                    },
+                }
+            ],
             "preferences": {},
         }
 

@@ -40,17 +40,23 @@ class Entry:
     paths: set[Path] = field(default_factory=set)
 
     def same_owner(self, manager: str, operation: str, subresource: str | None) -> bool:
-        return (self.manager, self.operation, self.subresource) == (manager, operation,
-                                                                     subresource)
+        return (self.manager, self.operation, self.subresource) == (manager, operation, subresource)
 
 
 def read(obj: Mapping[str, Any] | None) -> list[Entry]:
     """The entries of an object's managedFields."""
     out = []
     for raw in ((obj or {}).get("metadata") or {}).get("managedFields") or []:
-        out.append(Entry(raw.get("manager", ""), raw.get("operation", UPDATE),
-                         raw.get("apiVersion", ""), raw.get("subresource"), raw.get("time", ""),
-                         from_fields_v1(raw.get("fieldsV1") or {})))
+        out.append(
+            Entry(
+                raw.get("manager", ""),
+                raw.get("operation", UPDATE),
+                raw.get("apiVersion", ""),
+                raw.get("subresource"),
+                raw.get("time", ""),
+                from_fields_v1(raw.get("fieldsV1") or {}),
+            )
+        )
     return out
 
 
@@ -60,9 +66,14 @@ def write(obj: dict[str, Any], entries: list[Entry]) -> dict[str, Any]:
     for e in entries:
         if not e.paths:
             continue
-        raw: dict[str, Any] = {"manager": e.manager, "operation": e.operation,
-                               "apiVersion": e.api_version, "time": e.time,
-                               "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(e.paths)}
+        raw: dict[str, Any] = {
+            "manager": e.manager,
+            "operation": e.operation,
+            "apiVersion": e.api_version,
+            "time": e.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": to_fields_v1(e.paths),
+        }
         if e.subresource:
             raw["subresource"] = e.subresource
         raws.append(raw)
@@ -95,8 +106,14 @@ def _changed(before: Any, after: Any, paths: set[Path]) -> set[Path]:
     return out
 
 
-def _entry(entries: list[Entry], manager: str, operation: str, subresource: str | None,
-           api_version: str, now: str) -> Entry:
+def _entry(
+    entries: list[Entry],
+    manager: str,
+    operation: str,
+    subresource: str | None,
+    api_version: str,
+    now: str,
+) -> Entry:
     for e in entries:
         if e.same_owner(manager, operation, subresource):
             return e
@@ -111,9 +128,16 @@ def _without_managed(obj: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def server_side_apply(live: Mapping[str, Any] | None, config: Mapping[str, Any], manager: str,
-                      schema: SchemaNode, *, scope: str = "all", subresource: str | None = None,
-                      now: str = "") -> dict[str, Any]:
+def server_side_apply(
+    live: Mapping[str, Any] | None,
+    config: Mapping[str, Any],
+    manager: str,
+    schema: SchemaNode,
+    *,
+    scope: str = "all",
+    subresource: str | None = None,
+    now: str = "",
+) -> dict[str, Any]:
     """The object after `manager` applies `config` with force, managedFields included."""
     entries = read(live)
     base = _without_managed(live) if live is not None else {}
@@ -135,9 +159,16 @@ def server_side_apply(live: Mapping[str, Any] | None, config: Mapping[str, Any],
     return write(result, entries)
 
 
-def record_update(live: Mapping[str, Any] | None, new: Mapping[str, Any], manager: str | None,
-                  schema: SchemaNode, *, scope: str = "all", subresource: str | None = None,
-                  now: str = "") -> dict[str, Any]:
+def record_update(
+    live: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    manager: str | None,
+    schema: SchemaNode,
+    *,
+    scope: str = "all",
+    subresource: str | None = None,
+    now: str = "",
+) -> dict[str, Any]:
     """`new` with managedFields after an Update by `manager` turned `live` into it. Manager
     None is the API server itself rewriting values in place: ownership does not move."""
     entries = read(live)
@@ -148,8 +179,11 @@ def record_update(live: Mapping[str, Any] | None, new: Mapping[str, Any], manage
     after = _fields(result, schema, scope)
     gone = before - after
     touched = (after - before) | _changed(_without_managed(live or {}), result, after & before)
-    mine = (_entry(entries, manager, UPDATE, subresource, str(new.get("apiVersion", "")), now)
-            if touched else None)
+    mine = (
+        _entry(entries, manager, UPDATE, subresource, str(new.get("apiVersion", "")), now)
+        if touched
+        else None
+    )
     for e in entries:
         lost = (e.paths & gone) | (set() if e is mine else e.paths & touched)
         if lost:

@@ -62,11 +62,17 @@ class Node:
     def manifest(self) -> dict[str, Any]:
         """The Node object (kubectl get nodes)."""
         resources = {k: str(v) for k, v in self.allocatable.items()}
-        return {"apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": self.name, "labels": dict(self.labels)},
-                "spec": {"taints": [dict(t) for t in self.taints]} if self.taints else {},
-                "status": {"capacity": resources, "allocatable": resources,
-                           "conditions": [{"type": "Ready", "status": "True"}]}}
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.name, "labels": dict(self.labels)},
+            "spec": {"taints": [dict(t) for t in self.taints]} if self.taints else {},
+            "status": {
+                "capacity": resources,
+                "allocatable": resources,
+                "conditions": [{"type": "Ready", "status": "True"}],
+            },
+        }
 
 
 @dataclass
@@ -78,12 +84,21 @@ class Cluster:
     posted: set[tuple[str, str, str]] = field(default_factory=set)  # (pod uid, reason, message)
 
 
-def make_node(name: str, *, cpu: str = "16", memory: str = "64Gi", gpus: int = 0,
-              labels: Mapping[str, str] | None = None,
-              taints: Iterable[Mapping[str, str]] = ()) -> Node:
+def make_node(
+    name: str,
+    *,
+    cpu: str = "16",
+    memory: str = "64Gi",
+    gpus: int = 0,
+    labels: Mapping[str, str] | None = None,
+    taints: Iterable[Mapping[str, str]] = (),
+) -> Node:
     """A node with `gpus` nvidia.com/gpu (none: the resource is absent, as on a CPU node)."""
-    allocatable = {"cpu": parse_quantity(cpu), "memory": parse_quantity(memory),
-                   "pods": Decimal(110)}
+    allocatable = {
+        "cpu": parse_quantity(cpu),
+        "memory": parse_quantity(memory),
+        "pods": Decimal(110),
+    }
     if gpus:
         allocatable[GPU] = Decimal(gpus)
     all_labels = {"kubernetes.io/hostname": name, **(labels or {})}
@@ -124,19 +139,22 @@ def _tolerated(taint: Mapping[str, str], tolerations: Iterable[Mapping[str, Any]
     return False
 
 
-def misfit(node: Node, pod_spec: Mapping[str, Any],
-           used: Mapping[str, Decimal]) -> list[str]:
+def misfit(node: Node, pod_spec: Mapping[str, Any], used: Mapping[str, Decimal]) -> list[str]:
     """Why the pod does not fit `node` (the first failing filter's reasons, the scheduler's
     words), or [] when it fits."""
     for taint in node.taints:
         if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(
-                taint, pod_spec.get("tolerations") or []):
+            taint, pod_spec.get("tolerations") or []
+        ):
             return [f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"]
     selector = pod_spec.get("nodeSelector") or {}
     if any(node.labels.get(k) != v for k, v in selector.items()):
         return ["node(s) didn't match Pod's node affinity/selector"]
-    return [f"Insufficient {name}" for name, want in sorted(pod_requests(pod_spec).items())
-            if want > 0 and want > node.allocatable.get(name, Decimal(0)) - used.get(name, 0)]
+    return [
+        f"Insufficient {name}"
+        for name, want in sorted(pod_requests(pod_spec).items())
+        if want > 0 and want > node.allocatable.get(name, Decimal(0)) - used.get(name, 0)
+    ]
 
 
 def unschedulable_message(total: int, reasons: Iterable[str]) -> str:
@@ -151,8 +169,9 @@ def _owner_uid(pod: Mapping[str, Any]) -> str | None:
     return next((r.get("uid") for r in refs if r.get("controller")), None)
 
 
-def schedule(cluster: Cluster, pod: Mapping[str, Any],
-             placed: list[Mapping[str, Any]]) -> tuple[str | None, str]:
+def schedule(
+    cluster: Cluster, pod: Mapping[str, Any], placed: list[Mapping[str, Any]]
+) -> tuple[str | None, str]:
     """(node, "") for the pod, or (None, the scheduler's message). `placed`: the pods already
     on nodes (their requests use the nodes' allocatable)."""
     used: dict[str, Counter[str]] = {n: Counter() for n in cluster.nodes}
@@ -174,8 +193,14 @@ def schedule(cluster: Cluster, pod: Mapping[str, Any],
             feasible.append(node.name)
     if not feasible:
         return None, unschedulable_message(len(cluster.nodes), reasons)
-    return min(feasible, key=lambda n: (same_owner[n], sum(
-        1 for o in placed if (o.get("spec") or {}).get("nodeName") == n), n)), ""
+    return min(
+        feasible,
+        key=lambda n: (
+            same_owner[n],
+            sum(1 for o in placed if (o.get("spec") or {}).get("nodeName") == n),
+            n,
+        ),
+    ), ""
 
 
 # --- claims and attachment
@@ -202,13 +227,29 @@ async def _create_ephemeral_claims(emu: Any, pod: Mapping[str, Any]) -> None:
         if emu.live(PVCS, meta["namespace"], name) is not None:
             continue
         template = vol["ephemeral"]["volumeClaimTemplate"]
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"],
-                 "controller": True, "blockOwnerDeletion": True}
-        await emu.create_object(PVCS, meta["namespace"], {
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {**copy.deepcopy(template.get("metadata") or {}), "name": name,
-                         "ownerReferences": [owner]},
-            "spec": copy.deepcopy(template["spec"])}, manager=EPHEMERAL)
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        await emu.create_object(
+            PVCS,
+            meta["namespace"],
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {
+                    **copy.deepcopy(template.get("metadata") or {}),
+                    "name": name,
+                    "ownerReferences": [owner],
+                },
+                "spec": copy.deepcopy(template["spec"]),
+            },
+            manager=EPHEMERAL,
+        )
 
 
 async def _bound_volume(emu: Any, namespace: str, claim: Mapping[str, Any]) -> dict[str, Any]:
@@ -222,34 +263,54 @@ async def _bound_volume(emu: Any, namespace: str, claim: Mapping[str, Any]) -> d
     volume_name = f"pvc-{claim['metadata']['uid']}"
     size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
     modes = list(spec.get("accessModes") or ["ReadWriteOnce"])
-    pv = await emu.create_object(PVS, None, {
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": volume_name},
-        "spec": {"accessModes": modes, "capacity": {"storage": size},
-                 "persistentVolumeReclaimPolicy": "Delete",
-                 "storageClassName": spec.get("storageClassName", "standard"),
-                 "claimRef": {"kind": "PersistentVolumeClaim", "namespace": namespace,
-                              "name": claim["metadata"]["name"],
-                              "uid": claim["metadata"]["uid"]}}}, manager=PV_CONTROLLER)
+    pv = await emu.create_object(
+        PVS,
+        None,
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume_name},
+            "spec": {
+                "accessModes": modes,
+                "capacity": {"storage": size},
+                "persistentVolumeReclaimPolicy": "Delete",
+                "storageClassName": spec.get("storageClassName", "standard"),
+                "claimRef": {
+                    "kind": "PersistentVolumeClaim",
+                    "namespace": namespace,
+                    "name": claim["metadata"]["name"],
+                    "uid": claim["metadata"]["uid"],
+                },
+            },
+        },
+        manager=PV_CONTROLLER,
+    )
     live = emu.live(PVCS, namespace, claim["metadata"]["name"])
     bound = copy.deepcopy(live)
     bound["spec"]["volumeName"] = volume_name
     live = await emu.update_object(PVCS, live, bound, None, manager=PV_CONTROLLER)
-    await emu.update_object(PVCS, live, dict(live, status={
-        "phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}), "status",
-        manager=PV_CONTROLLER)
+    await emu.update_object(
+        PVCS,
+        live,
+        dict(live, status={"phase": "Bound", "accessModes": modes, "capacity": {"storage": size}}),
+        "status",
+        manager=PV_CONTROLLER,
+    )
     return pv
 
 
 def _users_on(emu: Any, namespace: str, claim: str, node: str, me: str) -> list[str]:
     """The other pods on `node` that mount `claim`."""
-    return sorted(p["metadata"]["name"] for p in emu._items(PODS, namespace)
-                  if p["metadata"]["name"] != me
-                  and (p.get("spec") or {}).get("nodeName") == node and claim in claim_names(p))
+    return sorted(
+        p["metadata"]["name"]
+        for p in emu._items(PODS, namespace)
+        if p["metadata"]["name"] != me
+        and (p.get("spec") or {}).get("nodeName") == node
+        and claim in claim_names(p)
+    )
 
 
-async def _attach(emu: Any, cluster: Cluster, pod: Mapping[str, Any],
-                  node: str) -> list[str]:
+async def _attach(emu: Any, cluster: Cluster, pod: Mapping[str, Any], node: str) -> list[str]:
     """Attach the pod's volumes on `node`: the Multi-Attach messages of those that cannot be."""
     namespace, me = pod["metadata"]["namespace"], pod["metadata"]["name"]
     errors = []
@@ -264,15 +325,18 @@ async def _attach(emu: Any, cluster: Cluster, pod: Mapping[str, Any],
         holder = cluster.attachments.get(volume)
         users = _users_on(emu, namespace, claim_name, holder, me) if holder else []
         if holder and holder != node and users:
-            errors.append(f'Multi-Attach error for volume "{volume}" Volume is already used '
-                          f"by pod(s) {', '.join(users)}")
+            errors.append(
+                f'Multi-Attach error for volume "{volume}" Volume is already used '
+                f"by pod(s) {', '.join(users)}"
+            )
         else:
             cluster.attachments[volume] = node
     return errors
 
 
-async def _event(emu: Any, cluster: Cluster, pod: Mapping[str, Any], reason: str,
-                 message: str, component: str) -> None:
+async def _event(
+    emu: Any, cluster: Cluster, pod: Mapping[str, Any], reason: str, message: str, component: str
+) -> None:
     """A Warning Event about the pod (once per pod, reason and message)."""
     meta = pod["metadata"]
     key = (meta["uid"], reason, message)
@@ -280,21 +344,47 @@ async def _event(emu: Any, cluster: Cluster, pod: Mapping[str, Any], reason: str
         return
     cluster.posted.add(key)
     ts = now_rfc3339()
-    await emu.create_object(EVENTS, meta["namespace"], {
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
-                           "name": meta["name"], "uid": meta["uid"]},
-        "type": "Warning", "reason": reason, "message": message, "count": 1,
-        "firstTimestamp": ts, "lastTimestamp": ts, "source": {"component": component},
-        "reportingComponent": component}, manager=component)
+    await emu.create_object(
+        EVENTS,
+        meta["namespace"],
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}"},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+            },
+            "type": "Warning",
+            "reason": reason,
+            "message": message,
+            "count": 1,
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "source": {"component": component},
+            "reportingComponent": component,
+        },
+        manager=component,
+    )
 
 
 def pending_status(message: str) -> dict[str, Any]:
     """An unschedulable pod's status."""
-    return {"phase": "Pending", "conditions": [
-        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-         "message": message, "lastTransitionTime": now_rfc3339()}]}
+    return {
+        "phase": "Pending",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": message,
+                "lastTransitionTime": now_rfc3339(),
+            }
+        ],
+    }
 
 
 def creating_status(pod_spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -305,16 +395,28 @@ def creating_status(pod_spec: Mapping[str, Any]) -> dict[str, Any]:
     reason = "PodInitializing" if inits else "ContainerCreating"
 
     def waiting(name: str) -> dict[str, Any]:
-        return {"name": name, "ready": False, "restartCount": 0, "image": "", "imageID": "",
-                "started": False, "state": {"waiting": {"reason": reason}}}
+        return {
+            "name": name,
+            "ready": False,
+            "restartCount": 0,
+            "image": "",
+            "imageID": "",
+            "started": False,
+            "state": {"waiting": {"reason": reason}},
+        }
 
-    status: dict[str, Any] = {"phase": "Pending", "conditions": [
-        {"type": "PodScheduled", "status": "True"},
-        {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"},
-        {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
-        {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"}],
-        "containerStatuses": [waiting(c.get("name", "main"))
-                              for c in pod_spec.get("containers") or []]}
+    status: dict[str, Any] = {
+        "phase": "Pending",
+        "conditions": [
+            {"type": "PodScheduled", "status": "True"},
+            {"type": "Initialized", "status": "False", "reason": "ContainersNotInitialized"},
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+            {"type": "ContainersReady", "status": "False", "reason": "ContainersNotReady"},
+        ],
+        "containerStatuses": [
+            waiting(c.get("name", "main")) for c in pod_spec.get("containers") or []
+        ],
+    }
     if inits:
         status["initContainerStatuses"] = [waiting(n) for n in inits]
     return status
@@ -333,25 +435,33 @@ async def settle(emu: Any, pod: dict[str, Any], status: dict[str, Any]) -> dict[
     node = spec.get("nodeName")
     if node is None:
         if missing:
-            message = (f"0/{len(cluster.nodes)} nodes are available: persistentvolumeclaim "
-                       f'"{missing[0]}" not found.')
+            message = (
+                f"0/{len(cluster.nodes)} nodes are available: persistentvolumeclaim "
+                f'"{missing[0]}" not found.'
+            )
         else:
-            placed = [p for p in emu._items(PODS, None)
-                      if (p.get("spec") or {}).get("nodeName")]
+            placed = [p for p in emu._items(PODS, None) if (p.get("spec") or {}).get("nodeName")]
             node, message = schedule(cluster, pod, placed)
         if node is None:
             await _event(emu, cluster, pod, "FailedScheduling", message, SCHEDULER)
             return pending_status(message)
         live = emu.live(PODS, namespace, meta["name"])
-        await emu.update_object(PODS, live, {**live, "spec": {**live["spec"], "nodeName": node}},
-                                None, manager=SCHEDULER)
+        await emu.update_object(
+            PODS,
+            live,
+            {**live, "spec": {**live["spec"], "nodeName": node}},
+            None,
+            manager=SCHEDULER,
+        )
     errors = await _attach(emu, cluster, pod, node)
     for message in errors:
         await _event(emu, cluster, pod, "FailedAttachVolume", message, ATTACH_DETACH)
     if errors:
         return creating_status(spec)
-    conditions = [{"type": "PodScheduled", "status": "True"},
-                  *[c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]]
+    conditions = [
+        {"type": "PodScheduled", "status": "True"},
+        *[c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"],
+    ]
     return {**status, "conditions": conditions}
 
 

@@ -14,8 +14,9 @@ ROLLOUT_PHASES = ("init", "starting", "ready", "failed")
 CONTROLLER_MANAGER = "kube-controller-manager"  # the field manager of the stand-in controller
 
 
-def deployment_status(deployment: Mapping[str, Any], phase: str,
-                      ready: int | None = None) -> dict[str, Any]:
+def deployment_status(
+    deployment: Mapping[str, Any], phase: str, ready: int | None = None
+) -> dict[str, Any]:
     """What the Deployment controller would report in a rollout phase; `ready` counts the
     pods that are ready when some of a 'ready' rollout are not (devcluster.nodes)."""
     replicas = int((deployment.get("spec") or {}).get("replicas", 1))
@@ -28,23 +29,42 @@ def deployment_status(deployment: Mapping[str, Any], phase: str,
     available = {"type": "Available", "lastUpdateTime": ts, "lastTransitionTime": ts}
     progressing = {"type": "Progressing", "lastUpdateTime": ts, "lastTransitionTime": ts}
     if phase == "ready":
-        available.update(status="True", reason="MinimumReplicasAvailable",
-                         message="Deployment has minimum availability.")
-        progressing.update(status="True", reason="NewReplicaSetAvailable",
-                           message="ReplicaSet has successfully progressed.")
+        available.update(
+            status="True",
+            reason="MinimumReplicasAvailable",
+            message="Deployment has minimum availability.",
+        )
+        progressing.update(
+            status="True",
+            reason="NewReplicaSetAvailable",
+            message="ReplicaSet has successfully progressed.",
+        )
     elif phase == "failed":
-        available.update(status="False", reason="MinimumReplicasUnavailable",
-                         message="Deployment does not have minimum availability.")
-        progressing.update(status="False", reason="ProgressDeadlineExceeded",
-                           message="ReplicaSet has timed out progressing.")
+        available.update(
+            status="False",
+            reason="MinimumReplicasUnavailable",
+            message="Deployment does not have minimum availability.",
+        )
+        progressing.update(
+            status="False",
+            reason="ProgressDeadlineExceeded",
+            message="ReplicaSet has timed out progressing.",
+        )
     else:
-        available.update(status="False", reason="MinimumReplicasUnavailable",
-                         message="Deployment does not have minimum availability.")
-        progressing.update(status="True", reason="ReplicaSetUpdated",
-                           message="ReplicaSet is progressing.")
+        available.update(
+            status="False",
+            reason="MinimumReplicasUnavailable",
+            message="Deployment does not have minimum availability.",
+        )
+        progressing.update(
+            status="True", reason="ReplicaSetUpdated", message="ReplicaSet is progressing."
+        )
     status: dict[str, Any] = {
-        "observedGeneration": generation, "replicas": replicas, "updatedReplicas": replicas,
-        "readyReplicas": ready, "availableReplicas": ready,
+        "observedGeneration": generation,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
         "conditions": [available, progressing],
     }
     if replicas - ready:
@@ -60,20 +80,41 @@ def pod_status(pod_spec: Mapping[str, Any], phase: str) -> dict[str, Any]:
     in_init = phase == "init"
     ready = phase == "ready"
     init_statuses = [
-        {"name": n, "ready": not in_init, "restartCount": 0, "image": "", "imageID": "",
-         "state": {"running": {"startedAt": ts}} if in_init else
-         {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+        {
+            "name": n,
+            "ready": not in_init,
+            "restartCount": 0,
+            "image": "",
+            "imageID": "",
+            "state": {"running": {"startedAt": ts}}
+            if in_init
+            else {"terminated": {"exitCode": 0, "reason": "Completed"}},
+        }
         for n in init_names
     ]
     if in_init and not init_names:  # no declared init container: still report one running
-        init_statuses = [{"name": "init", "ready": False, "restartCount": 0, "image": "",
-                          "imageID": "", "state": {"running": {"startedAt": ts}}}]
+        init_statuses = [
+            {
+                "name": "init",
+                "ready": False,
+                "restartCount": 0,
+                "image": "",
+                "imageID": "",
+                "state": {"running": {"startedAt": ts}},
+            }
+        ]
     waiting = {"waiting": {"reason": "PodInitializing"}} if in_init else None
     failed = {"waiting": {"reason": "CrashLoopBackOff"}} if phase == "failed" else None
     container_statuses = [
-        {"name": n, "ready": ready, "restartCount": 0, "image": "", "imageID": "",
-         "started": not in_init,
-         "state": waiting or failed or {"running": {"startedAt": ts}}}
+        {
+            "name": n,
+            "ready": ready,
+            "restartCount": 0,
+            "image": "",
+            "imageID": "",
+            "started": not in_init,
+            "state": waiting or failed or {"running": {"startedAt": ts}},
+        }
         for n in names
     ]
     return {
@@ -95,8 +136,13 @@ async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> int:
     replicas = int((deployment.get("spec") or {}).get("replicas", 1))
     template = (deployment.get("spec") or {}).get("template") or {}
     labels = dict((template.get("metadata") or {}).get("labels") or {})
-    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"],
-             "uid": meta["uid"], "controller": True}
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+    }
     wanted = {f"{meta['name']}-sim-{i}" for i in range(replicas)}
     selector = ",".join(f"{k}={v}" for k, v in labels.items()) or None
     for pod in emu._items(PODS, meta["namespace"], selector):
@@ -111,17 +157,22 @@ async def sync_pods(emu: Any, deployment: Mapping[str, Any], phase: str) -> int:
         status = pod_status(template.get("spec") or {}, phase)
         live = emu.live(PODS, meta["namespace"], pod_name)
         if live is None:
-            await emu.create_object(PODS, meta["namespace"], {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": pod_name, "labels": labels, "ownerReferences": [owner]},
-                "spec": copy.deepcopy(template.get("spec") or {}),
-            }, manager=CONTROLLER_MANAGER)
+            await emu.create_object(
+                PODS,
+                meta["namespace"],
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": pod_name, "labels": labels, "ownerReferences": [owner]},
+                    "spec": copy.deepcopy(template.get("spec") or {}),
+                },
+                manager=CONTROLLER_MANAGER,
+            )
             live = emu.live(PODS, meta["namespace"], pod_name)
         status = await nodes.settle(emu, live, status)
         ready += pod_ready({"status": status})
         live = emu.live(PODS, meta["namespace"], pod_name)
-        await emu.update_object(PODS, live, dict(live, status=status), "status",
-                                manager="kubelet")
+        await emu.update_object(PODS, live, dict(live, status=status), "status", manager="kubelet")
     return ready
 
 

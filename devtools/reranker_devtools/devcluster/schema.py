@@ -77,12 +77,16 @@ def _builtin_definitions() -> tuple[dict[str, Any], dict[tuple[str, str, str], s
     """The newest Kubernetes definitions kubernetes-validate ships, and (group, version, kind)
     -> definition name."""
     root = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
-    newest = max((p.name for p in root.iterdir() if p.name.endswith("-local")),
-                 key=lambda n: tuple(int(x) for x in n[1:].split("-")[0].split(".")))
+    newest = max(
+        (p.name for p in root.iterdir() if p.name.endswith("-local")),
+        key=lambda n: tuple(int(x) for x in n[1:].split("-")[0].split(".")),
+    )
     definitions = json.loads(root.joinpath(newest, "_definitions.json").read_text())["$defs"]
-    kinds = {(g["group"], g["version"], g["kind"]): name
-             for name, d in definitions.items()
-             for g in d.get("x-kubernetes-group-version-kind") or ()}
+    kinds = {
+        (g["group"], g["version"], g["kind"]): name
+        for name, d in definitions.items()
+        for g in d.get("x-kubernetes-group-version-kind") or ()
+    }
     return definitions, kinds
 
 
@@ -92,8 +96,9 @@ class Schemas:
     def __init__(self) -> None:
         self._crds: dict[tuple[str, str, str], Mapping[str, Any]] = {}
 
-    def add_crd_version(self, group: str, version: str, kind: str,
-                        schema: Mapping[str, Any] | None) -> None:
+    def add_crd_version(
+        self, group: str, version: str, kind: str, schema: Mapping[str, Any] | None
+    ) -> None:
         """A custom resource's openAPIV3Schema (None: no schema, lists merge atomically)."""
         self._crds[(group, version, kind)] = schema or {}
 

@@ -20,8 +20,7 @@ def _parse_selector(text: str) -> tuple[tuple[str, str, frozenset[str]], ...]:
             values = frozenset(v.strip() for v in m.group(3).split(",") if v.strip())
             terms.append((m.group(1), m.group(2), values))
         elif m := re.fullmatch(r"([^\s!=]+)\s*(==|=|!=)\s*(\S*)", part):
-            terms.append((m.group(1), "!=" if m.group(2) == "!=" else "=",
-                          frozenset({m.group(3)})))
+            terms.append((m.group(1), "!=" if m.group(2) == "!=" else "=", frozenset({m.group(3)})))
         elif part.startswith("!"):
             terms.append((part[1:].strip(), "!", frozenset()))
         else:

@@ -62,23 +62,29 @@ class StoreMixin:
             return None
         return copy.deepcopy(raw)
 
-    def _items(self, res: Any, namespace: str | None, selector: str | None = None, *,
-               copies: bool = True) -> list[dict[str, Any]]:
+    def _items(
+        self, res: Any, namespace: str | None, selector: str | None = None, *, copies: bool = True
+    ) -> list[dict[str, Any]]:
         """The stored objects of a resource, in a namespace, matching a selector (copies, or
         the stored dicts themselves to serialise right away)."""
         items = []
         for (_r, ns, _name), raw in list(self._live.get(self._key(res, None, "")[0], {}).items()):
             if (namespace is None or ns == namespace) and (
-                    not selector or selector_matches(
-                        (raw.get("metadata") or {}).get("labels") or {}, selector)):
+                not selector
+                or selector_matches((raw.get("metadata") or {}).get("labels") or {}, selector)
+            ):
                 items.append(copy.deepcopy(raw) if copies else raw)
         if (res.group, res.plural) == ("", "namespaces"):  # namespaces in use exist
             stored = {o["metadata"]["name"] for o in items}
-            items += [{"apiVersion": "v1", "kind": "Namespace",
-                       "metadata": {"name": ns, "uid": f"namespace-{ns}",
-                                    "resourceVersion": "1"},
-                       "status": {"phase": "Active"}}
-                      for ns in sorted(self.namespaces - stored)]
+            items += [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns, "uid": f"namespace-{ns}", "resourceVersion": "1"},
+                    "status": {"phase": "Active"},
+                }
+                for ns in sorted(self.namespaces - stored)
+            ]
         return items
 
     async def _emit(self, res: Any, kind: str, obj: Mapping[str, Any]) -> None:
@@ -106,10 +112,14 @@ class StoreMixin:
         await self._emit(res, event, obj)
         if self.endpoint_slices is not None:
             self.endpoint_slices.observe(self, res, obj)
-        if self.rollout_phase and (res.group, res.plural) == ("apps", "deployments") and (
-                needs_rollout(obj)):
+        if (
+            self.rollout_phase
+            and (res.group, res.plural) == ("apps", "deployments")
+            and (needs_rollout(obj))
+        ):
             task = asyncio.get_running_loop().create_task(
-                self._auto_rollout(meta.get("namespace"), meta["name"]))
+                self._auto_rollout(meta.get("namespace"), meta["name"])
+            )
             self._rollouts.add(task)
             task.add_done_callback(self._rollouts.discard)
         return copy.deepcopy(obj)
@@ -122,8 +132,13 @@ class StoreMixin:
                 await roll_out(self, namespace, name, self.rollout_phase)
 
     async def create_object(
-        self, res: Any, namespace: str | None, body: Mapping[str, Any], *,
-        manager: str | None = None, applied: bool = False,
+        self,
+        res: Any,
+        namespace: str | None,
+        body: Mapping[str, Any],
+        *,
+        manager: str | None = None,
+        applied: bool = False,
     ) -> dict[str, Any]:
         """Create an object; `manager` owns its fields (an Update), or with `applied` the body
         carries the managedFields an apply computed."""
@@ -144,18 +159,29 @@ class StoreMixin:
         if not meta.get("name"):
             raise EmulatorError(422, "Invalid", "metadata.name: Required value")
         if self.live(res, namespace, meta["name"]) is not None:
-            raise EmulatorError(409, "AlreadyExists",
-                                f'{res.plural} "{meta["name"]}" already exists')
+            raise EmulatorError(
+                409, "AlreadyExists", f'{res.plural} "{meta["name"]}" already exists'
+            )
         obj.setdefault("apiVersion", f"{res.group}/{res.version}" if res.group else "v1")
         obj.setdefault("kind", info.kind or res.plural.capitalize())
-        meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self.rv)),
-                    creationTimestamp=now_rfc3339(), generation=1)
+        meta.update(
+            uid=str(uuid.uuid4()),
+            resourceVersion=str(next(self.rv)),
+            creationTimestamp=now_rfc3339(),
+            generation=1,
+        )
         meta.pop("deletionTimestamp", None)
         if "status" in info.subresources:
             obj.pop("status", None)
         if not applied:
-            obj = managed.record_update(None, obj, manager, self.schema(res),
-                                        scope=self._scope(res, None), now=now_rfc3339())
+            obj = managed.record_update(
+                None,
+                obj,
+                manager,
+                self.schema(res),
+                scope=self._scope(res, None),
+                now=now_rfc3339(),
+            )
         stored = await self.store(res, obj, "ADDED")
         if self._orphaned(stored):  # the garbage collector removes it right away
             await self.remove(res, stored)
@@ -169,8 +195,14 @@ class StoreMixin:
         return not owners & self._uids.keys()
 
     async def update_object(
-        self, res: Any, live: dict[str, Any], new: dict[str, Any], subresource: str | None, *,
-        manager: str | None = None, applied: bool = False,
+        self,
+        res: Any,
+        live: dict[str, Any],
+        new: dict[str, Any],
+        subresource: str | None,
+        *,
+        manager: str | None = None,
+        applied: bool = False,
     ) -> dict[str, Any]:
         """Write `new` over `live`, honouring the status subresource; no-ops write nothing.
 
@@ -192,12 +224,25 @@ class StoreMixin:
         if applied:
             new.setdefault("metadata", {})["managedFields"] = computed
         else:
-            new = managed.record_update(live, new, manager, self.schema(res),
-                                        scope=self._scope(res, subresource),
-                                        subresource=subresource, now=now_rfc3339())
+            new = managed.record_update(
+                live,
+                new,
+                manager,
+                self.schema(res),
+                scope=self._scope(res, subresource),
+                subresource=subresource,
+                now=now_rfc3339(),
+            )
         meta = new.setdefault("metadata", {})
-        for field in ("uid", "creationTimestamp", "namespace", "name", "deletionTimestamp",
-                      "generation", "resourceVersion"):
+        for field in (
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "deletionTimestamp",
+            "generation",
+            "resourceVersion",
+        ):
             if field in live["metadata"]:
                 meta[field] = live["metadata"][field]
             else:
@@ -228,8 +273,9 @@ class StoreMixin:
             if self.endpoint_slices is not None:
                 self.endpoint_slices.observe(self, res, gone)
         uid = meta.get("uid")
-        for (r, _ns, _name), dep in [i for objs in list(self._live.values())
-                                     for i in list(objs.items())]:
+        for (r, _ns, _name), dep in [
+            i for objs in list(self._live.values()) for i in list(objs.items())
+        ]:
             refs = dep.get("metadata", {}).get("ownerReferences") or []
             if any(ref.get("uid") == uid for ref in refs):
                 await self.delete_object(r, dep)

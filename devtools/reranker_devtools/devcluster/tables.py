@@ -15,15 +15,26 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 TABLE_GROUP = "meta.k8s.io"
-NAME_COLUMN = {"name": "Name", "type": "string", "format": "name", "priority": 0,
-               "description": "Name must be unique within a namespace."}
-AGE_COLUMN = {"name": "Age", "type": "date", "format": "", "priority": 0,
-              "description": "CreationTimestamp is a timestamp of when the object was created."}
+NAME_COLUMN = {
+    "name": "Name",
+    "type": "string",
+    "format": "name",
+    "priority": 0,
+    "description": "Name must be unique within a namespace.",
+}
+AGE_COLUMN = {
+    "name": "Age",
+    "type": "date",
+    "format": "",
+    "priority": 0,
+    "description": "CreationTimestamp is a timestamp of when the object was created.",
+}
 _AGE_PATH = ".metadata.creationTimestamp"
 _TOKEN = re.compile(
     r"""\.(?P<field>[A-Za-z0-9_-]+)"""
     r"""|\[(?P<index>-?\d+|\*)\]"""
-    r"""|\[\?\(@\.(?P<key>[A-Za-z0-9_.-]+)\s*==\s*(?P<quote>["'])(?P<value>.*?)(?P=quote)\)\]""")
+    r"""|\[\?\(@\.(?P<key>[A-Za-z0-9_.-]+)\s*==\s*(?P<quote>["'])(?P<value>.*?)(?P=quote)\)\]"""
+)
 
 
 class JsonPathError(ValueError):
@@ -34,8 +45,11 @@ def table_version(accept: str | None) -> str | None:
     """The meta.k8s.io Table version an Accept header asks for first (v1 or v1beta1), or None."""
     for media_range in (accept or "").split(","):
         params = dict(p.strip().partition("=")[::2] for p in media_range.split(";")[1:])
-        if params.get("as") == "Table" and params.get("g") == TABLE_GROUP and params.get("v") in (
-                "v1", "v1beta1"):
+        if (
+            params.get("as") == "Table"
+            and params.get("g") == TABLE_GROUP
+            and params.get("v") in ("v1", "v1beta1")
+        ):
             return params["v"]
     return None
 
@@ -79,14 +93,18 @@ def evaluate(path: str, obj: Any) -> list[Any]:
         found: list[Any] = []
         for value in current:
             if (op == "field" and isinstance(value, Mapping) and arg in value) or (
-                    op == "index" and isinstance(value, list) and -len(value) <= arg < len(value)):
+                op == "index" and isinstance(value, list) and -len(value) <= arg < len(value)
+            ):
                 found.append(value[arg])
             elif op == "all" and isinstance(value, list):
                 found.extend(value)
             elif op == "filter" and isinstance(value, list):
                 keys, wanted = arg
-                found.extend(item for item in value if _dig(item, keys) is not None
-                             and str(_dig(item, keys)) == wanted)
+                found.extend(
+                    item
+                    for item in value
+                    if _dig(item, keys) is not None and str(_dig(item, keys)) == wanted
+                )
         current = found
     return current
 
@@ -160,11 +178,16 @@ def printer_columns(columns: Iterable[Mapping[str, Any]] | None) -> list[dict[st
             if not column.get(field):
                 raise JsonPathError(f"additionalPrinterColumns[].{field}: Required value")
         parse_jsonpath(column["jsonPath"])  # fail early on unsupported paths
-        specs.append({"name": column["name"], "type": column.get("type", "string"),
-                      "format": column.get("format", ""),
-                      "description": column.get("description", ""),
-                      "priority": int(column.get("priority", 0)),
-                      "jsonPath": column["jsonPath"]})
+        specs.append(
+            {
+                "name": column["name"],
+                "type": column.get("type", "string"),
+                "format": column.get("format", ""),
+                "description": column.get("description", ""),
+                "priority": int(column.get("priority", 0)),
+                "jsonPath": column["jsonPath"],
+            }
+        )
     return specs
 
 
@@ -173,18 +196,27 @@ def _row_object(obj: Mapping[str, Any], include: str) -> Any:
         return None
     if include == "Object":
         return obj
-    return {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-            "metadata": obj.get("metadata", {})}
+    return {
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": obj.get("metadata", {}),
+    }
 
 
-def render_table(objects: Iterable[Mapping[str, Any]], columns: list[dict[str, Any]], *,
-                 version: str = "v1", resource_version: str = "",
-                 include_object: str = "PartialObjectMetadata",
-                 now: datetime.datetime | None = None) -> dict[str, Any]:
+def render_table(
+    objects: Iterable[Mapping[str, Any]],
+    columns: list[dict[str, Any]],
+    *,
+    version: str = "v1",
+    resource_version: str = "",
+    include_object: str = "PartialObjectMetadata",
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
     """A meta.k8s.io Table of `objects` with `columns` (from printer_columns)."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
-    definitions = [{k: c[k] for k in ("name", "type", "format", "description", "priority")}
-                   for c in columns]
+    definitions = [
+        {k: c[k] for k in ("name", "type", "format", "description", "priority")} for c in columns
+    ]
     rows = []
     for obj in objects:
         row: dict[str, Any] = {"cells": [_cell(c, obj, now) for c in columns]}
@@ -192,6 +224,10 @@ def render_table(objects: Iterable[Mapping[str, Any]], columns: list[dict[str, A
         if row_object is not None:
             row["object"] = row_object
         rows.append(row)
-    return {"apiVersion": f"{TABLE_GROUP}/{version}", "kind": "Table",
-            "metadata": {"resourceVersion": resource_version},
-            "columnDefinitions": definitions, "rows": rows}
+    return {
+        "apiVersion": f"{TABLE_GROUP}/{version}",
+        "kind": "Table",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }

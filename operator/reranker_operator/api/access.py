@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from reranker_operator.api.fieldtypes import DNS1123_SUBDOMAIN, Labels
-from reranker_operator.api.cel_rules import Rule
 from reranker_operator.api.base import SpecModel
+from reranker_operator.api.cel_rules import Rule
+from reranker_operator.api.fieldtypes import DNS1123_SUBDOMAIN, Labels
 
 JwtAlgorithm = Literal[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"
@@ -62,9 +62,7 @@ class JwtSpec(SpecModel):
 
     jwks: JwksSource
     issuer: str | None = Field(None, min_length=1, max_length=1024, description="Required iss.")
-    audience: str | None = Field(
-        None, min_length=1, max_length=1024, description="Required aud."
-    )
+    audience: str | None = Field(None, min_length=1, max_length=1024, description="Required aud.")
     algorithms: list[
         Annotated[JwtAlgorithm, Field(description="A JWS algorithm (asymmetric).")]
     ] = Field(
@@ -171,4 +169,3 @@ class NetworkPolicySpec(SpecModel):
         description="https: the pods may reach port 443 outside the private ranges (the model "
         "hub); none: no egress but DNS.",
     )
-

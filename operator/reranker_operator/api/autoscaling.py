@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field
-from reranker_contract import DEFAULT_QUEUED_PAIRS_PER_POD
 
+from reranker_contract import DEFAULT_QUEUED_PAIRS_PER_POD
+from reranker_operator.api.base import SpecModel
+from reranker_operator.api.cel_rules import Rule
 from reranker_operator.api.fieldtypes import (
     DNS1035_LABEL,
     DNS1123_LABEL,
@@ -16,8 +18,6 @@ from reranker_operator.api.fieldtypes import (
     HOSTNAME,
     Quantity,
 )
-from reranker_operator.api.cel_rules import Rule
-from reranker_operator.api.base import SpecModel
 
 
 class ScalingPolicy(SpecModel):
@@ -235,8 +235,14 @@ class AutoscalingSpec(SpecModel):
 
     def named_targets(self) -> list[str]:
         """The targets the resource names, in their spec names."""
-        fields = ("target_cpu_utilization", "target_memory_utilization", "queued_pairs_per_pod",
-                  "queued_tokens_per_pod", "requests_per_second", "p95_latency_seconds")  # fmt: skip
+        fields = (
+            "target_cpu_utilization",
+            "target_memory_utilization",
+            "queued_pairs_per_pod",
+            "queued_tokens_per_pod",
+            "requests_per_second",
+            "p95_latency_seconds",
+        )
         return [
             type(self).model_fields[f].alias or f for f in fields if getattr(self, f) is not None
         ]

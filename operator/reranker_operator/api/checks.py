@@ -54,8 +54,10 @@ def check_labels(labels: Mapping[str, str]) -> None:
 def _quantities(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
     a = spec.autoscaling
     if a.enabled:
-        for name, value in (("requestsPerSecond", a.requests_per_second),
-                            ("p95LatencySeconds", a.p95_latency_seconds)):  # fmt: skip
+        for name, value in (
+            ("requestsPerSecond", a.requests_per_second),
+            ("p95LatencySeconds", a.p95_latency_seconds),
+        ):
             if value is not None and parse_quantity(value) <= 0:
                 yield f"autoscaling.{name}", "must be > 0"
     size = spec.model_cache.size
@@ -78,18 +80,23 @@ def _durations(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
 
 
 def _metadata_maps(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
-    labels = (("podLabels", spec.pod_labels), ("nodeSelector", spec.node_selector),
-              ("metrics.serviceMonitor.labels", spec.metrics.service_monitor.labels),
-              ("metrics.prometheusRule.labels", spec.metrics.prometheus_rule.labels),
-              ("metrics.dashboard.labels", spec.metrics.dashboard.labels))  # fmt: skip
+    labels = (
+        ("podLabels", spec.pod_labels),
+        ("nodeSelector", spec.node_selector),
+        ("metrics.serviceMonitor.labels", spec.metrics.service_monitor.labels),
+        ("metrics.prometheusRule.labels", spec.metrics.prometheus_rule.labels),
+        ("metrics.dashboard.labels", spec.metrics.dashboard.labels),
+    )
     for path, mapping in labels:
         try:
             check_labels(mapping)
         except ValueError as exc:
             yield path, str(exc)
-    annotations = (("podAnnotations", spec.pod_annotations),
-                   ("service.annotations", spec.service.annotations),
-                   ("ingress.annotations", spec.ingress.annotations))  # fmt: skip
+    annotations = (
+        ("podAnnotations", spec.pod_annotations),
+        ("service.annotations", spec.service.annotations),
+        ("ingress.annotations", spec.ingress.annotations),
+    )
     for path, mapping in annotations:
         try:
             for key in mapping:

@@ -25,4 +25,3 @@ RETAINED_ANNOTATION = f"{CRD_GROUP}/retain-on-delete"
 # The annotation a Grafana dashboard sidecar is usually told to read folders from
 # (grafana chart: sidecar.dashboards.folderAnnotation).
 GRAFANA_FOLDER_ANNOTATION = "grafana_folder"
-

@@ -48,29 +48,68 @@ SUBRESOURCES: dict[str, Any] = {
 _READY = '.status.conditions[?(@.type=="Ready")]'
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Model", "type": "string",
-     "description": "The model served (Hugging Face Hub id or path).",
-     "jsonPath": ".spec.model.name"},
-    {"name": "Replicas", "type": "string", "description": "Ready replicas / desired replicas.",
-     "jsonPath": ".status.replicaSummary"},
-    {"name": "Ready", "type": "string", "description": "Status of the Ready condition.",
-     "jsonPath": f"{_READY}.status"},
-    {"name": "Endpoint", "type": "string", "description": "In-cluster URL of the reranking API.",
-     "jsonPath": ".status.endpoint"},
+    {
+        "name": "Model",
+        "type": "string",
+        "description": "The model served (Hugging Face Hub id or path).",
+        "jsonPath": ".spec.model.name",
+    },
+    {
+        "name": "Replicas",
+        "type": "string",
+        "description": "Ready replicas / desired replicas.",
+        "jsonPath": ".status.replicaSummary",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "description": "Status of the Ready condition.",
+        "jsonPath": f"{_READY}.status",
+    },
+    {
+        "name": "Endpoint",
+        "type": "string",
+        "description": "In-cluster URL of the reranking API.",
+        "jsonPath": ".status.endpoint",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    {"name": "Engine", "type": "string", "priority": 1,
-     "description": "Inference server: transformers (bundled) or vllm.", "jsonPath": ".spec.engine"},
-    {"name": "DType", "type": "string", "priority": 1, "description": "Weight dtype.",
-     "jsonPath": ".spec.model.dtype"},
-    {"name": "GPUs", "type": "integer", "priority": 1, "description": "GPUs per replica.",
-     "jsonPath": ".spec.resources.gpus"},
-    {"name": "Autoscaling", "type": "boolean", "priority": 1,
-     "description": "Whether a HorizontalPodAutoscaler (or a KEDA ScaledObject) manages the "
-     "replicas.",
-     "jsonPath": ".spec.autoscaling.enabled"},
-    {"name": "Reason", "type": "string", "priority": 1,
-     "description": "Reason of the Ready condition.", "jsonPath": f"{_READY}.reason"},
-]  # fmt: skip
+    {
+        "name": "Engine",
+        "type": "string",
+        "priority": 1,
+        "description": "Inference server: transformers (bundled) or vllm.",
+        "jsonPath": ".spec.engine",
+    },
+    {
+        "name": "DType",
+        "type": "string",
+        "priority": 1,
+        "description": "Weight dtype.",
+        "jsonPath": ".spec.model.dtype",
+    },
+    {
+        "name": "GPUs",
+        "type": "integer",
+        "priority": 1,
+        "description": "GPUs per replica.",
+        "jsonPath": ".spec.resources.gpus",
+    },
+    {
+        "name": "Autoscaling",
+        "type": "boolean",
+        "priority": 1,
+        "description": "Whether a HorizontalPodAutoscaler (or a KEDA ScaledObject) manages the "
+        "replicas.",
+        "jsonPath": ".spec.autoscaling.enabled",
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "description": "Reason of the Ready condition.",
+        "jsonPath": f"{_READY}.reason",
+    },
+]
 
 
 def _typed(type_: str, description: str, **extra: Any) -> dict[str, Any]:

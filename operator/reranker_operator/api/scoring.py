@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field
-from reranker_contract import ATTN_IMPLEMENTATIONS, Env
 
+from reranker_contract import ATTN_IMPLEMENTATIONS, Env
 from reranker_operator.api.base import SpecModel
 
 # the server's choices (reranker_contract.ATTN_IMPLEMENTATIONS), spelled for the CRD enum

@@ -377,8 +377,11 @@ class ModelCacheSpec(SpecModel):
     def one_node_only(self) -> bool:
         """Whether the one shared claim the operator creates can be attached on one node only
         (no ReadWriteMany / ReadOnlyMany: block storage), so replicas elsewhere cannot start."""
-        return (self.is_shared() and self.existing_claim is None
-                and not set(self.access_modes) & set(MULTI_NODE_MODES))
+        return (
+            self.is_shared()
+            and self.existing_claim is None
+            and not set(self.access_modes) & set(MULTI_NODE_MODES)
+        )
 
 
 class ServiceSpec(SpecModel):
@@ -680,8 +683,14 @@ _ONE_NODE_CLAIM = (  # mirrors ModelCacheSpec.one_node_only
     " && !has(self.modelCache.existingClaim) && (!has(self.modelCache.accessModes)"
     " || !self.modelCache.accessModes.exists(m, m == 'ReadWriteMany' || m == 'ReadOnlyMany')))"
 )
-_TARGETS = ("targetCPUUtilization", "targetMemoryUtilization", "queuedPairsPerPod",
-            "queuedTokensPerPod", "requestsPerSecond", "p95LatencySeconds")  # fmt: skip
+_TARGETS = (
+    "targetCPUUtilization",
+    "targetMemoryUtilization",
+    "queuedPairsPerPod",
+    "queuedTokensPerPod",
+    "requestsPerSecond",
+    "p95LatencySeconds",
+)
 
 
 class RerankerServiceSpec(SpecModel):
@@ -740,8 +749,9 @@ class RerankerServiceSpec(SpecModel):
     ingress: IngressSpec = Field(default_factory=IngressSpec)
     pod_disruption_budget: PodDisruptionBudgetSpec = Field(default_factory=PodDisruptionBudgetSpec)
     server: ServerSpec = Field(default_factory=ServerSpec)
-    termination: TerminationSpec = Field(default_factory=TerminationSpec,
-                                         description=TERMINATION_DESCRIPTION)
+    termination: TerminationSpec = Field(
+        default_factory=TerminationSpec, description=TERMINATION_DESCRIPTION
+    )
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
     pod_annotations: Annotations = Field(
         default_factory=dict, description="Extra annotations of the pods."
@@ -820,8 +830,9 @@ class RerankerServiceSpec(SpecModel):
                 "!has(self.model.attentionImplementation)"
                 " || self.model.attentionImplementation != 'flash_attention_2' || " + _GPU,
                 "model.attentionImplementation flash_attention_2 needs resources.gpus >= 1",
-                lambda s: s.model.attention_implementation != "flash_attention_2"
-                or s.resources.gpus >= 1,
+                lambda s: (
+                    s.model.attention_implementation != "flash_attention_2" or s.resources.gpus >= 1
+                ),
                 field_path=".model.attentionImplementation",
             ),
         ),

@@ -13,8 +13,8 @@ SIGKILL never lands on a request.
 from __future__ import annotations
 
 from pydantic import Field
-from reranker_contract import DEFAULTS
 
+from reranker_contract import DEFAULTS
 from reranker_operator.api.base import SpecModel
 
 GRACE_MARGIN_SECONDS = 5  # process exit, the engine's stop, the kubelet's own timing
@@ -50,5 +50,9 @@ class TerminationSpec(SpecModel):
 def grace_period_seconds(termination: TerminationSpec, request_timeout_seconds: int) -> int:
     """terminationGracePeriodSeconds: preStop, then the drain, then the longest request, and
     a margin. Kubernetes counts the grace period from the deletion, the preStop hook included."""
-    return (termination.pre_stop_seconds + termination.drain_seconds + request_timeout_seconds
-            + GRACE_MARGIN_SECONDS)
+    return (
+        termination.pre_stop_seconds
+        + termination.drain_seconds
+        + request_timeout_seconds
+        + GRACE_MARGIN_SECONDS
+    )

@@ -21,10 +21,22 @@ from reranker_operator.api.quantity import is_quantity, parse_quantity
 FieldsV1 = Mapping[str, Any]
 APPLY = "Apply"
 # Never part of a managed field set (the API server strips them), though manifests carry them.
-UNTRACKED = {"": frozenset({"apiVersion", "kind"}),
-             ".metadata": frozenset({"name", "namespace", "creationTimestamp", "selfLink", "uid",
-                                     "clusterName", "generation", "managedFields",
-                                     "resourceVersion"})}
+UNTRACKED = {
+    "": frozenset({"apiVersion", "kind"}),
+    ".metadata": frozenset(
+        {
+            "name",
+            "namespace",
+            "creationTimestamp",
+            "selfLink",
+            "uid",
+            "clusterName",
+            "generation",
+            "managedFields",
+            "resourceVersion",
+        }
+    ),
+}
 
 # Where the API server rewrites a quantity into its canonical form ("1000m" -> "1", 2 -> "2",
 # "1024Mi" -> "1Gi"): resource requests/limits (containers, PVCs, quotas) and sizes.
@@ -37,9 +49,12 @@ _PORT_KEYS = frozenset({"port", "targetPort", "containerPort", "hostPort", "numb
 def owned_fields(obj: Mapping[str, Any], manager: str) -> FieldsV1 | None:
     """The fields `manager` owns by server-side apply on the main resource, else None."""
     for entry in (obj.get("metadata") or {}).get("managedFields") or []:
-        if (entry.get("manager") == manager and entry.get("operation") == APPLY
-                and not entry.get("subresource")
-                and entry.get("fieldsType", "FieldsV1") == "FieldsV1"):
+        if (
+            entry.get("manager") == manager
+            and entry.get("operation") == APPLY
+            and not entry.get("subresource")
+            and entry.get("fieldsType", "FieldsV1") == "FieldsV1"
+        ):
             return entry.get("fieldsV1") or {}
     return None
 
@@ -68,8 +83,9 @@ def _same_scalar(want: Any, have: Any, path: str = "") -> bool:
         mine, theirs = _as_quantity(want), _as_quantity(have)
         return mine is not None and mine == theirs
     if key in _PORT_KEYS and not isinstance(want, bool) and not isinstance(have, bool):
-        return (isinstance(want, (int, str)) and isinstance(have, (int, str))
-                and str(want) == str(have))
+        return (
+            isinstance(want, (int, str)) and isinstance(have, (int, str)) and str(want) == str(have)
+        )
     return False
 
 
@@ -111,8 +127,9 @@ def drift(want: Any, have: Any, owned: FieldsV1 | None = None, path: str = "") -
     return None if _same_scalar(want, have, path) else path
 
 
-def _mapping_drift(want: Mapping[str, Any], have: Mapping[str, Any],
-                   owned: dict[str, Any] | None, path: str) -> str | None:
+def _mapping_drift(
+    want: Mapping[str, Any], have: Mapping[str, Any], owned: dict[str, Any] | None, path: str
+) -> str | None:
     untracked = UNTRACKED.get(path, frozenset()) if owned is not None else frozenset()
     for key, value in want.items():
         if key not in have:
@@ -135,11 +152,11 @@ def _mapping_drift(want: Mapping[str, Any], have: Mapping[str, Any],
 
 def _same_key(key: Mapping[str, Any], item: Any) -> bool:
     return isinstance(item, Mapping) and all(
-        k in item and _same_scalar(v, item[k], f".{k}") for k, v in key.items())
+        k in item and _same_scalar(v, item[k], f".{k}") for k, v in key.items()
+    )
 
 
-def _list_drift(want: list[Any], have: list[Any], owned: dict[str, Any],
-                path: str) -> str | None:
+def _list_drift(want: list[Any], have: list[Any], owned: dict[str, Any], path: str) -> str | None:
     """A list whose items we own one by one (keyed items, or set members)."""
     keyed = {k: json.loads(k[2:]) for k in owned if k.startswith("k:")}
     members = [json.loads(k[2:]) for k in owned if k.startswith("v:")]
@@ -152,8 +169,14 @@ def _list_drift(want: list[Any], have: list[Any], owned: dict[str, Any],
                 return where
             continue
         key = {f: item[f] for f in fields if isinstance(item, Mapping) and f in item}
-        entry = next((k for k, v in keyed.items() if k not in matched and _same_key(v, key)
-                      and len(v) == len(key)), None)
+        entry = next(
+            (
+                k
+                for k, v in keyed.items()
+                if k not in matched and _same_key(v, key) and len(v) == len(key)
+            ),
+            None,
+        )
         live = next((h for h in have if _same_key(key, h)), None)
         if entry is None or live is None:
             return where

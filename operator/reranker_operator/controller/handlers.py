@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+
 from reranker_operator.api.constants import (
     CRD_GROUP,
     CRD_PLURAL,
@@ -33,10 +34,10 @@ from reranker_operator.api.constants import (
     LABEL_MANAGED_BY,
     MANAGER,
 )
-from reranker_operator.render.kinds import CHILD_KINDS
 from reranker_operator.controller.kube import KubeApiError, KubeClient, load_credentials
 from reranker_operator.controller.peering import ensure_peering
 from reranker_operator.controller.reconcile import ApiDiscovery, PassOutcome, reconcile_service
+from reranker_operator.render.kinds import CHILD_KINDS
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -56,14 +57,18 @@ class OperatorConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         env = os.environ if env is None else env
         values = {}
-        for attr, var in (("resync_seconds", "RERANKER_RESYNC_SECONDS"),
-                          ("discovery_ttl_seconds", "RERANKER_DISCOVERY_TTL_SECONDS"),
-                          ("retry_seconds", "RERANKER_RETRY_SECONDS")):
+        for attr, var in (
+            ("resync_seconds", "RERANKER_RESYNC_SECONDS"),
+            ("discovery_ttl_seconds", "RERANKER_DISCOVERY_TTL_SECONDS"),
+            ("retry_seconds", "RERANKER_RETRY_SECONDS"),
+        ):
             if env.get(var):
                 try:
                     values[attr] = float(env[var])
                 except ValueError as exc:
-                    raise ValueError(f"{var} must be a number of seconds, not {env[var]!r}") from exc
+                    raise ValueError(
+                        f"{var} must be a number of seconds, not {env[var]!r}"
+                    ) from exc
                 if values[attr] <= 0:
                     raise ValueError(f"{var} must be positive, not {env[var]!r}")
         return cls(**values)
@@ -81,8 +86,10 @@ def _resource_version(body: Mapping[str, Any]) -> int | None:
         return None
 
 
-def newest(seen: Iterable[Mapping[str, Any]], written: Mapping[str, Any] | None,
-           ) -> Mapping[str, Any] | None:
+def newest(
+    seen: Iterable[Mapping[str, Any]],
+    written: Mapping[str, Any] | None,
+) -> Mapping[str, Any] | None:
     """The freshest body of a RerankerService: the newest kopf has seen, or the answer of our
     last status patch when it is newer still (the watch has not delivered it yet).
 
@@ -131,8 +138,9 @@ class Controller:
             self.discovery.client = self.client
         return self.client
 
-    async def run_pass(self, key: Key, seen: kopf.Index | None,
-                       hint: Mapping[str, Any] | None = None) -> PassOutcome | None:
+    async def run_pass(
+        self, key: Key, seen: kopf.Index | None, hint: Mapping[str, Any] | None = None
+    ) -> PassOutcome | None:
         """Reconcile the freshest body of `key`; None when it is gone or being deleted, or when
         a child's pass is not needed.
 
@@ -148,8 +156,10 @@ class Controller:
             # ran (it took the triggers), or when every trigger was the echo of our own apply.
             if hint is None and (not triggers or all(self.echo(child) for child in triggers)):
                 return None
-            bodies = [*(seen.get(key, ()) if seen is not None else ()),
-                      *([hint] if hint is not None else [])]
+            bodies = [
+                *(seen.get(key, ()) if seen is not None else ()),
+                *([hint] if hint is not None else []),
+            ]
             cr = newest(bodies, self.written.get(key))
             if cr is None or cr["metadata"].get("deletionTimestamp"):
                 self.written.pop(key, None)
@@ -194,9 +204,14 @@ class Controller:
         await self.run_pass(key, seen)
 
     def probe(self) -> dict[str, Any]:
-        return {"passes": self.passes, "failures": self.failures, "lastError": self.last_error,
-                "secondsSinceLastPass": None if self.last_pass_at is None
-                else round(time.time() - self.last_pass_at, 3)}
+        return {
+            "passes": self.passes,
+            "failures": self.failures,
+            "lastError": self.last_error,
+            "secondsSinceLastPass": None
+            if self.last_pass_at is None
+            else round(time.time() - self.last_pass_at, 3),
+        }
 
 
 def _raise_for(outcome: PassOutcome | None, retry_seconds: float) -> None:
@@ -212,8 +227,12 @@ def _raise_for(outcome: PassOutcome | None, retry_seconds: float) -> None:
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Controller:
     """Add every handler to `registry`; returns the shared Controller."""
     ctl = Controller(config)
-    crd: dict[str, Any] = {"group": CRD_GROUP, "version": CRD_VERSION, "plural": CRD_PLURAL,
-                           "registry": registry}
+    crd: dict[str, Any] = {
+        "group": CRD_GROUP,
+        "version": CRD_VERSION,
+        "plural": CRD_PLURAL,
+        "registry": registry,
+    }
     ours = {LABEL_MANAGED_BY: MANAGER, LABEL_INSTANCE: kopf.PRESENT}
 
     @kopf.on.startup(registry=registry, id="connect")
@@ -222,20 +241,27 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
         peering = settings.peering
         if peering.mandatory and not peering.standalone and peering.name:
             try:
-                created = await ensure_peering(client, peering.name,
-                                               clusterwide=peering.clusterwide,
-                                               namespaces=ctl.config.namespaces)
+                created = await ensure_peering(
+                    client,
+                    peering.name,
+                    clusterwide=peering.clusterwide,
+                    namespaces=ctl.config.namespaces,
+                )
             except KubeApiError as exc:  # e.g. 404 while the peering CRD is being established
-                raise kopf.TemporaryError(f"cannot create the peering object: {exc}",
-                                          delay=2) from exc
+                raise kopf.TemporaryError(
+                    f"cannot create the peering object: {exc}", delay=2
+                ) from exc
             for what in created:
                 logger.info(f"created the peering object {what}")
 
     @kopf.on.login(registry=registry, id="login")
     async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.AiohttpSession:
         client = await ctl.connect(trust_env=settings.networking.trust_env)
-        return kopf.AiohttpSession(aiohttp_session=client.session, server=client.server,
-                                   default_namespace=ctl.default_namespace)
+        return kopf.AiohttpSession(
+            aiohttp_session=client.session,
+            server=client.server,
+            default_namespace=ctl.default_namespace,
+        )
 
     @kopf.on.cleanup(registry=registry, id="disconnect")
     async def disconnect(**_: Any) -> None:
@@ -249,25 +275,34 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
     @kopf.on.resume(**crd, id="reconcile")
     @kopf.on.create(**crd, id="reconcile")
     @kopf.on.update(**crd, id="reconcile")
-    async def reconcile(namespace: str, name: str, body: kopf.Body, rerankers: kopf.Index,
-                        **_: Any) -> None:
+    async def reconcile(
+        namespace: str, name: str, body: kopf.Body, rerankers: kopf.Index, **_: Any
+    ) -> None:
         outcome = await ctl.run_pass((namespace, name), rerankers, dict(body))
         _raise_for(outcome, ctl.config.retry_seconds)
 
-    @kopf.timer(**crd, id="resync", interval=config.resync_seconds,
-                initial_delay=config.resync_seconds)
-    async def resync(namespace: str, name: str, body: kopf.Body, rerankers: kopf.Index,
-                     **_: Any) -> None:
+    @kopf.timer(
+        **crd, id="resync", interval=config.resync_seconds, initial_delay=config.resync_seconds
+    )
+    async def resync(
+        namespace: str, name: str, body: kopf.Body, rerankers: kopf.Index, **_: Any
+    ) -> None:
         # errors are in the status; the next tick retries
         await ctl.run_pass((namespace, name), rerankers, dict(body))
 
-    async def child_changed(namespace: str, labels: Mapping[str, str], body: kopf.Body,
-                            rerankers: kopf.Index, **_: Any) -> None:
+    async def child_changed(
+        namespace: str, labels: Mapping[str, str], body: kopf.Body, rerankers: kopf.Index, **_: Any
+    ) -> None:
         await ctl.kick((namespace, labels[LABEL_INSTANCE]), rerankers, dict(body))
 
     for child in CHILD_KINDS:
-        kopf.on.event(child.api_version, child.plural, labels=ours, registry=registry,
-                      id=f"child-{child.plural}")(child_changed)
+        kopf.on.event(
+            child.api_version,
+            child.plural,
+            labels=ours,
+            registry=registry,
+            id=f"child-{child.plural}",
+        )(child_changed)
     kopf.on.event("v1", "pods", labels=ours, registry=registry, id="pods")(child_changed)
 
     @kopf.on.probe(id="reconciler", registry=registry)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
 from reranker_operator import __version__
 from reranker_operator.api.constants import CRD_GROUP, CRD_PLURAL, CRD_VERSION, MANAGER
 from reranker_operator.render.kinds import CHILD_KINDS, child_kind
@@ -48,37 +49,66 @@ _CHILD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
 # creates the object when missing.
 API_PERMISSIONS: tuple[Permission, ...] = (
     # No get: a pass reconciles the body kopf's watch delivered, never a second fetch.
-    Permission(CRD_GROUP, CRD_PLURAL, ("list", "watch", "patch"),
-               "watch RerankerServices; kopf's progress annotations and finalizers"),
+    Permission(
+        CRD_GROUP,
+        CRD_PLURAL,
+        ("list", "watch", "patch"),
+        "watch RerankerServices; kopf's progress annotations and finalizers",
+    ),
     Permission(CRD_GROUP, f"{CRD_PLURAL}/status", ("get", "patch"), "status subresource"),
-    Permission("", "events", ("create", "list"),
-               "kopf posts Kubernetes Events; a rollout's pods' volume Events (Multi-Attach)"),
+    Permission(
+        "",
+        "events",
+        ("create", "list"),
+        "kopf posts Kubernetes Events; a rollout's pods' volume Events (Multi-Attach)",
+    ),
     Permission("events.k8s.io", "events", ("create",), "kopf posts Kubernetes Events"),
-    Permission("", "pods", ("get", "list", "watch"),
-               "a rollout's pods: ModelDownloading while init containers run"),
+    Permission(
+        "",
+        "pods",
+        ("get", "list", "watch"),
+        "a rollout's pods: ModelDownloading while init containers run",
+    ),
     Permission("", "namespaces", ("get", "list", "watch"), "kopf namespace scanning"),
     # deploy/ runs the operator cluster-wide with --peering: kopf lists and watches the
     # ClusterKopfPeerings and patches its keep-alive into the one named; the operator creates
     # that one at start-up when missing (reranker_operator.controller.peering). A namespaced peered
     # operator (-n NS --peering NAME) needs the same verbs on kopfpeerings instead.
-    Permission("kopf.dev", "clusterkopfpeerings", ("list", "watch", "patch", "create"),
-               "--peering with --all-namespaces: kopf's keep-alives; created when missing"),
-    Permission("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch"),
-               "kopf resource scanning"),
+    Permission(
+        "kopf.dev",
+        "clusterkopfpeerings",
+        ("list", "watch", "patch", "create"),
+        "--peering with --all-namespaces: kopf's keep-alives; created when missing",
+    ),
+    Permission(
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        ("get", "list", "watch"),
+        "kopf resource scanning",
+    ),
     *(
-        Permission(child.group, child.plural, _CHILD_VERBS,
-                   f"{child.kind} children: apply, prune, drift watch")
+        Permission(
+            child.group,
+            child.plural,
+            _CHILD_VERBS,
+            f"{child.kind} children: apply, prune, drift watch",
+        )
         for child in CHILD_KINDS
     ),
-    Permission("apps", "deployments/scale", ("patch",),
-               "wake a Deployment KEDA left at zero replicas when an HPA takes over"),
+    Permission(
+        "apps",
+        "deployments/scale",
+        ("patch",),
+        "wake a Deployment KEDA left at zero replicas when an HPA takes over",
+    ),
 )
 
 
 def permitted(verb: str, group: str, resource: str) -> bool:
     """Whether API_PERMISSIONS allows `verb` on `group`/`resource` ("deployments", "x/status")."""
-    return any(p.group == group and p.resource == resource and verb in p.verbs
-               for p in API_PERMISSIONS)
+    return any(
+        p.group == group and p.resource == resource and verb in p.verbs for p in API_PERMISSIONS
+    )
 
 
 @dataclass(frozen=True)
@@ -93,8 +123,9 @@ class ResourceRef:
     def group(self) -> str:
         return self.api_version.rpartition("/")[0]
 
-    def path(self, namespace: str | None = None, name: str | None = None,
-             subresource: str | None = None) -> str:
+    def path(
+        self, namespace: str | None = None, name: str | None = None, subresource: str | None = None
+    ) -> str:
         """The URL path of the collection, or of one object (and its subresource)."""
         root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
         parts = [root]
@@ -137,21 +168,31 @@ def load_credentials(kubeconfig: str | None = None, *, trust_env: bool = False) 
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get(
-            "KUBECONFIG"):
+    if (
+        kubeconfig is None
+        and os.environ.get("KUBERNETES_SERVICE_HOST")
+        and not os.environ.get("KUBECONFIG")
+    ):
         config.load_incluster_config(client_configuration=configuration)
     else:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    header = (configuration.get_api_key_with_prefix("BearerToken")
-              or configuration.get_api_key_with_prefix("authorization"))
+    header = configuration.get_api_key_with_prefix(
+        "BearerToken"
+    ) or configuration.get_api_key_with_prefix("authorization")
     parts = header.split(" ", 1) if header else []
-    scheme, token = ((None, None) if not parts else (None, parts[0]) if len(parts) == 1
-                     else (parts[0], parts[1]))
+    scheme, token = (
+        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    )
     return kopf.ConnectionInfo(
-        server=configuration.host, ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl, username=configuration.username or None,
-        password=configuration.password or None, scheme=scheme, token=token,
-        certificate_path=configuration.cert_file, private_key_path=configuration.key_file,
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        username=configuration.username or None,
+        password=configuration.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
         trust_env=trust_env,
     )
 
@@ -189,17 +230,29 @@ class KubeClient:
     async def close(self) -> None:
         await self.session.close()
 
-    async def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
-                      body: Any = None, content_type: str | None = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+    ) -> Any:
         """One API call; returns the decoded JSON answer, raises KubeApiError otherwise."""
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         data = json.dumps(body) if body is not None else None  # JSON is YAML, for apply too
         try:
-            async with self.session.request(method, self.server + path, params=query,
-                                            data=data, headers=headers,
-                                            timeout=REQUEST_TIMEOUT) as response:
+            async with self.session.request(
+                method,
+                self.server + path,
+                params=query,
+                data=data,
+                headers=headers,
+                timeout=REQUEST_TIMEOUT,
+            ) as response:
                 text = await response.text()
                 status, reason = response.status, response.reason or ""
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -213,7 +266,9 @@ class KubeClient:
             raise KubeApiError(status, reason, message)
         return json.loads(text) if text else None
 
-    async def get(self, ref: ResourceRef, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def get(
+        self, ref: ResourceRef, namespace: str | None, name: str
+    ) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
             return await self.request("GET", ref.path(namespace, name))
@@ -222,12 +277,19 @@ class KubeClient:
                 return None
             raise
 
-    async def list(self, ref: ResourceRef, namespace: str | None,
-                   label_selector: str | None = None,
-                   field_selector: str | None = None) -> list[dict[str, Any]]:
+    async def list(
+        self,
+        ref: ResourceRef,
+        namespace: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Objects of a kind in a namespace, filtered by a label and a field selector."""
-        query = {k: v for k, v in (("labelSelector", label_selector),
-                                   ("fieldSelector", field_selector)) if v} or None
+        query = {
+            k: v
+            for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector))
+            if v
+        } or None
         answer = await self.request("GET", ref.path(namespace), query=query)
         return list((answer or {}).get("items") or [])
 
@@ -236,37 +298,51 @@ class KubeClient:
         ref = ref_for(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
         return await self.request(
-            "PATCH", ref.path(meta.get("namespace"), meta["name"]),
+            "PATCH",
+            ref.path(meta.get("namespace"), meta["name"]),
             query={"fieldManager": FIELD_MANAGER, "force": "true"},
-            body=manifest, content_type="application/apply-patch+yaml")
+            body=manifest,
+            content_type="application/apply-patch+yaml",
+        )
 
     async def delete(self, ref: ResourceRef, namespace: str | None, name: str) -> bool:
         """Delete in the background; False when it was already gone."""
         try:
-            await self.request("DELETE", ref.path(namespace, name),
-                               body={"propagationPolicy": "Background"},
-                               content_type="application/json")
+            await self.request(
+                "DELETE",
+                ref.path(namespace, name),
+                body={"propagationPolicy": "Background"},
+                content_type="application/json",
+            )
         except KubeApiError as exc:
             if exc.status == 404:
                 return False
             raise
         return True
 
-    async def scale(self, ref: ResourceRef, namespace: str, name: str,
-                    replicas: int) -> dict[str, Any]:
+    async def scale(
+        self, ref: ResourceRef, namespace: str, name: str, replicas: int
+    ) -> dict[str, Any]:
         """Set the replica count through the scale subresource, as `kubectl scale` does (no
         field of the applied manifest changes hands)."""
-        return await self.request("PATCH", ref.path(namespace, name, "scale"),
-                                  query={"fieldManager": FIELD_MANAGER},
-                                  body={"spec": {"replicas": replicas}},
-                                  content_type="application/merge-patch+json")
+        return await self.request(
+            "PATCH",
+            ref.path(namespace, name, "scale"),
+            query={"fieldManager": FIELD_MANAGER},
+            body={"spec": {"replicas": replicas}},
+            content_type="application/merge-patch+json",
+        )
 
-    async def patch_status(self, ref: ResourceRef, namespace: str, name: str,
-                           status: Mapping[str, Any]) -> dict[str, Any]:
+    async def patch_status(
+        self, ref: ResourceRef, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """A JSON merge patch of the status subresource (None values remove fields)."""
-        return await self.request("PATCH", ref.path(namespace, name, "status"),
-                                  body={"status": status},
-                                  content_type="application/merge-patch+json")
+        return await self.request(
+            "PATCH",
+            ref.path(namespace, name, "status"),
+            body={"status": status},
+            content_type="application/merge-patch+json",
+        )
 
     async def served(self, api_version: str, plural: str) -> bool:
         """Whether discovery lists `plural` under `api_version` (e.g. a CRD is installed)."""

@@ -32,8 +32,9 @@ def peering_manifest(name: str, namespace: str | None = None) -> dict[str, Any]:
     return {"apiVersion": PEERING_API_VERSION, "kind": kind, "metadata": meta}
 
 
-async def ensure_peering(client: KubeClient, name: str, *, clusterwide: bool,
-                         namespaces: Iterable[str] = ()) -> list[str]:
+async def ensure_peering(
+    client: KubeClient, name: str, *, clusterwide: bool, namespaces: Iterable[str] = ()
+) -> list[str]:
     """Create the peering object(s) unless they exist; returns what was created ("kind/name")."""
     targets: list[str | None] = [None] if clusterwide else list(namespaces)
     created = []
@@ -41,8 +42,9 @@ async def ensure_peering(client: KubeClient, name: str, *, clusterwide: bool,
         ref = CLUSTER_PEERINGS if namespace is None else NAMESPACED_PEERINGS
         body = peering_manifest(name, namespace)
         try:
-            await client.request("POST", ref.path(namespace), body=body,
-                                 content_type="application/json")
+            await client.request(
+                "POST", ref.path(namespace), body=body, content_type="application/json"
+            )
         except KubeApiError as exc:
             if exc.status == 409:  # another replica (or the admin) was first
                 continue

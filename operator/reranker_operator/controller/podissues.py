@@ -43,11 +43,13 @@ def not_started(pod: Mapping[str, Any]) -> bool:
     status = pod.get("status") or {}
     if unschedulable(pod) is not None or not (pod.get("spec") or {}).get("nodeName"):
         return False
-    statuses = [*(status.get("initContainerStatuses") or []),
-                *(status.get("containerStatuses") or [])]
+    statuses = [
+        *(status.get("initContainerStatuses") or []),
+        *(status.get("containerStatuses") or []),
+    ]
     return bool(statuses) and all(
-        ((s.get("state") or {}).get("waiting") or {}).get("reason") in NOT_STARTED
-        for s in statuses)
+        ((s.get("state") or {}).get("waiting") or {}).get("reason") in NOT_STARTED for s in statuses
+    )
 
 
 def volume_events(events: Iterable[Mapping[str, Any]]) -> dict[str, str]:
@@ -69,26 +71,31 @@ def needs_events(pods: Iterable[Mapping[str, Any]]) -> bool:
     return any(not_started(p) for p in _live(pods))
 
 
-def pod_issues(pods: Sequence[Mapping[str, Any]],
-               events: Iterable[Mapping[str, Any]] = ()) -> list[str]:
+def pod_issues(
+    pods: Sequence[Mapping[str, Any]], events: Iterable[Mapping[str, Any]] = ()
+) -> list[str]:
     """Sentences on why pods are not running: "1 of 3 pods Pending: 0/3 nodes are available:
     3 Insufficient nvidia.com/gpu." and "pod X: Multi-Attach error for volume ...". Empty when
     nothing the cluster reported stands in the way."""
     live = _live(pods)
     pending = Counter(m for p in live if (m := unschedulable(p)) is not None)
-    out = [f"{n} of {len(live)} pods Pending: {message}"
-           for message, n in sorted(pending.items(), key=lambda kv: (-kv[1], kv[0]))]
+    out = [
+        f"{n} of {len(live)} pods Pending: {message}"
+        for message, n in sorted(pending.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     why = volume_events(events)
-    stuck = sorted(str(p["metadata"]["name"]) for p in live if not_started(p)
-                   and p["metadata"]["name"] in why)
+    stuck = sorted(
+        str(p["metadata"]["name"]) for p in live if not_started(p) and p["metadata"]["name"] in why
+    )
     out += [f"pod {name}: {why[name]}" for name in stuck[:MAX_PODS_NAMED]]
     if len(stuck) > MAX_PODS_NAMED:
         out.append(f"{len(stuck) - MAX_PODS_NAMED} more pods wait for their volumes")
     return out
 
 
-def claim_problem(spec: RerankerServiceSpec,
-                  claim: Mapping[str, Any] | None) -> tuple[str, str] | None:
+def claim_problem(
+    spec: RerankerServiceSpec, claim: Mapping[str, Any] | None
+) -> tuple[str, str] | None:
     """(reason, message) of why the existing claim of spec.modelCache cannot serve the replicas, or None: missing,
     or attachable on one node only (ReadWriteOnce, ReadWriteOncePod) while more than one
     replica may run. Its access modes are the bound volume's (status), else the requested."""
@@ -97,14 +104,21 @@ def claim_problem(spec: RerankerServiceSpec,
     if name is None or not cache.is_shared():
         return None
     if claim is None:
-        return CLAIM_NOT_FOUND, (f"spec.modelCache.existingClaim: PersistentVolumeClaim "
-                                 f"{name!r} not found; pods stay Pending until it exists")
-    modes = list((claim.get("status") or {}).get("accessModes")
-                 or (claim.get("spec") or {}).get("accessModes") or [])
+        return CLAIM_NOT_FOUND, (
+            f"spec.modelCache.existingClaim: PersistentVolumeClaim "
+            f"{name!r} not found; pods stay Pending until it exists"
+        )
+    modes = list(
+        (claim.get("status") or {}).get("accessModes")
+        or (claim.get("spec") or {}).get("accessModes")
+        or []
+    )
     if set(modes) & set(MULTI_NODE_MODES) or spec.max_pods() <= 1:
         return None
     bound = "spec.autoscaling.maxReplicas" if spec.autoscaling.enabled else "spec.replicas"
-    return CLAIM_ONE_NODE, (f"spec.modelCache.existingClaim: PersistentVolumeClaim {name!r} has accessModes "
-            f"[{', '.join(modes)}], attachable on one node at a time, but {bound} allows "
-            f"{spec.max_pods()} replicas: those on other nodes never start (Multi-Attach error). "
-            "Use a ReadWriteMany claim, or modelCache.mode PerPod")
+    return CLAIM_ONE_NODE, (
+        f"spec.modelCache.existingClaim: PersistentVolumeClaim {name!r} has accessModes "
+        f"[{', '.join(modes)}], attachable on one node at a time, but {bound} allows "
+        f"{spec.max_pods()} replicas: those on other nodes never start (Multi-Attach error). "
+        "Use a ReadWriteMany claim, or modelCache.mode PerPod"
+    )

@@ -13,11 +13,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reranker_operator.api.constants import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
+from reranker_operator.api.spec import InvalidSpecError
 from reranker_operator.controller import podissues
 from reranker_operator.controller import status as st
-from reranker_operator.api.constants import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER
 from reranker_operator.controller.drift import drift, owned_fields
-from reranker_operator.render.kinds import CHILD_KINDS, DEPLOYMENT, OPTIONAL_KINDS, PVC, SCALERS, ChildKind
 from reranker_operator.controller.kube import (
     EVENTS,
     FIELD_MANAGER,
@@ -27,9 +27,16 @@ from reranker_operator.controller.kube import (
     KubeClient,
     ResourceRef,
 )
-from reranker_operator.render.service import ParsedService, parse_service
+from reranker_operator.render.kinds import (
+    CHILD_KINDS,
+    DEPLOYMENT,
+    OPTIONAL_KINDS,
+    PVC,
+    SCALERS,
+    ChildKind,
+)
 from reranker_operator.render.manifests import render
-from reranker_operator.api.spec import InvalidSpecError
+from reranker_operator.render.service import ParsedService, parse_service
 
 
 def instance_selector(name: str) -> str:
@@ -88,8 +95,9 @@ class Children:
 OnApply = Callable[[Mapping[str, Any]], None]
 
 
-async def reconcile_children(client: KubeClient, discovery: ApiDiscovery, svc: ParsedService,
-                             on_apply: OnApply | None = None) -> Children:
+async def reconcile_children(
+    client: KubeClient, discovery: ApiDiscovery, svc: ParsedService, on_apply: OnApply | None = None
+) -> Children:
     """Make the cluster match the rendered children of `svc`; `on_apply` sees each child as an
     apply left it, as soon as the answer arrives."""
     desired = render(svc)
@@ -137,8 +145,9 @@ async def reconcile_children(client: KubeClient, discovery: ApiDiscovery, svc: P
     return result
 
 
-async def _wake_for_hpa(client: KubeClient, svc: ParsedService,
-                       live: Mapping[tuple[str, str, str], Mapping[str, Any]]) -> None:
+async def _wake_for_hpa(
+    client: KubeClient, svc: ParsedService, live: Mapping[tuple[str, str, str], Mapping[str, Any]]
+) -> None:
     """An HPA leaves a Deployment at zero replicas alone (scaling is off there): after KEDA
     scaled it to zero and autoscaling moved to the HPA, scale it to minReplicas once."""
     a = svc.spec.autoscaling
@@ -146,8 +155,12 @@ async def _wake_for_hpa(client: KubeClient, svc: ParsedService,
         return
     deployment = live.get((DEPLOYMENT.api_version, DEPLOYMENT.kind, svc.name))
     if deployment is not None and (deployment.get("spec") or {}).get("replicas") == 0:
-        await client.scale(ResourceRef(DEPLOYMENT.api_version, DEPLOYMENT.plural),
-                           svc.namespace, svc.name, max(a.min_replicas, 1))
+        await client.scale(
+            ResourceRef(DEPLOYMENT.api_version, DEPLOYMENT.plural),
+            svc.namespace,
+            svc.name,
+            max(a.min_replicas, 1),
+        )
 
 
 @dataclass
@@ -168,9 +181,14 @@ def _raw_model_name(cr: Mapping[str, Any]) -> str | None:
     return name if isinstance(name, str) else None
 
 
-async def _children_status(client: KubeClient, discovery: ApiDiscovery, svc: ParsedService,
-                           previous: list[Mapping[str, Any]], now: str,
-                           on_apply: OnApply | None) -> dict[str, Any]:
+async def _children_status(
+    client: KubeClient,
+    discovery: ApiDiscovery,
+    svc: ParsedService,
+    previous: list[Mapping[str, Any]],
+    now: str,
+    on_apply: OnApply | None,
+) -> dict[str, Any]:
     """The status after applying the children."""
     children = await reconcile_children(client, discovery, svc, on_apply)
     deployment = children.child("Deployment")
@@ -181,15 +199,23 @@ async def _children_status(client: KubeClient, discovery: ApiDiscovery, svc: Par
         pods = await client.list(PODS, svc.namespace, instance_selector(svc.name))
         events: list[dict[str, Any]] = []
         if podissues.needs_events(pods):
-            events = await client.list(EVENTS, svc.namespace,
-                                       field_selector="involvedObject.kind=Pod,type=Warning")
+            events = await client.list(
+                EVENTS, svc.namespace, field_selector="involvedObject.kind=Pod,type=Warning"
+            )
         issues = podissues.pod_issues(pods, events)
-    return st.ready_status(st.Rollout.of(deployment, pods), generation=svc.generation,
-                           model=svc.spec.model.name, endpoint=svc.endpoint,
-                           selector=svc.selector, previous=previous,
-                           optional_apis=children.optional_apis, now=now,
-                           scales_to_zero=svc.scales_to_zero, pod_issues=issues,
-                           model_cache=await _model_cache_condition(client, svc))
+    return st.ready_status(
+        st.Rollout.of(deployment, pods),
+        generation=svc.generation,
+        model=svc.spec.model.name,
+        endpoint=svc.endpoint,
+        selector=svc.selector,
+        previous=previous,
+        optional_apis=children.optional_apis,
+        now=now,
+        scales_to_zero=svc.scales_to_zero,
+        pod_issues=issues,
+        model_cache=await _model_cache_condition(client, svc),
+    )
 
 
 async def _model_cache_condition(client: KubeClient, svc: ParsedService) -> st.Condition | None:
@@ -198,14 +224,18 @@ async def _model_cache_condition(client: KubeClient, svc: ParsedService) -> st.C
     cache = svc.spec.model_cache
     if not cache.is_shared() or cache.existing_claim is None:
         return None
-    claim = await client.get(ResourceRef(PVC.api_version, PVC.plural), svc.namespace,
-                             cache.existing_claim)
+    claim = await client.get(
+        ResourceRef(PVC.api_version, PVC.plural), svc.namespace, cache.existing_claim
+    )
     return st.model_cache_condition(podissues.claim_problem(svc.spec, claim))
 
 
-async def reconcile_service(client: KubeClient, discovery: ApiDiscovery,
-                            cr: Mapping[str, Any], on_apply: OnApply | None = None,
-                            ) -> PassOutcome:
+async def reconcile_service(
+    client: KubeClient,
+    discovery: ApiDiscovery,
+    cr: Mapping[str, Any],
+    on_apply: OnApply | None = None,
+) -> PassOutcome:
     """One pass: parse the spec once, apply/prune children, then patch the status if (and only
     if) it changed.
 
@@ -223,16 +253,27 @@ async def reconcile_service(client: KubeClient, discovery: ApiDiscovery,
         svc = parse_service(cr)
     except InvalidSpecError as exc:
         invalid = exc
-        new = st.failed_status(st.INVALID_SPEC, str(exc), generation=int(meta.get("generation", 1)),
-                               model=_raw_model_name(cr), previous=previous, now=now)
+        new = st.failed_status(
+            st.INVALID_SPEC,
+            str(exc),
+            generation=int(meta.get("generation", 1)),
+            model=_raw_model_name(cr),
+            previous=previous,
+            now=now,
+        )
     else:
         try:
             new = await _children_status(client, discovery, svc, previous, now, on_apply)
         except KubeApiError as exc:
             error = exc
-            new = st.failed_status(st.RECONCILE_ERROR, f"applying the children failed: {exc}",
-                                   generation=svc.generation, model=svc.spec.model.name,
-                                   previous=previous, now=now)
+            new = st.failed_status(
+                st.RECONCILE_ERROR,
+                f"applying the children failed: {exc}",
+                generation=svc.generation,
+                model=svc.spec.model.name,
+                previous=previous,
+                now=now,
+            )
     patch = st.status_patch(current, new)
     written = None
     if patch is not None:

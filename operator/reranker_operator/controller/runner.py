@@ -7,6 +7,7 @@ import logging
 import random
 
 import kopf
+
 from reranker_operator.api.constants import CRD_GROUP
 from reranker_operator.controller.handlers import Controller, OperatorConfig, register
 
@@ -18,7 +19,8 @@ def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=CRD_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=CRD_GROUP, key="last-handled-configuration")
+        prefix=CRD_GROUP, key="last-handled-configuration"
+    )
     settings.persistence.finalizer = f"{CRD_GROUP}/kopf-finalizer"
     settings.posting.level = logging.WARNING
     # Deleting a RerankerService waits for its resync timer to stop: let a pass in flight
@@ -29,8 +31,11 @@ def build_settings(*, scanning: bool = True) -> kopf.OperatorSettings:
     return settings
 
 
-def build(config: OperatorConfig | None = None, *, scanning: bool = True,
-          ) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, Controller]:
+def build(
+    config: OperatorConfig | None = None,
+    *,
+    scanning: bool = True,
+) -> tuple[kopf.OperatorRegistry, kopf.OperatorSettings, Controller]:
     """A registry holding our handlers, the settings, and the handlers' shared Controller."""
     registry = kopf.OperatorRegistry()
     controller = register(registry, config or OperatorConfig.from_env())
@@ -54,9 +59,15 @@ def peering_priority(priority: int | None, peering: str | None) -> int | None:
     return random.SystemRandom().randint(*PRIORITY_RANGE)
 
 
-def run(namespaces: list[str] | None, all_namespaces: bool, liveness: str | None,
-        standalone: bool, peering: str | None, verbose: bool,
-        priority: int | None = None) -> None:
+def run(
+    namespaces: list[str] | None,
+    all_namespaces: bool,
+    liveness: str | None,
+    standalone: bool,
+    peering: str | None,
+    verbose: bool,
+    priority: int | None = None,
+) -> None:
     """Run the operator until it is signalled to stop.
 
     namespaces: watch only these; all_namespaces: watch the whole cluster (exactly one of the

@@ -12,15 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reranker_operator.render.kinds import OPTIONAL_KINDS, kind_named
 from reranker_operator.controller.podissues import not_started, unschedulable
+from reranker_operator.render.kinds import OPTIONAL_KINDS, kind_named
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 SCALED_TO_ZERO = "ScaledToZero"  # only where autoscaling.keda.scaleToZero is on
 MODEL_CACHE = "ModelCache"  # only where modelCache.existingClaim is shared by the replicas
 OPTIONAL_CONDITIONS = tuple(k.kind for k in OPTIONAL_KINDS)  # each named after its kind
-CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, MODEL_CACHE, *OPTIONAL_CONDITIONS,
-                   SCALED_TO_ZERO)
+CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, MODEL_CACHE, *OPTIONAL_CONDITIONS, SCALED_TO_ZERO)
 
 INVALID_SPEC = "InvalidSpec"
 MODEL_DOWNLOADING = "ModelDownloading"
@@ -83,8 +82,7 @@ class Rollout:
     initializing: bool
 
     @classmethod
-    def of(cls, deployment: Mapping[str, Any] | None,
-           pods: Sequence[Mapping[str, Any]]) -> Rollout:
+    def of(cls, deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]]) -> Rollout:
         if deployment is None:
             return cls(1, 0, 0, 0, False, False, pods_initializing(pods))
         spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
@@ -92,17 +90,23 @@ class Rollout:
         conditions = {c.get("type"): c for c in status.get("conditions") or []}
         progressing = conditions.get("Progressing") or {}
         observed = int(status.get("observedGeneration", 0)) >= int(
-            deployment["metadata"].get("generation", 1))
+            deployment["metadata"].get("generation", 1)
+        )
         updated = int(status.get("updatedReplicas", 0))
         return cls(
             desired=desired,
             replicas=int(status.get("replicas", 0)),
             ready=int(status.get("readyReplicas", 0)),
             available=int(status.get("availableReplicas", 0)),
-            complete=(observed and progressing.get("reason") == "NewReplicaSetAvailable"
-                      and updated >= desired),
-            deadline_exceeded=(progressing.get("status") == "False"
-                               and progressing.get("reason") == "ProgressDeadlineExceeded"),
+            complete=(
+                observed
+                and progressing.get("reason") == "NewReplicaSetAvailable"
+                and updated >= desired
+            ),
+            deadline_exceeded=(
+                progressing.get("status") == "False"
+                and progressing.get("reason") == "ProgressDeadlineExceeded"
+            ),
             initializing=pods_initializing(pods),
         )
 
@@ -110,10 +114,16 @@ class Rollout:
 def scaled_to_zero_conditions(r: Rollout, endpoint: str) -> list[Condition]:
     """Ready / Progressing / Degraded / ScaledToZero of a Deployment KEDA scaled to zero: not
     serving (Ready is False) but not failing either; the first request wakes it."""
-    msg = (f"no replica runs (scaled to zero while idle); the first request to {endpoint} "
-           "starts one and waits for it")
-    return [_cond(READY, False, SCALED_TO_ZERO, msg), _cond(PROGRESSING, False, SCALED_TO_ZERO, msg),
-            _cond(DEGRADED, False, SCALED_TO_ZERO, msg), _cond(SCALED_TO_ZERO, True, SCALED_TO_ZERO, msg)]
+    msg = (
+        f"no replica runs (scaled to zero while idle); the first request to {endpoint} "
+        "starts one and waits for it"
+    )
+    return [
+        _cond(READY, False, SCALED_TO_ZERO, msg),
+        _cond(PROGRESSING, False, SCALED_TO_ZERO, msg),
+        _cond(DEGRADED, False, SCALED_TO_ZERO, msg),
+        _cond(SCALED_TO_ZERO, True, SCALED_TO_ZERO, msg),
+    ]
 
 
 def rollout_conditions(r: Rollout) -> list[Condition]:
@@ -122,31 +132,49 @@ def rollout_conditions(r: Rollout) -> list[Condition]:
     counts = f"{r.available}/{r.desired} replicas available"
     if r.deadline_exceeded:
         msg = f"the rollout exceeded its progress deadline; {counts}"
-        return [_cond(READY, serving, AVAILABLE if serving else DEPLOYMENT_UNAVAILABLE, msg),
-                _cond(PROGRESSING, False, DEPLOYMENT_UNAVAILABLE, msg),
-                _cond(DEGRADED, True, DEPLOYMENT_UNAVAILABLE, msg)]
+        return [
+            _cond(READY, serving, AVAILABLE if serving else DEPLOYMENT_UNAVAILABLE, msg),
+            _cond(PROGRESSING, False, DEPLOYMENT_UNAVAILABLE, msg),
+            _cond(DEGRADED, True, DEPLOYMENT_UNAVAILABLE, msg),
+        ]
     if not r.complete:
         reason = MODEL_DOWNLOADING if r.initializing else DEPLOYMENT_PROGRESSING
-        msg = ("pods are downloading the model (init containers running); " if r.initializing
-               else "the Deployment is rolling out; ") + counts
-        return [_cond(READY, serving, AVAILABLE if serving else reason, msg),
-                _cond(PROGRESSING, True, reason, msg),
-                _cond(DEGRADED, False, reason, msg)]
+        msg = (
+            "pods are downloading the model (init containers running); "
+            if r.initializing
+            else "the Deployment is rolling out; "
+        ) + counts
+        return [
+            _cond(READY, serving, AVAILABLE if serving else reason, msg),
+            _cond(PROGRESSING, True, reason, msg),
+            _cond(DEGRADED, False, reason, msg),
+        ]
     if serving:
         msg = f"all {r.desired} replicas are available"
-        return [_cond(READY, True, AVAILABLE, msg), _cond(PROGRESSING, False, AVAILABLE, msg),
-                _cond(DEGRADED, False, AVAILABLE, msg)]
-    msg = ("the Deployment is scaled to 0 replicas" if r.desired == 0
-           else f"replicas became unavailable; {counts}")
-    return [_cond(READY, False, DEPLOYMENT_UNAVAILABLE, msg),
-            _cond(PROGRESSING, False, DEPLOYMENT_UNAVAILABLE, msg),
-            _cond(DEGRADED, True, DEPLOYMENT_UNAVAILABLE, msg)]
+        return [
+            _cond(READY, True, AVAILABLE, msg),
+            _cond(PROGRESSING, False, AVAILABLE, msg),
+            _cond(DEGRADED, False, AVAILABLE, msg),
+        ]
+    msg = (
+        "the Deployment is scaled to 0 replicas"
+        if r.desired == 0
+        else f"replicas became unavailable; {counts}"
+    )
+    return [
+        _cond(READY, False, DEPLOYMENT_UNAVAILABLE, msg),
+        _cond(PROGRESSING, False, DEPLOYMENT_UNAVAILABLE, msg),
+        _cond(DEGRADED, True, DEPLOYMENT_UNAVAILABLE, msg),
+    ]
 
 
 def failure_conditions(reason: str, message: str) -> list[Condition]:
     """Ready=False, Progressing=False, Degraded=True for an invalid spec or a failed pass."""
-    return [_cond(READY, False, reason, message), _cond(PROGRESSING, False, reason, message),
-            _cond(DEGRADED, True, reason, message)]
+    return [
+        _cond(READY, False, reason, message),
+        _cond(PROGRESSING, False, reason, message),
+        _cond(DEGRADED, True, reason, message),
+    ]
 
 
 def optional_api_condition(kind: str, missing: bool) -> Condition:
@@ -156,17 +184,22 @@ def optional_api_condition(kind: str, missing: bool) -> Condition:
     if api is None:
         raise ValueError(f"{kind} is not an optional kind")
     if missing:
-        return _cond(kind, False, api.missing_reason,
-                     f"the {child.api_version} {kind} API is not served (is {api.provider} "
-                     f"installed?); no {kind} was created. {api.consequence}")
+        return _cond(
+            kind,
+            False,
+            api.missing_reason,
+            f"the {child.api_version} {kind} API is not served (is {api.provider} "
+            f"installed?); no {kind} was created. {api.consequence}",
+        )
     return _cond(kind, True, AVAILABLE, f"the {kind} is applied")
 
 
 def model_cache_condition(problem: tuple[str, str] | None) -> Condition:
     """The ModelCache condition of an existing claim (podissues.claim_problem's verdict)."""
     if problem is None:
-        return _cond(MODEL_CACHE, True, AVAILABLE,
-                     "the existing claim can serve every replica spec allows")
+        return _cond(
+            MODEL_CACHE, True, AVAILABLE, "the existing claim can serve every replica spec allows"
+        )
     return _cond(MODEL_CACHE, False, *problem)
 
 
@@ -176,31 +209,52 @@ def with_pod_issues(conditions: list[Condition], issues: Sequence[str]) -> list[
     if not issues:
         return conditions
     why = "; ".join(issues)
-    return [Condition(c.type, c.status, c.reason, f"{c.message}; {why}")
-            if c.type in (READY, PROGRESSING, DEGRADED) and c.reason != AVAILABLE else c
-            for c in conditions]
+    return [
+        Condition(c.type, c.status, c.reason, f"{c.message}; {why}")
+        if c.type in (READY, PROGRESSING, DEGRADED) and c.reason != AVAILABLE
+        else c
+        for c in conditions
+    ]
 
 
-def with_transition_times(new: Iterable[Condition], old: Iterable[Mapping[str, Any]],
-                          now: str) -> list[dict[str, Any]]:
+def with_transition_times(
+    new: Iterable[Condition], old: Iterable[Mapping[str, Any]], now: str
+) -> list[dict[str, Any]]:
     """Condition dicts; lastTransitionTime is kept unless the status flipped."""
     previous = {c.get("type"): c for c in old}
     out = []
     for cond in new:
         status = "True" if cond.status else "False"
         before = previous.get(cond.type)
-        since = (before.get("lastTransitionTime") if before and before.get("status") == status
-                 else None) or now
-        out.append({"type": cond.type, "status": status, "reason": cond.reason,
-                    "message": cond.message, "lastTransitionTime": since})
+        since = (
+            before.get("lastTransitionTime") if before and before.get("status") == status else None
+        ) or now
+        out.append(
+            {
+                "type": cond.type,
+                "status": status,
+                "reason": cond.reason,
+                "message": cond.message,
+                "lastTransitionTime": since,
+            }
+        )
     return out
 
 
-def ready_status(rollout: Rollout, *, generation: int, model: str, endpoint: str,
-                 selector: str, previous: Sequence[Mapping[str, Any]],
-                 optional_apis: Mapping[str, bool], now: str,
-                 scales_to_zero: bool = False, pod_issues: Sequence[str] = (),
-                 model_cache: Condition | None = None) -> dict[str, Any]:
+def ready_status(
+    rollout: Rollout,
+    *,
+    generation: int,
+    model: str,
+    endpoint: str,
+    selector: str,
+    previous: Sequence[Mapping[str, Any]],
+    optional_apis: Mapping[str, bool],
+    now: str,
+    scales_to_zero: bool = False,
+    pod_issues: Sequence[str] = (),
+    model_cache: Condition | None = None,
+) -> dict[str, Any]:
     """The full status of a RerankerService whose children were applied.
 
     `optional_apis` maps each optional kind the spec asks for to whether its API is missing;
@@ -216,12 +270,21 @@ def ready_status(rollout: Rollout, *, generation: int, model: str, endpoint: str
         conditions = with_pod_issues(rollout_conditions(rollout), pod_issues)
     if model_cache is not None:
         conditions.append(model_cache)
-    conditions += [optional_api_condition(kind, optional_apis[kind])
-                   for kind in OPTIONAL_CONDITIONS if kind in optional_apis]
+    conditions += [
+        optional_api_condition(kind, optional_apis[kind])
+        for kind in OPTIONAL_CONDITIONS
+        if kind in optional_apis
+    ]
     if scales_to_zero and not at_zero:
-        conditions.append(_cond(SCALED_TO_ZERO, False, RUNNING,
-                                f"{rollout.desired} replicas wanted; idle for the cooldown, "
-                                "KEDA scales them to zero"))
+        conditions.append(
+            _cond(
+                SCALED_TO_ZERO,
+                False,
+                RUNNING,
+                f"{rollout.desired} replicas wanted; idle for the cooldown, "
+                "KEDA scales them to zero",
+            )
+        )
     return {
         "observedGeneration": generation,
         "replicas": rollout.replicas,
@@ -234,8 +297,15 @@ def ready_status(rollout: Rollout, *, generation: int, model: str, endpoint: str
     }
 
 
-def failed_status(reason: str, message: str, *, generation: int, model: str | None,
-                  previous: Sequence[Mapping[str, Any]], now: str) -> dict[str, Any]:
+def failed_status(
+    reason: str,
+    message: str,
+    *,
+    generation: int,
+    model: str | None,
+    previous: Sequence[Mapping[str, Any]],
+    now: str,
+) -> dict[str, Any]:
     """The status after an invalid spec or a failed pass; other fields keep their values."""
     return {
         "observedGeneration": generation,
@@ -244,8 +314,9 @@ def failed_status(reason: str, message: str, *, generation: int, model: str | No
     }
 
 
-def status_patch(current: Mapping[str, Any] | None,
-                 new: Mapping[str, Any]) -> dict[str, Any] | None:
+def status_patch(
+    current: Mapping[str, Any] | None, new: Mapping[str, Any]
+) -> dict[str, Any] | None:
     """The merge patch that turns `current` into `new` for new's keys, or None if nothing changes."""
     current = current or {}
     patch = {k: v for k, v in new.items() if current.get(k) != v}
@@ -256,17 +327,22 @@ def _event_type(cond: Mapping[str, Any]) -> str | None:
     """Which Event a condition's new state deserves, if any."""
     type_, status, reason = cond["type"], cond["status"], cond["reason"]
     if type_ == READY:
-        failing = status == "False" and reason in (INVALID_SPEC, DEPLOYMENT_UNAVAILABLE,
-                                                   RECONCILE_ERROR)
+        failing = status == "False" and reason in (
+            INVALID_SPEC,
+            DEPLOYMENT_UNAVAILABLE,
+            RECONCILE_ERROR,
+        )
         return "Warning" if failing else "Normal"
     if (type_, status) == (DEGRADED, "True") or (
-            type_ in (*OPTIONAL_CONDITIONS, MODEL_CACHE) and status == "False"):
+        type_ in (*OPTIONAL_CONDITIONS, MODEL_CACHE) and status == "False"
+    ):
         return "Warning"
     return None
 
 
-def transitions(old: Iterable[Mapping[str, Any]],
-                new: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+def transitions(
+    old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]
+) -> list[tuple[str, str, str]]:
     """(event type, reason, message) for conditions whose status or reason changed.
 
     Every change of Ready is an Event (Warning when it fails); Degraded=True and a missing

@@ -87,8 +87,15 @@ class Engine(ABC):
         """Whether the pods reuse a shared prompt prefix (its alert watches the reuse)."""
 
     @abstractmethod
-    def alerts(self, name: str, namespace: str, thresholds: PrometheusRuleSpec,
-               make: MakeAlert, *, prefix_reuse: bool) -> list[AlertRule]:  # fmt: skip
+    def alerts(
+        self,
+        name: str,
+        namespace: str,
+        thresholds: PrometheusRuleSpec,
+        make: MakeAlert,
+        *,
+        prefix_reuse: bool,
+    ) -> list[AlertRule]:
         """The engine's alerts, in its series (the workload alerts are added after them)."""
 
     @abstractmethod
@@ -106,6 +113,10 @@ class Engine(ABC):
 
     def _rule(self, check: EngineCheck) -> Rule:
         name, holds = self.name, check.holds
-        return Rule(f"!{engine_is(name)} || {check.cel}", check.message,
-                    lambda s: s.engine != name or holds(s), field_path=check.field_path,
-                    explain=check.explain)  # fmt: skip
+        return Rule(
+            f"!{engine_is(name)} || {check.cel}",
+            check.message,
+            lambda s: s.engine != name or holds(s),
+            field_path=check.field_path,
+            explain=check.explain,
+        )

@@ -42,8 +42,10 @@ class ChildKind:
 _PROMETHEUS_OPERATOR = "the Prometheus Operator"
 _KEDA = "KEDA"
 _HTTP_ADD_ON = "the KEDA HTTP add-on"
-_NOT_SCALED = ("Nothing scales the Deployment: it keeps its current replicas, and requests that "
-               "arrive while none runs are refused.")  # fmt: skip
+_NOT_SCALED = (
+    "Nothing scales the Deployment: it keeps its current replicas, and requests that "
+    "arrive while none runs are refused."
+)
 
 PVC = ChildKind("PersistentVolumeClaim", "v1", "persistentvolumeclaims")
 CONFIG_MAP = ChildKind("ConfigMap", "v1", "configmaps")

@@ -97,8 +97,10 @@ def resources(spec: RerankerServiceSpec, *, gpus: bool) -> JsonObject:
 
 def base_mounts() -> list[JsonObject]:
     """The mounts every serving container has: the model cache and a writable /tmp."""
-    return [{"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
-            {"name": "tmp", "mountPath": "/tmp"}]  # fmt: skip
+    return [
+        {"name": "model-cache", "mountPath": MODEL_CACHE_PATH},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
 
 
 def pre_stop(spec: RerankerServiceSpec) -> JsonObject | None:

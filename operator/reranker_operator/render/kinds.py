@@ -41,9 +41,19 @@ from reranker_operator.render.params import (
 )
 
 __all__ = [
-    "CHILDREN", "CHILD_KINDS", "DEPLOYMENT", "OPTIONAL_KINDS", "PVC", "SCALERS", "Child",
-    "ChildKind", "OptionalApi", "child_kind", "children", "kind_named",
-]  # fmt: skip
+    "CHILDREN",
+    "CHILD_KINDS",
+    "DEPLOYMENT",
+    "OPTIONAL_KINDS",
+    "PVC",
+    "SCALERS",
+    "Child",
+    "ChildKind",
+    "OptionalApi",
+    "child_kind",
+    "children",
+    "kind_named",
+]
 
 _CACHE = Child("model-cache", PVC, "pvc.yaml.j2", pvc_params)
 # the Deployment and what points at it

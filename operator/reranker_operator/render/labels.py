@@ -58,10 +58,15 @@ def proxy_service_name(instance: str) -> str:
     return f"{instance}-proxy"
 
 
-def object_meta(svc: ParsedService, component: str, *, name: str | None = None,
-                extra_labels: Mapping[str, str] | None = None,
-                annotations: Mapping[str, str] | None = None,
-                owned: bool = True) -> dict[str, Any]:  # fmt: skip
+def object_meta(
+    svc: ParsedService,
+    component: str,
+    *,
+    name: str | None = None,
+    extra_labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    owned: bool = True,
+) -> dict[str, Any]:
     """A child's metadata: our labels win over `extra_labels`; the owner reference is set when
     the RerankerService has a uid and `owned`."""
     meta: dict[str, Any] = {

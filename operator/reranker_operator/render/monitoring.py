@@ -30,8 +30,14 @@ KUBE_STATE_METRICS = (
 )
 
 
-def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *,
-                engine_name: str = DEFAULT_ENGINE, prefix_reuse: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+def alert_rules(
+    name: str,
+    namespace: str,
+    spec: PrometheusRuleSpec,
+    *,
+    engine_name: str = DEFAULT_ENGINE,
+    prefix_reuse: bool = False,
+) -> list[dict[str, Any]]:
     """The alerting rules of one RerankerService (the `rules` of its PrometheusRule group): the
     engine's, in its series, then the workload's; `prefix_reuse`: the pods reuse a shared
     prompt prefix (Engine.prefix_reuse), whose reuse an alert watches."""
@@ -70,12 +76,15 @@ def alert_rules(name: str, namespace: str, spec: PrometheusRuleSpec, *,
             "`kubectl logs --previous` (model load failure, out of memory, bad settings).",
         ),
     ]
-    return [*engine(engine_name).alerts(name, namespace, spec, rule, prefix_reuse=prefix_reuse),
-            *workload]  # fmt: skip
+    return [
+        *engine(engine_name).alerts(name, namespace, spec, rule, prefix_reuse=prefix_reuse),
+        *workload,
+    ]
 
 
-def _panel(idx: int, title: str, unit: str, description: str,
-           targets: list[tuple[str, str]]) -> dict[str, Any]:  # fmt: skip
+def _panel(
+    idx: int, title: str, unit: str, description: str, targets: list[tuple[str, str]]
+) -> dict[str, Any]:
     """A timeseries panel in a two-column grid."""
     return {
         "id": idx + 1,

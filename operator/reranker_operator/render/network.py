@@ -18,8 +18,14 @@ from reranker_operator.engines import engine
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
 # Egress to the model hub: HTTPS anywhere but the private, link-local and shared ranges (the
 # cluster's own networks).
-PRIVATE_V4 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
-              "100.64.0.0/10", "127.0.0.0/8")  # fmt: skip
+PRIVATE_V4 = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+)
 PRIVATE_V6 = ("fc00::/7", "fe80::/10", "::1/128")
 
 JsonObject = dict[str, Any]
@@ -29,8 +35,9 @@ def _namespace(name: str) -> JsonObject:
     return {"matchLabels": {NAMESPACE_NAME_LABEL: name}}
 
 
-def _peer(namespace_labels: dict[str, str] | None, pod_labels: dict[str, str] | None,
-          own_namespace: str) -> JsonObject:  # fmt: skip
+def _peer(
+    namespace_labels: dict[str, str] | None, pod_labels: dict[str, str] | None, own_namespace: str
+) -> JsonObject:
     peer: JsonObject = {
         "namespaceSelector": {"matchLabels": dict(namespace_labels)}
         if namespace_labels
@@ -68,9 +75,13 @@ def policy_rules(spec: RerankerServiceSpec, namespace: str, *, downloads: bool) 
     ingress.append({"from": [scraper], "ports": [{**tcp, "port": metrics_port or PORT}]})
     egress: list[JsonObject] = [{"ports": [{"protocol": "UDP", "port": 53}, {**tcp, "port": 53}]}]
     if downloads and n.hub_egress == "https":
-        egress.append({
-            "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_V4)}},
-                   {"ipBlock": {"cidr": "::/0", "except": list(PRIVATE_V6)}}],
-            "ports": [{**tcp, "port": 443}],
-        })  # fmt: skip
+        egress.append(
+            {
+                "to": [
+                    {"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_V4)}},
+                    {"ipBlock": {"cidr": "::/0", "except": list(PRIVATE_V6)}},
+                ],
+                "ports": [{**tcp, "port": 443}],
+            }
+        )
     return PolicyRules(ingress, egress)

@@ -301,8 +301,13 @@ def _download(spec: RerankerServiceSpec) -> DownloadParams | None:
     if spec.hub_token_secret is not None:
         ref = {"name": spec.hub_token_secret.name, "key": spec.hub_token_secret.key}
         env.append({"name": str(Env.HF_TOKEN), "valueFrom": {"secretKeyRef": ref}})
-    return DownloadParams(image=bundled_image(spec), pull_policy=spec.image.pull_policy, args=args,
-                          env=env, resources=resources(spec, gpus=False))  # fmt: skip
+    return DownloadParams(
+        image=bundled_image(spec),
+        pull_policy=spec.image.pull_policy,
+        args=args,
+        env=env,
+        resources=resources(spec, gpus=False),
+    )
 
 
 def deployment_params(svc: ParsedService) -> DeploymentParams:
@@ -312,8 +317,9 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
     container = serving.container
     volumes = [_cache_volume(svc), {"name": "tmp", "emptyDir": {}}, *serving.volumes]
     download = _download(spec)
-    config_hash = _config_hash(asdict(container), download and asdict(download), volumes,
-                               served.restart_inputs(spec))  # fmt: skip
+    config_hash = _config_hash(
+        asdict(container), download and asdict(download), volumes, served.restart_inputs(spec)
+    )
     return DeploymentParams(
         metadata=object_meta(svc, "server"),
         replicas=None if spec.autoscaling.enabled else spec.replicas,
@@ -338,12 +344,19 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
 
 def service_params(svc: ParsedService) -> ServiceParams:
     s = svc.spec.service
-    ports: list[JsonObject] = [{"name": PORT_NAME, "port": s.port, "targetPort": PORT_NAME,
-                                "protocol": "TCP"}]  # fmt: skip
+    ports: list[JsonObject] = [
+        {"name": PORT_NAME, "port": s.port, "targetPort": PORT_NAME, "protocol": "TCP"}
+    ]
     metrics_port = engine(svc.spec.engine).metrics_port(svc.spec)
     if metrics_port is not None:
-        ports.append({"name": METRICS_PORT_NAME, "port": metrics_port,
-                      "targetPort": METRICS_PORT_NAME, "protocol": "TCP"})  # fmt: skip
+        ports.append(
+            {
+                "name": METRICS_PORT_NAME,
+                "port": metrics_port,
+                "targetPort": METRICS_PORT_NAME,
+                "protocol": "TCP",
+            }
+        )
     return ServiceParams(
         metadata=object_meta(svc, "server", annotations=s.annotations),
         type=s.type,
@@ -400,11 +413,14 @@ def scaled_object_params(svc: ParsedService) -> ScaledObjectParams | None:
         if k.authentication_ref is not None:
             trigger["authenticationRef"] = {"name": k.authentication_ref}
         triggers.append(trigger)
-    for resource, value in (("cpu", a.target_cpu_utilization),
-                            ("memory", a.target_memory_utilization)):  # fmt: skip
+    for resource, value in (
+        ("cpu", a.target_cpu_utilization),
+        ("memory", a.target_memory_utilization),
+    ):
         if value is not None:
-            triggers.append({"type": resource, "metricType": "Utilization",
-                             "metadata": {"value": str(value)}})  # fmt: skip
+            triggers.append(
+                {"type": resource, "metricType": "Utilization", "metadata": {"value": str(value)}}
+            )
     if k.scale_to_zero:  # the interceptor's in-flight requests wake the Deployment from zero
         triggers.append(
             {

@@ -47,5 +47,6 @@ def histogram_p(q: float, histogram: str, selector: str) -> str:
 
 def mean(histogram: str, selector: str) -> str:
     """The mean observation of a histogram over the rate window."""
-    return (f"sum({rate(histogram + '_sum', selector)}) / "
-            f"sum({rate(histogram + '_count', selector)})")  # fmt: skip
+    return (
+        f"sum({rate(histogram + '_sum', selector)}) / sum({rate(histogram + '_count', selector)})"
+    )

@@ -50,8 +50,11 @@ def custom_targets(spec: RerankerServiceSpec) -> list[CustomTarget]:
 
 def expand(rule: AdapterRule, matchers: str, group_by: str = "pod") -> str:
     """The adapter rule's query as Prometheus Adapter runs it for these label matchers."""
-    return (rule.metrics_query.replace("<<.Series>>", rule.series)
-            .replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", group_by))  # fmt: skip
+    return (
+        rule.metrics_query.replace("<<.Series>>", rule.series)
+        .replace("<<.LabelMatchers>>", matchers)
+        .replace("<<.GroupBy>>", group_by)
+    )
 
 
 def keda_query(target: CustomTarget, name: str, namespace: str) -> str:

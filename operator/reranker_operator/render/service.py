@@ -7,8 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reranker_operator.api.spec import (
+    DNS1035_LABEL,
+    DNS1123_LABEL,
+    InvalidSpecError,
+    RerankerServiceSpec,
+    parse_spec,
+)
 from reranker_operator.render.labels import proxy_service_name, selector_labels
-from reranker_operator.api.spec import DNS1035_LABEL, DNS1123_LABEL, InvalidSpecError, RerankerServiceSpec, parse_spec
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,9 @@ class ParsedService:
         <name>-proxy name routed through the KEDA HTTP add-on's interceptor."""
         if self.scales_to_zero:
             port = self.spec.autoscaling.keda.interceptor.proxy_port
-            return f"http://{proxy_service_name(self.name)}.{self.namespace}.svc.cluster.local:{port}"
+            return (
+                f"http://{proxy_service_name(self.name)}.{self.namespace}.svc.cluster.local:{port}"
+            )
         return f"http://{self.name}.{self.namespace}.svc.cluster.local:{self.spec.service.port}"
 
     @property
@@ -66,6 +74,10 @@ def parse_service(cr: Mapping[str, Any]) -> ParsedService:
     spec = cr.get("spec")
     if spec is None:
         raise InvalidSpecError("", "missing spec")
-    return ParsedService(name=name, namespace=namespace,
-                         uid=uid if isinstance(uid, str) and uid else None,
-                         generation=int(meta.get("generation") or 1), spec=parse_spec(spec))
+    return ParsedService(
+        name=name,
+        namespace=namespace,
+        uid=uid if isinstance(uid, str) and uid else None,
+        generation=int(meta.get("generation") or 1),
+        spec=parse_spec(spec),
+    )

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
+
 from reranker_contract import Env
-from reranker_server.metrics import AUTH_FAILURES, RATE_LIMITED
 from reranker_server.api.errors import APIError
 from reranker_server.auth import errors as auth_errors
 from reranker_server.auth.authenticator import Authenticator, Identity
@@ -22,7 +22,7 @@ from reranker_server.auth.ratelimit import (
 )
 from reranker_server.auth.tokens import JwtSettings, TokenVerifier
 from reranker_server.config import ConfigError, Settings
-
+from reranker_server.metrics import AUTH_FAILURES, RATE_LIMITED
 
 
 @dataclass
@@ -41,12 +41,21 @@ class Access:
         tokens = None
         if s.jwt_jwks_file:
             if not (s.jwt_issuer and s.jwt_audience):
-                raise ConfigError(f"{Env.JWT_JWKS_FILE} needs {Env.JWT_ISSUER} and {Env.JWT_AUDIENCE}")
+                raise ConfigError(
+                    f"{Env.JWT_JWKS_FILE} needs {Env.JWT_ISSUER} and {Env.JWT_AUDIENCE}"
+                )
             algorithms = tuple(a.strip() for a in s.jwt_algorithms.split(",") if a.strip())
             try:
-                tokens = TokenVerifier(JwtSettings(
-                    s.jwt_jwks_file, s.jwt_issuer, s.jwt_audience, algorithms,
-                    s.jwt_leeway_seconds, s.jwt_required_scope or None))  # fmt: skip
+                tokens = TokenVerifier(
+                    JwtSettings(
+                        s.jwt_jwks_file,
+                        s.jwt_issuer,
+                        s.jwt_audience,
+                        algorithms,
+                        s.jwt_leeway_seconds,
+                        s.jwt_required_scope or None,
+                    )
+                )
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"{Env.JWT_JWKS_FILE} / {Env.JWT_ALGORITHMS}: {exc}") from None
         try:
@@ -62,12 +71,24 @@ class Access:
         try:
             return self.authenticator.identify(request.headers.get("authorization"), address)
         except auth_errors.AuthError as exc:
-            reason = ("missing" if "required" in exc.message else "expired" if "expired" in exc.message
-                      else "forbidden" if exc.status == 403 else "invalid")  # fmt: skip
+            reason = (
+                "missing"
+                if "required" in exc.message
+                else "expired"
+                if "expired" in exc.message
+                else "forbidden"
+                if exc.status == 403
+                else "invalid"
+            )
             AUTH_FAILURES.labels(reason=reason).inc()
             kind = "permission_error" if exc.status == 403 else "authentication_error"
-            raise APIError(exc.status, exc.message, field="authorization", type=kind,
-                           headers={"WWW-Authenticate": exc.www_authenticate}) from None  # fmt: skip
+            raise APIError(
+                exc.status,
+                exc.message,
+                field="authorization",
+                type=kind,
+                headers={"WWW-Authenticate": exc.www_authenticate},
+            ) from None
 
     def admit(self, identity: Identity, pairs: int, documents_field: str) -> None:
         """Take this request from the client's allowance, or answer 429 (413 when it exceeds a
@@ -76,13 +97,21 @@ class Access:
             self.limiter.admit(identity.client, pairs)
         except RateLimited as exc:
             RATE_LIMITED.labels(limit=exc.limit, client_class=identity.client_class).inc()
-            raise APIError(429, str(exc), type="rate_limit_error",
-                           headers={"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))},
-                           extra={"limit": exc.limit, "per_minute": exc.per_minute})  # fmt: skip
+            raise APIError(
+                429,
+                str(exc),
+                type="rate_limit_error",
+                headers={"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))},
+                extra={"limit": exc.limit, "per_minute": exc.per_minute},
+            )
         except TooBig as exc:
             RATE_LIMITED.labels(limit="pairs", client_class=identity.client_class).inc()
-            raise APIError(413, str(exc).replace("documents", documents_field, 1),
-                           field=documents_field, type="too_many_documents") from None  # fmt: skip
+            raise APIError(
+                413,
+                str(exc).replace("documents", documents_field, 1),
+                field=documents_field,
+                type="too_many_documents",
+            ) from None
 
 
 def authenticate(request: Request) -> None:

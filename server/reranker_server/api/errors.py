@@ -10,8 +10,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from reranker_server.contracts import InputTooLongError, QueueFullError, RerankError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from reranker_server.contracts import InputTooLongError, QueueFullError, RerankError
 
 log = logging.getLogger("reranker_server.api")
 
@@ -119,7 +120,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(APIError)
     async def _api(_: Request, exc: APIError) -> JSONResponse:
         return error_response(
-            exc.status_code, exc.message, field=exc.field, type=exc.type, headers=exc.headers,
+            exc.status_code,
+            exc.message,
+            field=exc.field,
+            type=exc.type,
+            headers=exc.headers,
             extra=exc.extra,
         )
 

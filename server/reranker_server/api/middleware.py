@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
-from reranker_server import metrics
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reranker_server import metrics
 
 
 class MetricsMiddleware:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
 from reranker_contract import PLAYGROUND_PATH
 from reranker_server import __version__, metrics  # noqa: F401 - registers the series
 from reranker_server.api.errors import APIError
@@ -82,8 +83,11 @@ async def root(request: Request) -> Any:
     playground = PLAYGROUND_PATH if state.settings.playground else None
     if "text/html" in request.headers.get("accept", ""):
         links = [(playground, "Playground: try the reranker in the browser")] if playground else []
-        links += [("/docs", "API reference (OpenAPI)"), ("/info", "Model and settings"),
-                  ("/metrics", "Prometheus metrics")]  # fmt: skip
+        links += [
+            ("/docs", "API reference (OpenAPI)"),
+            ("/info", "Model and settings"),
+            ("/metrics", "Prometheus metrics"),
+        ]
         items = "".join(f'<li><a href="{href[1:]}">{text}</a></li>' for href, text in links)
         name = html.escape(state.served_name)
         return HTMLResponse(
@@ -134,8 +138,10 @@ async def info(request: Request) -> dict[str, Any]:
         "auth": {
             "api_keys": state.access.authenticator.keys.enabled,
             "jwt": state.access.authenticator.tokens is not None,
-            "rate_limits": {"requests_per_minute": s.rate_limit_requests_per_minute,
-                            "pairs_per_minute": s.rate_limit_pairs_per_minute},
+            "rate_limits": {
+                "requests_per_minute": s.rate_limit_requests_per_minute,
+                "pairs_per_minute": s.rate_limit_pairs_per_minute,
+            },
         },
         "settings": s.public(),
         "engine": {

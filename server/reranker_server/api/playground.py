@@ -13,6 +13,7 @@ from importlib import resources
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+
 from reranker_contract import PLAYGROUND_PATH
 from reranker_server.api.errors import APIError
 from reranker_server.api.service import get_state

@@ -9,9 +9,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
+
 from reranker_server.api import schemas
-from reranker_server.api.errors import APIError, validation_response
 from reranker_server.api.access import authenticate
+from reranker_server.api.errors import APIError, validation_response
 from reranker_server.api.service import document_texts, get_state, score
 
 router = APIRouter(dependencies=[Depends(authenticate)])
@@ -128,7 +129,7 @@ async def rerank_tei_or_simple(request: Request) -> Any:
             query=tei.query,
             documents=texts,
             documents_field="texts",
-        identity=request.state.identity,
+            identity=request.state.identity,
             truncate=tei.truncate,
             truncation_direction=tei.truncation_direction,
         )

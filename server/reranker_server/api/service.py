@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+
 from reranker_server import metrics
 from reranker_server.api.errors import APIError
 from reranker_server.api.state import ServerState
@@ -111,7 +112,8 @@ async def score(
     except TimeoutError:
         metrics.RERANK_REQUESTS.labels(status="error").inc()
         raise APIError(
-            504, f"the request ran longer than {timeout} s (REQUEST_TIMEOUT_SECONDS)",
+            504,
+            f"the request ran longer than {timeout} s (REQUEST_TIMEOUT_SECONDS)",
             type="timeout",
         ) from None
     except RerankError as exc:

@@ -11,8 +11,9 @@ class AuthError(Exception):
     The message never says which keys exist or which part of a token failed beyond what the
     client must fix (expiry, scope)."""
 
-    def __init__(self, status: int, message: str, *, error: str | None = None,
-                 description: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, status: int, message: str, *, error: str | None = None, description: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.message = status, message
         challenge = f'Bearer realm="{REALM}"'
@@ -24,8 +25,9 @@ class AuthError(Exception):
 
 
 def missing() -> AuthError:
-    return AuthError(401, "authorization: a bearer token is required "
-                     "('Authorization: Bearer <key or token>')")  # fmt: skip
+    return AuthError(
+        401, "authorization: a bearer token is required ('Authorization: Bearer <key or token>')"
+    )
 
 
 def invalid() -> AuthError:
@@ -33,10 +35,18 @@ def invalid() -> AuthError:
 
 
 def expired() -> AuthError:
-    return AuthError(401, "authorization: the token has expired", error="invalid_token",
-                     description="the token has expired")  # fmt: skip
+    return AuthError(
+        401,
+        "authorization: the token has expired",
+        error="invalid_token",
+        description="the token has expired",
+    )
 
 
 def forbidden(scope: str) -> AuthError:
-    return AuthError(403, f"authorization: the token lacks the scope {scope!r} this route needs",
-                     error="insufficient_scope", description=f"requires scope {scope}")  # fmt: skip
+    return AuthError(
+        403,
+        f"authorization: the token lacks the scope {scope!r} this route needs",
+        error="insufficient_scope",
+        description=f"requires scope {scope}",
+    )

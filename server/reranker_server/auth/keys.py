@@ -51,11 +51,20 @@ def parse_keys(path: Path) -> tuple[ApiKey, ...]:
 class KeyStore:
     """The keys in force now: the static one plus the reloaded file's."""
 
-    def __init__(self, static_key: str | None = None, keys_path: str | None = None,
-                 reload_every_s: float = 1.0) -> None:  # fmt: skip
-        self._static = (ApiKey("api-key", _check(static_key, "API_KEY").encode()),) if static_key else ()
-        self._file = (Reloading(keys_path, parse_keys, every_s=reload_every_s, what="API keys")
-                      if keys_path else None)  # fmt: skip
+    def __init__(
+        self,
+        static_key: str | None = None,
+        keys_path: str | None = None,
+        reload_every_s: float = 1.0,
+    ) -> None:
+        self._static = (
+            (ApiKey("api-key", _check(static_key, "API_KEY").encode()),) if static_key else ()
+        )
+        self._file = (
+            Reloading(keys_path, parse_keys, every_s=reload_every_s, what="API keys")
+            if keys_path
+            else None
+        )
 
     @property
     def enabled(self) -> bool:

@@ -32,8 +32,10 @@ class RateLimited(Exception):
 
     def __init__(self, limit: str, per_minute: int, retry_after_s: float) -> None:
         unit = "requests" if limit == "requests" else "pairs (query, document)"
-        super().__init__(f"rate limit: {per_minute} {unit} per minute for this client; "
-                         f"retry in {math.ceil(retry_after_s)} s")  # fmt: skip
+        super().__init__(
+            f"rate limit: {per_minute} {unit} per minute for this client; "
+            f"retry in {math.ceil(retry_after_s)} s"
+        )
         self.limit, self.per_minute, self.retry_after_s = limit, per_minute, retry_after_s
 
 
@@ -49,8 +51,13 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, limits: Limits, *, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        limits: Limits,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.limits, self.max_clients, self.clock = limits, max_clients, clock
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
         self._lock = threading.Lock()
@@ -74,15 +81,24 @@ class RateLimiter:
         if not lim.enabled:
             return
         if lim.pairs_per_minute and pairs > lim.pairs_per_minute:
-            raise TooBig(f"documents: {pairs} pairs exceed this client's limit of "
-                         f"{lim.pairs_per_minute} pairs per minute")  # fmt: skip
+            raise TooBig(
+                f"documents: {pairs} pairs exceed this client's limit of "
+                f"{lim.pairs_per_minute} pairs per minute"
+            )
         with self._lock:
             now = self.clock()
-            wanted = [(kind, cap, cost) for kind, cap, cost in
-                      (("requests", lim.requests_per_minute, 1), ("pairs", lim.pairs_per_minute, pairs))
-                      if cap > 0]  # fmt: skip
-            buckets = [(kind, cap, cost, self._bucket((client, kind), cap, now))
-                       for kind, cap, cost in wanted]  # fmt: skip
+            wanted = [
+                (kind, cap, cost)
+                for kind, cap, cost in (
+                    ("requests", lim.requests_per_minute, 1),
+                    ("pairs", lim.pairs_per_minute, pairs),
+                )
+                if cap > 0
+            ]
+            buckets = [
+                (kind, cap, cost, self._bucket((client, kind), cap, now))
+                for kind, cap, cost in wanted
+            ]
             for kind, cap, cost, bucket in buckets:
                 if bucket.level < cost:
                     raise RateLimited(kind, cap, (cost - bucket.level) * 60.0 / cap)
@@ -90,10 +106,14 @@ class RateLimiter:
                 bucket.level -= cost
 
 
-def client_address(peer: str | None, forwarded_for: str | None,
-                   trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+def client_address(
+    peer: str | None,
+    forwarded_for: str | None,
+    trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> str:
     """The caller's address: the peer, or walking X-Forwarded-For from the right past trusted
     proxies when the peer is one of them."""
+
     def is_trusted(addr: str) -> bool:
         try:
             ip = ipaddress.ip_address(addr)

@@ -35,8 +35,14 @@ class Reloading(Generic[T]):
     `every_s`). A failed reload keeps the previous value, so a half-written update never locks
     everyone out; the first load must succeed."""
 
-    def __init__(self, path: str | os.PathLike, load: Callable[[Path], T], *,
-                 every_s: float = 1.0, what: str = "file") -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        load: Callable[[Path], T],
+        *,
+        every_s: float = 1.0,
+        what: str = "file",
+    ) -> None:
         self.path, self._load, self.every_s, self.what = Path(path), load, every_s, what
         self._lock = threading.Lock()
         self._signature = _signature(self.path)
@@ -62,8 +68,12 @@ class Reloading(Generic[T]):
                 return
             value = self._load(self.path)
         except (OSError, ValueError) as exc:
-            log.warning("keeping the previous %s: cannot reload %s: %s", self.what, self.path,
-                        type(exc).__name__)  # fmt: skip
+            log.warning(
+                "keeping the previous %s: cannot reload %s: %s",
+                self.what,
+                self.path,
+                type(exc).__name__,
+            )
             return
         self._value, self._signature = value, signature
         self.reloads += 1

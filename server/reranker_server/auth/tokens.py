@@ -17,8 +17,18 @@ from typing import Any
 from reranker_server.auth import errors
 from reranker_server.auth.reloading import Reloading
 
-ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512",
-              "EdDSA")  # fmt: skip
+ASYMMETRIC = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
 
 
 @dataclass(frozen=True)
@@ -42,8 +52,13 @@ def load_jwks(path: Path) -> dict[str, Any]:
     """{kid or "": PyJWK} of a JWKS document (a file, or the single file of a mounted dir)."""
     import jwt
 
-    file = path if path.is_file() else next(iter(sorted(
-        p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))))  # fmt: skip
+    file = (
+        path
+        if path.is_file()
+        else next(
+            iter(sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")))
+        )
+    )
     data = json.loads(file.read_text(encoding="utf-8"))
     keys = {}
     for entry in data.get("keys", []):
@@ -83,15 +98,21 @@ class TokenVerifier:
         if header.get("alg") not in s.algorithms:
             raise errors.invalid()
         keys = self._jwks.value
-        key = keys.get(header.get("kid", "")) or (next(iter(keys.values())) if len(keys) == 1 else None)
+        key = keys.get(header.get("kid", "")) or (
+            next(iter(keys.values())) if len(keys) == 1 else None
+        )
         if key is None:
             raise errors.invalid()
         try:
             claims = jwt.decode(
-                token, key.key, algorithms=list(s.algorithms), audience=s.audience,
-                issuer=s.issuer, leeway=s.leeway_s,
+                token,
+                key.key,
+                algorithms=list(s.algorithms),
+                audience=s.audience,
+                issuer=s.issuer,
+                leeway=s.leeway_s,
                 options={"require": ["exp", "iss", "aud", "sub"]},
-            )  # fmt: skip
+            )
         except jwt.ExpiredSignatureError:
             raise errors.expired() from None
         except (jwt.PyJWTError, TypeError, ValueError):  # TypeError: key of another type

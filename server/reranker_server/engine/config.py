@@ -13,9 +13,13 @@ from reranker_server.engine.sub_batches import DEFAULT_OVERHEAD_TOKENS
 class EngineConfig:
     """Scheduler and cache settings; every field has a safe default."""
 
-    max_batch_tokens: int = DEFAULTS.max_batch_tokens  # padded tokens per forward: batch size x longest sequence
+    max_batch_tokens: int = (
+        DEFAULTS.max_batch_tokens
+    )  # padded tokens per forward: batch size x longest sequence
     max_batch_size: int = DEFAULTS.max_batch_size  # sequences per forward
-    max_concurrent_requests: int = DEFAULTS.max_concurrent_requests  # admitted requests in flight; more -> QueueFullError
+    max_concurrent_requests: int = (
+        DEFAULTS.max_concurrent_requests
+    )  # admitted requests in flight; more -> QueueFullError
     score_cache_size: int = (
         0  # LRU entries of (model, instruction, query, doc, truncation) -> score
     )
@@ -47,13 +51,13 @@ class EngineConfig:
         if self.forward_overhead_tokens is not None:
             value = self.forward_overhead_tokens
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"EngineConfig.forward_overhead_tokens must be >= 0, got {value!r}")
+                raise ValueError(
+                    f"EngineConfig.forward_overhead_tokens must be >= 0, got {value!r}"
+                )
         for name in ("model_workers", "torch_threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ValueError(
-                    f"EngineConfig.{name} must be an integer >= 0, got {value!r}"
-                )
+                raise ValueError(f"EngineConfig.{name} must be an integer >= 0, got {value!r}")
         size = self.score_cache_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"EngineConfig.score_cache_size must be an integer >= 0, got {size!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
+
 from reranker_contract import Metric
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -38,9 +39,7 @@ PREFIX_REUSE = Counter(
 PREFIX_TOKENS_SAVED = Counter(
     Metric.PREFIX_TOKENS_SAVED_TOTAL, "Prefix tokens not recomputed thanks to a shared prefix"
 )
-FORWARD_PASSES = Counter(
-    Metric.FORWARD_PASSES_TOTAL, "Forward passes the model ran", ["path"]
-)
+FORWARD_PASSES = Counter(Metric.FORWARD_PASSES_TOTAL, "Forward passes the model ran", ["path"])
 for _path in ("prefix", "continuation", "full"):
     FORWARD_PASSES.labels(path=_path)  # 0 until the first such forward, never absent
 OOM_RETRIES = Counter(
@@ -52,7 +51,23 @@ COMPUTED_TOKENS = Counter(
 MODEL_FLOPS = Counter(
     Metric.MODEL_FLOPS_TOTAL, "Model FLOPs spent on those tokens (estimated from the architecture)"
 )
-_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_STAGE_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
 TOKENIZATION_TIME = Histogram(
     Metric.TOKENIZATION_DURATION,
     "Seconds to tokenize, format and truncate one request",

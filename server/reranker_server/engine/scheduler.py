@@ -116,7 +116,9 @@ class BatchingEngine:
         self._paused = False
         # forward threads and torch intra-op threads per thread (None: torch's own setting)
         device = str(getattr(backend, "device", "cpu"))
-        self.model_workers, self.torch_threads = resolve_workers(self.config, device, available_cpus())
+        self.model_workers, self.torch_threads = resolve_workers(
+            self.config, device, available_cpus()
+        )
         self.forward_overhead_tokens = resolve_overhead(self.config, device)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -196,7 +198,9 @@ class BatchingEngine:
         the shortcuts' first-use checks) run now, and an accelerator reserves the memory the
         largest batch needs. Returns the documents scored."""
         cfg = self.config
-        width = max(8, min(cfg.max_batch_tokens // cfg.max_batch_size, self.backend.max_length) - 64)
+        width = max(
+            8, min(cfg.max_batch_tokens // cfg.max_batch_size, self.backend.max_length) - 64
+        )
         doc = " ".join(["warm"] * max(1, width // 2))
         docs = [doc] * cfg.max_batch_size
         await self.rerank(RerankInput(query="warm up the model", documents=docs))
@@ -249,7 +253,9 @@ class BatchingEngine:
                     self._cache.put(keys[i], CachedScore(scores[j], costs[j]))
         final = [float(r) for r in raw]  # every slot is filled here
         return RerankOutput(
-            raw_scores=final, scores=[sigmoid(r) for r in final], prompt_tokens=sum(tokens),
+            raw_scores=final,
+            scores=[sigmoid(r) for r in final],
+            prompt_tokens=sum(tokens),
             truncated_documents=truncated,
         )
 
@@ -425,8 +431,9 @@ class BatchingEngine:
         except Exception as exc:
             if not is_out_of_memory(exc) or len(batch.items) < 2:
                 raise
-            log.warning("out of memory on a batch of %d pairs: retrying it in two halves",
-                        len(batch.items))  # fmt: skip
+            log.warning(
+                "out of memory on a batch of %d pairs: retrying it in two halves", len(batch.items)
+            )
             metrics.OOM_RETRIES.inc()
             _release_device_memory()
             return _joined([self._forward(half) for half in _halves(batch)])

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
 from reranker_contract import DEFAULT_INSTRUCTION, ModelFamily
 from reranker_server.contracts import (
     BackendReport,
@@ -197,8 +198,12 @@ class CausalRerankerBackend:
         from reranker_server.models.prefix_kv import prefix_cache_unsupported
 
         why = prefix_cache_unsupported.get(self.base)
-        last_why = None if self._last_only else (
-            self._last_only_reason or "the model's last layer is not one this shortcut computes"
+        last_why = (
+            None
+            if self._last_only
+            else (
+                self._last_only_reason or "the model's last layer is not one this shortcut computes"
+            )
         )
         return (
             Shortcut("prefix_kv", why is None, why),
@@ -212,8 +217,15 @@ class CausalRerankerBackend:
             logits = logits + self.head_bias.to(hidden.device)
         return (logits[:, 1] - logits[:, 0]).tolist()
 
-    def _forward(self, path: str, lengths: Sequence[int], width: int, *, context: int = 0,
-                 last_only: bool = False) -> ForwardPass:  # fmt: skip
+    def _forward(
+        self,
+        path: str,
+        lengths: Sequence[int],
+        width: int,
+        *,
+        context: int = 0,
+        last_only: bool = False,
+    ) -> ForwardPass:
         return ForwardPass(
             path=path,  # type: ignore[arg-type]
             sequences=len(lengths),
@@ -250,8 +262,9 @@ class CausalRerankerBackend:
                 hidden = last_token.last_token_hidden(self.base, inputs, last, None)
                 if self._last_only_verified or self._confirm_last_only(seqs[0], hidden[0]):
                     forward = self._forward("full", lengths, width, last_only=True)
-                    return Scored(self._project(hidden),
-                                  BackendReport((forward,), last_layer_shortcut=True))  # fmt: skip
+                    return Scored(
+                        self._project(hidden), BackendReport((forward,), last_layer_shortcut=True)
+                    )
             hidden = self.base(**inputs).last_hidden_state[:, -1]
             forward = self._forward("full", lengths, width)
             return Scored(self._project(hidden), BackendReport((forward,)))
@@ -269,8 +282,12 @@ class CausalRerankerBackend:
         self._last_only_verified = True
         return True
 
-    def score(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens],
-              sub_batches: Sequence[Sequence[int]]) -> Scored:  # fmt: skip
+    def score(
+        self,
+        prefix_ids: Sequence[int],
+        pairs: Sequence[PairTokens],
+        sub_batches: Sequence[Sequence[int]],
+    ) -> Scored:
         """Scores from one KV cache of the prefix, one forward per sub-batch
         (reranker_server.models.prefix_kv)."""
         if not pairs:
@@ -290,13 +307,22 @@ class CausalRerankerBackend:
             )
             raw = self._project(run.hidden)
         forwards = tuple(
-            self._forward(shape.path, shape.lengths, shape.width, context=shape.context,
-                          last_only=run.last_only and shape.path == "continuation")
+            self._forward(
+                shape.path,
+                shape.lengths,
+                shape.width,
+                context=shape.context,
+                last_only=run.last_only and shape.path == "continuation",
+            )
             for shape in run.shapes
-        )  # fmt: skip
+        )
         reused = (len(pairs) - 1) * len(prefix_ids) if run.used_cache else 0
-        report = BackendReport(forwards, prefix_kv=run.used_cache, prefix_tokens_reused=reused,
-                               last_layer_shortcut=run.used_cache and run.last_only)  # fmt: skip
+        report = BackendReport(
+            forwards,
+            prefix_kv=run.used_cache,
+            prefix_tokens_reused=reused,
+            last_layer_shortcut=run.used_cache and run.last_only,
+        )
         return Scored(raw, report)
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+
 from reranker_contract import ModelFamily
 from reranker_server.contracts import (
     BackendReport,
@@ -161,11 +162,16 @@ class CrossEncoderBackend:
             padded_tokens=len(seqs) * width,
             flops=self.flop_model.sequences(lengths, last_layer_one_row=cls_only),
         )
-        return Scored(logits[:, 0].float().tolist(),
-                      BackendReport((forward,), last_layer_shortcut=cls_only))  # fmt: skip
+        return Scored(
+            logits[:, 0].float().tolist(), BackendReport((forward,), last_layer_shortcut=cls_only)
+        )
 
-    def score(self, prefix_ids: Sequence[int], pairs: Sequence[PairTokens],
-              sub_batches: Sequence[Sequence[int]]) -> Scored:  # fmt: skip
+    def score(
+        self,
+        prefix_ids: Sequence[int],
+        pairs: Sequence[PairTokens],
+        sub_batches: Sequence[Sequence[int]],
+    ) -> Scored:
         """No KV reuse for encoders: each sub-batch is one plain forward of whole pairs."""
         raw = [0.0] * len(pairs)
         forwards: list[ForwardPass] = []
@@ -176,7 +182,9 @@ class CrossEncoderBackend:
                 raw[i] = value
             forwards += part.report.forwards
             shortcut = shortcut and part.report.last_layer_shortcut
-        return Scored(raw, BackendReport(tuple(forwards), last_layer_shortcut=shortcut and bool(forwards)))
+        return Scored(
+            raw, BackendReport(tuple(forwards), last_layer_shortcut=shortcut and bool(forwards))
+        )
 
 
 def _build(model: Any, tokenizer: Any, settings: BackendSettings) -> CrossEncoderBackend:

@@ -18,6 +18,7 @@ import weakref
 from typing import Any
 
 import torch
+
 from reranker_server.models.layer_capture import input_of_last_layer
 from reranker_server.models.resource_errors import is_device_failure
 

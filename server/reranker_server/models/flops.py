@@ -32,9 +32,11 @@ class FlopModel:
         heads = int(config.num_attention_heads)
         head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
         kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-        causal = bool(getattr(config, "is_decoder", False)) or "ForCausalLM" in "".join(
-            getattr(config, "architectures", None) or []
-        ) or getattr(config, "model_type", "") in ("qwen3", "qwen2", "llama")
+        causal = (
+            bool(getattr(config, "is_decoder", False))
+            or "ForCausalLM" in "".join(getattr(config, "architectures", None) or [])
+            or getattr(config, "model_type", "") in ("qwen3", "qwen2", "llama")
+        )
         gated = getattr(config, "hidden_act", "") in ("silu", "swiglu") or causal
         return cls(
             layers=int(config.num_hidden_layers),
@@ -53,8 +55,10 @@ class FlopModel:
     @property
     def rest_per_token(self) -> float:
         """Query and output projections and the MLP, per token and layer."""
-        return 2 * self.hidden * self.q_dim + 2 * self.q_dim * self.hidden + (
-            2 * self.mlp_matrices * self.hidden * self.ffn
+        return (
+            2 * self.hidden * self.q_dim
+            + 2 * self.q_dim * self.hidden
+            + (2 * self.mlp_matrices * self.hidden * self.ffn)
         )
 
     def linear(self, lengths: Sequence[int], *, last_layer_one_row: bool = False) -> float:
@@ -70,8 +74,9 @@ class FlopModel:
         """Query-key pairs of a sequence of `n` tokens after `context` cached ones."""
         return n * context + (n * (n + 1) / 2 if self.causal else n * n)
 
-    def attention(self, lengths: Sequence[int], *, context: int = 0,
-                  last_layer_one_row: bool = False) -> float:  # fmt: skip
+    def attention(
+        self, lengths: Sequence[int], *, context: int = 0, last_layer_one_row: bool = False
+    ) -> float:
         """FLOPs of attention itself: scores and weighted sums, 4 x q per query-key pair."""
         full_layers = self.layers - 1 if last_layer_one_row else self.layers
         pairs = sum(self.attended_keys(n, context) for n in lengths)
@@ -80,8 +85,9 @@ class FlopModel:
             total += sum(4 * self.q_dim * (context + n) for n in lengths)
         return total
 
-    def sequences(self, lengths: Sequence[int], *, context: int = 0,
-                  last_layer_one_row: bool = False) -> float:  # fmt: skip
+    def sequences(
+        self, lengths: Sequence[int], *, context: int = 0, last_layer_one_row: bool = False
+    ) -> float:
         """FLOPs of running `lengths` tokens per sequence, each after `context` cached tokens
         (the prefix) that it attends to but does not recompute."""
         return self.linear(lengths, last_layer_one_row=last_layer_one_row) + self.attention(

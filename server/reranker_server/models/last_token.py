@@ -13,6 +13,7 @@ the plain forward); callers verify the first result per model against a full rec
 from __future__ import annotations
 
 import torch
+
 from reranker_server.models.layer_capture import input_of_last_layer
 
 _MODEL_TYPES = {"qwen3", "qwen2", "llama"}  # plain pre-norm layers, rotate-half rotary

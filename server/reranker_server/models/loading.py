@@ -53,7 +53,10 @@ def choose_cpu_dtype(bf16_native: bool, speedup: float | None) -> tuple[str, str
     if not bf16_native:
         return "float32", "auto: this CPU has no native bf16 matmul (AVX512-BF16/AMX)"
     if speedup is None or speedup < CPU_BF16_MIN_SPEEDUP:
-        return "float32", f"auto: bf16 matmul measured {speedup or 0:.2f}x fp32 here (< {CPU_BF16_MIN_SPEEDUP}x)"
+        return (
+            "float32",
+            f"auto: bf16 matmul measured {speedup or 0:.2f}x fp32 here (< {CPU_BF16_MIN_SPEEDUP}x)",
+        )
     return "bfloat16", f"auto: bf16 matmul measured {speedup:.1f}x fp32 on this CPU"
 
 
@@ -61,7 +64,10 @@ def choose_cuda_dtype(capability: tuple[int, int]) -> tuple[str, str]:
     """`auto` on a GPU: bfloat16 from compute capability 8.0 (Ampere) on, where it is native;
     float16 before (T4, V100 emulate bf16 slowly although torch reports it as supported)."""
     if capability >= (8, 0):
-        return "bfloat16", f"auto: compute capability {capability[0]}.{capability[1]} computes bf16 natively"
+        return (
+            "bfloat16",
+            f"auto: compute capability {capability[0]}.{capability[1]} computes bf16 natively",
+        )
     return "float16", f"auto: compute capability {capability[0]}.{capability[1]} has no native bf16"
 
 
@@ -70,7 +76,9 @@ def _cpu_bf16_speedup() -> tuple[bool, float | None]:
 
     import torch
 
-    native = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    native = bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
     if not native:
         return False, None
     times = {}

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+
 from reranker_server.models import hf_compat, last_token
 from reranker_server.models.resource_errors import is_device_failure
 
@@ -65,7 +66,9 @@ def check_sub_batches(sub_batches: Sequence[Sequence[int]], n: int) -> None:
     """Every position 0..n-1 exactly once, no empty sub-batch; ValueError otherwise."""
     seen = sorted(i for group in sub_batches for i in group)
     if seen != list(range(n)) or any(len(group) == 0 for group in sub_batches):
-        raise ValueError(f"sub_batches: must cover positions 0..{n - 1} once each, got {sub_batches!r}")
+        raise ValueError(
+            f"sub_batches: must cover positions 0..{n - 1} once each, got {sub_batches!r}"
+        )
 
 
 def _right_pad(
@@ -195,9 +198,11 @@ def last_hidden_with_prefix(
     """
     if len(continuations) == 0:
         raise ValueError("continuations: need at least one continuation")
-    groups = [list(g) for g in sub_batches] if sub_batches is not None else [
-        list(range(len(continuations)))
-    ]
+    groups = (
+        [list(g) for g in sub_batches]
+        if sub_batches is not None
+        else [list(range(len(continuations)))]
+    )
     check_sub_batches(groups, len(continuations))
     prefix = list(prefix_ids)
     if not prefix or base_model in prefix_cache_unsupported:

@@ -19,4 +19,3 @@ def prefix_text(instruction: str, query: str) -> str:
 def document_text(document: str) -> str:
     """The document segment: the space after '<Document>:' belongs to it (byte-level BPE split)."""
     return f" {document}"
-

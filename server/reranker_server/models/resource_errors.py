@@ -19,5 +19,7 @@ def is_device_failure(exc: BaseException) -> bool:
     text = str(exc)
     return is_out_of_memory(exc) or (
         isinstance(exc, RuntimeError)
-        and any(mark in text for mark in ("CUDA error", "CUBLAS_STATUS", "cuDNN error", "CUDNN_STATUS"))
+        and any(
+            mark in text for mark in ("CUDA error", "CUBLAS_STATUS", "cuDNN error", "CUDNN_STATUS")
+        )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from reranker_operator.api.crd import load_crd, openapi_schema
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import celpy
 import pytest
+
 from render_helpers import FULL_SPEC, example_crs
 from reranker_devtools.devcluster.schema import apply_defaults
 from reranker_operator.api.spec import InvalidSpecError, parse_spec
@@ -62,80 +63,226 @@ def test_good_specs_pass_every_rule(spec_schema: dict[str, Any]) -> None:
 
 
 CEL_BAD = [
-    ({"model": M, "autoscaling": {"minReplicas": 4, "maxReplicas": 2}}, "minReplicas must not exceed"),
-    ({"model": M, "replicas": 5, "autoscaling": {"enabled": True, "maxReplicas": 4,
-                                                 "targetCPUUtilization": 50}}, "replicas must lie"),
-    ({"model": M, "replicas": 0, "autoscaling": {"enabled": True, "targetCPUUtilization": 50}},
-     "replicas must lie"),
+    (
+        {"model": M, "autoscaling": {"minReplicas": 4, "maxReplicas": 2}},
+        "minReplicas must not exceed",
+    ),
+    (
+        {
+            "model": M,
+            "replicas": 5,
+            "autoscaling": {"enabled": True, "maxReplicas": 4, "targetCPUUtilization": 50},
+        },
+        "replicas must lie",
+    ),
+    (
+        {"model": M, "replicas": 0, "autoscaling": {"enabled": True, "targetCPUUtilization": 50}},
+        "replicas must lie",
+    ),
     ({"model": M, "autoscaling": {"enabled": True}}, "needs a target"),
     ({"model": M, "modelCache": {"enabled": True}}, "needs size"),
     ({"model": M, "modelCache": {"existingClaim": "c", "size": "1Gi"}}, "not both"),
     # one ReadWriteOnce claim for replicas that may land on several nodes (issue 19)
-    ({"model": M, "replicas": 2, "modelCache": {"enabled": True, "size": "1Gi"}},
-     "would share one ReadWriteOnce claim"),
-    ({"model": M, "replicas": 2, "modelCache": {"enabled": True, "size": "1Gi",
-                                                "accessModes": ["ReadWriteOncePod"]}},
-     "would share one ReadWriteOnce claim"),
-    ({"model": M, "resources": {"gpus": 1}, "autoscaling": {"enabled": True, "maxReplicas": 4},
-      "modelCache": {"enabled": True, "size": "1Gi"}}, "would share one ReadWriteOnce claim"),
-    ({"model": M, "modelCache": {"enabled": True, "mode": "PerPod", "existingClaim": "c"}},
-     "existingClaim is for mode Shared"),
-    ({"model": M, "modelCache": {"enabled": True, "mode": "PerPod", "size": "1Gi",
-                                 "retainOnDelete": True}}, "retainOnDelete is for mode Shared"),
-    ({"model": M, "modelCache": {"enabled": True, "size": "1Gi", "accessModes": ["ReadOnlyMany"]}},
-     "init container writes the cache"),
-    ({"model": M, "ingress": {"enabled": True}, "networkPolicy": {"enabled": False}},
-     "needs host"),
+    (
+        {"model": M, "replicas": 2, "modelCache": {"enabled": True, "size": "1Gi"}},
+        "would share one ReadWriteOnce claim",
+    ),
+    (
+        {
+            "model": M,
+            "replicas": 2,
+            "modelCache": {"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteOncePod"]},
+        },
+        "would share one ReadWriteOnce claim",
+    ),
+    (
+        {
+            "model": M,
+            "resources": {"gpus": 1},
+            "autoscaling": {"enabled": True, "maxReplicas": 4},
+            "modelCache": {"enabled": True, "size": "1Gi"},
+        },
+        "would share one ReadWriteOnce claim",
+    ),
+    (
+        {"model": M, "modelCache": {"enabled": True, "mode": "PerPod", "existingClaim": "c"}},
+        "existingClaim is for mode Shared",
+    ),
+    (
+        {
+            "model": M,
+            "modelCache": {
+                "enabled": True,
+                "mode": "PerPod",
+                "size": "1Gi",
+                "retainOnDelete": True,
+            },
+        },
+        "retainOnDelete is for mode Shared",
+    ),
+    (
+        {
+            "model": M,
+            "modelCache": {"enabled": True, "size": "1Gi", "accessModes": ["ReadOnlyMany"]},
+        },
+        "init container writes the cache",
+    ),
+    ({"model": M, "ingress": {"enabled": True}, "networkPolicy": {"enabled": False}}, "needs host"),
     ({"model": {"name": "m", "quantization": "8bit"}}, "needs resources.gpus"),
-    ({"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 0}}, "needs resources.gpus"),
-    ({"model": M, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": "10%"}},
-     "either minAvailable"),
-    ({"model": M, "env": [{"name": "A"}, {"name": "B", "value": "1", "valueFrom": {}}]},
-     "either value or valueFrom"),
-    ({"model": M, "envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
-     "exactly one"),
+    (
+        {"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 0}},
+        "needs resources.gpus",
+    ),
+    (
+        {"model": M, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": "10%"}},
+        "either minAvailable",
+    ),
+    (
+        {"model": M, "env": [{"name": "A"}, {"name": "B", "value": "1", "valueFrom": {}}]},
+        "either value or valueFrom",
+    ),
+    (
+        {"model": M, "envFrom": [{"configMapRef": {"name": "a"}, "secretRef": {"name": "b"}}]},
+        "exactly one",
+    ),
     ({"model": M, "envFrom": [{"prefix": "P"}]}, "exactly one"),
     ({"model": M, "metrics": {"dashboard": {"enabled": True, "labels": {}}}}, "needs labels"),
     # engine vllm
     ({"model": M, "engine": "vllm"}, "needs resources.gpus"),
-    ({"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 3}},
-     "must divide"),
-    ({"model": M, "engine": "vllm", "resources": {"gpus": 1},
-      "vllm": {"extraArgs": ["--max-model-len=4096"]}}, "may not set a flag"),
-    ({"model": M, "engine": "vllm", "resources": {"gpus": 1},
-      "vllm": {"extraArgs": ["--served-model-name", "x"]}}, "may not set a flag"),
-    ({"model": M, "engine": "vllm", "resources": {"gpus": 1},
-      "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 2048}}, "at least maxModelLen"),
-    ({"model": {"name": "m", "maxLength": 9000}, "engine": "vllm", "resources": {"gpus": 1},
-      "vllm": {"maxNumBatchedTokens": 8192}}, "at least the model length"),
-    ({"model": {"name": "m", "quantization": "8bit"}, "engine": "vllm", "resources": {"gpus": 1}},
-     "is for engine transformers"),
-    ({"model": M, "engine": "vllm", "resources": {"gpus": 1},
-      "autoscaling": {"enabled": True, "requestsPerSecond": 5}}, "engine vllm scales on"),
-    ({"model": M, "engine": "vllm", "resources": {"gpus": 1},
-      "server": {"auth": {"rateLimit": {"requestsPerMinute": 300}}}}, "takes one API key"),
+    (
+        {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 3}},
+        "must divide",
+    ),
+    (
+        {
+            "model": M,
+            "engine": "vllm",
+            "resources": {"gpus": 1},
+            "vllm": {"extraArgs": ["--max-model-len=4096"]},
+        },
+        "may not set a flag",
+    ),
+    (
+        {
+            "model": M,
+            "engine": "vllm",
+            "resources": {"gpus": 1},
+            "vllm": {"extraArgs": ["--served-model-name", "x"]},
+        },
+        "may not set a flag",
+    ),
+    (
+        {
+            "model": M,
+            "engine": "vllm",
+            "resources": {"gpus": 1},
+            "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 2048},
+        },
+        "at least maxModelLen",
+    ),
+    (
+        {
+            "model": {"name": "m", "maxLength": 9000},
+            "engine": "vllm",
+            "resources": {"gpus": 1},
+            "vllm": {"maxNumBatchedTokens": 8192},
+        },
+        "at least the model length",
+    ),
+    (
+        {
+            "model": {"name": "m", "quantization": "8bit"},
+            "engine": "vllm",
+            "resources": {"gpus": 1},
+        },
+        "is for engine transformers",
+    ),
+    (
+        {
+            "model": M,
+            "engine": "vllm",
+            "resources": {"gpus": 1},
+            "autoscaling": {"enabled": True, "requestsPerSecond": 5},
+        },
+        "engine vllm scales on",
+    ),
+    (
+        {
+            "model": M,
+            "engine": "vllm",
+            "resources": {"gpus": 1},
+            "server": {"auth": {"rateLimit": {"requestsPerMinute": 300}}},
+        },
+        "takes one API key",
+    ),
     # keda
-    ({"model": M, "autoscaling": {"enabled": True, "keda": {"enabled": True}}, "metrics": {"serviceMonitor": {"enabled": True}}, },
-     "needs prometheusAddress"),
-    ({"model": M, "autoscaling": {"enabled": True, "keda": {"enabled": True,
-                                  "prometheusAddress": "http://p:9090"}}}, "needs metrics.serviceMonitor"),
-    ({"model": M, "ingress": {"enabled": True, "host": "a.example.com"}},
-     "needs ingressControllerNamespaceLabels"),
-    ({"model": M, "autoscaling": {"enabled": False, "keda": {"enabled": True,
-                                  "prometheusAddress": "http://p:9090"}}}, "keda needs"),
-    ({"model": M, "autoscaling": {"enabled": True, "keda": {"scaleToZero": True,
-                                                            "prometheusAddress": "http://p:9090"}},
-      "resources": {"gpus": 1}}, "scaleToZero needs"),
-    ({"model": M, "replicas": 0, "resources": {"gpus": 1}, "metrics": {"serviceMonitor": {"enabled": True}}, 
-      "autoscaling": {"enabled": True, "keda": {"enabled": True,
-                                                "prometheusAddress": "http://p:9090"}}},
-     "replicas must lie"),
+    (
+        {
+            "model": M,
+            "autoscaling": {"enabled": True, "keda": {"enabled": True}},
+            "metrics": {"serviceMonitor": {"enabled": True}},
+        },
+        "needs prometheusAddress",
+    ),
+    (
+        {
+            "model": M,
+            "autoscaling": {
+                "enabled": True,
+                "keda": {"enabled": True, "prometheusAddress": "http://p:9090"},
+            },
+        },
+        "needs metrics.serviceMonitor",
+    ),
+    (
+        {"model": M, "ingress": {"enabled": True, "host": "a.example.com"}},
+        "needs ingressControllerNamespaceLabels",
+    ),
+    (
+        {
+            "model": M,
+            "autoscaling": {
+                "enabled": False,
+                "keda": {"enabled": True, "prometheusAddress": "http://p:9090"},
+            },
+        },
+        "keda needs",
+    ),
+    (
+        {
+            "model": M,
+            "autoscaling": {
+                "enabled": True,
+                "keda": {"scaleToZero": True, "prometheusAddress": "http://p:9090"},
+            },
+            "resources": {"gpus": 1},
+        },
+        "scaleToZero needs",
+    ),
+    (
+        {
+            "model": M,
+            "replicas": 0,
+            "resources": {"gpus": 1},
+            "metrics": {"serviceMonitor": {"enabled": True}},
+            "autoscaling": {
+                "enabled": True,
+                "keda": {"enabled": True, "prometheusAddress": "http://p:9090"},
+            },
+        },
+        "replicas must lie",
+    ),
     # access
     ({"model": M, "server": {"metricsPort": 8080}}, "must differ"),
-    ({"model": M, "server": {"auth": {"jwt": {"jwks": {"secretName": "a", "configMapName": "b"}}}}},
-     "exactly one"),
+    (
+        {
+            "model": M,
+            "server": {"auth": {"jwt": {"jwks": {"secretName": "a", "configMapName": "b"}}}},
+        },
+        "exactly one",
+    ),
     ({"model": M, "networkPolicy": {"allowFrom": [{}]}}, "needs namespaceLabels or podLabels"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("spec", "message"), CEL_BAD)
@@ -147,38 +294,73 @@ def test_bad_specs_fail_exactly_one_rule_and_parse_spec(spec_schema, spec, messa
 
 
 CEL_GOOD_EDGES = [
-    {"model": M, "replicas": 0, "resources": {"gpus": 1}, "metrics": {"serviceMonitor": {"enabled": True}}, 
-     "autoscaling": {"enabled": True, "keda": {"enabled": True, "scaleToZero": True,
-                                               "prometheusAddress": "http://p:9090"}}},
+    {
+        "model": M,
+        "replicas": 0,
+        "resources": {"gpus": 1},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+        "autoscaling": {
+            "enabled": True,
+            "keda": {"enabled": True, "scaleToZero": True, "prometheusAddress": "http://p:9090"},
+        },
+    },
     {"model": M, "resources": {"gpus": 1}, "autoscaling": {"enabled": True}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 4},
-     "vllm": {"tensorParallelSize": 2, "extraArgs": ["--quantization=fp8", "--config-format=auto"]}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "vllm": {"maxNumBatchedTokens": 8192}},
-    {"model": M, "replicas": 4, "autoscaling": {"enabled": True, "minReplicas": 4,
-                                                "maxReplicas": 4, "p95LatencySeconds": "1"}},
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 4},
+        "vllm": {
+            "tensorParallelSize": 2,
+            "extraArgs": ["--quantization=fp8", "--config-format=auto"],
+        },
+    },
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1}, "vllm": {"maxNumBatchedTokens": 8192}},
+    {
+        "model": M,
+        "replicas": 4,
+        "autoscaling": {
+            "enabled": True,
+            "minReplicas": 4,
+            "maxReplicas": 4,
+            "p95LatencySeconds": "1",
+        },
+    },
     {"model": M, "replicas": 9, "autoscaling": {"enabled": False, "maxReplicas": 2}},
     {"model": M, "modelCache": {"enabled": True, "existingClaim": "shared"}},
     {"model": M, "modelCache": {"enabled": False, "size": "1Gi"}},
     # a shared claim is fine for one pod, across nodes when RWX/ROX, never checked for an
     # existingClaim (its access modes are read at reconcile time), and per pod always
     {"model": M, "replicas": 1, "modelCache": {"enabled": True, "size": "1Gi"}},
-    {"model": M, "replicas": 3, "autoscaling": {"enabled": False, "maxReplicas": 4},
-     "modelCache": {"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteMany"]}},
-    {"model": M, "resources": {"gpus": 1}, "autoscaling": {"enabled": True, "maxReplicas": 1},
-     "modelCache": {"enabled": True, "size": "1Gi"}},
+    {
+        "model": M,
+        "replicas": 3,
+        "autoscaling": {"enabled": False, "maxReplicas": 4},
+        "modelCache": {"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteMany"]},
+    },
+    {
+        "model": M,
+        "resources": {"gpus": 1},
+        "autoscaling": {"enabled": True, "maxReplicas": 1},
+        "modelCache": {"enabled": True, "size": "1Gi"},
+    },
     {"model": M, "replicas": 3, "modelCache": {"enabled": True, "existingClaim": "c"}},
     {"model": M, "replicas": 3, "modelCache": {"enabled": True, "mode": "PerPod", "size": "1Gi"}},
     {"model": M, "replicas": 3, "modelCache": {"enabled": False, "size": "1Gi"}},
-    {"model": M, "modelCache": {"enabled": True, "size": "1Gi",
-                                "accessModes": ["ReadWriteOnce", "ReadOnlyMany"]}},
+    {
+        "model": M,
+        "modelCache": {
+            "enabled": True,
+            "size": "1Gi",
+            "accessModes": ["ReadWriteOnce", "ReadOnlyMany"],
+        },
+    },
     {"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 1}},
     {"model": M, "ingress": {"enabled": False, "className": "nginx"}},
     {"model": M, "podDisruptionBudget": {"enabled": True, "maxUnavailable": "10%"}},
     {"model": M, "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
     {"model": M, "metrics": {"dashboard": {"enabled": False, "labels": {}}}},
     {"model": M, "metrics": {"dashboard": {"enabled": True}}},
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("spec", CEL_GOOD_EDGES)

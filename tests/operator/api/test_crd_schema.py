@@ -10,6 +10,7 @@ import celpy
 import jsonschema
 import kubernetes_validate
 import pytest
+
 from reranker_operator.api.constants import (
     CRD_GROUP,
     CRD_KIND,
@@ -19,11 +20,30 @@ from reranker_operator.api.constants import (
 )
 
 ALLOWED_KEYS = {
-    "type", "description", "properties", "required", "items", "additionalProperties", "default",
-    "enum", "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern",
-    "minProperties", "format", "anyOf", "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields",
-    "x-kubernetes-validations", "x-kubernetes-list-type", "x-kubernetes-list-map-keys",
-}  # fmt: skip
+    "type",
+    "description",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "default",
+    "enum",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "pattern",
+    "minProperties",
+    "format",
+    "anyOf",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-validations",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+}
 TYPES = {"object", "array", "string", "integer", "number", "boolean"}
 PY_TYPES = {"string": str, "integer": int, "boolean": bool, "number": (int, float)}
 
@@ -78,7 +98,12 @@ def test_printer_columns_point_at_schema_fields(
     cols = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert list(cols)[:5] == ["Model", "Replicas", "Ready", "Endpoint", "Age"]
     assert {n for n, c in cols.items() if c.get("priority") == 1} == {
-        "Engine", "DType", "GPUs", "Autoscaling", "Reason"}  # fmt: skip
+        "Engine",
+        "DType",
+        "GPUs",
+        "Autoscaling",
+        "Reason",
+    }
     assert cols["Age"]["jsonPath"] == ".metadata.creationTimestamp"
     assert cols["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     for name, col in cols.items():
@@ -153,11 +178,31 @@ def test_cel_rules_are_well_formed_and_compile(root_schema: dict[str, Any]) -> N
 
 
 @pytest.mark.parametrize(
-    "field", ["model", "image", "replicas", "resources", "nodeSelector", "tolerations",
-              "affinity", "priorityClassName", "runtimeClassName", "env", "envFrom",
-              "modelCache", "hubTokenSecret", "service", "autoscaling", "metrics", "ingress",
-              "podDisruptionBudget", "server", "podAnnotations", "podLabels"],
-)  # fmt: skip
+    "field",
+    [
+        "model",
+        "image",
+        "replicas",
+        "resources",
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "priorityClassName",
+        "runtimeClassName",
+        "env",
+        "envFrom",
+        "modelCache",
+        "hubTokenSecret",
+        "service",
+        "autoscaling",
+        "metrics",
+        "ingress",
+        "podDisruptionBudget",
+        "server",
+        "podAnnotations",
+        "podLabels",
+    ],
+)
 def test_spec_has_field(spec_schema: dict[str, Any], field: str) -> None:
     assert field in spec_schema["properties"]
 

@@ -7,18 +7,24 @@ from typing import Any, get_args
 
 import pytest
 from pydantic import BaseModel
+
 from reranker_operator.api import crdgen
 from reranker_operator.api.spec import ImageSpec, RerankerServiceSpec, ResourceAmounts
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(ImageSpec(), {}),  # the API server then defaults each field inside
-     (ResourceAmounts(cpu="1", memory="4Gi"), {"cpu": "1", "memory": "4Gi"}),
-     (ImageSpec(tag="v1"), {"tag": "v1"}),
-     (False, False), (0, 0), ("auto", "auto"), (["ReadWriteOnce"], ["ReadWriteOnce"]),
-     ({"grafana_dashboard": "1"}, {"grafana_dashboard": "1"})],
-)  # fmt: skip
+    [
+        (ImageSpec(), {}),  # the API server then defaults each field inside
+        (ResourceAmounts(cpu="1", memory="4Gi"), {"cpu": "1", "memory": "4Gi"}),
+        (ImageSpec(tag="v1"), {"tag": "v1"}),
+        (False, False),
+        (0, 0),
+        ("auto", "auto"),
+        (["ReadWriteOnce"], ["ReadWriteOnce"]),
+        ({"grafana_dashboard": "1"}, {"grafana_dashboard": "1"}),
+    ],
+)
 def test_defaults_that_set_something_are_kept(value: Any, expected: Any) -> None:
     assert crdgen.crd_default(value) == expected
 

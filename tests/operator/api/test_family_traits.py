@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from reranker_contract import FAMILIES, ModelFamily
 from reranker_operator.api.families import (
     AUTO,

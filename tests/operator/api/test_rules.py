@@ -13,6 +13,7 @@ from typing import Any
 import celpy
 import pytest
 from pydantic import BaseModel
+
 from render_helpers import FULL_SPEC, example_crs
 from reranker_devtools.devcluster.schema import apply_defaults
 from reranker_operator.api.cel_rules import Rule, nodes
@@ -27,28 +28,50 @@ SPECS: list[dict[str, Any]] = [
     FULL_SPEC,
     *(cr["spec"] for cr in example_crs().values()),
     # replicas within [minReplicas, maxReplicas] while autoscaling
-    {"model": M, "replicas": 5, "autoscaling": {**ON, "maxReplicas": 4, "targetCPUUtilization": 50}},
+    {
+        "model": M,
+        "replicas": 5,
+        "autoscaling": {**ON, "maxReplicas": 4, "targetCPUUtilization": 50},
+    },
     {"model": M, "replicas": 0, "autoscaling": {**ON, "targetCPUUtilization": 50}},
-    {"model": M, "replicas": 4, "autoscaling": {**ON, "minReplicas": 4, "maxReplicas": 4,
-                                                "p95LatencySeconds": "1"}},
+    {
+        "model": M,
+        "replicas": 4,
+        "autoscaling": {**ON, "minReplicas": 4, "maxReplicas": 4, "p95LatencySeconds": "1"},
+    },
     {"model": M, "replicas": 9, "autoscaling": {"maxReplicas": 2, "minReplicas": 1}},
     # quantization needs a GPU
     {"model": {"name": "m", "quantization": "8bit"}},
     {"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 0}},
     {"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 1}},
     # utilization targets need requests
-    {"model": M, "resources": {"requests": {"memory": "1Gi"}},
-     "autoscaling": {**ON, "targetCPUUtilization": 50}},
-    {"model": M, "resources": {"requests": {"cpu": "1"}},
-     "autoscaling": {**ON, "targetMemoryUtilization": 80}},
-    {"model": M, "resources": {"requests": {"cpu": "1"}},
-     "autoscaling": {"targetMemoryUtilization": 80, "targetCPUUtilization": 50}},
+    {
+        "model": M,
+        "resources": {"requests": {"memory": "1Gi"}},
+        "autoscaling": {**ON, "targetCPUUtilization": 50},
+    },
+    {
+        "model": M,
+        "resources": {"requests": {"cpu": "1"}},
+        "autoscaling": {**ON, "targetMemoryUtilization": 80},
+    },
+    {
+        "model": M,
+        "resources": {"requests": {"cpu": "1"}},
+        "autoscaling": {"targetMemoryUtilization": 80, "targetCPUUtilization": 50},
+    },
     {"model": M, "resources": {"requests": {}}, "autoscaling": {**ON, "requestsPerSecond": 5}},
     # tolerations
     {"model": M, "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
-    {"model": M, "tolerations": [{"operator": "Exists"}, {"operator": "Exists", "value": ""},
-                                 {"key": "k", "operator": "Equal", "value": "v"},
-                                 {"key": "k", "value": "v"}]},
+    {
+        "model": M,
+        "tolerations": [
+            {"operator": "Exists"},
+            {"operator": "Exists", "value": ""},
+            {"key": "k", "operator": "Equal", "value": "v"},
+            {"key": "k", "value": "v"},
+        ],
+    },
     # env and envFrom
     {"model": M, "env": [{"name": "A"}, {"name": "B", "value": "1", "valueFrom": {}}]},
     {"model": M, "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
@@ -60,9 +83,17 @@ SPECS: list[dict[str, Any]] = [
     {"model": M, "modelCache": {**ON, "existingClaim": "shared"}},
     {"model": M, "modelCache": {"enabled": False, "size": "1Gi"}},
     {"model": M, "replicas": 2, "modelCache": {**ON, "size": "1Gi"}},
-    {"model": M, "replicas": 2, "modelCache": {**ON, "size": "1Gi", "accessModes": ["ReadWriteMany"]}},
-    {"model": M, "autoscaling": {**ON, "maxReplicas": 2, "targetCPUUtilization": 50},
-     "resources": {"requests": {"cpu": "1"}}, "modelCache": {**ON, "size": "1Gi"}},
+    {
+        "model": M,
+        "replicas": 2,
+        "modelCache": {**ON, "size": "1Gi", "accessModes": ["ReadWriteMany"]},
+    },
+    {
+        "model": M,
+        "autoscaling": {**ON, "maxReplicas": 2, "targetCPUUtilization": 50},
+        "resources": {"requests": {"cpu": "1"}},
+        "modelCache": {**ON, "size": "1Gi"},
+    },
     {"model": M, "modelCache": {**ON, "mode": "PerPod", "existingClaim": "c"}},
     {"model": M, "modelCache": {**ON, "mode": "PerPod", "size": "1Gi", "retainOnDelete": True}},
     {"model": M, "modelCache": {**ON, "size": "1Gi", "accessModes": ["ReadOnlyMany"]}},
@@ -82,47 +113,101 @@ SPECS: list[dict[str, Any]] = [
     {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 3}},
     {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 2}},
     {"model": M, "engine": "transformers", "vllm": {"tensorParallelSize": 3}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "vllm": {"extraArgs": ["--dtype=half", "--quantization", "fp8"]}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 2048}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 4096}},
-    {"model": {"name": "m", "maxLength": 9000}, "engine": "vllm", "resources": {"gpus": 1},
-     "vllm": {"maxNumBatchedTokens": 8192}},
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"extraArgs": ["--dtype=half", "--quantization", "fp8"]},
+    },
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 2048},
+    },
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"maxModelLen": 4096, "maxNumBatchedTokens": 4096},
+    },
+    {
+        "model": {"name": "m", "maxLength": 9000},
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"maxNumBatchedTokens": 8192},
+    },
     {"model": M, "engine": "vllm", "resources": {"gpus": 1}, "vllm": {"maxNumBatchedTokens": 8192}},
-    {"model": {"name": "m", "maxLength": 9000}, "engine": "vllm", "resources": {"gpus": 1},
-     "vllm": {"maxNumBatchedTokens": 9000}},
+    {
+        "model": {"name": "m", "maxLength": 9000},
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"maxNumBatchedTokens": 9000},
+    },
     # bundled-server scoring options: refused with vllm; flash attention needs a GPU
-    {"model": {"name": "m", "attentionImplementation": "eager"}, "engine": "vllm",
-     "resources": {"gpus": 1}},
+    {
+        "model": {"name": "m", "attentionImplementation": "eager"},
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+    },
     {"model": {"name": "m", "attentionImplementation": "eager"}},
     {"model": {"name": "m", "attentionImplementation": "flash_attention_2"}},
-    {"model": {"name": "m", "attentionImplementation": "flash_attention_2"}, "resources": {"gpus": 1}},
+    {
+        "model": {"name": "m", "attentionImplementation": "flash_attention_2"},
+        "resources": {"gpus": 1},
+    },
     {"model": M, "engine": "vllm", "resources": {"gpus": 1}, "server": {"scoreCache": ON}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "server": {"scoreCache": {"enabled": False, "size": 10}}},
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "server": {"scoreCache": {"enabled": False, "size": 10}},
+    },
     {"model": M, "server": {"scoreCache": {**ON, "size": 10}}},
     {"model": {"name": "m", "quantization": "8bit"}, "engine": "vllm", "resources": {"gpus": 1}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "autoscaling": {**ON, "queuedTokensPerPod": 5000}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "autoscaling": {**ON, "queuedPairsPerPod": 64}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "server": {"auth": {"jwt": {"jwks": {"configMapName": "jwks"}}}}},
-    {"model": M, "engine": "vllm", "resources": {"gpus": 1},
-     "server": {"auth": {"rateLimit": {"pairsPerMinute": 0}}, "apiKeySecret": {"name": "k"}}},
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "autoscaling": {**ON, "queuedTokensPerPod": 5000},
+    },
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "autoscaling": {**ON, "queuedPairsPerPod": 64},
+    },
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "server": {"auth": {"jwt": {"jwks": {"configMapName": "jwks"}}}},
+    },
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "server": {"auth": {"rateLimit": {"pairsPerMinute": 0}}, "apiKeySecret": {"name": "k"}},
+    },
     # queued-work targets and KEDA
     {"model": M, "resources": {"gpus": 1}, "autoscaling": ON},
     {"model": M, "autoscaling": {**ON, "queuedPairsPerPod": "100"}},
     {"model": M, "autoscaling": {**ON, "keda": ON}},
     {"model": M, "autoscaling": {"keda": {**ON, "prometheusAddress": "http://p:9090"}}},
-    {"model": M, "autoscaling": {**ON, "keda": {"scaleToZero": True,
-                                                "prometheusAddress": "http://p:9090"}}},
-    {"model": M, "replicas": 0, "autoscaling": {**ON, "keda": {**ON, "scaleToZero": True,
-                                                               "prometheusAddress": "http://p"}}},
-    {"model": M, "replicas": 0, "autoscaling": {**ON, "keda": {**ON,
-                                                               "prometheusAddress": "http://p"}}},
+    {
+        "model": M,
+        "autoscaling": {**ON, "keda": {"scaleToZero": True, "prometheusAddress": "http://p:9090"}},
+    },
+    {
+        "model": M,
+        "replicas": 0,
+        "autoscaling": {**ON, "keda": {**ON, "scaleToZero": True, "prometheusAddress": "http://p"}},
+    },
+    {
+        "model": M,
+        "replicas": 0,
+        "autoscaling": {**ON, "keda": {**ON, "prometheusAddress": "http://p"}},
+    },
     # access
     {"model": M, "server": {"metricsPort": 8080}},
     {"model": M, "server": {"metricsPort": 9090, "auth": {"jwt": {"jwks": {"secretName": "s"}}}}},
@@ -130,11 +215,17 @@ SPECS: list[dict[str, Any]] = [
     {"model": M, "networkPolicy": {"allowFrom": [{}, {"podLabels": {"app": "rag"}}]}},
     {"model": M, "ingress": {**ON, "host": "a.example.com"}},
     {"model": M, "ingress": {**ON, "host": "a.example.com"}, "networkPolicy": {"enabled": False}},
-    {"model": M, "ingress": {**ON, "host": "a.example.com"},
-     "networkPolicy": {"ingressControllerNamespaceLabels": {"team": "edge"}}},
-    {"model": M, "autoscaling": {**ON, "keda": {**ON, "prometheusAddress": "http://p"}},
-     "metrics": {"serviceMonitor": ON}},
-]  # fmt: skip
+    {
+        "model": M,
+        "ingress": {**ON, "host": "a.example.com"},
+        "networkPolicy": {"ingressControllerNamespaceLabels": {"team": "edge"}},
+    },
+    {
+        "model": M,
+        "autoscaling": {**ON, "keda": {**ON, "prometheusAddress": "http://p"}},
+        "metrics": {"serviceMonitor": ON},
+    },
+]
 
 _ENV = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}

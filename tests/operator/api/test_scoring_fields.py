@@ -7,16 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from reranker_contract import ATTN_IMPLEMENTATIONS, Env
 from reranker_operator.api.crdgen import build_crd
-from reranker_operator.render.manifests import render_children
 from reranker_operator.api.spec import InvalidSpecError, parse_spec
+from reranker_operator.render.manifests import render_children
 from reranker_server.config import Settings, load_settings
 
 
 def _env(spec: dict[str, Any]) -> dict[str, str]:
-    cr = {"apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService",
-          "metadata": {"name": "s", "namespace": "ml", "uid": "u"}, "spec": spec}  # fmt: skip
+    cr = {
+        "apiVersion": "rerankers.io/v1alpha1",
+        "kind": "RerankerService",
+        "metadata": {"name": "s", "namespace": "ml", "uid": "u"},
+        "spec": spec,
+    }
     [deployment] = [c for c in render_children(cr) if c["kind"] == "Deployment"]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e["value"] for e in container["env"] if "value" in e}
@@ -44,8 +49,9 @@ def test_unset_fields_leave_the_servers_defaults() -> None:
 
 def test_the_crd_enum_is_the_servers_list() -> None:
     prop = _spec_schema()["properties"]["model"]["properties"]["attentionImplementation"]
-    choices = next(f for f in Settings.__dataclass_fields__.values()
-                   if f.name == "attn_implementation").metadata["choices"]  # fmt: skip
+    choices = next(
+        f for f in Settings.__dataclass_fields__.values() if f.name == "attn_implementation"
+    ).metadata["choices"]
     assert prop["enum"] == list(choices) == list(ATTN_IMPLEMENTATIONS)
 
 
@@ -58,18 +64,41 @@ def test_the_score_cache_size_reaches_the_server() -> None:
     assert load_settings({}, env=off).score_cache_size == 0
 
 
-@pytest.mark.parametrize(("spec", "field"), [
-    ({"model": {"name": "m", "attentionImplementation": "sdpa"}, "engine": "vllm",
-      "resources": {"gpus": 1}}, "model.attentionImplementation"),
-    ({"model": {"name": "m"}, "engine": "vllm", "resources": {"gpus": 1},
-      "server": {"scoreCache": {"enabled": True}}}, "server.scoreCache.enabled"),
-    ({"model": {"name": "m", "attentionImplementation": "flash_attention_2"}},
-     "model.attentionImplementation"),
-    ({"model": {"name": "m", "attentionImplementation": "xformers"}},
-     "model.attentionImplementation"),
-    ({"model": {"name": "m"}, "server": {"scoreCache": {"enabled": True, "size": 0}}},
-     "server.scoreCache.size"),
-], ids=str)  # fmt: skip
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (
+            {
+                "model": {"name": "m", "attentionImplementation": "sdpa"},
+                "engine": "vllm",
+                "resources": {"gpus": 1},
+            },
+            "model.attentionImplementation",
+        ),
+        (
+            {
+                "model": {"name": "m"},
+                "engine": "vllm",
+                "resources": {"gpus": 1},
+                "server": {"scoreCache": {"enabled": True}},
+            },
+            "server.scoreCache.enabled",
+        ),
+        (
+            {"model": {"name": "m", "attentionImplementation": "flash_attention_2"}},
+            "model.attentionImplementation",
+        ),
+        (
+            {"model": {"name": "m", "attentionImplementation": "xformers"}},
+            "model.attentionImplementation",
+        ),
+        (
+            {"model": {"name": "m"}, "server": {"scoreCache": {"enabled": True, "size": 0}}},
+            "server.scoreCache.size",
+        ),
+    ],
+    ids=str,
+)
 def test_refused_naming_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidSpecError) as caught:
         parse_spec(spec)

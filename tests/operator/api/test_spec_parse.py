@@ -8,11 +8,12 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from render_helpers import FULL_SPEC, example_crs
 from reranker_devtools.devcluster.schema import apply_defaults
+from reranker_operator.api.checks import duration_seconds
 from reranker_operator.api.quantity import parse_quantity
 from reranker_operator.api.spec import InvalidSpecError, parse_spec
-from reranker_operator.api.checks import duration_seconds
 
 MINIMAL = {"model": {"name": "BAAI/bge-reranker-base"}}
 
@@ -32,11 +33,16 @@ def prune_empty(value: Any) -> Any:
     [
         MINIMAL,
         # optional objects present, so the defaults nested inside them apply too
-        {"model": {"name": "m"}, "hubTokenSecret": {"name": "hf"},
-         "server": {"apiKeySecret": {"name": "k"}}, "resources": {"requests": {"memory": "1Gi"}},
-         "metrics": {}, "autoscaling": {"behavior": {"scaleUp": {}}}},
+        {
+            "model": {"name": "m"},
+            "hubTokenSecret": {"name": "hf"},
+            "server": {"apiKeySecret": {"name": "k"}},
+            "resources": {"requests": {"memory": "1Gi"}},
+            "metrics": {},
+            "autoscaling": {"behavior": {"scaleUp": {}}},
+        },
     ],
-)  # fmt: skip
+)
 def test_model_defaults_equal_crd_defaults(spec_schema: dict[str, Any], spec: dict) -> None:
     by_crd = apply_defaults(spec_schema, copy.deepcopy(spec))
     by_model = parse_spec(spec).model_dump(by_alias=True, exclude_none=True)
@@ -171,10 +177,15 @@ def test_enum_values_of_crd_are_accepted(spec_schema: dict[str, Any]) -> None:
 
 def test_examples_validate_against_crd_and_parse(spec_schema: dict[str, Any], root_schema) -> None:
     crs = example_crs()
-    assert set(crs) == {"qwen3-reranker-0.6b.yaml", "qwen3-reranker-8b.yaml",
-                        "bge-reranker-cpu.yaml", "ingress-with-api-key.yaml",
-                        "qwen3-reranker-0.6b-keda.yaml", "qwen3-reranker-8b-vllm.yaml",
-                        "bge-reranker-vllm.yaml"}  # fmt: skip
+    assert set(crs) == {
+        "qwen3-reranker-0.6b.yaml",
+        "qwen3-reranker-8b.yaml",
+        "bge-reranker-cpu.yaml",
+        "ingress-with-api-key.yaml",
+        "qwen3-reranker-0.6b-keda.yaml",
+        "qwen3-reranker-8b-vllm.yaml",
+        "bge-reranker-vllm.yaml",
+    }
     for cr in crs.values():
         jsonschema.validate(cr, root_schema)
         jsonschema.validate(apply_defaults(spec_schema, cr["spec"]), spec_schema)
@@ -192,63 +203,138 @@ BAD_SPECS = [
     ({"model": {"name": "m", "famliy": "auto"}}, "model.famliy", "Extra inputs"),
     ({"model": {"name": "m"}, "replicas": -1}, "replicas", "greater than or equal"),
     ({"model": {"name": "m"}, "replicas": True}, "replicas", "integer"),
-    ({"model": {"name": "m"}, "autoscaling": {"minReplicas": 4, "maxReplicas": 2}},
-     "autoscaling.maxReplicas", "minReplicas"),
-    ({"model": {"name": "m"}, "replicas": 5,
-      "autoscaling": {"enabled": True, "maxReplicas": 4, "targetCPUUtilization": 50}},
-     "replicas", "outside"),
+    (
+        {"model": {"name": "m"}, "autoscaling": {"minReplicas": 4, "maxReplicas": 2}},
+        "autoscaling.maxReplicas",
+        "minReplicas",
+    ),
+    (
+        {
+            "model": {"name": "m"},
+            "replicas": 5,
+            "autoscaling": {"enabled": True, "maxReplicas": 4, "targetCPUUtilization": 50},
+        },
+        "replicas",
+        "outside",
+    ),
     ({"model": {"name": "m"}, "autoscaling": {"enabled": True}}, "autoscaling", "at least one"),
-    ({"model": {"name": "m"}, "autoscaling": {"enabled": True, "requestsPerSecond": "0"}},
-     "autoscaling.requestsPerSecond", "> 0"),
-    ({"model": {"name": "m"}, "resources": {"requests": {"memory": "1Gi"}},
-      "autoscaling": {"enabled": True, "targetCPUUtilization": 50}},
-     "resources.requests.cpu", "CPU request"),
+    (
+        {"model": {"name": "m"}, "autoscaling": {"enabled": True, "requestsPerSecond": "0"}},
+        "autoscaling.requestsPerSecond",
+        "> 0",
+    ),
+    (
+        {
+            "model": {"name": "m"},
+            "resources": {"requests": {"memory": "1Gi"}},
+            "autoscaling": {"enabled": True, "targetCPUUtilization": 50},
+        },
+        "resources.requests.cpu",
+        "CPU request",
+    ),
     ({"model": {"name": "m"}, "modelCache": {"enabled": True}}, "modelCache.size", "needs size"),
-    ({"model": {"name": "m"}, "modelCache": {"existingClaim": "c", "size": "1Gi"}},
-     "modelCache.size", "not both"),
-    ({"model": {"name": "m"}, "modelCache": {"enabled": True, "size": "lots"}},
-     "modelCache.size", "quantity"),
-    ({"model": {"name": "m"}, "replicas": 3, "modelCache": {"enabled": True, "size": "1Gi"}},
-     "modelCache.accessModes", "up to 3 replicas would share one ReadWriteOnce claim"),
-    ({"model": {"name": "m"}, "modelCache": {"enabled": True, "mode": "PerPod",
-                                             "existingClaim": "c"}},
-     "modelCache.existingClaim", "mode PerPod"),
+    (
+        {"model": {"name": "m"}, "modelCache": {"existingClaim": "c", "size": "1Gi"}},
+        "modelCache.size",
+        "not both",
+    ),
+    (
+        {"model": {"name": "m"}, "modelCache": {"enabled": True, "size": "lots"}},
+        "modelCache.size",
+        "quantity",
+    ),
+    (
+        {"model": {"name": "m"}, "replicas": 3, "modelCache": {"enabled": True, "size": "1Gi"}},
+        "modelCache.accessModes",
+        "up to 3 replicas would share one ReadWriteOnce claim",
+    ),
+    (
+        {
+            "model": {"name": "m"},
+            "modelCache": {"enabled": True, "mode": "PerPod", "existingClaim": "c"},
+        },
+        "modelCache.existingClaim",
+        "mode PerPod",
+    ),
     ({"model": {"name": "m"}, "ingress": {"enabled": True}}, "ingress.host", "required"),
-    ({"model": {"name": "m"}, "ingress": {"enabled": True, "host": "Bad Host"}},
-     "ingress.host", "pattern"),
+    (
+        {"model": {"name": "m"}, "ingress": {"enabled": True, "host": "Bad Host"}},
+        "ingress.host",
+        "pattern",
+    ),
     ({"model": {"name": "m", "quantization": "4bit"}}, "model.quantization", "gpus"),
-    ({"model": {"name": "m"}, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}},
-     "podDisruptionBudget.maxUnavailable", "either"),
-    ({"model": {"name": "m"}, "podDisruptionBudget": {"minAvailable": "half"}},
-     "podDisruptionBudget.minAvailable", "percentage"),
-    ({"model": {"name": "m"}, "resources": {"requests": {"memory": "8Gi"},
-                                             "limits": {"memory": "4Gi"}}},
-     "resources.limits.memory", "below"),
-    ({"model": {"name": "m"}, "resources": {"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}},
-     "resources.limits.cpu", "below"),
-    ({"model": {"name": "m"}, "metrics": {"serviceMonitor": {"interval": "10s",
-                                                             "scrapeTimeout": "1m"}}},
-     "metrics.serviceMonitor.scrapeTimeout", "longer"),
-    ({"model": {"name": "m"}, "metrics": {"serviceMonitor": {"interval": "soon"}}},
-     "metrics.serviceMonitor.interval", "pattern"),
+    (
+        {"model": {"name": "m"}, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}},
+        "podDisruptionBudget.maxUnavailable",
+        "either",
+    ),
+    (
+        {"model": {"name": "m"}, "podDisruptionBudget": {"minAvailable": "half"}},
+        "podDisruptionBudget.minAvailable",
+        "percentage",
+    ),
+    (
+        {
+            "model": {"name": "m"},
+            "resources": {"requests": {"memory": "8Gi"}, "limits": {"memory": "4Gi"}},
+        },
+        "resources.limits.memory",
+        "below",
+    ),
+    (
+        {"model": {"name": "m"}, "resources": {"requests": {"cpu": "1500m"}, "limits": {"cpu": 1}}},
+        "resources.limits.cpu",
+        "below",
+    ),
+    (
+        {
+            "model": {"name": "m"},
+            "metrics": {"serviceMonitor": {"interval": "10s", "scrapeTimeout": "1m"}},
+        },
+        "metrics.serviceMonitor.scrapeTimeout",
+        "longer",
+    ),
+    (
+        {"model": {"name": "m"}, "metrics": {"serviceMonitor": {"interval": "soon"}}},
+        "metrics.serviceMonitor.interval",
+        "pattern",
+    ),
     ({"model": {"name": "m"}, "podLabels": {"team": "a b"}}, "podLabels", "label value"),
     ({"model": {"name": "m"}, "nodeSelector": {"-bad": "x"}}, "nodeSelector", "label key"),
-    ({"model": {"name": "m"}, "env": [{"name": "A", "value": "1", "valueFrom": {}}]},
-     "env[0].valueFrom", "either"),
+    (
+        {"model": {"name": "m"}, "env": [{"name": "A", "value": "1", "valueFrom": {}}]},
+        "env[0].valueFrom",
+        "either",
+    ),
     ({"model": {"name": "m"}, "env": [{"name": "1=2"}]}, "env[0].name", "pattern"),
     ({"model": {"name": "m"}, "envFrom": [{"prefix": "X"}]}, "envFrom[0]", "exactly one"),
-    ({"model": {"name": "m"}, "tolerations": [{"operator": "Maybe"}]},
-     "tolerations[0].operator", "Exists"),
-    ({"model": {"name": "m"}, "image": {"pullSecrets": ["Bad_Name"]}},
-     "image.pullSecrets[0]", "Secret name"),
-    ({"model": {"name": "m"}, "hubTokenSecret": {"key": "token"}}, "hubTokenSecret.name",
-     "required"),
+    (
+        {"model": {"name": "m"}, "tolerations": [{"operator": "Maybe"}]},
+        "tolerations[0].operator",
+        "Exists",
+    ),
+    (
+        {"model": {"name": "m"}, "image": {"pullSecrets": ["Bad_Name"]}},
+        "image.pullSecrets[0]",
+        "Secret name",
+    ),
+    (
+        {"model": {"name": "m"}, "hubTokenSecret": {"key": "token"}},
+        "hubTokenSecret.name",
+        "required",
+    ),
     ({"model": {"name": "m"}, "affinity": ["zone-a"]}, "affinity", "dictionary"),
-    ({"model": {"name": "m"}, "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
-     "tolerations[0].value", "empty"),
-    ({"model": {"name": "m"}, "service": {"annotations": {"bad key!": "v"}}},
-     "service.annotations", "annotation key"),
-]  # fmt: skip
+    (
+        {"model": {"name": "m"}, "tolerations": [{"key": "k", "operator": "Exists", "value": "v"}]},
+        "tolerations[0].value",
+        "empty",
+    ),
+    (
+        {"model": {"name": "m"}, "service": {"annotations": {"bad key!": "v"}}},
+        "service.annotations",
+        "annotation key",
+    ),
+]
 
 
 @pytest.mark.parametrize(("spec", "field", "words"), BAD_SPECS)
@@ -267,11 +353,20 @@ def test_non_mapping_spec_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("500m", Decimal("0.5")), ("2", Decimal(2)), ("4Gi", Decimal(4 * 1024**3)),
-     ("1.5G", Decimal(1_500_000_000)), ("1e3", Decimal(1000)), ("128974848", Decimal(128974848)),
-     ("129e6", Decimal(129_000_000)), ("123Mi", Decimal(123 * 1024 * 1024)), (".5", Decimal("0.5")),
-     ("100u", Decimal("0.0001")), ("3k", Decimal(3000))],
-)  # fmt: skip
+    [
+        ("500m", Decimal("0.5")),
+        ("2", Decimal(2)),
+        ("4Gi", Decimal(4 * 1024**3)),
+        ("1.5G", Decimal(1_500_000_000)),
+        ("1e3", Decimal(1000)),
+        ("128974848", Decimal(128974848)),
+        ("129e6", Decimal(129_000_000)),
+        ("123Mi", Decimal(123 * 1024 * 1024)),
+        (".5", Decimal("0.5")),
+        ("100u", Decimal("0.0001")),
+        ("3k", Decimal(3000)),
+    ],
+)
 def test_parse_quantity(text: str, expected: Decimal) -> None:
     assert parse_quantity(text) == expected
 
@@ -282,7 +377,9 @@ def test_parse_quantity_rejects(text: str) -> None:
         parse_quantity(text)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("1m30s", 90), ("2h", 7200),
-                                                ("500ms", 0.5), ("1h1m1s1ms", 3661.001)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("1m30s", 90), ("2h", 7200), ("500ms", 0.5), ("1h1m1s1ms", 3661.001)],
+)
 def test_duration_seconds(text: str, seconds: float) -> None:
     assert duration_seconds(text) == pytest.approx(seconds)

@@ -17,13 +17,17 @@ def test_a_burst_of_child_events_is_one_or_two_passes(tmp_path: Path) -> None:
         cr = cluster.create(example("bge-reranker-cpu.yaml"))
         key = ("default", cr["metadata"]["name"])
         index = {key: [cr]}  # what kopf's index of RerankerServices holds
-        event = {"kind": "Deployment", "metadata": {"namespace": "default", "name": key[1],
-                                                     "resourceVersion": "x"}}
+        event = {
+            "kind": "Deployment",
+            "metadata": {"namespace": "default", "name": key[1], "resourceVersion": "x"},
+        }
 
         async def scenario() -> Controller:
             events: list[tuple] = []
-            ctl = Controller(OperatorConfig(kubeconfig=str(kubeconfig)),
-                             post_event=lambda body, **kw: events.append((body, kw)))
+            ctl = Controller(
+                OperatorConfig(kubeconfig=str(kubeconfig)),
+                post_event=lambda body, **kw: events.append((body, kw)),
+            )
             try:
                 await ctl.run_pass(key, index, cr)  # the first pass creates the children
                 before = ctl.passes
@@ -31,7 +35,8 @@ def test_a_burst_of_child_events_is_one_or_two_passes(tmp_path: Path) -> None:
                 assert 1 <= ctl.passes - before <= 2  # the burst: one pass, plus one queued
                 # The status patch's answer is newer than the index's body: used next.
                 assert int(ctl.written[key]["metadata"]["resourceVersion"]) > int(
-                    cr["metadata"]["resourceVersion"])
+                    cr["metadata"]["resourceVersion"]
+                )
                 assert [kw["reason"] for _body, kw in events] == ["DeploymentProgressing"]
             finally:
                 await ctl.client.close()

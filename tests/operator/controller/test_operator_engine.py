@@ -15,13 +15,18 @@ NAME = "qwen3-reranker-0-6b"
 
 
 def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
-        cluster: DevCluster, operator: Controller) -> None:  # fmt: skip
+    cluster: DevCluster, operator: Controller
+) -> None:
     manifest = example("qwen3-reranker-0.6b.yaml")
-    manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True},
-                                   "prometheusRule": {"enabled": True}}
+    manifest["spec"]["metrics"] = {
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+    }
     cluster.create(manifest)
-    before = wait_for(lambda: (c := children(cluster, NAME)) and
-                      f"PrometheusRule/{NAME}" in c and c, "the children")
+    before = wait_for(
+        lambda: (c := children(cluster, NAME)) and f"PrometheusRule/{NAME}" in c and c,
+        "the children",
+    )
     kept = {k: v["metadata"]["uid"] for k, v in before.items() if not k.startswith("Deployment/")}
     deployment_uid = before[f"Deployment/{NAME}"]["metadata"]["uid"]
 
@@ -40,8 +45,11 @@ def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
     assert any("vllm:" in r["expr"] for r in rules)  # the alerts follow the engine
 
     cluster.patch(RERANKERS, NS, NAME, {"spec": {"engine": "transformers"}})
-    back = wait_for(lambda: (c := children(cluster, NAME)) and
-                    f"ConfigMap/{NAME}-vllm-template" not in c and c, "back on our server")
+    back = wait_for(
+        lambda: (c := children(cluster, NAME)) and f"ConfigMap/{NAME}-vllm-template" not in c and c,
+        "back on our server",
+    )
     assert back[f"Deployment/{NAME}"]["spec"]["template"]["spec"]["containers"][0].get(
-        "command") != ["vllm", "serve"]
+        "command"
+    ) != ["vllm", "serve"]
     assert {k: back[k]["metadata"]["uid"] for k in kept} == kept

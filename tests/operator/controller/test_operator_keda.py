@@ -8,6 +8,7 @@ import copy
 from typing import Any
 
 import pytest
+
 from operator_helpers import children, condition, example, wait_for, writes
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
 from reranker_operator.controller.handlers import Controller
@@ -36,34 +37,46 @@ def kinds_of(cluster: DevCluster) -> set[str]:
 def keda_scales(cluster: DevCluster, replicas: int) -> None:
     """What KEDA does to the Deployment: set its replicas through the scale subresource; then
     the Deployment controller's rollout."""
-    cluster.patch(DEPLOYMENTS, NS, NAME, {"spec": {"replicas": replicas}}, "scale",
-                  manager=KEDA_MANAGER)
+    cluster.patch(
+        DEPLOYMENTS, NS, NAME, {"spec": {"replicas": replicas}}, "scale", manager=KEDA_MANAGER
+    )
     cluster.simulate_rollout(NS, NAME, "ready")
 
 
-def test_keda_example_creates_the_scaled_object_route_and_proxy(cluster: DevCluster,
-                                                                operator: Controller) -> None:
+def test_keda_example_creates_the_scaled_object_route_and_proxy(
+    cluster: DevCluster, operator: Controller
+) -> None:
     cluster.create(example(KEDA))
-    expected = {f"Deployment/{NAME}",
-                f"Service/{NAME}", f"ScaledObject/{NAME}", f"InterceptorRoute/{NAME}",
-                f"Service/{PROXY}", f"NetworkPolicy/{NAME}", f"ServiceMonitor/{NAME}"}
-    got = wait_for(lambda: (c := children(cluster, NAME)) and set(c) == expected and c,
-                   "the KEDA children")
+    expected = {
+        f"Deployment/{NAME}",
+        f"Service/{NAME}",
+        f"ScaledObject/{NAME}",
+        f"InterceptorRoute/{NAME}",
+        f"Service/{PROXY}",
+        f"NetworkPolicy/{NAME}",
+        f"ServiceMonitor/{NAME}",
+    }
+    got = wait_for(
+        lambda: (c := children(cluster, NAME)) and set(c) == expected and c, "the KEDA children"
+    )
     assert not [k for k in got if k.startswith("HorizontalPodAutoscaler/")]
     assert "replicas" not in got[f"Deployment/{NAME}"]["spec"]  # KEDA owns the replica count
     scaled = got[f"ScaledObject/{NAME}"]["spec"]
     assert scaled["scaleTargetRef"]["name"] == NAME and scaled["minReplicaCount"] == 0
     assert [t["type"] for t in scaled["triggers"]] == ["prometheus", "external-push"]
     assert got[f"InterceptorRoute/{NAME}"]["spec"]["target"]["service"] == NAME
-    status = wait_for(lambda: cr_of(cluster).get("status", {}).get("endpoint") and
-                      cr_of(cluster)["status"], "the status")
+    status = wait_for(
+        lambda: cr_of(cluster).get("status", {}).get("endpoint") and cr_of(cluster)["status"],
+        "the status",
+    )
     assert status["endpoint"] == f"http://{PROXY}.{NS}.svc.cluster.local:8080"
     assert reason_of(cluster, "ScaledObject") == ("True", "Available")
     assert reason_of(cluster, "InterceptorRoute") == ("True", "Available")
 
 
-def test_scale_to_zero_and_back_is_reported_plainly(cluster: DevCluster,
-                                                    operator: Controller) -> None:
+def test_scale_to_zero_and_back_is_reported_plainly(
+    cluster: DevCluster, operator: Controller
+) -> None:
     cluster.create(example(KEDA))
     wait_for(lambda: cluster.get(DEPLOYMENTS, NS, NAME), "the Deployment")
     keda_scales(cluster, 1)
@@ -71,8 +84,9 @@ def test_scale_to_zero_and_back_is_reported_plainly(cluster: DevCluster,
     assert reason_of(cluster, "ScaledToZero") == ("False", "Running")
 
     keda_scales(cluster, 0)
-    wait_for(lambda: reason_of(cluster, "ScaledToZero") == ("True", "ScaledToZero"),
-             "ScaledToZero=True")
+    wait_for(
+        lambda: reason_of(cluster, "ScaledToZero") == ("True", "ScaledToZero"), "ScaledToZero=True"
+    )
     assert reason_of(cluster, "Ready") == ("False", "ScaledToZero")  # not serving: not Ready
     assert reason_of(cluster, "Degraded") == ("False", "ScaledToZero")  # but not failing
     status = cr_of(cluster)["status"]
@@ -95,7 +109,8 @@ def _scaler_overlaps(cluster: DevCluster) -> list[str]:
     overlaps = []
     for call in writes(cluster.calls):
         kind = {"horizontalpodautoscalers": "HPA", "scaledobjects": "ScaledObject"}.get(
-            call.resource.split("/")[0])
+            call.resource.split("/")[0]
+        )
         if kind is None:
             continue
         if call.verb == "delete":
@@ -107,32 +122,59 @@ def _scaler_overlaps(cluster: DevCluster) -> list[str]:
     return overlaps
 
 
-def test_switching_between_hpa_and_keda_leaves_no_orphan(cluster: DevCluster,
-                                                         operator: Controller) -> None:
+def test_switching_between_hpa_and_keda_leaves_no_orphan(
+    cluster: DevCluster, operator: Controller
+) -> None:
     hpa_manifest = example("qwen3-reranker-0.6b.yaml")
     hpa_manifest["spec"]["metrics"] = {"serviceMonitor": {"enabled": True}}
     cluster.create(hpa_manifest)
     wait_for(lambda: f"HorizontalPodAutoscaler/{NAME}" in kinds_of(cluster), "the HPA")
 
     keda_spec = copy.deepcopy(example(KEDA)["spec"])
-    cluster.patch(RERANKERS, NS, NAME, {"spec": {"autoscaling": keda_spec["autoscaling"],
-                                                 "replicas": 0}})
-    got = wait_for(lambda: (k := kinds_of(cluster)) and f"ScaledObject/{NAME}" in k and
-                   f"HorizontalPodAutoscaler/{NAME}" not in k and
-                   f"Service/{PROXY}" in k and k, "HPA -> KEDA")
+    cluster.patch(
+        RERANKERS, NS, NAME, {"spec": {"autoscaling": keda_spec["autoscaling"], "replicas": 0}}
+    )
+    got = wait_for(
+        lambda: (
+            (k := kinds_of(cluster))
+            and f"ScaledObject/{NAME}" in k
+            and f"HorizontalPodAutoscaler/{NAME}" not in k
+            and f"Service/{PROXY}" in k
+            and k
+        ),
+        "HPA -> KEDA",
+    )
     assert f"InterceptorRoute/{NAME}" in got
     keda_scales(cluster, 0)
     wait_for(lambda: reason_of(cluster, "ScaledToZero") == ("True", "ScaledToZero"), "at zero")
 
     # Back to the HPA: the KEDA children go, and the Deployment KEDA left at zero is woken (an
     # HPA does not scale a Deployment at zero replicas).
-    cluster.patch(RERANKERS, NS, NAME, {"spec": {
-        "replicas": 1, "autoscaling": hpa_manifest["spec"]["autoscaling"] | {"keda": None}}})
-    got = wait_for(lambda: (k := kinds_of(cluster)) and f"HorizontalPodAutoscaler/{NAME}" in k
-                   and f"ScaledObject/{NAME}" not in k and k, "KEDA -> HPA")
+    cluster.patch(
+        RERANKERS,
+        NS,
+        NAME,
+        {
+            "spec": {
+                "replicas": 1,
+                "autoscaling": hpa_manifest["spec"]["autoscaling"] | {"keda": None},
+            }
+        },
+    )
+    got = wait_for(
+        lambda: (
+            (k := kinds_of(cluster))
+            and f"HorizontalPodAutoscaler/{NAME}" in k
+            and f"ScaledObject/{NAME}" not in k
+            and k
+        ),
+        "KEDA -> HPA",
+    )
     assert f"InterceptorRoute/{NAME}" not in got and f"Service/{PROXY}" not in got
-    wait_for(lambda: cluster.get(DEPLOYMENTS, NS, NAME)["spec"].get("replicas") == 1,
-             "the Deployment scaled to minReplicas")
+    wait_for(
+        lambda: cluster.get(DEPLOYMENTS, NS, NAME)["spec"].get("replicas") == 1,
+        "the Deployment scaled to minReplicas",
+    )
     cluster.simulate_rollout(NS, NAME, "ready")
     wait_for(lambda: reason_of(cluster, "Ready") == ("True", "Available"), "Ready under the HPA")
     assert condition(cr_of(cluster), "ScaledToZero") is None
@@ -141,20 +183,32 @@ def test_switching_between_hpa_and_keda_leaves_no_orphan(cluster: DevCluster,
     assert _scaler_overlaps(cluster) == []
 
 
-@pytest.mark.parametrize("cluster_options", [{"unserved": ["ScaledObject", "InterceptorRoute",
-                                                            "HTTPScaledObject"]}], indirect=True)
+@pytest.mark.parametrize(
+    "cluster_options",
+    [{"unserved": ["ScaledObject", "InterceptorRoute", "HTTPScaledObject"]}],
+    indirect=True,
+)
 def test_missing_keda_apis_set_conditions(cluster: DevCluster, operator: Controller) -> None:
     cluster.create(example(KEDA))
-    wait_for(lambda: reason_of(cluster, "ScaledObject") == ("False", "ScaledObjectCRDMissing"),
-             "ScaledObjectCRDMissing")
+    wait_for(
+        lambda: reason_of(cluster, "ScaledObject") == ("False", "ScaledObjectCRDMissing"),
+        "ScaledObjectCRDMissing",
+    )
     assert reason_of(cluster, "InterceptorRoute") == ("False", "InterceptorRouteCRDMissing")
     message = condition(cr_of(cluster), "ScaledObject")["message"]
     assert "keda.sh/v1alpha1" in message and "KEDA" in message
     missing = {"ScaledObjectCRDMissing", "InterceptorRouteCRDMissing"}
     # one Warning event per missing API, posted one after the other: wait for both
-    wait_for(lambda: missing <= {e.get("reason") for e in cluster.list("v1/events", NS)
-                                 if e.get("type") == "Warning"}, "both Warning events")
-    assert not [c for c in cluster.calls if c.resource.startswith(("scaledobjects",
-                                                                   "interceptorroutes"))]
+    wait_for(
+        lambda: (
+            missing
+            <= {
+                e.get("reason") for e in cluster.list("v1/events", NS) if e.get("type") == "Warning"
+            }
+        ),
+        "both Warning events",
+    )
+    assert not [
+        c for c in cluster.calls if c.resource.startswith(("scaledobjects", "interceptorroutes"))
+    ]
     assert f"Deployment/{NAME}" in kinds_of(cluster)
-

@@ -18,11 +18,32 @@ REPO = Path(__file__).resolve().parents[3]
 def test_operator_scale_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "operator_scale.py"), "-n", "3",
-         "--phases", "create,idle,change,outage", "--idle", "3", "--resync", "1",
-         "--outage", "1", "--timeout", "60", "--poll", "0.2", "--json", str(out)],
-        capture_output=True, text=True, timeout=240, check=False,
-        env=dict(os.environ))
+        [
+            sys.executable,
+            str(REPO / "bench" / "operator_scale.py"),
+            "-n",
+            "3",
+            "--phases",
+            "create,idle,change,outage",
+            "--idle",
+            "3",
+            "--resync",
+            "1",
+            "--outage",
+            "1",
+            "--timeout",
+            "60",
+            "--poll",
+            "0.2",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env=dict(os.environ),
+    )
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     figures = {f["phase"]: f for f in json.loads(out.read_text())["figures"]}
     assert list(figures) == ["create", "idle", "change", "outage"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import kmock
 import pytest
+
 from reranker_devtools.devcluster import DevCluster
 from reranker_operator.controller.kube import KubeApiError, KubeClient
 from reranker_operator.controller.peering import ensure_peering, peering_manifest
@@ -16,10 +17,13 @@ VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 
 def test_ensure_peering_creates_once_cluster_wide_and_per_namespace(tmp_path: Path) -> None:
     with DevCluster() as dev:
-        for plural, kind, namespaced in (("clusterkopfpeerings", "ClusterKopfPeering", False),
-                                         ("kopfpeerings", "KopfPeering", True)):
+        for plural, kind, namespaced in (
+            ("clusterkopfpeerings", "ClusterKopfPeering", False),
+            ("kopfpeerings", "KopfPeering", True),
+        ):
             dev.emulator.resources[f"kopf.dev/v1/{plural}"] = kmock.ResourceInfo(
-                kind=kind, namespaced=namespaced, singular=kind.lower(), verbs=VERBS)
+                kind=kind, namespaced=namespaced, singular=kind.lower(), verbs=VERBS
+            )
         asyncio.run(_scenario(dev, str(dev.write_kubeconfig(tmp_path / "kubeconfig"))))
 
 
@@ -34,8 +38,11 @@ async def _scenario(dev: DevCluster, kubeconfig: str) -> None:
         assert dev.get("kopf.dev/v1/kopfpeerings", "b", "op") is not None
         creates = [c for c in dev.calls if c.verb == "create"]
         assert [(c.resource, c.namespace) for c in creates] == [
-            ("clusterkopfpeerings", None), ("clusterkopfpeerings", None),
-            ("kopfpeerings", "a"), ("kopfpeerings", "b")]
+            ("clusterkopfpeerings", None),
+            ("clusterkopfpeerings", None),
+            ("kopfpeerings", "a"),
+            ("kopfpeerings", "b"),
+        ]
         del dev.emulator.resources["kopf.dev/v1/clusterkopfpeerings"]
         with pytest.raises(KubeApiError) as err:  # CRD not served (yet): not swallowed
             await ensure_peering(client, "other", clusterwide=True)

@@ -7,20 +7,33 @@ import copy
 from typing import Any
 
 import pytest
+
 from reranker_devtools.devcluster import deployment_status, pod_status
 from reranker_operator.controller import status as st
 from reranker_operator.controller.drift import drift, owned_fields
 from reranker_operator.controller.handlers import Controller, OperatorConfig, newest
-from reranker_operator.render.service import parse_service
 from reranker_operator.controller.reconcile import apply_needed, instance_selector, owned_by
 from reranker_operator.controller.runner import run
+from reranker_operator.render.service import parse_service
 
 MANIFEST = {
-    "apiVersion": "apps/v1", "kind": "Deployment",
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
     "metadata": {"name": "r", "namespace": "default", "labels": {"a": "1"}},
-    "spec": {"replicas": 2, "template": {"spec": {"containers": [
-        {"name": "c", "image": "img:1", "resources": {"limits": {"cpu": "1000m",
-                                                                 "memory": "1024Mi"}}}]}}},
+    "spec": {
+        "replicas": 2,
+        "template": {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "img:1",
+                        "resources": {"limits": {"cpu": "1000m", "memory": "1024Mi"}},
+                    }
+                ]
+            }
+        },
+    },
 }
 
 
@@ -50,7 +63,9 @@ def test_drift_names_the_first_differing_path() -> None:
 def test_drift_accepts_normalised_quantities_only_when_equal() -> None:
     live = copy.deepcopy(MANIFEST)
     live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {
-        "cpu": "1", "memory": "1Gi"}
+        "cpu": "1",
+        "memory": "1Gi",
+    }
     assert drift(MANIFEST, live) is None
     live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = "2"
     assert drift(MANIFEST, live) == ".spec.template.spec.containers[0].resources.limits.cpu"
@@ -60,9 +75,21 @@ def test_drift_accepts_normalised_quantities_only_when_equal() -> None:
 # name / namespace / apiVersion / kind (stripped), "." on an item that also has fields.
 OWNED = {
     "f:metadata": {"f:labels": {"f:a": {}}},
-    "f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {
-        'k:{"name":"c"}': {".": {}, "f:image": {}, "f:name": {},
-                           "f:resources": {"f:limits": {"f:cpu": {}, "f:memory": {}}}}}}}},
+    "f:spec": {
+        "f:replicas": {},
+        "f:template": {
+            "f:spec": {
+                "f:containers": {
+                    'k:{"name":"c"}': {
+                        ".": {},
+                        "f:image": {},
+                        "f:name": {},
+                        "f:resources": {"f:limits": {"f:cpu": {}, "f:memory": {}}},
+                    }
+                }
+            }
+        },
+    },
 }
 
 
@@ -111,22 +138,56 @@ def test_fields_we_set_but_do_not_own_are_drift() -> None:
     gone["f:spec"]["f:template"]["f:spec"]["f:containers"] = {'k:{"name":"other"}': {}}
     assert drift(MANIFEST, MANIFEST, gone) == ".spec.template.spec.containers[0]"
     assert apply_needed(MANIFEST, MANIFEST) == ".metadata.managedFields"  # nothing owned yet
-    live = dict(MANIFEST, metadata={**MANIFEST["metadata"], "managedFields": [
-        {"manager": "reranker-operator", "operation": "Apply", "fieldsType": "FieldsV1",
-         "fieldsV1": OWNED}]})
+    live = dict(
+        MANIFEST,
+        metadata={
+            **MANIFEST["metadata"],
+            "managedFields": [
+                {
+                    "manager": "reranker-operator",
+                    "operation": "Apply",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": OWNED,
+                }
+            ],
+        },
+    )
     assert owned_fields(live, "reranker-operator") == OWNED
     assert apply_needed(MANIFEST, live) is None
 
 
 def test_keyed_items_match_across_port_spellings_and_atomic_lists_by_value() -> None:
-    want = {"spec": {"ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-                     "args": ["a"], "finalizers": ["x"]}}
-    owned = {"f:spec": {"f:ports": {'k:{"port":8080,"protocol":"TCP"}': {
-        ".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}}},
-        "f:args": {}, "f:finalizers": {"v:\"x\"": {}}}}
-    live = {"spec": {"ports": [{"name": "metrics", "port": 9090, "protocol": "TCP"},
-                               {"name": "http", "port": "8080", "protocol": "TCP"}],
-                     "args": ["a"], "finalizers": ["y", "x"]}}
+    want = {
+        "spec": {
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "args": ["a"],
+            "finalizers": ["x"],
+        }
+    }
+    owned = {
+        "f:spec": {
+            "f:ports": {
+                'k:{"port":8080,"protocol":"TCP"}': {
+                    ".": {},
+                    "f:name": {},
+                    "f:port": {},
+                    "f:protocol": {},
+                }
+            },
+            "f:args": {},
+            "f:finalizers": {'v:"x"': {}},
+        }
+    }
+    live = {
+        "spec": {
+            "ports": [
+                {"name": "metrics", "port": 9090, "protocol": "TCP"},
+                {"name": "http", "port": "8080", "protocol": "TCP"},
+            ],
+            "args": ["a"],
+            "finalizers": ["y", "x"],
+        }
+    }
     assert drift(want, live, owned) is None
     live["spec"]["args"] = ["a", "b"]  # an atomic list we own is compared whole
     assert drift(want, live, owned) == ".spec.args"
@@ -140,14 +201,17 @@ def test_only_the_exact_echo_of_our_apply_is_skipped() -> None:
     ctl.applied[("Deployment", "ns", "d")] = "7"
 
     def event(rv: str) -> dict:
-        return {"kind": "Deployment", "metadata": {"namespace": "ns", "name": "d",
-                                                    "resourceVersion": rv}}
+        return {
+            "kind": "Deployment",
+            "metadata": {"namespace": "ns", "name": "d", "resourceVersion": rv},
+        }
 
     assert not ctl.echo(event("8"))  # someone else's write after ours: a pass
     assert ctl.echo(event("7")) and ctl.echoes == 1
     assert not ctl.echo(event("7"))  # once only
-    assert not ctl.echo({"kind": "Service", "metadata": {"namespace": "ns", "name": "d",
-                                                          "resourceVersion": "7"}})
+    assert not ctl.echo(
+        {"kind": "Service", "metadata": {"namespace": "ns", "name": "d", "resourceVersion": "7"}}
+    )
 
 
 def test_the_freshest_body_wins_by_resource_version() -> None:
@@ -165,8 +229,9 @@ def test_owned_by_and_selector() -> None:
     obj = {"metadata": {"ownerReferences": [{"uid": "u1"}, {"uid": "u2"}]}}
     assert owned_by(obj, "u2") and not owned_by(obj, "u3") and not owned_by(obj, None)
     assert not owned_by({"metadata": {}}, "u1")
-    assert instance_selector("x") == ("app.kubernetes.io/managed-by=reranker-operator,"
-                                      "app.kubernetes.io/instance=x")
+    assert instance_selector("x") == (
+        "app.kubernetes.io/managed-by=reranker-operator,app.kubernetes.io/instance=x"
+    )
 
 
 def _deployment(phase: str | None, replicas: int = 2, generation: int = 1) -> dict:
@@ -185,22 +250,56 @@ def _reasons(conditions: list[st.Condition]) -> dict[str, tuple[bool, str]]:
     return {c.type: (c.status, c.reason) for c in conditions}
 
 
-@pytest.mark.parametrize("phase,pods,expected", [
-    (None, [], {"Ready": (False, "DeploymentProgressing"),
+@pytest.mark.parametrize(
+    "phase,pods,expected",
+    [
+        (
+            None,
+            [],
+            {
+                "Ready": (False, "DeploymentProgressing"),
                 "Progressing": (True, "DeploymentProgressing"),
-                "Degraded": (False, "DeploymentProgressing")}),
-    ("init", ["init"], {"Ready": (False, "ModelDownloading"),
-                        "Progressing": (True, "ModelDownloading"),
-                        "Degraded": (False, "ModelDownloading")}),
-    ("starting", ["starting"], {"Ready": (False, "DeploymentProgressing"),
-                                "Progressing": (True, "DeploymentProgressing"),
-                                "Degraded": (False, "DeploymentProgressing")}),
-    ("ready", ["ready"], {"Ready": (True, "Available"), "Progressing": (False, "Available"),
-                          "Degraded": (False, "Available")}),
-    ("failed", ["failed"], {"Ready": (False, "DeploymentUnavailable"),
-                            "Progressing": (False, "DeploymentUnavailable"),
-                            "Degraded": (True, "DeploymentUnavailable")}),
-])
+                "Degraded": (False, "DeploymentProgressing"),
+            },
+        ),
+        (
+            "init",
+            ["init"],
+            {
+                "Ready": (False, "ModelDownloading"),
+                "Progressing": (True, "ModelDownloading"),
+                "Degraded": (False, "ModelDownloading"),
+            },
+        ),
+        (
+            "starting",
+            ["starting"],
+            {
+                "Ready": (False, "DeploymentProgressing"),
+                "Progressing": (True, "DeploymentProgressing"),
+                "Degraded": (False, "DeploymentProgressing"),
+            },
+        ),
+        (
+            "ready",
+            ["ready"],
+            {
+                "Ready": (True, "Available"),
+                "Progressing": (False, "Available"),
+                "Degraded": (False, "Available"),
+            },
+        ),
+        (
+            "failed",
+            ["failed"],
+            {
+                "Ready": (False, "DeploymentUnavailable"),
+                "Progressing": (False, "DeploymentUnavailable"),
+                "Degraded": (True, "DeploymentUnavailable"),
+            },
+        ),
+    ],
+)
 def test_rollout_conditions(phase: str | None, pods: list[str], expected: dict) -> None:
     rollout = st.Rollout.of(_deployment(phase), [_pod(p) for p in pods])
     assert _reasons(st.rollout_conditions(rollout)) == expected
@@ -210,7 +309,9 @@ def test_a_new_generation_is_progressing_until_observed() -> None:
     dep = _deployment("ready", generation=1)
     dep["metadata"]["generation"] = 2  # spec changed, controller has not caught up
     assert _reasons(st.rollout_conditions(st.Rollout.of(dep, [])))["Progressing"] == (
-        True, "DeploymentProgressing")
+        True,
+        "DeploymentProgressing",
+    )
     # The old replicas still serve, so Ready stays True during the rolling update.
     assert _reasons(st.rollout_conditions(st.Rollout.of(dep, [])))["Ready"] == (True, "Available")
 
@@ -219,8 +320,10 @@ def test_replicas_lost_after_a_complete_rollout_is_degraded() -> None:
     dep = _deployment("ready")
     dep["status"].update(readyReplicas=1, availableReplicas=1)
     assert _reasons(st.rollout_conditions(st.Rollout.of(dep, []))) == {
-        "Ready": (False, "DeploymentUnavailable"), "Progressing": (False, "DeploymentUnavailable"),
-        "Degraded": (True, "DeploymentUnavailable")}
+        "Ready": (False, "DeploymentUnavailable"),
+        "Progressing": (False, "DeploymentUnavailable"),
+        "Degraded": (True, "DeploymentUnavailable"),
+    }
 
 
 def test_pods_initializing() -> None:
@@ -232,58 +335,98 @@ def test_pods_initializing() -> None:
 
 
 def test_transition_time_moves_only_when_the_status_flips() -> None:
-    old = [{"type": "Ready", "status": "False", "reason": "ModelDownloading",
-            "lastTransitionTime": "2020-01-01T00:00:00Z"}]
-    same = st.with_transition_times([st.Condition("Ready", False, "DeploymentProgressing", "m")],
-                                    old, "2030-01-01T00:00:00Z")
+    old = [
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": "ModelDownloading",
+            "lastTransitionTime": "2020-01-01T00:00:00Z",
+        }
+    ]
+    same = st.with_transition_times(
+        [st.Condition("Ready", False, "DeploymentProgressing", "m")], old, "2030-01-01T00:00:00Z"
+    )
     assert same[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
-    flipped = st.with_transition_times([st.Condition("Ready", True, "Available", "m")],
-                                       old, "2030-01-01T00:00:00Z")
+    flipped = st.with_transition_times(
+        [st.Condition("Ready", True, "Available", "m")], old, "2030-01-01T00:00:00Z"
+    )
     assert flipped[0]["lastTransitionTime"] == "2030-01-01T00:00:00Z"
-    assert flipped[0] == {"type": "Ready", "status": "True", "reason": "Available",
-                          "message": "m", "lastTransitionTime": "2030-01-01T00:00:00Z"}
+    assert flipped[0] == {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Available",
+        "message": "m",
+        "lastTransitionTime": "2030-01-01T00:00:00Z",
+    }
 
 
 def test_status_patch_is_none_when_nothing_changed() -> None:
     current = {"replicas": 1, "conditions": [{"type": "Ready"}], "other": "kept"}
     assert st.status_patch(current, {"replicas": 1, "conditions": [{"type": "Ready"}]}) is None
     assert st.status_patch(current, {"replicas": 2, "conditions": [{"type": "Ready"}]}) == {
-        "replicas": 2}
+        "replicas": 2
+    }
 
 
 def test_events_on_transitions() -> None:
-    old = [{"type": "Ready", "status": "False", "reason": "ModelDownloading"},
-           {"type": "Degraded", "status": "False", "reason": "ModelDownloading"}]
-    new = [{"type": "Ready", "status": "True", "reason": "Available", "message": "ok"},
-           {"type": "Degraded", "status": "False", "reason": "Available", "message": "ok"}]
+    old = [
+        {"type": "Ready", "status": "False", "reason": "ModelDownloading"},
+        {"type": "Degraded", "status": "False", "reason": "ModelDownloading"},
+    ]
+    new = [
+        {"type": "Ready", "status": "True", "reason": "Available", "message": "ok"},
+        {"type": "Degraded", "status": "False", "reason": "Available", "message": "ok"},
+    ]
     assert st.transitions(old, new) == [("Normal", "Available", "Ready=True: ok")]
     assert st.transitions(new, new) == []
-    bad = [{"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "spec.x"},
-           {"type": "Degraded", "status": "True", "reason": "InvalidSpec", "message": "spec.x"}]
-    assert st.transitions(new, bad) == [("Warning", "InvalidSpec", "Ready=False: spec.x"),
-                                        ("Warning", "InvalidSpec", "Degraded=True: spec.x")]
+    bad = [
+        {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": "spec.x"},
+        {"type": "Degraded", "status": "True", "reason": "InvalidSpec", "message": "spec.x"},
+    ]
+    assert st.transitions(new, bad) == [
+        ("Warning", "InvalidSpec", "Ready=False: spec.x"),
+        ("Warning", "InvalidSpec", "Degraded=True: spec.x"),
+    ]
 
 
 def test_ready_status_fields() -> None:
-    cr = {"metadata": {"name": "r", "namespace": "ns", "generation": 3},
-          "spec": {"model": {"name": "BAAI/bge-reranker-base"}, "service": {"port": 9000}}}
+    cr = {
+        "metadata": {"name": "r", "namespace": "ns", "generation": 3},
+        "spec": {"model": {"name": "BAAI/bge-reranker-base"}, "service": {"port": 9000}},
+    }
     svc = parse_service(cr)
-    facts = {"generation": svc.generation, "model": svc.spec.model.name,
-             "endpoint": svc.endpoint, "selector": svc.selector, "previous": [],
-             "now": "2030-01-01T00:00:00Z"}
+    facts = {
+        "generation": svc.generation,
+        "model": svc.spec.model.name,
+        "endpoint": svc.endpoint,
+        "selector": svc.selector,
+        "previous": [],
+        "now": "2030-01-01T00:00:00Z",
+    }
     rollout = st.Rollout.of(_deployment("ready", replicas=3), [])
-    status = st.ready_status(rollout, **facts,
-                             optional_apis={"PrometheusRule": False, "ServiceMonitor": True})
+    status = st.ready_status(
+        rollout, **facts, optional_apis={"PrometheusRule": False, "ServiceMonitor": True}
+    )
     assert {k: v for k, v in status.items() if k != "conditions"} == {
-        "observedGeneration": 3, "replicas": 3, "readyReplicas": 3, "replicaSummary": "3/3",
+        "observedGeneration": 3,
+        "replicas": 3,
+        "readyReplicas": 3,
+        "replicaSummary": "3/3",
         "selector": "app.kubernetes.io/name=reranker,app.kubernetes.io/instance=r",
-        "endpoint": "http://r.ns.svc.cluster.local:9000", "model": "BAAI/bge-reranker-base"}
+        "endpoint": "http://r.ns.svc.cluster.local:9000",
+        "model": "BAAI/bge-reranker-base",
+    }
     types = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert types["Ready"] == ("True", "Available")
     assert types["ServiceMonitor"] == ("False", "ServiceMonitorCRDMissing")
     assert types["PrometheusRule"] == ("True", "Available")
     assert [c["type"] for c in status["conditions"]] == [
-        "Ready", "Progressing", "Degraded", "ServiceMonitor", "PrometheusRule"]
+        "Ready",
+        "Progressing",
+        "Degraded",
+        "ServiceMonitor",
+        "PrometheusRule",
+    ]
     plain = st.ready_status(rollout, **facts, optional_apis={})
     assert [c["type"] for c in plain["conditions"]] == ["Ready", "Progressing", "Degraded"]
 
@@ -310,14 +453,23 @@ def test_config_from_env() -> None:
         OperatorConfig.from_env({"RERANKER_RETRY_SECONDS": "0"})
 
 
-@pytest.mark.parametrize("kwargs,field", [
-    ({"namespaces": ["a"], "all_namespaces": True, "standalone": True, "peering": None},
-     "namespaces"),
-    ({"namespaces": [], "all_namespaces": False, "standalone": True, "peering": None},
-     "namespaces"),
-    ({"namespaces": ["a"], "all_namespaces": False, "standalone": True, "peering": "p"},
-     "peering"),
-])
+@pytest.mark.parametrize(
+    "kwargs,field",
+    [
+        (
+            {"namespaces": ["a"], "all_namespaces": True, "standalone": True, "peering": None},
+            "namespaces",
+        ),
+        (
+            {"namespaces": [], "all_namespaces": False, "standalone": True, "peering": None},
+            "namespaces",
+        ),
+        (
+            {"namespaces": ["a"], "all_namespaces": False, "standalone": True, "peering": "p"},
+            "peering",
+        ),
+    ],
+)
 def test_run_rejects_contradictory_arguments(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field}:"):
         run(liveness=None, verbose=False, **kwargs)
@@ -325,6 +477,7 @@ def test_run_rejects_contradictory_arguments(kwargs: dict, field: str) -> None:
 
 def test_kopf_settings_keep_state_out_of_status_and_stop_timers_promptly() -> None:
     import kopf
+
     from reranker_operator.controller.runner import build_settings
 
     settings = build_settings()
@@ -349,8 +502,11 @@ def _api_server_normalised(obj: Any) -> Any:
                 continue
             if key in ("requests", "limits") and isinstance(value, dict):
                 out[key] = {k: canonical.get(str(v), str(v)) for k, v in value.items()}
-            elif key in ("targetPort", "port", "containerPort") and isinstance(value, str) \
-                    and value.isdigit():
+            elif (
+                key in ("targetPort", "port", "containerPort")
+                and isinstance(value, str)
+                and value.isdigit()
+            ):
                 out[key] = int(value)
             else:
                 out[key] = _api_server_normalised(value)
@@ -361,18 +517,36 @@ def _api_server_normalised(obj: Any) -> Any:
 
 
 NORMALISED = {
-    "apiVersion": "apps/v1", "kind": "Deployment",
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
     "metadata": {"name": "r", "namespace": "default", "annotations": {}},
-    "spec": {"template": {"spec": {
-        "containers": [{"name": "c", "image": "img:1", "args": [],
+    "spec": {
+        "template": {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "img:1",
+                        "args": [],
                         "env": [{"name": "EMPTY", "value": ""}],
                         "ports": [{"name": "http", "containerPort": "8080"}],
-                        "resources": {"requests": {"cpu": "1000m", "memory": "1024Mi"},
-                                      "limits": {"cpu": 2, "memory": "2048Mi"}}}]}},
-             "strategy": {}},
+                        "resources": {
+                            "requests": {"cpu": "1000m", "memory": "1024Mi"},
+                            "limits": {"cpu": 2, "memory": "2048Mi"},
+                        },
+                    }
+                ]
+            }
+        },
+        "strategy": {},
+    },
 }
-SERVICE = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "r"},
-           "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": "8080"}]}}
+SERVICE = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {"name": "r"},
+    "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": "8080"}]},
+}
 
 
 @pytest.mark.parametrize("manifest", [NORMALISED, SERVICE], ids=["deployment", "service"])
@@ -387,14 +561,28 @@ def test_real_changes_behind_normalised_fields_are_still_drift() -> None:
     live = _api_server_normalised(copy.deepcopy(NORMALISED))
     container = ".spec.template.spec.containers[0]"
     edits = [
-        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-         .update(cpu="2"), f"{container}.resources.requests.cpu"),
-        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-         .update(memory="2Gi1"), f"{container}.resources.limits.memory"),
-        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["ports"][0]
-         .update(containerPort=8081), f"{container}.ports[0].containerPort"),
-        (lambda o: o["spec"]["template"]["spec"]["containers"][0]["env"][0]
-         .update(value="x"), f"{container}.env[0].value"),
+        (
+            lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"][
+                "requests"
+            ].update(cpu="2"),
+            f"{container}.resources.requests.cpu",
+        ),
+        (
+            lambda o: o["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"].update(
+                memory="2Gi1"
+            ),
+            f"{container}.resources.limits.memory",
+        ),
+        (
+            lambda o: o["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(
+                containerPort=8081
+            ),
+            f"{container}.ports[0].containerPort",
+        ),
+        (
+            lambda o: o["spec"]["template"]["spec"]["containers"][0]["env"][0].update(value="x"),
+            f"{container}.env[0].value",
+        ),
     ]
     for edit, path in edits:
         edited = copy.deepcopy(live)

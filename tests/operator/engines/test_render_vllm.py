@@ -47,7 +47,8 @@ def test_qwen3_on_vllm_tensor_parallel() -> None:
     assert (flags["--tensor-parallel-size"], flags["--data-parallel-size"]) == ("2", "2")
     assert flags["--max-model-len"] == "32768" and flags["--max-num-batched-tokens"] == "65536"
     assert "--enable-prefix-caching" in flags and json.loads(flags["--hf-overrides"]) == (
-        VLLM_QWEN3_OVERRIDES)
+        VLLM_QWEN3_OVERRIDES
+    )
     assert container["args"][-1] == "--seed=1"  # the user's extras come last
     assert str(container["resources"]["limits"]["nvidia.com/gpu"]) == "4"
     # the score template: a ConfigMap with the resource's instruction, mounted where the flag says
@@ -72,9 +73,12 @@ def test_qwen3_on_vllm_tensor_parallel() -> None:
 
 
 def test_a_cross_encoder_on_vllm_has_no_template_and_no_prefix_cache() -> None:
-    spec = {"model": {"name": "BAAI/bge-reranker-v2-m3", "family": "cross-encoder"},
-            "engine": "vllm", "resources": {"gpus": 1},
-            "metrics": {"prometheusRule": {"enabled": True}}}  # fmt: skip
+    spec = {
+        "model": {"name": "BAAI/bge-reranker-v2-m3", "family": "cross-encoder"},
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "metrics": {"prometheusRule": {"enabled": True}},
+    }
     kids = _kids(spec)
     [container] = kids["Deployment/demo"]["spec"]["template"]["spec"]["containers"]
     flags = _flags(container["args"])
@@ -86,8 +90,17 @@ def test_a_cross_encoder_on_vllm_has_no_template_and_no_prefix_cache() -> None:
     assert "RerankerPrefixReuseLow" not in alerts  # nothing to measure
 
 
-@pytest.mark.parametrize("extra", ["--port=9000", "--tensor-parallel-size=1", "-tp=1",
-                                   "--max_model_len=10", "--served-model", "--api-key=x"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "--port=9000",
+        "--tensor-parallel-size=1",
+        "-tp=1",
+        "--max_model_len=10",
+        "--served-model",
+        "--api-key=x",
+    ],
+)
 def test_extra_args_cannot_repeat_a_flag_the_operator_owns(extra: str) -> None:
     spec = copy.deepcopy(VLLM_SPEC)
     spec["vllm"]["extraArgs"] = [extra]

@@ -14,38 +14,61 @@ from reranker_operator.engines.vllm.known_flags import VLLM_FLAGS_VERSION, VLLM_
 
 
 def _spec(extra: list[str]) -> dict[str, Any]:
-    return {"model": {"name": "Qwen/Qwen3-Reranker-0.6B"}, "engine": "vllm",
-            "resources": {"gpus": 1}, "vllm": {"extraArgs": extra}}  # fmt: skip
+    return {
+        "model": {"name": "Qwen/Qwen3-Reranker-0.6B"},
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"extraArgs": extra},
+    }
 
 
 def test_the_list_is_the_pinned_vllms() -> None:
     assert VLLM_FLAGS_VERSION == VLLM_VERSION
     # the list holds the forms argparse registers: --no- twins and short aliases
     assert {"--enable-log-requests", "--no-enable-log-requests", "-tp", "--quantization"} <= (
-        VLLM_SERVE_FLAGS)
+        VLLM_SERVE_FLAGS
+    )
     # every flag the operator keeps to itself is one vLLM has (a stale name would guard nothing)
     assert set(VLLM_OWNED_FLAGS) <= VLLM_SERVE_FLAGS
 
 
-@pytest.mark.parametrize("extra", [
-    ["--quantization", "fp8"], ["--quantization=fp8"], ["-q", "fp8"], ["--kv_cache_dtype=fp8"],
-    ["--compilation-config.mode=3"], ["-O3"], ["--no-enable-log-requests"],
-    ["--num-gpu-blocks-override", "-1"], ["--disable-log-stat"],  # a unique prefix, as argparse
-], ids=str)  # fmt: skip
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--quantization", "fp8"],
+        ["--quantization=fp8"],
+        ["-q", "fp8"],
+        ["--kv_cache_dtype=fp8"],
+        ["--compilation-config.mode=3"],
+        ["-O3"],
+        ["--no-enable-log-requests"],
+        ["--num-gpu-blocks-override", "-1"],
+        ["--disable-log-stat"],  # a unique prefix, as argparse
+    ],
+    ids=str,
+)
 def test_flags_vllm_takes_pass(extra: list[str]) -> None:
     parse_spec(_spec(extra))
 
 
-@pytest.mark.parametrize(("extra", "index", "words"), [
-    (["--seed=1", "--disable-log-requests"], 1,
-     ["--disable-log-requests", "--enable-log-requests"]),
-    (["--no-such-flag=1"], 0, ["--no-such-flag", "not a flag of vLLM 0.32.0"]),
-    (["--quantization", "fp8", "--task", "score"], 2, ["--task"]),
-    (["--disable"], 0, ["ambiguous"]),  # a prefix of several flags, as argparse says
-    (["-x"], 0, ["-x"]),
-], ids=str)  # fmt: skip
-def test_a_flag_vllm_lacks_is_refused_naming_the_item(extra: list[str], index: int,
-                                                     words: list[str]) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("extra", "index", "words"),
+    [
+        (
+            ["--seed=1", "--disable-log-requests"],
+            1,
+            ["--disable-log-requests", "--enable-log-requests"],
+        ),
+        (["--no-such-flag=1"], 0, ["--no-such-flag", "not a flag of vLLM 0.32.0"]),
+        (["--quantization", "fp8", "--task", "score"], 2, ["--task"]),
+        (["--disable"], 0, ["ambiguous"]),  # a prefix of several flags, as argparse says
+        (["-x"], 0, ["-x"]),
+    ],
+    ids=str,
+)
+def test_a_flag_vllm_lacks_is_refused_naming_the_item(
+    extra: list[str], index: int, words: list[str]
+) -> None:
     with pytest.raises(InvalidSpecError) as caught:
         parse_spec(_spec(extra))
     assert caught.value.field == f"vllm.extraArgs[{index}]", caught.value
@@ -73,8 +96,16 @@ def test_generate_check_passes_without_the_vllm_venv(tmp_path) -> None:
     from reranker_devtools.generate import REPO
 
     env = {**os.environ, "RERANKER_VLLM_VENV": str(tmp_path / "none")}
-    done = subprocess.run([sys.executable, "-m", "reranker_devtools.generate", "--check"],
-                          cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
-    assert "skipped operator/reranker_operator/engines/vllm/known_flags.py: no build/vllm-venv" in done.stderr, done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "reranker_devtools.generate", "--check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert (
+        "skipped operator/reranker_operator/engines/vllm/known_flags.py: no build/vllm-venv"
+        in done.stderr
+    ), done.stderr
     assert done.returncode == 0, done.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from reranker_operator.api.spec import parse_spec
 from reranker_operator.engines.vllm.serve import serve_args
 
@@ -22,17 +23,21 @@ QWEN = {"name": "Qwen/Qwen3-Reranker-0.6B"}
 BGE = {"name": "BAAI/bge-reranker-v2-m3", "family": "cross-encoder"}
 
 
-@pytest.mark.parametrize(("spec", "model_len", "batched"), [
-    # no length: vLLM reads the model's (Qwen3: chunked prefill, so the server budget holds)
-    ({"model": QWEN}, None, "16384"),
-    ({"model": QWEN, "server": {"maxBatchTokens": 4096}}, None, "4096"),
-    # an encoder's sequence is never split: vLLM's default is max(model limit, its own)
-    ({"model": BGE}, None, None),
-    ({"model": {**QWEN, "maxLength": 32768}}, "32768", "32768"),
-    ({"model": {**BGE, "maxLength": 512}}, "512", "16384"),
-    ({"model": {**QWEN, "maxLength": 512}, "vllm": {"maxModelLen": 1024}}, "1024", "16384"),
-    ({"model": BGE, "vllm": {"maxNumBatchedTokens": 2048}}, None, "2048"),
-], ids=str)  # fmt: skip
+@pytest.mark.parametrize(
+    ("spec", "model_len", "batched"),
+    [
+        # no length: vLLM reads the model's (Qwen3: chunked prefill, so the server budget holds)
+        ({"model": QWEN}, None, "16384"),
+        ({"model": QWEN, "server": {"maxBatchTokens": 4096}}, None, "4096"),
+        # an encoder's sequence is never split: vLLM's default is max(model limit, its own)
+        ({"model": BGE}, None, None),
+        ({"model": {**QWEN, "maxLength": 32768}}, "32768", "32768"),
+        ({"model": {**BGE, "maxLength": 512}}, "512", "16384"),
+        ({"model": {**QWEN, "maxLength": 512}, "vllm": {"maxModelLen": 1024}}, "1024", "16384"),
+        ({"model": BGE, "vllm": {"maxNumBatchedTokens": 2048}}, None, "2048"),
+    ],
+    ids=str,
+)
 def test_lengths(spec: dict[str, Any], model_len: str | None, batched: str | None) -> None:
     flags = _flags(spec)
     assert flags.get("--max-model-len") == model_len

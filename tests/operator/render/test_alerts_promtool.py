@@ -11,11 +11,14 @@ from typing import Any
 
 import pytest
 import yaml
+
 from render_helpers import REPO, make_cr
 from reranker_operator.render.manifests import render_children
 
 PROMTOOL = shutil.which("promtool")
-pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (make system-deps)")
+pytestmark = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool not installed (make system-deps)"
+)
 
 NS, NAME = "ml", "demo"
 POD = "demo-5d9f8b7c6-x2k4p"  # a pod of the Deployment `demo`
@@ -23,8 +26,11 @@ SRV = f'namespace="{NS}",job="{NAME}",pod="{POD}"'  # what the ServiceMonitor's 
 
 
 def _rule_of(spec: dict[str, Any]) -> dict[str, Any]:
-    (rule,) = [c for c in render_children(make_cr(spec, name=NAME, namespace=NS))
-               if c["kind"] == "PrometheusRule"]  # fmt: skip
+    (rule,) = [
+        c
+        for c in render_children(make_cr(spec, name=NAME, namespace=NS))
+        if c["kind"] == "PrometheusRule"
+    ]
     return rule
 
 
@@ -33,21 +39,33 @@ def _rule_files() -> list[tuple[str, dict[str, Any]]]:
     for path in sorted((REPO / "examples").glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "RerankerService":
-                out += [(path.name, c) for c in render_children(doc) if c["kind"] == "PrometheusRule"]
+                out += [
+                    (path.name, c) for c in render_children(doc) if c["kind"] == "PrometheusRule"
+                ]
     return out
 
 
 def _promtool(*args: str, cwd: Path):
     import subprocess
 
-    return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        [PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_every_rendered_rule_passes_promtool_check(tmp_path: Path) -> None:
     files = _rule_files()
-    files.append(("causal", _rule_of({"model": {"name": "/m", "family": "qwen3-causal"},
-                                       "metrics": {"prometheusRule": {"enabled": True}}})))  # fmt: skip
+    files.append(
+        (
+            "causal",
+            _rule_of(
+                {
+                    "model": {"name": "/m", "family": "qwen3-causal"},
+                    "metrics": {"prometheusRule": {"enabled": True}},
+                }
+            ),
+        )
+    )
     assert len(files) >= 2
     for i, (where, rule) in enumerate(files):
         path = tmp_path / f"r{i}.yaml"
@@ -69,29 +87,57 @@ def _histogram(metric: str, labels: str, slow: bool) -> list[dict[str, str]]:
     for le in ("0.05", "0.1", "1", "5", "+Inf"):
         fast_count = "0+60x20"
         slow_count = "0+60x20" if le in ("5", "+Inf") else "0+0x20"
-        out.append(_series(f"{metric}_bucket", f'{labels},le="{le}"', slow_count if slow else fast_count))
+        out.append(
+            _series(f"{metric}_bucket", f'{labels},le="{le}"', slow_count if slow else fast_count)
+        )
     return out
 
 
 CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str]]] = {
     # alert: (firing input, healthy input, extra labels of the firing alert)
     "RerankerHighErrorRate": (
-        [_series("http_requests_total", f'{SRV},method="POST",endpoint="/v1/rerank",status="500"', "0+30x20"),
-         _series("http_requests_total", f'{SRV},method="POST",endpoint="/v1/rerank",status="200"', "0+30x20")],
-        [_series("http_requests_total", f'{SRV},method="POST",endpoint="/v1/rerank",status="200"', "0+60x20"),
-         # another service's errors never count for this one
-         _series("http_requests_total", 'namespace="ml",job="other",method="POST",status="500"', "0+60x20")],
+        [
+            _series(
+                "http_requests_total",
+                f'{SRV},method="POST",endpoint="/v1/rerank",status="500"',
+                "0+30x20",
+            ),
+            _series(
+                "http_requests_total",
+                f'{SRV},method="POST",endpoint="/v1/rerank",status="200"',
+                "0+30x20",
+            ),
+        ],
+        [
+            _series(
+                "http_requests_total",
+                f'{SRV},method="POST",endpoint="/v1/rerank",status="200"',
+                "0+60x20",
+            ),
+            # another service's errors never count for this one
+            _series(
+                "http_requests_total",
+                'namespace="ml",job="other",method="POST",status="500"',
+                "0+60x20",
+            ),
+        ],
         {},
     ),
     "RerankerHighLatency": (
-        _histogram("http_request_duration_seconds", f'{SRV},method="POST",endpoint="/v1/rerank"', True),
-        _histogram("http_request_duration_seconds", f'{SRV},method="POST",endpoint="/v1/rerank"', False),
+        _histogram(
+            "http_request_duration_seconds", f'{SRV},method="POST",endpoint="/v1/rerank"', True
+        ),
+        _histogram(
+            "http_request_duration_seconds", f'{SRV},method="POST",endpoint="/v1/rerank"', False
+        ),
         {},
     ),
     "RerankerQueueRejections": (
         [_series("reranker_requests_total", f'{SRV},status="rejected"', "0+60x20")],
-        [_series("reranker_requests_total", f'{SRV},status="ok"', "0+600x20"),
-         _series("reranker_requests_total", f'{SRV},status="rejected"', "0+0x20")],
+        [
+            _series("reranker_requests_total", f'{SRV},status="ok"', "0+600x20"),
+            _series("reranker_requests_total", f'{SRV},status="rejected"', "0+0x20"),
+        ],
         {},
     ),
     "RerankerQueueTimeHigh": (
@@ -100,33 +146,70 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
         {},
     ),
     "RerankerNoReplicasAvailable": (
-        [_series("kube_deployment_status_replicas_available", f'namespace="{NS}",deployment="{NAME}"', "_ 0x20"),
-         _series("kube_deployment_spec_replicas", f'namespace="{NS}",deployment="{NAME}"', "_ 2x20")],
-        [_series("kube_deployment_status_replicas_available", f'namespace="{NS}",deployment="{NAME}"', "_ 2x20"),
-         _series("kube_deployment_spec_replicas", f'namespace="{NS}",deployment="{NAME}"', "_ 2x20")],
+        [
+            _series(
+                "kube_deployment_status_replicas_available",
+                f'namespace="{NS}",deployment="{NAME}"',
+                "_ 0x20",
+            ),
+            _series(
+                "kube_deployment_spec_replicas", f'namespace="{NS}",deployment="{NAME}"', "_ 2x20"
+            ),
+        ],
+        [
+            _series(
+                "kube_deployment_status_replicas_available",
+                f'namespace="{NS}",deployment="{NAME}"',
+                "_ 2x20",
+            ),
+            _series(
+                "kube_deployment_spec_replicas", f'namespace="{NS}",deployment="{NAME}"', "_ 2x20"
+            ),
+        ],
         {"deployment": NAME},
     ),
     "RerankerPodCrashLooping": (
-        [_series("kube_pod_container_status_waiting_reason",
-                 f'namespace="{NS}",pod="{POD}",container="reranker",reason="CrashLoopBackOff"', "_ 1x20")],
-        [_series("kube_pod_container_status_waiting_reason",  # another Deployment's pod
-                 f'namespace="{NS}",pod="demo-other-5d9f8b7c6-x2k4p",container="reranker",reason="CrashLoopBackOff"', "_ 1x20"),
-         _series("kube_pod_container_status_waiting_reason",  # a sidecar of ours
-                 f'namespace="{NS}",pod="{POD}",container="istio-proxy",reason="CrashLoopBackOff"', "_ 1x20")],
+        [
+            _series(
+                "kube_pod_container_status_waiting_reason",
+                f'namespace="{NS}",pod="{POD}",container="reranker",reason="CrashLoopBackOff"',
+                "_ 1x20",
+            )
+        ],
+        [
+            _series(
+                "kube_pod_container_status_waiting_reason",  # another Deployment's pod
+                f'namespace="{NS}",pod="demo-other-5d9f8b7c6-x2k4p",container="reranker",reason="CrashLoopBackOff"',
+                "_ 1x20",
+            ),
+            _series(
+                "kube_pod_container_status_waiting_reason",  # a sidecar of ours
+                f'namespace="{NS}",pod="{POD}",container="istio-proxy",reason="CrashLoopBackOff"',
+                "_ 1x20",
+            ),
+        ],
         {"pod": POD},
     ),
     "RerankerGPUMemoryHigh": (
-        [_series("gpu_memory_reserved_bytes", f'{SRV},gpu_id="0"', "_ 76000000000x20"),
-         _series("gpu_memory_total_bytes", f'{SRV},gpu_id="0"', "_ 80000000000x20")],
-        [_series("gpu_memory_reserved_bytes", f'{SRV},gpu_id="0"', "_ 40000000000x20"),
-         _series("gpu_memory_total_bytes", f'{SRV},gpu_id="0"', "_ 80000000000x20")],
+        [
+            _series("gpu_memory_reserved_bytes", f'{SRV},gpu_id="0"', "_ 76000000000x20"),
+            _series("gpu_memory_total_bytes", f'{SRV},gpu_id="0"', "_ 80000000000x20"),
+        ],
+        [
+            _series("gpu_memory_reserved_bytes", f'{SRV},gpu_id="0"', "_ 40000000000x20"),
+            _series("gpu_memory_total_bytes", f'{SRV},gpu_id="0"', "_ 80000000000x20"),
+        ],
         {"pod": POD, "gpu_id": "0"},
     ),
     "RerankerPrefixReuseLow": (
-        [_series("reranker_documents_per_request_sum", SRV, "0+600x20"),
-         _series("reranker_prefix_cache_reuse_total", SRV, "0+60x20")],
-        [_series("reranker_documents_per_request_sum", SRV, "0+600x20"),
-         _series("reranker_prefix_cache_reuse_total", SRV, "0+570x20")],
+        [
+            _series("reranker_documents_per_request_sum", SRV, "0+600x20"),
+            _series("reranker_prefix_cache_reuse_total", SRV, "0+60x20"),
+        ],
+        [
+            _series("reranker_documents_per_request_sum", SRV, "0+600x20"),
+            _series("reranker_prefix_cache_reuse_total", SRV, "0+570x20"),
+        ],
         {},
     ),
 }
@@ -142,24 +225,40 @@ def _unit_test_file(tmp_path: Path, rule: dict[str, Any], case: str, fire: bool)
             # the expression are what is tested (`promtool check rules` parses the templates)
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
     firing, healthy, extra = CASES[case]
-    labels = {"severity": next(r["labels"]["severity"] for g in spec["groups"]
-                               for r in g["rules"] if r["alert"] == case),
-              "rerankerservice": NAME, "namespace": NS, **extra}  # fmt: skip
+    labels = {
+        "severity": next(
+            r["labels"]["severity"]
+            for g in spec["groups"]
+            for r in g["rules"]
+            if r["alert"] == case
+        ),
+        "rerankerservice": NAME,
+        "namespace": NS,
+        **extra,
+    }
     test = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
-        "tests": [{
-            "interval": "1m",
-            "input_series": firing if fire else healthy,
-            "alert_rule_test": [
-                {"eval_time": "5m", "alertname": case, "exp_alerts": []},  # `for:` not yet over
-                {"eval_time": "7m", "alertname": case,
-                 "exp_alerts": [{"exp_labels": labels}] if fire else []},
-                {"eval_time": "15m", "alertname": case,
-                 "exp_alerts": [{"exp_labels": labels}] if fire else []},
-            ],
-        }],
-    }  # fmt: skip
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": firing if fire else healthy,
+                "alert_rule_test": [
+                    {"eval_time": "5m", "alertname": case, "exp_alerts": []},  # `for:` not yet over
+                    {
+                        "eval_time": "7m",
+                        "alertname": case,
+                        "exp_alerts": [{"exp_labels": labels}] if fire else [],
+                    },
+                    {
+                        "eval_time": "15m",
+                        "alertname": case,
+                        "exp_alerts": [{"exp_labels": labels}] if fire else [],
+                    },
+                ],
+            }
+        ],
+    }
     path = tmp_path / f"test-{case}-{'fire' if fire else 'quiet'}.yaml"
     path.write_text(yaml.safe_dump(test, sort_keys=False))
     return path
@@ -167,8 +266,12 @@ def _unit_test_file(tmp_path: Path, rule: dict[str, Any], case: str, fire: bool)
 
 @pytest.fixture(scope="module")
 def rule() -> dict[str, Any]:
-    return _rule_of({"model": {"name": "Qwen/Qwen3-Reranker-0.6B"},
-                     "metrics": {"prometheusRule": {"enabled": True}}})  # fmt: skip
+    return _rule_of(
+        {
+            "model": {"name": "Qwen/Qwen3-Reranker-0.6B"},
+            "metrics": {"prometheusRule": {"enabled": True}},
+        }
+    )
 
 
 def test_every_alert_has_a_unit_test(rule) -> None:

@@ -27,7 +27,8 @@ def test_every_child_has_a_template_and_a_params_builder() -> None:
     assert len({k.kind for k in CHILD_KINDS}) == len(CHILD_KINDS)
     assert child_kind("apps/v1", "Deployment") is kind_named("Deployment")
     assert ref_for("apps/v1", "Deployment").path("ns", "d") == (
-        "/apis/apps/v1/namespaces/ns/deployments/d")
+        "/apis/apps/v1/namespaces/ns/deployments/d"
+    )
 
 
 def test_every_kind_is_permitted() -> None:
@@ -37,8 +38,13 @@ def test_every_kind_is_permitted() -> None:
 
 
 def test_optional_kinds_give_their_conditions_and_can_be_left_unserved() -> None:
-    optional = ("ScaledObject", "InterceptorRoute", "HTTPScaledObject", "ServiceMonitor",
-                "PrometheusRule")  # fmt: skip
+    optional = (
+        "ScaledObject",
+        "InterceptorRoute",
+        "HTTPScaledObject",
+        "ServiceMonitor",
+        "PrometheusRule",
+    )
     assert tuple(k.kind for k in OPTIONAL_KINDS) == optional
     assert st.CONDITION_TYPES[4:-1] == st.OPTIONAL_CONDITIONS == optional
     assert st.CONDITION_TYPES[3] == st.MODEL_CACHE

@@ -11,32 +11,63 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+
 from render_helpers import FULL_SPEC, make_cr, prometheus_operator_schema
-from reranker_operator.render.manifests import render_children
 from reranker_operator.api.spec import InvalidSpecError
+from reranker_operator.render.manifests import render_children
 
 # kube-state-metrics series (not the server's): available and desired replicas of a Deployment,
 # and the server containers of its pods.
 DEPLOYMENT_KSM = {"kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
 POD_KSM = {"kube_pod_container_status_waiting_reason", "kube_pod_container_status_restarts_total"}
 KUBE_STATE_METRICS = DEPLOYMENT_KSM | POD_KSM
-PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
-                   "group_left", "group_right", "inf", "nan"}  # fmt: skip
-SERVER_PANELS = ["requests/s by status", "latency", "documents per request", "tokens per request",
-                 "work held per pod", "batch size", "padding ratio", "prefix-cache reuse",
-                 "gpu memory", "time per stage", "forward passes", "model throughput",
-                 "refused requests", "server restarts"]  # fmt: skip
+PROMQL_KEYWORDS = {
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+}
+SERVER_PANELS = [
+    "requests/s by status",
+    "latency",
+    "documents per request",
+    "tokens per request",
+    "work held per pod",
+    "batch size",
+    "padding ratio",
+    "prefix-cache reuse",
+    "gpu memory",
+    "time per stage",
+    "forward passes",
+    "model throughput",
+    "refused requests",
+    "server restarts",
+]
 
 
 def exported_metric_names() -> set[str]:
     """Every sample name the server's /metrics can carry, from the prometheus_client registry."""
     import prometheus_client
+
     import reranker_server.engine.metrics
     import reranker_server.metrics  # noqa: F401  # registers the metrics
 
-    suffixes = {"counter": ["_total", "_created"], "gauge": [""], "info": ["_info"],
-                "histogram": ["_bucket", "_sum", "_count", "_created"],
-                "summary": ["", "_sum", "_count", "_created"]}  # fmt: skip
+    suffixes = {
+        "counter": ["_total", "_created"],
+        "gauge": [""],
+        "info": ["_info"],
+        "histogram": ["_bucket", "_sum", "_count", "_created"],
+        "summary": ["", "_sum", "_count", "_created"],
+    }
     names = set()
     for family in prometheus_client.REGISTRY.collect():
         names.update(family.name + s for s in suffixes.get(family.type, [""]))
@@ -51,7 +82,7 @@ def metric_names(expr: str) -> list[str]:
     s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
     names = []
     for m in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", s):
-        if s[m.end():].lstrip().startswith("(") or m.group().lower() in PROMQL_KEYWORDS:
+        if s[m.end() :].lstrip().startswith("(") or m.group().lower() in PROMQL_KEYWORDS:
             continue
         names.append(m.group())
     return names
@@ -90,8 +121,10 @@ def all_expressions(cr: dict[str, Any]) -> list[str]:
 
 
 def test_metric_name_extraction() -> None:
-    expr = ('histogram_quantile(0.95, sum by (le) (rate(a_bucket{job="x",status=~"5.."}[5m])))'
-            ' / on (namespace) group_left b_total > 1e-05 and c{d="e"} == 0')
+    expr = (
+        'histogram_quantile(0.95, sum by (le) (rate(a_bucket{job="x",status=~"5.."}[5m])))'
+        ' / on (namespace) group_left b_total > 1e-05 and c{d="e"} == 0'
+    )
     assert metric_names(expr) == ["a_bucket", "b_total", "c"]
     assert selectors('x{a="1",b=~"2.."} / y') == [("x", {"a": "=1", "b": "=~2.."})]
 
@@ -109,11 +142,19 @@ def test_every_expression_reads_only_exported_metrics() -> None:
         assert not unknown, f"{expr} reads {unknown}, which the server does not export"
         used.update(names)
     # the alerts and panels the brief asks for read these
-    assert {"http_requests_total", "http_request_duration_seconds_bucket",
-            "reranker_requests_total", "reranker_documents_per_request_sum",
-            "reranker_tokens_per_request_sum", "reranker_queue_depth", "reranker_batch_size_sum",
-            "reranker_padding_ratio_sum", "reranker_prefix_cache_reuse_total",
-            "gpu_memory_usage_bytes", "kube_deployment_status_replicas_available"} <= used  # fmt: skip
+    assert {
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "reranker_requests_total",
+        "reranker_documents_per_request_sum",
+        "reranker_tokens_per_request_sum",
+        "reranker_queue_depth",
+        "reranker_batch_size_sum",
+        "reranker_padding_ratio_sum",
+        "reranker_prefix_cache_reuse_total",
+        "gpu_memory_usage_bytes",
+        "kube_deployment_status_replicas_available",
+    } <= used
 
 
 @pytest.mark.parametrize(("name", "namespace"), [("demo", "ml"), ("other", "search")])
@@ -150,23 +191,51 @@ def _threshold(expr: str) -> float:
 
 @pytest.mark.parametrize(
     ("settings", "expected"),
-    [({}, {"RerankerHighErrorRate": 0.05, "RerankerHighLatency": 2.0,
-           "RerankerQueueRejections": 0.1, "RerankerQueueTimeHigh": 0.2,
-           "RerankerGPUMemoryHigh": 0.9, "for": "5m"}),
-     ({"errorRateThreshold": 0.2, "p95LatencySeconds": 0.25, "queueRejectionsPerSecond": 3,
-       "queueTimeP95Seconds": 0.05, "gpuMemoryRatio": 0.8, "for": "1h30m"},
-      {"RerankerHighErrorRate": 0.2, "RerankerHighLatency": 0.25,
-       "RerankerQueueRejections": 3.0, "RerankerQueueTimeHigh": 0.05,
-       "RerankerGPUMemoryHigh": 0.8, "for": "1h30m"})],
-)  # fmt: skip
+    [
+        (
+            {},
+            {
+                "RerankerHighErrorRate": 0.05,
+                "RerankerHighLatency": 2.0,
+                "RerankerQueueRejections": 0.1,
+                "RerankerQueueTimeHigh": 0.2,
+                "RerankerGPUMemoryHigh": 0.9,
+                "for": "5m",
+            },
+        ),
+        (
+            {
+                "errorRateThreshold": 0.2,
+                "p95LatencySeconds": 0.25,
+                "queueRejectionsPerSecond": 3,
+                "queueTimeP95Seconds": 0.05,
+                "gpuMemoryRatio": 0.8,
+                "for": "1h30m",
+            },
+            {
+                "RerankerHighErrorRate": 0.2,
+                "RerankerHighLatency": 0.25,
+                "RerankerQueueRejections": 3.0,
+                "RerankerQueueTimeHigh": 0.05,
+                "RerankerGPUMemoryHigh": 0.8,
+                "for": "1h30m",
+            },
+        ),
+    ],
+)
 def test_alerts_carry_the_spec_thresholds(settings: dict[str, Any], expected: dict) -> None:
     spec = {"model": {"name": "m"}, "metrics": {"prometheusRule": {"enabled": True, **settings}}}
     (rule,) = [c for c in render_children(make_cr(spec)) if c["kind"] == "PrometheusRule"]
     rules = {r["alert"]: r for r in rules_of(rule)}
-    assert set(rules) == {"RerankerHighErrorRate", "RerankerHighLatency",
-                          "RerankerQueueRejections", "RerankerNoReplicasAvailable",
-                          "RerankerQueueTimeHigh", "RerankerPodCrashLooping",
-                          "RerankerGPUMemoryHigh"}  # fmt: skip
+    assert set(rules) == {
+        "RerankerHighErrorRate",
+        "RerankerHighLatency",
+        "RerankerQueueRejections",
+        "RerankerNoReplicasAvailable",
+        "RerankerQueueTimeHigh",
+        "RerankerPodCrashLooping",
+        "RerankerGPUMemoryHigh",
+    }
     for alert, value in expected.items():
         if alert != "for":
             assert _threshold(rules[alert]["expr"]) == pytest.approx(value), alert
@@ -177,7 +246,7 @@ def test_alerts_carry_the_spec_thresholds(settings: dict[str, Any], expected: di
         assert r["annotations"]["summary"].strip() and r["annotations"]["description"].strip()
     assert 'status=~"5.."' in rules["RerankerHighErrorRate"]["expr"]
     # queue-full refusals, not a client over its rate limit (also 429)
-    assert 'reranker_requests_total{' in rules["RerankerQueueRejections"]["expr"]
+    assert "reranker_requests_total{" in rules["RerankerQueueRejections"]["expr"]
     assert 'status="rejected"' in rules["RerankerQueueRejections"]["expr"]
     assert "gpu_memory_total_bytes" in rules["RerankerGPUMemoryHigh"]["expr"]  # no fixed size
     assert "histogram_quantile(0.95" in rules["RerankerHighLatency"]["expr"]
@@ -216,7 +285,9 @@ def test_dashboard_config_map() -> None:
     for p in board["panels"]:
         g = p["gridPos"]
         assert g["x"] + g["w"] <= 24
-        area = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        area = {
+            (x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])
+        }
         assert not cells & area, p["title"]  # panels do not overlap
         cells |= area
         assert p["targets"] and all(t["expr"] for t in p["targets"])
@@ -233,8 +304,10 @@ def test_dashboard_defaults_to_the_grafana_sidecar_label() -> None:
 
 def test_each_child_follows_its_own_switch() -> None:
     def kinds(metrics: dict[str, Any]) -> set[str]:
-        return {c["kind"] for c in render_children(make_cr({"model": {"name": "m"},
-                                                             "metrics": metrics}))}
+        return {
+            c["kind"]
+            for c in render_children(make_cr({"model": {"name": "m"}, "metrics": metrics}))
+        }
 
     assert {"PrometheusRule", "ConfigMap"}.isdisjoint(kinds({}))
     assert "PrometheusRule" in kinds({"prometheusRule": {"enabled": True}}) - kinds({})
@@ -243,28 +316,42 @@ def test_each_child_follows_its_own_switch() -> None:
 
 @pytest.mark.parametrize(
     ("metrics", "field"),
-    [({"prometheusRule": {"errorRateThreshold": 1.5}}, "metrics.prometheusRule.errorRateThreshold"),
-     ({"prometheusRule": {"p95LatencySeconds": 0}}, "metrics.prometheusRule.p95LatencySeconds"),
-     ({"prometheusRule": {"queueRejectionsPerSecond": -1}},
-      "metrics.prometheusRule.queueRejectionsPerSecond"),
-     ({"prometheusRule": {"for": "soon"}}, "metrics.prometheusRule.for"),
-     ({"prometheusRule": {"labels": {"bad key!": "v"}}}, "metrics.prometheusRule.labels"),
-     ({"dashboard": {"enabled": True, "labels": {}}}, "metrics.dashboard.labels"),
-     ({"dashboard": {"folder": ""}}, "metrics.dashboard.folder")],
-)  # fmt: skip
+    [
+        (
+            {"prometheusRule": {"errorRateThreshold": 1.5}},
+            "metrics.prometheusRule.errorRateThreshold",
+        ),
+        ({"prometheusRule": {"p95LatencySeconds": 0}}, "metrics.prometheusRule.p95LatencySeconds"),
+        (
+            {"prometheusRule": {"queueRejectionsPerSecond": -1}},
+            "metrics.prometheusRule.queueRejectionsPerSecond",
+        ),
+        ({"prometheusRule": {"for": "soon"}}, "metrics.prometheusRule.for"),
+        ({"prometheusRule": {"labels": {"bad key!": "v"}}}, "metrics.prometheusRule.labels"),
+        ({"dashboard": {"enabled": True, "labels": {}}}, "metrics.dashboard.labels"),
+        ({"dashboard": {"folder": ""}}, "metrics.dashboard.folder"),
+    ],
+)
 def test_bad_monitoring_settings_name_the_field(metrics: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidSpecError) as err:
         render_children(make_cr({"model": {"name": "m"}, "metrics": metrics}))
     assert err.value.field == field
 
 
-@pytest.mark.parametrize(("model", "family", "wanted"),
-                         [("Qwen/Qwen3-Reranker-0.6B", "auto", True), ("/m", "qwen3-causal", True),
-                          ("BAAI/bge-reranker-base", "auto", False),
-                          ("qwen-ish", "cross-encoder", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("model", "family", "wanted"),
+    [
+        ("Qwen/Qwen3-Reranker-0.6B", "auto", True),
+        ("/m", "qwen3-causal", True),
+        ("BAAI/bge-reranker-base", "auto", False),
+        ("qwen-ish", "cross-encoder", False),
+    ],
+)
 def test_prefix_reuse_alert_only_for_causal_models(model: str, family: str, wanted: bool) -> None:
-    spec = {"model": {"name": model, "family": family},
-            "metrics": {"prometheusRule": {"enabled": True, "prefixReuseRatio": 0.4}}}  # fmt: skip
+    spec = {
+        "model": {"name": model, "family": family},
+        "metrics": {"prometheusRule": {"enabled": True, "prefixReuseRatio": 0.4}},
+    }
     (rule,) = [c for c in render_children(make_cr(spec)) if c["kind"] == "PrometheusRule"]
     rules = {r["alert"]: r for r in rules_of(rule)}
     assert ("RerankerPrefixReuseLow" in rules) is wanted

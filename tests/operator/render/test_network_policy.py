@@ -11,9 +11,10 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
 from render_helpers import FULL_SPEC, KEDA_SPEC, example_crs, make_cr
-from reranker_operator.render.manifests import render_children
 from reranker_operator.api.spec import InvalidSpecError, parse_spec
+from reranker_operator.render.manifests import render_children
 
 NS = "ml"
 
@@ -37,8 +38,12 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
         return False
     for expr in selector.get("matchExpressions") or []:
         key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        ok = {"In": labels.get(key) in values, "NotIn": labels.get(key) not in values,
-              "Exists": key in labels, "DoesNotExist": key not in labels}[op]
+        ok = {
+            "In": labels.get(key) in values,
+            "NotIn": labels.get(key) not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
         if not ok:
             return False
     return True
@@ -55,16 +60,21 @@ def admits(policy: dict[str, Any], caller: Pod, port: int) -> bool:
             return True  # a rule without `from` admits everyone
         for peer in peers:
             ns_sel, pod_sel = peer.get("namespaceSelector"), peer.get("podSelector")
-            in_ns = (selects(ns_sel, caller.ns_labels) if ns_sel is not None
-                     else caller.namespace == policy["metadata"]["namespace"])  # fmt: skip
+            in_ns = (
+                selects(ns_sel, caller.ns_labels)
+                if ns_sel is not None
+                else caller.namespace == policy["metadata"]["namespace"]
+            )
             if in_ns and (pod_sel is None or selects(pod_sel, caller.labels)):
                 return True
     return False
 
 
 def _children(spec: dict[str, Any], name: str = "demo") -> dict[str, dict[str, Any]]:
-    return {c["kind"] + ("" if c["kind"] != "Service" else "/" + c["metadata"]["name"]): c
-            for c in render_children(make_cr(spec, name=name, namespace=NS))}  # fmt: skip
+    return {
+        c["kind"] + ("" if c["kind"] != "Service" else "/" + c["metadata"]["name"]): c
+        for c in render_children(make_cr(spec, name=name, namespace=NS))
+    }
 
 
 def _ports(deployment: dict[str, Any]) -> dict[str, int]:
@@ -85,8 +95,9 @@ def test_the_policy_selects_exactly_the_server_pods(name: str) -> None:
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert selects(policy["spec"]["podSelector"], pod_labels)
     other = _children(_specs()[name], name="other")["Deployment"]
-    assert not selects(policy["spec"]["podSelector"],
-                       other["spec"]["template"]["metadata"]["labels"])  # fmt: skip
+    assert not selects(
+        policy["spec"]["podSelector"], other["spec"]["template"]["metadata"]["labels"]
+    )
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
 
 
@@ -116,11 +127,14 @@ def test_callers_and_the_scraper_reach_their_ports_and_nobody_else(name: str) ->
 def test_allow_from_opens_exactly_the_selected_callers() -> None:
     spec = copy.deepcopy(_specs()["full"])
     spec["networkPolicy"] = {
-        "allowFrom": [{"namespaceLabels": {"team": "search"}, "podLabels": {"app": "rag"}},
-                      {"podLabels": {"role": "gateway"}}],
+        "allowFrom": [
+            {"namespaceLabels": {"team": "search"}, "podLabels": {"app": "rag"}},
+            {"podLabels": {"role": "gateway"}},
+        ],
         "prometheusNamespaceLabels": {"kubernetes.io/metadata.name": "observability"},
         "prometheusPodLabels": {"app.kubernetes.io/name": "prometheus"},
-        "ingressControllerNamespaceLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
+        "ingressControllerNamespaceLabels": {"kubernetes.io/metadata.name": "ingress-nginx"},
+    }
     kids = _children(spec)
     policy, ports = kids["NetworkPolicy"], _ports(kids["Deployment"])
     api, metrics = ports["http"], ports.get("metrics", ports["http"])
@@ -143,8 +157,10 @@ def test_egress_is_dns_and_https_only_while_downloading() -> None:
         assert cidr["cidr"] in ("0.0.0.0/0", "::/0") and cidr["except"]  # never the pod network
     offline = copy.deepcopy(_specs()["full"])
     offline["networkPolicy"] = {**offline["networkPolicy"], "hubEgress": "none"}
-    assert [sorted(p["port"] for p in r["ports"])
-            for r in _children(offline)["NetworkPolicy"]["spec"]["egress"]] == [[53, 53]]
+    assert [
+        sorted(p["port"] for p in r["ports"])
+        for r in _children(offline)["NetworkPolicy"]["spec"]["egress"]
+    ] == [[53, 53]]
     local = copy.deepcopy(_specs()["full"])
     local["model"] = {**local["model"], "name": "/models/local"}
     local["modelCache"] = {"enabled": False}
@@ -173,12 +189,21 @@ def _random_policy(rng: random.Random) -> dict[str, Any]:
     policy: dict[str, Any] = {}
     if rng.random() < 0.8:
         policy["allowFrom"] = [
-            {k: v for k, v in (("namespaceLabels", _random_labels(rng)),
-                               ("podLabels", _random_labels(rng))) if v is not None and
-             rng.random() < 0.8}
-            for _ in range(rng.randint(0, 4))]  # fmt: skip
-    for key in ("prometheusNamespaceLabels", "prometheusPodLabels",
-                "ingressControllerNamespaceLabels"):
+            {
+                k: v
+                for k, v in (
+                    ("namespaceLabels", _random_labels(rng)),
+                    ("podLabels", _random_labels(rng)),
+                )
+                if v is not None and rng.random() < 0.8
+            }
+            for _ in range(rng.randint(0, 4))
+        ]
+    for key in (
+        "prometheusNamespaceLabels",
+        "prometheusPodLabels",
+        "ingressControllerNamespaceLabels",
+    ):
         if rng.random() < 0.5:
             labels = _random_labels(rng)
             if labels is not None:
@@ -216,20 +241,26 @@ def test_fuzzed_spec_values_never_widen_the_policy() -> None:
                 if sel in peer:
                     assert peer[sel].get("matchLabels"), (sel, peer)  # {} would select all
         stranger = Pod("zz-unlisted", {"zz": "zz"})
-        assert not any(admits(policy, stranger, p["port"])
-                       for r in policy["spec"]["ingress"] for p in r["ports"])  # fmt: skip
+        assert not any(
+            admits(policy, stranger, p["port"])
+            for r in policy["spec"]["ingress"]
+            for p in r["ports"]
+        )
         kubernetes_validate.validate(policy, "1.37", strict=True)
     assert rendered > 50 and refused > 50, (rendered, refused)
 
 
-@pytest.mark.parametrize("bad", [
-    {"allowFrom": [{}]},
-    {"allowFrom": [{"namespaceLabels": {}}]},
-    {"allowFrom": [{"podLabels": {}}]},
-    {"prometheusNamespaceLabels": {}},
-    {"prometheusPodLabels": {}},
-    {"ingressControllerNamespaceLabels": {}},
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"allowFrom": [{}]},
+        {"allowFrom": [{"namespaceLabels": {}}]},
+        {"allowFrom": [{"podLabels": {}}]},
+        {"prometheusNamespaceLabels": {}},
+        {"prometheusPodLabels": {}},
+        {"ingressControllerNamespaceLabels": {}},
+    ],
+)
 def test_an_empty_selector_is_refused_naming_the_field(bad: dict[str, Any]) -> None:
     spec = copy.deepcopy(FULL_SPEC)
     spec["networkPolicy"] = bad

@@ -43,8 +43,17 @@ def all_crs() -> dict[str, dict[str, Any]]:
     crs["full"] = make_cr(FULL_SPEC)
     crs["keda-full"] = make_cr(KEDA_SPEC)
     crs["keda-legacy-add-on"] = make_cr(
-        {**KEDA_SPEC, "autoscaling": {**KEDA_SPEC["autoscaling"], "keda": {
-            **KEDA_SPEC["autoscaling"]["keda"], "interceptor": {"api": "HTTPScaledObject"}}}})
+        {
+            **KEDA_SPEC,
+            "autoscaling": {
+                **KEDA_SPEC["autoscaling"],
+                "keda": {
+                    **KEDA_SPEC["autoscaling"]["keda"],
+                    "interceptor": {"api": "HTTPScaledObject"},
+                },
+            },
+        }
+    )
     crs["vllm-full"] = make_cr(VLLM_SPEC)
     crs["minimal"] = make_cr({"model": {"name": "m"}})
     return crs
@@ -53,11 +62,13 @@ def all_crs() -> dict[str, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def custom_schemas() -> dict[str, dict[str, Any]]:
     """Schemas of the children kubernetes_validate does not know, by kind."""
-    return {"ServiceMonitor": prometheus_operator_schema("servicemonitors"),
-            "PrometheusRule": prometheus_operator_schema("prometheusrules"),
-            "ScaledObject": keda_schema("keda.sh_scaledobjects.yaml", "v1alpha1"),
-            "InterceptorRoute": keda_schema("http.keda.sh_interceptorroutes.yaml", "v1beta1"),
-            "HTTPScaledObject": keda_schema("http.keda.sh_httpscaledobjects.yaml", "v1alpha1")}
+    return {
+        "ServiceMonitor": prometheus_operator_schema("servicemonitors"),
+        "PrometheusRule": prometheus_operator_schema("prometheusrules"),
+        "ScaledObject": keda_schema("keda.sh_scaledobjects.yaml", "v1alpha1"),
+        "InterceptorRoute": keda_schema("http.keda.sh_interceptorroutes.yaml", "v1beta1"),
+        "HTTPScaledObject": keda_schema("http.keda.sh_httpscaledobjects.yaml", "v1alpha1"),
+    }
 
 
 @pytest.mark.parametrize("name", sorted(all_crs()))
@@ -74,44 +85,80 @@ def test_children_validate_against_kubernetes_schemas(name: str, custom_schemas)
 
 def test_children_kinds_and_order() -> None:
     kinds = [c["kind"] for c in render_children(make_cr(FULL_SPEC))]
-    assert kinds == ["PersistentVolumeClaim", "Deployment", "Service", "HorizontalPodAutoscaler",
-                     "NetworkPolicy", "PodDisruptionBudget", "Ingress", "ServiceMonitor",
-                     "PrometheusRule", "ConfigMap"]  # fmt: skip
+    assert kinds == [
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "Ingress",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "ConfigMap",
+    ]
     minimal = render_children(make_cr({"model": {"name": "m"}}))
     assert [c["kind"] for c in minimal] == ["Deployment", "Service", "NetworkPolicy"]
     keda = [c["kind"] for c in render_children(make_cr(KEDA_SPEC))]
-    assert keda == ["Deployment", "Service", "ScaledObject", "InterceptorRoute", "Service",
-                    "NetworkPolicy", "ServiceMonitor"]  # fmt: skip
+    assert keda == [
+        "Deployment",
+        "Service",
+        "ScaledObject",
+        "InterceptorRoute",
+        "Service",
+        "NetworkPolicy",
+        "ServiceMonitor",
+    ]
     vllm = [c["kind"] for c in render_children(make_cr(VLLM_SPEC))]
-    assert vllm == ["PersistentVolumeClaim", "ConfigMap", "Deployment", "Service",
-                    "HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor",
-                    "PrometheusRule", "ConfigMap"]  # fmt: skip
+    assert vllm == [
+        "PersistentVolumeClaim",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "PrometheusRule",
+        "ConfigMap",
+    ]
 
 
 def test_metadata_labels_and_owner_references() -> None:
     for child in render_children(make_cr(FULL_SPEC)):
         meta = child["metadata"]
         assert meta["namespace"] == "ml"
-        want_name = {"PersistentVolumeClaim": "demo-model-cache",
-                     "ConfigMap": "demo-dashboard"}.get(child["kind"], "demo")
+        want_name = {
+            "PersistentVolumeClaim": "demo-model-cache",
+            "ConfigMap": "demo-dashboard",
+        }.get(child["kind"], "demo")
         assert meta["name"] == want_name
         labels = meta["labels"]
         assert labels["app.kubernetes.io/name"] == "reranker"
         assert labels["app.kubernetes.io/instance"] == "demo"
         assert labels["app.kubernetes.io/managed-by"] == "reranker-operator"
         assert labels["app.kubernetes.io/component"]
-        assert meta["ownerReferences"] == [{
-            "apiVersion": "rerankers.io/v1alpha1", "kind": "RerankerService", "name": "demo",
-            "uid": UID, "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "rerankers.io/v1alpha1",
+                "kind": "RerankerService",
+                "name": "demo",
+                "uid": UID,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
 
 
 def test_retained_pvc_has_no_owner_reference() -> None:
-    spec = {"model": {"name": "m"}, "modelCache": {"enabled": True, "size": "5Gi",
-                                                   "retainOnDelete": True}}  # fmt: skip
+    spec = {
+        "model": {"name": "m"},
+        "modelCache": {"enabled": True, "size": "5Gi", "retainOnDelete": True},
+    }
     kids = by_kind(render_children(make_cr(spec)))
     assert "ownerReferences" not in kids["PersistentVolumeClaim"]["metadata"]
     assert kids["PersistentVolumeClaim"]["metadata"]["annotations"] == {
-        "rerankers.io/retain-on-delete": "true"}  # fmt: skip
+        "rerankers.io/retain-on-delete": "true"
+    }
     assert kids["Deployment"]["metadata"]["ownerReferences"][0]["uid"] == UID
 
 
@@ -124,8 +171,10 @@ def test_deployment_content() -> None:
     dep = by_kind(render_children(make_cr(FULL_SPEC)))["Deployment"]
     assert "replicas" not in dep["spec"]  # the HPA owns it
     assert dep["spec"]["selector"] == {"matchLabels": SELECTOR}
-    assert dep["spec"]["strategy"] == {"type": "RollingUpdate",
-                                       "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}  # fmt: skip
+    assert dep["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = dep["spec"]["template"]
     assert SELECTOR.items() <= pod["metadata"]["labels"].items()
     assert pod["metadata"]["labels"]["team"] == "search"
@@ -134,8 +183,13 @@ def test_deployment_content() -> None:
     ps = pod["spec"]
     uid = RUN_AS_UID  # the images' USER (tests/deploy/test_dockerfiles.py)
     assert uid >= 10000
-    assert ps["securityContext"] == {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
-                                     "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    assert ps["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     assert ps["nodeSelector"] == FULL_SPEC["nodeSelector"]
     assert ps["tolerations"] == FULL_SPEC["tolerations"]
     assert ps["affinity"] == FULL_SPEC["affinity"]
@@ -143,7 +197,8 @@ def test_deployment_content() -> None:
     assert ps["imagePullSecrets"] == [{"name": "regcred"}]
     assert ps["volumes"] == [
         {"name": "model-cache", "persistentVolumeClaim": {"claimName": "demo-model-cache"}},
-        {"name": "tmp", "emptyDir": {}}]  # fmt: skip
+        {"name": "tmp", "emptyDir": {}},
+    ]
     (c,) = ps["containers"]
     assert c["image"] == "registry.example.com/rr:1.2.3" and c["imagePullPolicy"] == "Always"
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
@@ -158,27 +213,47 @@ def test_deployment_content() -> None:
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/models-cache", "/tmp"}
     assert c["resources"] == {
         "requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "2"},
-        "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"}}  # fmt: skip
+        "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"},
+    }
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
     assert len(env) == len(c["env"])  # no duplicate names
     assert env == {
-        "MODEL_NAME": "Qwen/Qwen3-Reranker-0.6B", "MODEL_REVISION": "v1",
-        "SERVED_MODEL_NAME": "qwen3", "MODEL_FAMILY": "qwen3-causal", "DTYPE": "float16",
-        "QUANTIZATION": "8bit", "TRUST_REMOTE_CODE": "true", "DEVICE": "cuda",
-        "MAX_BATCH_TOKENS": "8192", "BATCH_SIZE": "8", "MAX_CLIENT_BATCH_SIZE": "100",
-        "MAX_CONCURRENT_REQUESTS": "10", "LOG_LEVEL": "debug", "PORT": "8080",
-        "PLAYGROUND": "true", "DRAIN_SECONDS": "5", "REQUEST_TIMEOUT_SECONDS": "60",
-        "HF_HOME": "/models-cache", "CACHE_DIR": "/models-cache", "HF_HUB_OFFLINE": "1", "MAX_SEQUENCE_LENGTH": "4096",
+        "MODEL_NAME": "Qwen/Qwen3-Reranker-0.6B",
+        "MODEL_REVISION": "v1",
+        "SERVED_MODEL_NAME": "qwen3",
+        "MODEL_FAMILY": "qwen3-causal",
+        "DTYPE": "float16",
+        "QUANTIZATION": "8bit",
+        "TRUST_REMOTE_CODE": "true",
+        "DEVICE": "cuda",
+        "MAX_BATCH_TOKENS": "8192",
+        "BATCH_SIZE": "8",
+        "MAX_CLIENT_BATCH_SIZE": "100",
+        "MAX_CONCURRENT_REQUESTS": "10",
+        "LOG_LEVEL": "debug",
+        "PORT": "8080",
+        "PLAYGROUND": "true",
+        "DRAIN_SECONDS": "5",
+        "REQUEST_TIMEOUT_SECONDS": "60",
+        "HF_HOME": "/models-cache",
+        "CACHE_DIR": "/models-cache",
+        "HF_HUB_OFFLINE": "1",
+        "MAX_SEQUENCE_LENGTH": "4096",
         "DEFAULT_INSTRUCTION": "Find passages",
         "API_KEY": {"secretKeyRef": {"name": "api", "key": "api-key"}},
-        "EXTRA": "1", "FROM_SECRET": {"secretKeyRef": {"name": "s", "key": "k"}},
-    }  # fmt: skip
+        "EXTRA": "1",
+        "FROM_SECRET": {"secretKeyRef": {"name": "s", "key": "k"}},
+    }
     assert c["envFrom"] == FULL_SPEC["envFrom"]
     (init,) = ps["initContainers"]
     assert init["name"] == "model-download" and init["image"] == c["image"]
     assert init["command"] + init["args"] == [
-        "reranker-server", "download", "--model=Qwen/Qwen3-Reranker-0.6B", "--revision=v1",
-        "--cache-dir=/models-cache"]  # fmt: skip
+        "reranker-server",
+        "download",
+        "--model=Qwen/Qwen3-Reranker-0.6B",
+        "--revision=v1",
+        "--cache-dir=/models-cache",
+    ]
     assert {
         "name": "HF_TOKEN",
         "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}},
@@ -230,16 +305,27 @@ def test_disabled_cache_uses_empty_dir_even_with_claim_settings() -> None:
 
 
 def test_per_pod_cache_is_a_generic_ephemeral_volume_and_no_claim_child() -> None:
-    spec = {"model": {"name": "m"}, "replicas": 3,
-            "modelCache": {"enabled": True, "mode": "PerPod", "size": "7Gi",
-                           "storageClassName": "ssd"}}
+    spec = {
+        "model": {"name": "m"},
+        "replicas": 3,
+        "modelCache": {"enabled": True, "mode": "PerPod", "size": "7Gi", "storageClassName": "ssd"},
+    }
     kids = by_kind(render_children(make_cr(spec)))
     assert "PersistentVolumeClaim" not in kids  # Kubernetes creates one per pod, owned by it
     ps = kids["Deployment"]["spec"]["template"]["spec"]
-    assert ps["volumes"][0] == {"name": "model-cache", "ephemeral": {"volumeClaimTemplate": {
-        "metadata": {"labels": {**SELECTOR, "app.kubernetes.io/component": "model-cache"}},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "ssd",
-                 "resources": {"requests": {"storage": "7Gi"}}}}}}
+    assert ps["volumes"][0] == {
+        "name": "model-cache",
+        "ephemeral": {
+            "volumeClaimTemplate": {
+                "metadata": {"labels": {**SELECTOR, "app.kubernetes.io/component": "model-cache"}},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "ssd",
+                    "resources": {"requests": {"storage": "7Gi"}},
+                },
+            }
+        },
+    }
     for version in ("1.30", "1.37"):
         kubernetes_validate.validate(kids["Deployment"], version, strict=True)
 
@@ -308,34 +394,78 @@ def test_service_hpa_pdb_ingress_servicemonitor_content() -> None:
     assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "demo"}
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
     assert hpa["metrics"] == [
-        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}},
-        {"type": "Resource", "resource": {"name": "memory", "target": {"type": "Utilization", "averageUtilization": 80}}},
-        {"type": "Pods", "pods": {"metric": {"name": "reranker_requests_per_second"},
-                                  "target": {"type": "AverageValue", "averageValue": "20"}}},
-        {"type": "Pods", "pods": {"metric": {"name": "reranker_request_latency_p95_seconds"},
-                                  "target": {"type": "AverageValue", "averageValue": "500m"}}},
-    ]  # fmt: skip
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 70},
+            },
+        },
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "memory",
+                "target": {"type": "Utilization", "averageUtilization": 80},
+            },
+        },
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "reranker_requests_per_second"},
+                "target": {"type": "AverageValue", "averageValue": "20"},
+            },
+        },
+        {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": "reranker_request_latency_p95_seconds"},
+                "target": {"type": "AverageValue", "averageValue": "500m"},
+            },
+        },
+    ]
     assert hpa["behavior"] == FULL_SPEC["autoscaling"]["behavior"]
     pdb = kids["PodDisruptionBudget"]["spec"]
     assert pdb == {"selector": {"matchLabels": SELECTOR}, "minAvailable": "50%"}
     ing = kids["Ingress"]["spec"]
     assert ing["ingressClassName"] == "nginx"
     assert ing["tls"] == [{"hosts": ["rerank.example.com"], "secretName": "tls"}]
-    assert ing["rules"] == [{"host": "rerank.example.com", "http": {"paths": [{
-        "path": "/api", "pathType": "Prefix",
-        "backend": {"service": {"name": "demo", "port": {"name": "http"}}}}]}}]  # fmt: skip
+    assert ing["rules"] == [
+        {
+            "host": "rerank.example.com",
+            "http": {
+                "paths": [
+                    {
+                        "path": "/api",
+                        "pathType": "Prefix",
+                        "backend": {"service": {"name": "demo", "port": {"name": "http"}}},
+                    }
+                ]
+            },
+        }
+    ]
     assert kids["Ingress"]["metadata"]["annotations"] == {"k": "v"}
     sm = kids["ServiceMonitor"]
     assert sm["metadata"]["labels"]["release"] == "prometheus"
     # the server Service only (never the <name>-proxy name of a KEDA HTTP add-on route)
-    assert sm["spec"]["selector"] == {"matchLabels": {**SELECTOR,
-                                                      "app.kubernetes.io/component": "server"}}
+    assert sm["spec"]["selector"] == {
+        "matchLabels": {**SELECTOR, "app.kubernetes.io/component": "server"}
+    }
     assert sm["spec"]["namespaceSelector"] == {"matchNames": ["ml"]}
-    assert sm["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "scheme": "http",
-                                        "interval": "15s", "scrapeTimeout": "5s"}]  # fmt: skip
+    assert sm["spec"]["endpoints"] == [
+        {
+            "port": "http",
+            "path": "/metrics",
+            "scheme": "http",
+            "interval": "15s",
+            "scrapeTimeout": "5s",
+        }
+    ]
     pvc = kids["PersistentVolumeClaim"]["spec"]
-    assert pvc == {"accessModes": ["ReadWriteMany"], "storageClassName": "fast",
-                   "resources": {"requests": {"storage": "20Gi"}}}  # fmt: skip
+    assert pvc == {
+        "accessModes": ["ReadWriteMany"],
+        "storageClassName": "fast",
+        "resources": {"requests": {"storage": "20Gi"}},
+    }
 
 
 def test_pdb_defaults_to_max_unavailable_one() -> None:
@@ -373,7 +503,7 @@ def test_service_endpoint() -> None:
         ({"spec": {"model": {"name": "m"}}}, "metadata"),
         (make_cr({"model": {"name": "m"}, "replicas": "two"}), "replicas"),
     ],
-)  # fmt: skip
+)
 def test_render_rejects_bad_objects(cr: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidSpecError) as err:
         render_children(cr)
@@ -409,16 +539,20 @@ def test_kopf_body_renders() -> None:
     assert render_children(kopf.Body(copy.deepcopy(cr))) == render_children(cr)
 
 
-@pytest.mark.parametrize(("cache", "strategy"), [
-    ({"enabled": True, "size": "1Gi"}, "Recreate"),  # one node at a time: no surge pod
-    ({"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteOncePod"]}, "Recreate"),
-    ({"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteMany"]}, "RollingUpdate"),
-    ({"enabled": True, "mode": "PerPod", "size": "1Gi"}, "RollingUpdate"),
-    ({"enabled": False}, "RollingUpdate"),
-])
+@pytest.mark.parametrize(
+    ("cache", "strategy"),
+    [
+        ({"enabled": True, "size": "1Gi"}, "Recreate"),  # one node at a time: no surge pod
+        ({"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteOncePod"]}, "Recreate"),
+        ({"enabled": True, "size": "1Gi", "accessModes": ["ReadWriteMany"]}, "RollingUpdate"),
+        ({"enabled": True, "mode": "PerPod", "size": "1Gi"}, "RollingUpdate"),
+        ({"enabled": False}, "RollingUpdate"),
+    ],
+)
 def test_a_claim_one_node_attaches_rolls_by_recreate(cache: dict, strategy: str) -> None:
     dep = by_kind(render_children(make_cr({"model": {"name": "m"}, "modelCache": cache})))[
-        "Deployment"]
+        "Deployment"
+    ]
     assert dep["spec"]["strategy"]["type"] == strategy
     assert ("rollingUpdate" in dep["spec"]["strategy"]) == (strategy == "RollingUpdate")
     kubernetes_validate.validate(dep, "1.37", strict=True)

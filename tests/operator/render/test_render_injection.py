@@ -28,14 +28,26 @@ HOSTILE = [
 
 # Paths of free-text spec fields (no pattern) that reach a rendered child.
 TEXT_FIELDS: list[tuple[str, ...]] = [
-    ("model", "name"), ("model", "revision"), ("model", "servedName"), ("model", "instruction"),
-    ("image", "repository"), ("image", "tag"), ("env", 0, "value"), ("envFrom", 0, "prefix"),
-    ("service", "annotations", "a.example.com/x"), ("podAnnotations", "team"),
-    ("ingress", "annotations", "k"), ("ingress", "className"), ("modelCache", "storageClassName"),
-    ("priorityClassName",), ("runtimeClassName",), ("tolerations", 0, "key"),
-    ("hubTokenSecret", "key"), ("server", "apiKeySecret", "key"),
+    ("model", "name"),
+    ("model", "revision"),
+    ("model", "servedName"),
+    ("model", "instruction"),
+    ("image", "repository"),
+    ("image", "tag"),
+    ("env", 0, "value"),
+    ("envFrom", 0, "prefix"),
+    ("service", "annotations", "a.example.com/x"),
+    ("podAnnotations", "team"),
+    ("ingress", "annotations", "k"),
+    ("ingress", "className"),
+    ("modelCache", "storageClassName"),
+    ("priorityClassName",),
+    ("runtimeClassName",),
+    ("tolerations", 0, "key"),
+    ("hubTokenSecret", "key"),
+    ("server", "apiKeySecret", "key"),
     ("metrics", "dashboard", "folder"),
-]  # fmt: skip
+]
 
 
 def shape(value: Any) -> Any:
@@ -89,25 +101,40 @@ def test_hostile_annotation_key_is_one_key() -> None:
     ("mutate", "field"),
     [
         (lambda s: s["podLabels"].update(team="a\nb: c"), "podLabels"),
-        (lambda s: s["metrics"]["serviceMonitor"]["labels"].update(x="y\n---"), "metrics.serviceMonitor.labels"),
+        (
+            lambda s: s["metrics"]["serviceMonitor"]["labels"].update(x="y\n---"),
+            "metrics.serviceMonitor.labels",
+        ),
         (lambda s: s["ingress"].update(host="evil.com\n- host: x"), "ingress.host"),
         (lambda s: s["modelCache"].update(size="1Gi\nfoo: bar"), "modelCache.size"),
         (lambda s: s["env"][0].update(name="A\n- name: B"), "env[0].name"),
         (lambda s: s["image"]["pullSecrets"].append("x\n- name: y"), "image.pullSecrets[1]"),
-        (lambda s: s["metrics"]["serviceMonitor"].update(interval="30s\nfoo: bar"),
-         "metrics.serviceMonitor.interval"),
-        (lambda s: s["metrics"]["prometheusRule"].update({"for": "5m\n- alert: Evil"}),
-         "metrics.prometheusRule.for"),
-        (lambda s: s["metrics"]["prometheusRule"].update(errorRateThreshold="0.05 or vector(1)"),
-         "metrics.prometheusRule.errorRateThreshold"),
-        (lambda s: s["metrics"]["prometheusRule"].update(p95LatencySeconds=True),
-         "metrics.prometheusRule.p95LatencySeconds"),
-        (lambda s: s["metrics"]["prometheusRule"]["labels"].update(x="y\n---"),
-         "metrics.prometheusRule.labels"),
-        (lambda s: s["metrics"]["dashboard"]["labels"].update(x="y\nkind: Secret"),
-         "metrics.dashboard.labels"),
+        (
+            lambda s: s["metrics"]["serviceMonitor"].update(interval="30s\nfoo: bar"),
+            "metrics.serviceMonitor.interval",
+        ),
+        (
+            lambda s: s["metrics"]["prometheusRule"].update({"for": "5m\n- alert: Evil"}),
+            "metrics.prometheusRule.for",
+        ),
+        (
+            lambda s: s["metrics"]["prometheusRule"].update(errorRateThreshold="0.05 or vector(1)"),
+            "metrics.prometheusRule.errorRateThreshold",
+        ),
+        (
+            lambda s: s["metrics"]["prometheusRule"].update(p95LatencySeconds=True),
+            "metrics.prometheusRule.p95LatencySeconds",
+        ),
+        (
+            lambda s: s["metrics"]["prometheusRule"]["labels"].update(x="y\n---"),
+            "metrics.prometheusRule.labels",
+        ),
+        (
+            lambda s: s["metrics"]["dashboard"]["labels"].update(x="y\nkind: Secret"),
+            "metrics.dashboard.labels",
+        ),
     ],
-)  # fmt: skip
+)
 def test_hostile_values_in_constrained_fields_are_rejected(mutate, field: str) -> None:
     spec = copy.deepcopy(FULL_SPEC)
     mutate(spec)
@@ -154,11 +181,23 @@ def test_every_template_expression_goes_through_toyaml() -> None:
     root = resources.files("reranker_templates")
     templates = [p for p in root.iterdir() if p.name.endswith(".yaml.j2")]
     assert {p.name for p in templates} == {
-        "deployment.yaml.j2", "model-download-init.yaml.j2", "pvc.yaml.j2", "service.yaml.j2",
-        "hpa.yaml.j2", "pdb.yaml.j2", "ingress.yaml.j2", "servicemonitor.yaml.j2",
-        "prometheusrule.yaml.j2", "dashboard.yaml.j2", "vllm-template.yaml.j2",
-        "scaledobject.yaml.j2", "interceptorroute.yaml.j2", "httpscaledobject.yaml.j2",
-        "proxy-service.yaml.j2", "networkpolicy.yaml.j2"}  # fmt: skip
+        "deployment.yaml.j2",
+        "model-download-init.yaml.j2",
+        "pvc.yaml.j2",
+        "service.yaml.j2",
+        "hpa.yaml.j2",
+        "pdb.yaml.j2",
+        "ingress.yaml.j2",
+        "servicemonitor.yaml.j2",
+        "prometheusrule.yaml.j2",
+        "dashboard.yaml.j2",
+        "vllm-template.yaml.j2",
+        "scaledobject.yaml.j2",
+        "interceptorroute.yaml.j2",
+        "httpscaledobject.yaml.j2",
+        "proxy-service.yaml.j2",
+        "networkpolicy.yaml.j2",
+    }
     for path in templates:
         expressions = re.findall(r"\{\{(.*?)\}\}", path.read_text(), flags=re.DOTALL)
         assert expressions, path.name
@@ -168,10 +207,10 @@ def test_every_template_expression_goes_through_toyaml() -> None:
             )
 
 
-
 @pytest.mark.parametrize("path", TEXT_FIELDS, ids=lambda p: ".".join(map(str, p)))
 def test_libyaml_and_the_pure_python_parser_read_every_hostile_render_alike(
-        path: tuple[str | int, ...]) -> None:
+    path: tuple[str | int, ...],
+) -> None:
     """render uses libyaml's SafeLoader for speed; it must read what the pure-Python one does."""
     if not hasattr(yaml, "CSafeLoader"):
         pytest.skip("PyYAML without libyaml: render uses the pure-Python parser")

@@ -25,11 +25,16 @@ def pod(spec: dict[str, Any]) -> dict[str, Any]:
     return deployment(spec)["spec"]["template"]["spec"]
 
 
-def with_times(spec: dict[str, Any], pre_stop: int | None = None, drain: int | None = None,
-               timeout: int | None = None) -> dict[str, Any]:
+def with_times(
+    spec: dict[str, Any],
+    pre_stop: int | None = None,
+    drain: int | None = None,
+    timeout: int | None = None,
+) -> dict[str, Any]:
     out = {**spec}
-    termination = {k: v for k, v in (("preStopSeconds", pre_stop), ("drainSeconds", drain))
-                   if v is not None}
+    termination = {
+        k: v for k, v in (("preStopSeconds", pre_stop), ("drainSeconds", drain)) if v is not None
+    }
     if termination:
         out["termination"] = termination
     if timeout is not None:
@@ -76,12 +81,15 @@ def test_both_engines_get_the_same_hook_and_grace_period() -> None:
     assert server["containers"][0]["lifecycle"] == vllm["containers"][0]["lifecycle"]
 
 
-@pytest.mark.parametrize(("spec", "field"), [
-    ({"termination": {"preStopSeconds": -1}}, "termination.preStopSeconds"),
-    ({"termination": {"drainSeconds": 3601}}, "termination.drainSeconds"),
-    ({"termination": {"gracePeriodSeconds": 30}}, "termination.gracePeriodSeconds"),
-    ({"server": {"requestTimeoutSeconds": 0}}, "server.requestTimeoutSeconds"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"termination": {"preStopSeconds": -1}}, "termination.preStopSeconds"),
+        ({"termination": {"drainSeconds": 3601}}, "termination.drainSeconds"),
+        ({"termination": {"gracePeriodSeconds": 30}}, "termination.gracePeriodSeconds"),
+        ({"server": {"requestTimeoutSeconds": 0}}, "server.requestTimeoutSeconds"),
+    ],
+)
 def test_bad_times_name_the_field(spec: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidSpecError) as err:
         parse_spec({**SERVER_SPEC, **spec})

@@ -8,6 +8,7 @@ import json
 import threading
 
 import pytest
+
 from reranker_operator import cli
 from reranker_operator.tools.diagnose.signals import Signals
 from reranker_operator.tools.diagnose.verdicts import diagnose
@@ -17,12 +18,16 @@ from server_helpers import serving
 def _run(url: str, load: list[str], *, interval: float = 3.0) -> dict:
     """Run `loadtest URL load...` in the background and diagnose while it runs."""
     out = io.StringIO()
-    loader = threading.Thread(target=cli.main, args=(["loadtest", url, *load, "--json"],),
-                              kwargs={"stdout": io.StringIO()})  # fmt: skip
+    loader = threading.Thread(
+        target=cli.main,
+        args=(["loadtest", url, *load, "--json"],),
+        kwargs={"stdout": io.StringIO()},
+    )
     loader.start()
     try:
-        status = cli.main(["diagnose", "live", "--url", url, "--interval", str(interval),
-                           "--json"], stdout=out)  # fmt: skip
+        status = cli.main(
+            ["diagnose", "live", "--url", url, "--interval", str(interval), "--json"], stdout=out
+        )
     finally:
         loader.join(120)
     assert status == 0
@@ -58,8 +63,9 @@ def test_a_saturated_model_is_compute_bound(tiny_qwen3_path) -> None:
 
 def test_long_documents_are_tokenization_bound_and_truncated(tiny_qwen3_path) -> None:
     for url in serving(tiny_qwen3_path, max_sequence_length=96, max_client_batch_size=64):
-        result = _run(url, ["-c", "2", "-d", "4.5", "--documents", "16",
-                            "--doc-words", "4000-6000"])  # fmt: skip
+        result = _run(
+            url, ["-c", "2", "-d", "4.5", "--documents", "16", "--doc-words", "4000-6000"]
+        )
     names = _names(result)
     assert "tokenization-bound" in names and "requests truncated" in names, result
     assert result["signals"]["truncated_share"] > 0.9
@@ -91,17 +97,35 @@ def test_no_traffic_says_so(tiny_qwen3_path) -> None:
 
 @pytest.mark.parametrize(
     ("changes", "verdict"),
-    [({"rejected_per_s": 1.0}, "queue-bound"), ({"inference_busy": 0.95}, "compute-bound"),
-     ({"padding_ratio_mean": 0.45}, "padding waste"), ({"truncated_share": 0.2}, "requests truncated"),
-     ({"documents_per_request": 400.0}, "large requests")],
-)  # fmt: skip
+    [
+        ({"rejected_per_s": 1.0}, "queue-bound"),
+        ({"inference_busy": 0.95}, "compute-bound"),
+        ({"padding_ratio_mean": 0.45}, "padding waste"),
+        ({"truncated_share": 0.2}, "requests truncated"),
+        ({"documents_per_request": 400.0}, "large requests"),
+    ],
+)
 def test_each_rule_by_its_threshold(changes: dict, verdict: str) -> None:
-    healthy = Signals(source="x", window_s=10, requests_per_s=5, rejected_per_s=0,
-                      rate_limited_per_s=0, documents_per_s=80, documents_per_request=16,
-                      latency_p95_s=0.1, queue_time_p95_s=0.01, tokenization_busy=0.05,
-                      inference_busy=0.3, batch_size_mean=12, padding_ratio_mean=0.1,
-                      prefix_reuse_share=1.0, truncated_share=0.0, max_batch_size=32,
-                      model_workers=1, causal=True)  # fmt: skip
+    healthy = Signals(
+        source="x",
+        window_s=10,
+        requests_per_s=5,
+        rejected_per_s=0,
+        rate_limited_per_s=0,
+        documents_per_s=80,
+        documents_per_request=16,
+        latency_p95_s=0.1,
+        queue_time_p95_s=0.01,
+        tokenization_busy=0.05,
+        inference_busy=0.3,
+        batch_size_mean=12,
+        padding_ratio_mean=0.1,
+        prefix_reuse_share=1.0,
+        truncated_share=0.0,
+        max_batch_size=32,
+        model_workers=1,
+        causal=True,
+    )
     assert diagnose(healthy) == []
     from dataclasses import replace
 

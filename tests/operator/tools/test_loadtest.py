@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from server_helpers import serving
+
 from reranker_operator import cli
-from reranker_operator.tools.promtext import histogram_quantile
 from reranker_operator.tools.loadtest.report import percentile
+from reranker_operator.tools.promtext import histogram_quantile
+from server_helpers import serving
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,9 @@ def loadtest(*args: str) -> tuple[int, dict]:
 
 
 def test_figures_agree_with_the_servers_own_metrics(url: str) -> None:
-    status, fig = loadtest(url, "-c", "4", "-n", "24", "--documents", "5", "--api-key", "lt-key-0001")
+    status, fig = loadtest(
+        url, "-c", "4", "-n", "24", "--documents", "5", "--api-key", "lt-key-0001"
+    )
     assert status == 0
     assert (fig["requests"], fig["ok"], fig["rejected"], fig["failed"]) == (24, 24, 0, 0)
     assert fig["by_status"] == {"200": 24}
@@ -62,8 +65,9 @@ def test_429s_are_counted_apart_under_overload(narrow_url: str) -> None:
 
 @pytest.mark.parametrize("api", ["v2", "tei", "rank"])
 def test_every_api_shape(url: str, api: str) -> None:
-    status, fig = loadtest(url, "--api", api, "-c", "2", "-n", "4", "--documents", "3",
-                           "--api-key", "lt-key-0001")  # fmt: skip
+    status, fig = loadtest(
+        url, "--api", api, "-c", "2", "-n", "4", "--documents", "3", "--api-key", "lt-key-0001"
+    )
     assert status == 0 and fig["ok"] == 4
     assert fig["server"]["documents"] == 12
     assert fig["tokens_per_s"] is not None and fig["tokens_per_s"] > 0
@@ -76,15 +80,29 @@ def test_a_wrong_key_is_a_failure_not_a_success(url: str) -> None:
 
 
 def test_a_duration_bounds_the_run(url: str) -> None:
-    status, fig = loadtest(url, "-c", "2", "-d", "1.5", "--documents", "2", "--api-key", "lt-key-0001")
+    status, fig = loadtest(
+        url, "-c", "2", "-d", "1.5", "--documents", "2", "--api-key", "lt-key-0001"
+    )
     assert status == 0 and fig["requests"] > 0
     assert fig["wall_s"] < 1.5 + 10  # the last requests in flight finish, nothing new starts
 
 
 def test_target_p95_ramps_and_sizes(url: str) -> None:
-    status, fig = loadtest(url, "--target-p95", "60", "--peak-pairs-per-second", "10000",
-                           "--max-concurrency", "4", "--step-requests", "8", "--documents", "4",
-                           "--api-key", "lt-key-0001")  # fmt: skip
+    status, fig = loadtest(
+        url,
+        "--target-p95",
+        "60",
+        "--peak-pairs-per-second",
+        "10000",
+        "--max-concurrency",
+        "4",
+        "--step-requests",
+        "8",
+        "--documents",
+        "4",
+        "--api-key",
+        "lt-key-0001",
+    )
     assert status == 0
     assert [s["concurrency"] for s in fig["steps"]] == [1, 2, 4]
     best = fig["sustained"]
@@ -98,19 +116,41 @@ def test_target_p95_ramps_and_sizes(url: str) -> None:
 
 
 def test_an_unreachable_target_says_so(url: str) -> None:
-    status, fig = loadtest(url, "--target-p95", "0.000001", "--max-concurrency", "2",
-                           "--step-requests", "4", "--api-key", "lt-key-0001")  # fmt: skip
+    status, fig = loadtest(
+        url,
+        "--target-p95",
+        "0.000001",
+        "--max-concurrency",
+        "2",
+        "--step-requests",
+        "4",
+        "--api-key",
+        "lt-key-0001",
+    )
     assert status == 1 and fig["sustained"] is None and fig["replicas"] is None
     assert [s["concurrency"] for s in fig["steps"]] == [1]
 
 
 def test_ctrl_c_prints_the_figures_so_far(url: str) -> None:
     proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("reranker-operator")), "loadtest", url,
-         "-d", "120", "-c", "2", "--documents", "2", "--api-key", "lt-key-0001"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            str(Path(sys.executable).with_name("reranker-operator")),
+            "loadtest",
+            url,
+            "-d",
+            "120",
+            "-c",
+            "2",
+            "--documents",
+            "2",
+            "--api-key",
+            "lt-key-0001",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+    )
     time.sleep(4)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -124,5 +164,4 @@ def test_percentiles_and_histogram_quantile_by_hand() -> None:
     assert math.isclose(percentile([1.0, 2.0, 3.0, 4.0, 5.0], 90), 4.6)
     assert percentile([], 95) is None
     # 10 observations: 4 <= 0.1, 9 <= 0.5, all <= 1; the 95th (9.5th) lies halfway in (0.5, 1]
-    assert math.isclose(histogram_quantile(0.95, {0.1: 4, 0.5: 9, 1.0: 10, float("inf"): 10}),
-                        0.75)  # fmt: skip
+    assert math.isclose(histogram_quantile(0.95, {0.1: 4, 0.5: 9, 1.0: 10, float("inf"): 10}), 0.75)

@@ -18,6 +18,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
 from reranker_server.app import create_app
 from reranker_server.config import ConfigError
 from server_helpers import serving, settings_for
@@ -34,8 +35,11 @@ def _post(url: str, key: str | None, body=BODY, **headers) -> httpx.Response:
 
 def _metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith(name) and not line.startswith("#"))  # fmt: skip
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
 
 
 def test_rotating_a_key_while_a_client_loops_fails_no_request(tiny_qwen3_path, tmp_path: Path):
@@ -84,18 +88,35 @@ def jwt_url(tiny_qwen3_path, tmp_path_factory, rsa_key):
     pub = rsa_key.public_key().public_numbers()
 
     def b64(n: int) -> str:
-        return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
+        return (
+            base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big"))
+            .rstrip(b"=")
+            .decode()
+        )
 
     jwks = tmp_path_factory.mktemp("jwks") / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": b64(pub.n), "e": b64(pub.e)}]}))
-    yield from serving(tiny_qwen3_path, jwt_jwks_file=str(jwks), jwt_issuer="https://idp.example",
-                       jwt_audience="reranker", jwt_required_scope="rerank")  # fmt: skip
+    jwks.write_text(
+        json.dumps({"keys": [{"kty": "RSA", "kid": "k1", "n": b64(pub.n), "e": b64(pub.e)}]})
+    )
+    yield from serving(
+        tiny_qwen3_path,
+        jwt_jwks_file=str(jwks),
+        jwt_issuer="https://idp.example",
+        jwt_audience="reranker",
+        jwt_required_scope="rerank",
+    )
 
 
 def _token(key, alg="RS256", **claims) -> str:
     now = int(time.time())
-    body = {"iss": "https://idp.example", "aud": "reranker", "sub": "svc-search",
-            "scope": "rerank", "exp": now + 120, **claims}  # fmt: skip
+    body = {
+        "iss": "https://idp.example",
+        "aud": "reranker",
+        "sub": "svc-search",
+        "scope": "rerank",
+        "exp": now + 120,
+        **claims,
+    }
     return jwt.encode(body, key, algorithm=alg, headers={"kid": "k1"})
 
 
@@ -112,16 +133,27 @@ def test_jwt_good_expired_audience_scope(jwt_url, rsa_key) -> None:
     assert scope.status_code == 403 and scope.json()["error"]["type"] == "permission_error"
     assert 'error="insufficient_scope"' in scope.headers["www-authenticate"]
     missing = _post(jwt_url, None)
-    assert missing.status_code == 401 and missing.headers["www-authenticate"] == 'Bearer realm="reranker"'
+    assert (
+        missing.status_code == 401
+        and missing.headers["www-authenticate"] == 'Bearer realm="reranker"'
+    )
 
 
 def test_jwt_algorithm_confusion_and_tampering(jwt_url, rsa_key) -> None:
-    claims = {"iss": "https://idp.example", "aud": "reranker", "sub": "x", "scope": "rerank",
-              "exp": int(time.time()) + 60}  # fmt: skip
+    claims = {
+        "iss": "https://idp.example",
+        "aud": "reranker",
+        "sub": "x",
+        "scope": "rerank",
+        "exp": int(time.time()) + 60,
+    }
     payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=")
-    none = base64.urlsafe_b64encode(b'{"alg":"none","kid":"k1"}').rstrip(b"=") + b"." + payload + b"."
-    pem = rsa_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    none = (
+        base64.urlsafe_b64encode(b'{"alg":"none","kid":"k1"}').rstrip(b"=") + b"." + payload + b"."
+    )
+    pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     head = base64.urlsafe_b64encode(b'{"alg":"HS256","kid":"k1"}').rstrip(b"=")
     sig = base64.urlsafe_b64encode(hmac.new(pem, head + b"." + payload, hashlib.sha256).digest())
     hs256 = head + b"." + payload + b"." + sig.rstrip(b"=")
@@ -137,15 +169,26 @@ def test_jwt_algorithm_confusion_and_tampering(jwt_url, rsa_key) -> None:
 def test_rate_limits_per_client_the_quiet_one_is_never_limited(tiny_qwen3_path, tmp_path) -> None:
     keys = tmp_path / "keys"
     keys.write_text(f"{KEY_A}\n{KEY_B}\n")
-    for url in serving(tiny_qwen3_path, api_keys_file=str(keys), rate_limit_requests_per_minute=5,
-                       rate_limit_pairs_per_minute=40, max_client_batch_size=64):  # fmt: skip
-        limited0 = _metric(url, 'reranker_rate_limited_total{client_class="api_key",limit="requests"}')
+    for url in serving(
+        tiny_qwen3_path,
+        api_keys_file=str(keys),
+        rate_limit_requests_per_minute=5,
+        rate_limit_pairs_per_minute=40,
+        max_client_batch_size=64,
+    ):
+        limited0 = _metric(
+            url, 'reranker_rate_limited_total{client_class="api_key",limit="requests"}'
+        )
         noisy = [_post(url, KEY_A) for _ in range(8)]
         assert [r.status_code for r in noisy] == [200] * 5 + [429] * 3
         refused = noisy[-1]
         assert int(refused.headers["retry-after"]) >= 1
         err = refused.json()["error"]
-        assert err["type"] == "rate_limit_error" and err["limit"] == "requests" and err["per_minute"] == 5
+        assert (
+            err["type"] == "rate_limit_error"
+            and err["limit"] == "requests"
+            and err["per_minute"] == 5
+        )
         assert "5 requests per minute" in err["message"]
         assert [_post(url, KEY_B).status_code for _ in range(3)] == [200] * 3  # its own allowance
         after = _metric(url, 'reranker_rate_limited_total{client_class="api_key",limit="requests"}')
@@ -156,14 +199,16 @@ def test_rate_limits_per_client_the_quiet_one_is_never_limited(tiny_qwen3_path, 
 
 
 def test_client_addresses_behind_a_trusted_proxy(tiny_qwen3_path) -> None:
-    for url in serving(tiny_qwen3_path, rate_limit_requests_per_minute=2,
-                       trusted_proxies="127.0.0.1"):  # fmt: skip
+    for url in serving(
+        tiny_qwen3_path, rate_limit_requests_per_minute=2, trusted_proxies="127.0.0.1"
+    ):
         one = [_post(url, None, **{"X-Forwarded-For": "203.0.113.1"}).status_code for _ in range(3)]
         two = [_post(url, None, **{"X-Forwarded-For": "203.0.113.2"}).status_code for _ in range(2)]
         assert one == [200, 200, 429] and two == [200, 200]
     for url in serving(tiny_qwen3_path, rate_limit_requests_per_minute=2):  # proxy not trusted
-        spoofed = [_post(url, None, **{"X-Forwarded-For": f"198.51.100.{i}"}).status_code
-                   for i in range(3)]  # fmt: skip
+        spoofed = [
+            _post(url, None, **{"X-Forwarded-For": f"198.51.100.{i}"}).status_code for i in range(3)
+        ]
         assert spoofed == [200, 200, 429]  # the header is ignored: one client, the peer
 
 
@@ -184,10 +229,23 @@ def test_unusable_auth_settings_fail_at_start(tiny_qwen3_path, tmp_path) -> None
         create_app(settings_for(tiny_qwen3_path, jwt_jwks_file=str(tmp_path / "x.json")))
     (tmp_path / "jwks.json").write_text('{"keys": []}')
     with pytest.raises(ConfigError, match="JWT_JWKS_FILE"):
-        create_app(settings_for(tiny_qwen3_path, jwt_jwks_file=str(tmp_path / "jwks.json"),
-                                jwt_issuer="i", jwt_audience="a"))  # fmt: skip
+        create_app(
+            settings_for(
+                tiny_qwen3_path,
+                jwt_jwks_file=str(tmp_path / "jwks.json"),
+                jwt_issuer="i",
+                jwt_audience="a",
+            )
+        )
     with pytest.raises(ConfigError, match="JWT_ALGORITHMS"):
-        create_app(settings_for(tiny_qwen3_path, jwt_jwks_file=str(tmp_path / "jwks.json"),
-                                jwt_issuer="i", jwt_audience="a", jwt_algorithms="HS256"))  # fmt: skip
+        create_app(
+            settings_for(
+                tiny_qwen3_path,
+                jwt_jwks_file=str(tmp_path / "jwks.json"),
+                jwt_issuer="i",
+                jwt_audience="a",
+                jwt_algorithms="HS256",
+            )
+        )
     with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
         create_app(settings_for(tiny_qwen3_path, trusted_proxies="not-a-network"))

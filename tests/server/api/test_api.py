@@ -141,8 +141,10 @@ def test_info_shows_the_shortcuts_in_force(qwen_client):
     qwen_client.post("/v1/rerank", json={"query": QUERY, "documents": DOCS})  # first use checks
     info = qwen_client.get("/info").json()
     assert info["prefix_cache"] is True
-    assert info["shortcuts"] == {"prefix_kv": {"in_force": True, "reason": None},
-                                 "last_token": {"in_force": True, "reason": None}}  # fmt: skip
+    assert info["shortcuts"] == {
+        "prefix_kv": {"in_force": True, "reason": None},
+        "last_token": {"in_force": True, "reason": None},
+    }
 
 
 def test_ops_routes(qwen_client):
@@ -211,6 +213,7 @@ def test_metrics_series(qwen_client):
 
 def test_default_instruction_setting(tiny_qwen3_path, qwen_ref):
     from fastapi.testclient import TestClient
+
     from reranker_server.app import create_app
     from reranker_server.config import Settings
 

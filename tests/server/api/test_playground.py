@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+from reranker_server.api.playground import page
 from server_helpers import serving
 from tolerance import assert_scores_close
-from reranker_server.api.playground import page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -40,10 +41,18 @@ def _chromium() -> Iterator[Any]:
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 "--window-size=1100,900"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,900",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -69,8 +78,12 @@ def fresh_browser() -> Iterator[Any]:
 def _fill(driver, *, query: str, passages: list[str], key: str, top_n: str = "") -> None:
     from selenium.webdriver.common.by import By
 
-    for field_id, value in (("query", query), ("passages", "\n".join(passages)),
-                            ("api_key", key), ("top_n", top_n)):  # fmt: skip
+    for field_id, value in (
+        ("query", query),
+        ("passages", "\n".join(passages)),
+        ("api_key", key),
+        ("top_n", top_n),
+    ):
         element = driver.find_element(By.ID, field_id)
         element.clear()
         element.send_keys(value)
@@ -90,18 +103,24 @@ def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path, tiny_qwe
     _fill(browser, query=QUERY, passages=PASSAGES, key="play-key")
     browser.find_element(By.ID, "submit").click()
     items = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
-    shown = [(int(li.get_attribute("data-index")), float(li.get_attribute("data-score")))
-             for li in items]  # fmt: skip
+    shown = [
+        (int(li.get_attribute("data-index")), float(li.get_attribute("data-score"))) for li in items
+    ]
     texts = [li.find_element(By.CSS_SELECTOR, ".text").text for li in items]
     browser.save_screenshot(str(tmp_path / "playground.png"))
     assert (tmp_path / "playground.png").stat().st_size > 10_000
-    api = httpx.post(f"{url}/v1/rerank", json={"query": QUERY, "documents": PASSAGES},
-                     headers={"Authorization": "Bearer play-key"}, timeout=60).json()  # fmt: skip
+    api = httpx.post(
+        f"{url}/v1/rerank",
+        json={"query": QUERY, "documents": PASSAGES},
+        headers={"Authorization": "Bearer play-key"},
+        timeout=60,
+    ).json()
     want = [(r["index"], r["relevance_score"]) for r in api["results"]]
     assert [i for i, _ in shown] == [i for i, _ in want]
     # the same server scoring the same request twice
-    assert_scores_close([s for _, s in shown], [s for _, s in want], tiny_qwen3_path,
-                        mode="same_kernel")
+    assert_scores_close(
+        [s for _, s in shown], [s for _, s in want], tiny_qwen3_path, mode="same_kernel"
+    )
     assert texts == [PASSAGES[i] for i, _ in want]
     status = browser.find_element(By.ID, "status").text
     assert re.search(r"3 of 3 passages ranked in \d+ ms, \d+ tokens", status), status
@@ -174,9 +193,11 @@ def test_the_page_is_self_contained() -> None:
     """Air-gapped clusters: no CDN, font or script from anywhere else; small enough to ship."""
     html = page()
     assert len(html.encode()) < 32_000
-    external = re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", html)
+    external = re.findall(
+        r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", html
+    )
     assert not external, external
-    assert "fetch(\"v1/rerank\"" in html  # the server's own API, relative to the page
+    assert 'fetch("v1/rerank"' in html  # the server's own API, relative to the page
     # its icon is inline: a browser never asks this server for /favicon.ico (a 404)
     assert re.search(r'<link rel="icon" href="data:image/svg\+xml,', html)
 

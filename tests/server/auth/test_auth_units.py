@@ -14,10 +14,18 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from reranker_server.auth import errors
 from reranker_server.auth.authenticator import Authenticator
 from reranker_server.auth.keys import KeyStore, fingerprint
-from reranker_server.auth.ratelimit import Limits, RateLimited, RateLimiter, TooBig, client_address, parse_networks
+from reranker_server.auth.ratelimit import (
+    Limits,
+    RateLimited,
+    RateLimiter,
+    TooBig,
+    client_address,
+    parse_networks,
+)
 from reranker_server.auth.tokens import JwtSettings, TokenVerifier
 
 KEY_A, KEY_B, KEY_C = "alpha-key-0123456789", "bravo-key-0123456789", "charlie-key-012345678"
@@ -35,14 +43,23 @@ def rsa_key():
 
 def _jwks(path: Path, private, kid: str = "k1") -> None:
     pub = private.public_key().public_numbers()
-    path.write_text(json.dumps({"keys": [{"kty": "RSA", "kid": kid, "use": "sig",
-                                          "n": _b64(pub.n), "e": _b64(pub.e)}]}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {"keys": [{"kty": "RSA", "kid": kid, "use": "sig", "n": _b64(pub.n), "e": _b64(pub.e)}]}
+        )
+    )
 
 
 def _token(private, *, kid="k1", alg="RS256", **claims) -> str:
     now = int(time.time())
-    body = {"iss": "https://issuer.example", "aud": "reranker", "sub": "team-search",
-            "iat": now, "exp": now + 300, **claims}  # fmt: skip
+    body = {
+        "iss": "https://issuer.example",
+        "aud": "reranker",
+        "sub": "team-search",
+        "iat": now,
+        "exp": now + 300,
+        **claims,
+    }
     body = {k: v for k, v in body.items() if v is not None}
     return jwt.encode(body, private, algorithm=alg, headers={"kid": kid})
 
@@ -50,8 +67,13 @@ def _token(private, *, kid="k1", alg="RS256", **claims) -> str:
 @pytest.fixture
 def verifier(tmp_path: Path, rsa_key) -> TokenVerifier:
     _jwks(tmp_path / "jwks.json", rsa_key)
-    settings = JwtSettings(str(tmp_path / "jwks.json"), "https://issuer.example", "reranker",
-                           leeway_s=30, required_scope=None)  # fmt: skip
+    settings = JwtSettings(
+        str(tmp_path / "jwks.json"),
+        "https://issuer.example",
+        "reranker",
+        leeway_s=30,
+        required_scope=None,
+    )
     return TokenVerifier(settings, reload_every_s=0)
 
 
@@ -163,8 +185,13 @@ def test_algorithm_attacks_are_refused(verifier, rsa_key) -> None:
     head, body, signature = good.split(".")
     forged = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     forged["sub"] = "admin"
-    tampered = ".".join([head, base64.urlsafe_b64encode(json.dumps(forged).encode())
-                         .rstrip(b"=").decode(), signature])  # fmt: skip
+    tampered = ".".join(
+        [
+            head,
+            base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode(),
+            signature,
+        ]
+    )
     ec_token = _token(ec.generate_private_key(ec.SECP256R1()), alg="ES256")
     for token in (none_token, hs_token, foreign, tampered, ec_token, "ey.not.ajwt"):
         with pytest.raises(errors.AuthError) as err:
@@ -174,8 +201,9 @@ def test_algorithm_attacks_are_refused(verifier, rsa_key) -> None:
 
 def test_a_missing_scope_is_403(tmp_path, rsa_key) -> None:
     _jwks(tmp_path / "jwks.json", rsa_key)
-    settings = JwtSettings(str(tmp_path / "jwks.json"), "https://issuer.example", "reranker",
-                           required_scope="rerank")  # fmt: skip
+    settings = JwtSettings(
+        str(tmp_path / "jwks.json"), "https://issuer.example", "reranker", required_scope="rerank"
+    )
     verifier = TokenVerifier(settings)
     assert verifier.verify(_token(rsa_key, scope="read rerank")).scopes == {"read", "rerank"}
     with pytest.raises(errors.AuthError) as err:
@@ -277,7 +305,9 @@ def test_client_memory_is_bounded() -> None:
 def test_client_address_behind_trusted_proxies() -> None:
     trusted = parse_networks("10.0.0.0/8, 192.168.1.1")
     assert client_address("10.1.2.3", "203.0.113.7, 10.9.9.9", trusted) == "203.0.113.7"
-    assert client_address("198.51.100.2", "203.0.113.7", trusted) == "198.51.100.2"  # untrusted peer
+    assert (
+        client_address("198.51.100.2", "203.0.113.7", trusted) == "198.51.100.2"
+    )  # untrusted peer
     assert client_address("10.1.2.3", None, trusted) == "10.1.2.3"
     assert client_address("10.1.2.3", "spoofed, 198.51.100.9", trusted) == "198.51.100.9"
     with pytest.raises(ValueError, match="not-an-ip"):

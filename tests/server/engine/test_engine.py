@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from prometheus_client import REGISTRY
+
 from reranker_server.contracts import QueueFullError, RerankInput
 from reranker_server.engine import EngineConfig, build_engine
 from reranker_server.engine.scheduler import BatchRecord, EngineStoppedError
@@ -50,8 +51,9 @@ def _expected(backend, reference, inp: RerankInput) -> list[float]:
     return [reference(enc.prefix_ids, p.input_ids) for p in enc.pairs]
 
 
-def _close(got: list[float], want: list[float], backend, kind: Kind = "logit",
-           mode: Mode = "cross_impl") -> None:  # fmt: skip
+def _close(
+    got: list[float], want: list[float], backend, kind: Kind = "logit", mode: Mode = "cross_impl"
+) -> None:
     """Within the float32 tolerance of `backend`'s model (tests/tolerance.py)."""
     model = backend.model if hasattr(backend, "model") else backend.base
     assert_scores_close(got, want, model, kind, mode)
@@ -214,7 +216,8 @@ async def test_cross_encoder_batches_across_requests(
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_cross_encoder_path, dtype=torch.float32).eval()
+        tiny_cross_encoder_path, dtype=torch.float32
+    ).eval()
     engine = await engine_factory(cross_backend)
     records: list[BatchRecord] = []
     engine.add_batch_listener(records.append)
@@ -320,8 +323,9 @@ async def test_metrics_count_the_forwards_that_ran(causal_backend, engine_factor
     assert delta["reranker_batch_size_sum"] == sum(rows for rows, _w, _r in calls)
     assert delta["reranker_batch_tokens_sum"] == sum(rows * width for rows, width, _r in calls)
     assert delta["reranker_computed_tokens_total"] == sum(real for _b, _w, real in calls)
-    assert [(f.sequences, f.padded_tokens // max(f.sequences, 1)) for r in records
-            for f in r.forwards] == [(rows, width) for rows, width, _r in calls]  # fmt: skip
+    assert [
+        (f.sequences, f.padded_tokens // max(f.sequences, 1)) for r in records for f in r.forwards
+    ] == [(rows, width) for rows, width, _r in calls]
     assert delta["reranker_queue_time_seconds_count"] == len(DOCS) + 1
     assert delta["reranker_prefix_cache_reuse_total"] == len(DOCS)
     assert delta["reranker_prefix_tokens_saved_total"] == (len(DOCS) - 1) * p
@@ -342,8 +346,9 @@ async def test_prefix_metrics_stop_when_the_prefix_path_turns_off(
     """Fault injection: a decoder that mishandles the cache turns the prefix path off on first
     use; from then on nothing is counted as reuse, batches are not grouped by prefix, /info's
     source (the backend's shortcuts) says why, and the scores stay right."""
-    from reranker_server.models import LoadOptions, load_backend
     from transformers import Cache
+
+    from reranker_server.models import LoadOptions, load_backend
 
     backend = load_backend(LoadOptions(model=str(qwen3_3l_path), device="cpu", dtype="float32"))
 
@@ -491,12 +496,15 @@ class _FaultyBackend:
         return getattr(self._backend, name)
 
     def score(self, prefix_ids, pairs, sub_batches):
-        return self._fault(self._backend.score(prefix_ids, pairs, sub_batches)
-                           if len(pairs) <= 3 else None, len(pairs))  # fmt: skip
+        return self._fault(
+            self._backend.score(prefix_ids, pairs, sub_batches) if len(pairs) <= 3 else None,
+            len(pairs),
+        )
 
     def score_mixed(self, prefixes, pairs):
-        return self._fault(self._backend.score_mixed(prefixes, pairs)
-                           if len(pairs) <= 3 else None, len(pairs))  # fmt: skip
+        return self._fault(
+            self._backend.score_mixed(prefixes, pairs) if len(pairs) <= 3 else None, len(pairs)
+        )
 
 
 def _oom(result, n):

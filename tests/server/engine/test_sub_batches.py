@@ -6,6 +6,7 @@ import itertools
 import random
 
 import pytest
+
 from reranker_server.engine.sub_batches import split_by_length, split_cost
 
 

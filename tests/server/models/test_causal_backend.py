@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from scoring_helpers import score_full, score_with_prefix
-from tolerance import assert_scores_close, fp32_tolerance
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from reranker_server.contracts import InputTooLongError, RerankError, RerankInput
 from reranker_server.models import LoadOptions, load_backend
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from scoring_helpers import score_full, score_with_prefix
+from tolerance import assert_scores_close, fp32_tolerance
 
 # The model card's template, written out here independently of the server's own constants.
 CARD_PREFIX = (
@@ -245,8 +246,9 @@ def test_a_wrong_cached_forward_never_reaches_the_scores(tiny_qwen3_path, refere
     first layer's output shifted whenever a cache object is passed, whatever the installed
     transformers calls the argument) is caught by the first-use check; the request is answered
     from a full recompute and equals the independent reference."""
-    from reranker_server.models.prefix_kv import prefix_cache_unsupported
     from transformers import Cache
+
+    from reranker_server.models.prefix_kv import prefix_cache_unsupported
 
     fresh = load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", dtype="float32"))
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-from scoring_helpers import score_full, score_with_prefix
-from tolerance import assert_scores_close
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
 from reranker_server.contracts import InputTooLongError, RerankInput
 from reranker_server.models import LoadOptions, load_backend
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from scoring_helpers import score_full, score_with_prefix
+from tolerance import assert_scores_close
 
 DOCS = [
     "Paris is the capital of France.",
@@ -75,8 +76,13 @@ def test_scores_match_reference_and_batching(backend, reference, tiny_cross_enco
     single = [score_full(backend, (), [p])[0] for p in enc.pairs]
     assert_scores_close(raw, single, tiny_cross_encoder_path, "logit", "same_kernel")
     # an encoder has no prefix: the same one forward of whole pairs
-    assert_scores_close(score_with_prefix(backend, (), enc.pairs), raw, tiny_cross_encoder_path,
-                        "logit", "same_kernel")
+    assert_scores_close(
+        score_with_prefix(backend, (), enc.pairs),
+        raw,
+        tiny_cross_encoder_path,
+        "logit",
+        "same_kernel",
+    )
 
 
 def test_truncation(tiny_cross_encoder_path, reference):

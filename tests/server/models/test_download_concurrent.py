@@ -32,8 +32,11 @@ class FakeHub(ThreadingHTTPServer):
 
     def __init__(self, model_dir: Path) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.files = {p.relative_to(model_dir).as_posix(): p.read_bytes()
-                      for p in sorted(model_dir.rglob("*")) if p.is_file()}
+        self.files = {
+            p.relative_to(model_dir).as_posix(): p.read_bytes()
+            for p in sorted(model_dir.rglob("*"))
+            if p.is_file()
+        }
         self.gets: Counter[str] = Counter()
         self.lock = threading.Lock()
 
@@ -48,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = f"/{REPO}/resolve/"
         if not self.path.startswith(prefix):
             return None
-        name = self.path[len(prefix):].split("/", 1)[1].split("?")[0]
+        name = self.path[len(prefix) :].split("/", 1)[1].split("?")[0]
         data = self.server.files.get(name)
         return None if data is None else (name, data)
 
@@ -76,15 +79,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers(found[1])
 
     def do_GET(self) -> None:
-        if self.path.split("?")[0] in (f"/api/models/{REPO}/revision/main",
-                                       f"/api/models/{REPO}/revision/{SHA}"):
-            self._json({"id": REPO, "sha": SHA,
-                        "siblings": [{"rfilename": n} for n in self.server.files]})
+        if self.path.split("?")[0] in (
+            f"/api/models/{REPO}/revision/main",
+            f"/api/models/{REPO}/revision/{SHA}",
+        ):
+            self._json(
+                {"id": REPO, "sha": SHA, "siblings": [{"rfilename": n} for n in self.server.files]}
+            )
             return
         if self.path.split("?")[0] == f"/api/models/{REPO}/tree/{SHA}":
-            self._json([{"type": "file", "path": n, "size": len(d),
-                         "oid": hashlib.sha1(b"blob %d\0" % len(d) + d).hexdigest()}
-                        for n, d in self.server.files.items()])
+            self._json(
+                [
+                    {
+                        "type": "file",
+                        "path": n,
+                        "size": len(d),
+                        "oid": hashlib.sha1(b"blob %d\0" % len(d) + d).hexdigest(),
+                    }
+                    for n, d in self.server.files.items()
+                ]
+            )
             return
         found = self._file()
         if found is None:
@@ -96,7 +110,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers(data)
         step = max(1, len(data) // 8)
         for i in range(0, len(data), step):  # slowly: the fillers overlap
-            self.wfile.write(data[i:i + step])
+            self.wfile.write(data[i : i + step])
             self.wfile.flush()
             time.sleep(0.02)
 
@@ -112,14 +126,27 @@ def hub(tiny_qwen3_path: Path) -> Iterator[FakeHub]:
 
 def test_concurrent_fillers_leave_one_whole_cache(hub: FakeHub, tmp_path: Path) -> None:
     cache = tmp_path / "models-cache"
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
-           "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(cache)}
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{hub.server_address[1]}",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(cache),
+    }
     env.update(HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0")  # the suite runs offline
-    cmd = [sys.executable, "-c", "import sys; from reranker_server.cli import main; "
-           "sys.exit(main())", "download", f"--model={REPO}", "--revision=main",
-           f"--cache-dir={cache}"]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(FILLERS)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from reranker_server.cli import main; sys.exit(main())",
+        "download",
+        f"--model={REPO}",
+        "--revision=main",
+        f"--cache-dir={cache}",
+    ]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(FILLERS)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * FILLERS, [err[-2000:] for _o, err in outs]
     paths = {out.strip().splitlines()[-1] for out, _err in outs}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import AutoModelForSequenceClassification
+
 from reranker_server.models import encoder_cls
 from tolerance import assert_scores_close
-from transformers import AutoModelForSequenceClassification
 
 
 def _bert(path, attn: str) -> torch.nn.Module:
@@ -39,14 +40,17 @@ def test_cls_only_equals_plain_forward_with_padding(tiny_cross_encoder_path, att
     with torch.inference_mode():
         want = model(**inputs).logits
         got, used = encoder_cls.classifier_logits(model, inputs)
-        again, _ = encoder_cls.classifier_logits(model, _inputs(2, [3, 11], model.config.vocab_size))
+        again, _ = encoder_cls.classifier_logits(
+            model, _inputs(2, [3, 11], model.config.vocab_size)
+        )
         want_again = model(**_inputs(2, [3, 11], model.config.vocab_size)).logits
     assert used  # the [CLS]-only path really ran (the caller's report says so)
     assert model not in encoder_cls.unsupported
     # the same modules on fewer rows: one implementation (tests/tolerance.py)
     assert_scores_close(got[:, 0].tolist(), want[:, 0].tolist(), model, "logit", "same_kernel")
-    assert_scores_close(again[:, 0].tolist(), want_again[:, 0].tolist(), model, "logit",
-                        "same_kernel")  # fmt: skip
+    assert_scores_close(
+        again[:, 0].tolist(), want_again[:, 0].tolist(), model, "logit", "same_kernel"
+    )
     # each row equals that sequence alone, unpadded
     for i, n in enumerate([5, 23, 2, 17, 9]):
         alone = {k: v[i : i + 1, :n] for k, v in inputs.items()}

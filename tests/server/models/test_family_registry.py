@@ -8,12 +8,13 @@ import sys
 
 import pytest
 import transformers
+from transformers import AutoConfig, AutoTokenizer
+
 from reranker_contract import ModelFamily
 from reranker_server.contracts import RerankInput
 from reranker_server.models import LoadOptions, ModelLoadError, families, load_backend
 from reranker_server.models.loading import detect_family
 from scoring_helpers import score_full
-from transformers import AutoConfig, AutoTokenizer
 
 TOY_MODULE = "toy_family_backend"
 

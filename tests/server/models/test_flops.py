@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reranker_server.contracts import RerankInput
-from reranker_server.models.flops import FlopModel
 from torch.utils.flop_counter import FlopCounterMode
 
-DOCS = ["Paris is the capital of France.", "Berlin", "apple banana orange fruit tree green",
-        "London is a city in England with one river and many people.", "yes"]  # fmt: skip
+from reranker_server.contracts import RerankInput
+from reranker_server.models.flops import FlopModel
+
+DOCS = [
+    "Paris is the capital of France.",
+    "Berlin",
+    "apple banana orange fruit tree green",
+    "London is a city in England with one river and many people.",
+    "yes",
+]
 
 
 def _mm_flops(fn):
@@ -30,13 +36,20 @@ def test_one_unpadded_sequence_matches_torch_exactly(causal_backend, cross_backe
         backend.score_mixed([enc.prefix_ids], enc.pairs)  # first use runs the checks
         scored, counted = _mm_flops(lambda b=backend, e=enc: b.score_mixed([e.prefix_ids], e.pairs))
         [forward] = scored.report.forwards
-        linear = backend.flop_model.linear([forward.real_tokens],
-                                           last_layer_one_row=scored.report.last_layer_shortcut)  # fmt: skip
+        linear = backend.flop_model.linear(
+            [forward.real_tokens], last_layer_one_row=scored.report.last_layer_shortcut
+        )
         assert 0 <= counted - linear <= 2 * backend.flop_model.hidden * 768 + 4096, (
-            type(backend).__name__, linear, counted)  # fmt: skip
+            type(backend).__name__,
+            linear,
+            counted,
+        )
         attention = forward.flops - linear
-        assert attention == pytest.approx(backend.flop_model.attention(
-            [forward.real_tokens], last_layer_one_row=scored.report.last_layer_shortcut))  # fmt: skip
+        assert attention == pytest.approx(
+            backend.flop_model.attention(
+                [forward.real_tokens], last_layer_one_row=scored.report.last_layer_shortcut
+            )
+        )
 
 
 def test_the_prefix_path_counts_only_what_it_computed(causal_backend):
@@ -47,18 +60,23 @@ def test_the_prefix_path_counts_only_what_it_computed(causal_backend):
     causal_backend.score(enc.prefix_ids, enc.pairs, groups)
     scored, counted = _mm_flops(lambda: causal_backend.score(enc.prefix_ids, enc.pairs, groups))
     assert scored.report.prefix_kv and [f.path for f in scored.report.forwards] == [
-        "prefix", "continuation", "continuation"]  # fmt: skip
+        "prefix",
+        "continuation",
+        "continuation",
+    ]
     fm = causal_backend.flop_model
     p = len(enc.prefix_ids)
     lengths = [[len(enc.pairs[i].input_ids) for i in g] for g in groups]
     # padded widths: torch multiplies padding too; the report counts real tokens only
     widths = [max(ls) for ls in lengths]
-    padded = fm.linear([p]) + sum(fm.linear([w] * len(ls), last_layer_one_row=True)
-                                  for w, ls in zip(widths, lengths))  # fmt: skip
+    padded = fm.linear([p]) + sum(
+        fm.linear([w] * len(ls), last_layer_one_row=True) for w, ls in zip(widths, lengths)
+    )
     assert 0 <= counted - padded <= 8 * fm.hidden * 768
     real = fm.linear([p]) + sum(fm.linear(ls, last_layer_one_row=True) for ls in lengths)
     attention = fm.attention([p]) + sum(
-        fm.attention(ls, context=p, last_layer_one_row=True) for ls in lengths)  # fmt: skip
+        fm.attention(ls, context=p, last_layer_one_row=True) for ls in lengths
+    )
     assert sum(f.flops for f in scored.report.forwards) == pytest.approx(real + attention)
     assert scored.report.prefix_tokens_reused == (len(DOCS) - 1) * p
 

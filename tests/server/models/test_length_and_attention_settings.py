@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from reranker_contract import DEFAULTS
 from reranker_operator.api.spec import ModelSpec
 from reranker_server.app import settings_loader
@@ -15,8 +16,7 @@ from reranker_server.config import Settings
 
 
 def _backend(model: Path, **settings: object):
-    return settings_loader(Settings(model=str(model), device="cpu", dtype="float32",
-                                    **settings))()  # type: ignore[arg-type]  # fmt: skip
+    return settings_loader(Settings(model=str(model), device="cpu", dtype="float32", **settings))()  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,10 @@ def long_context_qwen3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen3 reranker whose own limit (max_position_embeddings) is past the cap."""
     from reranker_devtools.tiny_models import build_qwen3_reranker
 
-    return build_qwen3_reranker(tmp_path_factory.mktemp("long-qwen3"),
-                                max_position_embeddings=4 * DEFAULTS.max_sequence_length)
+    return build_qwen3_reranker(
+        tmp_path_factory.mktemp("long-qwen3"),
+        max_position_embeddings=4 * DEFAULTS.max_sequence_length,
+    )
 
 
 def test_the_description_states_the_cap() -> None:
@@ -34,8 +36,9 @@ def test_the_description_states_the_cap() -> None:
     assert "engine vllm takes the model's own limit" in text
 
 
-def test_unset_length_is_the_models_limit_capped(long_context_qwen3: Path,
-                                                 tiny_qwen3_path: Path) -> None:  # fmt: skip
+def test_unset_length_is_the_models_limit_capped(
+    long_context_qwen3: Path, tiny_qwen3_path: Path
+) -> None:
     assert _backend(long_context_qwen3).max_length == DEFAULTS.max_sequence_length
     assert _backend(tiny_qwen3_path).max_length == 4096  # its own limit, under the cap
     # set: the resource's number, still at most the model's limit

@@ -5,9 +5,10 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from scoring_helpers import score_full
+
 from reranker_server.models import LoadOptions, ModelLoadError, load_backend
 from reranker_server.models.loading import detect_family, download_model, resolve_dtype
+from scoring_helpers import score_full
 
 
 def test_detects_both_families(tiny_qwen3_path, tiny_cross_encoder_path):
@@ -84,6 +85,7 @@ def test_quantization_without_package(tiny_qwen3_path):
 
 def test_dtype_choices():
     import torch
+
     from reranker_server.models.loading import (
         choose_cpu_dtype,
         choose_cuda_dtype,
@@ -93,7 +95,10 @@ def test_dtype_choices():
     # auto on a CPU: bf16 only where native and measurably faster; on a GPU: from Ampere on
     assert choose_cpu_dtype(False, None)[0] == "float32"
     assert choose_cpu_dtype(True, 1.2)[0] == "float32"
-    assert choose_cpu_dtype(True, 4.9) == ("bfloat16", "auto: bf16 matmul measured 4.9x fp32 on this CPU")
+    assert choose_cpu_dtype(True, 4.9) == (
+        "bfloat16",
+        "auto: bf16 matmul measured 4.9x fp32 on this CPU",
+    )
     assert choose_cuda_dtype((7, 5))[0] == "float16"  # T4: torch calls bf16 "supported" (emulated)
     assert choose_cuda_dtype((8, 0))[0] == "bfloat16" and choose_cuda_dtype((9, 0))[0] == "bfloat16"
     dtype, why = resolve_dtype_choice("auto", "cpu")

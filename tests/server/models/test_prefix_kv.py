@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tolerance import Mode, fp32_tolerance
 
 from reranker_server.models.prefix_kv import (
     last_hidden_full,
     last_hidden_with_prefix,
     prefix_cache_unsupported,
 )
+from tolerance import Mode, fp32_tolerance
 
 PAD = 0
 
@@ -40,8 +40,9 @@ def _qwen3(attn: str, layers: int = 3) -> torch.nn.Module:
     return model
 
 
-def _within(got: torch.Tensor, want: torch.Tensor, model: torch.nn.Module,
-            mode: Mode = "cross_impl") -> None:  # fmt: skip
+def _within(
+    got: torch.Tensor, want: torch.Tensor, model: torch.nn.Module, mode: Mode = "cross_impl"
+) -> None:
     """Hidden states within the model's float32 tolerance (tests/tolerance.py); a prefix KV
     cache reads keys and values through another attention path than a whole forward, so it is
     counted as another implementation; padding and batching alone are `same_kernel`."""

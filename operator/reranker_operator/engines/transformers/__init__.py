@@ -34,8 +34,15 @@ class TransformersEngine(Engine):
     def prefix_reuse(self, spec: RerankerServiceSpec) -> bool:
         return spec.model.is_causal()
 
-    def alerts(self, name: str, namespace: str, thresholds: PrometheusRuleSpec,
-               make: MakeAlert, *, prefix_reuse: bool) -> list[AlertRule]:  # fmt: skip
+    def alerts(
+        self,
+        name: str,
+        namespace: str,
+        thresholds: PrometheusRuleSpec,
+        make: MakeAlert,
+        *,
+        prefix_reuse: bool,
+    ) -> list[AlertRule]:
         return server_alerts(name, namespace, thresholds, make, prefix_reuse=prefix_reuse)
 
     def panels(self, name: str, namespace: str) -> list[Panel]:

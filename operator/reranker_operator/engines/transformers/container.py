@@ -38,8 +38,13 @@ def server_container(spec: RerankerServiceSpec) -> ServingContainer:
     """The bundled server's container and the volumes only it needs."""
     ports: list[JsonObject] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
     if spec.server.metrics_port is not None:
-        ports.append({"name": METRICS_PORT_NAME, "containerPort": spec.server.metrics_port,
-                      "protocol": "TCP"})  # fmt: skip
+        ports.append(
+            {
+                "name": METRICS_PORT_NAME,
+                "containerPort": spec.server.metrics_port,
+                "protocol": "TCP",
+            }
+        )
     mounts, volumes = base_mounts(), []
     auth = spec.server.auth
     if auth.api_keys_secret is not None:  # a directory, so updates arrive without a restart
@@ -48,8 +53,11 @@ def server_container(spec: RerankerServiceSpec) -> ServingContainer:
     if auth.jwt is not None:
         jwks = auth.jwt.jwks
         mounts.append({"name": "jwks", "mountPath": JWKS_DIR, "readOnly": True})
-        source = ({"secret": {"secretName": jwks.secret_name}} if jwks.secret_name
-                  else {"configMap": {"name": jwks.config_map_name}})  # fmt: skip
+        source = (
+            {"secret": {"secretName": jwks.secret_name}}
+            if jwks.secret_name
+            else {"configMap": {"name": jwks.config_map_name}}
+        )
         volumes.append({"name": "jwks", **source})
     container = ContainerParams(
         image=bundled_image(spec),
@@ -107,12 +115,20 @@ def server_env(spec: RerankerServiceSpec) -> list[JsonObject]:
         values.append((Env.API_KEYS_FILE, API_KEYS_DIR))
     if auth.jwt is not None:
         jwt = auth.jwt
-        values += [(Env.JWT_JWKS_FILE, f"{JWKS_DIR}/{jwt.jwks.key}"),
-                   (Env.JWT_ALGORITHMS, ",".join(jwt.algorithms)),
-                   (Env.JWT_LEEWAY_SECONDS, str(jwt.leeway_seconds))]  # fmt: skip
-        values += [(name, value) for name, value in ((Env.JWT_ISSUER, jwt.issuer),
-                   (Env.JWT_AUDIENCE, jwt.audience), (Env.JWT_REQUIRED_SCOPE, jwt.required_scope))
-                   if value is not None]  # fmt: skip
+        values += [
+            (Env.JWT_JWKS_FILE, f"{JWKS_DIR}/{jwt.jwks.key}"),
+            (Env.JWT_ALGORITHMS, ",".join(jwt.algorithms)),
+            (Env.JWT_LEEWAY_SECONDS, str(jwt.leeway_seconds)),
+        ]
+        values += [
+            (name, value)
+            for name, value in (
+                (Env.JWT_ISSUER, jwt.issuer),
+                (Env.JWT_AUDIENCE, jwt.audience),
+                (Env.JWT_REQUIRED_SCOPE, jwt.required_scope),
+            )
+            if value is not None
+        ]
     limits = auth.rate_limit
     if limits.requests_per_minute:
         values.append((Env.RATE_LIMIT_REQUESTS_PER_MINUTE, str(limits.requests_per_minute)))

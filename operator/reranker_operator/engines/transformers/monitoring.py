@@ -32,8 +32,9 @@ def _stage_p95(metric: str, sel: str) -> str:
     return promql.histogram_p(0.95, metric, sel)
 
 
-def server_alerts(name: str, namespace: str, spec: PrometheusRuleSpec, rule: MakeAlert, *,
-                  prefix_reuse: bool) -> list[AlertRule]:  # fmt: skip
+def server_alerts(
+    name: str, namespace: str, spec: PrometheusRuleSpec, rule: MakeAlert, *, prefix_reuse: bool
+) -> list[AlertRule]:
     """The bundled server's alerts; `prefix_reuse`: a Qwen3-style model, whose documents should
     reuse the shared prefix."""
     who = f"reranker {namespace}/{name}"

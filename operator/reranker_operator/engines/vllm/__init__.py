@@ -50,8 +50,15 @@ class VllmEngine(Engine):
     def prefix_reuse(self, spec: RerankerServiceSpec) -> bool:
         return serve.prefix_caching(spec)
 
-    def alerts(self, name: str, namespace: str, thresholds: PrometheusRuleSpec,
-               make: MakeAlert, *, prefix_reuse: bool) -> list[AlertRule]:  # fmt: skip
+    def alerts(
+        self,
+        name: str,
+        namespace: str,
+        thresholds: PrometheusRuleSpec,
+        make: MakeAlert,
+        *,
+        prefix_reuse: bool,
+    ) -> list[AlertRule]:
         return vllm_alerts(name, namespace, thresholds, make, prefix_caching=prefix_reuse)
 
     def panels(self, name: str, namespace: str) -> list[Panel]:

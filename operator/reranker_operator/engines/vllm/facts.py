@@ -13,14 +13,31 @@ VLLM_IMAGE = "vllm/vllm-openai"
 # `vllm serve` flags the operator sets from the resource; spec.vllm.extraArgs may not repeat them
 # (each one of the pinned vLLM's flags, engines/vllm/known_flags.py; a test checks it)
 VLLM_OWNED_FLAGS = (
-    "--model", "--served-model-name", "--host", "--port", "--runner", "--dtype",
-    "--tensor-parallel-size", "-tp", "--data-parallel-size", "-dp", "--gpu-memory-utilization",
+    "--model",
+    "--served-model-name",
+    "--host",
+    "--port",
+    "--runner",
+    "--dtype",
+    "--tensor-parallel-size",
+    "-tp",
+    "--data-parallel-size",
+    "-dp",
+    "--gpu-memory-utilization",
     "--max-model-len",
-    "--enable-prefix-caching", "--no-enable-prefix-caching", "--max-num-seqs",
-    "--max-num-batched-tokens", "--hf-overrides", "--chat-template", "--download-dir",
-    "--revision", "--trust-remote-code", "--api-key", "--config",
+    "--enable-prefix-caching",
+    "--no-enable-prefix-caching",
+    "--max-num-seqs",
+    "--max-num-batched-tokens",
+    "--hf-overrides",
+    "--chat-template",
+    "--download-dir",
+    "--revision",
+    "--trust-remote-code",
+    "--api-key",
+    "--config",
     "--shutdown-timeout",  # spec.server.requestTimeoutSeconds: in-flight requests drain
-)  # fmt: skip
+)
 VLLM_PORT = PORT  # vLLM listens on the same port as the bundled server: one Service for both
 VLLM_HEALTH_PATH = "/health"  # 200 once the engine is up (startup, readiness, liveness probes)
 VLLM_TEMPLATE_DIR = "/etc/reranker/vllm"  # the score template ConfigMap's mount

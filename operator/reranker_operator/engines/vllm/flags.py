@@ -59,8 +59,10 @@ def unknown_flag_problems(args: Iterable[str], field: str) -> Iterator[tuple[str
         elif name.startswith("--") and [f for f in _LONG if f.startswith(name)]:
             why = f"is ambiguous in vLLM {VLLM_FLAGS_VERSION} (spell the whole flag)"
         else:
-            why = (f"is not a flag of vLLM {VLLM_FLAGS_VERSION} (`vllm serve --help`); vLLM "
-                   "would refuse to start")  # fmt: skip
+            why = (
+                f"is not a flag of vLLM {VLLM_FLAGS_VERSION} (`vllm serve --help`); vLLM "
+                "would refuse to start"
+            )
         yield f"{field}[{i}]", f"{name} {why}"
 
 

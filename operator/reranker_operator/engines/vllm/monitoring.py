@@ -23,8 +23,9 @@ def _hit_ratio(sel: str) -> str:
     return f"sum({hits}) / sum({queries})"
 
 
-def vllm_alerts(name: str, namespace: str, spec: PrometheusRuleSpec, rule: MakeAlert, *,
-                prefix_caching: bool) -> list[AlertRule]:  # fmt: skip
+def vllm_alerts(
+    name: str, namespace: str, spec: PrometheusRuleSpec, rule: MakeAlert, *, prefix_caching: bool
+) -> list[AlertRule]:
     """The engine-specific alerts; `rule(alert, expr, severity, summary, description)` builds
     one (with the shared labels and `for`)."""
     who = f"reranker {namespace}/{name} (vLLM)"

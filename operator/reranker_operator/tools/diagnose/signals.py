@@ -12,9 +12,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reranker_contract import DEFAULTS, FAMILIES, Metric, ModelFamily
-
 from reranker_operator.api.families import FAMILY_TRAITS
-from reranker_operator.tools.promtext import histogram_quantile, parse_buckets, parse_by_label, parse_totals
+from reranker_operator.tools.promtext import (
+    histogram_quantile,
+    parse_buckets,
+    parse_by_label,
+    parse_totals,
+)
 
 
 def family_is_causal(family: str | None) -> bool | None:
@@ -51,13 +55,18 @@ class Signals:
 
 
 COUNTERS = (
-    f"{Metric.DOCUMENTS_PER_REQUEST}_sum", f"{Metric.DOCUMENTS_PER_REQUEST}_count",
-    f"{Metric.TOKENIZATION_DURATION}_sum", f"{Metric.INFERENCE_DURATION_STAGE}_sum",
-    f"{Metric.BATCH_SIZE}_sum", f"{Metric.BATCH_SIZE}_count",
-    f"{Metric.PADDING_RATIO}_sum", f"{Metric.PADDING_RATIO}_count",
-    str(Metric.PREFIX_CACHE_REUSE_TOTAL), str(Metric.TRUNCATED_DOCUMENTS_TOTAL),
+    f"{Metric.DOCUMENTS_PER_REQUEST}_sum",
+    f"{Metric.DOCUMENTS_PER_REQUEST}_count",
+    f"{Metric.TOKENIZATION_DURATION}_sum",
+    f"{Metric.INFERENCE_DURATION_STAGE}_sum",
+    f"{Metric.BATCH_SIZE}_sum",
+    f"{Metric.BATCH_SIZE}_count",
+    f"{Metric.PADDING_RATIO}_sum",
+    f"{Metric.PADDING_RATIO}_count",
+    str(Metric.PREFIX_CACHE_REUSE_TOTAL),
+    str(Metric.TRUNCATED_DOCUMENTS_TOTAL),
     str(Metric.RATE_LIMITED_TOTAL),
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -122,10 +131,13 @@ def from_server(url: str, *, interval_s: float = 10.0) -> Signals:
         latency_p95_s=quantile(after.latency, before.latency),
         queue_time_p95_s=quantile(after.queue, before.queue),
         tokenization_busy=d(f"{Metric.TOKENIZATION_DURATION}_sum") / wall,
-        inference_busy=d(f"{Metric.INFERENCE_DURATION_STAGE}_sum") / wall
+        inference_busy=d(f"{Metric.INFERENCE_DURATION_STAGE}_sum")
+        / wall
         / max(1, int(engine.get("model_workers") or 1)),
         batch_size_mean=_ratio(d(f"{Metric.BATCH_SIZE}_sum"), d(f"{Metric.BATCH_SIZE}_count")),
-        padding_ratio_mean=_ratio(d(f"{Metric.PADDING_RATIO}_sum"), d(f"{Metric.PADDING_RATIO}_count")),
+        padding_ratio_mean=_ratio(
+            d(f"{Metric.PADDING_RATIO}_sum"), d(f"{Metric.PADDING_RATIO}_count")
+        ),
         prefix_reuse_share=_ratio(d(str(Metric.PREFIX_CACHE_REUSE_TOTAL)), docs),
         truncated_share=_ratio(d(str(Metric.TRUNCATED_DOCUMENTS_TOTAL)), docs),
         max_batch_size=int(limits.get("max_batch_size") or DEFAULTS.max_batch_size),
@@ -147,9 +159,16 @@ def _query(prometheus: str, expr: str) -> float | None:
     return None if value != value else value  # NaN: no observations
 
 
-def from_prometheus(prometheus: str, name: str, namespace: str, *, window: str = "5m",
-                    max_batch_size: int = DEFAULTS.max_batch_size, model_workers: int = 1,
-                    causal: bool | None = None) -> Signals:  # fmt: skip
+def from_prometheus(
+    prometheus: str,
+    name: str,
+    namespace: str,
+    *,
+    window: str = "5m",
+    max_batch_size: int = DEFAULTS.max_batch_size,
+    model_workers: int = 1,
+    causal: bool | None = None,
+) -> Signals:
     """The same signals as `from_server`, over the last `window`, for every pod of the service."""
     sel = f'namespace="{namespace}",job="{name}"'
 
@@ -162,8 +181,10 @@ def from_prometheus(prometheus: str, name: str, namespace: str, *, window: str =
         return rate(num) / d if d > 0 else None
 
     def p95(histogram: str) -> float | None:
-        return _query(prometheus, f"histogram_quantile(0.95, sum by (le) "
-                                  f"(rate({histogram}_bucket{{{sel}}}[{window}])))")  # fmt: skip
+        return _query(
+            prometheus,
+            f"histogram_quantile(0.95, sum by (le) (rate({histogram}_bucket{{{sel}}}[{window}])))",
+        )
 
     pods = _query(prometheus, f"count(up{{{sel}}})") or 1.0
     docs = f"{Metric.DOCUMENTS_PER_REQUEST}_sum"
@@ -179,7 +200,9 @@ def from_prometheus(prometheus: str, name: str, namespace: str, *, window: str =
         latency_p95_s=p95(Metric.INFERENCE_DURATION),
         queue_time_p95_s=p95(Metric.QUEUE_TIME),
         tokenization_busy=rate(f"{Metric.TOKENIZATION_DURATION}_sum") / pods,
-        inference_busy=rate(f"{Metric.INFERENCE_DURATION_STAGE}_sum") / pods / max(1, model_workers),
+        inference_busy=rate(f"{Metric.INFERENCE_DURATION_STAGE}_sum")
+        / pods
+        / max(1, model_workers),
         batch_size_mean=share(f"{Metric.BATCH_SIZE}_sum", f"{Metric.BATCH_SIZE}_count"),
         padding_ratio_mean=share(f"{Metric.PADDING_RATIO}_sum", f"{Metric.PADDING_RATIO}_count"),
         prefix_reuse_share=share(str(Metric.PREFIX_CACHE_REUSE_TOTAL), docs),

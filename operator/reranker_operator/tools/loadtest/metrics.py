@@ -7,7 +7,6 @@ import urllib.request
 from dataclasses import dataclass
 
 from reranker_contract import Metric
-
 from reranker_operator.tools.promtext import histogram_quantile, parse_buckets, parse_totals
 
 # The series whose totals the report uses (summed over their labels).

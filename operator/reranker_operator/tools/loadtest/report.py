@@ -83,13 +83,18 @@ def render_text(summary: Summary) -> str:
     lat = summary.latency_s
     tokens = "n/a" if summary.tokens_per_s is None else f"{summary.tokens_per_s:,.0f}"
     lines = [
-        (f"{'interrupted after' if summary.interrupted else 'ran'} {summary.wall_s:.1f}s at "
-         f"concurrency {summary.concurrency}: {summary.requests} requests"),
-        (f"  throughput  {summary.requests_per_s:,.2f} requests/s   "
-         f"{summary.pairs_per_s:,.1f} pairs/s   {tokens} tokens/s"),
+        (
+            f"{'interrupted after' if summary.interrupted else 'ran'} {summary.wall_s:.1f}s at "
+            f"concurrency {summary.concurrency}: {summary.requests} requests"
+        ),
+        (
+            f"  throughput  {summary.requests_per_s:,.2f} requests/s   "
+            f"{summary.pairs_per_s:,.1f} pairs/s   {tokens} tokens/s"
+        ),
         "  latency     " + "   ".join(f"{k} {_seconds(v)}" for k, v in lat.items()),
         f"  answers     {summary.ok} ok, {summary.rejected} rejected (429), "
-        f"{summary.failed} failed   " + ", ".join(f"{k}: {v}" for k, v in summary.by_status.items()),
+        f"{summary.failed} failed   "
+        + ", ".join(f"{k}: {v}" for k, v in summary.by_status.items()),
     ]
     if summary.server is not None:
         srv = summary.server

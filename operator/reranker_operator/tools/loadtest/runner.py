@@ -80,8 +80,10 @@ class Progress:
         bar = "#" * int(30 * min(1.0, share))
         ok = sum(1 for s in result.samples if s.status == 200)
         busy = sum(1 for s in result.samples if s.status == 429)
-        line = (f"[{bar:<30}] {done} requests, {done / max(elapsed, 1e-9):.1f}/s, "
-                f"{ok} ok, {busy} x 429, {elapsed:.0f}s")  # fmt: skip
+        line = (
+            f"[{bar:<30}] {done} requests, {done / max(elapsed, 1e-9):.1f}/s, "
+            f"{ok} ok, {busy} x 429, {elapsed:.0f}s"
+        )
         end = "\n" if final or not self.tty else ""
         self.stream.write(("\r" if self.tty else "") + line + end)
         self.stream.flush()
@@ -95,8 +97,9 @@ def _tokens(data: Any) -> int | None:
     return None
 
 
-async def _one(session: aiohttp.ClientSession, url: str, body: dict, headers: dict,
-               pairs: int) -> Sample:  # fmt: skip
+async def _one(
+    session: aiohttp.ClientSession, url: str, body: dict, headers: dict, pairs: int
+) -> Sample:
     start = time.perf_counter()
     try:
         async with session.post(url, json=body, headers=headers) as answer:
@@ -140,8 +143,9 @@ async def run(
             index = next(counter, None)
             if index is None:
                 return
-            sample = await _one(session, url, request_body(workload, index), headers,
-                                workload.documents)  # fmt: skip
+            sample = await _one(
+                session, url, request_body(workload, index), headers, workload.documents
+            )
             result.samples.append(sample)
             if on_sample is not None:
                 on_sample(sample)

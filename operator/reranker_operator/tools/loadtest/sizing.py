@@ -32,8 +32,11 @@ class Sizing:
 
 def _within(summary: Summary, target: float) -> bool:
     p95 = summary.latency_s["p95"]
-    return summary.ok > 0 and summary.failed == 0 and summary.rejected == 0 and (
-        p95 is not None and p95 <= target
+    return (
+        summary.ok > 0
+        and summary.failed == 0
+        and summary.rejected == 0
+        and (p95 is not None and p95 <= target)
     )
 
 
@@ -73,8 +76,11 @@ def ramp(step: Step, target_p95_s: float, *, max_concurrency: int = 256) -> list
     return [runs[k] for k in sorted(runs)]
 
 
-def size(steps: list[Summary], target_p95_s: float, peak_pairs_per_s: float | None,
-         ) -> Sizing:  # fmt: skip
+def size(
+    steps: list[Summary],
+    target_p95_s: float,
+    peak_pairs_per_s: float | None,
+) -> Sizing:
     """The sustained load (the best step within the target) and what a peak needs."""
     within = [s for s in steps if _within(s, target_p95_s)]
     best = max(within, key=lambda s: s.pairs_per_s, default=None)
@@ -105,20 +111,28 @@ def render_text(sizing: Sizing) -> str:
     for row in sizing.steps:
         p95 = "n/a" if row["p95_s"] is None else f"{row['p95_s']:.3f}s"
         mark = "within" if row["within"] else "beyond"
-        lines.append(f"  concurrency {row['concurrency']:>4}: p95 {p95:>8}, "
-                     f"{row['pairs_per_s']:8.1f} pairs/s, {row['rejected']} x 429  {mark}")  # fmt: skip
+        lines.append(
+            f"  concurrency {row['concurrency']:>4}: p95 {p95:>8}, "
+            f"{row['pairs_per_s']:8.1f} pairs/s, {row['rejected']} x 429  {mark}"
+        )
     if sizing.sustained is None:
         first = sizing.steps[0] if sizing.steps else None
         if first is not None and first["failed"] and not first["pairs_per_s"]:
-            lines.append(f"no step met the target: the server did not answer "
-                         f"({first['failed']} failed requests at concurrency 1; see above)")
+            lines.append(
+                f"no step met the target: the server did not answer "
+                f"({first['failed']} failed requests at concurrency 1; see above)"
+            )
         else:
-            lines.append("no step met the target: even one request at a time is slower; "
-                         "use a bigger GPU, fp16/bf16, or fewer documents per request")
+            lines.append(
+                "no step met the target: even one request at a time is slower; "
+                "use a bigger GPU, fp16/bf16, or fewer documents per request"
+            )
         return "\n".join(lines)
     s = sizing.sustained
-    lines.append(f"one replica sustains {s['pairs_per_s']:.1f} pairs/s "
-                 f"({s['requests_per_s']:.2f} requests/s) at concurrency {s['concurrency']}")  # fmt: skip
+    lines.append(
+        f"one replica sustains {s['pairs_per_s']:.1f} pairs/s "
+        f"({s['requests_per_s']:.2f} requests/s) at concurrency {s['concurrency']}"
+    )
     if sizing.replicas is not None and sizing.autoscaling is not None:
         a = sizing.autoscaling
         lines += [
@@ -129,6 +143,6 @@ def render_text(sizing: Sizing) -> str:
             f"      minReplicas: {a['minReplicas']}",
             f"      maxReplicas: {a['maxReplicas']}",
             f"      queuedPairsPerPod: {a['queuedPairsPerPod']}   # drain in {QUEUE_SHARE:g} x the p95 target",
-            f"      p95LatencySeconds: \"{a['p95LatencySeconds']}\"",
+            f'      p95LatencySeconds: "{a["p95LatencySeconds"]}"',
         ]
     return "\n".join(lines)

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 ApiShape = Literal["v1", "v2", "tei", "rank"]
-API_PATHS: dict[str, str] = {"v1": "/v1/rerank", "v2": "/v2/rerank", "tei": "/rerank", "rank": "/v1/rank"}
+API_PATHS: dict[str, str] = {
+    "v1": "/v1/rerank",
+    "v2": "/v2/rerank",
+    "tei": "/rerank",
+    "rank": "/v1/rank",
+}
 
 # Plain English words: about 1.2-1.5 tokens each for the Qwen3 and BERT tokenizers.
 WORDS = (
