@@ -11,7 +11,7 @@ from reranker_operator.engines.base import AlertRule, Engine, MakeAlert, Panel
 from reranker_operator.engines.vllm import serve
 from reranker_operator.engines.vllm.checks import VLLM_CHECKS
 from reranker_operator.engines.vllm.container import vllm_container, vllm_template_params
-from reranker_operator.engines.vllm.facts import VLLM_ADAPTER_RULES, VLLM_WAITING
+from reranker_operator.engines.vllm.facts import ENGINE_NAME, VLLM_ADAPTER_RULES, VLLM_WAITING
 from reranker_operator.engines.vllm.flags import owned_flag_problems, unknown_flag_problems
 from reranker_operator.engines.vllm.monitoring import vllm_alerts, vllm_panels
 from reranker_operator.render.apis import CONFIG_MAP, Child
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class VllmEngine(Engine):
     """vLLM: needs GPUs, reads spec.vllm, mounts a score template for Qwen3 models."""
 
-    name = "vllm"
+    name = ENGINE_NAME
     summary = "vLLM's OpenAI server (spec.vllm)"
     checks = VLLM_CHECKS
     children = (Child("vllm-template", CONFIG_MAP, "vllm-template.yaml.j2", vllm_template_params),)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from reranker_contract import PORT_NAME
 from reranker_operator.engines.vllm import serve
 from reranker_operator.engines.vllm.facts import (
+    ENGINE_NAME,
     VLLM_HEALTH_PATH,
     VLLM_PORT,
     VLLM_TEMPLATE_DIR,
@@ -77,7 +78,7 @@ def vllm_container(svc: ParsedService) -> ServingContainer:
 def vllm_template_params(svc: ParsedService) -> TemplateConfigMapParams | None:
     """The score template's ConfigMap: for a Qwen3 model served by vLLM, else None."""
     spec = svc.spec
-    text = serve.score_template(spec) if spec.engine == "vllm" else None
+    text = serve.score_template(spec) if spec.engine == ENGINE_NAME else None
     if text is None:
         return None
     # one more newline than the prompt needs: jinja drops a template's final newline

@@ -8,6 +8,7 @@ from enum import StrEnum
 
 from reranker_contract import PORT, QUEUE_WINDOW, AdapterRule
 
+ENGINE_NAME = "vllm"  # spec.engine's value for this engine
 VLLM_VERSION = "0.32.0"  # the vLLM release the operator's defaults, alerts and dashboard target
 VLLM_IMAGE = "vllm/vllm-openai"
 # `vllm serve` flags the operator sets from the resource; spec.vllm.extraArgs may not repeat them
