@@ -328,14 +328,15 @@ def build_wheel_from_context(tmp_path: Path, *, readme_placeholder: bool = False
 
 def test_wheel_from_the_build_context_ships_every_package_file(tmp_path: Path) -> None:
     """Build the wheel from exactly what the `wheel` stage copies; every module, template and
-    static page under the package folders (`<folder>/reranker_*/`) must be in it."""
+    static file (page, script, styles) under the package folders (`<folder>/reranker_*/`) must
+    be in it."""
     wheel = build_wheel_from_context(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = [
         path.relative_to(top)
         for top in (REPO / f for f in ("operator", "server", "contract", "templates"))
         for path in top.glob("reranker_*/**/*")
-        if path.suffix in (".py", ".j2", ".html")
+        if path.suffix in (".py", ".j2", ".html", ".js", ".css")
     ]
     assert any(p.suffix == ".j2" for p in shipped), "templates/ holds no templates yet"
     missing = sorted(str(p) for p in shipped if p.as_posix() not in names)

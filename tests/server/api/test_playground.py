@@ -9,11 +9,13 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
 
-from reranker_server.api.playground import page
+from reranker_contract import PLAYGROUND_PATH
+from reranker_server.api.playground import ASSETS, SCRIPT_PATH, STYLE_PATH, asset_text
 from server_helpers import serving
 from tolerance import assert_scores_close
 
@@ -25,6 +27,14 @@ PASSAGES = [
     "Berlin is the capital of Germany.",
     "Bananas are rich in potassium.",
 ]
+# Runs before any of the page's own script: every Content-Security-Policy violation the browser
+# reports (a blocked inline script or handler, a blocked load) lands in window.cspViolations.
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.cspViolations.push(e.violatedDirective + " " + e.blockedURI);
+});
+"""
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +67,9 @@ def _chromium() -> Iterator[Any]:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
+    driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS}
+    )
     try:
         yield driver
     finally:
@@ -95,6 +108,10 @@ def _wait(driver, condition, timeout: float = 60.0):
     return WebDriverWait(driver, timeout).until(condition)
 
 
+def _csp_violations(driver) -> list[str]:
+    return driver.execute_script("return window.cspViolations")
+
+
 def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path, tiny_qwen3_path) -> None:
     from selenium.webdriver.common.by import By
 
@@ -124,6 +141,7 @@ def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path, tiny_qwe
     assert texts == [PASSAGES[i] for i, _ in want]
     status = browser.find_element(By.ID, "status").text
     assert re.search(r"3 of 3 passages ranked in \d+ ms, \d+ tokens", status), status
+    assert _csp_violations(browser) == []
 
 
 def _responses(driver) -> list[tuple[int, str]]:
@@ -138,8 +156,9 @@ def _responses(driver) -> list[tuple[int, str]]:
 
 
 def test_no_console_error_and_no_failed_request(fresh_browser, url: str) -> None:
-    """Loading the page and ranking once: no error in the console (a missing /favicon.ico was
-    the one) and no 4xx/5xx answer to any request the page made."""
+    """Loading the page and ranking once under its enforced Content-Security-Policy: no error in
+    the console (a missing /favicon.ico was the one; a blocked inline script would be another),
+    no policy violation and no 4xx/5xx answer to any request the page made."""
     from selenium.webdriver.common.by import By
 
     browser = fresh_browser
@@ -150,9 +169,28 @@ def test_no_console_error_and_no_failed_request(fresh_browser, url: str) -> None
     _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
     responses = _responses(browser)
     assert (200, f"{url}/v1/rerank") in responses, responses  # the network log is read
+    assert {(200, f"{url}{SCRIPT_PATH}"), (200, f"{url}{STYLE_PATH}")} <= set(responses)
     assert [r for r in responses if r[0] >= 400] == []
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
+    assert _csp_violations(browser) == []
+
+
+def test_the_browser_refuses_to_frame_the_page(fresh_browser, url: str, tmp_path: Path) -> None:
+    """Clickjacking: another site framing the playground (to lure a click or a typed API key)
+    gets nothing; Chromium enforces `frame-ancestors 'none'` and says so in the console."""
+    from selenium.webdriver.common.by import By
+
+    framing = tmp_path / "framing.html"
+    framing.write_text(f'<iframe id="victim" src="{url}/playground"></iframe>')
+    fresh_browser.get(framing.as_uri())
+    _wait(fresh_browser, lambda d: d.find_element(By.ID, "victim"))
+
+    def refused(driver) -> list[str]:
+        log = [e["message"] for e in driver.get_log("browser")]
+        return [m for m in log if "frame-ancestors 'none'" in m and "blocked" in m]
+
+    assert _wait(fresh_browser, refused, timeout=30)
 
 
 def test_a_wrong_key_shows_the_servers_401(browser, url: str) -> None:
@@ -191,24 +229,77 @@ def test_keyboard_and_phone_width(browser, url: str) -> None:
 
 def test_the_page_is_self_contained() -> None:
     """Air-gapped clusters: no CDN, font or script from anywhere else; small enough to ship."""
-    html = page()
-    assert len(html.encode()) < 32_000
-    external = re.findall(
-        r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""", html
-    )
-    assert not external, external
-    assert 'fetch("v1/rerank"' in html  # the server's own API, relative to the page
+    texts = {asset.file_name: asset_text(asset.file_name) for asset in ASSETS.values()}
+    assert sum(len(text.encode()) for text in texts.values()) < 32_000
+    for name, text in texts.items():
+        external = re.findall(
+            r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import""",
+            text,
+        )
+        assert not external, (name, external)
+    html, script = texts["playground.html"], texts["playground.js"]
+    assert 'fetch("v1/rerank"' in script  # the server's own API, relative to the page
     # its icon is inline: a browser never asks this server for /favicon.ico (a 404)
     assert re.search(r'<link rel="icon" href="data:image/svg\+xml,', html)
 
 
+def test_the_page_has_no_inline_script_or_style() -> None:
+    """Everything the page runs or styles it with comes from its own files, named by relative
+    URLs (behind an ingress path prefix `/x/playground` loads `/x/playground.js`)."""
+    html = asset_text("playground.html")
+    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []  # no inline <script> block
+    assert re.findall(r"\son[a-z]+\s*=", html) == []  # no onclick= and the like
+    assert re.findall(r"<style|\sstyle\s*=", html) == []
+    sources = re.findall(r'<script src="([^"]+)"', html)
+    sheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
+    assert sources == ["playground.js"] and sheets == ["playground.css"]
+    assert urljoin(PLAYGROUND_PATH, sources[0]) == SCRIPT_PATH
+    assert urljoin(PLAYGROUND_PATH, sheets[0]) == STYLE_PATH
+
+
+def _policy(header: str) -> dict[str, list[str]]:
+    """A Content-Security-Policy header as {directive: [sources]}."""
+    directives = (part.split() for part in header.split(";") if part.strip())
+    return {name: sources for name, *sources in directives}
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        (PLAYGROUND_PATH, "text/html"),
+        (SCRIPT_PATH, "text/javascript"),
+        (STYLE_PATH, "text/css"),
+    ],
+)
+def test_the_page_and_its_files_carry_the_security_headers(
+    url: str, path: str, content_type: str
+) -> None:
+    """Only this origin's script (no inline script, no `unsafe-inline`), no framing, no
+    sniffing, no referrer, and the same caching for the page and its files."""
+    answer = httpx.get(f"{url}{path}", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].split(";")[0] == content_type
+    policy = _policy(answer.headers["content-security-policy"])
+    assert policy["default-src"] == ["'none'"]
+    assert policy["script-src"] == ["'self'"]
+    assert policy["style-src"] == ["'self'"]
+    assert policy["connect-src"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert policy["base-uri"] == ["'none'"] and policy["form-action"] == ["'none'"]
+    assert "unsafe-inline" not in answer.headers["content-security-policy"]
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+    assert answer.headers["cache-control"] == "no-cache"
+
+
 def test_headers_link_and_off_switch(url: str, tiny_qwen3_path) -> None:
-    answer = httpx.get(f"{url}/playground", timeout=10)
-    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
-    assert "default-src 'none'" in answer.headers["content-security-policy"]
     assert httpx.get(f"{url}/", timeout=10).json()["playground"] == "/playground"
     home = httpx.get(f"{url}/", headers={"Accept": "text/html"}, timeout=10).text
     assert 'href="playground"' in home
     for off in serving(tiny_qwen3_path, playground=False):
-        assert httpx.get(f"{off}/playground", timeout=10).status_code == 404
+        for path in ASSETS:
+            answer = httpx.get(f"{off}{path}", timeout=10)
+            assert answer.status_code == 404, path
+            assert answer.json()["error"]["type"] == "not_found"
         assert httpx.get(f"{off}/", timeout=10).json()["playground"] is None
