@@ -6,6 +6,7 @@ import socket
 import threading
 from collections.abc import Iterator
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from reranker_server.app import create_app, make_uvicorn_server
@@ -28,11 +29,17 @@ def running_client(settings: Settings) -> Iterator[TestClient]:
 def serving(path, **overrides) -> Iterator[str]:
     """A real uvicorn server on 127.0.0.1 (free port) in a thread, serving the model at `path`;
     yields its base URL."""
+    for url, _app in serving_app(path, **overrides):
+        yield url
+
+
+def serving_app(path, *, loader=None, **overrides) -> Iterator[tuple[str, FastAPI]]:
+    """`serving`, yielding the base URL and the app (whose `state.server` holds the engine)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = settings_for(path, host="127.0.0.1", port=port, log_level="warning", **overrides)
-    app = create_app(settings)
+    app = create_app(settings, loader=loader)
     server = make_uvicorn_server(app, settings, drain_seconds=0)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -42,7 +49,7 @@ def serving(path, **overrides) -> Iterator[str]:
             if not thread.is_alive():
                 raise RuntimeError("uvicorn exited")
             threading.Event().wait(0.02)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", app
     finally:
         server.should_exit = True
         thread.join(30)

@@ -51,6 +51,11 @@ class Env(StrEnum):
     MAX_BATCH_TOKENS = "MAX_BATCH_TOKENS"
     MAX_CLIENT_BATCH_SIZE = "MAX_CLIENT_BATCH_SIZE"
     MAX_CONCURRENT_REQUESTS = "MAX_CONCURRENT_REQUESTS"
+    MAX_REQUEST_BYTES = "MAX_REQUEST_BYTES"
+    MAX_REQUEST_TOKENS = "MAX_REQUEST_TOKENS"
+    MAX_QUEUED_TOKENS = "MAX_QUEUED_TOKENS"
+    HEADER_TIMEOUT_SECONDS = "HEADER_TIMEOUT_SECONDS"
+    BODY_TIMEOUT_SECONDS = "BODY_TIMEOUT_SECONDS"
     SCORE_CACHE_SIZE = "SCORE_CACHE_SIZE"
     PREFIX_CACHE = "PREFIX_CACHE"
     MODEL_WORKERS = "MODEL_WORKERS"
@@ -75,6 +80,7 @@ class Env(StrEnum):
     RATE_LIMIT_REQUESTS_PER_MINUTE = "RATE_LIMIT_REQUESTS_PER_MINUTE"
     RATE_LIMIT_PAIRS_PER_MINUTE = "RATE_LIMIT_PAIRS_PER_MINUTE"
     TRUSTED_PROXIES = "TRUSTED_PROXIES"
+    AUTH_FAILURES_PER_MINUTE = "AUTH_FAILURES_PER_MINUTE"
     METRICS_PORT = "METRICS_PORT"
     # read by huggingface_hub, not by our settings
     HF_HOME = "HF_HOME"
@@ -91,6 +97,15 @@ class ServerDefaults:
     max_batch_size: int = 32  # sequences per forward pass
     max_client_batch_size: int = 1000  # documents in one request (more: 413)
     max_concurrent_requests: int = 512  # admitted requests before 429
+    # what one request and one pod may hold (413 / 429 beyond; docs/server.md, "Limits")
+    max_request_bytes: int = 4 * 1024 * 1024  # a request's body
+    max_request_tokens: int = 262144  # a request's tokens after truncation
+    max_queued_tokens: int = 1048576  # tokens queued in the pod, every request together
+    max_header_bytes: int = 16384  # request line and headers (431 beyond)
+    header_timeout_seconds: int = 10  # to receive a request's line and headers
+    body_timeout_seconds: int = 30  # to receive a request's body (408 after it)
+    # failed authentications per minute per client address before it is backed off (429)
+    auth_failures_per_minute: int = 30
     log_level: str = "info"
     # termination (spec.termination, the pod's grace period): after SIGTERM the server keeps
     # serving for drain_seconds (readiness 503), then finishes what is in flight; no request
@@ -156,6 +171,10 @@ class Metric(StrEnum):
         "reranker_auth_failures_total"  # {reason: missing|invalid|expired|forbidden}
     )
     RATE_LIMITED_TOTAL = "reranker_rate_limited_total"  # {limit: requests|pairs, client_class}
+    # {limit: the setting}: requests refused for their size, or the pod's, before any scoring
+    REQUESTS_REFUSED_TOTAL = "reranker_requests_refused_total"
+    # requests whose client went away before the answer: their queued work was dropped
+    REQUESTS_ABANDONED_TOTAL = "reranker_requests_abandoned_total"
     # the work each pod holds (gauges): what autoscaling on queued work reads
     QUEUED_TOKENS = "reranker_queued_tokens"  # tokens of the pairs in QUEUE_DEPTH
     INFLIGHT_PAIRS = "reranker_inflight_pairs"  # pairs handed to the model, not yet scored

@@ -10,12 +10,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from reranker_contract import DEFAULTS
 from reranker_server import __version__
 from reranker_server.api import ops_routes, playground, rerank_routes
 from reranker_server.api.errors import install_error_handlers
+from reranker_server.api.guard import RequestGuard
 from reranker_server.api.middleware import MetricsMiddleware
 from reranker_server.api.state import Loader, ServerState
 from reranker_server.config import Settings
+from reranker_server.http_protocol import guarded_protocol
 
 log = logging.getLogger("reranker_server")
 
@@ -75,7 +78,8 @@ def create_app(
     )
     app.state.server = state
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestGuard, state=state)
+    app.add_middleware(MetricsMiddleware)  # outermost: it counts what the guard refuses too
     app.include_router(rerank_routes.router)
     app.include_router(ops_routes.router)
     app.include_router(playground.router)
@@ -124,6 +128,7 @@ def make_uvicorn_server(app: FastAPI, settings: Settings, *, drain_seconds: floa
         port=settings.port,
         log_level=settings.log_level,
         proxy_headers=False,
+        http=guarded_protocol(settings.header_timeout_seconds, DEFAULTS.max_header_bytes),
         # a safety net only: every rerank request ends within its timeout (504)
         timeout_graceful_shutdown=settings.request_timeout_seconds + 1,
     )

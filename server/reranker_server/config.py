@@ -114,6 +114,37 @@ class Settings:
         "requests queued or running before 429",
         minimum=1,
     )
+    max_request_bytes: int = _opt(
+        DEFAULTS.max_request_bytes,
+        Env.MAX_REQUEST_BYTES,
+        "largest request body, in bytes, on the scoring routes (more gets 413 before it is read)",
+        minimum=1024,
+    )
+    max_request_tokens: int = _opt(
+        DEFAULTS.max_request_tokens,
+        Env.MAX_REQUEST_TOKENS,
+        "most tokens one request may score, after truncation (more gets 413 before scoring)",
+        minimum=1,
+    )
+    max_queued_tokens: int = _opt(
+        DEFAULTS.max_queued_tokens,
+        Env.MAX_QUEUED_TOKENS,
+        "most tokens waiting to be scored in the pod, every request together; a request that "
+        "would go beyond gets 429 (one alone always fits)",
+        minimum=1,
+    )
+    header_timeout_seconds: int = _opt(
+        DEFAULTS.header_timeout_seconds,
+        Env.HEADER_TIMEOUT_SECONDS,
+        "seconds a connection has to send a request's line and headers before it is closed",
+        minimum=1,
+    )
+    body_timeout_seconds: int = _opt(
+        DEFAULTS.body_timeout_seconds,
+        Env.BODY_TIMEOUT_SECONDS,
+        "seconds a client has to send a request's body (408 after it)",
+        minimum=1,
+    )
     score_cache_size: int = _opt(
         0, Env.SCORE_CACHE_SIZE, "LRU cache of pair scores (0 = off)", minimum=0
     )
@@ -172,6 +203,13 @@ class Settings:
         Env.TRUSTED_PROXIES,
         "comma-separated addresses/CIDRs whose X-Forwarded-For names the client",
     )
+    auth_failures_per_minute: int = _opt(
+        DEFAULTS.auth_failures_per_minute,
+        Env.AUTH_FAILURES_PER_MINUTE,
+        "failed authentications per minute per client address; past them its requests get 429 "
+        "without their credentials being checked (0 = no back-off)",
+        minimum=0,
+    )
     metrics_port: int = _opt(
         0,
         Env.METRICS_PORT,
@@ -226,6 +264,8 @@ class Settings:
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=self.batch_size,
             max_concurrent_requests=self.max_concurrent_requests,
+            max_request_tokens=self.max_request_tokens,
+            max_queued_tokens=self.max_queued_tokens,
             score_cache_size=self.score_cache_size,
             prefix_cache=self.prefix_cache,
             model_workers=self.model_workers,

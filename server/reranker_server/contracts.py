@@ -73,13 +73,34 @@ class InputTooLongError(RerankError):
 
 
 class QueueFullError(RerankError):
-    """The engine's bounded queue is full (HTTP 429 with Retry-After)."""
+    """The engine's bounded queue is full (HTTP 429 with Retry-After); `limit` names the setting
+    that bounds it."""
 
     status_code = 429
 
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, limit: str = "") -> None:
         super().__init__(message)
-        self.retry_after_s = retry_after_s
+        self.retry_after_s, self.limit = retry_after_s, limit
+
+
+class TooManyTokensError(RerankError):
+    """A request whose tokens, after truncation, exceed what one request may score (HTTP 413).
+
+    It names the documents field, whatever the API shape calls it."""
+
+    status_code = 413
+
+    def __init__(self, message: str, *, tokens: int, limit: int) -> None:
+        super().__init__(message)
+        self.tokens, self.limit = tokens, limit
+
+    @property
+    def field(self) -> str | None:
+        return self.documents_field
+
+    @property
+    def message(self) -> str:
+        return f"{self.documents_field}: {self.detail}"
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,33 @@ RATE_LIMITED = Counter(
     "Requests refused by a per-client limit (by client class)",
     ["limit", "client_class"],
 )
+REQUEST_LIMITS = (
+    "max_request_bytes",
+    "max_header_bytes",
+    "header_timeout",
+    "body_timeout",
+    "content_type",
+    "max_request_tokens",
+    "max_queued_tokens",
+    "max_concurrent_requests",
+)
+REQUESTS_REFUSED = Counter(
+    Metric.REQUESTS_REFUSED_TOTAL,
+    "Requests refused for their own size or the pod's load, by the limit (a setting) they met",
+    ["limit"],
+)
+REQUESTS_ABANDONED = Counter(
+    Metric.REQUESTS_ABANDONED_TOTAL,
+    "Scoring requests whose client disconnected before the answer (their queued pairs dropped)",
+)
 # Every label value these counters can take starts at 0, so a rate over them is 0, not absent,
 # before the first event (an alert or panel on "rejected" then has a value from the start).
 for _status in ("ok", "invalid", "rejected", "error"):
     RERANK_REQUESTS.labels(status=_status)
-for _reason in ("missing", "invalid", "expired", "forbidden"):
+for _reason in ("missing", "invalid", "expired", "forbidden", "backoff"):
     AUTH_FAILURES.labels(reason=_reason)
+for _limit in REQUEST_LIMITS:
+    REQUESTS_REFUSED.labels(limit=_limit)
 for _limit in ("requests", "pairs"):
     for _class in ("api_key", "jwt", "address"):
         RATE_LIMITED.labels(limit=_limit, client_class=_class)

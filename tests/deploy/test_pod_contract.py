@@ -282,8 +282,9 @@ def test_every_rendered_setting_reaches_the_running_server(
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _ready(base, proc), "the server to be ready", timeout=180)
-        info = httpx.get(f"{base}/info", timeout=10).json()
-        keys = _client_keys(cr)
+        keys = _client_keys(cr)  # with credentials required, /info shows settings to a client
+        sent = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
+        info = httpx.get(f"{base}/info", headers=sent, timeout=10).json()
         body = {"query": "q", "documents": ["a", "b"]}
         if keys:  # every key of the mounted Secret scores; no key is refused
             for key in keys:

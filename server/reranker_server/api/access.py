@@ -1,8 +1,10 @@
-"""Who may score, and how much: the Authenticator and RateLimiter built from the settings, the
-FastAPI dependency that identifies a caller, and the per-client admission of a request."""
+"""Who may score, and how much: the Authenticator, RateLimiter and failed-authentication back-off
+built from the settings, the FastAPI dependency that identifies a caller, and the per-client
+admission of a request."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -11,6 +13,7 @@ from reranker_contract import Env
 from reranker_server.api.errors import APIError
 from reranker_server.auth import errors as auth_errors
 from reranker_server.auth.authenticator import Authenticator, Identity
+from reranker_server.auth.backoff import BackedOff, FailureBackoff
 from reranker_server.auth.keys import KeyStore
 from reranker_server.auth.ratelimit import (
     Limits,
@@ -30,6 +33,7 @@ class Access:
     authenticator: Authenticator
     limiter: RateLimiter
     trusted: tuple
+    backoff: FailureBackoff
 
     @classmethod
     def from_settings(cls, s: Settings) -> Access:
@@ -63,24 +67,39 @@ class Access:
         except ValueError as exc:
             raise ConfigError(f"{Env.TRUSTED_PROXIES}: {exc}") from None
         limits = Limits(s.rate_limit_requests_per_minute, s.rate_limit_pairs_per_minute)
-        return cls(Authenticator(keys, tokens), RateLimiter(limits), trusted)
+        backoff = FailureBackoff(s.auth_failures_per_minute)
+        return cls(Authenticator(keys, tokens), RateLimiter(limits), trusted, backoff)
+
+    def address(self, request: Request) -> str:
+        """The client's address: the peer, or from every X-Forwarded-For line (in order) when
+        the peer is a trusted proxy (a proxy that appends its own line is read past)."""
+        peer = request.client.host if request.client else None
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for")) or None
+        return client_address(peer, forwarded, self.trusted)
 
     def identify(self, request: Request) -> Identity:
-        peer = request.client.host if request.client else None
-        address = client_address(peer, request.headers.get("x-forwarded-for"), self.trusted)
+        """The caller, or APIError: 401/403 for missing or wrong credentials (a wrong one spends
+        one of the address's failures; a missing one guesses nothing and spends none), 429 while
+        the address is backed off (credential unread)."""
+        address = self.address(request)
+        if self.authenticator.required:
+            try:
+                self.backoff.check(address)
+            except BackedOff as exc:
+                AUTH_FAILURES.labels(reason="backoff").inc()
+                raise APIError(
+                    429,
+                    str(exc),
+                    field="authorization",
+                    type="rate_limit_error",
+                    headers={"Retry-After": _retry_after(exc.retry_after_s)},
+                ) from None
         try:
             return self.authenticator.identify(request.headers.get("authorization"), address)
         except auth_errors.AuthError as exc:
-            reason = (
-                "missing"
-                if "required" in exc.message
-                else "expired"
-                if "expired" in exc.message
-                else "forbidden"
-                if exc.status == 403
-                else "invalid"
-            )
-            AUTH_FAILURES.labels(reason=reason).inc()
+            if exc.status == 401 and exc.reason != "missing":
+                self.backoff.failed(address)
+            AUTH_FAILURES.labels(reason=exc.reason).inc()
             kind = "permission_error" if exc.status == 403 else "authentication_error"
             raise APIError(
                 exc.status,
@@ -94,14 +113,14 @@ class Access:
         """Take this request from the client's allowance, or answer 429 (413 when it exceeds a
         whole minute's pairs)."""
         try:
-            self.limiter.admit(identity.client, pairs)
+            self.limiter.admit(identity.key, pairs)
         except RateLimited as exc:
             RATE_LIMITED.labels(limit=exc.limit, client_class=identity.client_class).inc()
             raise APIError(
                 429,
                 str(exc),
                 type="rate_limit_error",
-                headers={"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))},
+                headers={"Retry-After": _retry_after(exc.retry_after_s)},
                 extra={"limit": exc.limit, "per_minute": exc.per_minute},
             )
         except TooBig as exc:
@@ -114,7 +133,13 @@ class Access:
             ) from None
 
 
+def _retry_after(seconds: float) -> str:
+    """A Retry-After header value: whole seconds, rounded up, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
+
 def authenticate(request: Request) -> None:
-    """FastAPI dependency of the scoring routes: the caller's Identity in request.state."""
-    state = request.app.state.server
-    request.state.identity = state.access.identify(request)
+    """FastAPI dependency of the scoring routes: the caller's Identity in request.state (the
+    request guard identified it before reading the body; once, so a failure counts once)."""
+    if getattr(request.state, "identity", None) is None:
+        request.state.identity = request.app.state.server.access.identify(request)

@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reranker_server.contracts import InputTooLongError, QueueFullError, RerankError
+from reranker_server.contracts import (
+    InputTooLongError,
+    QueueFullError,
+    RerankError,
+    TooManyTokensError,
+)
 
 log = logging.getLogger("reranker_server.api")
 
@@ -48,9 +53,19 @@ def error_response(
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """The uniform error body."""
-    body: dict[str, Any] = {"message": message, "field": field, "type": type, **(extra or {})}
+    """The uniform error body (message and field, which may quote the request, always valid
+    UTF-8: a lone surrogate in a key a client sent is shown escaped)."""
+    body: dict[str, Any] = {
+        "message": _printable(message),
+        "field": None if field is None else _printable(field),
+        "type": type,
+        **(extra or {}),
+    }
     return JSONResponse({"error": body}, status_code=status_code, headers=headers)
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def field_path(loc: Sequence[Any]) -> str:
@@ -67,25 +82,38 @@ def field_path(loc: Sequence[Any]) -> str:
     return out or "body"
 
 
-def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
-    """First pydantic/FastAPI error as our body: malformed JSON -> 400, everything else -> 422."""
+def validation_error(errors: Sequence[dict[str, Any]]) -> APIError:
+    """The first pydantic/FastAPI error as an APIError: malformed JSON 400, anything else 422."""
     if not errors:
-        return error_response(422, "body: invalid request", field="body")
+        return APIError(422, "body: invalid request", field="body")
     first = errors[0]
     if first.get("type") == "json_invalid":
         detail = (first.get("ctx") or {}).get("error", first.get("msg", "invalid JSON"))
-        return error_response(
-            400, f"body: malformed JSON: {detail}", field="body", type="json_invalid"
-        )
+        return APIError(400, f"body: malformed JSON: {detail}", field="body", type="json_invalid")
     field = field_path(first.get("loc", ()))
     msg = str(first.get("msg", "invalid value"))
     if first.get("type") == "missing":
         msg = "field required"
     elif first.get("type") == "model_attributes_type" or first.get("type") == "dict_type":
         msg = "must be a JSON object"
+    return APIError(422, f"{field}: {msg}", field=field, type=str(first.get("type", "invalid")))
+
+
+def api_error_response(exc: APIError) -> JSONResponse:
+    """The uniform error body of an APIError."""
     return error_response(
-        422, f"{field}: {msg}", field=field, type=str(first.get("type", "invalid"))
+        exc.status_code,
+        exc.message,
+        field=exc.field,
+        type=exc.type,
+        headers=exc.headers,
+        extra=exc.extra,
     )
+
+
+def validation_response(errors: Sequence[dict[str, Any]]) -> JSONResponse:
+    """First pydantic/FastAPI error as our body: malformed JSON -> 400, everything else -> 422."""
+    return api_error_response(validation_error(errors))
 
 
 def rerank_error_response(exc: RerankError) -> JSONResponse:
@@ -96,6 +124,11 @@ def rerank_error_response(exc: RerankError) -> JSONResponse:
     if isinstance(exc, QueueFullError):
         headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
         kind = "rate_limit_error"
+        if exc.limit:
+            extra = {"setting": exc.limit}
+    elif isinstance(exc, TooManyTokensError):
+        extra = {"tokens": exc.tokens, "limit": exc.limit, "setting": "max_request_tokens"}
+        kind = "too_many_tokens"
     elif isinstance(exc, InputTooLongError):
         extra = {"tokens": exc.tokens, "limit": exc.limit}
         kind = "input_too_long"
@@ -119,14 +152,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(APIError)
     async def _api(_: Request, exc: APIError) -> JSONResponse:
-        return error_response(
-            exc.status_code,
-            exc.message,
-            field=exc.field,
-            type=exc.type,
-            headers=exc.headers,
-            extra=exc.extra,
-        )
+        return api_error_response(exc)
 
     @app.exception_handler(RerankError)
     async def _rerank(_: Request, exc: RerankError) -> JSONResponse:

@@ -7,6 +7,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reranker_server import metrics
+from reranker_server.api.guard import SCORING_PATHS
 
 
 class MetricsMiddleware:
@@ -34,7 +35,11 @@ class MetricsMiddleware:
         finally:
             metrics.HTTP_ACTIVE.dec()
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
+            path = scope.get("path")
+            # a scoring request the guard refused never reached the router: its path is bounded
+            endpoint = getattr(route, "path", None) or (
+                path if path in SCORING_PATHS else "unmatched"
+            )
             method = scope.get("method", "GET")
             metrics.HTTP_REQUESTS.labels(method=method, endpoint=endpoint, status=str(status)).inc()
             metrics.HTTP_DURATION.labels(method=method, endpoint=endpoint).observe(

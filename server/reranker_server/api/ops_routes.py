@@ -1,4 +1,5 @@
-"""Probe, info and metrics routes (never behind the API key)."""
+"""Probe, info and metrics routes (never behind the API key; /info shows its settings only to
+a caller with credentials when they are required)."""
 
 from __future__ import annotations
 
@@ -107,8 +108,19 @@ async def root(request: Request) -> Any:
 async def info(request: Request) -> dict[str, Any]:
     """Model, family, dtype, device, max length, request limits, the shortcuts in force (with
     the reason where one is off), and every setting the server started with (`settings`, by
-    field name; the API key is never shown)."""
+    field name; the API key is never shown). When credentials are required, a request without
+    an Authorization header gets only model, loaded, version and auth_required; one with a
+    header is identified like a scoring request (401, back-off) before it gets the rest."""
     state = get_state(request)
+    if state.access.authenticator.required:
+        if "authorization" not in request.headers:
+            return {
+                "model": state.served_name,
+                "loaded": state.model_loaded,
+                "version": __version__,
+                "auth_required": True,
+            }
+        state.access.identify(request)
     s = state.settings
     backend = state.backend
     return {

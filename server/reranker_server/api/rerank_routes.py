@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
+from pydantic import BaseModel
 
 from reranker_server.api import schemas
 from reranker_server.api.access import authenticate
-from reranker_server.api.errors import APIError, validation_response
+from reranker_server.api.errors import APIError
+from reranker_server.api.json_body import json_object, validated
 from reranker_server.api.service import document_texts, get_state, score
 
 router = APIRouter(dependencies=[Depends(authenticate)])
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+def _documented(*models: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that parses its own JSON (`json_body`)."""
+    schema = (
+        models[0].model_json_schema()
+        if len(models) == 1
+        else {"oneOf": [m.model_json_schema() for m in models]}
+    )
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+async def _body(request: Request, model: type[Body]) -> Body:
+    """The request's JSON body as `model` (400/422 naming the field otherwise)."""
+    return validated(model, json_object(await request.body()))
 
 
 async def _cohere(
@@ -56,72 +74,50 @@ async def _cohere(
     }
 
 
+_COHERE = _documented(schemas.CohereRerankRequest)
+
+
 @router.post(
-    "/v1/rerank", response_model=schemas.CohereRerankResponse, response_model_exclude_none=True
+    "/v1/rerank",
+    response_model=schemas.CohereRerankResponse,
+    response_model_exclude_none=True,
+    openapi_extra=_COHERE,
 )
-async def rerank_v1(request: Request, body: schemas.CohereRerankRequest) -> dict[str, Any]:
+async def rerank_v1(request: Request) -> dict[str, Any]:
     """Cohere v1 / Jina / vLLM rerank: results sorted by relevance_score."""
-    return await _cohere(request, body, "1")
+    return await _cohere(request, await _body(request, schemas.CohereRerankRequest), "1")
 
 
 @router.post(
-    "/v2/rerank", response_model=schemas.CohereRerankResponse, response_model_exclude_none=True
+    "/v2/rerank",
+    response_model=schemas.CohereRerankResponse,
+    response_model_exclude_none=True,
+    openapi_extra=_COHERE,
 )
-async def rerank_v2(request: Request, body: schemas.CohereRerankRequest) -> dict[str, Any]:
+async def rerank_v2(request: Request) -> dict[str, Any]:
     """Cohere v2 rerank (also what LiteLLM's cohere provider calls)."""
-    return await _cohere(request, body, "2")
+    return await _cohere(request, await _body(request, schemas.CohereRerankRequest), "2")
 
 
-_RERANK_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        schemas.TEIRerankRequest.model_json_schema(),
-                        schemas.SimpleRerankRequest.model_json_schema(),
-                    ]
-                }
-            }
-        },
-    }
-}
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise APIError(
-            400, f"body: malformed JSON: {exc}", field="body", type="json_invalid"
-        ) from None
-    if not isinstance(data, dict):
-        raise APIError(422, "body: must be a JSON object", field="body", type="type_error")
-    return data
-
-
-@router.post("/rerank", openapi_extra=_RERANK_BODY)
+@router.post(
+    "/rerank", openapi_extra=_documented(schemas.TEIRerankRequest, schemas.SimpleRerankRequest)
+)
 async def rerank_tei_or_simple(request: Request) -> Any:
     """TEI body `{query, texts, ...}` -> `[{index, score, text?}]`; simple body `{query, documents, ...}`
     -> `{scores, ranked_indices, ranked_documents, processing_time}`."""
-    data = await _json_object(request)
+    data = json_object(await request.body())
     state = get_state(request)
-    try:
-        if "texts" in data:
-            tei = schemas.TEIRerankRequest.model_validate(data)
-        elif "documents" in data:
-            simple = schemas.SimpleRerankRequest.model_validate(data)
-        else:
-            raise APIError(
-                422,
-                "texts: field required (TEI body) or 'documents' (simple body)",
-                field="texts",
-                type="missing",
-            )
-    except ValidationError as exc:
-        return validation_response([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()])
+    if "texts" in data:
+        tei = validated(schemas.TEIRerankRequest, data)
+    elif "documents" in data:
+        simple = validated(schemas.SimpleRerankRequest, data)
+    else:
+        raise APIError(
+            422,
+            "texts: field required (TEI body) or 'documents' (simple body)",
+            field="texts",
+            type="missing",
+        )
     if "texts" in data:
         texts = document_texts(tei.texts, "texts")
         scored = await score(
@@ -160,9 +156,12 @@ async def rerank_tei_or_simple(request: Request) -> Any:
     }
 
 
-@router.post("/v1/rank", response_model=schemas.RankResponse)
-async def rank(request: Request, body: schemas.RankRequest) -> dict[str, Any]:
+@router.post(
+    "/v1/rank", response_model=schemas.RankResponse, openapi_extra=_documented(schemas.RankRequest)
+)
+async def rank(request: Request) -> dict[str, Any]:
     """`{query, docs, instruction?}` -> `{results: [{doc, score, rank}]}`, best first, rank from 1."""
+    body = await _body(request, schemas.RankRequest)
     docs = document_texts(body.docs, "docs")
     scored = await score(
         get_state(request),

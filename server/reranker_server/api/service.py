@@ -14,7 +14,13 @@ from reranker_server import metrics
 from reranker_server.api.errors import APIError
 from reranker_server.api.state import ServerState
 from reranker_server.auth.authenticator import Identity
-from reranker_server.contracts import RerankError, RerankInput, RerankOutput
+from reranker_server.contracts import (
+    QueueFullError,
+    RerankError,
+    RerankInput,
+    RerankOutput,
+    TooManyTokensError,
+)
 
 
 def get_state(request: Request) -> ServerState:
@@ -118,6 +124,10 @@ async def score(
         ) from None
     except RerankError as exc:
         exc.documents_field = documents_field  # the API shape's name, in field and message
+        if isinstance(exc, TooManyTokensError):
+            metrics.REQUESTS_REFUSED.labels(limit="max_request_tokens").inc()
+        elif isinstance(exc, QueueFullError) and exc.limit:
+            metrics.REQUESTS_REFUSED.labels(limit=exc.limit).inc()
         metrics.RERANK_REQUESTS.labels(
             status="rejected" if exc.status_code in (429, 503) else "invalid"
         ).inc()

@@ -29,21 +29,34 @@ def fingerprint(key: str) -> str:
 
 
 def _check(key: str, where: str) -> str:
+    """`key` when it can be sent in an Authorization header: >= MIN_KEY_LENGTH visible ASCII
+    characters (headers arrive as latin-1, so a key with other characters could never match).
+    The ValueError says where, never the key."""
     if len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key):
         raise ValueError(f"{where}: an API key needs >= {MIN_KEY_LENGTH} characters, no spaces")
+    if not all("!" <= c <= "~" for c in key):
+        raise ValueError(
+            f"{where}: an API key must be printable ASCII (an HTTP header carries no other "
+            "characters, so this key could never match)"
+        )
     return key
 
 
 def parse_keys(path: Path) -> tuple[ApiKey, ...]:
-    """Every key a mounted file or directory holds."""
+    """Every key a mounted file or directory holds; ValueError naming the file and line of a
+    key that is unusable."""
     keys: list[ApiKey] = []
     directory = path.is_dir()
     for file in files_of(path):
-        lines = [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines()]
-        lines = [ln for ln in lines if ln and not ln.startswith("#")]
-        for n, line in enumerate(lines):
-            key = _check(line, f"{file.name} line {n + 1}")
-            name = file.name if directory and len(lines) == 1 else fingerprint(key)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{file}: not UTF-8 text") from None
+        numbered = [(n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1)]
+        numbered = [(n, ln) for n, ln in numbered if ln and not ln.startswith("#")]
+        for n, line in numbered:
+            key = _check(line, f"{file} line {n}")
+            name = file.name if directory and len(numbered) == 1 else fingerprint(key)
             keys.append(ApiKey(name, key.encode()))
     return tuple(keys)
 

@@ -12,9 +12,17 @@ import ipaddress
 import math
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+
+from reranker_server.auth.buckets import TokenBuckets
+
+# X-Forwarded-For hops examined from the right; past them the last trusted hop is the client.
+MAX_FORWARDED_HOPS = 32
+# The longest hop text that can be an address (IPv6 with an IPv4 tail is 45 characters).
+_MAX_ADDRESS_TEXT = 64
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -43,13 +51,6 @@ class TooBig(Exception):
     """A request larger than a whole minute's pairs allowance can never pass (413)."""
 
 
-class _Bucket:
-    __slots__ = ("level", "stamp")
-
-    def __init__(self, level: float, stamp: float) -> None:
-        self.level, self.stamp = level, stamp
-
-
 class RateLimiter:
     def __init__(
         self,
@@ -58,25 +59,13 @@ class RateLimiter:
         max_clients: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.limits, self.max_clients, self.clock = limits, max_clients, clock
-        self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
+        self.limits, self.clock = limits, clock
+        self._buckets = TokenBuckets(max_keys=max_clients)
         self._lock = threading.Lock()
 
-    def _bucket(self, key: tuple[str, str], capacity: int, now: float) -> _Bucket:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(float(capacity), now)
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-            bucket.level = min(capacity, bucket.level + (now - bucket.stamp) * capacity / 60.0)
-            bucket.stamp = now
-        return bucket
-
-    def admit(self, client: str, pairs: int) -> None:
+    def admit(self, client: Hashable, pairs: int) -> None:
         """Take one request and `pairs` pairs from the client's buckets, or raise RateLimited
-        (nothing taken) / TooBig."""
+        (nothing taken) / TooBig. `client` is a short key (an Identity's `key`)."""
         lim = self.limits
         if not lim.enabled:
             return
@@ -96,7 +85,7 @@ class RateLimiter:
                 if cap > 0
             ]
             buckets = [
-                (kind, cap, cost, self._bucket((client, kind), cap, now))
+                (kind, cap, cost, self._buckets.get((client, kind), cap, now))
                 for kind, cap, cost in wanted
             ]
             for kind, cap, cost, bucket in buckets:
@@ -106,33 +95,45 @@ class RateLimiter:
                 bucket.level -= cost
 
 
-def client_address(
-    peer: str | None,
-    forwarded_for: str | None,
-    trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network],
-) -> str:
-    """The caller's address: the peer, or walking X-Forwarded-For from the right past trusted
-    proxies when the peer is one of them."""
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`text` as an address (IPv4-mapped IPv6 as IPv4, no IPv6 zone), or None when it is none."""
+    if len(text) > _MAX_ADDRESS_TEXT:
+        return None
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
-    def is_trusted(addr: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in trusted)
 
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]) -> str:
+    """The caller's address, normalised: the peer, or, when the peer is a trusted proxy, the
+    nearest hop of X-Forwarded-For (every line, joined in order) that is not one, walking from
+    the right. A hop that is no address, or the end of the MAX_FORWARDED_HOPS examined, ends the
+    walk at the last trusted hop: a client never names itself with text of its choosing."""
     if not peer:
         return "unknown"
-    if not forwarded_for or not is_trusted(peer):
+    current = _address(peer)
+    if current is None:  # not an IP transport (a test client, a Unix socket): as given
         return peer
-    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not is_trusted(hop):
-            return hop
-    return hops[0] if hops else peer
+    if not forwarded_for or not any(current in net for net in trusted):
+        return current.compressed
+    hops = forwarded_for.rsplit(",", MAX_FORWARDED_HOPS)[-MAX_FORWARDED_HOPS:]
+    for text in reversed(hops):
+        if not text.strip():
+            continue
+        hop = _address(text.strip())
+        if hop is None:
+            break
+        current = hop
+        if not any(hop in net for net in trusted):
+            break
+    return current.compressed
 
 
-def parse_networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def parse_networks(text: str) -> tuple[Network, ...]:
     """'10.0.0.0/8, 192.168.1.1' -> networks; ValueError naming the bad entry."""
     out = []
     for part in (p.strip() for p in text.split(",")):

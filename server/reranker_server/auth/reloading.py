@@ -67,12 +67,13 @@ class Reloading(Generic[T]):
             if signature == self._signature:
                 return
             value = self._load(self.path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # the loaders' messages never quote a secret
             log.warning(
-                "keeping the previous %s: cannot reload %s: %s",
+                "keeping the previous %s: cannot reload %s: %s: %s",
                 self.what,
                 self.path,
                 type(exc).__name__,
+                exc,
             )
             return
         self._value, self._signature = value, signature

@@ -3,19 +3,23 @@
 Only asymmetric algorithms from the configured allow-list are accepted (never `none`, never an
 HMAC algorithm: a token signed with HS256 using the public key as the secret is the classic
 confusion attack). The token must name an issuer and an audience equal to the configured ones,
-carry `exp`, and is accepted within `leeway` seconds of `exp`/`nbf`. The client is `sub`.
+carry `exp`, and is accepted within `leeway` seconds of `exp`/`nbf`. The client is `sub` (a
+string of at most MAX_SUBJECT_LENGTH characters); `scope` / `scp` is a space-separated string or
+a list of strings, anything else makes the token invalid.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reranker_server.auth import errors
 from reranker_server.auth.reloading import Reloading
+
+# The longest `sub` accepted: the subject names a client the rate limiter remembers.
+MAX_SUBJECT_LENGTH = 256
 
 ASYMMETRIC = (
     "RS256",
@@ -60,12 +64,18 @@ def load_jwks(path: Path) -> dict[str, Any]:
         )
     )
     data = json.loads(file.read_text(encoding="utf-8"))
+    entries = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError('jwks: not a JWKS document ({"keys": [{...}, ...]})')
     keys = {}
-    for entry in data.get("keys", []):
+    for entry in entries:
         try:
             keys[entry.get("kid", "")] = jwt.PyJWK(entry)
         except jwt.PyJWKError as exc:
-            raise ValueError(f"jwks: unusable key {entry.get('kid', '')!r}: {exc}") from None
+            raise ValueError(  # PyJWT's message quotes the key: name its type only
+                f"jwks: unusable key {entry.get('kid', '')!r} (kty {entry.get('kty')!r}): "
+                f"{type(exc).__name__}"
+            ) from None
     if not keys:
         raise ValueError("jwks: no usable keys")
     return keys
@@ -117,13 +127,22 @@ class TokenVerifier:
             raise errors.expired() from None
         except (jwt.PyJWTError, TypeError, ValueError):  # TypeError: key of another type
             raise errors.invalid() from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_SUBJECT_LENGTH:
+            raise errors.invalid()
         scopes = _scopes(claims)
         if s.required_scope and s.required_scope not in scopes:
             raise errors.forbidden(s.required_scope)
-        return Claims(str(claims["sub"]), scopes)
+        return Claims(subject, scopes)
 
 
 def _scopes(claims: dict[str, Any]) -> frozenset[str]:
-    value = claims.get("scope", claims.get("scp", ()))
-    parts: Sequence[str] = value.split() if isinstance(value, str) else value
-    return frozenset(str(p) for p in parts)
+    """`scope` (else `scp`): a space-separated string or a list of strings; AuthError for any
+    other shape."""
+    name = "scope" if "scope" in claims else "scp"
+    value = claims.get(name, ())
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list | tuple) and all(isinstance(part, str) for part in value):
+        return frozenset(value)
+    raise errors.malformed_scope()

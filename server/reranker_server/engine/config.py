@@ -20,6 +20,11 @@ class EngineConfig:
     max_concurrent_requests: int = (
         DEFAULTS.max_concurrent_requests
     )  # admitted requests in flight; more -> QueueFullError
+    # tokens (after truncation) one request may score: more -> TooManyTokensError (413)
+    max_request_tokens: int = DEFAULTS.max_request_tokens
+    # tokens queued in the engine, every request together: a request that would go beyond
+    # waits for nothing and gets QueueFullError (429); one alone in an empty queue always fits
+    max_queued_tokens: int = DEFAULTS.max_queued_tokens
     score_cache_size: int = (
         0  # LRU entries of (model, instruction, query, doc, truncation) -> score
     )
@@ -40,6 +45,8 @@ class EngineConfig:
             "max_batch_tokens",
             "max_batch_size",
             "max_concurrent_requests",
+            "max_request_tokens",
+            "max_queued_tokens",
             "prefix_min_pairs",
             "schedule_window",
             "max_inflight_batches",

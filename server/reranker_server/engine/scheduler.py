@@ -30,6 +30,7 @@ from reranker_server.contracts import (
     RerankInput,
     RerankOutput,
     Scored,
+    TooManyTokensError,
 )
 from reranker_server.engine import metrics
 from reranker_server.engine.config import (
@@ -183,6 +184,11 @@ class BatchingEngine:
         """Pairs queued and not yet handed to the model thread."""
         return sum(len(job.pending.pending) for job in self._queue)
 
+    @property
+    def queued_tokens(self) -> int:
+        """Tokens (whole sequences) of the pairs queued and not yet handed to the model thread."""
+        return sum(_tokens(job.pending, i) for job in self._queue for i in job.pending.pending)
+
     def pause(self) -> None:
         """Stop dispatching new batches (requests are still admitted and queued)."""
         self._paused = True
@@ -203,7 +209,12 @@ class BatchingEngine:
         )
         doc = " ".join(["warm"] * max(1, width // 2))
         docs = [doc] * cfg.max_batch_size
-        await self.rerank(RerankInput(query="warm up the model", documents=docs))
+        if self._state == "new":
+            await self.start()
+        # the engine's own request: sized by the batch budget, not by what a client may send
+        await self._rerank_admitted(
+            RerankInput(query="warm up the model", documents=docs), bounded=False
+        )
         return len(docs)
 
     # -- the request path ----------------------------------------------------------------------
@@ -218,6 +229,7 @@ class BatchingEngine:
                 f"{self._inflight_requests} requests in flight "
                 f"(max_concurrent_requests={self.config.max_concurrent_requests}); retry later",
                 retry_after_s=self.config.retry_after_s,
+                limit="max_concurrent_requests",
             )
         self._inflight_requests += 1
         try:
@@ -225,7 +237,7 @@ class BatchingEngine:
         finally:
             self._inflight_requests -= 1
 
-    async def _rerank_admitted(self, inp: RerankInput) -> RerankOutput:
+    async def _rerank_admitted(self, inp: RerankInput, *, bounded: bool = True) -> RerankOutput:
         docs = list(inp.documents)
         n = len(docs)
         raw: list[float | None] = [None] * n
@@ -246,7 +258,7 @@ class BatchingEngine:
         truncated = 0
         if miss:
             sub = inp if len(miss) == n else replace(inp, documents=[docs[i] for i in miss])
-            scores, costs, truncated = await self._score_documents(sub, miss)
+            scores, costs, truncated = await self._score_documents(sub, miss, bounded=bounded)
             for j, i in enumerate(miss):
                 raw[i], tokens[i] = scores[j], costs[j]
                 if self._cache is not None:
@@ -260,10 +272,10 @@ class BatchingEngine:
         )
 
     async def _score_documents(
-        self, sub: RerankInput, original_index: Sequence[int]
+        self, sub: RerankInput, original_index: Sequence[int], *, bounded: bool = True
     ) -> tuple[list[float], list[int], int]:
-        """Encode `sub`, queue its pairs, await them: (raw scores, tokens per pair, documents
-        truncated to fit)."""
+        """Encode `sub`, queue its pairs (within the token budgets when `bounded`), await them:
+        (raw scores, tokens per pair, documents truncated to fit)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
@@ -284,6 +296,8 @@ class BatchingEngine:
         cut = sum(1 for t in encoded.truncated if t)
         if n == 0:
             return [], [], 0
+        if bounded:
+            self._admit_tokens(sum(costs))
         job = _Job(
             pending=PendingRequest(next(self._ids), encoded, list(range(n)), time.monotonic()),
             future=loop.create_future(),
@@ -302,6 +316,25 @@ class BatchingEngine:
             self._withdraw(job)
             raise
         return scores, costs, cut
+
+    def _admit_tokens(self, tokens: int) -> None:
+        """Refuse a request's tokens beyond the per-request (413) or the queue's (429) budget."""
+        cfg = self.config
+        if tokens > cfg.max_request_tokens:
+            raise TooManyTokensError(
+                f"{tokens} tokens after truncation exceed max_request_tokens "
+                f"{cfg.max_request_tokens}; send fewer or shorter documents (or max_tokens_per_doc)",
+                tokens=tokens,
+                limit=cfg.max_request_tokens,
+            )
+        queued = self.queued_tokens
+        if queued and queued + tokens > cfg.max_queued_tokens:
+            raise QueueFullError(
+                f"{queued} tokens are queued and this request adds {tokens} "
+                f"(max_queued_tokens={cfg.max_queued_tokens}); retry later",
+                retry_after_s=self.config.retry_after_s,
+                limit="max_queued_tokens",
+            )
 
     def _withdraw(self, job: _Job) -> None:
         """Forget a request: its undispatched pairs leave the queue, late scores are ignored."""

@@ -29,7 +29,7 @@ from reranker_server.models.families import BackendSettings, Family, architectur
 from reranker_server.models.flops import FlopModel
 from reranker_server.models.loading import ModelLoadError
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
-from reranker_server.models.truncation import common_prefix_len, cut
+from reranker_server.models.truncation import common_prefix_len, cut, tokenized_in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -131,10 +131,13 @@ class CausalRerankerBackend:
                 limit=self.max_length,
             )
         cap = budget if inp.max_tokens_per_doc is None else min(budget, inp.max_tokens_per_doc)
-        doc_ids = self._tokenize([qwen_prompt.document_text(d) for d in docs])
         sequences: list[list[int] | None] = []
         truncated: list[bool] = []
-        for i, ids in enumerate(doc_ids):
+        doc_ids: list[list[int]] = []  # the untruncated documents' tokens ([] for the others)
+        for i, ids in enumerate(
+            tokenized_in_chunks(self._tokenize, [qwen_prompt.document_text(d) for d in docs])
+        ):
+            doc_ids.append(ids if len(ids) <= cap else [])
             if not inp.truncate and len(ids) > budget:
                 raise InputTooLongError(
                     f"{fixed + len(ids)} tokens exceed max length {self.max_length} "

@@ -24,6 +24,7 @@ from reranker_server.models.families import BackendSettings, Family, architectur
 from reranker_server.models.flops import FlopModel
 from reranker_server.models.loading import ModelLoadError
 from reranker_server.models.rust_tokenizer import private_rust_tokenizer
+from reranker_server.models.truncation import tokenized_in_chunks
 
 _POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"}
 
@@ -94,7 +95,9 @@ class CrossEncoderBackend:
         cap = budget if inp.max_tokens_per_doc is None else min(budget, inp.max_tokens_per_doc)
         pairs: list[PairTokens] = []
         truncated: list[bool] = []
-        encodings = self._rust.encode_batch(docs, add_special_tokens=False) if docs else []
+        encodings = tokenized_in_chunks(
+            lambda texts: self._rust.encode_batch(texts, add_special_tokens=False), docs
+        )
         for i, enc in enumerate(encodings):
             n = len(enc.ids)
             if not inp.truncate and n > budget:
