@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from reranker_contract import DEFAULTS, Env
 from reranker_operator.api.base import SpecModel
 from reranker_operator.api.cel_rules import Rule
 from reranker_operator.api.fieldtypes import DNS1123_SUBDOMAIN, Labels
@@ -95,6 +96,15 @@ class RateLimitSpec(SpecModel):
         max_length=64,
         description="Proxies (an ingress controller's pod CIDR) whose X-Forwarded-For names "
         "the client of an anonymous request.",
+    )
+    auth_failures_per_minute: int = Field(
+        DEFAULTS.auth_failures_per_minute,
+        ge=0,
+        le=1000000,
+        description="Failed authentications (401) per minute per client address; past them "
+        "the address gets 429 without its credentials being checked, so keys cannot be guessed "
+        f"quickly ({Env.AUTH_FAILURES_PER_MINUTE}; 0 = no back-off; engine transformers only). "
+        "Behind an ingress, set trustedProxies: otherwise every client shares its address.",
     )
 
 

@@ -631,6 +631,46 @@ class ServerSpec(SpecModel):
         description="Requests queued or running before answering 429 "
         f"({Env.MAX_CONCURRENT_REQUESTS}).",
     )
+    max_request_bytes: int = Field(
+        DEFAULTS.max_request_bytes,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Largest request body in bytes on the scoring routes; a larger one is "
+        "answered 413 before it is read, so no client can fill the pod's memory "
+        f"({Env.MAX_REQUEST_BYTES}; engine transformers only).",
+    )
+    max_request_tokens: int = Field(
+        DEFAULTS.max_request_tokens,
+        ge=1,
+        le=16777216,
+        description="Most tokens one request may score, after truncation; more is answered 413 "
+        "before any scoring, so one request cannot hold the model for minutes "
+        f"({Env.MAX_REQUEST_TOKENS}; engine transformers only).",
+    )
+    max_queued_tokens: int = Field(
+        DEFAULTS.max_queued_tokens,
+        ge=1,
+        le=268435456,
+        description="Most tokens waiting to be scored in one pod, every request together; a "
+        "request that would go beyond is answered 429, bounding queue memory and queue time "
+        f"({Env.MAX_QUEUED_TOKENS}; engine transformers only). At least maxRequestTokens.",
+    )
+    header_timeout_seconds: int = Field(
+        DEFAULTS.header_timeout_seconds,
+        ge=1,
+        le=300,
+        description="Seconds a connection has to send a request's line and headers before it "
+        "is closed, so slow clients cannot hold connections open "
+        f"({Env.HEADER_TIMEOUT_SECONDS}; engine transformers only).",
+    )
+    body_timeout_seconds: int = Field(
+        DEFAULTS.body_timeout_seconds,
+        ge=1,
+        le=3600,
+        description="Seconds a client has to send a request's body, answered 408 after it, so "
+        f"a slowly sent body cannot hold a connection ({Env.BODY_TIMEOUT_SECONDS}; engine "
+        "transformers only).",
+    )
     api_key_secret: ApiKeySecret | None = None
     score_cache: ScoreCacheSpec = Field(default_factory=ScoreCacheSpec)
     auth: AuthSpec = Field(default_factory=AuthSpec)
@@ -666,6 +706,16 @@ class ServerSpec(SpecModel):
             f"metricsPort must differ from the server port {PORT}",
             lambda s: s.metrics_port != PORT,
             field_path=".metricsPort",
+        ),
+        Rule(
+            "self.maxQueuedTokens >= self.maxRequestTokens",
+            "maxQueuedTokens must be at least maxRequestTokens",
+            lambda s: s.max_queued_tokens >= s.max_request_tokens,
+            field_path=".maxQueuedTokens",
+            explain=lambda s: (
+                f"must be >= server.maxRequestTokens ({s.max_queued_tokens} < "
+                f"{s.max_request_tokens}): a pod queues at least one largest request"
+            ),
         ),
     )
 

@@ -272,6 +272,12 @@ CEL_BAD = [
         },
         "replicas must lie",
     ),
+    # request limits
+    (
+        {"model": M, "server": {"maxRequestTokens": 500000, "maxQueuedTokens": 400000}},
+        "maxQueuedTokens must be at least maxRequestTokens",
+    ),
+    ({"model": M, "server": {"maxRequestTokens": 2000000}}, "maxQueuedTokens must be at least"),
     # access
     ({"model": M, "server": {"metricsPort": 8080}}, "must differ"),
     (
@@ -360,6 +366,7 @@ CEL_GOOD_EDGES = [
     {"model": M, "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]},
     {"model": M, "metrics": {"dashboard": {"enabled": False, "labels": {}}}},
     {"model": M, "metrics": {"dashboard": {"enabled": True}}},
+    {"model": M, "server": {"maxRequestTokens": 400000, "maxQueuedTokens": 400000}},
 ]
 
 

@@ -208,6 +208,9 @@ SPECS: list[dict[str, Any]] = [
         "replicas": 0,
         "autoscaling": {**ON, "keda": {**ON, "prometheusAddress": "http://p"}},
     },
+    # request limits: a pod queues at least one largest request
+    {"model": M, "server": {"maxRequestTokens": 500000, "maxQueuedTokens": 400000}},
+    {"model": M, "server": {"maxRequestTokens": 400000, "maxQueuedTokens": 400000}},
     # access
     {"model": M, "server": {"metricsPort": 8080}},
     {"model": M, "server": {"metricsPort": 9090, "auth": {"jwt": {"jwks": {"secretName": "s"}}}}},
