@@ -142,3 +142,17 @@ def test_family_is_causal_asks_the_family_registry():
     assert family_is_causal("qwen3-causal") is True and family_is_causal("cross-encoder") is False
     assert family_is_causal("a-family-of-a-newer-server") is False
     assert family_is_causal(None) is None
+
+
+def test_a_server_requiring_keys_shows_its_settings_to_diagnose_with_a_key(tiny_qwen3_path) -> None:
+    """Where credentials are required, /info keeps the settings for clients: diagnose sends
+    --api-key and knows the family (prefix reuse is judged); without it, it does not."""
+    key = "diagnose-key-0123456789"
+    for url in serving(tiny_qwen3_path, api_key=key):
+        seen = {}
+        for sent in (None, key):
+            args = ["diagnose", "live", "--url", url, "--interval", "0.5", "--json"]
+            out = io.StringIO()
+            assert cli.main([*args, *(["--api-key", sent] if sent else [])], stdout=out) == 0
+            seen[sent] = json.loads(out.getvalue())["signals"]["causal"]
+    assert seen == {None: None, key: True}

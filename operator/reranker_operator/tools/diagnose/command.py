@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import TextIO
 
 from reranker_contract import DEFAULTS, FAMILIES
@@ -22,6 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--interval", type=float, default=10.0, help="with --url: seconds between the two scrapes"
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("RERANKER_API_KEY"),
+        help="with --url: a key (or JWT) of the server, for the settings its /info shows only "
+        "to a client when credentials are required [env RERANKER_API_KEY]",
     )
     parser.add_argument("--window", default="5m", help="with --prometheus: the window, e.g. 5m")
     parser.add_argument(
@@ -46,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.url:
-        sig = signals.from_server(args.url, interval_s=args.interval)
+        sig = signals.from_server(args.url, interval_s=args.interval, api_key=args.api_key)
     else:
         if not args.window[:-1].replace(".", "", 1).isdigit() or args.window[-1] not in "smh":
             raise ValueError(f"--window: a duration such as 30s or 5m, got {args.window!r}")

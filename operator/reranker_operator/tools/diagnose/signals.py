@@ -94,10 +94,13 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den > 0 else None
 
 
-def from_server(url: str, *, interval_s: float = 10.0) -> Signals:
-    """Scrape `url`'s /metrics twice, `interval_s` apart, and read its /info."""
+def from_server(url: str, *, interval_s: float = 10.0, api_key: str | None = None) -> Signals:
+    """Scrape `url`'s /metrics twice, `interval_s` apart, and read its /info (with `api_key`,
+    the whole of it where the server requires credentials)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/info", timeout=10) as answer:
+        request = urllib.request.Request(url.rstrip("/") + "/info", headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as answer:
             info = json.loads(answer.read())
     except (urllib.error.URLError, OSError, ValueError):
         info = {}
