@@ -9,6 +9,7 @@ prompt formatting, truncation and the forward passes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -101,6 +102,43 @@ class TooManyTokensError(RerankError):
     @property
     def message(self) -> str:
         return f"{self.documents_field}: {self.detail}"
+
+
+class EncodeCancelled(Exception):
+    """Tokenization stopped because the request's client left (nobody reads the result)."""
+
+
+class EncodeBudget:
+    """What a backend's `encode` may spend on one request, checked as it goes (it tokenizes in
+    chunks): the tokens its sequences take after truncation, counted as they are produced
+    (TooManyTokensError once past `max_tokens`, before the rest is tokenized), and whether the
+    request was cancelled (EncodeCancelled at the next chunk). Shared between the event loop,
+    which cancels, and the tokenizing thread."""
+
+    def __init__(self, max_tokens: int | None = None) -> None:
+        self.max_tokens = max_tokens
+        self.spent = 0
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def check(self) -> None:
+        """EncodeCancelled once the request is cancelled."""
+        if self._cancelled.is_set():
+            raise EncodeCancelled
+
+    def spend(self, tokens: int) -> None:
+        """Count one sequence's tokens; TooManyTokensError past `max_tokens`."""
+        self.spent += tokens
+        if self.max_tokens is not None and self.spent > self.max_tokens:
+            raise TooManyTokensError(
+                f"more than {self.max_tokens} tokens after truncation (max_request_tokens; "
+                f"counted {self.spent} when tokenizing stopped); send fewer or shorter documents "
+                "(or max_tokens_per_doc)",
+                tokens=self.spent,
+                limit=self.max_tokens,
+            )
 
 
 @dataclass(frozen=True)
@@ -209,9 +247,10 @@ class ModelBackend(Protocol):
         off for this model, or for encoders)."""
         ...
 
-    def encode(self, inp: RerankInput) -> EncodedRequest:
+    def encode(self, inp: RerankInput, budget: EncodeBudget | None = None) -> EncodedRequest:
         """Tokenize, format and truncate; raises InputTooLongError / RerankError naming the
-        document by index."""
+        document by index. With a `budget`, each sequence's tokens are spent as produced and
+        the budget is checked between chunks of documents."""
         ...
 
     def score(

@@ -25,7 +25,7 @@ import logging
 import time
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reranker_server import metrics
@@ -119,6 +119,8 @@ class RequestGuard:
                 await self._scoring(scope, receive, tracking_send)
             else:
                 await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:  # the client left while sending its body: nobody to answer
+            metrics.REQUESTS_ABANDONED.inc()
         except APIError as exc:  # refused here, before the app saw the request
             if started:
                 raise

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from reranker_server.contracts import (
     BackendReport,
+    EncodeBudget,
     ForwardPass,
     ModelBackend,
     QueueFullError,
@@ -278,10 +279,18 @@ class BatchingEngine:
         (raw scores, tokens per pair, documents truncated to fit)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        # tokens counted as they are produced: a request far over the bound stops early, and a
+        # cancelled one (its client left) stops at the next chunk of documents
+        budget = EncodeBudget(self.config.max_request_tokens if bounded else None)
         try:
-            encoded = await loop.run_in_executor(self._encode_pool, self.backend.encode, sub)
+            encoded = await loop.run_in_executor(
+                self._encode_pool, self.backend.encode, sub, budget
+            )
         except RerankError as exc:
             raise exc.renumbered(original_index) from None
+        except asyncio.CancelledError:
+            budget.cancel()
+            raise
         finally:
             metrics.TOKENIZATION_TIME.observe(time.perf_counter() - started)
         if self._state != "running":

@@ -15,6 +15,7 @@ import torch
 from reranker_contract import DEFAULT_INSTRUCTION, ModelFamily
 from reranker_server.contracts import (
     BackendReport,
+    EncodeBudget,
     EncodedRequest,
     ForwardPass,
     InputTooLongError,
@@ -111,7 +112,7 @@ class CausalRerankerBackend:
             return [e.ids for e in self._rust.encode_batch(texts, add_special_tokens=False)]
         return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
-    def encode(self, inp: RerankInput) -> EncodedRequest:
+    def encode(self, inp: RerankInput, budget: EncodeBudget | None = None) -> EncodedRequest:
         """Prefix = system + instruction + query + '\\n<Document>:'; pair = ' doc' + suffix (truncated)."""
         instruction = inp.instruction if inp.instruction is not None else self.default_instruction
         docs = list(inp.documents)
@@ -121,8 +122,8 @@ class CausalRerankerBackend:
         pre_text = qwen_prompt.prefix_text(instruction, inp.query)
         prefix_ids = self._tokenize([pre_text])[0]
         fixed = len(prefix_ids) + len(self.suffix_ids)
-        budget = self.max_length - fixed
-        if budget < 1:
+        room = self.max_length - fixed
+        if room < 1:
             raise InputTooLongError(
                 f"query: instruction and query take {fixed} tokens with the prompt template; "
                 f"max length {self.max_length} leaves no room for a document",
@@ -130,15 +131,17 @@ class CausalRerankerBackend:
                 tokens=fixed,
                 limit=self.max_length,
             )
-        cap = budget if inp.max_tokens_per_doc is None else min(budget, inp.max_tokens_per_doc)
+        cap = room if inp.max_tokens_per_doc is None else min(room, inp.max_tokens_per_doc)
         sequences: list[list[int] | None] = []
         truncated: list[bool] = []
         doc_ids: list[list[int]] = []  # the untruncated documents' tokens ([] for the others)
         for i, ids in enumerate(
-            tokenized_in_chunks(self._tokenize, [qwen_prompt.document_text(d) for d in docs])
+            tokenized_in_chunks(
+                self._tokenize, [qwen_prompt.document_text(d) for d in docs], budget
+            )
         ):
             doc_ids.append(ids if len(ids) <= cap else [])
-            if not inp.truncate and len(ids) > budget:
+            if not inp.truncate and len(ids) > room:
                 raise InputTooLongError(
                     f"{fixed + len(ids)} tokens exceed max length {self.max_length} "
                     "and truncate is false",
@@ -146,6 +149,8 @@ class CausalRerankerBackend:
                     tokens=fixed + len(ids),
                     limit=self.max_length,
                 )
+            if budget is not None:
+                budget.spend(fixed + min(len(ids), cap))
             if len(ids) > cap:
                 sequences.append(
                     prefix_ids + cut(ids, cap, inp.truncation_direction) + self.suffix_ids

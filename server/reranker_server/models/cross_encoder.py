@@ -10,6 +10,7 @@ import torch
 from reranker_contract import ModelFamily
 from reranker_server.contracts import (
     BackendReport,
+    EncodeBudget,
     EncodedRequest,
     ForwardPass,
     InputTooLongError,
@@ -75,7 +76,7 @@ class CrossEncoderBackend:
             limit = min(limit, tok_limit)
         return limit
 
-    def encode(self, inp: RerankInput) -> EncodedRequest:
+    def encode(self, inp: RerankInput, budget: EncodeBudget | None = None) -> EncodedRequest:
         """Pair encodings `[CLS] query [SEP] doc [SEP]`; only the document is ever truncated."""
         docs = list(inp.documents)
         for i, doc in enumerate(docs):
@@ -83,8 +84,8 @@ class CrossEncoderBackend:
                 raise RerankError("must be a string", document=i)
         query = self._rust.encode(inp.query, add_special_tokens=False)
         fixed = len(query.ids) + self.specials
-        budget = self.max_length - fixed
-        if budget < 1:
+        room = self.max_length - fixed
+        if room < 1:
             raise InputTooLongError(
                 f"query: takes {fixed} tokens with special tokens; max length {self.max_length} "
                 "leaves no room for a document",
@@ -92,21 +93,23 @@ class CrossEncoderBackend:
                 tokens=fixed,
                 limit=self.max_length,
             )
-        cap = budget if inp.max_tokens_per_doc is None else min(budget, inp.max_tokens_per_doc)
+        cap = room if inp.max_tokens_per_doc is None else min(room, inp.max_tokens_per_doc)
         pairs: list[PairTokens] = []
         truncated: list[bool] = []
         encodings = tokenized_in_chunks(
-            lambda texts: self._rust.encode_batch(texts, add_special_tokens=False), docs
+            lambda texts: self._rust.encode_batch(texts, add_special_tokens=False), docs, budget
         )
         for i, enc in enumerate(encodings):
             n = len(enc.ids)
-            if not inp.truncate and n > budget:
+            if not inp.truncate and n > room:
                 raise InputTooLongError(
                     f"{fixed + n} tokens exceed max length {self.max_length} and truncate is false",
                     document=i,
                     tokens=fixed + n,
                     limit=self.max_length,
                 )
+            if budget is not None:
+                budget.spend(fixed + min(n, cap))
             truncated.append(n > cap)
             if n > cap:
                 enc.truncate(cap, direction=inp.truncation_direction)

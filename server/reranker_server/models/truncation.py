@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
+from reranker_server.contracts import EncodeBudget
+
 Encoded = TypeVar("Encoded")
 
 # Documents tokenized at once. A request's documents are tokenized whole before they are cut to
@@ -36,9 +38,13 @@ def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
 def tokenized_in_chunks(
     encode_batch: Callable[[list[str]], Sequence[Encoded]],
     texts: Sequence[str],
+    budget: EncodeBudget | None = None,
     chunk: int = ENCODE_CHUNK,
 ) -> Iterator[Encoded]:
     """`encode_batch(texts)`'s results one by one, `chunk` texts encoded at a time: the caller
-    keeps what it needs of each (the cut tokens) before the next chunk is encoded."""
+    keeps what it needs of each (the cut tokens, spent from `budget`) before the next chunk is
+    encoded; a cancelled budget stops before the next chunk."""
     for start in range(0, len(texts), chunk):
+        if budget is not None:
+            budget.check()
         yield from encode_batch(list(texts[start : start + chunk]))

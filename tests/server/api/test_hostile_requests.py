@@ -314,3 +314,19 @@ def test_an_unexpected_error_is_a_500_that_closes_the_connection(tiny_qwen3_path
             assert r.status_code == 500 and r.headers["connection"] == "close"
             assert r.json()["error"]["type"] == "internal_error"
             assert c.get("/healthz").status_code == 200  # a new connection, transparently
+
+
+def test_a_client_leaving_mid_body_is_abandoned_not_an_error(server, client, caplog) -> None:
+    url = urlparse(server[0])
+    before = _metric(client, "reranker_requests_abandoned_total")
+    with socket.create_connection((url.hostname, url.port), timeout=10) as s:
+        s.sendall(
+            b"POST /v1/rerank HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+            b'content-length: 1000\r\n\r\n{"query":'
+        )
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while _metric(client, "reranker_requests_abandoned_total") == before:
+        assert time.monotonic() < deadline, "the disconnect was not counted"
+        time.sleep(0.05)
+    assert "internal error" not in caplog.text
