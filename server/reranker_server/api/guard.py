@@ -96,6 +96,18 @@ def _too_big(limit: int) -> APIError:
     )
 
 
+class _Answering:
+    """`send`, remembering whether the response has started."""
+
+    def __init__(self, send: Send) -> None:
+        self._send, self.started = send, False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
 class RequestGuard:
     """ASGI middleware; `state` gives the settings and the authenticator."""
 
@@ -106,28 +118,21 @@ class RequestGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        answering = _Answering(send)
         try:
             if scope.get("method") == "POST" and scope.get("path") in SCORING_PATHS:
-                await self._scoring(scope, receive, tracking_send)
+                await self._scoring(scope, receive, answering)
             else:
-                await self.app(scope, receive, tracking_send)
+                await self.app(scope, receive, answering)
         except ClientDisconnect:  # the client left while sending its body: nobody to answer
             metrics.REQUESTS_ABANDONED.inc()
         except APIError as exc:  # refused here, before the app saw the request
-            if started:
+            if answering.started:
                 raise
-            await api_error_response(exc)(scope, receive, tracking_send)
+            await api_error_response(exc)(scope, receive, answering)
         except Exception as exc:  # noqa: BLE001 - the last resort: answer, never drop the line
             log.exception("internal error")
-            if started:
+            if answering.started:
                 return
             response = error_response(
                 500,
@@ -135,9 +140,9 @@ class RequestGuard:
                 type="internal_error",
                 headers={"Connection": "close"},
             )
-            await response(scope, receive, tracking_send)
+            await response(scope, receive, answering)
 
-    async def _scoring(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _scoring(self, scope: Scope, receive: Receive, send: _Answering) -> None:
         settings = self.state.settings
         request = Request(scope)
         content_type = request.headers.get("content-type", "")
@@ -165,17 +170,9 @@ class RequestGuard:
         )
         await self._until_disconnect(scope, body, send)
 
-    async def _until_disconnect(self, scope: Scope, body: _Body, send: Send) -> None:
+    async def _until_disconnect(self, scope: Scope, body: _Body, send: _Answering) -> None:
         """Run the app; cancel it if the client disconnects before the response starts."""
-        answered = False
-
-        async def answering_send(message: Message) -> None:
-            nonlocal answered
-            if message["type"] == "http.response.start":
-                answered = True
-            await send(message)
-
-        app = asyncio.ensure_future(self.app(scope, body, answering_send))
+        app = asyncio.ensure_future(self.app(scope, body, send))
         body_in = asyncio.ensure_future(body.complete.wait())
         try:
             await asyncio.wait([app, body_in], return_when=asyncio.FIRST_COMPLETED)
@@ -185,7 +182,7 @@ class RequestGuard:
                 left = (
                     body.disconnect.done() and body.disconnect.result()["type"] == "http.disconnect"
                 )
-                if left and not answered and not app.done():
+                if left and not send.started and not app.done():
                     app.cancel()
                     metrics.REQUESTS_ABANDONED.inc()
             try:
