@@ -109,20 +109,20 @@ class Access:
                 headers={"WWW-Authenticate": exc.www_authenticate},
             ) from None
 
+    def refuse_if_spent(self, identity: Identity) -> None:
+        """429 before the body is read when the client has no request or pair left."""
+        try:
+            self.limiter.check_spent(identity.key)
+        except RateLimited as exc:
+            raise _rate_limited(exc, identity) from None
+
     def admit(self, identity: Identity, pairs: int, documents_field: str) -> None:
         """Take this request from the client's allowance, or answer 429 (413 when it exceeds a
         whole minute's pairs)."""
         try:
             self.limiter.admit(identity.key, pairs)
         except RateLimited as exc:
-            RATE_LIMITED.labels(limit=exc.limit, client_class=identity.client_class).inc()
-            raise APIError(
-                429,
-                str(exc),
-                type="rate_limit_error",
-                headers={"Retry-After": _retry_after(exc.retry_after_s)},
-                extra={"limit": exc.limit, "per_minute": exc.per_minute},
-            )
+            raise _rate_limited(exc, identity) from None
         except TooBig as exc:
             RATE_LIMITED.labels(limit="pairs", client_class=identity.client_class).inc()
             raise APIError(
@@ -131,6 +131,18 @@ class Access:
                 field=documents_field,
                 type="too_many_documents",
             ) from None
+
+
+def _rate_limited(exc: RateLimited, identity: Identity) -> APIError:
+    """The 429 of a spent per-client limit (counted by limit and client class)."""
+    RATE_LIMITED.labels(limit=exc.limit, client_class=identity.client_class).inc()
+    return APIError(
+        429,
+        str(exc),
+        type="rate_limit_error",
+        headers={"Retry-After": _retry_after(exc.retry_after_s)},
+        extra={"limit": exc.limit, "per_minute": exc.per_minute},
+    )
 
 
 def _retry_after(seconds: float) -> str:

@@ -6,7 +6,8 @@ For a POST to a scoring route, in this order:
    which a browser sends without asking, is never scored);
 2. a declared `Content-Length` over `max_request_bytes` is refused (413) unread;
 3. the caller is authenticated from the headers alone (401/403/429), so an unauthenticated body
-   is never read or parsed;
+   is never read or parsed, and a client with no request or pair of its per-client allowance
+   left is refused (429) before its body is read;
 4. the body is read with a size bound (413 as soon as it goes over, whatever `Content-Length`
    said) and a deadline (`body_timeout_seconds`, 408 and the connection closed);
 5. once the body is in, the connection is watched: a client that disconnects before its answer
@@ -162,7 +163,9 @@ class RequestGuard:
                 )
             if int(declared) > settings.max_request_bytes:
                 raise _too_big(settings.max_request_bytes)
-        scope.setdefault("state", {})["identity"] = self.state.access.identify(request)
+        identity = self.state.access.identify(request)
+        self.state.access.refuse_if_spent(identity)  # no allowance left: not worth reading
+        scope.setdefault("state", {})["identity"] = identity
         body = _Body(
             receive,
             max_bytes=settings.max_request_bytes,

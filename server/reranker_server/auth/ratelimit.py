@@ -63,6 +63,21 @@ class RateLimiter:
         self._buckets = TokenBuckets(max_keys=max_clients)
         self._lock = threading.Lock()
 
+    def check_spent(self, client: Hashable) -> None:
+        """RateLimited when the client has less than one request or one pair left: no request
+        can pass now, whatever its size, so it is refused before its body is read. Takes
+        nothing and remembers no new client."""
+        lim = self.limits
+        with self._lock:
+            now = self.clock()
+            for kind, cap in (
+                ("requests", lim.requests_per_minute),
+                ("pairs", lim.pairs_per_minute),
+            ):
+                bucket = self._buckets.find((client, kind), cap, now) if cap > 0 else None
+                if bucket is not None and bucket.level < 1:
+                    raise RateLimited(kind, cap, (1 - bucket.level) * 60.0 / cap)
+
     def admit(self, client: Hashable, pairs: int) -> None:
         """Take one request and `pairs` pairs from the client's buckets, or raise RateLimited
         (nothing taken) / TooBig. `client` is a short key (an Identity's `key`)."""

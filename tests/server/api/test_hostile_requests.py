@@ -330,3 +330,14 @@ def test_a_client_leaving_mid_body_is_abandoned_not_an_error(server, client, cap
         assert time.monotonic() < deadline, "the disconnect was not counted"
         time.sleep(0.05)
     assert "internal error" not in caplog.text
+
+
+def test_a_client_with_no_allowance_left_is_refused_before_its_body(tiny_qwen3_path) -> None:
+    """Per-client limits are checked from the headers too: once a client has no pair left, its
+    next request is a 429 before the body is read (a malformed body gives 429, not 400)."""
+    for url, _app in serving_app(tiny_qwen3_path, rate_limit_pairs_per_minute=10):
+        with httpx.Client(base_url=url, timeout=30) as c:
+            assert c.post("/v1/rerank", json=body("/v1/rerank", ["a"] * 10)).status_code == 200
+            r = _post_raw(c, "/v1/rerank", b'{"query": nope')
+            assert r.status_code == 429, r.text
+            assert r.json()["error"]["limit"] == "pairs" and "retry-after" in r.headers
