@@ -32,7 +32,7 @@ CHECKOV_LOCK := constraints/checkov-lock.txt
 CHECKOV_VERSION := 3.3.30
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu render generate crds fmt e2e clean
+.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu bench-hostile render generate crds fmt e2e clean
 
 install: $(VENV)/.installed
 
@@ -156,6 +156,12 @@ bench: install-bench vllm-venv infinity-venv
 ## prints SKIP on a machine without CUDA
 bench-gpu: install
 	$(PY) bench/gpu.py
+
+## bench-hostile: the well-behaved clients' p95 and the server's memory with and without hostile
+## clients mixed in, with the default limits and with per-client limits behind a trusted ingress
+## (bench/hostile.py, about four minutes; writes bench/runs/hostile-<date>.{json,md})
+bench-hostile: install
+	$(PY) bench/hostile.py
 
 render: install
 	$(VENV)/bin/reranker-operator render -f examples/qwen3-reranker-0.6b.yaml

@@ -1,0 +1,65 @@
+"""bench/hostile.py runs (so it cannot rot): a short run against the real server on the tiny
+Qwen3 model, every hostile kind mixed in, in both configurations (default; per-client limits
+behind a trusted ingress); no 5xx, /ready 200 throughout, the capacity measured, the
+well-behaved load offered below it, the hostile clients paced, the report written."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    argv = [
+        sys.executable,
+        str(REPO / "bench" / "hostile.py"),
+        *("--model", str(tiny_qwen3_path), "--duration", "3", "--rounds", "1"),
+        *("--clients", "2", "--docs", "4", "--slowloris", "2", "--settle", "0.5"),
+        *("--calibrate", "1.5", "--load", "0.5", "--hostile-rate", "4", "--hostile-mbps", "40"),
+        *("--out-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs")),
+    ]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "CPU: " in done.stdout and "limits in force: max_request_bytes=" in done.stdout
+    (report,) = tmp_path.glob("hostile-*.json")
+    assert report.with_suffix(".md").exists()
+    result = json.loads(report.read_text())
+    assert "capacity: " in done.stdout and result["calibration"]["capacity_rps"] > 0
+    offered = result["calibration"]["offered_rps"]
+    assert offered == round(0.5 * result["calibration"]["capacity_rps"], 2)
+    configs = result["configurations"]
+    assert list(configs) == ["default", "per-client-limits"]
+    for config in configs.values():
+        summary, proc = config["summary"], config["hostile_process"]
+        assert summary["server_errors"] == 0 and summary["ready_always_200"]
+        answers, intensity = proc["answers"], proc["intensity"]
+        assert proc["nice"] == 19 and proc["rate_per_client"] == 4.0
+        assert answers["body_20mb"].get("413", 0) > 0
+        malformed = {kind: got for kind, got in answers.items() if kind.startswith("malformed:")}
+        assert malformed and all(code.startswith("4") for got in malformed.values() for code in got)
+        assert answers["xff_spoofed"].get("200", 0) > 0
+        assert 0 < intensity["xff_spoofed"]["attempts_per_s"] <= 2 * 4.0  # two clients, paced
+        assert intensity["body_20mb_chunked"]["mb_per_s"] <= 40.0
+        for run in config["runs"].values():
+            good = run["well_behaved"]
+            assert good["requests_ok"] > 0 and run["server_rss_peak_mib"] > 0
+            assert good["requests_scheduled"] > 0 and good["offered_rps"] > 0
+    # behind the trusted ingress, limits 3 x one well-behaved client's offer: each client is
+    # its own address, so no well-behaved request is refused, whatever the hostile ones spend
+    per_client, limited = result["per_client_limits"], configs["per-client-limits"]
+    client_rpm = offered / 2 * 60
+    assert per_client["requests_per_minute"] == math.ceil(3 * client_rpm)
+    assert per_client["pairs_per_minute"] == 4 * per_client["requests_per_minute"]
+    assert limited["limits"]["trusted_proxies"] == "127.0.0.1"
+    assert limited["limits"]["rate_limit_pairs_per_minute"] == per_client["pairs_per_minute"]
+    assert limited["well_behaved_addresses"] == ["10.0.0.1", "10.0.0.2"]
+    assert limited["hostile_process"]["client_addresses"]["xff_spoofed"] == ["10.1.0.6", "10.1.0.7"]
+    for run in limited["runs"].values():
+        assert "429" not in run["well_behaved"]["other_answers"]
