@@ -151,6 +151,9 @@ class RerankInput:
     max_tokens_per_doc: int | None = None  # cap on each document's tokens (truncated)
     truncate: bool = True  # False: a pair that does not fit raises InputTooLongError
     truncation_direction: Literal["right", "left"] = "right"  # which end of a document is cut
+    # who asked (an identity's key): the engine shares the model fairly between clients; None:
+    # one anonymous client
+    client: Hashable | None = None
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ async def score(
         max_tokens_per_doc=max_tokens_per_doc,
         truncate=truncate,
         truncation_direction=truncation_direction.lower(),  # type: ignore[arg-type]
+        client=identity.key if identity is not None else None,
     )
     start = time.perf_counter()
     timeout = settings.request_timeout_seconds

@@ -92,6 +92,7 @@ class _Job:
     future: asyncio.Future
     raw: list[float | None]
     remaining: int
+    client: Hashable | None = None
 
 
 class BatchingEngine:
@@ -105,6 +106,8 @@ class BatchingEngine:
         )
         self._ids = itertools.count(1)
         self._queue: list[_Job] = []  # arrival order; jobs with pairs not yet dispatched
+        # pairs dispatched per client since its backlog was last empty (fair_order)
+        self._served: dict[Hashable | None, int] = {}
         self._jobs: dict[int, _Job] = {}  # rid -> every queued or running job
         self._inflight_requests = 0
         self._listeners: list[Callable[[BatchRecord], None]] = []
@@ -312,6 +315,7 @@ class BatchingEngine:
             future=loop.create_future(),
             raw=[None] * n,
             remaining=n,
+            client=sub.client,
         )
         self._queue.append(job)
         self._jobs[job.pending.rid] = job
@@ -374,10 +378,18 @@ class BatchingEngine:
                     self._fail(job, exc)
                 self._slots.release()
 
+    def fair_order(self) -> list[_Job]:
+        """The queue as the planner sees it: the jobs of the client served least since its
+        backlog was last empty come first, arrival order within a client and between equals.
+        One client's large or many requests do not make another's small one wait behind them
+        all; with one client (or none named) this is arrival order."""
+        served = self._served
+        return sorted(self._queue, key=lambda job: served.get(job.client, 0))
+
     def _plan(self) -> PlannedBatch | None:
         cfg = self.config
         return plan_next_batch(
-            [job.pending for job in self._queue],
+            [job.pending for job in self.fair_order()],
             max_batch_size=cfg.max_batch_size,
             max_batch_tokens=cfg.max_batch_tokens,
             prefix_enabled=self.prefix_enabled,
@@ -397,6 +409,7 @@ class BatchingEngine:
             if chosen:
                 job.pending.pending = [i for i in job.pending.pending if i not in chosen]
         self._queue = [job for job in self._queue if job.pending.pending]
+        self._count_served(batch)
         metrics.QUEUE_DEPTH.dec(len(batch.items))
         metrics.QUEUED_TOKENS.dec(sum(_tokens(it.request, it.index) for it in batch.items))
         metrics.INFLIGHT_PAIRS.inc(len(batch.items))
@@ -404,6 +417,16 @@ class BatchingEngine:
         task = asyncio.create_task(self._execute(batch, jobs))
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
+
+    def _count_served(self, batch: PlannedBatch) -> None:
+        """Add the batch's pairs to their clients' service; forget clients with nothing queued
+        (a client back after its backlog emptied starts level with newcomers)."""
+        for item in batch.items:
+            client = self._jobs[item.request.rid].client
+            self._served[client] = self._served.get(client, 0) + 1
+        waiting = {job.client for job in self._queue}
+        for client in [c for c in self._served if c not in waiting]:
+            del self._served[client]
 
     def _record(self, batch: PlannedBatch, scored: Scored | None) -> None:
         """Metrics from what the backend reports it ran, then the batch listeners."""

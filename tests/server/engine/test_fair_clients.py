@@ -1,0 +1,62 @@
+"""The engine shares the model fairly between clients: a small request of one client is not
+scored after every pair of another client's large backlog, while one client's requests keep
+arrival order (and with no client named, the engine is first come, first served)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from reranker_server.contracts import RerankInput
+from reranker_server.engine import EngineConfig, build_engine
+from reranker_server.engine.scheduler import BatchRecord
+
+BIG = [f"document number {i} about rivers and mountains" for i in range(64)]
+
+
+async def _order_of_service(backend, requests: list[RerankInput]) -> list[int]:
+    """Engine request ids in the order their first pair was dispatched, for `requests` queued
+    (in this order, one encode thread) while the engine was paused."""
+    engine = build_engine(
+        backend, EngineConfig(max_batch_size=8, encode_workers=1, model_workers=1)
+    )
+    await engine.start()
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    engine.pause()
+    try:
+        tasks = [asyncio.create_task(engine.rerank(r)) for r in requests]
+        total = sum(len(r.documents) for r in requests)
+        for _ in range(4000):
+            if engine.pending_pairs == total:
+                break
+            await asyncio.sleep(0.005)
+        engine.resume()
+        await asyncio.gather(*tasks)
+    finally:
+        await engine.stop()
+    first: list[int] = []
+    for record in records:
+        for rid in record.request_ids:
+            if rid not in first:
+                first.append(rid)
+    return first
+
+
+def _requests(client_a, client_b) -> list[RerankInput]:
+    return [
+        RerankInput(query="which river", documents=BIG, client=client_a),  # 8 batches' worth
+        RerankInput(query="which river", documents=BIG, client=client_a),
+        RerankInput(query="a small question", documents=BIG[:2], client=client_b),
+    ]
+
+
+async def test_a_small_request_does_not_wait_behind_another_clients_backlog(
+    cross_backend,
+) -> None:
+    order = await _order_of_service(cross_backend, _requests("a", "b"))
+    assert order.index(3) < order.index(2), order  # b's request before a's second one
+
+
+async def test_one_client_is_served_in_arrival_order(cross_backend) -> None:
+    assert await _order_of_service(cross_backend, _requests(None, None)) == [1, 2, 3]
+    assert await _order_of_service(cross_backend, _requests("a", "a")) == [1, 2, 3]
