@@ -33,7 +33,8 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     result = json.loads(report.read_text())
     assert "capacity: " in done.stdout and result["calibration"]["capacity_rps"] > 0
     offered = result["calibration"]["offered_rps"]
-    assert offered == round(0.5 * result["calibration"]["capacity_rps"], 2)
+    # both figures are reported to 2 decimals, the offer computed from the unrounded capacity
+    assert abs(offered - 0.5 * result["calibration"]["capacity_rps"]) <= 0.01
     configs = result["configurations"]
     assert list(configs) == ["default", "per-client-limits"]
     for config in configs.values():
