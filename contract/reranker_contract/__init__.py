@@ -181,6 +181,8 @@ class Metric(StrEnum):
     # what the model actually ran (from the backends' reports)
     FORWARD_PASSES_TOTAL = "reranker_forward_passes_total"  # {path: prefix|continuation|full}
     OOM_RETRIES_TOTAL = "reranker_oom_retries_total"  # batches split in two after out of memory
+    # running batches stopped between layers: every request waiting for them was cancelled
+    BATCHES_STOPPED_TOTAL = "reranker_batches_stopped_total"
     COMPUTED_TOKENS_TOTAL = "reranker_computed_tokens_total"  # real tokens run through layers
     MODEL_FLOPS_TOTAL = "reranker_model_flops_total"  # model FLOPs spent on them
     # per-stage timings (as TEI has): tokenization, queue (QUEUE_TIME), inference

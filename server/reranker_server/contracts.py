@@ -10,7 +10,8 @@ prompt formatting, truncation and the forward passes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -139,6 +140,48 @@ class EncodeBudget:
                 tokens=self.spent,
                 limit=self.max_tokens,
             )
+
+
+class ForwardCancelled(Exception):
+    """A forward stopped between two layers: every request of its batch was cancelled."""
+
+
+class ForwardStop:
+    """Asks the forwards of one batch to stop: set from the event loop when the last request
+    waiting for the batch is cancelled, read on the model thread at each layer boundary
+    (`forward_checkpoint`) of a model whose backend installed the checkpoints."""
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped.is_set()
+
+
+_forward_scope = threading.local()
+
+
+@contextmanager
+def stoppable_forwards(stop: ForwardStop) -> Iterator[None]:
+    """On this (model) thread, forwards run inside the block stop once `stop` is set."""
+    previous = getattr(_forward_scope, "stop", None)
+    _forward_scope.stop = stop
+    try:
+        yield
+    finally:
+        _forward_scope.stop = previous
+
+
+def forward_checkpoint() -> None:
+    """ForwardCancelled if this thread's current batch was asked to stop; cheap otherwise.
+    Backends call it between layers (reranker_server.models.cancel_points)."""
+    stop = getattr(_forward_scope, "stop", None)
+    if stop is not None and stop.stopped:
+        raise ForwardCancelled
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,9 @@ class EngineConfig:
     retry_after_s: float = 1.0  # Retry-After hint carried by QueueFullError
     max_inflight_batches: int = 2  # batches handed to the model thread at once (plan ahead)
     encode_workers: int = 2  # threads that tokenize requests
+    # requests with more characters of text than this tokenize one at a time on a low-priority
+    # thread (engine/bulk.py); 0: every request on the encode threads
+    bulk_tokenize_chars: int = 131072
     model_workers: int = 0  # threads running forwards (0 = auto: 2 on a >= 2-core CPU, else 1)
     torch_threads: int = 0  # torch intra-op threads per model worker (0 = auto: cores / workers)
     # one more forward's cost in token equivalents (None: 32 on CPU, 512 on an accelerator,
@@ -61,7 +64,7 @@ class EngineConfig:
                 raise ValueError(
                     f"EngineConfig.forward_overhead_tokens must be >= 0, got {value!r}"
                 )
-        for name in ("model_workers", "torch_threads"):
+        for name in ("model_workers", "torch_threads", "bulk_tokenize_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"EngineConfig.{name} must be an integer >= 0, got {value!r}")

@@ -45,6 +45,10 @@ for _path in ("prefix", "continuation", "full"):
 OOM_RETRIES = Counter(
     Metric.OOM_RETRIES_TOTAL, "Batches split in two and retried after the device ran out of memory"
 )
+BATCHES_STOPPED = Counter(
+    Metric.BATCHES_STOPPED_TOTAL,
+    "Running batches stopped between layers because every request waiting for them was cancelled",
+)
 COMPUTED_TOKENS = Counter(
     Metric.COMPUTED_TOKENS_TOTAL, "Real (non-padding) tokens the model's layers computed"
 )

