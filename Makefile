@@ -159,8 +159,8 @@ bench-gpu: install
 
 ## bench-hostile: the well-behaved clients' p95 and the server's memory with and without hostile
 ## clients mixed in, with the default limits and with per-client limits behind a trusted ingress
-## (bench/hostile.py, about four minutes; writes bench/runs/hostile-<date>.{json,md})
-bench-hostile: install
+## (bench/hostile.py, about four minutes; writes bench/runs/hostile-<date>.{json,md,png})
+bench-hostile: install-bench
 	$(PY) bench/hostile.py
 
 render: install

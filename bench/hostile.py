@@ -70,6 +70,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 import httpx
 
 import hostile_clients
+import hostile_plot
 from cpu_usage import _busy_seconds as machine_busy_seconds
 
 P95_TARGET = 1.20  # the well-behaved clients' p95 under attack / clean (issue 25)
@@ -244,6 +245,7 @@ async def open_loop(
     bodies = well_behaved_bodies(docs)
     schedule = poisson_schedule(rate_rps, duration_s, seed)
     latencies: list[float] = []
+    timeline: list[tuple[float, float]] = []  # (scheduled offset, latency) of each 200
     send_lags: list[float] = []
     others: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
@@ -259,6 +261,7 @@ async def open_loop(
                 status = type(exc).__name__
             if status == "200":
                 latencies.append(time.perf_counter() - due)
+                timeline.append((round(due - start, 4), round(latencies[-1], 4)))
             else:
                 others[status] += 1
 
@@ -275,6 +278,7 @@ async def open_loop(
         "wall_s": duration_s,
         "scheduled": len(schedule),
         "send_lags_s": send_lags,
+        "timeline": sorted(timeline),
     }
 
 
@@ -352,6 +356,8 @@ def merged_run(rounds: list[dict], docs: int, hostile_cpu_s: float = 0.0) -> dic
             "p50_s": round(p50, 4) if p50 is not None else None,
             "p95_s": round(p95, 4) if p95 is not None else None,
             "wall_s": round(wall, 1),
+            # per round: (scheduled offset s, latency s) of each 200, in schedule order
+            "timelines": [r["good"]["timeline"] for r in rounds],
         },
         "server_rss_peak_mib": round(max(max(r["rss_kib"]) for r in rounds) / 1024, 1),
         "server_rss_first_round_peak_mib": round(max(rounds[0]["rss_kib"]) / 1024, 1),
@@ -901,10 +907,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.out_dir / f"hostile-{timestamp}"
     Path(f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    png = hostile_plot.plot(result, Path(f"{stem}.png"))
     text = markdown(result)
+    if png is not None:
+        text += f"\n![well-behaved latency, clean and hostile]({png.name})\n"
     Path(f"{stem}.md").write_text(text)
     print("\n" + text)
-    print(f"written: {stem}.json, {stem}.md")
+    print(f"written: {stem}.json, {stem}.md" + (f", {png.name}" if png else ""))
     ok = all(
         not s["server_errors"] and not s["server_log_errors"] and s["ready_always_200"]
         for s in (config["summary"] for config in configs.values())
