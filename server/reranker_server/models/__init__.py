@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from reranker_contract import served_model_name
@@ -32,6 +33,10 @@ def load_backend(opts: LoadOptions) -> ModelBackend:
     import transformers
     from transformers import AutoConfig, AutoTokenizer
 
+    # The engine tokenizes on threads of its own (encode workers, the low-priority bulk thread):
+    # the tokenizers library's thread pool would run outside their priorities and fight torch's
+    # threads for the cores. An explicit TOKENIZERS_PARALLELISM in the pod's env wins.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     device = resolve_device(opts.device)
     dtype, dtype_reason = resolve_dtype_choice(opts.dtype, device)
     attn = check_attn_implementation(opts.attn_implementation, device)
