@@ -154,6 +154,9 @@ class Metric(StrEnum):
     GPU_MEMORY = "gpu_memory_usage_bytes"  # {gpu_id}: allocated by tensors
     GPU_MEMORY_RESERVED = "gpu_memory_reserved_bytes"  # {gpu_id}: held by torch's caching allocator
     GPU_MEMORY_TOTAL = "gpu_memory_total_bytes"  # {gpu_id}: the device's memory
+    # {kind: total|used|free}: the model's device as the CUDA driver sees it (a MIG slice is
+    # its own device; a shared GPU counts its other pods' memory as used); none on a CPU
+    DEVICE_MEMORY = "reranker_device_memory_bytes"
     RERANK_REQUESTS_TOTAL = "reranker_requests_total"  # {status}
     DOCUMENTS_PER_REQUEST = "reranker_documents_per_request"
     TOKENS_PER_REQUEST = "reranker_tokens_per_request"

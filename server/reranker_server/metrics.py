@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from reranker_contract import Metric
+from reranker_server.device_memory import DeviceMemoryCollector
 
 HTTP_REQUESTS = Counter(
     Metric.HTTP_REQUESTS_TOTAL,
@@ -116,3 +117,6 @@ class GpuMemoryCollector:
 
 
 REGISTRY.register(GpuMemoryCollector())
+# the model's device memory (reranker_server.device_memory); its device is set once loaded
+DEVICE_MEMORY = DeviceMemoryCollector()
+REGISTRY.register(DEVICE_MEMORY)

@@ -26,7 +26,7 @@ from reranker_operator.api.autoscaling import AutoscalingSpec
 from reranker_operator.api.base import InvalidSpecError, SpecModel
 from reranker_operator.api.cel_rules import Rule, violations
 from reranker_operator.api.cel_terms import AUTOSCALING as _AUTOSCALING
-from reranker_operator.api.cel_terms import GPU as _GPU
+from reranker_operator.api.cel_terms import CUDA as _CUDA
 from reranker_operator.api.checks import unexpressible_problems
 from reranker_operator.api.constants import DEFAULT_IMAGE_REPOSITORY
 from reranker_operator.api.engine_choice import ENGINE_DESCRIPTION, EngineName, SpecRules
@@ -45,6 +45,7 @@ from reranker_operator.api.fieldtypes import (
     Quantity,
     SecretName,
 )
+from reranker_operator.api.gpu import DraSpec, MigSpec, SharedGpuSpec
 from reranker_operator.api.scoring import (
     ATTENTION_DESCRIPTION,
     AttentionImplementation,
@@ -105,7 +106,8 @@ class ModelSpec(SpecModel):
     )
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none",
-        description="bitsandbytes weight quantization; needs resources.gpus >= 1.",
+        description="bitsandbytes weight quantization; needs a GPU (resources.gpus, mig, "
+        "sharedGpu or dra).",
     )
     attention_implementation: AttentionImplementation | None = Field(
         None, description=ATTENTION_DESCRIPTION
@@ -153,15 +155,23 @@ class ResourceAmounts(SpecModel):
     memory: Quantity | None = Field(None, description="A memory quantity such as 4Gi.")
 
 
+_WHOLE = "(has(self.gpus) && self.gpus > 0)"
+
+
 class ResourcesSpec(SpecModel):
-    """Compute resources of each server pod."""
+    """Compute resources of each server pod. The GPU, if any, comes one way: whole GPUs
+    (gpus), a MIG slice (mig), a shared GPU (sharedGpu) or a DRA claim (dra); each runs the
+    model on CUDA."""
 
     gpus: int = Field(
         0,
         ge=0,
         le=16,
-        description="NVIDIA GPUs per pod (nvidia.com/gpu); > 0 runs the model on CUDA.",
+        description="Whole NVIDIA GPUs per pod (nvidia.com/gpu); > 0 runs the model on CUDA.",
     )
+    mig: MigSpec | None = None
+    shared_gpu: SharedGpuSpec | None = None
+    dra: DraSpec | None = None
     requests: ResourceAmounts = Field(
         default_factory=lambda: ResourceAmounts(cpu="1", memory="4Gi"),
         description="CPU and memory requests.",
@@ -170,6 +180,33 @@ class ResourcesSpec(SpecModel):
         default_factory=ResourceAmounts,
         description="CPU and memory limits (must not be below the requests).",
     )
+
+    rules = (
+        Rule(
+            f"!(has(self.mig) && {_WHOLE})",
+            "set either mig (one MIG slice) or gpus (whole GPUs), not both: the server uses "
+            "one CUDA device",
+            lambda r: r.mig is None or r.gpus == 0,
+            field_path=".mig",
+        ),
+        Rule(
+            f"!(has(self.sharedGpu) && ({_WHOLE} || has(self.mig)))",
+            "sharedGpu asks for a share of one GPU: drop gpus and mig",
+            lambda r: r.shared_gpu is None or (r.gpus == 0 and r.mig is None),
+            field_path=".sharedGpu",
+        ),
+        Rule(
+            f"!(has(self.dra) && ({_WHOLE} || has(self.mig) || has(self.sharedGpu)))",
+            "dra claims the pod's device: drop the extended resources gpus, mig and sharedGpu "
+            "(they would ask for a second device)",
+            lambda r: r.dra is None or (r.gpus == 0 and r.mig is None and r.shared_gpu is None),
+            field_path=".dra",
+        ),
+    )
+
+    def on_gpu(self) -> bool:
+        """Whether the pod gets a CUDA device, whichever way it asks for one."""
+        return self.gpus > 0 or any(x is not None for x in (self.mig, self.shared_gpu, self.dra))
 
 
 class Toleration(SpecModel):
@@ -831,13 +868,13 @@ class RerankerServiceSpec(SpecModel):
                 ),
             ),
             Rule(
-                f"!{_AUTOSCALING} || {_GPU} || {_KEDA} || "
+                f"!{_AUTOSCALING} || {_CUDA} || {_KEDA} || "
                 + " || ".join(f"has(self.autoscaling.{t})" for t in _TARGETS),
                 "enabled autoscaling of a CPU model needs a target (" + ", ".join(_TARGETS) + "); "
                 "GPU models and KEDA scale on queuedPairsPerPod by default",
                 lambda s: (
                     not s.autoscaling.enabled
-                    or s.resources.gpus >= 1
+                    or s.resources.on_gpu()
                     or s.autoscaling.keda.enabled
                     or bool(s.autoscaling.named_targets())
                 ),
@@ -878,10 +915,11 @@ class RerankerServiceSpec(SpecModel):
         (
             Rule(
                 "!has(self.model.attentionImplementation)"
-                " || self.model.attentionImplementation != 'flash_attention_2' || " + _GPU,
-                "model.attentionImplementation flash_attention_2 needs resources.gpus >= 1",
+                " || self.model.attentionImplementation != 'flash_attention_2' || " + _CUDA,
+                "model.attentionImplementation flash_attention_2 needs a GPU (resources.gpus, "
+                "mig, sharedGpu or dra)",
                 lambda s: (
-                    s.model.attention_implementation != "flash_attention_2" or s.resources.gpus >= 1
+                    s.model.attention_implementation != "flash_attention_2" or s.resources.on_gpu()
                 ),
                 field_path=".model.attentionImplementation",
             ),
@@ -889,12 +927,15 @@ class RerankerServiceSpec(SpecModel):
         CheckPlace.SETTINGS,
         (
             Rule(
-                "!has(self.model.quantization) || self.model.quantization == 'none'"
-                " || (has(self.resources) && has(self.resources.gpus) && self.resources.gpus >= 1)",
-                "model.quantization (8bit/4bit) needs resources.gpus >= 1",
-                lambda s: s.model.quantization == "none" or s.resources.gpus >= 1,
+                "!has(self.model.quantization) || self.model.quantization == 'none' || " + _CUDA,
+                "model.quantization (8bit/4bit) needs a GPU (resources.gpus, mig, sharedGpu "
+                "or dra)",
+                lambda s: s.model.quantization == "none" or s.resources.on_gpu(),
                 field_path=".model.quantization",
-                explain=lambda s: f"{s.model.quantization} quantization needs resources.gpus >= 1",
+                explain=lambda s: (
+                    f"{s.model.quantization} quantization needs a GPU (resources.gpus, mig, "
+                    "sharedGpu or dra)"
+                ),
             ),
             Rule(
                 "!has(self.autoscaling) || !has(self.autoscaling.enabled) || !self.autoscaling.enabled"

@@ -98,6 +98,18 @@ PROMETHEUS_RULE = ChildKind(
     ),
 )
 
+RESOURCE_CLAIM_TEMPLATE = ChildKind(
+    "ResourceClaimTemplate",
+    "resource.k8s.io/v1",
+    "resourceclaimtemplates",
+    OptionalApi(
+        "Kubernetes >= 1.34 with Dynamic Resource Allocation",
+        "ResourceClaimTemplateAPIMissing",
+        "spec.resources.dra needs it: the server pods name a claim template that does not "
+        "exist and are not created; on this cluster use spec.resources.gpus, mig or sharedGpu.",
+    ),
+)
+
 
 @dataclass(frozen=True)
 class Child:

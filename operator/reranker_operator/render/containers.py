@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from reranker_contract import CONTAINER_NAME, MODEL_CACHE_PATH
 from reranker_operator import __version__
+from reranker_operator.api.gpu import CLAIM_NAME, WHOLE_GPU_RESOURCE
 
 if TYPE_CHECKING:
     from reranker_operator.api.spec import RerankerServiceSpec
@@ -80,18 +81,35 @@ def user_env_from(spec: RerankerServiceSpec) -> list[JsonObject]:
     return [dump(e) for e in spec.env_from]
 
 
+def gpu_extended_resource(spec: RerankerServiceSpec) -> tuple[str, int] | None:
+    """(extended resource, count) the pod's GPU is asked as: whole GPUs, a MIG slice or a
+    shared GPU; None for none or a DRA claim."""
+    r = spec.resources
+    if r.gpus > 0:
+        return WHOLE_GPU_RESOURCE, r.gpus
+    if r.mig is not None:
+        return r.mig.resource_name(), 1
+    if r.shared_gpu is not None:
+        return r.shared_gpu.resource_name, 1
+    return None
+
+
 def resources(spec: RerankerServiceSpec, *, gpus: bool) -> JsonObject:
-    """The container's requests and limits; `gpus`: with the resource's nvidia.com/gpu."""
+    """The container's requests and limits; `gpus`: with the pod's GPU (its extended resource
+    in both, or its DRA claim)."""
     r = spec.resources
     requests = r.requests.model_dump(exclude_none=True)
     limits = r.limits.model_dump(exclude_none=True)
-    if gpus and r.gpus > 0:
-        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(r.gpus)
+    extended = gpu_extended_resource(spec) if gpus else None
+    if extended is not None:
+        requests[extended[0]] = limits[extended[0]] = str(extended[1])
     out: JsonObject = {}
     if requests:
         out["requests"] = {k: str(v) for k, v in requests.items()}
     if limits:
         out["limits"] = {k: str(v) for k, v in limits.items()}
+    if gpus and r.dra is not None:
+        out["claims"] = [{"name": CLAIM_NAME}]
     return out
 
 

@@ -16,6 +16,7 @@ from reranker_operator.render.apis import (
     PDB,
     PROMETHEUS_RULE,
     PVC,
+    RESOURCE_CLAIM_TEMPLATE,
     SCALED_OBJECT,
     SERVICE,
     SERVICE_MONITOR,
@@ -35,6 +36,7 @@ from reranker_operator.render.params import (
     prometheus_rule_params,
     proxy_service_params,
     pvc_params,
+    resource_claim_template_params,
     scaled_object_params,
     service_monitor_params,
     service_params,
@@ -56,6 +58,12 @@ __all__ = [
 ]
 
 _CACHE = Child("model-cache", PVC, "pvc.yaml.j2", pvc_params)
+_GPU_CLAIM = Child(
+    "gpu-claim",
+    RESOURCE_CLAIM_TEMPLATE,
+    "resourceclaimtemplate.yaml.j2",
+    resource_claim_template_params,
+)
 # the Deployment and what points at it
 _SERVED: tuple[Child, ...] = (
     Child("server", DEPLOYMENT, "deployment.yaml.j2", deployment_params),
@@ -82,11 +90,13 @@ _SERVED: tuple[Child, ...] = (
 
 
 def children() -> tuple[Child, ...]:
-    """The table, in apply order: the claim and each registered engine's own children (vLLM's
-    score template) before the Deployment mounting them, the Deployment before what points at
-    it. The renderer reads it per pass; CHILDREN is the table of the engines registered when
-    the operator starts (its kinds are what the operator watches and RBAC grants)."""
-    return (_CACHE, *(child for engine in registered() for child in engine.children), *_SERVED)
+    """The table, in apply order: the claims (model cache, GPU) and each registered engine's
+    own children (vLLM's score template) before the Deployment using them, the Deployment
+    before what points at it. The renderer reads it per pass; CHILDREN is the table of the
+    engines registered when the operator starts (its kinds are what the operator watches and
+    RBAC grants)."""
+    engines = (child for engine in registered() for child in engine.children)
+    return (_CACHE, _GPU_CLAIM, *engines, *_SERVED)
 
 
 CHILDREN: tuple[Child, ...] = children()

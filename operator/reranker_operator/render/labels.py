@@ -53,6 +53,12 @@ def model_cache_claim_name(instance: str) -> str:
     return f"{instance}-model-cache"
 
 
+def gpu_claim_template_name(instance: str, request_hash: str) -> str:
+    """Name of the ResourceClaimTemplate of spec.resources.dra: a template is immutable, so a
+    changed request is a new template (the old one is pruned once no pod template names it)."""
+    return f"{instance}-gpu-{request_hash}"
+
+
 def proxy_service_name(instance: str) -> str:
     """Name of the Service clients connect to while KEDA may scale the Deployment to zero."""
     return f"{instance}-proxy"

@@ -28,6 +28,7 @@ from reranker_operator.api.constants import (
     LABEL_COMPONENT,
     RETAINED_ANNOTATION,
 )
+from reranker_operator.api.gpu import CLAIM_NAME
 from reranker_operator.api.spec import RerankerServiceSpec
 from reranker_operator.api.termination import grace_period_seconds
 from reranker_operator.engines import engine
@@ -40,6 +41,7 @@ from reranker_operator.render.containers import (
 )
 from reranker_operator.render.labels import (
     child_labels,
+    gpu_claim_template_name,
     model_cache_claim_name,
     object_meta,
     proxy_service_name,
@@ -79,6 +81,24 @@ class DownloadParams:
 
 
 @dataclass(frozen=True)
+class DeviceRequestParams:
+    """The one device request of a DRA claim (resource.k8s.io/v1 ExactDeviceRequest)."""
+
+    name: str
+    device_class_name: str
+    selectors: list[JsonObject]  # DeviceSelectors: each a CEL expression over `device`
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class ResourceClaimTemplateParams:
+    """The ResourceClaimTemplate each server pod claims its GPU from (spec.resources.dra)."""
+
+    metadata: JsonObject
+    request: DeviceRequestParams
+
+
+@dataclass(frozen=True)
 class DeploymentParams:
     """The inference server's Deployment."""
 
@@ -96,6 +116,7 @@ class DeploymentParams:
     download: DownloadParams | None  # None: the model is a local path, nothing to fetch
     container: ContainerParams
     volumes: list[JsonObject]
+    resource_claims: list[JsonObject]  # the pod's DRA claims (spec.resources.dra), or none
     termination_grace_period_seconds: int  # spec_termination.grace_period_seconds
     run_as_uid: int = RUN_AS_UID  # runAsUser, runAsGroup and fsGroup: the images' USER
     # Recreate, not a rolling update, when the pods mount one claim only one node can attach:
@@ -310,6 +331,33 @@ def _download(spec: RerankerServiceSpec) -> DownloadParams | None:
     )
 
 
+def _device_request(spec: RerankerServiceSpec) -> DeviceRequestParams | None:
+    dra = spec.resources.dra
+    if dra is None:
+        return None
+    selectors = [{"cel": {"expression": e}} for e in dra.cel_selectors()]
+    return DeviceRequestParams(CLAIM_NAME, dra.device_class(), selectors)
+
+
+def _claim_template_name(svc: ParsedService, request: DeviceRequestParams) -> str:
+    return gpu_claim_template_name(svc.name, _config_hash(asdict(request))[:8])
+
+
+def resource_claim_template_params(svc: ParsedService) -> ResourceClaimTemplateParams | None:
+    request = _device_request(svc.spec)
+    if request is None:
+        return None
+    name = _claim_template_name(svc, request)
+    return ResourceClaimTemplateParams(object_meta(svc, "gpu-claim", name=name), request)
+
+
+def _resource_claims(svc: ParsedService) -> list[JsonObject]:
+    request = _device_request(svc.spec)
+    if request is None:
+        return []
+    return [{"name": CLAIM_NAME, "resourceClaimTemplateName": _claim_template_name(svc, request)}]
+
+
 def deployment_params(svc: ParsedService) -> DeploymentParams:
     spec = svc.spec
     served = engine(spec.engine)
@@ -317,8 +365,13 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
     container = serving.container
     volumes = [_cache_volume(svc), {"name": "tmp", "emptyDir": {}}, *serving.volumes]
     download = _download(spec)
+    claims = _resource_claims(svc)
     config_hash = _config_hash(
-        asdict(container), download and asdict(download), volumes, served.restart_inputs(spec)
+        asdict(container),
+        download and asdict(download),
+        volumes,
+        served.restart_inputs(spec),
+        *([claims] if claims else []),  # without a claim, the hash of existing renders holds
     )
     return DeploymentParams(
         metadata=object_meta(svc, "server"),
@@ -335,6 +388,7 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
         download=download,
         container=container,
         volumes=volumes,
+        resource_claims=claims,
         termination_grace_period_seconds=grace_period_seconds(
             spec.termination, spec.server.request_timeout_seconds
         ),

@@ -43,7 +43,7 @@ def custom_targets(spec: RerankerServiceSpec) -> list[CustomTarget]:
         out.append(CustomTarget(HpaMetric.REQUESTS_PER_SECOND, a.requests_per_second, True))
     if a.p95_latency_seconds is not None:
         out.append(CustomTarget(HpaMetric.P95_LATENCY_SECONDS, a.p95_latency_seconds, False))
-    if not a.named_targets() and (spec.resources.gpus >= 1 or a.keda.enabled):
+    if not a.named_targets() and (spec.resources.on_gpu() or a.keda.enabled):
         out.append(CustomTarget(pairs, str(DEFAULT_QUEUED_PAIRS_PER_POD), True))
     return out
 

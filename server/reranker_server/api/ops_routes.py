@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from reranker_contract import PLAYGROUND_PATH
-from reranker_server import __version__, metrics  # noqa: F401 - registers the series
+from reranker_server import __version__, device_memory, metrics  # noqa: F401 - registers the series
 from reranker_server.api.errors import APIError
 from reranker_server.api.service import get_state
 
@@ -132,6 +132,7 @@ async def info(request: Request) -> dict[str, Any]:
         "dtype": getattr(backend, "dtype", None),
         "dtype_reason": getattr(backend, "dtype_reason", None),
         "device": getattr(backend, "device", None),
+        "device_memory": device_memory.current(getattr(backend, "device", None)).as_json(),
         "max_length": getattr(backend, "max_length", None),
         "prefix_cache": bool(state.engine is not None and state.engine.prefix_enabled),
         "shortcuts": {

@@ -67,6 +67,7 @@ class ServerState:
                 docs = await engine.warm_up()
                 log.info("warm-up: %d documents in %.2fs", docs, time.perf_counter() - started)
             self.backend, self.engine = backend, engine
+            metrics.DEVICE_MEMORY.device = backend.device
             # the labelled latency series exists (at 0) before the first request, so a rate
             # over it starts from zero rather than from the first scrape that saw it
             metrics.INFERENCE_DURATION.labels(model_name=backend.model_name)

@@ -128,10 +128,10 @@ CEL_BAD = [
         "init container writes the cache",
     ),
     ({"model": M, "ingress": {"enabled": True}, "networkPolicy": {"enabled": False}}, "needs host"),
-    ({"model": {"name": "m", "quantization": "8bit"}}, "needs resources.gpus"),
+    ({"model": {"name": "m", "quantization": "8bit"}}, "needs a GPU (resources.gpus, mig"),
     (
         {"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 0}},
-        "needs resources.gpus",
+        "needs a GPU (resources.gpus, mig",
     ),
     (
         {"model": M, "podDisruptionBudget": {"minAvailable": 1, "maxUnavailable": "10%"}},
@@ -147,8 +147,12 @@ CEL_BAD = [
     ),
     ({"model": M, "envFrom": [{"prefix": "P"}]}, "exactly one"),
     ({"model": M, "metrics": {"dashboard": {"enabled": True, "labels": {}}}}, "needs labels"),
+    # one GPU form at a time
+    ({"model": M, "resources": {"gpus": 1, "mig": {"profile": "1g.18gb"}}}, "either mig"),
+    ({"model": M, "resources": {"gpus": 1, "sharedGpu": {}}}, "drop gpus and mig"),
+    ({"model": M, "resources": {"mig": {"profile": "1g.18gb"}, "dra": {}}}, "dra claims"),
     # engine vllm
-    ({"model": M, "engine": "vllm"}, "needs resources.gpus"),
+    ({"model": M, "engine": "vllm"}, "needs a GPU (resources.gpus, mig"),
     (
         {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 3}},
         "must divide",

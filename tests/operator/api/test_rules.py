@@ -44,6 +44,16 @@ SPECS: list[dict[str, Any]] = [
     {"model": {"name": "m", "quantization": "8bit"}},
     {"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 0}},
     {"model": {"name": "m", "quantization": "4bit"}, "resources": {"gpus": 1}},
+    # the GPU comes one way: whole GPUs, a MIG slice, a shared GPU or a DRA claim
+    {"model": {"name": "m", "quantization": "4bit"}, "resources": {"mig": {"profile": "1g.18gb"}}},
+    {"model": M, "resources": {"gpus": 1, "mig": {"profile": "1g.18gb"}}},
+    {"model": M, "resources": {"sharedGpu": {}}},
+    {"model": M, "resources": {"mig": {"profile": "2g.35gb"}, "sharedGpu": {}}},
+    {"model": M, "resources": {"gpus": 2, "sharedGpu": {"resourceName": "example.com/gpu-share"}}},
+    {"model": M, "resources": {"dra": {"minMemory": "16Gi"}}},
+    {"model": M, "resources": {"gpus": 1, "dra": {}}},
+    {"model": M, "resources": {"sharedGpu": {}, "dra": {"migProfile": "1g.18gb"}}},
+    {"model": M, "engine": "vllm", "resources": {"dra": {"deviceClassName": "gpu.example.com"}}},
     # utilization targets need requests
     {
         "model": M,

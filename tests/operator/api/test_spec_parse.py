@@ -125,6 +125,7 @@ LIST_ITEMS = {
     "server.auth.jwt.algorithms": "ES256",
     "server.auth.rateLimit.trustedProxies": "10.0.0.0/8",
     "networkPolicy.allowFrom": {"podLabels": {"app": "rag"}},
+    "resources.dra.selectors": "device.attributes['gpu.nvidia.com'].type == 'mig'",
 }
 
 
@@ -185,6 +186,8 @@ def test_examples_validate_against_crd_and_parse(spec_schema: dict[str, Any], ro
         "qwen3-reranker-0.6b-keda.yaml",
         "qwen3-reranker-8b-vllm.yaml",
         "bge-reranker-vllm.yaml",
+        "qwen3-reranker-0.6b-mig.yaml",
+        "qwen3-reranker-0.6b-dra.yaml",
     }
     for cr in crs.values():
         jsonschema.validate(cr, root_schema)

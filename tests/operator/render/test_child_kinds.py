@@ -39,6 +39,7 @@ def test_every_kind_is_permitted() -> None:
 
 def test_optional_kinds_give_their_conditions_and_can_be_left_unserved() -> None:
     optional = (
+        "ResourceClaimTemplate",
         "ScaledObject",
         "InterceptorRoute",
         "HTTPScaledObject",

@@ -79,8 +79,17 @@ def test_children_validate_against_kubernetes_schemas(name: str, custom_schemas)
         if child["kind"] in custom_schemas:  # Go regexes: no check of the schema itself
             jsonschema.Draft202012Validator(custom_schemas[child["kind"]]).validate(child)
             continue
-        for version in ("1.30", "1.37"):
+        for version in api_versions(child):
             kubernetes_validate.validate(child, version, strict=True)
+
+
+def api_versions(child: dict[str, Any]) -> tuple[str, ...]:
+    """The Kubernetes versions a child must be strict-valid on: 1.30 and 1.37, or from 1.34
+    (resource.k8s.io/v1) for a DRA claim template and the pods naming one."""
+    pod = child.get("spec", {}).get("template", {}).get("spec", {})
+    if child["kind"] == "ResourceClaimTemplate" or pod.get("resourceClaims"):
+        return ("1.34", "1.37")
+    return ("1.30", "1.37")
 
 
 def test_children_kinds_and_order() -> None:

@@ -197,6 +197,7 @@ def test_every_template_expression_goes_through_toyaml() -> None:
         "httpscaledobject.yaml.j2",
         "proxy-service.yaml.j2",
         "networkpolicy.yaml.j2",
+        "resourceclaimtemplate.yaml.j2",
     }
     for path in templates:
         expressions = re.findall(r"\{\{(.*?)\}\}", path.read_text(), flags=re.DOTALL)

@@ -87,7 +87,7 @@ def server_env(spec: RerankerServiceSpec) -> list[JsonObject]:
         (Env.DTYPE, m.dtype),
         (Env.QUANTIZATION, m.quantization),
         (Env.TRUST_REMOTE_CODE, "true" if m.trust_remote_code else "false"),
-        (Env.DEVICE, "cuda" if spec.resources.gpus > 0 else "cpu"),
+        (Env.DEVICE, "cuda" if spec.resources.on_gpu() else "cpu"),
         (Env.MAX_BATCH_TOKENS, str(s.max_batch_tokens)),
         (Env.BATCH_SIZE, str(s.max_batch_size)),
         (Env.MAX_CLIENT_BATCH_SIZE, str(s.max_client_batch_size)),

@@ -4,17 +4,18 @@ of the spec (its CEL guarded by the engine; reranker_operator.engines.base.Engin
 
 from __future__ import annotations
 
-from reranker_operator.api.cel_terms import AUTOSCALING, GPU
+from reranker_operator.api.cel_terms import AUTOSCALING, CUDA, GPU
 from reranker_operator.engines.base import CheckPlace, EngineCheck
 
 VLLM_CHECKS: tuple[EngineCheck, ...] = (
     EngineCheck(
         CheckPlace.RESOURCES,
-        GPU,
-        "engine vllm needs resources.gpus >= 1",
-        lambda s: s.resources.gpus >= 1,
+        CUDA,
+        "engine vllm needs a GPU (resources.gpus, mig, sharedGpu or dra)",
+        lambda s: s.resources.on_gpu(),
         field_path=".resources.gpus",
-        explain="engine vllm needs resources.gpus >= 1 (the vLLM image runs on CUDA)",
+        explain="engine vllm needs a GPU (resources.gpus, mig, sharedGpu or dra): the vLLM "
+        "image runs on CUDA",
     ),
     EngineCheck(
         CheckPlace.FEATURES,

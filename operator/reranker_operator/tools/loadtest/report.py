@@ -78,6 +78,21 @@ def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}s"
 
 
+def _gib(value: float) -> str:
+    return f"{value / 2**30:,.2f} GiB"
+
+
+def _device(device: dict[str, Any] | None) -> str:
+    """The headroom line: what the replica left free on its device, or why it is unknown."""
+    if device is None:
+        return "no device memory reported (a CPU server): no GPU headroom to measure"
+    return (
+        f"{_gib(device['headroom_bytes'])} of {_gib(device['total_bytes'])} free "
+        f"({device['headroom_share']:.0%} headroom; free before {_gib(device['free_before_bytes'])}"
+        f", after {_gib(device['free_after_bytes'])})"
+    )
+
+
 def render_text(summary: Summary) -> str:
     """The human-readable report."""
     lat = summary.latency_s
@@ -103,6 +118,7 @@ def render_text(summary: Summary) -> str:
             f"p95 ~{_seconds(srv['queue_time_p95_s'])} (histogram buckets); {srv['requests']:.0f} requests, "
             f"{srv['tokens']:,.0f} tokens scored (from its /metrics)"
         )
+        lines.append("  device      " + _device(srv.get("device")))
     else:
         lines.append("  server      /metrics not readable: no server-side queue time")
     lines += [f"  error       {e}" for e in summary.errors]
