@@ -154,6 +154,10 @@ CEL_BAD = [
     # engine vllm
     ({"model": M, "engine": "vllm"}, "needs a GPU (resources.gpus, mig"),
     (
+        {"model": M, "engine": "vllm", "resources": {"sharedGpu": {}}},
+        "on a shared GPU needs vllm.gpuMemoryUtilization",
+    ),
+    (
         {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 3}},
         "must divide",
     ),

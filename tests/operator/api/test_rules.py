@@ -123,6 +123,13 @@ SPECS: list[dict[str, Any]] = [
     {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 3}},
     {"model": M, "engine": "vllm", "resources": {"gpus": 4}, "vllm": {"tensorParallelSize": 2}},
     {"model": M, "engine": "transformers", "vllm": {"tensorParallelSize": 3}},
+    {"model": M, "engine": "vllm", "resources": {"sharedGpu": {}}},
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"sharedGpu": {}},
+        "vllm": {"gpuMemoryUtilization": 0.2},
+    },
     {
         "model": M,
         "engine": "vllm",

@@ -18,6 +18,16 @@ VLLM_CHECKS: tuple[EngineCheck, ...] = (
         "image runs on CUDA",
     ),
     EngineCheck(
+        CheckPlace.SETTINGS,
+        "!has(self.resources) || !has(self.resources.sharedGpu)"
+        " || (has(self.vllm) && has(self.vllm.gpuMemoryUtilization))",
+        "engine vllm on a shared GPU needs vllm.gpuMemoryUtilization: vLLM takes that share "
+        "of the whole GPU's memory (0.9 by default), leaving the GPU's other sharers none; "
+        "set it to this pod's share (e.g. 0.2 with 4 sharers)",
+        lambda s: s.resources.shared_gpu is None or s.vllm.gpu_memory_utilization is not None,
+        field_path=".vllm.gpuMemoryUtilization",
+    ),
+    EngineCheck(
         CheckPlace.FEATURES,
         "!has(self.server) || !has(self.server.scoreCache)"
         " || !has(self.server.scoreCache.enabled) || !self.server.scoreCache.enabled",

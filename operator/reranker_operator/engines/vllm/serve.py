@@ -91,7 +91,7 @@ def serve_args(spec: RerankerServiceSpec) -> list[str]:
         "--runner=pooling",
         f"--dtype={m.dtype}",
         f"--tensor-parallel-size={size.tensor_parallel}",
-        f"--gpu-memory-utilization={v.gpu_memory_utilization}",
+        f"--gpu-memory-utilization={v.gpu_memory_share}",
         "--enable-prefix-caching" if prefix_caching(spec) else "--no-enable-prefix-caching",
         # after SIGTERM (once the preStop sleep is over) the requests in flight finish (vLLM's
         # default, 0, aborts them)

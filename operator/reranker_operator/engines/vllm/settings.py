@@ -17,6 +17,8 @@ def owned_flag(arg: str) -> str | None:
     return name if name in VLLM_OWNED_FLAGS else None
 
 
+# vLLM's own --gpu-memory-utilization default, rendered when vllm.gpuMemoryUtilization is unset
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 _OWNED_CEL = "[" + ", ".join(f"'{flag}'" for flag in VLLM_OWNED_FLAGS) + "]"
 
 
@@ -59,12 +61,22 @@ class VllmSpec(SpecModel):
         description="GPUs one model replica spans (--tensor-parallel-size); resources.gpus "
         "must be a multiple (the rest run as data-parallel ranks).",
     )
-    gpu_memory_utilization: float = Field(
-        0.9,
+    gpu_memory_utilization: float | None = Field(
+        None,
         ge=0.05,
         le=1.0,
-        description="Share of each GPU's memory vLLM may take (--gpu-memory-utilization).",
+        description="Share of each GPU's memory vLLM may take (--gpu-memory-utilization); "
+        f"unset: {DEFAULT_GPU_MEMORY_UTILIZATION}. Required on a shared GPU "
+        "(resources.sharedGpu), where it is a share of the whole GPU's memory.",
     )
+
+    @property
+    def gpu_memory_share(self) -> float:
+        """--gpu-memory-utilization: the setting, else vLLM's own default."""
+        if self.gpu_memory_utilization is None:
+            return DEFAULT_GPU_MEMORY_UTILIZATION
+        return self.gpu_memory_utilization
+
     max_model_len: int | None = Field(
         None,
         ge=16,
