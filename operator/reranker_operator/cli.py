@@ -5,7 +5,8 @@ reranker-operator crd
 reranker-operator diagnose NAME [-n NS] (--prometheus URL | --url SERVER_URL)
 reranker-operator loadtest URL [-c N] [-n N | -d SECONDS] [--documents N] [--target-p95 S ...]
 reranker-operator run [-n NS ...|--all-namespaces] [--liveness URL] [--standalone]
-                      [--peering NAME [--priority N]] [--verbose]
+                      [--peering NAME [--priority N]] [--metrics-bind-address HOST:PORT]
+                      [--verbose]
 """
 
 from __future__ import annotations
@@ -120,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="kopf peering priority (default with --peering: random, so that replicas never tie)",
     )
+    run.add_argument(
+        "--metrics-bind-address",
+        metavar="HOST:PORT",
+        default=None,
+        help="serve Prometheus metrics (/metrics) and readiness (/readyz) there, e.g. "
+        "0.0.0.0:8081 (default: not served)",
+    )
     run.add_argument("--verbose", "-v", action="store_true")
     return parser
 
@@ -157,6 +165,13 @@ def main(
                 raise CliError("--standalone and --peering exclude each other")
             if args.priority is not None and not args.peering:
                 raise CliError("--priority needs --peering")
+            if args.metrics_bind_address is not None:
+                from reranker_operator.controller.metrics import parse_address
+
+                try:
+                    parse_address(args.metrics_bind_address)
+                except ValueError as exc:
+                    raise CliError(f"--metrics-bind-address: {exc}") from None
             if not args.namespaces and not args.all_namespaces:
                 raise CliError("give -n/--namespace NAME (repeatable) or --all-namespaces")
             from reranker_operator.controller.runner import (
@@ -171,6 +186,7 @@ def main(
                 peering=args.peering,
                 verbose=args.verbose,
                 priority=args.priority,
+                metrics_address=args.metrics_bind_address,
             )
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)

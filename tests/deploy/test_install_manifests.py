@@ -235,14 +235,18 @@ def test_operator_deployment_is_hardened_and_peered(built) -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     port = ports.get(probe["port"], probe["port"])
     assert f"--liveness=http://0.0.0.0:{port}{probe['path']}" in args
-    # Ready = kopf serves that endpoint (test_operator_readiness.py shows when it starts to).
-    assert container["readinessProbe"]["httpGet"] == container["livenessProbe"]["httpGet"]
-    # Its NetworkPolicy admits the probes' port and nothing else (egress stays open).
+    # Ready = /readyz on the metrics port (test_operator_readiness.py shows when it answers).
+    ready = container["readinessProbe"]["httpGet"]
+    assert ready["path"] == "/readyz"
+    assert f"--metrics-bind-address=0.0.0.0:{ports[ready['port']]}" in args
+    # Its NetworkPolicy admits the probes' ports and nothing else (egress stays open).
     policy = one(objs, "NetworkPolicy", "reranker-operator")["spec"]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [{"ports": [{"port": probe["port"], "protocol": "TCP"}]}]
+    assert policy["ingress"] == [
+        {"ports": [{"port": p, "protocol": "TCP"} for p in (probe["port"], ready["port"])]}
+    ]
 
 
 @needs_kubectl

@@ -62,7 +62,9 @@ def test_ready_only_once_watching(tmp_path: Path) -> None:
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline:  # a few probe periods while it retries
                 assert replica.process.poll() is None, replica.log.read_text()
-                assert not _ready(replica.port, probe["path"]), "ready before start-up finished"
+                assert not _ready(replica.metrics_port, probe["path"]), (
+                    "ready before start-up finished"
+                )
                 assert not _watching(cluster), "watching before start-up finished"
                 time.sleep(0.2)
 
@@ -72,7 +74,7 @@ def test_ready_only_once_watching(tmp_path: Path) -> None:
                 singular="clusterkopfpeering",
                 verbs=PEERING_VERBS,
             )
-            wait_for(lambda: _ready(replica.port, probe["path"]), "the readiness probe", 60)
+            wait_for(lambda: _ready(replica.metrics_port, probe["path"]), "the readiness probe", 60)
             wait_for(
                 lambda: _watching(cluster) >= {"list", "watch"},
                 "the RerankerService list and watch",

@@ -58,12 +58,18 @@ def cluster(install: list[dict[str, Any]]) -> Iterator[DevCluster]:
 
 
 class Replica:
-    """One operator process run like a pod of the Deployment (liveness on its own port)."""
+    """One operator process run like a pod of the Deployment (liveness and metrics on ports of
+    its own)."""
 
     def __init__(self, argv: list[str], name: str, kubeconfig: Path, logs: Path) -> None:
         self.name = name
-        self.port = _free_port()
-        argv = [a.replace("0.0.0.0:8080", f"127.0.0.1:{self.port}") for a in argv]
+        self.port, self.metrics_port = _free_port(), _free_port()
+        argv = [
+            a.replace("0.0.0.0:8080", f"127.0.0.1:{self.port}").replace(
+                "0.0.0.0:8081", f"127.0.0.1:{self.metrics_port}"
+            )
+            for a in argv
+        ]
         script = Path(sys.executable).with_name(argv[0])
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_ID": name}
         self.log = logs / f"{name}.log"

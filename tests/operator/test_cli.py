@@ -148,6 +148,12 @@ def test_run_needs_a_namespace_scope(capsys) -> None:
     assert code == 1 and "--all-namespaces" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("address", ["8081", "host:port", "0.0.0.0"])
+def test_run_rejects_a_malformed_metrics_address(capsys, address: str) -> None:
+    code, _ = run_cli(["run", "-A", "--metrics-bind-address", address])
+    assert code == 1 and "--metrics-bind-address" in capsys.readouterr().err
+
+
 def test_console_script_renders_example() -> None:
     script = Path(sys.executable).parent / "reranker-operator"
     if not script.exists():

@@ -6,7 +6,9 @@
   Deployment's status flows into the parent's status and hand edits or deletions are reverted;
   the parent's body comes from kopf's index of RerankerServices (what the watch last saw); the
   echo of our own apply (the event carrying the resourceVersion the apply returned) runs none;
-- a liveness probe reports the passes done and the last failure.
+- a liveness probe reports the passes done and the last failure;
+- with `metrics_address`, `/metrics` and `/readyz` are served on their own port
+  (reranker_operator.controller.metrics).
 
 `register(registry, config)` adds the handlers to a registry (the resync interval is part of the
 config, so tests can make it short). Passes of one RerankerService never overlap and bursts of
@@ -35,6 +37,7 @@ from reranker_operator.api.constants import (
     MANAGER,
 )
 from reranker_operator.controller.kube import KubeApiError, KubeClient, load_credentials
+from reranker_operator.controller.metrics import CONTROLLER, OperatorMetrics, pass_timer, serve
 from reranker_operator.controller.peering import ensure_peering
 from reranker_operator.controller.reconcile import ApiDiscovery, PassOutcome, reconcile_service
 from reranker_operator.render.kinds import CHILD_KINDS
@@ -52,6 +55,7 @@ class OperatorConfig:
     retry_seconds: float = 10.0
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()  # where a namespaced --peering creates its KopfPeering
+    metrics_address: str | None = None  # "HOST:PORT" of /metrics and /readyz; None = off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -126,12 +130,16 @@ class Controller:
     failures: int = 0
     last_error: str | None = None
     last_pass_at: float | None = None
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    metrics_port: int | None = None  # where /metrics and /readyz listen (once started)
+    started: bool = False  # the start-up handlers finished
+    seen: kopf.Index | None = None  # kopf's index of RerankerServices (metrics read it)
 
     async def connect(self, trust_env: bool = False) -> KubeClient:
         """The client, on a new session when there is none or kopf closed it (re-login)."""
         if self.client is None or self.client.closed:
             info = load_credentials(self.config.kubeconfig, trust_env=trust_env)
-            self.client = KubeClient.open(info)
+            self.client = KubeClient.open(info, trace=self.metrics.tracer())
             self.default_namespace = info.default_namespace
             if self.discovery is None:
                 self.discovery = ApiDiscovery(self.client, ttl=self.config.discovery_ttl_seconds)
@@ -149,8 +157,17 @@ class Controller:
         """
         client = await self.connect()
         assert self.discovery is not None
+        self.seen = seen if seen is not None else self.seen
         lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        waited = pass_timer()
+        self.metrics.adds.labels(CONTROLLER).inc()
+        self.metrics.depth.labels(CONTROLLER).inc()
+        try:
+            await lock.acquire()
+        finally:
+            self.metrics.depth.labels(CONTROLLER).dec()
+        self.metrics.queue_duration.labels(CONTROLLER).observe(waited())
+        try:
             triggers = self.pending.pop(key, None)
             # A child's pass is not needed when a pass that started after its event already
             # ran (it took the triggers), or when every trigger was the echo of our own apply.
@@ -168,9 +185,16 @@ class Controller:
                 return None
             if cr is not self.written.get(key):
                 self.written.pop(key, None)  # the watch has caught up with our last write
-            outcome = await reconcile_service(client, self.discovery, cr, self.remember)
+            took = pass_timer()
+            with self.metrics.active.labels(CONTROLLER).track_inprogress():
+                outcome = await reconcile_service(
+                    client, self.discovery, cr, self.remember, self.metrics
+                )
+            self.metrics.pass_done(took(), error=outcome.error, invalid=outcome.invalid is not None)
             if outcome.written is not None:
                 self.written[key] = outcome.written
+        finally:
+            lock.release()
         self.passes += 1
         self.last_pass_at = time.time()
         if outcome.error is not None:
@@ -199,9 +223,22 @@ class Controller:
         """Run a pass unless one is already waiting for this object (coalesces bursts)."""
         if key in self.pending:
             self.pending[key].append(child)
+            self.metrics.adds.labels(CONTROLLER).inc()  # coalesced into the waiting pass
             return
         self.pending[key] = [child]
         await self.run_pass(key, seen)
+
+    def services(self) -> list[Mapping[str, Any]]:
+        """The freshest body of every watched RerankerService (for the metrics)."""
+        if self.seen is None:
+            return []
+        found = (newest(self.seen.get(key, ()), self.written.get(key)) for key in self.seen)
+        return [body for body in found if body is not None]
+
+    def readiness(self) -> dict[str, Any]:
+        """Ready = the start-up handlers finished and the watch of RerankerServices answered."""
+        watching = self.metrics.watch_answered
+        return {"ready": self.started and watching, "started": self.started, "watching": watching}
 
     def probe(self) -> dict[str, Any]:
         return {
@@ -234,6 +271,22 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
         "registry": registry,
     }
     ours = {LABEL_MANAGED_BY: MANAGER, LABEL_INSTANCE: kopf.PRESENT}
+    ctl.metrics.watch_services(ctl.services)
+
+    if config.metrics_address:
+
+        @kopf.on.startup(registry=registry, id="metrics")
+        async def metrics_server(memo: kopf.Memo, logger: Any, **_: Any) -> None:
+            runner, ctl.metrics_port = await serve(
+                ctl.metrics, config.metrics_address or "", ctl.readiness
+            )
+            memo["metrics_runner"] = runner
+            logger.info(f"metrics and /readyz on port {ctl.metrics_port}")
+
+        @kopf.on.cleanup(registry=registry, id="metrics-stop")
+        async def metrics_stop(memo: kopf.Memo, **_: Any) -> None:
+            if "metrics_runner" in memo:
+                await memo["metrics_runner"].cleanup()
 
     @kopf.on.startup(registry=registry, id="connect")
     async def connect(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
@@ -253,6 +306,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
                 ) from exc
             for what in created:
                 logger.info(f"created the peering object {what}")
+        ctl.started = True
 
     @kopf.on.login(registry=registry, id="login")
     async def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.AiohttpSession:

@@ -204,12 +204,14 @@ class KubeClient:
         self.session, self.server = session, server.rstrip("/")
 
     @classmethod
-    def open(cls, info: Any) -> KubeClient:
-        """A client on a new session for a kopf.ConnectionInfo (call inside the event loop)."""
+    def open(cls, info: Any, trace: aiohttp.TraceConfig | None = None) -> KubeClient:
+        """A client on a new session for a kopf.ConnectionInfo (call inside the event loop);
+        `trace` sees every request on the session (the operator's metrics count them)."""
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0, ssl=info.as_ssl_context()),
             headers={**info.as_http_headers(), "User-Agent": USER_AGENT},
             trust_env=info.trust_env,
+            trace_configs=[trace] if trace is not None else None,
         )
         return cls(session, info.server)
 

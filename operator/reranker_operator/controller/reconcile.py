@@ -27,6 +27,7 @@ from reranker_operator.controller.kube import (
     KubeClient,
     ResourceRef,
 )
+from reranker_operator.controller.metrics import OperatorMetrics
 from reranker_operator.render.kinds import (
     CHILD_KINDS,
     DEPLOYMENT,
@@ -96,10 +97,14 @@ OnApply = Callable[[Mapping[str, Any]], None]
 
 
 async def reconcile_children(
-    client: KubeClient, discovery: ApiDiscovery, svc: ParsedService, on_apply: OnApply | None = None
+    client: KubeClient,
+    discovery: ApiDiscovery,
+    svc: ParsedService,
+    on_apply: OnApply | None = None,
+    metrics: OperatorMetrics | None = None,
 ) -> Children:
     """Make the cluster match the rendered children of `svc`; `on_apply` sees each child as an
-    apply left it, as soon as the answer arrives."""
+    apply left it, as soon as the answer arrives; `metrics` counts applies, drift and prunes."""
     desired = render(svc)
     result = Children()
     kinds: list[ChildKind] = list(CHILD_KINDS)
@@ -129,6 +134,8 @@ async def reconcile_children(
                 continue  # retained PVCs carry no owner reference and are never pruned
             await client.delete(ResourceRef(key[0], plurals[key[:2]]), svc.namespace, key[2])
             del live[key]
+            if metrics is not None:
+                metrics.child_pruned(key[1])
 
     await prune({k.kind for k in SCALERS})  # the old scaler goes before the new one comes
     for manifest in desired:
@@ -138,6 +145,8 @@ async def reconcile_children(
             live[key] = await client.apply(manifest)
             if on_apply is not None:
                 on_apply(live[key])
+            if metrics is not None:
+                metrics.child_applied(key[1], drifted=current is not None)
     await prune({k.kind for k in kinds})
     await _wake_for_hpa(client, svc, live)
 
@@ -188,9 +197,10 @@ async def _children_status(
     previous: list[Mapping[str, Any]],
     now: str,
     on_apply: OnApply | None,
+    metrics: OperatorMetrics | None,
 ) -> dict[str, Any]:
     """The status after applying the children."""
-    children = await reconcile_children(client, discovery, svc, on_apply)
+    children = await reconcile_children(client, discovery, svc, on_apply, metrics)
     deployment = children.child("Deployment")
     pods: list[dict[str, Any]] = []
     issues: list[str] = []
@@ -235,6 +245,7 @@ async def reconcile_service(
     discovery: ApiDiscovery,
     cr: Mapping[str, Any],
     on_apply: OnApply | None = None,
+    metrics: OperatorMetrics | None = None,
 ) -> PassOutcome:
     """One pass: parse the spec once, apply/prune children, then patch the status if (and only
     if) it changed.
@@ -263,7 +274,7 @@ async def reconcile_service(
         )
     else:
         try:
-            new = await _children_status(client, discovery, svc, previous, now, on_apply)
+            new = await _children_status(client, discovery, svc, previous, now, on_apply, metrics)
         except KubeApiError as exc:
             error = exc
             new = st.failed_status(

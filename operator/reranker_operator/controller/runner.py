@@ -67,13 +67,15 @@ def run(
     peering: str | None,
     verbose: bool,
     priority: int | None = None,
+    metrics_address: str | None = None,
 ) -> None:
     """Run the operator until it is signalled to stop.
 
     namespaces: watch only these; all_namespaces: watch the whole cluster (exactly one of the
     two); liveness: e.g. "http://0.0.0.0:8080/healthz"; standalone: no peering; peering: the
     KopfPeering name for several replicas (active/standby), created at start-up when missing;
-    verbose: debug logging; priority: kopf peering priority (default: random when peered).
+    verbose: debug logging; priority: kopf peering priority (default: random when peered);
+    metrics_address: "HOST:PORT" where /metrics and /readyz are served (None: not served).
     """
     if namespaces and all_namespaces:
         raise ValueError("namespaces: give either namespaces or all_namespaces, not both")
@@ -81,7 +83,11 @@ def run(
         raise ValueError("namespaces: give at least one namespace, or all_namespaces=True")
     if standalone and peering:
         raise ValueError("peering: a standalone operator takes no peering name")
-    config = dataclasses.replace(OperatorConfig.from_env(), namespaces=tuple(namespaces or ()))
+    config = dataclasses.replace(
+        OperatorConfig.from_env(),
+        namespaces=tuple(namespaces or ()),
+        metrics_address=metrics_address,
+    )
     registry, settings, _controller = build(config)
     kopf.configure(verbose=verbose, debug=verbose)
     kopf.run(
