@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from reranker_operator.controller.metrics import CONTROLLER, OperatorMetric
+from reranker_operator.render.monitoring import grafana_dashboard
 
 M = OperatorMetric
 METRICS_SERVICE = "reranker-operator-metrics"  # the overlay's Service; Prometheus's `job`
@@ -167,29 +168,9 @@ def dashboard_panels() -> list[dict[str, Any]]:
 
 def dashboard() -> dict[str, Any]:
     """The Grafana dashboard holding the operator's row."""
-    return {
-        "uid": "reranker-operator",
-        "title": "Reranker operator",
-        "tags": ["reranker", "operator"],
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "refresh": "30s",
-        "time": {"from": "now-3h", "to": "now"},
-        "templating": {
-            "list": [
-                {
-                    "name": "datasource",
-                    "label": "Data source",
-                    "type": "datasource",
-                    "query": "prometheus",
-                    "hide": 0,
-                }
-            ]
-        },
-        "panels": dashboard_panels(),
-    }
+    return grafana_dashboard(
+        "reranker-operator", "Reranker operator", ["reranker", "operator"], dashboard_panels()
+    )
 
 
 def dashboard_config_map() -> dict[str, Any]:
