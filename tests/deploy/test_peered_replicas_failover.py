@@ -4,10 +4,12 @@ and the standby takes over when the worker stops."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +36,18 @@ def _live(port: int) -> bool:
             return rsp.status == 200
     except OSError:
         return False
+
+
+def _leads(replica: Replica) -> bool | None:
+    """`leader` of the replica's /readyz (None when it does not answer)."""
+    try:
+        url = f"http://127.0.0.1:{replica.metrics_port}/readyz"
+        with urllib.request.urlopen(url, timeout=5) as rsp:
+            return json.loads(rsp.read())["leader"]
+    except urllib.error.HTTPError as err:  # 503 before it watches: still a JSON answer
+        return json.loads(err.read())["leader"]
+    except OSError:
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +138,9 @@ def test_one_replica_works_and_the_other_takes_over(
             assert wait_for(lambda r=replica: _live(r.port), f"{replica.name}'s /healthz")
 
         leader, standby = sorted(replicas, key=lambda r: priorities[r.name], reverse=True)
+        # each replica says which it is (/readyz, reranker_operator_leader), as kopf decides it
+        assert wait_for(lambda: _leads(leader) is True, f"{leader.name} to say it leads")
+        assert wait_for(lambda: _leads(standby) is False, f"{standby.name} to say it stands by")
         handled = "reconcile' succeeded"
         wait_for(lambda: handled in leader.log.read_text(), f"{leader.name} to handle the service")
         assert handled not in standby.log.read_text(), (
@@ -137,6 +154,7 @@ def test_one_replica_works_and_the_other_takes_over(
             timeout=60,
         )
         assert handled in standby.log.read_text()
+        assert wait_for(lambda: _leads(standby) is True, f"{standby.name} to say it leads now")
     finally:
         for replica in replicas:
             replica.stop()

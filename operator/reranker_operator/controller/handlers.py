@@ -38,7 +38,7 @@ from reranker_operator.api.constants import (
 )
 from reranker_operator.controller.kube import KubeApiError, KubeClient, load_credentials
 from reranker_operator.controller.metrics import CONTROLLER, OperatorMetrics, pass_timer, serve
-from reranker_operator.controller.peering import ensure_peering
+from reranker_operator.controller.peering import ensure_peering, leadership
 from reranker_operator.controller.reconcile import ApiDiscovery, PassOutcome, reconcile_service
 from reranker_operator.render.kinds import CHILD_KINDS
 
@@ -56,6 +56,7 @@ class OperatorConfig:
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()  # where a namespaced --peering creates its KopfPeering
     metrics_address: str | None = None  # "HOST:PORT" of /metrics and /readyz; None = off
+    leadership_poll_seconds: float = 5.0  # how often a peered replica reads who leads
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -134,6 +135,8 @@ class Controller:
     metrics_port: int | None = None  # where /metrics and /readyz listen (once started)
     started: bool = False  # the start-up handlers finished
     seen: kopf.Index | None = None  # kopf's index of RerankerServices (metrics read it)
+    leader: bool | None = None  # whether this replica works (peered: read from the peering)
+    leadership_task: asyncio.Task | None = None
 
     async def connect(self, trust_env: bool = False) -> KubeClient:
         """The client, on a new session when there is none or kopf closed it (re-login)."""
@@ -236,9 +239,37 @@ class Controller:
         return [body for body in found if body is not None]
 
     def readiness(self) -> dict[str, Any]:
-        """Ready = the start-up handlers finished and the watch of RerankerServices answered."""
+        """Ready = the start-up handlers finished and the watch of RerankerServices answered
+        (a standby is ready too: it watches, to take over); `leader` says whether this replica
+        works (None: not known yet)."""
         watching = self.metrics.watch_answered
-        return {"ready": self.started and watching, "started": self.started, "watching": watching}
+        return {
+            "ready": self.started and watching,
+            "started": self.started,
+            "watching": watching,
+            "leader": self.leader,
+        }
+
+    def set_leader(self, leads: bool | None) -> None:
+        self.leader = leads
+        self.metrics.leader.set(1 if leads else 0)
+
+    async def follow_leadership(self, settings: kopf.OperatorSettings) -> None:
+        """Read, every `leadership_poll_seconds`, whether this replica leads its peering (its
+        own task: kopf pauses a standby's handlers, not this)."""
+        peering = settings.peering
+        while True:
+            if self.client is not None:
+                self.set_leader(
+                    await leadership(
+                        self.client,
+                        peering.name,
+                        peering.priority,
+                        clusterwide=peering.clusterwide,
+                        namespaces=self.config.namespaces,
+                    )
+                )
+            await asyncio.sleep(self.config.leadership_poll_seconds)
 
     def probe(self) -> dict[str, Any]:
         return {
@@ -306,6 +337,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
                 ) from exc
             for what in created:
                 logger.info(f"created the peering object {what}")
+            if ctl.leadership_task is None:
+                ctl.leadership_task = asyncio.create_task(ctl.follow_leadership(settings))
+        else:
+            ctl.set_leader(True)
         ctl.started = True
 
     @kopf.on.login(registry=registry, id="login")
@@ -319,6 +354,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
 
     @kopf.on.cleanup(registry=registry, id="disconnect")
     async def disconnect(**_: Any) -> None:
+        if ctl.leadership_task is not None:
+            ctl.leadership_task.cancel()
         if ctl.client is not None:
             await ctl.client.close()
 

@@ -46,6 +46,7 @@ class OperatorMetric(StrEnum):
     CHILDREN_PRUNED_TOTAL = PREFIX + "children_pruned_total"  # {kind}
     RERANKER_SERVICES = PREFIX + "rerankerservices"  # {condition, status}: watched, by condition
     WATCHING = PREFIX + "watching"  # 1 while the watch of RerankerServices is open
+    LEADER = PREFIX + "leader"  # 1 while this replica works (peered: the highest priority)
 
 
 class Result(StrEnum):
@@ -130,6 +131,12 @@ class OperatorMetrics:
             "Duration of a reconcile pass",
             ["controller"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.leader = Gauge(
+            OperatorMetric.LEADER,
+            "1 while this replica works, 0 while it stands by or has not announced itself "
+            "(peered: kopf's highest live priority; standalone: always 1)",
             registry=r,
         )
         self.active = Gauge(

@@ -7,7 +7,8 @@ creates it when missing (an AlreadyExists answer from a racing replica is fine).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from reranker_operator.controller.kube import KubeApiError, KubeClient, ResourceRef
@@ -51,3 +52,55 @@ async def ensure_peering(
             raise
         created.append(f"{body['kind']}/{name}" + (f" in {namespace}" if namespace else ""))
     return created
+
+
+def _alive(peer: Mapping[str, Any], now: datetime.datetime) -> bool:
+    """A peer entry whose keep-alive (lastseen + lifetime) has not expired."""
+    try:
+        seen = datetime.datetime.fromisoformat(str(peer["lastseen"]))
+        lifetime = datetime.timedelta(seconds=int(peer.get("lifetime", 60)))
+    except (KeyError, TypeError, ValueError):
+        return False
+    if seen.tzinfo is None:
+        seen = seen.replace(tzinfo=datetime.UTC)
+    return seen + lifetime > now
+
+
+def leads(
+    status: Mapping[str, Any], priority: int, now: datetime.datetime | None = None
+) -> bool | None:
+    """Whether the peer running with `priority` works rather than stands by, by kopf's rule
+    (kopf._core.engines.peering.process_peering_event): it pauses while another live peer has
+    a higher priority or the same one. From a peering object's `status` (peer id -> priority,
+    lifetime, lastseen): the live entries with a priority >= `priority` must be exactly one
+    (its own). None while no live entry has its priority (it has not announced itself yet)."""
+    now = now or datetime.datetime.now(datetime.UTC)
+    live = [p for p in status.values() if isinstance(p, Mapping) and _alive(p, now)]
+    ranks = [int(p.get("priority", 0)) for p in live]
+    if priority not in ranks:
+        return None
+    return sum(1 for rank in ranks if rank >= priority) == 1
+
+
+async def leadership(
+    client: KubeClient,
+    name: str,
+    priority: int,
+    *,
+    clusterwide: bool,
+    namespaces: Iterable[str] = (),
+) -> bool | None:
+    """`leads` over the peering object(s) of `name`: every one must say so (None if any is
+    undecided or missing)."""
+    targets: list[str | None] = [None] if clusterwide else list(namespaces)
+    verdicts = []
+    for namespace in targets:
+        ref = CLUSTER_PEERINGS if namespace is None else NAMESPACED_PEERINGS
+        try:
+            body = await client.request("GET", ref.path(namespace, name))
+        except KubeApiError:
+            return None
+        verdicts.append(leads((body or {}).get("status") or {}, priority))
+    if not verdicts or None in verdicts:
+        return None
+    return all(verdicts)

@@ -63,8 +63,9 @@ def test_readyz_answers_once_watching(cluster: DevCluster, metered: Controller) 
     answer = wait_for(
         lambda: (r := httpx.get(url, timeout=5)).status_code == 200 and r.json(), "ready"
     )
-    assert answer == {"ready": True, "started": True, "watching": True}
+    assert answer == {"ready": True, "started": True, "watching": True, "leader": True}
     assert value(scrape(metered), M.WATCHING) == 1
+    assert value(scrape(metered), M.LEADER) == 1  # standalone: it always works
 
 
 def test_readyz_fails_while_the_watch_cannot_be_reopened(
