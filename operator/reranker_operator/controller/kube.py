@@ -72,13 +72,14 @@ API_PERMISSIONS: tuple[Permission, ...] = (
     Permission("", "namespaces", ("get", "list", "watch"), "kopf namespace scanning"),
     # deploy/ runs the operator cluster-wide with --peering: kopf lists and watches the
     # ClusterKopfPeerings and patches its keep-alive into the one named; the operator creates
-    # that one at start-up when missing (reranker_operator.controller.peering). A namespaced peered
-    # operator (-n NS --peering NAME) needs the same verbs on kopfpeerings instead.
+    # that one at start-up when missing and reads it to say whether it leads
+    # (reranker_operator.controller.peering). A namespaced peered operator (-n NS --peering NAME)
+    # needs the same verbs on kopfpeerings instead.
     Permission(
         "kopf.dev",
         "clusterkopfpeerings",
-        ("list", "watch", "patch", "create"),
-        "--peering with --all-namespaces: kopf's keep-alives; created when missing",
+        ("get", "list", "watch", "patch", "create"),
+        "--peering with --all-namespaces: kopf's keep-alives; created when missing; who leads",
     ),
     Permission(
         "apiextensions.k8s.io",
