@@ -142,12 +142,23 @@ def test_contradictory_or_malformed_asks_are_refused_naming_the_field(
 
 def test_a_gpu_of_any_form_satisfies_what_needs_cuda() -> None:
     for resources in ({"mig": {"profile": "1g.18gb"}}, {"sharedGpu": {}}, {"dra": {}}):
-        children = kids(resources, engine="vllm")
+        # on a shared GPU vLLM must be told its share of the memory (the next test)
+        share = {"vllm": {"gpuMemoryUtilization": 0.2}} if "sharedGpu" in resources else {}
+        children = kids(resources, engine="vllm", **share)
         assert children["Deployment"]
         kids(resources, model={**M, "quantization": "8bit"})
     with pytest.raises(InvalidSpecError) as err:
         kids({}, engine="vllm")
     assert "mig, sharedGpu or dra" in str(err.value)
+
+
+def test_vllm_on_a_shared_gpu_is_told_its_share_of_the_memory() -> None:
+    with pytest.raises(InvalidSpecError) as err:
+        kids({"sharedGpu": {}}, engine="vllm")
+    assert err.value.field == "vllm.gpuMemoryUtilization", err.value
+    children = kids({"sharedGpu": {}}, engine="vllm", vllm={"gpuMemoryUtilization": 0.2})
+    assert "--gpu-memory-utilization=0.2" in server(children)["args"]
+    assert "--gpu-memory-utilization=0.9" in server(kids({"gpus": 1}, engine="vllm"))["args"]
 
 
 def test_the_examples_ask_for_a_mig_slice_and_a_dra_claim() -> None:
