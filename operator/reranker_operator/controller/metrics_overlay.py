@@ -132,29 +132,69 @@ def dashboard_panels() -> list[dict[str, Any]]:
     """One row: passes, failures, durations, queue, API calls, children, services."""
     ctl = f',controller="{CONTROLLER}"'
     panels = [
-        ("Reconciles/s by result", "Reconcile passes by result.", "ops",
-         [(_rate(M.RECONCILE_TOTAL, "result", ctl), "{{result}}")]),
-        ("Failures/s by kind", "Failed passes: API conflict, forbidden, invalid spec, timeout, "
-         "other.", "ops", [(_rate(M.RECONCILE_FAILURES_TOTAL, "kind"), "{{kind}}")]),
-        ("Pass duration p95", "95th percentile of a reconcile pass's duration.", "s",
-         [(_p95(M.RECONCILE_TIME), "p95")]),
-        ("Passes waiting and in flight", "Passes waiting for their RerankerService's previous "
-         "pass, passes running, and passes asked for per second.", "short",
-         [(f"sum({M.WORKQUEUE_DEPTH}{{{JOB}}})", "waiting"),
-          (f"sum({M.ACTIVE_WORKERS}{{{JOB}}})", "in flight"),
-          (_rate(M.WORKQUEUE_ADDS_TOTAL, "name"), "asked/s")]),
-        ("Wait before a pass p95", "95th percentile of the time a pass waited.", "s",
-         [(_p95(M.WORKQUEUE_QUEUE_DURATION), "p95")]),
-        ("API calls/s by code and method", "Kubernetes API calls, kopf's watches included.",
-         "reqps", [(_rate(M.REST_CLIENT_REQUESTS_TOTAL, "code, method"), "{{method}} {{code}}")]),
-        ("Children written/s by kind", "Children applied, re-applied over drift, pruned.", "ops",
-         [(_rate(M.CHILDREN_APPLIED_TOTAL, "kind"), "applied {{kind}}"),
-          (_rate(M.DRIFT_CORRECTED_TOTAL, "kind"), "drift {{kind}}"),
-          (_rate(M.CHILDREN_PRUNED_TOTAL, "kind"), "pruned {{kind}}")]),
-        ("RerankerServices by Ready", "Watched RerankerServices by their Ready condition.",
-         "short", [(f'max by (status) ({M.RERANKER_SERVICES}{{{JOB},condition="Ready"}})',
-                    "Ready={{status}}")]),
-    ]  # fmt: skip
+        (
+            "Reconciles/s by result",
+            "Reconcile passes by result.",
+            "ops",
+            [(_rate(M.RECONCILE_TOTAL, "result", ctl), "{{result}}")],
+        ),
+        (
+            "Failures/s by kind",
+            "Failed passes: API conflict, forbidden, invalid spec, timeout, other.",
+            "ops",
+            [(_rate(M.RECONCILE_FAILURES_TOTAL, "kind"), "{{kind}}")],
+        ),
+        (
+            "Pass duration p95",
+            "95th percentile of a reconcile pass's duration.",
+            "s",
+            [(_p95(M.RECONCILE_TIME), "p95")],
+        ),
+        (
+            "Passes waiting and in flight",
+            "Passes waiting for their RerankerService's previous "
+            "pass, passes running, and passes asked for per second.",
+            "short",
+            [
+                (f"sum({M.WORKQUEUE_DEPTH}{{{JOB}}})", "waiting"),
+                (f"sum({M.ACTIVE_WORKERS}{{{JOB}}})", "in flight"),
+                (_rate(M.WORKQUEUE_ADDS_TOTAL, "name"), "asked/s"),
+            ],
+        ),
+        (
+            "Wait before a pass p95",
+            "95th percentile of the time a pass waited.",
+            "s",
+            [(_p95(M.WORKQUEUE_QUEUE_DURATION), "p95")],
+        ),
+        (
+            "API calls/s by code and method",
+            "Kubernetes API calls, kopf's watches included.",
+            "reqps",
+            [(_rate(M.REST_CLIENT_REQUESTS_TOTAL, "code, method"), "{{method}} {{code}}")],
+        ),
+        (
+            "Children written/s by kind",
+            "Children applied, re-applied over drift, pruned.",
+            "ops",
+            [
+                (_rate(M.CHILDREN_APPLIED_TOTAL, "kind"), "applied {{kind}}"),
+                (_rate(M.DRIFT_CORRECTED_TOTAL, "kind"), "drift {{kind}}"),
+                (_rate(M.CHILDREN_PRUNED_TOTAL, "kind"), "pruned {{kind}}"),
+            ],
+        ),
+        (
+            "RerankerServices by Ready",
+            "Watched RerankerServices by their Ready condition.",
+            "short",
+            [
+                (
+                    f'max by (status) ({M.RERANKER_SERVICES}{{{JOB},condition="Ready"}})',
+                    "Ready={{status}}",
+                )
+            ],
+        ),
+    ]
     row = {
         "id": 1,
         "type": "row",
