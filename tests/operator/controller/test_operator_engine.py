@@ -23,8 +23,9 @@ def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
         "prometheusRule": {"enabled": True},
     }
     cluster.create(manifest)
+    wanted = {f"Deployment/{NAME}", f"PrometheusRule/{NAME}"}
     before = wait_for(
-        lambda: (c := children(cluster, NAME)) and f"PrometheusRule/{NAME}" in c and c,
+        lambda: (c := children(cluster, NAME)) and wanted <= c.keys() and c,
         "the children",
     )
     kept = {k: v["metadata"]["uid"] for k, v in before.items() if not k.startswith("Deployment/")}
