@@ -33,14 +33,22 @@ def peering_manifest(name: str, namespace: str | None = None) -> dict[str, Any]:
     return {"apiVersion": PEERING_API_VERSION, "kind": kind, "metadata": meta}
 
 
+def peering_objects(
+    clusterwide: bool, namespaces: Iterable[str] = ()
+) -> list[tuple[ResourceRef, str | None]]:
+    """Where the peering object(s) live: the ClusterKopfPeering (namespace None), or a
+    KopfPeering in each watched namespace."""
+    if clusterwide:
+        return [(CLUSTER_PEERINGS, None)]
+    return [(NAMESPACED_PEERINGS, namespace) for namespace in namespaces]
+
+
 async def ensure_peering(
     client: KubeClient, name: str, *, clusterwide: bool, namespaces: Iterable[str] = ()
 ) -> list[str]:
     """Create the peering object(s) unless they exist; returns what was created ("kind/name")."""
-    targets: list[str | None] = [None] if clusterwide else list(namespaces)
     created = []
-    for namespace in targets:
-        ref = CLUSTER_PEERINGS if namespace is None else NAMESPACED_PEERINGS
+    for ref, namespace in peering_objects(clusterwide, namespaces):
         body = peering_manifest(name, namespace)
         try:
             await client.request(
@@ -92,10 +100,8 @@ async def leadership(
 ) -> bool | None:
     """`leads` over the peering object(s) of `name`: every one must say so (None if any is
     undecided or missing)."""
-    targets: list[str | None] = [None] if clusterwide else list(namespaces)
     verdicts = []
-    for namespace in targets:
-        ref = CLUSTER_PEERINGS if namespace is None else NAMESPACED_PEERINGS
+    for ref, namespace in peering_objects(clusterwide, namespaces):
         try:
             body = await client.request("GET", ref.path(namespace, name))
         except KubeApiError:
