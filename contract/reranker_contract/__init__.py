@@ -191,6 +191,11 @@ class Metric(StrEnum):
     # per-stage timings (as TEI has): tokenization, queue (QUEUE_TIME), inference
     TOKENIZATION_DURATION = "reranker_tokenization_duration_seconds"  # per request
     INFERENCE_DURATION_STAGE = "reranker_inference_duration_seconds"  # per batch the model ran
+    # the score check before /ready (reranker_contract.score_check): 1 passed, 0 failed (absent
+    # while pending or off); when it ran; the largest parity deviation from the operator's record
+    SCORE_CHECK_PASSED = "reranker_score_check_passed"
+    SCORE_CHECK_TIMESTAMP = "reranker_score_check_timestamp_seconds"
+    SCORE_CHECK_PARITY_DEVIATION = "reranker_score_check_parity_deviation"
 
 
 class HpaMetric(StrEnum):
