@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from prometheus_client import REGISTRY
+from queued_requests import queue_while_paused
 
 from reranker_server.contracts import QueueFullError, RerankInput
 from reranker_server.engine import EngineConfig, build_engine
@@ -61,14 +62,6 @@ def _close(
 
 def _metric(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
-
-
-async def _queued(engine, requests: list[RerankInput], wait_for) -> list[asyncio.Task]:
-    """Start requests while the engine is paused and wait until all their pairs are queued."""
-    tasks = [asyncio.create_task(engine.rerank(r)) for r in requests]
-    total = sum(len(r.documents) for r in requests)
-    await wait_for(lambda: engine.pending_pairs == total, what=f"{total} pairs queued")
-    return tasks
 
 
 @pytest.fixture
@@ -129,7 +122,7 @@ async def test_concurrent_requests_batched_equal_each_alone(
         RerankInput(query="one doc", documents=[DOCS[2]], instruction="Find fruit"),
     ]
     engine.pause()
-    tasks = await _queued(engine, requests, wait_for)
+    tasks = await queue_while_paused(engine, requests, wait_for)
     engine.resume()
     outs = await asyncio.gather(*tasks)
     for req, out in zip(requests, outs):
@@ -157,7 +150,7 @@ async def test_different_instructions_never_share_a_prefix_group(
         RerankInput(query="another query", documents=DOCS[:3], instruction="Instruction A"),
     ]
     engine.pause()
-    tasks = await _queued(engine, requests, wait_for)
+    tasks = await queue_while_paused(engine, requests, wait_for)
     engine.resume()
     outs = await asyncio.gather(*tasks)
     assert {r.kind for r in records} == {"prefix"}
@@ -176,7 +169,7 @@ async def test_queue_full_is_429_and_admitted_requests_are_answered(
     engine = await engine_factory(causal_backend, max_concurrent_requests=3, retry_after_s=2.5)
     requests = [RerankInput(query=f"query {i}", documents=DOCS[i : i + 2]) for i in range(3)]
     engine.pause()
-    tasks = await _queued(engine, requests, wait_for)
+    tasks = await queue_while_paused(engine, requests, wait_for)
     with pytest.raises(QueueFullError) as info:
         await engine.rerank(RerankInput(query="one too many", documents=DOCS[:1]))
     assert info.value.status_code == 429 and info.value.retry_after_s == 2.5
@@ -199,7 +192,7 @@ async def test_failing_batch_fails_only_its_requests(
     bad = RerankInput(query="q", documents=[long_doc])
     good = RerankInput(query="capital", documents=DOCS[:2])
     engine.pause()
-    tasks = await _queued(engine, [bad, good], wait_for)
+    tasks = await queue_while_paused(engine, [bad, good], wait_for)
     engine.resume()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert isinstance(results[0], Exception) and not isinstance(results[0], QueueFullError)
@@ -223,7 +216,7 @@ async def test_cross_encoder_batches_across_requests(
     engine.add_batch_listener(records.append)
     requests = [RerankInput(query=f"q{i} capital", documents=DOCS[i:]) for i in range(4)]
     engine.pause()
-    tasks = await _queued(engine, requests, wait_for)
+    tasks = await queue_while_paused(engine, requests, wait_for)
     engine.resume()
     outs = await asyncio.gather(*tasks)
     assert len(records) == 1 and len(set(records[0].request_ids)) == 4
@@ -381,7 +374,7 @@ async def test_prefix_metrics_stop_when_the_prefix_path_turns_off(
 async def test_cancelled_request_leaves_the_queue(causal_backend, engine_factory, wait_for):
     engine = await engine_factory(causal_backend)
     engine.pause()
-    tasks = await _queued(
+    tasks = await queue_while_paused(
         engine,
         [RerankInput(query="a", documents=DOCS[:3]), RerankInput(query="b", documents=DOCS[3:5])],
         wait_for,
@@ -398,7 +391,7 @@ async def test_stop_fails_queued_requests_with_503(causal_backend, wait_for):
     engine = build_engine(causal_backend, EngineConfig())
     await engine.start()
     engine.pause()
-    tasks = await _queued(engine, [RerankInput(query="a", documents=DOCS[:2])], wait_for)
+    tasks = await queue_while_paused(engine, [RerankInput(query="a", documents=DOCS[:2])], wait_for)
     await engine.stop()
     with pytest.raises(EngineStoppedError) as info:
         await tasks[0]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+from queued_requests import queue_while_paused
+
 from reranker_server.contracts import RerankInput
 from reranker_server.engine import EngineConfig, build_engine
 from reranker_server.engine.scheduler import BatchRecord
@@ -13,7 +15,7 @@ from reranker_server.engine.scheduler import BatchRecord
 BIG = [f"document number {i} about rivers and mountains" for i in range(64)]
 
 
-async def _order_of_service(backend, requests: list[RerankInput]) -> list[int]:
+async def _order_of_service(backend, requests: list[RerankInput], wait_for) -> list[int]:
     """Engine request ids in the order their first pair was dispatched, for `requests` queued
     (in this order, one encode thread) while the engine was paused."""
     engine = build_engine(
@@ -24,12 +26,7 @@ async def _order_of_service(backend, requests: list[RerankInput]) -> list[int]:
     engine.add_batch_listener(records.append)
     engine.pause()
     try:
-        tasks = [asyncio.create_task(engine.rerank(r)) for r in requests]
-        total = sum(len(r.documents) for r in requests)
-        for _ in range(4000):
-            if engine.pending_pairs == total:
-                break
-            await asyncio.sleep(0.005)
+        tasks = await queue_while_paused(engine, requests, wait_for)
         engine.resume()
         await asyncio.gather(*tasks)
     finally:
@@ -51,12 +48,12 @@ def _requests(client_a, client_b) -> list[RerankInput]:
 
 
 async def test_a_small_request_does_not_wait_behind_another_clients_backlog(
-    cross_backend,
+    cross_backend, wait_for
 ) -> None:
-    order = await _order_of_service(cross_backend, _requests("a", "b"))
+    order = await _order_of_service(cross_backend, _requests("a", "b"), wait_for)
     assert order.index(3) < order.index(2), order  # b's request before a's second one
 
 
-async def test_one_client_is_served_in_arrival_order(cross_backend) -> None:
-    assert await _order_of_service(cross_backend, _requests(None, None)) == [1, 2, 3]
-    assert await _order_of_service(cross_backend, _requests("a", "a")) == [1, 2, 3]
+async def test_one_client_is_served_in_arrival_order(cross_backend, wait_for) -> None:
+    assert await _order_of_service(cross_backend, _requests(None, None), wait_for) == [1, 2, 3]
+    assert await _order_of_service(cross_backend, _requests("a", "a"), wait_for) == [1, 2, 3]

@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 from prometheus_client import REGISTRY
+from queued_requests import queue_while_paused
 
 from reranker_server.contracts import (
     ForwardCancelled,
@@ -64,7 +65,7 @@ def test_every_layer_of_both_families_is_a_checkpoint(which, request) -> None:
     assert inside == backend.score_mixed([()], pairs).raw_scores
 
 
-async def _run(backend, *, cancel: int, requests: list[RerankInput]):
+async def _run(backend, wait_for, *, cancel: int, requests: list[RerankInput]):
     """Start `requests` (one batch), cancel request number `cancel` while the batch is held at
     its first layer, release it; (results or exceptions, the batch records)."""
     engine = build_engine(
@@ -76,12 +77,7 @@ async def _run(backend, *, cancel: int, requests: list[RerankInput]):
     gate = _Gate(backend)
     try:
         engine.pause()
-        tasks = [asyncio.create_task(engine.rerank(r)) for r in requests]
-        total = sum(len(r.documents) for r in requests)
-        for _ in range(4000):
-            if engine.pending_pairs == total:
-                break
-            await asyncio.sleep(0.005)
+        tasks = await queue_while_paused(engine, requests, wait_for)
         engine.resume()
         assert await asyncio.to_thread(gate.entered.wait, 30), "the batch never started"
         tasks[cancel].cancel()
@@ -96,22 +92,22 @@ async def _run(backend, *, cancel: int, requests: list[RerankInput]):
 
 
 @pytest.mark.parametrize("which", ["cross_backend", "causal_backend"])
-async def test_a_batch_nobody_waits_for_stops_at_the_next_layer(which, request) -> None:
+async def test_a_batch_nobody_waits_for_stops_at_the_next_layer(which, request, wait_for) -> None:
     backend = request.getfixturevalue(which)
     before = _stopped()
     inp = RerankInput(query="which river", documents=DOCS)
-    results, records, after = await _run(backend, cancel=0, requests=[inp])
+    results, records, after = await _run(backend, wait_for, cancel=0, requests=[inp])
     assert isinstance(results[0], asyncio.CancelledError)
     assert _stopped() == before + 1
     assert records[0].report is None  # stopped: the backend reported no forward
     assert len(after.raw_scores) == len(DOCS)
 
 
-async def test_a_batch_another_request_waits_for_runs_to_the_end(cross_backend) -> None:
+async def test_a_batch_another_request_waits_for_runs_to_the_end(cross_backend, wait_for) -> None:
     before = _stopped()
     leaving = RerankInput(query="which river", documents=DOCS, client="a")
     staying = RerankInput(query="which mountain", documents=DOCS[:4], client="b")
-    results, records, _ = await _run(cross_backend, cancel=0, requests=[leaving, staying])
+    results, records, _ = await _run(cross_backend, wait_for, cancel=0, requests=[leaving, staying])
     assert isinstance(results[0], asyncio.CancelledError)
     assert _stopped() == before
     assert records[0].report is not None and set(records[0].request_ids) == {1, 2}
