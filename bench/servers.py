@@ -123,6 +123,11 @@ def bench_env() -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         VLLM_CPU_KVCACHE_SPACE="2",
     )
+    from reranker_contract.score_check import ScoreCheckEnv
+    from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
+
+    # the score check without relevance: the bench models have random weights
+    env.setdefault(ScoreCheckEnv.SCORE_CHECK_BUILTINS, UNTRAINED_BUILTINS)
     return env
 
 
@@ -162,7 +167,7 @@ def running_server(
     dtype: str = "float32",
 ) -> Iterator[RunningServer]:
     """Run one server until the block exits; yields it once it answers `health_path(kind)`."""
-    from reranker_devtools.peers import free_port
+    from reranker_devtools.ports import free_port
 
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)

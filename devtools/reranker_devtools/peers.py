@@ -9,7 +9,6 @@ words), for a test to skip on.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -58,12 +57,6 @@ def cpu_flags() -> str:
     isa = [f for f in flags if f.startswith(("avx512", "amx", "avx2"))]
     return f"{model}; {' '.join(sorted(isa)) or 'no AVX2/AVX-512/AMX'}"
 
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(url: str) -> bool:

@@ -10,6 +10,7 @@ give every series (`job` = the Service's name, `namespace`, `service`, `pod`, `c
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -35,6 +36,21 @@ def tool(name: str) -> str:
     if path is None:
         raise PrometheusUnavailable(f"{name} is not installed (run `make system-deps` as root)")
     return path
+
+
+# PromQL words that are not series names
+_PROMQL_WORDS = frozenset(
+    {"sum", "rate", "increase", "max", "histogram_quantile", "vector", "absent", "or", "and", "le"}
+)
+
+
+def series_read(expr: str) -> set[str]:
+    """The series names a PromQL expression reads (strings, label matchers, ranges and
+    grouping clauses removed; the functions and operators it uses are not series)."""
+    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    s = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", s)
+    s = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", s)
+    return set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", s)) - _PROMQL_WORDS
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

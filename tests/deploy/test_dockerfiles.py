@@ -27,6 +27,7 @@ from deploy_helpers import (
 )
 
 import reranker_contract
+from reranker_devtools.ports import free_port
 from reranker_server.config import load_settings
 
 DOCKERFILES = ("Dockerfile.server", "Dockerfile.operator")
@@ -137,14 +138,6 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), lifespan="off", log_le
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_server_healthcheck_command_probes_the_real_server() -> None:
     """The HEALTHCHECK's exact command passes against the real app (model not loaded: /healthz
     is liveness) on the port in PORT, and fails where nothing listens."""
@@ -153,7 +146,7 @@ def test_server_healthcheck_command_probes_the_real_server() -> None:
 
     stage = runtime("Dockerfile.server")
     check = exec_form(stage.values("HEALTHCHECK")[-1].split("CMD", 1)[1].strip())
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-c", SERVE_WITHOUT_MODEL, str(port)])
     try:
         deadline = time.monotonic() + 60
@@ -178,7 +171,7 @@ def test_server_healthcheck_command_probes_the_real_server() -> None:
     down = subprocess.run(
         check,
         check=False,
-        env={**os.environ, "PORT": str(_free_port())},
+        env={**os.environ, "PORT": str(free_port())},
         capture_output=True,
         text=True,
         timeout=60,

@@ -20,14 +20,9 @@ import yaml
 from deploy_helpers import REPO, kustomize_build, wait_for
 
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+from reranker_devtools.ports import free_port
 
 PEERINGS = "kopf.dev/v1/clusterkopfpeerings"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _live(port: int) -> bool:
@@ -77,7 +72,7 @@ class Replica:
 
     def __init__(self, argv: list[str], name: str, kubeconfig: Path, logs: Path) -> None:
         self.name = name
-        self.port, self.metrics_port = _free_port(), _free_port()
+        self.port, self.metrics_port = free_port(), free_port()
         argv = [
             a.replace("0.0.0.0:8080", f"127.0.0.1:{self.port}").replace(
                 "0.0.0.0:8081", f"127.0.0.1:{self.metrics_port}"

@@ -10,11 +10,12 @@ import pytest
 from vllm_helpers import DOCUMENTS, QUERY, our_scores, our_server, rerank
 
 from reranker_devtools import infinity, peers
+from reranker_devtools.ports import free_port
 from tolerance import assert_scores_close
 
 
 def test_infinity_scores_as_our_server(infinity_cross_path: Path, tmp_path: Path) -> None:
-    port = peers.free_port()
+    port = free_port()
     try:
         with infinity.start(
             infinity_cross_path,

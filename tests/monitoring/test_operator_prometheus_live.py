@@ -31,6 +31,7 @@ from operator_helpers import example, wait_for
 from reranker_devtools import REPO
 from reranker_devtools import prometheus as prom
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+from reranker_devtools.ports import free_port
 from reranker_operator.controller.handlers import Controller, OperatorConfig
 from reranker_operator.controller.runner import build
 
@@ -40,12 +41,6 @@ pytestmark = pytest.mark.skipif(
     not all(map(__import__("shutil").which, ("prometheus", "promtool"))),
     reason="Debian's prometheus is not installed (make system-deps as root)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _committed(name: str) -> dict[str, Any]:
@@ -63,16 +58,6 @@ def _panels() -> list[dict[str, Any]]:
     return [p for p in json.loads(text)["panels"] if p.get("targets")]
 
 
-def _metric_names(expr: str) -> set[str]:
-    """The series names a PromQL expression reads."""
-    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    s = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", s)
-    s = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", s)
-    words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", s))
-    funcs = {"sum", "rate", "max", "histogram_quantile", "absent", "or", "and", "le"}
-    return {w for w in words if w not in funcs}
-
-
 def _overlay_exprs() -> list[str]:
     return [r["expr"] for r in _alert_rules()] + [
         t["expr"] for p in _panels() for t in p["targets"]
@@ -82,7 +67,7 @@ def _overlay_exprs() -> list[str]:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("operator-live")
-    port = _free_port()
+    port = free_port()
     with DevCluster() as cluster:
         kubeconfig = cluster.write_kubeconfig(work / "kubeconfig")
         config = OperatorConfig(
@@ -112,7 +97,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             KopfRunner(
                 ["run", "--standalone", "-n", NS], registry=registry, settings=settings, timeout=30
             ),
-            prom.start([job], [prom.rule_file(rule)], port=_free_port(), workdir=work) as server,
+            prom.start([job], [prom.rule_file(rule)], port=free_port(), workdir=work) as server,
         ):
             _exercise(cluster, controller)
             yield {"prometheus": server, "cluster": cluster, "controller": controller}
@@ -154,7 +139,7 @@ def test_every_metric_the_overlay_reads_is_exported(live) -> None:
     by hand) is missing from the scrape, and this fails."""
     text = httpx.get(f"http://127.0.0.1:{live['controller'].metrics_port}/metrics").text
     exported = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", text, re.MULTILINE))
-    names = set().union(*(_metric_names(e) for e in _overlay_exprs())) - {"up"}
+    names = set().union(*(prom.series_read(e) for e in _overlay_exprs())) - {"up"}
     assert len(names) >= 10, names
     assert names <= exported, names - exported
     server = live["prometheus"]

@@ -28,7 +28,10 @@ import httpx
 import pytest
 
 from reranker_contract import ADAPTER_RULES, Env
+from reranker_contract.score_check import ScoreCheckEnv
 from reranker_devtools import prometheus as prom
+from reranker_devtools.ports import free_port
+from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
 from reranker_operator import cli
 from reranker_operator.render.manifests import render_children
 from reranker_operator.render.monitoring import KUBE_STATE_METRICS, dashboard
@@ -61,23 +64,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _metric_names(expr: str) -> set[str]:
-    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    s = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", s)
-    s = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", s)
-    words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", s))
-    funcs = {"sum", "rate", "increase", "max", "histogram_quantile", "vector", "or", "and", "le"}
-    return {w for w in words if w not in funcs}
-
-
 @pytest.fixture(scope="module")
 def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]:
     cr = {
@@ -90,7 +76,7 @@ def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]
     container = kids["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     work = tmp_path_factory.mktemp("live")
-    ports = [_free_port() for _ in PODS]
+    ports = [free_port() for _ in PODS]
     procs = []
     for pod, port in zip(PODS, ports):  # the rendered env, with this machine's paths and ports
         run_env = {
@@ -102,6 +88,7 @@ def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]
             str(Env.HOST): "127.0.0.1",
             str(Env.HF_HOME): str(work),
             str(Env.CACHE_DIR): str(work),
+            str(ScoreCheckEnv.SCORE_CHECK_BUILTINS): UNTRAINED_BUILTINS,  # random weights
         }
         log = (work / f"{pod}.log").open("w")
         procs.append(
@@ -132,7 +119,7 @@ def cluster(tiny_qwen3_path: Path, tmp_path_factory) -> Iterator[dict[str, Any]]
         with prom.start(
             [job],
             [prom.rule_file(kids["PrometheusRule"])],
-            port=_free_port(),
+            port=free_port(),
             workdir=work / "prometheus",
         ) as server:
             urls = [f"http://127.0.0.1:{p}" for p in ports]
@@ -198,12 +185,12 @@ def test_every_dashboard_panel_returns_data(cluster) -> None:
     checked, skipped = [], []
     for panel in board["panels"]:
         exprs = [t["expr"] for t in panel["targets"]]
-        names = set().union(*(_metric_names(e) for e in exprs))
+        names = set().union(*(prom.series_read(e) for e in exprs))
         if names <= elsewhere:
             skipped.append(panel["title"])
             continue
         for target in panel["targets"]:
-            if _metric_names(target["expr"]) <= elsewhere:
+            if prom.series_read(target["expr"]) <= elsewhere:
                 continue
             result = _wait_for(server, target["expr"])
             assert result, f"panel {panel['title']!r}: {target['expr']} returned nothing"

@@ -18,6 +18,7 @@ import pytest
 
 from reranker_contract import MODEL_CACHE_PATH
 from reranker_devtools import peers, vllm
+from reranker_devtools.ports import free_port
 from reranker_operator.engines.vllm.facts import VLLM_TEMPLATE_DIR
 from reranker_operator.render.manifests import render_children
 
@@ -102,7 +103,7 @@ def local_command(
 @contextmanager
 def rendered_vllm(cr: dict[str, Any], model_dir: Path, work: Path) -> Iterator[peers.PeerServer]:
     """vLLM serving `model_dir` as the rendered Deployment would; skips where it cannot run."""
-    port = peers.free_port()
+    port = free_port()
     args, env = local_command(cr, model_dir, work, port)
     try:
         with vllm.start(args, port=port, log_path=work / "vllm.log", env=env) as server:

@@ -21,6 +21,7 @@ from operator_helpers import (
     with_all_monitoring,
 )
 from reranker_devtools.devcluster import DEPLOYMENTS, RERANKERS, DevCluster
+from reranker_devtools.ports import free_port
 from reranker_operator.controller.handlers import Controller
 from reranker_operator.controller.kube import API_PERMISSIONS, permitted
 from reranker_operator.render.kinds import CHILD_KINDS
@@ -187,13 +188,7 @@ def test_api_permissions_are_least_privilege_shaped() -> None:
     assert not permitted("delete", "", "pods")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-PROBE_PORT = _free_port()
+PROBE_PORT = free_port()
 
 
 @pytest.mark.parametrize(
