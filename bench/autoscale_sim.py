@@ -286,7 +286,7 @@ def _measured_pairs_per_replica(documents: int) -> float:
     import time
     import urllib.request
 
-    from reranker_devtools.tiny_models import build_tiny_model
+    from reranker_devtools.tiny_models import UNTRAINED_BUILTINS, build_tiny_model
     from reranker_operator import cli
 
     work = Path(tempfile.mkdtemp(prefix="autoscale-sim-"))
@@ -301,6 +301,7 @@ def _measured_pairs_per_replica(documents: int) -> float:
         PORT=str(port),
         HOST="127.0.0.1",
         LOG_LEVEL="warning",
+        SCORE_CHECK_BUILTINS=UNTRAINED_BUILTINS,  # random weights: no relevance check
     )
     exe = str(Path(sys.executable).with_name("reranker-server"))
     proc = subprocess.Popen([exe], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

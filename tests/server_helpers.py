@@ -9,12 +9,20 @@ from collections.abc import Iterator
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
 from reranker_server.app import create_app, make_uvicorn_server
 from reranker_server.config import Settings
 
 
 def settings_for(path, **overrides) -> Settings:
-    base = {"model": str(path), "device": "cpu", "dtype": "float32", "max_client_batch_size": 16}
+    """Settings for the (random-weight) model at `path`: the score check without relevance."""
+    base = {
+        "model": str(path),
+        "device": "cpu",
+        "dtype": "float32",
+        "max_client_batch_size": 16,
+        "score_check_builtins": UNTRAINED_BUILTINS,
+    }
     return Settings(**{**base, **overrides})
 
 

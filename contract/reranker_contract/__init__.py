@@ -54,6 +54,11 @@ class Env(StrEnum):
     MAX_REQUEST_BYTES = "MAX_REQUEST_BYTES"
     MAX_REQUEST_TOKENS = "MAX_REQUEST_TOKENS"
     MAX_QUEUED_TOKENS = "MAX_QUEUED_TOKENS"
+    # documents longer than the model's max length: truncate, or chunk into windows scored whole
+    LONG_DOCUMENTS = "LONG_DOCUMENTS"
+    CHUNK_OVERLAP_TOKENS = "CHUNK_OVERLAP_TOKENS"
+    MAX_CHUNKS_PER_DOCUMENT = "MAX_CHUNKS_PER_DOCUMENT"
+    MAX_CHUNKS_PER_REQUEST = "MAX_CHUNKS_PER_REQUEST"
     HEADER_TIMEOUT_SECONDS = "HEADER_TIMEOUT_SECONDS"
     BODY_TIMEOUT_SECONDS = "BODY_TIMEOUT_SECONDS"
     SCORE_CACHE_SIZE = "SCORE_CACHE_SIZE"
@@ -70,6 +75,7 @@ class Env(StrEnum):
     TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
     PLAYGROUND = "PLAYGROUND"
     WARMUP = "WARMUP"
+    ENGINE_URL = "ENGINE_URL"  # score through a vLLM engine process at this URL (the front)
     API_KEYS_FILE = "API_KEYS_FILE"  # a mounted file or Secret of API keys (reloaded)
     JWT_JWKS_FILE = "JWT_JWKS_FILE"
     JWT_ISSUER = "JWT_ISSUER"
@@ -101,6 +107,12 @@ class ServerDefaults:
     max_request_bytes: int = 4 * 1024 * 1024  # a request's body
     max_request_tokens: int = 262144  # a request's tokens after truncation
     max_queued_tokens: int = 1048576  # tokens queued in the pod, every request together
+    # long documents (docs/server.md, "Long documents: truncate or chunk"): truncate (cut to fit)
+    # or chunk (overlapping windows that fit, the document's score the max over its windows)
+    long_documents: str = "truncate"
+    chunk_overlap_tokens: int = 64  # tokens consecutive windows share (at most a quarter window)
+    max_chunks_per_document: int = 32  # windows one document may become (413 beyond)
+    max_chunks_per_request: int = 256  # windows one request may hold (413 beyond)
     max_header_bytes: int = 16384  # request line and headers (431 beyond)
     header_timeout_seconds: int = 10  # to receive a request's line and headers
     body_timeout_seconds: int = 30  # to receive a request's body (408 after it)
@@ -133,6 +145,9 @@ DTYPES = ("auto", "float32", "float16", "bfloat16")
 # it at least this much faster than float32 (the server's choice; the CRD's description says it)
 CPU_BF16_MIN_SPEEDUP = 1.5
 QUANTIZATIONS = ("none", "8bit", "4bit")
+# what the server does with a document longer than the max length (LONG_DOCUMENTS; the first is
+# its default): cut it to fit, or score it whole in overlapping windows
+LONG_DOCUMENT_MODES = ("truncate", "chunk")
 # attention kernels the server loads models with (ATTN_IMPLEMENTATION; the first is its default)
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
 
@@ -161,6 +176,8 @@ class Metric(StrEnum):
     DOCUMENTS_PER_REQUEST = "reranker_documents_per_request"
     TOKENS_PER_REQUEST = "reranker_tokens_per_request"
     TRUNCATED_DOCUMENTS_TOTAL = "reranker_truncated_documents_total"  # cut to fit max length
+    CHUNKED_DOCUMENTS_TOTAL = "reranker_chunked_documents_total"  # split into windows that fit
+    CHUNK_WINDOWS_TOTAL = "reranker_chunk_windows_total"  # the windows those documents became
     QUEUE_DEPTH = "reranker_queue_depth"
     QUEUE_TIME = "reranker_queue_time_seconds"
     BATCH_SIZE = "reranker_batch_size"

@@ -32,7 +32,9 @@ class ScoreCheckEnv(StrEnum):
 
     SCORE_CHECK = "SCORE_CHECK"  # "on" (default) or "off": off, /ready does not wait for it
     SCORE_CHECK_BUILTINS = "SCORE_CHECK_BUILTINS"  # comma list of BuiltinCheck values to run
-    SCORE_PROBES_FILE = "SCORE_PROBES_FILE"  # PROBES_DIR/PROBES_KEY when the resource has probes
+    # comma list of probe files in PROBES_DIR (the operator projects the inline probes as
+    # PROBES_KEY and spec.scoreCheck.probesConfigMap's key as configmap-probes.json); unset: none
+    SCORE_PROBES_FILE = "SCORE_PROBES_FILE"
     SCORE_RECORD_FILE = "SCORE_RECORD_FILE"  # RECORD_DIR/RECORD_KEY (may not exist)
     # tolerance overrides, JSON {change kind: absolute tolerance} (spec.scoreCheck.parity)
     SCORE_PARITY_TOLERANCES = "SCORE_PARITY_TOLERANCES"
@@ -83,6 +85,9 @@ PARITY_TOLERANCES: dict[ScoreChange, float] = {
     ScoreChange.DTYPE: 5e-2,
     ScoreChange.QUANTIZATION: 1e-1,
 }
+
+# A probe's expect.tolerance when unset: how far a score may be from its expect.scores entry
+PROBE_SCORE_TOLERANCE = 0.05
 
 # The condition reason and event reasons the operator reports
 SCORE_CHECK_FAILED_REASON = "ScoreCheckFailed"

@@ -58,7 +58,6 @@ def cpu_flags() -> str:
     return f"{model}; {' '.join(sorted(isa)) or 'no AVX2/AVX-512/AMX'}"
 
 
-
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as answer:

@@ -20,6 +20,11 @@ from typing import Any
 import torch
 
 from reranker_contract import FAMILIES, ModelFamily
+from reranker_contract.score_check import BuiltinCheck
+
+# The score check's built-in checks a random-weight model can pass (SCORE_CHECK_BUILTINS):
+# `relevance` needs a trained model, so every server on a tiny model leaves it out.
+UNTRAINED_BUILTINS = ",".join(c for c in BuiltinCheck if c != BuiltinCheck.RELEVANCE)
 
 QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 QWEN_SPLIT_PATTERN = (

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from reranker_contract import DEFAULTS
-from reranker_server import __version__
+from reranker_server import __version__, metrics
 from reranker_server.api import ops_routes, playground, rerank_routes
 from reranker_server.api.errors import install_error_handlers
 from reranker_server.api.guard import RequestGuard
@@ -19,12 +19,18 @@ from reranker_server.api.middleware import MetricsMiddleware
 from reranker_server.api.state import Loader, ServerState
 from reranker_server.config import Settings
 from reranker_server.http_protocol import guarded_protocol
+from reranker_server.score_check import ScoreCheckOptions
 
 log = logging.getLogger("reranker_server")
 
 
 def settings_loader(settings: Settings) -> Loader:
-    """The default loader: `load_backend` with the settings' model options."""
+    """The default loader: `load_backend` with the settings' model options (with ENGINE_URL:
+    the front's backend, scoring through that vLLM)."""
+    if settings.engine_url:
+        from reranker_server.models.remote_vllm import load_remote_backend
+
+        return lambda: load_remote_backend(settings)
     from reranker_server.models import LoadOptions, load_backend
 
     opts = LoadOptions(
@@ -47,9 +53,11 @@ def settings_loader(settings: Settings) -> Loader:
 def create_app(
     settings: Settings, *, loader: Loader | None = None, on_load_failure: Any = None
 ) -> FastAPI:
-    """Build the app; the model loads in the background once the app starts (see /health, /ready).
+    """Build the app; the model loads in the background once the app starts, then the score
+    check runs (see /health, /ready, /score-check).
 
-    Raises ConfigError for unusable auth settings (a JWKS without issuer, a bad key file)."""
+    Raises ConfigError for unusable auth or score-check settings (a JWKS without issuer, a bad
+    key file, an unknown built-in check)."""
     from reranker_server.api.access import Access
 
     state = ServerState(
@@ -57,11 +65,13 @@ def create_app(
         loader=loader or settings_loader(settings),
         on_load_failure=on_load_failure,
         access=Access.from_settings(settings),
+        score_options=ScoreCheckOptions.from_settings(settings),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         metrics_server = _serve_metrics(settings) if settings.metrics_port else None
+        metrics.SCORE_CHECK.report = state.score_check  # pending (or off): no gauge values yet
         state.start_loading()
         try:
             yield

@@ -19,10 +19,12 @@ from reranker_contract import (
     DEFAULTS,
     DTYPES,
     FAMILIES,
+    LONG_DOCUMENT_MODES,
     PORT,
     QUANTIZATIONS,
     Env,
 )
+from reranker_contract.score_check import BuiltinCheck, ScoreCheckEnv
 
 
 class ConfigError(ValueError):
@@ -131,6 +133,32 @@ class Settings:
         Env.MAX_QUEUED_TOKENS,
         "most tokens waiting to be scored in the pod, every request together; a request that "
         "would go beyond gets 429 (one alone always fits)",
+        minimum=1,
+    )
+    long_documents: str = _opt(
+        DEFAULTS.long_documents,
+        Env.LONG_DOCUMENTS,
+        "documents longer than the max sequence length: truncate (cut to fit) or chunk (split "
+        "into overlapping windows that fit, the document scoring the max over its windows); a "
+        "request's long_documents overrides it",
+        choices=LONG_DOCUMENT_MODES,
+    )
+    chunk_overlap_tokens: int = _opt(
+        DEFAULTS.chunk_overlap_tokens,
+        Env.CHUNK_OVERLAP_TOKENS,
+        "tokens consecutive windows of a chunked document share (at most a quarter window)",
+        minimum=0,
+    )
+    max_chunks_per_document: int = _opt(
+        DEFAULTS.max_chunks_per_document,
+        Env.MAX_CHUNKS_PER_DOCUMENT,
+        "most windows one chunked document may become (more gets 413)",
+        minimum=1,
+    )
+    max_chunks_per_request: int = _opt(
+        DEFAULTS.max_chunks_per_request,
+        Env.MAX_CHUNKS_PER_REQUEST,
+        "most windows of chunked documents one request may hold (more gets 413)",
         minimum=1,
     )
     header_timeout_seconds: int = _opt(
@@ -251,6 +279,48 @@ class Settings:
         "score one request at the batch budget before /ready (first forwards, shortcut checks, "
         "GPU memory reserved)",
     )
+    score_check: bool = _opt(
+        True,
+        ScoreCheckEnv.SCORE_CHECK,
+        "score the probe set before /ready answers 200 (on/off; off: /ready does not wait)",
+    )
+    score_check_builtins: str = _opt(
+        ",".join(BuiltinCheck),
+        ScoreCheckEnv.SCORE_CHECK_BUILTINS,
+        "comma list of the built-in checks to run (random-weight test models: leave relevance out)",
+    )
+    score_probes_file: str | None = _opt(
+        None,
+        ScoreCheckEnv.SCORE_PROBES_FILE,
+        "JSON files of the resource's probes, comma-separated",
+    )
+    score_record_file: str | None = _opt(
+        None,
+        ScoreCheckEnv.SCORE_RECORD_FILE,
+        "JSON record of a Ready revision's scores, for parity (may not exist)",
+    )
+    score_parity_tolerances: str | None = _opt(
+        None,
+        ScoreCheckEnv.SCORE_PARITY_TOLERANCES,
+        "JSON {change kind: tolerance} overriding the parity tolerances",
+    )
+    server_image: str | None = _opt(
+        None, ScoreCheckEnv.SERVER_IMAGE, "the image this pod runs (parity: an image change)"
+    )
+    scoring_engine: str = _opt(
+        "transformers",
+        ScoreCheckEnv.SCORING_ENGINE,
+        "the engine that scores (parity: an engine change)",
+        choices=("transformers", "vllm"),
+    )
+
+    engine_url: str | None = _opt(
+        None,
+        Env.ENGINE_URL,
+        "score through the vLLM engine process at this URL (e.g. http://127.0.0.1:8001): the "
+        "server is its front (tokenizer from --model; /ready waits for vLLM's /health; "
+        "MODEL_WORKERS bounds the calls in flight, BATCH_SIZE the pairs per call)",
+    )
 
     def public(self) -> dict[str, Any]:
         """Every setting by field name, secrets (the API key) left out: what `/info` reports."""
@@ -258,17 +328,29 @@ class Settings:
 
     def engine_config(self):
         """The engine's EngineConfig built from these settings."""
+        from reranker_server.contracts import Chunking
         from reranker_server.engine.config import EngineConfig
 
+        workers = self.model_workers
+        if self.engine_url and not workers:  # the vLLM front: a worker is a call in flight
+            from reranker_server.models.remote_vllm import DEFAULT_CALLS
+
+            workers = DEFAULT_CALLS
         return EngineConfig(
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=self.batch_size,
             max_concurrent_requests=self.max_concurrent_requests,
             max_request_tokens=self.max_request_tokens,
             max_queued_tokens=self.max_queued_tokens,
+            long_documents=self.long_documents,
+            chunking=Chunking(
+                overlap_tokens=self.chunk_overlap_tokens,
+                max_per_document=self.max_chunks_per_document,
+                max_per_request=self.max_chunks_per_request,
+            ),
             score_cache_size=self.score_cache_size,
             prefix_cache=self.prefix_cache,
-            model_workers=self.model_workers,
+            model_workers=workers,
             torch_threads=self.torch_threads,
         )
 

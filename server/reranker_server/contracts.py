@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from reranker_contract import ModelFamily
+from reranker_contract import DEFAULTS, ModelFamily
 
 
 class RerankError(Exception):
@@ -72,6 +72,28 @@ class InputTooLongError(RerankError):
         super().__init__(message, field=field, document=document)
         self.tokens = tokens
         self.limit = limit
+
+
+class TooManyChunksError(RerankError):
+    """A document (or a request) would become more windows than `setting` allows (HTTP 413).
+
+    Per document it names the document (`documents[3]`); per request, the documents field."""
+
+    status_code = 413
+
+    def __init__(
+        self, message: str, *, setting: str, chunks: int, limit: int, document: int | None = None
+    ) -> None:
+        super().__init__(message, document=document)
+        self.setting, self.chunks, self.limit = setting, chunks, limit
+
+    @property
+    def field(self) -> str | None:
+        return super().field if self.document is not None else self.documents_field
+
+    @property
+    def message(self) -> str:
+        return f"{self.field}: {self.detail}"
 
 
 class QueueFullError(RerankError):
@@ -184,6 +206,22 @@ def forward_checkpoint() -> None:
         raise ForwardCancelled
 
 
+LongDocuments = Literal["truncate", "chunk"]
+ChunkAggregate = Literal["max", "mean"]
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How a backend's `encode` splits a document whose tokens do not fit (long_documents chunk):
+    into windows of the room left after the query/prompt, consecutive ones sharing
+    `overlap_tokens` (at most a quarter window), at most `max_per_document` windows per document
+    and `max_per_request` per request (TooManyChunksError beyond)."""
+
+    overlap_tokens: int = DEFAULTS.chunk_overlap_tokens
+    max_per_document: int = DEFAULTS.max_chunks_per_document
+    max_per_request: int = DEFAULTS.max_chunks_per_request
+
+
 @dataclass(frozen=True)
 class RerankInput:
     """One request's scoring work, independent of the API shape it arrived in."""
@@ -194,6 +232,10 @@ class RerankInput:
     max_tokens_per_doc: int | None = None  # cap on each document's tokens (truncated)
     truncate: bool = True  # False: a pair that does not fit raises InputTooLongError
     truncation_direction: Literal["right", "left"] = "right"  # which end of a document is cut
+    long_documents: LongDocuments | None = None  # None: the server's setting (LONG_DOCUMENTS)
+    chunk_aggregate: ChunkAggregate = "max"  # a chunked document's score from its windows'
+    # set by the engine when chunking is in force: `encode` splits documents that do not fit
+    chunking: Chunking | None = None
     # who asked (an identity's key): the engine shares the model fairly between clients; None:
     # one anonymous client
     client: Hashable | None = None
@@ -223,6 +265,8 @@ class EncodedRequest:
     prefix_key: Hashable
     prompt_tokens: int  # tokens this request costs: sum over pairs of len(prefix) + len(pair)
     truncated: list[bool] = field(default_factory=list)  # per document, whether it was cut
+    # per document, the consecutive pairs it became (> 1: chunked into windows); empty: one each
+    windows: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -233,6 +277,8 @@ class RerankOutput:
     scores: list[float]  # relevance in [0, 1]: sigmoid(raw) == softmax([no, yes])[yes]
     prompt_tokens: int
     truncated_documents: int = 0  # documents cut to fit (among those scored, not cached)
+    chunked_documents: int = 0  # documents split into windows (among those scored, not cached)
+    chunk_windows: int = 0  # the windows those documents became
 
 
 ForwardPath = Literal["prefix", "continuation", "full"]
@@ -294,9 +340,11 @@ class ModelBackend(Protocol):
         ...
 
     def encode(self, inp: RerankInput, budget: EncodeBudget | None = None) -> EncodedRequest:
-        """Tokenize, format and truncate; raises InputTooLongError / RerankError naming the
-        document by index. With a `budget`, each sequence's tokens are spent as produced and
-        the budget is checked between chunks of documents."""
+        """Tokenize, format and truncate (with `inp.chunking`, split each document that does not
+        fit into windows, one pair each: `EncodedRequest.windows`); raises InputTooLongError /
+        TooManyChunksError / RerankError naming the document by index. With a `budget`, each
+        sequence's tokens are spent as produced and the budget is checked between chunks of
+        documents."""
         ...
 
     def score(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from reranker_contract import Metric
@@ -35,6 +37,13 @@ TRUNCATED_DOCUMENTS = Counter(
     Metric.TRUNCATED_DOCUMENTS_TOTAL,
     "Documents cut to fit the model's max length or max_tokens_per_doc",
 )
+CHUNKED_DOCUMENTS = Counter(
+    Metric.CHUNKED_DOCUMENTS_TOTAL,
+    "Documents longer than the max length split into windows that fit (long_documents chunk)",
+)
+CHUNK_WINDOWS = Counter(
+    Metric.CHUNK_WINDOWS_TOTAL, "Windows the chunked documents were split into (each one pair)"
+)
 AUTH_FAILURES = Counter(Metric.AUTH_FAILURES_TOTAL, "Rejected credentials, by reason", ["reason"])
 RATE_LIMITED = Counter(
     Metric.RATE_LIMITED_TOTAL,
@@ -50,6 +59,8 @@ REQUEST_LIMITS = (
     "max_request_tokens",
     "max_queued_tokens",
     "max_concurrent_requests",
+    "max_chunks_per_document",
+    "max_chunks_per_request",
 )
 REQUESTS_REFUSED = Counter(
     Metric.REQUESTS_REFUSED_TOTAL,
@@ -120,3 +131,50 @@ REGISTRY.register(GpuMemoryCollector())
 # the model's device memory (reranker_server.device_memory); its device is set once loaded
 DEVICE_MEMORY = DeviceMemoryCollector()
 REGISTRY.register(DEVICE_MEMORY)
+
+
+class ScoreCheckSource(Protocol):
+    """What the score-check gauges read (reranker_server.score_check.ScoreCheckReport)."""
+
+    passed: bool | None
+    checked_at: float | None
+    deviation: float | None
+
+
+class ScoreCheckCollector:
+    """The score check's gauges, read at scrape time from the latest report: passed (1/0) and
+    when it ran, absent while the check is pending or off; the largest parity deviation from
+    the operator's record, absent when nothing was compared."""
+
+    def __init__(self) -> None:
+        self.report: ScoreCheckSource | None = None
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        from prometheus_client.core import GaugeMetricFamily
+
+        report = self.report
+        passed = GaugeMetricFamily(
+            Metric.SCORE_CHECK_PASSED, "1: the score check passed; 0: it failed (pod not ready)"
+        )
+        stamp = GaugeMetricFamily(
+            Metric.SCORE_CHECK_TIMESTAMP, "Unix time the score check ran (its age: time() - it)"
+        )
+        deviation = GaugeMetricFamily(
+            Metric.SCORE_CHECK_PARITY_DEVIATION,
+            "Largest |score - recorded score| over the probes compared with the operator's record",
+        )
+        if report is not None and report.passed is not None:
+            passed.add_metric([], 1.0 if report.passed else 0.0)
+            if report.checked_at is not None:
+                stamp.add_metric([], report.checked_at)
+            if report.deviation is not None:
+                deviation.add_metric([], report.deviation)
+        yield from (passed, stamp, deviation)
+
+
+# the latest score check's report (set by reranker_server.api.state once the check ran)
+SCORE_CHECK = ScoreCheckCollector()
+REGISTRY.register(SCORE_CHECK)

@@ -12,12 +12,14 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
 from reranker_server.app import create_app, make_uvicorn_server, settings_loader
 from reranker_server.config import Settings
 
 
 def _settings(path, **kw) -> Settings:
-    return Settings(**{"model": str(path), "device": "cpu", "dtype": "float32", **kw})
+    base = {"device": "cpu", "dtype": "float32", "score_check_builtins": UNTRAINED_BUILTINS}
+    return Settings(**{"model": str(path), **base, **kw})
 
 
 @contextlib.asynccontextmanager
@@ -122,13 +124,14 @@ def test_warm_up_runs_before_ready(tiny_qwen3_path):
         return REGISTRY.get_sample_value("reranker_tokenization_duration_seconds_count") or 0.0
 
     before = scored()
-    for client in running_client(settings_for(tiny_qwen3_path, batch_size=4)):
+    # the score check (off here) scores its own probes before ready: tests/server/score_check
+    for client in running_client(settings_for(tiny_qwen3_path, batch_size=4, score_check=False)):
         assert client.get("/ready").status_code == 200
         assert scored() - before == 1  # the warm-up request, no client request yet
         shortcuts = client.get("/info").json()["shortcuts"]
         assert shortcuts["prefix_kv"]["in_force"]  # already checked on first use
     before = scored()
-    for client in running_client(settings_for(tiny_qwen3_path, warmup=False)):
+    for client in running_client(settings_for(tiny_qwen3_path, warmup=False, score_check=False)):
         assert client.get("/ready").status_code == 200
         assert scored() == before
 

@@ -26,8 +26,10 @@ from typing import Any
 import pytest
 
 from reranker_contract import PORT_NAME, Env
+from reranker_contract.score_check import ScoreCheckEnv
 from reranker_devtools.devcluster import PODS, DevCluster
 from reranker_devtools.devcluster.endpoints import ENDPOINT_SLICES, SERVICE_NAME_LABEL
+from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
 from reranker_operator.render.manifests import render_children
 
 LAG_S = 2.0  # EndpointSlice controller + kube-proxy propagation, scaled down
@@ -115,6 +117,7 @@ def servers(tiny_cross_encoder_path: Path, tmp_path_factory) -> Iterator[tuple[i
             Env.WARMUP: "false",
             Env.TORCH_THREADS: "1",
             Env.MODEL_WORKERS: "1",
+            ScoreCheckEnv.SCORE_CHECK_BUILTINS: UNTRAINED_BUILTINS,  # random weights
         }
         log = (logs / f"{address}.log").open("w")
         proc = subprocess.Popen(

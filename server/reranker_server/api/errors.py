@@ -16,6 +16,7 @@ from reranker_server.contracts import (
     InputTooLongError,
     QueueFullError,
     RerankError,
+    TooManyChunksError,
     TooManyTokensError,
 )
 
@@ -129,6 +130,9 @@ def rerank_error_response(exc: RerankError) -> JSONResponse:
     elif isinstance(exc, TooManyTokensError):
         extra = {"tokens": exc.tokens, "limit": exc.limit, "setting": "max_request_tokens"}
         kind = "too_many_tokens"
+    elif isinstance(exc, TooManyChunksError):
+        extra = {"chunks": exc.chunks, "limit": exc.limit, "setting": exc.setting}
+        kind = "too_many_chunks"
     elif isinstance(exc, InputTooLongError):
         extra = {"tokens": exc.tokens, "limit": exc.limit}
         kind = "input_too_long"

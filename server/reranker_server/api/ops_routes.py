@@ -3,6 +3,7 @@ a caller with credentials when they are required)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from reranker_contract import PLAYGROUND_PATH
+from reranker_contract.score_check import SCORE_CHECK_PATH
 from reranker_server import __version__, device_memory, metrics  # noqa: F401 - registers the series
 from reranker_server.api.errors import APIError
 from reranker_server.api.service import get_state
@@ -25,6 +27,7 @@ ENDPOINTS = [
     "GET /health",
     "GET /healthz",
     "GET /ready",
+    f"GET {SCORE_CHECK_PATH}",
     "GET /info",
     "GET /metrics",
     "GET /docs",
@@ -68,13 +71,30 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: model loaded and not draining (503 otherwise)."""
+    """Readiness: model loaded, score check passed (or off), not draining and, in front of vLLM,
+    vLLM answering its /health (503 otherwise);
+    `score_check` says the check's state, the check that failed and why."""
     state = get_state(request)
     ok = state.ready
-    return JSONResponse(
-        {"ready": ok, "model_loaded": state.model_loaded, "draining": state.draining},
-        status_code=200 if ok else 503,
-    )
+    body: dict[str, Any] = {
+        "ready": ok,
+        "model_loaded": state.model_loaded,
+        "draining": state.draining,
+        "score_check": state.score_check.summary(),
+    }
+    engine_answers = getattr(state.backend, "engine_answers", None)
+    if ok and engine_answers is not None:  # the front of vLLM: ready only while vLLM answers
+        body["engine_answers"] = ok = await asyncio.to_thread(engine_answers)
+        body["ready"] = ok
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+@router.get(SCORE_CHECK_PATH)
+async def score_check(request: Request) -> dict[str, Any]:
+    """The score check's full report: every check, every probe's scores, parity with the
+    operator's record (`reranker_contract.score_check`). Never behind the API key: it shows
+    only the built-in and the resource's own probes."""
+    return get_state(request).score_check.as_json()
 
 
 @router.get("/")
@@ -157,9 +177,12 @@ async def info(request: Request) -> dict[str, Any]:
             },
         },
         "settings": s.public(),
+        "score_check": state.score_check.summary(),
         "engine": {
             "model_workers": getattr(state.engine, "model_workers", None),
             "torch_threads": getattr(state.engine, "torch_threads", None),
+            # the front of vLLM: which engine scores, where, its version and model
+            **getattr(backend, "engine_info", {}),
         },
         "version": __version__,
     }

@@ -50,6 +50,8 @@ async def _cohere(
         model=body.model,
         instruction=body.instruction,
         max_tokens_per_doc=body.max_tokens_per_doc,
+        long_documents=body.long_documents,
+        chunk_aggregate=body.chunk_aggregate,
     )
     ranking = scored.ranking()
     if body.top_n is not None:
@@ -70,6 +72,7 @@ async def _cohere(
             "api_version": {"version": version},
             "billed_units": {"search_units": max(1, math.ceil(len(docs) / 100))},
             "tokens": {"input_tokens": tokens, "output_tokens": 0},
+            "long_documents": scored.long_documents(),
         },
     }
 
@@ -128,6 +131,8 @@ async def rerank_tei_or_simple(request: Request) -> Any:
             identity=request.state.identity,
             truncate=tei.truncate,
             truncation_direction=tei.truncation_direction,
+            long_documents=tei.long_documents,
+            chunk_aggregate=tei.chunk_aggregate,
         )
         out = []
         for index, value in scored.ranking(raw=tei.raw_scores):
@@ -144,6 +149,8 @@ async def rerank_tei_or_simple(request: Request) -> Any:
         documents_field="documents",
         identity=request.state.identity,
         instruction=simple.instruction,
+        long_documents=simple.long_documents,
+        chunk_aggregate=simple.chunk_aggregate,
     )
     ranking = scored.ranking()
     if simple.top_k is not None:
@@ -153,6 +160,7 @@ async def rerank_tei_or_simple(request: Request) -> Any:
         "ranked_indices": [i for i, _ in ranking],
         "ranked_documents": [docs[i] for i, _ in ranking],
         "processing_time": scored.elapsed_s,
+        "long_documents": scored.long_documents(),
     }
 
 
@@ -170,10 +178,13 @@ async def rank(request: Request) -> dict[str, Any]:
         documents_field="docs",
         identity=request.state.identity,
         instruction=body.instruction,
+        long_documents=body.long_documents,
+        chunk_aggregate=body.chunk_aggregate,
     )
     return {
+        "long_documents": scored.long_documents(),
         "results": [
             {"doc": docs[i], "score": v, "rank": r}
             for r, (i, v) in enumerate(scored.ranking(), start=1)
-        ]
+        ],
     }

@@ -29,6 +29,9 @@ class CohereRerankRequest(BaseModel):
     return_documents: bool = False
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     instruction: str | None = None
+    # documents longer than the max length: "truncate" or "chunk" (None: the server's setting)
+    long_documents: Literal["truncate", "chunk"] | None = None
+    chunk_aggregate: Literal["max", "mean"] = "max"  # a chunked document's score from its windows
 
 
 class RerankDocument(BaseModel):
@@ -60,6 +63,9 @@ class TEIRerankRequest(BaseModel):
     return_text: bool = False
     truncate: bool = True
     truncation_direction: Literal["right", "left", "Right", "Left"] = "right"
+    # documents longer than the max length: "truncate" or "chunk" (None: the server's setting)
+    long_documents: Literal["truncate", "chunk"] | None = None
+    chunk_aggregate: Literal["max", "mean"] = "max"  # a chunked document's score from its windows
 
 
 class SimpleRerankRequest(BaseModel):
@@ -71,6 +77,9 @@ class SimpleRerankRequest(BaseModel):
     documents: list[Any] = Field(json_schema_extra=_STR_LIST_SCHEMA)
     instruction: str | None = None
     top_k: int | None = Field(default=None, ge=1)
+    # documents longer than the max length: "truncate" or "chunk" (None: the server's setting)
+    long_documents: Literal["truncate", "chunk"] | None = None
+    chunk_aggregate: Literal["max", "mean"] = "max"  # a chunked document's score from its windows
 
 
 class RankRequest(BaseModel):
@@ -81,6 +90,9 @@ class RankRequest(BaseModel):
     query: str
     docs: list[Any] = Field(json_schema_extra=_STR_LIST_SCHEMA)
     instruction: str | None = None
+    # documents longer than the max length: "truncate" or "chunk" (None: the server's setting)
+    long_documents: Literal["truncate", "chunk"] | None = None
+    chunk_aggregate: Literal["max", "mean"] = "max"  # a chunked document's score from its windows
 
 
 class RankResult(BaseModel):
@@ -89,5 +101,15 @@ class RankResult(BaseModel):
     rank: int
 
 
+class LongDocumentsReport(BaseModel):
+    """What became of the documents too long to fit (among those scored, not from the cache)."""
+
+    mode: Literal["truncate", "chunk"]
+    truncated_documents: int
+    chunked_documents: int
+    chunk_windows: int
+
+
 class RankResponse(BaseModel):
     results: list[RankResult]
+    long_documents: LongDocumentsReport | None = None

@@ -15,10 +15,12 @@ from reranker_server.api.errors import APIError
 from reranker_server.api.state import ServerState
 from reranker_server.auth.authenticator import Identity
 from reranker_server.contracts import (
+    LongDocuments,
     QueueFullError,
     RerankError,
     RerankInput,
     RerankOutput,
+    TooManyChunksError,
     TooManyTokensError,
 )
 
@@ -49,6 +51,18 @@ class Ranked:
 
     output: RerankOutput
     elapsed_s: float
+    long_documents_mode: str  # what became of documents too long to fit: truncate or chunk
+
+    def long_documents(self) -> dict[str, int | str]:
+        """What became of the documents too long to fit (among those scored, not cached): the
+        counts the API shapes with room for them report."""
+        out = self.output
+        return {
+            "mode": self.long_documents_mode,
+            "truncated_documents": out.truncated_documents,
+            "chunked_documents": out.chunked_documents,
+            "chunk_windows": out.chunk_windows,
+        }
 
     def ranking(self, *, raw: bool = False) -> list[tuple[int, float]]:
         """(index, score) sorted by score descending, ties by index."""
@@ -68,6 +82,8 @@ async def score(
     max_tokens_per_doc: int | None = None,
     truncate: bool = True,
     truncation_direction: str = "right",
+    long_documents: LongDocuments | None = None,
+    chunk_aggregate: str = "max",
 ) -> Ranked:
     """Validate one request and score it through the engine."""
     settings = state.settings
@@ -110,6 +126,8 @@ async def score(
         max_tokens_per_doc=max_tokens_per_doc,
         truncate=truncate,
         truncation_direction=truncation_direction.lower(),  # type: ignore[arg-type]
+        long_documents=long_documents,
+        chunk_aggregate=chunk_aggregate,  # type: ignore[arg-type]
         client=identity.key if identity is not None else None,
     )
     start = time.perf_counter()
@@ -127,6 +145,8 @@ async def score(
         exc.documents_field = documents_field  # the API shape's name, in field and message
         if isinstance(exc, TooManyTokensError):
             metrics.REQUESTS_REFUSED.labels(limit="max_request_tokens").inc()
+        elif isinstance(exc, TooManyChunksError):
+            metrics.REQUESTS_REFUSED.labels(limit=exc.setting).inc()
         elif isinstance(exc, QueueFullError) and exc.limit:
             metrics.REQUESTS_REFUSED.labels(limit=exc.limit).inc()
         metrics.RERANK_REQUESTS.labels(
@@ -142,4 +162,7 @@ async def score(
     metrics.DOCUMENTS_PER_REQUEST.observe(len(documents))
     metrics.TOKENS_PER_REQUEST.observe(output.prompt_tokens)
     metrics.TRUNCATED_DOCUMENTS.inc(output.truncated_documents)
-    return Ranked(output=output, elapsed_s=elapsed)
+    metrics.CHUNKED_DOCUMENTS.inc(output.chunked_documents)
+    metrics.CHUNK_WINDOWS.inc(output.chunk_windows)
+    mode = long_documents or settings.long_documents
+    return Ranked(output=output, elapsed_s=elapsed, long_documents_mode=mode)

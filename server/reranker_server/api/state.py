@@ -10,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from reranker_contract import served_model_name
+from reranker_contract.score_check import CheckState
 from reranker_server import metrics
 from reranker_server.api.access import Access
 from reranker_server.config import Settings
 from reranker_server.contracts import ModelBackend, RerankEngine
+from reranker_server.score_check import ScoreCheckOptions, ScoreCheckReport, run_score_check
 
 log = logging.getLogger("reranker_server")
 
@@ -35,7 +37,18 @@ class ServerState:
         default_factory=threading.Event
     )  # set once loading ended (ok or not)
     on_load_failure: Callable[[BaseException], None] | None = None
+    score_options: ScoreCheckOptions = field(default_factory=ScoreCheckOptions)
+    score_check: ScoreCheckReport = field(init=False)
     _task: asyncio.Task | None = None
+
+    def __post_init__(self) -> None:
+        state = CheckState.PENDING if self.score_options.enabled else CheckState.DISABLED
+        self.score_check = ScoreCheckReport(state=state, identity=self.identity)
+
+    @property
+    def identity(self) -> dict[str, str | None]:
+        """The model and revision this pod serves (what parity's record must match)."""
+        return {"model": self.settings.model, "revision": self.settings.revision}
 
     @property
     def model_loaded(self) -> bool:
@@ -43,7 +56,8 @@ class ServerState:
 
     @property
     def ready(self) -> bool:
-        return self.model_loaded and not self.draining
+        """Loaded, the score check passed (or off), not draining."""
+        return self.model_loaded and self.score_check.lets_ready and not self.draining
 
     @property
     def served_name(self) -> str:
@@ -66,6 +80,8 @@ class ServerState:
                 started = time.perf_counter()
                 docs = await engine.warm_up()
                 log.info("warm-up: %d documents in %.2fs", docs, time.perf_counter() - started)
+            if self.score_options.enabled:
+                await self._check_scores(backend, engine)
             self.backend, self.engine = backend, engine
             metrics.DEVICE_MEMORY.device = backend.device
             # the labelled latency series exists (at 0) before the first request, so a rate
@@ -85,6 +101,34 @@ class ServerState:
                 self.on_load_failure(exc)
         finally:
             self.loaded.set()
+
+    async def _check_scores(self, backend: ModelBackend, engine: RerankEngine) -> None:
+        """Run the score check on the loaded engine; its report decides readiness."""
+        s, options = self.settings, self.score_options
+        setup = {
+            "engine": options.engine,
+            "image": options.image,
+            "dtype": backend.dtype,
+            "quantization": s.quantization,
+            "attention": s.attn_implementation,
+        }
+        try:
+            report = await run_score_check(engine, options, identity=self.identity, setup=setup)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run keeps the pod not-ready
+            report = ScoreCheckReport(
+                state=CheckState.FAILED,
+                identity=self.identity,
+                setup=setup,
+                failed="score-check",
+                message=f"the score check could not run: {type(exc).__name__}: {exc}",
+                checked_at=time.time(),
+            )
+        self.score_check = report
+        metrics.SCORE_CHECK.report = report
+        if report.state == CheckState.FAILED:
+            log.error("score check failed (not ready): %s: %s", report.failed, report.message)
+        else:
+            log.info("score check passed in %.2fs", report.duration_seconds or 0.0)
 
     async def shutdown(self) -> None:
         """Stop loading (if still running) and the engine."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from reranker_contract import DEFAULTS
+from reranker_contract import DEFAULTS, LONG_DOCUMENT_MODES
+from reranker_server.contracts import Chunking
 from reranker_server.engine.sub_batches import DEFAULT_OVERHEAD_TOKENS
 
 
@@ -25,6 +26,10 @@ class EngineConfig:
     # tokens queued in the engine, every request together: a request that would go beyond
     # waits for nothing and gets QueueFullError (429); one alone in an empty queue always fits
     max_queued_tokens: int = DEFAULTS.max_queued_tokens
+    # documents that do not fit, when a request does not say (long_documents): "truncate" them,
+    # or "chunk" them into windows (`chunking`) scored whole (models/chunking.py)
+    long_documents: str = DEFAULTS.long_documents
+    chunking: Chunking = Chunking()
     score_cache_size: int = (
         0  # LRU entries of (model, instruction, query, doc, truncation) -> score
     )
@@ -68,6 +73,11 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"EngineConfig.{name} must be an integer >= 0, got {value!r}")
+        if self.long_documents not in LONG_DOCUMENT_MODES:
+            raise ValueError(
+                f"EngineConfig.long_documents must be one of {LONG_DOCUMENT_MODES}, "
+                f"got {self.long_documents!r}"
+            )
         size = self.score_cache_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(f"EngineConfig.score_cache_size must be an integer >= 0, got {size!r}")

@@ -45,6 +45,7 @@ from reranker_server.engine.config import (
 )
 from reranker_server.engine.planner import PendingRequest, PlannedBatch, plan_next_batch
 from reranker_server.engine.score_cache import CachedScore, ScoreCache, score_key
+from reranker_server.models.chunking import aggregate
 from reranker_server.models.resource_errors import is_out_of_memory
 
 
@@ -85,6 +86,38 @@ def sigmoid(x: float) -> float:
 
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A request's scored documents: per document its raw score and tokens, and how many were
+    truncated, chunked, and into how many windows."""
+
+    raw_scores: list[float]
+    tokens: list[int]
+    truncated: int
+    chunked: int = 0
+    windows: int = 0
+
+    @classmethod
+    def of_windows(
+        cls,
+        raw: Sequence[float],
+        costs: Sequence[int],
+        windows: Sequence[int],
+        how: str,
+        truncated: int,
+    ) -> _Done:
+        """Per document from per pair: a document of `windows[i]` consecutive pairs scores
+        their aggregate (`how`) and costs their tokens together."""
+        scores, tokens, start = [], [], 0
+        for count in windows:
+            part = raw[start : start + count]
+            scores.append(part[0] if count == 1 else aggregate(part, how))
+            tokens.append(sum(costs[start : start + count]))
+            start += count
+        chunked = [count for count in windows if count > 1]
+        return cls(scores, tokens, truncated, len(chunked), sum(chunked))
 
 
 @dataclass(eq=False)
@@ -253,45 +286,68 @@ class BatchingEngine:
         finally:
             self._inflight_requests -= 1
 
-    async def _rerank_admitted(self, inp: RerankInput, *, bounded: bool = True) -> RerankOutput:
+    async def rerank_fresh(self, inp: RerankInput) -> RerankOutput:
+        """Score one request through the scheduler like `rerank`, never from or into the score
+        cache (the score check: a document scored again is really computed again)."""
+        if self._state == "new":
+            await self.start()
+        if self._state != "running":
+            raise EngineStoppedError("the engine is stopped")
+        return await self._rerank_admitted(inp, bounded=False, cached=False)
+
+    async def _rerank_admitted(
+        self, inp: RerankInput, *, bounded: bool = True, cached: bool = True
+    ) -> RerankOutput:
+        inp = self._long_documents(inp)
         docs = list(inp.documents)
         n = len(docs)
         raw: list[float | None] = [None] * n
         tokens: list[int] = [0] * n
         keys: list[str] = []
         miss = list(range(n))
-        if self._cache is not None:
+        cache = self._cache if cached else None
+        if cache is not None:
             keys = [score_key(self.backend.model_name, inp, d) for d in docs]
             miss = []
             for i, key in enumerate(keys):
-                hit = self._cache.get(key)
+                hit = cache.get(key)
                 if hit is None:
                     miss.append(i)
                 else:
                     raw[i], tokens[i] = hit.raw_score, hit.prompt_tokens
             metrics.SCORE_CACHE_HITS.inc(n - len(miss))
             metrics.SCORE_CACHE_MISSES.inc(len(miss))
-        truncated = 0
+        done = _Done([], [], 0)
         if miss:
             sub = inp if len(miss) == n else replace(inp, documents=[docs[i] for i in miss])
-            scores, costs, truncated = await self._score_documents(sub, miss, bounded=bounded)
+            done = await self._score_documents(sub, miss, bounded=bounded)
+            scores, costs = done.raw_scores, done.tokens
             for j, i in enumerate(miss):
                 raw[i], tokens[i] = scores[j], costs[j]
-                if self._cache is not None:
-                    self._cache.put(keys[i], CachedScore(scores[j], costs[j]))
+                if cache is not None:
+                    cache.put(keys[i], CachedScore(scores[j], costs[j]))
         final = [float(r) for r in raw]  # every slot is filled here
         return RerankOutput(
             raw_scores=final,
             scores=[sigmoid(r) for r in final],
             prompt_tokens=sum(tokens),
-            truncated_documents=truncated,
+            truncated_documents=done.truncated,
+            chunked_documents=done.chunked,
+            chunk_windows=done.windows,
         )
+
+    def _long_documents(self, inp: RerankInput) -> RerankInput:
+        """The request with its long-document mode resolved (its own, else the engine's) and,
+        when it chunks, the engine's chunking bounds for the backend's `encode`."""
+        mode = inp.long_documents or self.config.long_documents
+        chunking = self.config.chunking if mode == "chunk" else None
+        return replace(inp, long_documents=mode, chunking=chunking)  # type: ignore[arg-type]
 
     async def _score_documents(
         self, sub: RerankInput, original_index: Sequence[int], *, bounded: bool = True
-    ) -> tuple[list[float], list[int], int]:
+    ) -> _Done:
         """Encode `sub`, queue its pairs (within the token budgets when `bounded`), await them:
-        (raw scores, tokens per pair, documents truncated to fit)."""
+        per document its raw score (its windows' aggregate when chunked) and tokens."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         # tokens counted as they are produced: a request far over the bound stops early, and a
@@ -313,15 +369,17 @@ class BatchingEngine:
         if self._state != "running":
             raise EngineStoppedError("the engine stopped while this request was being tokenized")
         n = len(encoded.pairs)
-        if n != len(sub.documents):
+        windows = encoded.windows or [1] * len(sub.documents)
+        if n != sum(windows) or len(windows) != len(sub.documents):
             raise RuntimeError(
-                f"backend.encode returned {n} pairs for {len(sub.documents)} documents"
+                f"backend.encode returned {n} pairs in {len(windows)} documents' windows for "
+                f"{len(sub.documents)} documents"
             )
         p = len(encoded.prefix_ids)
         costs = [p + len(pair.input_ids) for pair in encoded.pairs]
         cut = sum(1 for t in encoded.truncated if t)
         if n == 0:
-            return [], [], 0
+            return _Done([], [], 0)
         if bounded:
             self._admit_tokens(sum(costs))
         job = _Job(
@@ -342,7 +400,7 @@ class BatchingEngine:
         except asyncio.CancelledError:
             self._withdraw(job)
             raise
-        return scores, costs, cut
+        return _Done.of_windows(scores, costs, windows, sub.chunk_aggregate, cut)
 
     def _admit_tokens(self, tokens: int) -> None:
         """Refuse a request's tokens beyond the per-request (413) or the queue's (429) budget."""

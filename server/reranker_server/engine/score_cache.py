@@ -17,7 +17,7 @@ class CachedScore:
 
 
 def score_key(model: str, inp: RerankInput, document: str) -> str:
-    """sha256 of (model, instruction, query, document, truncation settings)."""
+    """sha256 of (model, instruction, query, document, truncation and chunking settings)."""
     payload = json.dumps(
         [
             model,
@@ -27,6 +27,8 @@ def score_key(model: str, inp: RerankInput, document: str) -> str:
             inp.max_tokens_per_doc,
             inp.truncate,
             inp.truncation_direction,
+            inp.long_documents,
+            inp.chunk_aggregate,
         ],
         ensure_ascii=False,
     )

@@ -26,6 +26,7 @@ from reranker_server.contracts import (
     Shortcut,
 )
 from reranker_server.models import cancel_points, last_token, qwen_prompt
+from reranker_server.models.chunking import WindowLedger
 from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
 from reranker_server.models.loading import ModelLoadError
@@ -115,7 +116,9 @@ class CausalRerankerBackend:
         return [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def encode(self, inp: RerankInput, budget: EncodeBudget | None = None) -> EncodedRequest:
-        """Prefix = system + instruction + query + '\\n<Document>:'; pair = ' doc' + suffix (truncated)."""
+        """Prefix = system + instruction + query + '\\n<Document>:'; pair = ' doc' + suffix
+        (truncated; or, with `inp.chunking`, one pair per window of a document that does not
+        fit)."""
         instruction = inp.instruction if inp.instruction is not None else self.default_instruction
         docs = list(inp.documents)
         for i, doc in enumerate(docs):
@@ -137,12 +140,25 @@ class CausalRerankerBackend:
         sequences: list[list[int] | None] = []
         truncated: list[bool] = []
         doc_ids: list[list[int]] = []  # the untruncated documents' tokens ([] for the others)
+        ledger = WindowLedger(inp.chunking) if inp.chunking is not None else None
+        chunked: dict[int, list[list[int]]] = {}  # document -> its windows' sequences
         for i, ids in enumerate(
             tokenized_in_chunks(
                 self._tokenize, [qwen_prompt.document_text(d) for d in docs], budget
             )
         ):
             doc_ids.append(ids if len(ids) <= cap else [])
+            keep = len(ids) if inp.max_tokens_per_doc is None else inp.max_tokens_per_doc
+            if ledger is not None and min(len(ids), keep) > room:  # one sequence per window
+                kept = cut(ids, keep, inp.truncation_direction)
+                windows = [kept[a:b] for a, b in ledger.spans(i, len(kept), room)]
+                if budget is not None:
+                    for window in windows:
+                        budget.spend(fixed + len(window))
+                chunked[i] = [prefix_ids + window + self.suffix_ids for window in windows]
+                sequences.append(chunked[i][0])
+                truncated.append(len(kept) < len(ids))  # max_tokens_per_doc cut it first
+                continue
             if not inp.truncate and len(ids) > room:
                 raise InputTooLongError(
                     f"{fixed + len(ids)} tokens exceed max length {self.max_length} "
@@ -162,7 +178,9 @@ class CausalRerankerBackend:
                 sequences.append(None)
                 truncated.append(False)
         self._fill_untruncated(sequences, pre_text, docs, prefix_ids, doc_ids)
-        seqs: list[list[int]] = [s for s in sequences if s is not None]
+        seqs: list[list[int]] = []
+        for i, s in enumerate(sequences):
+            seqs.extend(chunked[i] if i in chunked else [s] if s is not None else [])
         shared = min((common_prefix_len(s, prefix_ids) for s in seqs), default=len(prefix_ids))
         shared = min(shared, min((len(s) - 1 for s in seqs), default=shared))
         prefix = tuple(prefix_ids[:shared])
@@ -172,6 +190,7 @@ class CausalRerankerBackend:
             prefix_key=(self.family, self.model_name, prefix),
             prompt_tokens=sum(len(s) for s in seqs),
             truncated=truncated,
+            windows=[len(chunked.get(i, ())) or 1 for i in range(len(docs))] if chunked else [],
         )
 
     def _fill_untruncated(

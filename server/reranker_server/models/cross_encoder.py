@@ -21,6 +21,7 @@ from reranker_server.contracts import (
     Shortcut,
 )
 from reranker_server.models import cancel_points
+from reranker_server.models.chunking import WindowLedger
 from reranker_server.models.encoder_cls import classifier_logits
 from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
@@ -80,7 +81,8 @@ class CrossEncoderBackend:
         return limit
 
     def encode(self, inp: RerankInput, budget: EncodeBudget | None = None) -> EncodedRequest:
-        """Pair encodings `[CLS] query [SEP] doc [SEP]`; only the document is ever truncated."""
+        """Pair encodings `[CLS] query [SEP] doc [SEP]`; only the document is ever truncated (or,
+        with `inp.chunking`, split into windows that fit: one pair per window)."""
         docs = list(inp.documents)
         for i, doc in enumerate(docs):
             if not isinstance(doc, str):
@@ -99,9 +101,24 @@ class CrossEncoderBackend:
         cap = room if inp.max_tokens_per_doc is None else min(room, inp.max_tokens_per_doc)
         pairs: list[PairTokens] = []
         truncated: list[bool] = []
+        ledger = WindowLedger(inp.chunking) if inp.chunking is not None else None
+        windows: list[int] = []  # per document, its pairs
         encodings = tokenized_in_chunks(lambda texts: encode_texts(self._rust, texts), docs, budget)
         for i, enc in enumerate(encodings):
             n = len(enc)
+            keep = n if inp.max_tokens_per_doc is None else min(n, inp.max_tokens_per_doc)
+            if ledger is not None and keep > room:
+                if keep < n:  # max_tokens_per_doc cuts it first
+                    enc.truncate(keep, direction=inp.truncation_direction)
+                ids = list(enc.ids)
+                spans = ledger.spans(i, keep, room)
+                if budget is not None:
+                    budget.spend(sum(fixed + b - a for a, b in spans))
+                pairs.extend(self._windows(query, enc, ids, spans))
+                truncated.append(keep < n)
+                windows.append(len(spans))
+                continue
+            windows.append(1)
             if not inp.truncate and n > room:
                 raise InputTooLongError(
                     f"{fixed + n} tokens exceed max length {self.max_length} and truncate is false",
@@ -127,7 +144,29 @@ class CrossEncoderBackend:
             prefix_key=(self.family, self.model_name),
             prompt_tokens=sum(len(p.input_ids) for p in pairs),
             truncated=truncated,
+            windows=windows if len(pairs) > len(docs) else [],
         )
+
+    def _windows(
+        self, query: Any, document: Any, ids: list[int], spans: list[tuple[int, int]]
+    ) -> list[PairTokens]:
+        """One pair per window `ids[a:b]` of `document` (its encoding, whose tokens are `ids`):
+        the tokenizer's pair template (special tokens, type ids) built once around the whole
+        document, its tokens swapped for each window's."""
+        full = self._rust.post_process(query, document, add_special_tokens=True)
+        doc = [k for k, seq in enumerate(full.sequence_ids) if seq == 1]
+        head, tail = doc[0], doc[-1] + 1
+        doc_type = full.type_ids[head]
+        pairs = []
+        for a, b in spans:
+            input_ids = [*full.ids[:head], *ids[a:b], *full.ids[tail:]]
+            types = [*full.type_ids[:head], *[doc_type] * (b - a), *full.type_ids[tail:]]
+            pairs.append(
+                PairTokens(
+                    input_ids=input_ids, token_type_ids=types if self.use_token_types else None
+                )
+            )
+        return pairs
 
     @property
     def prefix_cache_in_force(self) -> bool:

@@ -215,12 +215,10 @@ def test_default_instruction_setting(tiny_qwen3_path, qwen_ref):
     from fastapi.testclient import TestClient
 
     from reranker_server.app import create_app
-    from reranker_server.config import Settings
+    from server_helpers import settings_for
 
     inst = "Find passages about fruit"
-    settings = Settings(
-        model=str(tiny_qwen3_path), device="cpu", dtype="float32", default_instruction=inst
-    )
+    settings = settings_for(tiny_qwen3_path, default_instruction=inst)
     app = create_app(settings)
     with TestClient(app) as client:
         assert app.state.server.loaded.wait(120) and app.state.server.load_error is None
