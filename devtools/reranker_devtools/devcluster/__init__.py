@@ -12,13 +12,15 @@ semantics, garbage collection by ownerReferences, core-discovery and namespaces 
 every API call (verb, group, resource), meta.k8s.io Tables for `kubectl get` (printer columns),
 a stand-in Deployment controller (`simulate_rollout`), and on request a stand-in EndpointSlice
 controller whose slices follow pod readiness after a configurable lag, with graceful pod
-deletion (`endpoint_slices`, `begin_pod_deletion`). Server-side apply merges lists the
+deletion (`endpoint_slices`, `begin_pod_deletion`), and on request real rolling updates:
+ReplicaSets per pod template, pods at loopback addresses running the processes a test's runtime
+starts, ready when their readiness probe really answers (`rolling_updates`). Server-side apply merges lists the
 way the API server does (map lists by their keys, sets, atomic lists, from the Kubernetes
 OpenAPI schema) and every write keeps `metadata.managedFields` per field manager.
 
 Modules: common (calls, errors, refs), patches, schema, fieldsets and managed (server-side
 apply and field ownership), selectors, store and api (the emulator's mixins), tables, emulator
-(the kmock subclass), rollout, endpoints, kubeconfig, cluster (DevCluster).
+(the kmock subclass), rollout, rolling and kubelet, endpoints, kubeconfig, cluster (DevCluster).
 """
 
 from reranker_devtools.devcluster.cluster import DevCluster

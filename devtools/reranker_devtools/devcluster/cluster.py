@@ -18,6 +18,7 @@ from reranker_devtools.devcluster.emulator import (
     read_crd,
 )
 from reranker_devtools.devcluster.kubeconfig import KubeconfigFile
+from reranker_devtools.devcluster.kubelet import Runtime
 from reranker_devtools.devcluster.patches import merge_patch, strategic_merge_patch
 from reranker_devtools.devcluster.rollout import ROLLOUT_PHASES, roll_out
 
@@ -99,6 +100,8 @@ class DevCluster:
             self.url = f"http://127.0.0.1:{server.port}"
             self._ready.set()
             await self._stopping.wait()
+            if emulator.rolling is not None:
+                await emulator.rolling.close()
 
     def _run(self, coro_fn: Callable[[], Any]) -> Any:
         if self._loop is None:
@@ -252,6 +255,40 @@ class DevCluster:
         if phase is not None and phase not in ROLLOUT_PHASES:
             raise ValueError(f"phase must be one of {ROLLOUT_PHASES}, not {phase!r}")
         self.emulator.rollout_phase = phase
+
+    # --- real rolling updates (devcluster.rolling, devcluster.kubelet)
+
+    def rolling_updates(
+        self,
+        runtime: Runtime | None = None,
+        *,
+        probe_period_s: float | None = None,
+        progress_deadline_s: float | None = None,
+        tick_s: float = 0.05,
+    ) -> None:
+        """From now on act as the Deployment and ReplicaSet controllers and the kubelet, for
+        real: one ReplicaSet per pod template, pods replaced as strategy.rollingUpdate allows,
+        each pod at its own loopback address with the process `runtime` starts for it, ready
+        when its readinessProbe really answers (every `probe_period_s`, or the probe's own
+        period). `progress_deadline_s` overrides progressDeadlineSeconds. Instead of (not
+        with) `auto_rollout`."""
+        from reranker_devtools.devcluster.kubelet import Kubelet
+        from reranker_devtools.devcluster.rolling import RollingUpdates
+
+        if self.emulator.rollout_phase is not None:
+            raise ValueError("auto_rollout is on: the rolling-update mode replaces it")
+
+        async def go() -> None:
+            if self.emulator.rolling is not None:
+                raise ValueError("the rolling-update mode is already on")
+            kubelet = Kubelet(runtime, probe_period_s=probe_period_s)
+            rolling = RollingUpdates(
+                kubelet, tick_s=tick_s, progress_deadline_s=progress_deadline_s
+            )
+            self.emulator.rolling = rolling
+            rolling.start(self.emulator)
+
+        self._run(go)
 
     # --- EndpointSlices and graceful pod deletion (devcluster.endpoints)
 

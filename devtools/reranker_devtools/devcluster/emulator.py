@@ -73,6 +73,7 @@ def emulator_class() -> type:
             self.down = False  # an outage: every request answered 503 (DevCluster.outage)
             self.rollout_phase: str | None = None  # DevCluster.auto_rollout
             self.endpoint_slices: Any = None  # DevCluster.endpoint_slices
+            self.rolling: Any = None  # rolling.RollingUpdates (DevCluster.rolling_updates)
             self._rollouts: set[Any] = set()
             self._live: dict[Any, dict[Any, Any]] = {}  # resource -> key -> stored object
             self._uids: dict[str, Any] = {}  # live uids (garbage collection)
