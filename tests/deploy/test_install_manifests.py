@@ -332,3 +332,12 @@ def test_operator_image_tag_is_the_package_version(built) -> None:
     container = one(built["deploy"], "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"ghcr.io/reranker-operator/reranker-operator:{version}"
     assert __version__ == version
+
+
+def test_the_server_pods_policy_names_the_operator_as_deployed(built) -> None:
+    """The server pods' NetworkPolicy admits the operator by constants.OPERATOR_NAMESPACE and
+    OPERATOR_POD_LABELS (it reads each pod's score check): they are what deploy/ installs."""
+    deployment = one(built["deploy"], "Deployment", "reranker-operator")
+    assert deployment["metadata"]["namespace"] == constants.OPERATOR_NAMESPACE
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert constants.OPERATOR_POD_LABELS.items() <= labels.items()

@@ -20,6 +20,8 @@ import yaml
 from deploy_helpers import REPO, exec_form, final_env, parse_stages, wait_for
 
 from reranker_contract import DEFAULT_INSTRUCTION, Env
+from reranker_contract.score_check import SCORE_CHECK_PATH, CheckState, ScoreCheckEnv
+from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
 from reranker_operator.api.spec import parse_spec
 from reranker_operator.render.manifests import render_children
 from reranker_server.cli import build_parser
@@ -70,31 +72,55 @@ def _object_data(obj: dict[str, Any]) -> dict[str, str]:
     return decoded | dict(obj.get("stringData") or {})
 
 
-def _mounted_files(pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, str]:
+def _config_map(ref: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap a volume mounts: rendered by the operator (the score probes), shipped beside
+    the examples, or none yet for an optional one the operator writes at run time (the score
+    record): the kubelet mounts an empty directory."""
+    for child in children:
+        if child["kind"] == "ConfigMap" and child["metadata"]["name"] == ref["name"]:
+            return child
+    try:
+        return _example_object("ConfigMap", ref["name"])
+    except AssertionError:
+        if ref.get("optional"):
+            return {"kind": "ConfigMap", "data": {}}
+        raise
+
+
+def _mounted_files(
+    pod: dict[str, Any], container: dict[str, Any], root: Path, children: list[dict[str, Any]]
+) -> dict[str, str]:
     """What the kubelet does for Secret and ConfigMap volumes: their keys as files, under
     `root` here; returns {mountPath: local directory}."""
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     places = {}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
-        if "secret" in volume:
-            obj = _example_object("Secret", volume["secret"]["secretName"])
-        elif "configMap" in volume:
-            obj = _example_object("ConfigMap", volume["configMap"]["name"])
-        else:
+        sources = (volume.get("projected") or {}).get("sources") or [volume]
+        objects = []
+        for source in sources:
+            if "secret" in source:
+                name = source["secret"].get("secretName") or source["secret"]["name"]
+                objects.append(_example_object("Secret", name))
+            elif "configMap" in source:
+                objects.append(_config_map(source["configMap"], children))
+        if not objects:
             continue
         local = root / mount["name"]
         local.mkdir(parents=True)
-        for key, text in _object_data(obj).items():
-            (local / key).write_text(text)
+        for obj in objects:
+            for key, text in _object_data(obj).items():
+                (local / key).write_text(text)
         places[mount["mountPath"]] = str(local)
     return places
 
 
-def _local_env(pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, str]:
+def _local_env(
+    pod: dict[str, Any], container: dict[str, Any], root: Path, children: list[dict[str, Any]]
+) -> dict[str, str]:
     """The container's env (Secret refs resolved) with mounted Secret/ConfigMap paths moved to
-    local copies."""
-    places = _mounted_files(pod, container, root)
+    local copies (`children`: the rendered objects, whose ConfigMaps a volume may mount)."""
+    places = _mounted_files(pod, container, root, children)
     env = {}
     for e in container["env"]:
         value = e["value"] if "value" in e else _secret_value(e["valueFrom"]["secretKeyRef"])
@@ -194,7 +220,7 @@ async def test_server_accepts_the_rendered_settings_and_serves_the_probes(
 
     pod = _pod(cr)
     server = pod["containers"][0]
-    env = _local_env(pod, server, tmp_path)
+    env = _local_env(pod, server, tmp_path, render_children(cr))
     settings = load_settings({}, env=env)  # raises ConfigError naming a bad value
     [port] = [p for p in server["ports"] if p["name"] == "http"]
     assert settings.port == port["containerPort"]
@@ -225,9 +251,18 @@ def test_pod_user_and_cache_match_the_server_image(cr: dict[str, Any]) -> None:
 
 # -- every setting the operator renders reaches a running server --------------------------------
 ENV_FIELD = {str(f.metadata["env"]): f for f in dataclasses.fields(Settings)}
-# What this machine changes in the rendered container: no hub (a tiny model of the same family),
-# no GPU, a free port, cache directories under the test's temp dir.
-MAPPED = {Env.MODEL_NAME, Env.DEVICE, Env.PORT, Env.HOST, Env.HF_HOME, Env.CACHE_DIR}
+# What this machine changes in the rendered container: no hub (a tiny model of the same family,
+# random weights: the score check without `relevance`), no GPU, a free port, cache directories
+# under the test's temp dir.
+MAPPED = {
+    Env.MODEL_NAME,
+    Env.DEVICE,
+    Env.PORT,
+    Env.HOST,
+    Env.HF_HOME,
+    Env.CACHE_DIR,
+    ScoreCheckEnv.SCORE_CHECK_BUILTINS,
+}
 
 
 def _secret_value(ref: dict[str, str]) -> str:
@@ -256,7 +291,7 @@ def test_every_rendered_setting_reaches_the_running_server(
     spec = parse_spec(cr["spec"])
     pod = _pod(cr)
     container = pod["containers"][0]
-    env = _local_env(pod, container, tmp_path / "mounts")
+    env = _local_env(pod, container, tmp_path / "mounts", render_children(cr))
     unknown = set(env) - set(ENV_FIELD) - {Env.HF_HOME, Env.HF_HUB_OFFLINE}
     assert not unknown, f"rendered env the server never reads: {sorted(unknown)}"
     qwen = spec.model.family == "qwen3-causal" or (
@@ -270,6 +305,7 @@ def test_every_rendered_setting_reaches_the_running_server(
         Env.HOST: "127.0.0.1",
         Env.HF_HOME: str(tmp_path / "hf"),
         Env.CACHE_DIR: str(tmp_path / "hf"),
+        ScoreCheckEnv.SCORE_CHECK_BUILTINS: UNTRAINED_BUILTINS,
     }
     assert set(mapped) == MAPPED
     [program, *entry_args] = _entrypoint()
@@ -281,7 +317,15 @@ def test_every_rendered_setting_reaches_the_running_server(
     proc = subprocess.Popen(argv, env=run_env, stdout=log, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_for(lambda: _ready(base, proc), "the server to be ready", timeout=180)
+        report = wait_for(lambda: _checked(base, proc), "the server's score check", timeout=180)
+        # random weights may miss the resource's own probes' expectations (written for the real
+        # model), nothing else; the rendered probes did reach the server
+        own = {p["name"] for p in (cr["spec"].get("scoreCheck") or {}).get("probes") or ()}
+        assert own <= {p["name"] for p in report["probes"]}, report["message"]
+        missed = [c for c in report["checks"] if c["passed"] is False]
+        assert all(c["kind"] == "probe" and c["name"] in own for c in missed), missed
+        if not missed:
+            wait_for(lambda: _ready(base, proc), "the server to be ready", timeout=10)
         keys = _client_keys(cr)  # with credentials required, /info shows settings to a client
         sent = {"Authorization": f"Bearer {keys[0]}"} if keys else {}
         info = httpx.get(f"{base}/info", headers=sent, timeout=10).json()
@@ -304,8 +348,10 @@ def test_every_rendered_setting_reaches_the_running_server(
     for name, text in env.items():
         if name not in ENV_FIELD or name == Env.API_KEY:
             continue
-        got = _as_text(settings[ENV_FIELD[name].name])
-        want = mapped.get(name, text)
+        value, want = settings[ENV_FIELD[name].name], mapped.get(name, text)
+        if isinstance(value, bool):  # on/off, 1/0, yes/no: as the server reads the env
+            want = _as_text(want.strip().lower() in ("1", "true", "yes", "on"))
+        got = _as_text(value)
         assert got.lower() == want.lower(), f"{name}={want!r} arrived as {got!r}"
     # and in the resource's own terms
     assert info["model"] == (spec.model.served_name or spec.model.name)
@@ -344,6 +390,17 @@ def _client_keys(cr: dict[str, Any]) -> list[str]:
         for text in _object_data(_example_object("Secret", mounted)).values():
             keys += [line.strip() for line in text.splitlines() if line.strip()]
     return keys
+
+
+def _checked(base: str, proc: subprocess.Popen) -> dict[str, Any] | None:
+    """The server's score-check report once the check ran, else None."""
+    if proc.poll() is not None:
+        raise AssertionError(f"the server exited with {proc.returncode}")
+    try:
+        report = httpx.get(f"{base}{SCORE_CHECK_PATH}", timeout=2).json()
+    except httpx.HTTPError:
+        return None
+    return report if report["state"] != CheckState.PENDING else None
 
 
 def _ready(base: str, proc: subprocess.Popen) -> bool:

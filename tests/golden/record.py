@@ -1,7 +1,7 @@
 """Record what the operator renders today, so that a refactor can show it renders the same bytes.
 
-For every RerankerService in examples/, under both engines (the example's own and the other one),
-the output of `reranker-operator render -f -` (or its error), and the output of
+For every RerankerService in examples/, under both engines (the example's own and the other one;
+vLLM both behind our front and bare), the output of `reranker-operator render -f -` (or its error), and the output of
 `reranker-operator crd`. `python tests/golden/record.py` rewrites the files under
 tests/golden/render/ and tests/golden/crd.yaml; tests/test_golden_render.py compares them byte for
 byte. Re-record only for a change meant to alter what is rendered, and say so in its commit.
@@ -10,6 +10,7 @@ byte. Re-record only for a change meant to alter what is rendered, and say so in
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,12 @@ from reranker_operator.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = Path(__file__).resolve().parent
-ENGINES = ("transformers", "vllm")
+# (file-name suffix, spec.engine, spec.vllm.front): vLLM behind our front (the default) and bare
+VARIANTS = (
+    ("transformers", "transformers", None),
+    ("vllm", "vllm", None),
+    ("vllm-bare", "vllm", False),
+)
 
 
 def _run(argv: list[str], stdin_text: str = "") -> str:
@@ -34,12 +40,15 @@ def _run(argv: list[str], stdin_text: str = "") -> str:
 def cases() -> Iterator[tuple[str, str]]:
     """(file name, rendered text) of every example's RerankerService under both engines."""
     for path in sorted((ROOT / "examples").glob("*.yaml")):
-        for index, doc in enumerate(yaml.safe_load_all(path.read_text())):
-            if not doc or doc.get("kind") != "RerankerService":
+        for index, original in enumerate(yaml.safe_load_all(path.read_text())):
+            if not original or original.get("kind") != "RerankerService":
                 continue
-            for engine in ENGINES:
+            for suffix, engine, front in VARIANTS:
+                doc = copy.deepcopy(original)
                 doc["spec"]["engine"] = engine
-                name = f"{path.stem}.{index}.{engine}"
+                if front is not None:
+                    doc["spec"].setdefault("vllm", {})["front"] = front
+                name = f"{path.stem}.{index}.{suffix}"
                 text = _run(["render", "-f", "-"], yaml.safe_dump(doc, sort_keys=False))
                 yield f"{name}.yaml", text
                 if text.startswith("exit") and "resources.gpus" in text:

@@ -10,6 +10,7 @@ from pydantic import Field
 from reranker_contract import DEFAULTS, Env
 from reranker_operator.api.base import SpecModel
 from reranker_operator.api.cel_rules import Rule
+from reranker_operator.api.constants import OPERATOR_NAMESPACE
 from reranker_operator.api.fieldtypes import DNS1123_SUBDOMAIN, Labels
 
 JwtAlgorithm = Literal[
@@ -145,9 +146,14 @@ def _prometheus_namespace() -> dict[str, str]:
     return {"kubernetes.io/metadata.name": "monitoring"}
 
 
+def _operator_namespace() -> dict[str, str]:
+    return {"kubernetes.io/metadata.name": OPERATOR_NAMESPACE}
+
+
 class NetworkPolicySpec(SpecModel):
     """A NetworkPolicy (networking.k8s.io/v1) on the server pods: ingress to the server port
-    only from the listed peers (and the KEDA interceptor when scaling to zero), to the metrics
+    only from the listed peers (and the KEDA interceptor when scaling to zero, and the operator's
+    pods, which read each pod's score check), to the metrics
     port from Prometheus's namespace; egress only to DNS and, while the model downloads, HTTPS
     outside the cluster's private ranges (none when the model is a path in the image). Enforced
     only where the cluster's network plugin implements NetworkPolicy."""
@@ -166,6 +172,12 @@ class NetworkPolicySpec(SpecModel):
     prometheus_pod_labels: Labels | None = Field(
         None,
         description="Labels of the Prometheus pods there (unset: any pod of that namespace).",
+        min_length=1,
+    )
+    operator_namespace_labels: Labels = Field(
+        default_factory=_operator_namespace,
+        description="Labels of the namespace the operator runs in: its pods may reach the "
+        "server port to read each pod's score check (GET /score-check).",
         min_length=1,
     )
     ingress_controller_namespace_labels: Labels | None = Field(

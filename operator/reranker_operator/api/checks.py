@@ -1,6 +1,7 @@
 """The checks of a spec that no CRD schema or CEL rule here can state, so only the operator
-makes them: quantity comparisons, durations, label and annotation syntax, and each engine's
-checks of its settings (Engine.settings_problems; vLLM: the extraArgs its parser accepts).
+makes them: quantity comparisons, durations, label and annotation syntax, the size of the
+score-check probes, and each engine's checks of its settings (Engine.settings_problems; vLLM:
+the extraArgs its parser accepts).
 
 The API server accepts a spec that fails one of these; the operator then reports InvalidSpec
 naming the field and creates nothing.
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from reranker_operator.api.fieldtypes import DNS1123_SUBDOMAIN, DURATION
 from reranker_operator.api.quantity import parse_quantity
+from reranker_operator.api.score_check import probes_too_large
 from reranker_operator.engines import registered
 
 if TYPE_CHECKING:
@@ -105,6 +107,12 @@ def _metadata_maps(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
             yield path, str(exc)
 
 
+def _score_probes(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
+    problem = probes_too_large(spec.score_check)
+    if problem is not None:
+        yield "scoreCheck.probes", problem
+
+
 def unexpressible_problems(spec: RerankerServiceSpec) -> Iterator[tuple[str, str]]:
     """(field, message) of every problem of these kinds in `spec`."""
     for engine in registered():  # each engine's settings, whichever engine runs
@@ -112,3 +120,4 @@ def unexpressible_problems(spec: RerankerServiceSpec) -> Iterator[tuple[str, str
     yield from _quantities(spec)
     yield from _durations(spec)
     yield from _metadata_maps(spec)
+    yield from _score_probes(spec)

@@ -11,6 +11,14 @@ CRD_SHORT_NAMES = ("rerankers", "reranker", "rrs")
 CRD_CATEGORIES = ("all", "ml")  # `kubectl get all` and `kubectl get ml` list RerankerServices
 CRD_API_VERSION = f"{CRD_GROUP}/{CRD_VERSION}"
 
+# Where deploy/ runs the operator, and its pods' labels: the server pods' NetworkPolicy admits
+# them (the score gate reads each pod's report; spec.networkPolicy.operatorNamespaceLabels)
+OPERATOR_NAMESPACE = "reranker-system"
+OPERATOR_POD_LABELS = {
+    "app.kubernetes.io/name": "reranker-operator",
+    "app.kubernetes.io/component": "operator",
+}
+
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/reranker-operator/reranker-server"
 
 LABEL_NAME = "app.kubernetes.io/name"

@@ -46,6 +46,8 @@ from reranker_operator.api.fieldtypes import (
     SecretName,
 )
 from reranker_operator.api.gpu import DraSpec, MigSpec, SharedGpuSpec
+from reranker_operator.api.score_check import DESCRIPTION as SCORE_CHECK_DESCRIPTION
+from reranker_operator.api.score_check import ScoreCheckSpec
 from reranker_operator.api.scoring import (
     ATTENTION_DESCRIPTION,
     AttentionImplementation,
@@ -708,6 +710,29 @@ class ServerSpec(SpecModel):
         f"a slowly sent body cannot hold a connection ({Env.BODY_TIMEOUT_SECONDS}; engine "
         "transformers only).",
     )
+    long_documents: Literal["truncate", "chunk"] = Field(
+        DEFAULTS.long_documents,  # type: ignore[arg-type]
+        description="A document longer than the model's max length: truncate cuts it to fit "
+        "(counted in each response and reranker_truncated_documents_total); chunk scores it "
+        "whole, in overlapping windows that fit, the document taking the max of its windows' "
+        f"scores, so a passage deep in it still ranks it ({Env.LONG_DOCUMENTS}; a request's "
+        "long_documents overrides it). Engine transformers only until the bundled server "
+        "fronts vLLM.",
+    )
+    chunk_overlap_tokens: int = Field(
+        DEFAULTS.chunk_overlap_tokens,
+        ge=0,
+        le=8192,
+        description="Tokens consecutive windows of a chunked document share, at most a quarter "
+        f"window ({Env.CHUNK_OVERLAP_TOKENS}).",
+    )
+    max_chunks_per_document: int = Field(
+        DEFAULTS.max_chunks_per_document,
+        ge=1,
+        le=4096,
+        description="Most windows one chunked document may become; more is answered 413 "
+        f"({Env.MAX_CHUNKS_PER_DOCUMENT}).",
+    )
     api_key_secret: ApiKeySecret | None = None
     score_cache: ScoreCacheSpec = Field(default_factory=ScoreCacheSpec)
     auth: AuthSpec = Field(default_factory=AuthSpec)
@@ -838,6 +863,9 @@ class RerankerServiceSpec(SpecModel):
     server: ServerSpec = Field(default_factory=ServerSpec)
     termination: TerminationSpec = Field(
         default_factory=TerminationSpec, description=TERMINATION_DESCRIPTION
+    )
+    score_check: ScoreCheckSpec = Field(
+        default_factory=ScoreCheckSpec, description=SCORE_CHECK_DESCRIPTION
     )
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec)
     pod_annotations: Annotations = Field(

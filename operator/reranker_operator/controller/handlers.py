@@ -40,6 +40,7 @@ from reranker_operator.controller.kube import KubeApiError, KubeClient, load_cre
 from reranker_operator.controller.metrics import CONTROLLER, OperatorMetrics, pass_timer, serve
 from reranker_operator.controller.peering import ensure_peering, leadership
 from reranker_operator.controller.reconcile import ApiDiscovery, PassOutcome, reconcile_service
+from reranker_operator.controller.score_gate import ScoreGate
 from reranker_operator.render.kinds import CHILD_KINDS
 
 Key = tuple[str, str]  # (namespace, name)
@@ -132,6 +133,7 @@ class Controller:
     last_error: str | None = None
     last_pass_at: float | None = None
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    gate: ScoreGate = field(default_factory=ScoreGate)  # the pods' score-check reports
     metrics_port: int | None = None  # where /metrics and /readyz listen (once started)
     started: bool = False  # the start-up handlers finished
     seen: kopf.Index | None = None  # kopf's index of RerankerServices (metrics read it)
@@ -185,13 +187,14 @@ class Controller:
                 self.written.pop(key, None)
                 if cr is None:
                     self.locks.pop(key, None)  # gone: forget it
+                    self.gate.forget(key)
                 return None
             if cr is not self.written.get(key):
                 self.written.pop(key, None)  # the watch has caught up with our last write
             took = pass_timer()
             with self.metrics.active.labels(CONTROLLER).track_inprogress():
                 outcome = await reconcile_service(
-                    client, self.discovery, cr, self.remember, self.metrics
+                    client, self.discovery, cr, self.remember, self.metrics, self.gate
                 )
             self.metrics.pass_done(took(), error=outcome.error, invalid=outcome.invalid is not None)
             if outcome.written is not None:
@@ -303,6 +306,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
     }
     ours = {LABEL_MANAGED_BY: MANAGER, LABEL_INSTANCE: kopf.PRESENT}
     ctl.metrics.watch_services(ctl.services)
+    ctl.metrics.score_gate_holds.set_function(lambda: len(ctl.gate.holding))
 
     if config.metrics_address:
 
@@ -356,6 +360,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Control
     async def disconnect(**_: Any) -> None:
         if ctl.leadership_task is not None:
             ctl.leadership_task.cancel()
+        await ctl.gate.close()
         if ctl.client is not None:
             await ctl.client.close()
 

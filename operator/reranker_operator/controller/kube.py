@@ -67,7 +67,7 @@ API_PERMISSIONS: tuple[Permission, ...] = (
         "",
         "pods",
         ("get", "list", "watch"),
-        "a rollout's pods: ModelDownloading while init containers run",
+        "a rollout's pods: ModelDownloading while init containers run; the score gate's pods",
     ),
     Permission("", "namespaces", ("get", "list", "watch"), "kopf namespace scanning"),
     # deploy/ runs the operator cluster-wide with --peering: kopf lists and watches the

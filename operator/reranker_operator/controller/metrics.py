@@ -47,6 +47,7 @@ class OperatorMetric(StrEnum):
     RERANKER_SERVICES = PREFIX + "rerankerservices"  # {condition, status}: watched, by condition
     WATCHING = PREFIX + "watching"  # 1 while the watch of RerankerServices is open
     LEADER = PREFIX + "leader"  # 1 while this replica works (peered: the highest priority)
+    SCORE_GATE_HOLDS = PREFIX + "score_gate_holds"  # RerankerServices a failed score check holds
 
 
 class Result(StrEnum):
@@ -187,6 +188,11 @@ class OperatorMetrics:
         )
         self.pruned = Counter(
             OperatorMetric.CHILDREN_PRUNED_TOTAL, "Children deleted", ["kind"], registry=r
+        )
+        self.score_gate_holds = Gauge(
+            OperatorMetric.SCORE_GATE_HOLDS,
+            "RerankerServices whose rollout a pod's failed score check holds (the old pods serve)",
+            registry=r,
         )
         self.watching = Gauge(
             OperatorMetric.WATCHING,

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from reranker_operator.api.constants import OPERATOR_NAMESPACE
 from reranker_operator.controller.metrics import CONTROLLER, OperatorMetric
 from reranker_operator.render.monitoring import grafana_dashboard
 
 M = OperatorMetric
 METRICS_SERVICE = "reranker-operator-metrics"  # the overlay's Service; Prometheus's `job`
-NAMESPACE = "reranker-system"
+NAMESPACE = OPERATOR_NAMESPACE
 JOB = f'job="{METRICS_SERVICE}"'
 NOT_READY_FOR = "15m"
 ERRORS_FOR = "15m"

@@ -28,6 +28,7 @@ from reranker_operator.controller.kube import (
     ResourceRef,
 )
 from reranker_operator.controller.metrics import OperatorMetrics
+from reranker_operator.controller.score_gate import ScoreGate
 from reranker_operator.render.kinds import (
     CHILD_KINDS,
     DEPLOYMENT,
@@ -36,6 +37,7 @@ from reranker_operator.render.kinds import (
     SCALERS,
     ChildKind,
 )
+from reranker_operator.render.labels import score_record_config_map_name
 from reranker_operator.render.manifests import render
 from reranker_operator.render.service import ParsedService, parse_service
 
@@ -126,7 +128,10 @@ async def reconcile_children(
             obj.setdefault("kind", kind.kind)
             live[child_id(obj)] = obj
 
-    wanted = {child_id(m) for m in desired}
+    # the score record is the operator's data, not a rendered child: never pruned
+    wanted = {child_id(m) for m in desired} | {
+        ("v1", "ConfigMap", score_record_config_map_name(svc.name))
+    }
 
     async def prune(of_kinds: Collection[str]) -> None:
         for key, obj in list(live.items()):
@@ -198,13 +203,17 @@ async def _children_status(
     now: str,
     on_apply: OnApply | None,
     metrics: OperatorMetrics | None,
-) -> dict[str, Any]:
-    """The status after applying the children."""
+    gate: ScoreGate | None,
+) -> tuple[dict[str, Any], list[tuple[str, str, str]]]:
+    """The status after applying the children, and the score record's Events."""
     children = await reconcile_children(client, discovery, svc, on_apply, metrics)
     deployment = children.child("Deployment")
     pods: list[dict[str, Any]] = []
     issues: list[str] = []
     rollout = st.Rollout.of(deployment, [])
+    key = (svc.namespace, svc.name)
+    hold = None
+    record_events: list[tuple[str, str, str]] = []
     if deployment is not None and (not rollout.complete or rollout.ready < rollout.desired):
         pods = await client.list(PODS, svc.namespace, instance_selector(svc.name))
         events: list[dict[str, Any]] = []
@@ -213,7 +222,23 @@ async def _children_status(
                 EVENTS, svc.namespace, field_selector="involvedObject.kind=Pod,type=Warning"
             )
         issues = podissues.pod_issues(pods, events)
-    return st.ready_status(
+        if gate is not None:
+            hold = await gate.hold(key, pods)
+    elif deployment is not None and gate is not None:
+        gate.holding.discard(key)
+        marker = f"{deployment['metadata'].get('uid')}/{deployment['metadata'].get('generation')}"
+        recordable = rollout.complete and rollout.desired > 0 and svc.uid is not None
+        if recordable and gate.needs_record(key, marker):
+            pods = await client.list(PODS, svc.namespace, instance_selector(svc.name))
+            record_events = await gate.record(
+                client,
+                namespace=svc.namespace,
+                service=svc.name,
+                uid=svc.uid or "",
+                pods=pods,
+                marker=marker,
+            )
+    status = st.ready_status(
         st.Rollout.of(deployment, pods),
         generation=svc.generation,
         model=svc.spec.model.name,
@@ -225,7 +250,9 @@ async def _children_status(
         scales_to_zero=svc.scales_to_zero,
         pod_issues=issues,
         model_cache=await _model_cache_condition(client, svc),
+        score_hold=hold.sentence() if hold is not None else None,
     )
+    return status, record_events
 
 
 async def _model_cache_condition(client: KubeClient, svc: ParsedService) -> st.Condition | None:
@@ -246,6 +273,7 @@ async def reconcile_service(
     cr: Mapping[str, Any],
     on_apply: OnApply | None = None,
     metrics: OperatorMetrics | None = None,
+    gate: ScoreGate | None = None,
 ) -> PassOutcome:
     """One pass: parse the spec once, apply/prune children, then patch the status if (and only
     if) it changed.
@@ -260,6 +288,7 @@ async def reconcile_service(
     now = st.now_rfc3339()
     invalid: InvalidSpecError | None = None
     error: Exception | None = None
+    extra_events: list[tuple[str, str, str]] = []
     try:
         svc = parse_service(cr)
     except InvalidSpecError as exc:
@@ -274,7 +303,9 @@ async def reconcile_service(
         )
     else:
         try:
-            new = await _children_status(client, discovery, svc, previous, now, on_apply, metrics)
+            new, extra_events = await _children_status(
+                client, discovery, svc, previous, now, on_apply, metrics, gate
+            )
         except KubeApiError as exc:
             error = exc
             new = st.failed_status(
@@ -295,5 +326,5 @@ async def reconcile_service(
                 return PassOutcome(events=[])  # deleted while the pass ran: nothing to report
             # The status stays as stored; the pass is retried like any failed API call.
             return PassOutcome(events=[], invalid=invalid, error=error or exc)
-    events = st.transitions(previous, new["conditions"])
+    events = st.transitions(previous, new["conditions"]) + extra_events
     return PassOutcome(events=events, invalid=invalid, error=error, written=written)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reranker_contract.score_check import SCORE_CHECK_FAILED_REASON
 from reranker_operator.controller.podissues import not_started, unschedulable
 from reranker_operator.render.kinds import OPTIONAL_KINDS, kind_named
 
@@ -27,6 +28,7 @@ DEPLOYMENT_UNAVAILABLE = "DeploymentUnavailable"
 DEPLOYMENT_PROGRESSING = "DeploymentProgressing"
 AVAILABLE = "Available"
 RECONCILE_ERROR = "ReconcileError"
+SCORE_CHECK_FAILED = SCORE_CHECK_FAILED_REASON  # a pod's score check holds the rollout
 RUNNING = "Running"
 
 
@@ -168,6 +170,20 @@ def rollout_conditions(r: Rollout) -> list[Condition]:
     ]
 
 
+def score_check_conditions(r: Rollout, hold: str) -> list[Condition]:
+    """Ready / Progressing / Degraded while a pod's failed score check (`hold`: which pod, which
+    check, what it scored) holds the rollout: Ready stays True while the old pods serve."""
+    serving = r.desired > 0 and r.available >= r.desired
+    msg = f"{hold}; the rollout is held, {r.available}/{r.desired} replicas available" + (
+        " (the previous revision's pods serve)" if r.available else ""
+    )
+    return [
+        _cond(READY, serving, AVAILABLE if serving else SCORE_CHECK_FAILED, msg),
+        _cond(PROGRESSING, False, SCORE_CHECK_FAILED, msg),
+        _cond(DEGRADED, True, SCORE_CHECK_FAILED, msg),
+    ]
+
+
 def failure_conditions(reason: str, message: str) -> list[Condition]:
     """Ready=False, Progressing=False, Degraded=True for an invalid spec or a failed pass."""
     return [
@@ -254,6 +270,7 @@ def ready_status(
     scales_to_zero: bool = False,
     pod_issues: Sequence[str] = (),
     model_cache: Condition | None = None,
+    score_hold: str | None = None,
 ) -> dict[str, Any]:
     """The full status of a RerankerService whose children were applied.
 
@@ -261,11 +278,14 @@ def ready_status(
     each gets a condition, in OPTIONAL_CONDITIONS order. `previous` are the stored conditions.
     `scales_to_zero`: KEDA may scale the Deployment to zero, which is then reported as such.
     `pod_issues`: why pods do not run, added to the rollout conditions' messages;
-    `model_cache`: the ModelCache condition, where the spec mounts an existing claim.
+    `model_cache`: the ModelCache condition, where the spec mounts an existing claim;
+    `score_hold`: a pod's failed score check (score_gate.Hold.sentence) holding the rollout.
     """
     at_zero = scales_to_zero and rollout.desired == 0 and rollout.replicas == 0
     if at_zero:
         conditions = scaled_to_zero_conditions(rollout, endpoint)
+    elif score_hold is not None:
+        conditions = score_check_conditions(rollout, score_hold)
     else:
         conditions = with_pod_issues(rollout_conditions(rollout), pod_issues)
     if model_cache is not None:
@@ -331,6 +351,7 @@ def _event_type(cond: Mapping[str, Any]) -> str | None:
             INVALID_SPEC,
             DEPLOYMENT_UNAVAILABLE,
             RECONCILE_ERROR,
+            SCORE_CHECK_FAILED,
         )
         return "Warning" if failing else "Normal"
     if (type_, status) == (DEGRADED, "True") or (

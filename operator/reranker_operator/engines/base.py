@@ -65,8 +65,20 @@ class Engine(ABC):
     # children only this engine has (vLLM: its score-template ConfigMap), applied before the
     # Deployment that mounts them; each builder returns None for a resource of another engine
     children: tuple[Child, ...] = ()
+    # whether its pods run the score check before Ready (spec.scoreCheck; the bundled server)
+    score_check: bool = False
     adapter_rules: tuple[AdapterRule, ...] = ()  # its series as per-pod custom metrics
     queued_pairs_metric: str  # the custom metric autoscaling on queuedPairsPerPod reads
+
+    def serving(self, spec: RerankerServiceSpec) -> Engine:
+        """The engine as `spec` runs it (every render reads this one): itself, or another
+        Engine for a variant such as vLLM behind the bundled server (spec.vllm.front)."""
+        return self
+
+    def engine_metrics_ports(self, spec: RerankerServiceSpec) -> tuple[str, ...]:
+        """Named container ports of an engine process the serving container fronts, whose
+        /metrics is scraped too (never Service ports; the NetworkPolicy admits the scraper)."""
+        return ()
 
     @abstractmethod
     def serving_container(self, svc: ParsedService) -> ServingContainer:

@@ -19,9 +19,9 @@ JsonObject = dict[str, Any]  # a Kubernetes API object or part of one, as JSON
 
 @dataclass(frozen=True)
 class ProbeParams:
-    """The HTTP probes of the serving container."""
+    """The HTTP probes of a container."""
 
-    ready_path: str
+    ready_path: str | None  # None: no readiness probe, startup on the liveness path
     liveness_path: str
     port_name: str
     startup_failures: int  # x 10 s: the budget for loading the model after the download
@@ -47,10 +47,13 @@ class ContainerParams:
 
 @dataclass(frozen=True)
 class ServingContainer:
-    """An engine's serving container and the pod volumes only it mounts."""
+    """An engine's serving container and the pod volumes only it mounts; `engine_container`:
+    the engine process the serving container fronts in the same pod (vLLM behind our server),
+    never reached through the Service."""
 
     container: ContainerParams
     volumes: list[JsonObject]
+    engine_container: ContainerParams | None = None
 
 
 def dump(model: Any) -> JsonObject:

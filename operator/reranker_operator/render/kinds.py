@@ -38,6 +38,7 @@ from reranker_operator.render.params import (
     pvc_params,
     resource_claim_template_params,
     scaled_object_params,
+    score_probes_params,
     service_monitor_params,
     service_params,
 )
@@ -64,6 +65,8 @@ _GPU_CLAIM = Child(
     "resourceclaimtemplate.yaml.j2",
     resource_claim_template_params,
 )
+# the score-check probes the server pods mount (spec.scoreCheck.probes)
+_SCORE_PROBES = Child("score-probes", CONFIG_MAP, "score-probes.yaml.j2", score_probes_params)
 # the Deployment and what points at it
 _SERVED: tuple[Child, ...] = (
     Child("server", DEPLOYMENT, "deployment.yaml.j2", deployment_params),
@@ -91,12 +94,12 @@ _SERVED: tuple[Child, ...] = (
 
 def children() -> tuple[Child, ...]:
     """The table, in apply order: the claims (model cache, GPU) and each registered engine's
-    own children (vLLM's score template) before the Deployment using them, the Deployment
-    before what points at it. The renderer reads it per pass; CHILDREN is the table of the
+    own children (vLLM's score template) and the score-check probes before the Deployment
+    using them, the Deployment before what points at it. The renderer reads it per pass; CHILDREN is the table of the
     engines registered when the operator starts (its kinds are what the operator watches and
     RBAC grants)."""
     engines = (child for engine in registered() for child in engine.children)
-    return (_CACHE, _GPU_CLAIM, *engines, *_SERVED)
+    return (_CACHE, _GPU_CLAIM, *engines, _SCORE_PROBES, *_SERVED)
 
 
 CHILDREN: tuple[Child, ...] = children()

@@ -59,6 +59,16 @@ def gpu_claim_template_name(instance: str, request_hash: str) -> str:
     return f"{instance}-gpu-{request_hash}"
 
 
+def score_probes_config_map_name(instance: str) -> str:
+    """Name of the rendered ConfigMap of the resource's score-check probes."""
+    return f"{instance}-score-probes"
+
+
+def score_record_config_map_name(instance: str) -> str:
+    """Name of the ConfigMap the operator writes the score record to (never rendered)."""
+    return f"{instance}-score-record"
+
+
 def proxy_service_name(instance: str) -> str:
     """Name of the Service clients connect to while KEDA may scale the Deployment to zero."""
     return f"{instance}-proxy"

@@ -14,7 +14,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from reranker_operator.engines import DEFAULT_ENGINE, engine
-from reranker_operator.engines.base import Panel
+from reranker_operator.engines.base import Engine, Panel
 from reranker_operator.render.promql import deployment as _deployment
 from reranker_operator.render.promql import pods as _pods
 
@@ -30,12 +30,17 @@ KUBE_STATE_METRICS = (
 )
 
 
+def _engine(which: str | Engine) -> Engine:
+    """The Engine a name names, or the Engine itself (one as a resource runs it: Engine.serving)."""
+    return engine(which) if isinstance(which, str) else which
+
+
 def alert_rules(
     name: str,
     namespace: str,
     spec: PrometheusRuleSpec,
     *,
-    engine_name: str = DEFAULT_ENGINE,
+    engine_name: str | Engine = DEFAULT_ENGINE,
     prefix_reuse: bool = False,
 ) -> list[dict[str, Any]]:
     """The alerting rules of one RerankerService (the `rules` of its PrometheusRule group): the
@@ -77,7 +82,7 @@ def alert_rules(
         ),
     ]
     return [
-        *engine(engine_name).alerts(name, namespace, spec, rule, prefix_reuse=prefix_reuse),
+        *_engine(engine_name).alerts(name, namespace, spec, rule, prefix_reuse=prefix_reuse),
         *workload,
     ]
 
@@ -101,10 +106,12 @@ def _panel(
     }
 
 
-def dashboard_panels(name: str, namespace: str, engine_name: str = DEFAULT_ENGINE) -> list[Panel]:
+def dashboard_panels(
+    name: str, namespace: str, engine_name: str | Engine = DEFAULT_ENGINE
+) -> list[Panel]:
     """Every panel: (title, unit, description, [(expr, legend)]): the engine's, then the
     workload's."""
-    return [*engine(engine_name).panels(name, namespace), *workload_panels(name, namespace)]
+    return [*_engine(engine_name).panels(name, namespace), *workload_panels(name, namespace)]
 
 
 def workload_panels(name: str, namespace: str) -> list[Panel]:
@@ -144,7 +151,7 @@ def dashboard_uid(name: str, namespace: str) -> str:
     return "reranker-" + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:20]
 
 
-def dashboard(name: str, namespace: str, engine: str = DEFAULT_ENGINE) -> dict[str, Any]:
+def dashboard(name: str, namespace: str, engine: str | Engine = DEFAULT_ENGINE) -> dict[str, Any]:
     """The Grafana dashboard model of one RerankerService."""
     panels = [
         _panel(i, title, unit, description, targets)
@@ -190,6 +197,6 @@ def grafana_dashboard(
     }
 
 
-def dashboard_json(name: str, namespace: str, engine: str = DEFAULT_ENGINE) -> str:
+def dashboard_json(name: str, namespace: str, engine: str | Engine = DEFAULT_ENGINE) -> str:
     """The dashboard as the JSON text the Grafana sidecar reads from the ConfigMap."""
     return json.dumps(dashboard(name, namespace, engine), indent=2, sort_keys=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reranker_contract import PORT
+from reranker_operator.api.constants import OPERATOR_POD_LABELS
 from reranker_operator.api.spec import RerankerServiceSpec
 from reranker_operator.engines import engine
 
@@ -68,11 +69,19 @@ def policy_rules(spec: RerankerServiceSpec, namespace: str, *, downloads: bool) 
         callers.append({"namespaceSelector": _namespace(interceptor.namespace)})
     if spec.ingress.enabled and n.ingress_controller_namespace_labels:
         callers.append(_peer(n.ingress_controller_namespace_labels, None, namespace))
+    callers.append(_peer(n.operator_namespace_labels, OPERATOR_POD_LABELS, namespace))
     tcp = {"protocol": "TCP"}
     ingress = [{"from": callers, "ports": [{**tcp, "port": PORT}]}]
-    metrics_port = engine(spec.engine).metrics_port(spec)
+    served = engine(spec.engine).serving(spec)
+    metrics_port = served.metrics_port(spec)
     scraper = _peer(n.prometheus_namespace_labels, n.prometheus_pod_labels, namespace)
     ingress.append({"from": [scraper], "ports": [{**tcp, "port": metrics_port or PORT}]})
+    # the engine process behind the front: its /metrics for the scraper alone (the front calls
+    # it over localhost, which no policy filters)
+    ingress += [
+        {"from": [scraper], "ports": [{**tcp, "port": port}]}
+        for port in served.engine_metrics_ports(spec)  # a named container port
+    ]
     egress: list[JsonObject] = [{"ports": [{"protocol": "UDP", "port": 53}, {**tcp, "port": 53}]}]
     if downloads and n.hub_egress == "https":
         egress.append(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reranker_contract import (
@@ -22,6 +22,7 @@ from reranker_contract import (
     RUN_AS_UID,
     Env,
 )
+from reranker_contract.score_check import PROBES_KEY
 from reranker_operator.api.constants import (
     CONFIG_HASH_ANNOTATION,
     GRAFANA_FOLDER_ANNOTATION,
@@ -45,6 +46,7 @@ from reranker_operator.render.labels import (
     model_cache_claim_name,
     object_meta,
     proxy_service_name,
+    score_probes_config_map_name,
     selector_labels,
 )
 from reranker_operator.render.monitoring import (
@@ -122,6 +124,12 @@ class DeploymentParams:
     # Recreate, not a rolling update, when the pods mount one claim only one node can attach:
     # a surge pod scheduled on another node would wait for it forever (Multi-Attach)
     recreate: bool = False
+    engine_container: ContainerParams | None = None  # the engine process `container` fronts
+
+    @property
+    def containers(self) -> list[ContainerParams]:
+        """The pod's containers: the serving one (the Service's) first."""
+        return [self.container, *([self.engine_container] if self.engine_container else [])]
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,9 @@ class ServiceMonitorParams:
     scrape_timeout: str
     port_name: str
     path: str = METRICS_PATH
+    # container ports (names) of the engine process behind the front, scraped through the same
+    # Service's pods without being Service ports (the endpoint's targetPort)
+    engine_ports: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -240,6 +251,15 @@ class PrometheusRuleParams:
     metadata: JsonObject
     group: str
     rules: list[JsonObject]
+
+
+@dataclass(frozen=True)
+class ScoreProbesParams:
+    """The ConfigMap of the resource's score-check probes (spec.scoreCheck.probes)."""
+
+    metadata: JsonObject
+    key: str
+    json: str
 
 
 @dataclass(frozen=True)
@@ -358,20 +378,39 @@ def _resource_claims(svc: ParsedService) -> list[JsonObject]:
     return [{"name": CLAIM_NAME, "resourceClaimTemplateName": _claim_template_name(svc, request)}]
 
 
+def _score_probes(spec: RerankerServiceSpec) -> str | None:
+    """The inline score-check probes' JSON where the pods read them, else None."""
+    check = spec.score_check
+    if not engine(spec.engine).serving(spec).score_check or not check.enabled or not check.probes:
+        return None
+    return check.probes_json()
+
+
+def score_probes_params(svc: ParsedService) -> ScoreProbesParams | None:
+    probes = _score_probes(svc.spec)
+    if probes is None:
+        return None
+    name = score_probes_config_map_name(svc.name)
+    return ScoreProbesParams(object_meta(svc, "score-probes", name=name), PROBES_KEY, probes)
+
+
 def deployment_params(svc: ParsedService) -> DeploymentParams:
     spec = svc.spec
-    served = engine(spec.engine)
+    served = engine(spec.engine).serving(spec)
     serving = served.serving_container(svc)
-    container = serving.container
+    container, fronted = serving.container, serving.engine_container
     volumes = [_cache_volume(svc), {"name": "tmp", "emptyDir": {}}, *serving.volumes]
     download = _download(spec)
     claims = _resource_claims(svc)
+    probes = _score_probes(spec)  # read at start-up: new probes restart the pods to check them
     config_hash = _config_hash(
         asdict(container),
+        *([asdict(fronted)] if fronted is not None else []),  # one container: the hash holds
         download and asdict(download),
         volumes,
         served.restart_inputs(spec),
         *([claims] if claims else []),  # without a claim, the hash of existing renders holds
+        *([probes] if probes is not None else []),
     )
     return DeploymentParams(
         metadata=object_meta(svc, "server"),
@@ -393,6 +432,7 @@ def deployment_params(svc: ParsedService) -> DeploymentParams:
             spec.termination, spec.server.request_timeout_seconds
         ),
         recreate=spec.model_cache.one_node_only(),
+        engine_container=fronted,
     )
 
 
@@ -401,7 +441,7 @@ def service_params(svc: ParsedService) -> ServiceParams:
     ports: list[JsonObject] = [
         {"name": PORT_NAME, "port": s.port, "targetPort": PORT_NAME, "protocol": "TCP"}
     ]
-    metrics_port = engine(svc.spec.engine).metrics_port(svc.spec)
+    metrics_port = engine(svc.spec.engine).serving(svc.spec).metrics_port(svc.spec)
     if metrics_port is not None:
         ports.append(
             {
@@ -589,7 +629,8 @@ def service_monitor_params(svc: ParsedService) -> ServiceMonitorParams | None:
     sm = svc.spec.metrics.service_monitor
     if not sm.enabled:
         return None
-    metrics_port = engine(svc.spec.engine).metrics_port(svc.spec)
+    served = engine(svc.spec.engine).serving(svc.spec)
+    metrics_port = served.metrics_port(svc.spec)
     port = METRICS_PORT_NAME if metrics_port is not None else PORT_NAME
     return ServiceMonitorParams(
         metadata=object_meta(svc, "metrics", extra_labels=sm.labels),
@@ -598,6 +639,7 @@ def service_monitor_params(svc: ParsedService) -> ServiceMonitorParams | None:
         interval=sm.interval,
         scrape_timeout=sm.scrape_timeout,
         port_name=port,
+        engine_ports=list(served.engine_metrics_ports(svc.spec)),
     )
 
 
@@ -606,12 +648,13 @@ def prometheus_rule_params(svc: ParsedService) -> PrometheusRuleParams | None:
     rule = spec.metrics.prometheus_rule
     if not rule.enabled:
         return None
+    served = engine(spec.engine).serving(spec)
     rules = alert_rules(
         svc.name,
         svc.namespace,
         rule,
-        engine_name=spec.engine,
-        prefix_reuse=engine(spec.engine).prefix_reuse(spec),
+        engine_name=served,
+        prefix_reuse=served.prefix_reuse(spec),
     )
     return PrometheusRuleParams(
         metadata=object_meta(svc, "alerts", extra_labels=rule.labels),
@@ -634,5 +677,5 @@ def dashboard_params(svc: ParsedService) -> DashboardParams | None:
             annotations=annotations,
         ),
         file_name=f"reranker-{svc.namespace}-{svc.name}.json",
-        json=dashboard_json(svc.name, svc.namespace, svc.spec.engine),
+        json=dashboard_json(svc.name, svc.namespace, engine(svc.spec.engine).serving(svc.spec)),
     )

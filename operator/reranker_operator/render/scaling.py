@@ -33,7 +33,7 @@ def custom_targets(spec: RerankerServiceSpec) -> list[CustomTarget]:
     """The custom-metric targets the resource scales on; queued pairs when it names none and
     runs on GPUs or KEDA (a CPU model with no target keeps the CPU/memory ones it names)."""
     a = spec.autoscaling
-    pairs = engine(spec.engine).queued_pairs_metric
+    pairs = engine(spec.engine).serving(spec).queued_pairs_metric
     out = []
     if a.queued_pairs_per_pod is not None:
         out.append(CustomTarget(pairs, a.queued_pairs_per_pod, True))

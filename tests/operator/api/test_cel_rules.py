@@ -210,15 +210,17 @@ CEL_BAD = [
             "model": M,
             "engine": "vllm",
             "resources": {"gpus": 1},
+            "vllm": {"front": False},
             "autoscaling": {"enabled": True, "requestsPerSecond": 5},
         },
-        "engine vllm scales on",
+        "bare vLLM (vllm.front false) scales on",
     ),
     (
         {
             "model": M,
             "engine": "vllm",
             "resources": {"gpus": 1},
+            "vllm": {"front": False},
             "server": {"auth": {"rateLimit": {"requestsPerMinute": 300}}},
         },
         "takes one API key",

@@ -161,6 +161,16 @@ SPECS: list[dict[str, Any]] = [
         "resources": {"gpus": 1},
         "vllm": {"maxNumBatchedTokens": 9000},
     },
+    # long documents chunked: the bundled server's, also as vLLM's front; bare vLLM refuses it
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1}, "server": {"longDocuments": "chunk"}},
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"front": False},
+        "server": {"longDocuments": "chunk"},
+    },
+    {"model": M, "server": {"longDocuments": "chunk"}},
     # bundled-server scoring options: refused with vllm; flash attention needs a GPU
     {
         "model": {"name": "m", "attentionImplementation": "eager"},
@@ -174,6 +184,15 @@ SPECS: list[dict[str, Any]] = [
         "resources": {"gpus": 1},
     },
     {"model": M, "engine": "vllm", "resources": {"gpus": 1}, "server": {"scoreCache": ON}},
+    # bare vLLM (vllm.front false) has none of the front's features
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "vllm": {"front": False},
+        "server": {"scoreCache": ON, "auth": {"jwt": {"jwks": {"configMapName": "jwks"}}}},
+        "autoscaling": {**ON, "queuedTokensPerPod": 5000},
+    },
     {
         "model": M,
         "engine": "vllm",
@@ -245,6 +264,42 @@ SPECS: list[dict[str, Any]] = [
         "autoscaling": {**ON, "keda": {**ON, "prometheusAddress": "http://p"}},
         "metrics": {"serviceMonitor": ON},
     },
+    # score-check probes: unique names, indexes within the documents, one score per document
+    *(
+        {"model": M, "scoreCheck": {"probes": probes}}
+        for probes in (
+            [
+                {"name": "a", "query": "q", "documents": ["x", "y", "z"]},
+                {
+                    "name": "b",
+                    "query": "q",
+                    "documents": ["x", "y", "z"],
+                    "expect": {"top": 2, "order": [2, 0], "scores": [0.1, 0.2, 0.9]},
+                },
+            ],
+            [{"name": "a", "query": "q", "documents": ["x", "y"]}] * 2,
+            [{"name": "a", "query": "q", "documents": ["x", "y"], "expect": {"top": 2}}],
+            [{"name": "a", "query": "q", "documents": ["x", "y"], "expect": {"order": [1, 2]}}],
+            [{"name": "a", "query": "q", "documents": ["x", "y"], "expect": {"order": [1, 1]}}],
+            [
+                {
+                    "name": "a",
+                    "query": "q",
+                    "documents": ["x", "y", "z"],
+                    "expect": {"scores": [0, 1]},
+                }
+            ],
+            [{"name": "a", "query": "q", "documents": ["x", "y"], "expect": {"tolerance": 0.1}}],
+            [
+                {
+                    "name": "a",
+                    "query": "q",
+                    "documents": ["x", "y"],
+                    "expect": {"scores": [0, 1], "tolerance": 0.1},
+                }
+            ],
+        )
+    ),
 ]
 
 _ENV = celpy.Environment()

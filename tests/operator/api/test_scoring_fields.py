@@ -80,6 +80,7 @@ def test_the_score_cache_size_reaches_the_server() -> None:
                 "model": {"name": "m"},
                 "engine": "vllm",
                 "resources": {"gpus": 1},
+                "vllm": {"front": False},  # behind the front the cache is the front's
                 "server": {"scoreCache": {"enabled": True}},
             },
             "server.scoreCache.enabled",

@@ -126,7 +126,14 @@ LIST_ITEMS = {
     "server.auth.rateLimit.trustedProxies": "10.0.0.0/8",
     "networkPolicy.allowFrom": {"podLabels": {"app": "rag"}},
     "resources.dra.selectors": "device.attributes['gpu.nvidia.com'].type == 'mig'",
+    # probe names are unique: the i-th item is named after i
+    "scoreCheck.probes": lambda i: {"name": f"p{i}", "query": "q", "documents": ["a", "b"]},
 }
+
+
+def _items(path: str, count: int) -> list[Any]:
+    item = LIST_ITEMS[path]
+    return [item(i) if callable(item) else copy.deepcopy(item) for i in range(count)]
 
 
 def test_list_lengths_agree_with_crd(spec_schema: dict[str, Any]) -> None:
@@ -146,7 +153,7 @@ def test_list_lengths_agree_with_crd(spec_schema: dict[str, Any]) -> None:
         for count, ok in ((low, True), (high, True), (low - 1, False), (high + 1, False)):
             if count < 0:
                 continue
-            spec = _with(base, path.split("."), [copy.deepcopy(LIST_ITEMS[path])] * count)
+            spec = _with(base, path.split("."), _items(path, count))
             if ok:
                 jsonschema.validate(spec, spec_schema)
                 parse_spec(spec)
@@ -188,6 +195,7 @@ def test_examples_validate_against_crd_and_parse(spec_schema: dict[str, Any], ro
         "bge-reranker-vllm.yaml",
         "qwen3-reranker-0.6b-mig.yaml",
         "qwen3-reranker-0.6b-dra.yaml",
+        "qwen3-reranker-0.6b-score-check.yaml",
     }
     for cr in crs.values():
         jsonschema.validate(cr, root_schema)

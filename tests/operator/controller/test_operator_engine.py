@@ -22,8 +22,10 @@ def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
         "serviceMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True},
     }
+    probe = {"name": "p", "query": "q", "documents": ["a", "b"]}
+    manifest["spec"]["scoreCheck"] = {"probes": [probe]}  # kept: the front runs the check
     cluster.create(manifest)
-    wanted = {f"Deployment/{NAME}", f"PrometheusRule/{NAME}"}
+    wanted = {f"Deployment/{NAME}", f"PrometheusRule/{NAME}", f"ConfigMap/{NAME}-score-probes"}
     before = wait_for(
         lambda: (c := children(cluster, NAME)) and wanted <= c.keys() and c,
         "the children",
@@ -36,12 +38,22 @@ def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
     def on_vllm() -> dict[str, Any] | None:
         got = children(cluster, NAME)
         pod = got[f"Deployment/{NAME}"]["spec"]["template"]["spec"]
-        return got if pod["containers"][0].get("command") == ["vllm", "serve"] else None
+        commands = [c.get("command") for c in pod["containers"]]
+        return got if ["vllm", "serve"] in commands else None
 
     after = wait_for(on_vllm, "the vLLM Deployment")
     assert after[f"Deployment/{NAME}"]["metadata"]["uid"] == deployment_uid  # rolled, not replaced
     assert f"ConfigMap/{NAME}-vllm-template" in after
     assert {k: after[k]["metadata"]["uid"] for k in kept} == kept  # Service, cache, monitoring
+    # the front serves: the same Service and readiness; vLLM's engine alerts join the front's
+    service = f"Service/{NAME}"
+    assert after[service]["spec"]["ports"] == before[service]["spec"]["ports"]
+    ready = [
+        c["readinessProbe"]
+        for c in before[f"Deployment/{NAME}"]["spec"]["template"]["spec"]["containers"]
+    ]
+    pod = after[f"Deployment/{NAME}"]["spec"]["template"]["spec"]
+    assert [c["readinessProbe"] for c in pod["containers"] if "readinessProbe" in c] == ready
     rules = after[f"PrometheusRule/{NAME}"]["spec"]["groups"][0]["rules"]
     assert any("vllm:" in r["expr"] for r in rules)  # the alerts follow the engine
 
@@ -50,7 +62,8 @@ def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
         lambda: (c := children(cluster, NAME)) and f"ConfigMap/{NAME}-vllm-template" not in c and c,
         "back on our server",
     )
-    assert back[f"Deployment/{NAME}"]["spec"]["template"]["spec"]["containers"][0].get(
-        "command"
-    ) != ["vllm", "serve"]
+    assert [
+        c.get("command")
+        for c in back[f"Deployment/{NAME}"]["spec"]["template"]["spec"]["containers"]
+    ] == [None]
     assert {k: back[k]["metadata"]["uid"] for k in kept} == kept

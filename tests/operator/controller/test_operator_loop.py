@@ -222,7 +222,7 @@ def test_alerts_and_dashboard_follow_their_switches(
             ("RerankerService", cr["metadata"]["uid"], True)
         ], key
     (group,) = got[rule_key]["spec"]["groups"]
-    assert len(group["rules"]) == 7 and {r["for"] for r in group["rules"]} == {
+    assert len(group["rules"]) == 8 and {r["for"] for r in group["rules"]} == {
         "2m"
     }  # no prefix alert: a cross-encoder
     board = got[board_key]

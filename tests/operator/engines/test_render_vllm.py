@@ -35,8 +35,13 @@ def _flags(args: list[str]) -> dict[str, str]:
     return out
 
 
+def bare(spec: dict[str, Any]) -> dict[str, Any]:
+    """`spec` with vLLM alone in the pod (vllm.front false)."""
+    return {**spec, "vllm": {**spec.get("vllm", {}), "front": False}}
+
+
 def test_qwen3_on_vllm_tensor_parallel() -> None:
-    kids = _kids(VLLM_SPEC)
+    kids = _kids(bare(VLLM_SPEC))
     deployment = kids["Deployment/demo"]
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
@@ -79,7 +84,7 @@ def test_a_cross_encoder_on_vllm_has_no_template_and_no_prefix_cache() -> None:
         "resources": {"gpus": 1},
         "metrics": {"prometheusRule": {"enabled": True}},
     }
-    kids = _kids(spec)
+    kids = _kids(bare(spec))
     [container] = kids["Deployment/demo"]["spec"]["template"]["spec"]["containers"]
     flags = _flags(container["args"])
     assert "--hf-overrides" not in flags and "--chat-template" not in flags

@@ -201,6 +201,19 @@ CASES: dict[str, tuple[list[dict[str, str]], list[dict[str, str]], dict[str, str
         ],
         {"pod": POD, "gpu_id": "0"},
     ),
+    "RerankerScoreCheckFailing": (
+        [_series("reranker_score_check_passed", SRV, "_ 0x20")],
+        [
+            _series("reranker_score_check_passed", SRV, "_ 1x20"),
+            # another service's failed check never counts for this one
+            _series(
+                "reranker_score_check_passed",
+                f'namespace="{NS}",job="other",pod="other-5d9f8b7c6-x2k4p"',
+                "_ 0x20",
+            ),
+        ],
+        {"pod": POD},
+    ),
     "RerankerPrefixReuseLow": (
         [
             _series("reranker_documents_per_request_sum", SRV, "0+600x20"),

@@ -235,6 +235,7 @@ def test_alerts_carry_the_spec_thresholds(settings: dict[str, Any], expected: di
         "RerankerQueueTimeHigh",
         "RerankerPodCrashLooping",
         "RerankerGPUMemoryHigh",
+        "RerankerScoreCheckFailing",
     }
     for alert, value in expected.items():
         if alert != "for":

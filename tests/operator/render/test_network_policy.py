@@ -13,6 +13,7 @@ import kubernetes_validate
 import pytest
 
 from render_helpers import FULL_SPEC, KEDA_SPEC, example_crs, make_cr
+from reranker_operator.api.constants import OPERATOR_NAMESPACE, OPERATOR_POD_LABELS
 from reranker_operator.api.spec import InvalidSpecError, parse_spec
 from reranker_operator.render.manifests import render_children
 
@@ -118,6 +119,10 @@ def test_callers_and_the_scraper_reach_their_ports_and_nobody_else(name: str) ->
         assert not admits(policy, scraper, api)
         assert not admits(policy, same_ns, metrics)
     assert not admits(policy, same_ns, 9999)
+    # the operator reads each pod's score check on the server port, from deploy/'s namespace
+    operator = Pod(OPERATOR_NAMESPACE, dict(OPERATOR_POD_LABELS))
+    assert admits(policy, operator, api)
+    assert not admits(policy, Pod(OPERATOR_NAMESPACE, {"app": "other"}), api)
     service = kids[f"Service/{make_cr(spec)['metadata']['name']}"]
     for port in service["spec"]["ports"]:
         target = port["targetPort"]

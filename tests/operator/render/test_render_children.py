@@ -207,6 +207,14 @@ def test_deployment_content() -> None:
     assert ps["volumes"] == [
         {"name": "model-cache", "persistentVolumeClaim": {"claimName": "demo-model-cache"}},
         {"name": "tmp", "emptyDir": {}},
+        {  # the score record for parity, absent until a revision was Ready
+            "name": "score-record",
+            "configMap": {
+                "name": "demo-score-record",
+                "items": [{"key": "record.json", "path": "record.json"}],
+                "optional": True,
+            },
+        },
     ]
     (c,) = ps["containers"]
     assert c["image"] == "registry.example.com/rr:1.2.3" and c["imagePullPolicy"] == "Always"
@@ -219,7 +227,11 @@ def test_deployment_content() -> None:
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert {m["mountPath"] for m in c["volumeMounts"]} == {"/models-cache", "/tmp"}
+    assert {m["mountPath"] for m in c["volumeMounts"]} == {
+        "/models-cache",
+        "/tmp",
+        "/etc/reranker/score-record",
+    }
     assert c["resources"] == {
         "requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "2"},
         "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "2"},
@@ -255,6 +267,11 @@ def test_deployment_content() -> None:
         "HF_HUB_OFFLINE": "1",
         "MAX_SEQUENCE_LENGTH": "4096",
         "DEFAULT_INSTRUCTION": "Find passages",
+        "SCORE_CHECK": "on",
+        "SCORE_CHECK_BUILTINS": "finite,spread,consistent,relevance",
+        "SERVER_IMAGE": "registry.example.com/rr:1.2.3",
+        "SCORING_ENGINE": "transformers",
+        "SCORE_RECORD_FILE": "/etc/reranker/score-record/record.json",
         "API_KEY": {"secretKeyRef": {"name": "api", "key": "api-key"}},
         "EXTRA": "1",
         "FROM_SECRET": {"secretKeyRef": {"name": "s", "key": "k"}},
@@ -275,7 +292,7 @@ def test_deployment_content() -> None:
     } in init["env"]
     assert "nvidia.com/gpu" not in init["resources"]["limits"]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
-    assert init["volumeMounts"] == c["volumeMounts"]
+    assert init["volumeMounts"] == c["volumeMounts"][:2]  # the model cache and /tmp
 
 
 def test_cpu_minimal_deployment() -> None:

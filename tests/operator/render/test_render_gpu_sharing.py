@@ -33,6 +33,11 @@ def server(children: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return pod_of(children)["containers"][0]
 
 
+def vllm_of(children: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The container running `vllm serve` (behind the front or bare)."""
+    return next(c for c in pod_of(children)["containers"] if c.get("command") == ["vllm", "serve"])
+
+
 def device_env(children: dict[str, dict[str, Any]]) -> str:
     return next(e["value"] for e in server(children)["env"] if e["name"] == "DEVICE")
 
@@ -157,8 +162,8 @@ def test_vllm_on_a_shared_gpu_is_told_its_share_of_the_memory() -> None:
         kids({"sharedGpu": {}}, engine="vllm")
     assert err.value.field == "vllm.gpuMemoryUtilization", err.value
     children = kids({"sharedGpu": {}}, engine="vllm", vllm={"gpuMemoryUtilization": 0.2})
-    assert "--gpu-memory-utilization=0.2" in server(children)["args"]
-    assert "--gpu-memory-utilization=0.9" in server(kids({"gpus": 1}, engine="vllm"))["args"]
+    assert "--gpu-memory-utilization=0.2" in vllm_of(children)["args"]
+    assert "--gpu-memory-utilization=0.9" in vllm_of(kids({"gpus": 1}, engine="vllm"))["args"]
 
 
 def test_the_examples_ask_for_a_mig_slice_and_a_dra_claim() -> None:

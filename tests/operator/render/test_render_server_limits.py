@@ -59,13 +59,20 @@ def test_defaults_are_the_servers_defaults() -> None:
 
 
 def test_vllm_accepts_and_ignores_them() -> None:
-    """Like maxClientBatchSize: vLLM has no such limits, so nothing of them is rendered."""
+    """Like maxClientBatchSize: bare vLLM has no such limits, so nothing of them is rendered;
+    behind the front they are the front's."""
     spec = copy.deepcopy(VLLM_SPEC)
     limits = _limits_spec()["server"]
     spec["server"] = {**spec.get("server", {}), **limits}
+    spec["vllm"] = {**spec["vllm"], "front": False}
     rendered = str(render_children(make_cr(spec)))
     for _, _, variable in ALL:
         assert str(variable) not in rendered
+    spec["vllm"]["front"] = True
+    [deployment] = [c for c in render_children(make_cr(spec)) if c["kind"] == "Deployment"]
+    front = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"] for e in front["env"]}
+    assert {str(variable) for _, _, variable in ALL} <= env
 
 
 BAD = [

@@ -42,15 +42,25 @@ def with_times(
     return out
 
 
-ENGINES = {"transformers": SERVER_SPEC, "vllm": VLLM_SPEC}
+ENGINES = {
+    "transformers": SERVER_SPEC,
+    "vllm": VLLM_SPEC,  # behind the front
+    "vllm-bare": {**VLLM_SPEC, "vllm": {**VLLM_SPEC["vllm"], "front": False}},
+}
+
+
+def vllm_of(p: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in p["containers"] if c.get("command") == ["vllm", "serve"])
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_defaults_sleep_15_s_and_cover_drain_and_longest_request(engine: str) -> None:
     p = pod(ENGINES[engine])
-    [container] = p["containers"]
+    container = p["containers"][0]  # the serving container: the Service's
     assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": 15}}}
     assert p["terminationGracePeriodSeconds"] == 15 + 5 + 60 + 5  # preStop, drain, request, margin
+    if engine == "vllm":  # vLLM outlives its front: preStop, drain, the longest request
+        assert vllm_of(p)["lifecycle"] == {"preStop": {"sleep": {"seconds": 15 + 5 + 60}}}
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
@@ -59,15 +69,18 @@ def test_grace_period_from_the_spec(engine: str, pre_stop: int, drain: int, time
     spec = with_times(ENGINES[engine], pre_stop, drain, timeout)
     dep = deployment(spec)
     p = dep["spec"]["template"]["spec"]
-    [container] = p["containers"]
+    container = p["containers"][0]
     assert p["terminationGracePeriodSeconds"] == pre_stop + drain + timeout + 5
     if pre_stop:
         assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": pre_stop}}}
     else:
         assert "lifecycle" not in container  # no hook at all rather than a 0 s sleep
+    if engine != "transformers":
+        assert f"--shutdown-timeout={timeout}" in vllm_of(p)["args"]
     if engine == "vllm":
-        assert f"--shutdown-timeout={timeout}" in container["args"]
-    else:
+        outlive = pre_stop + drain + timeout
+        assert vllm_of(p)["lifecycle"] == {"preStop": {"sleep": {"seconds": outlive}}}
+    if engine != "vllm-bare":
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert (env["DRAIN_SECONDS"], env["REQUEST_TIMEOUT_SECONDS"]) == (str(drain), str(timeout))
     for version in ("1.30", "1.37"):  # sleep is a 1.30 LifecycleHandler field

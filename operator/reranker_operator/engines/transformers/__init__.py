@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from reranker_contract import ADAPTER_RULES, HpaMetric
 from reranker_operator.engines.base import AlertRule, Engine, MakeAlert, Panel
-from reranker_operator.engines.transformers.container import server_container
+from reranker_operator.engines.transformers.container import ENGINE_NAME, server_container
 from reranker_operator.engines.transformers.monitoring import server_alerts, server_panels
 
 if TYPE_CHECKING:
@@ -18,15 +18,16 @@ if TYPE_CHECKING:
 class TransformersEngine(Engine):
     """The bundled server: every rerank API shape, its own metrics port, all spec features."""
 
-    name = "transformers"
+    name = ENGINE_NAME
     summary = (
         "the bundled server (every rerank API shape, shared-prefix batching, auth, playground)"
     )
+    score_check = True
     adapter_rules = ADAPTER_RULES
     queued_pairs_metric = HpaMetric.QUEUED_PAIRS
 
     def serving_container(self, svc: ParsedService) -> ServingContainer:
-        return server_container(svc.spec)
+        return server_container(svc.name, svc.spec)
 
     def metrics_port(self, spec: RerankerServiceSpec) -> int | None:
         return spec.server.metrics_port

@@ -3,10 +3,12 @@ probes and the auth mounts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from reranker_contract import (
     API_KEYS_DIR,
+    DEFAULTS,
     JWKS_DIR,
     LIVENESS_PATH,
     METRICS_PORT_NAME,
@@ -24,18 +26,37 @@ from reranker_operator.render.containers import (
     ServingContainer,
     base_mounts,
     bundled_image,
+    merge_env,
     pre_stop,
     resources,
     user_env,
     user_env_from,
 )
+from reranker_operator.render.score_check import score_check_wiring
 
 if TYPE_CHECKING:
     from reranker_operator.api.spec import RerankerServiceSpec
 
+ENGINE_NAME = "transformers"
+STARTUP_FAILURES = 60  # x 10 s: loading the model after the download
 
-def server_container(spec: RerankerServiceSpec) -> ServingContainer:
-    """The bundled server's container and the volumes only it needs."""
+
+@dataclass(frozen=True)
+class FrontOf:
+    """The bundled server as the front of an engine process in the same pod: it scores through
+    `url` and loads no weights (no GPU; the model cache read-only, for the tokenizer)."""
+
+    engine: str  # the engine that scores (the score check's SCORING_ENGINE)
+    url: str  # ENGINE_URL
+    resources: JsonObject  # the front's own requests and limits
+    startup_failures: int  # x 10 s: the front is ready once the engine is and its check passed
+
+
+def server_container(
+    instance: str, spec: RerankerServiceSpec, front_of: FrontOf | None = None
+) -> ServingContainer:
+    """The bundled server's container for the RerankerService `instance`, and the volumes only
+    it needs; with `front_of`, as the front of that engine."""
     ports: list[JsonObject] = [{"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}]
     if spec.server.metrics_port is not None:
         ports.append(
@@ -45,7 +66,12 @@ def server_container(spec: RerankerServiceSpec) -> ServingContainer:
                 "protocol": "TCP",
             }
         )
-    mounts, volumes = base_mounts(), []
+    mounts: list[JsonObject] = base_mounts()
+    volumes: list[JsonObject] = []
+    if front_of is not None:  # the front reads the tokenizer files only
+        mounts = [
+            {**m, "readOnly": True} if m["mountPath"] == MODEL_CACHE_PATH else m for m in mounts
+        ]
     auth = spec.server.auth
     if auth.api_keys_secret is not None:  # a directory, so updates arrive without a restart
         mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
@@ -59,16 +85,30 @@ def server_container(spec: RerankerServiceSpec) -> ServingContainer:
             else {"configMap": {"name": jwks.config_map_name}}
         )
         volumes.append({"name": "jwks", **source})
+    image = bundled_image(spec)
+    scoring = ENGINE_NAME if front_of is None else front_of.engine
+    check = score_check_wiring(instance, spec.score_check, image=image, engine=scoring)
+    mounts += check.mounts
+    volumes += check.volumes
+    env = server_env(spec) + [{"name": str(name), "value": value} for name, value in check.env]
+    if front_of is not None:
+        front_env = [(Env.DEVICE, "cpu"), (Env.ENGINE_URL, front_of.url)]
+        env = merge_env(env, [{"name": str(name), "value": value} for name, value in front_env])
     container = ContainerParams(
-        image=bundled_image(spec),
+        image=image,
         pull_policy=spec.image.pull_policy,
         command=None,
         args=None,
         ports=ports,
-        env=user_env(spec, server_env(spec)),
+        env=user_env(spec, env),
         env_from=user_env_from(spec),
-        resources=resources(spec, gpus=True),
-        probes=ProbeParams(READY_PATH, LIVENESS_PATH, PORT_NAME, startup_failures=60),
+        resources=resources(spec, gpus=True) if front_of is None else front_of.resources,
+        probes=ProbeParams(
+            READY_PATH,
+            LIVENESS_PATH,
+            PORT_NAME,
+            startup_failures=STARTUP_FAILURES if front_of is None else front_of.startup_failures,
+        ),
         mounts=mounts,
         lifecycle=pre_stop(spec),
     )
@@ -117,6 +157,14 @@ def server_env(spec: RerankerServiceSpec) -> list[JsonObject]:
         values.append((Env.DEFAULT_INSTRUCTION, m.instruction))
     if s.metrics_port is not None:
         values.append((Env.METRICS_PORT, str(s.metrics_port)))
+    # long documents: the server's defaults unless the resource changes them (renders unchanged)
+    for name, value, default in (
+        (Env.LONG_DOCUMENTS, s.long_documents, DEFAULTS.long_documents),
+        (Env.CHUNK_OVERLAP_TOKENS, s.chunk_overlap_tokens, DEFAULTS.chunk_overlap_tokens),
+        (Env.MAX_CHUNKS_PER_DOCUMENT, s.max_chunks_per_document, DEFAULTS.max_chunks_per_document),
+    ):
+        if value != default:
+            values.append((name, str(value)))
     if auth.api_keys_secret is not None:
         values.append((Env.API_KEYS_FILE, API_KEYS_DIR))
     if auth.jwt is not None:

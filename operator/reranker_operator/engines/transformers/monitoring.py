@@ -90,6 +90,15 @@ def server_alerts(
             f"'s memory (threshold {_num(spec.gpu_memory_ratio * 100)}%): lower "
             "server.maxBatchTokens, use float16/bfloat16 or quantization, or a larger GPU.",
         ),
+        rule(
+            "RerankerScoreCheckFailing",
+            f"min by (pod) ({Metric.SCORE_CHECK_PASSED}{sel}) == 0",
+            "warning",
+            f"{who}: a pod's score check failed",
+            "Pod {{ $labels.pod }} scored its probes wrong, so it stays not-ready and its rollout "
+            "is held (the old pods keep serving): see the RerankerService's status and events "
+            "for the probe that failed and what the pod scored.",
+        ),
     ]
     if prefix_reuse:
         scored = _rate(f"{Metric.DOCUMENTS_PER_REQUEST}_sum", sel)
@@ -230,6 +239,13 @@ def server_panels(name: str, namespace: str) -> list[Panel]:
                     "{{pod}} gpu {{gpu_id}} allocated by tensors",
                 ),
             ],
+        ),
+        (
+            "Score check",
+            "short",
+            "Per pod, its score check before Ready: 1 passed, 0 failed (the pod stays not-ready "
+            "and the rollout holds; the RerankerService's status names the probe).",
+            [(f"max by (pod) ({Metric.SCORE_CHECK_PASSED}{sel})", "{{pod}}")],
         ),
         (
             "Refused requests/s",

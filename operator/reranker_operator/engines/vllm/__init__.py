@@ -1,6 +1,7 @@
 """`engine: vllm`: vLLM's OpenAI server with the pooling runner. Its facts (facts.py), settings
 (spec.vllm, settings.py), spec checks, the `vllm serve` container and its flags, the score
-template and its ConfigMap, and the alerts and panels in vLLM's series."""
+template and its ConfigMap, and the alerts and panels in vLLM's series. This Engine is bare
+vLLM (spec.vllm.front false); with the front, `serving` gives front.py's."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from reranker_operator.engines.vllm.checks import VLLM_CHECKS
 from reranker_operator.engines.vllm.container import vllm_container, vllm_template_params
 from reranker_operator.engines.vllm.facts import ENGINE_NAME, VLLM_ADAPTER_RULES, VLLM_WAITING
 from reranker_operator.engines.vllm.flags import owned_flag_problems, unknown_flag_problems
+from reranker_operator.engines.vllm.front import FRONTED
 from reranker_operator.engines.vllm.monitoring import vllm_alerts, vllm_panels
 from reranker_operator.render.apis import CONFIG_MAP, Child
 
@@ -37,6 +39,9 @@ class VllmEngine(Engine):
         yield from owned_flag_problems(spec.vllm.extra_args, field)
         if spec.vllm.runs_pinned_image():  # another vLLM release has other flags
             yield from unknown_flag_problems(spec.vllm.extra_args, field)
+
+    def serving(self, spec: RerankerServiceSpec) -> Engine:
+        return FRONTED if spec.vllm.front else self  # our server in front of vLLM, or bare
 
     def serving_container(self, svc: ParsedService) -> ServingContainer:
         return vllm_container(svc)

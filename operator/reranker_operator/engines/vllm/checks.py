@@ -1,11 +1,15 @@
 """What a RerankerService with `engine: vllm` must satisfy: GPUs, none of the bundled server's
-own features, and vLLM settings that agree with the rest of the spec. Each check becomes a rule
+model-loading options, none of its request features when vLLM runs bare (vllm.front false; the
+front has them all), and vLLM settings that agree with the rest of the spec. Each check becomes a rule
 of the spec (its CEL guarded by the engine; reranker_operator.engines.base.Engine.rules)."""
 
 from __future__ import annotations
 
 from reranker_operator.api.cel_terms import AUTOSCALING, CUDA, GPU
 from reranker_operator.engines.base import CheckPlace, EngineCheck
+
+# vLLM without our server in front (vllm.front false; the default is true)
+BARE = "(has(self.vllm) && has(self.vllm.front) && !self.vllm.front)"
 
 VLLM_CHECKS: tuple[EngineCheck, ...] = (
     EngineCheck(
@@ -29,10 +33,10 @@ VLLM_CHECKS: tuple[EngineCheck, ...] = (
     ),
     EngineCheck(
         CheckPlace.FEATURES,
-        "!has(self.server) || !has(self.server.scoreCache)"
+        f"!{BARE} || !has(self.server) || !has(self.server.scoreCache)"
         " || !has(self.server.scoreCache.enabled) || !self.server.scoreCache.enabled",
-        "server.scoreCache is the bundled server's (engine transformers); vLLM has no score cache",
-        lambda s: not s.server.score_cache.enabled,
+        "server.scoreCache needs the front (vllm.front true): bare vLLM has no score cache",
+        lambda s: s.vllm.front or not s.server.score_cache.enabled,
         field_path=".server.scoreCache.enabled",
     ),
     EngineCheck(
@@ -84,13 +88,14 @@ VLLM_CHECKS: tuple[EngineCheck, ...] = (
     ),
     EngineCheck(
         CheckPlace.SETTINGS,
-        f"!{AUTOSCALING} || !(has(self.autoscaling.queuedTokensPerPod)"
+        f"!{BARE} || !{AUTOSCALING} || !(has(self.autoscaling.queuedTokensPerPod)"
         " || has(self.autoscaling.requestsPerSecond) || has(self.autoscaling.p95LatencySeconds))",
-        "engine vllm scales on queuedPairsPerPod (vLLM's waiting requests) or CPU/memory; "
-        "queuedTokensPerPod, requestsPerSecond and p95LatencySeconds read the bundled "
-        "server's metrics",
+        "bare vLLM (vllm.front false) scales on queuedPairsPerPod (vLLM's waiting requests) or "
+        "CPU/memory; queuedTokensPerPod, requestsPerSecond and p95LatencySeconds read the "
+        "front's metrics",
         lambda s: (
-            not s.autoscaling.enabled
+            s.vllm.front
+            or not s.autoscaling.enabled
             or (
                 s.autoscaling.queued_tokens_per_pod is None
                 and s.autoscaling.requests_per_second is None
@@ -101,21 +106,33 @@ VLLM_CHECKS: tuple[EngineCheck, ...] = (
     ),
     EngineCheck(
         CheckPlace.SETTINGS,
-        "!has(self.server) || !has(self.server.auth)"
+        f"!{BARE} || !has(self.server) || !has(self.server.auth)"
         " || (!has(self.server.auth.apiKeysSecret) && !has(self.server.auth.jwt)"
         " && (!has(self.server.auth.rateLimit) || ("
         "(!has(self.server.auth.rateLimit.requestsPerMinute)"
         " || self.server.auth.rateLimit.requestsPerMinute == 0)"
         " && (!has(self.server.auth.rateLimit.pairsPerMinute)"
         " || self.server.auth.rateLimit.pairsPerMinute == 0))))",
-        "engine vllm takes one API key (server.apiKeySecret); several keys, JWT and rate "
-        "limits are the bundled server's",
+        "bare vLLM (vllm.front false) takes one API key (server.apiKeySecret); several keys, "
+        "JWT and rate limits need the front",
         lambda s: (
-            s.server.auth.api_keys_secret is None
-            and s.server.auth.jwt is None
-            and s.server.auth.rate_limit.requests_per_minute == 0
-            and s.server.auth.rate_limit.pairs_per_minute == 0
+            s.vllm.front
+            or (
+                s.server.auth.api_keys_secret is None
+                and s.server.auth.jwt is None
+                and s.server.auth.rate_limit.requests_per_minute == 0
+                and s.server.auth.rate_limit.pairs_per_minute == 0
+            )
         ),
         field_path=".server.auth",
+    ),
+    EngineCheck(
+        CheckPlace.FEATURES,
+        f"!{BARE} || !has(self.server) || !has(self.server.longDocuments)"
+        " || self.server.longDocuments == 'truncate'",
+        "server.longDocuments chunk needs the front (vllm.front true): bare vLLM refuses a "
+        "document longer than its max length",
+        lambda s: s.vllm.front or s.server.long_documents == "truncate",
+        field_path=".server.longDocuments",
     ),
 )

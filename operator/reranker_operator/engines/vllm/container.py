@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from reranker_contract import PORT_NAME
+from reranker_contract import CONTAINER_NAME, PORT_NAME
 from reranker_operator.engines.vllm import serve
 from reranker_operator.engines.vllm.facts import (
     ENGINE_NAME,
+    VLLM_CONTAINER_NAME,
     VLLM_HEALTH_PATH,
-    VLLM_PORT,
+    VLLM_PORT_NAME,
     VLLM_TEMPLATE_DIR,
     VLLM_TEMPLATE_FILE,
 )
@@ -29,7 +30,12 @@ from reranker_operator.render.containers import (
 from reranker_operator.render.labels import object_meta
 
 if TYPE_CHECKING:
+    from reranker_operator.api.spec import RerankerServiceSpec
     from reranker_operator.render.service import ParsedService
+
+
+# x 10 s: loading (and compiling CUDA graphs for) a large model takes minutes: 15 min budget
+VLLM_STARTUP_FAILURES = 90
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,12 @@ def vllm_template_config_map_name(instance: str) -> str:
 
 def vllm_container(svc: ParsedService) -> ServingContainer:
     """vLLM's container and the volumes only it needs: shared memory for tensor parallelism
-    and, for Qwen3 models, the score template."""
+    and, for Qwen3 models, the score template. Bare (vllm.front false) it is the serving
+    container; behind the front it is its own container on its own port, with no readiness
+    probe (the front's readiness waits for it)."""
     spec = svc.spec
+    fronted = spec.vllm.front
+    port_name = VLLM_PORT_NAME if fronted else PORT_NAME
     mounts = [*base_mounts(), {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[JsonObject] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     if serve.score_template(spec) is not None:
@@ -63,16 +73,30 @@ def vllm_container(svc: ParsedService) -> ServingContainer:
         pull_policy=spec.vllm.image.pull_policy,
         command=["vllm", "serve"],
         args=serve.serve_args(spec),
-        ports=[{"name": PORT_NAME, "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        ports=[{"name": port_name, "containerPort": serve.listen_port(spec), "protocol": "TCP"}],
         env=user_env(spec, serve.serve_env(spec)),
         env_from=user_env_from(spec),
         resources=resources(spec, gpus=True),
-        # loading (and compiling CUDA graphs for) a large model takes minutes: 15 min budget
-        probes=ProbeParams(VLLM_HEALTH_PATH, VLLM_HEALTH_PATH, PORT_NAME, startup_failures=90),
+        probes=ProbeParams(
+            None if fronted else VLLM_HEALTH_PATH,
+            VLLM_HEALTH_PATH,
+            port_name,
+            startup_failures=VLLM_STARTUP_FAILURES,
+        ),
         mounts=mounts,
-        lifecycle=pre_stop(spec),
+        lifecycle=_front_outlived(spec) if fronted else pre_stop(spec),
+        name=VLLM_CONTAINER_NAME if fronted else CONTAINER_NAME,
     )
     return ServingContainer(container, volumes)
+
+
+def _front_outlived(spec: RerankerServiceSpec) -> JsonObject:
+    """Behind the front, vLLM's preStop sleeps until the front is done (its preStop, its drain,
+    then its longest request), so nothing the front still sends finds vLLM stopping; the grace
+    period (api.termination) covers that and a margin."""
+    t = spec.termination
+    seconds = t.pre_stop_seconds + t.drain_seconds + spec.server.request_timeout_seconds
+    return {"preStop": {"sleep": {"seconds": seconds}}}
 
 
 def vllm_template_params(svc: ParsedService) -> TemplateConfigMapParams | None:

@@ -39,7 +39,12 @@ VLLM_OWNED_FLAGS = (
     "--config",
     "--shutdown-timeout",  # spec.server.requestTimeoutSeconds: in-flight requests drain
 )
-VLLM_PORT = PORT  # vLLM listens on the same port as the bundled server: one Service for both
+VLLM_PORT = PORT  # bare vLLM (vllm.front false) listens where the bundled server would
+# behind our front (vllm.front, the default) vLLM listens here, in its own container: the front
+# calls it over localhost and Prometheus scrapes its /metrics; the Service never exposes it
+VLLM_FRONTED_PORT = 8001
+VLLM_PORT_NAME = "vllm"  # that container port's name (its probes, the ServiceMonitor endpoint)
+VLLM_CONTAINER_NAME = "vllm"  # vLLM's container behind the front (the front is CONTAINER_NAME)
 VLLM_HEALTH_PATH = "/health"  # 200 once the engine is up (startup, readiness, liveness probes)
 VLLM_TEMPLATE_DIR = "/etc/reranker/vllm"  # the score template ConfigMap's mount
 VLLM_TEMPLATE_FILE = "score-template.jinja"

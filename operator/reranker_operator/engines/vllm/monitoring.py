@@ -60,15 +60,7 @@ def vllm_alerts(
             f"over the last {RATE_WINDOW} (threshold {num(spec.queue_time_p95_seconds)}s): "
             "add replicas (autoscaling on queuedPairsPerPod) or raise vllm.maxNumSeqs.",
         ),
-        rule(
-            "RerankerKVCacheFull",
-            f"max by (pod) ({V.KV_CACHE_USAGE}{sel}) > {num(spec.kv_cache_usage_ratio)}",
-            "warning",
-            f"{who}: KV cache nearly full",
-            "{{ $labels.pod }} uses {{ $value | humanizePercentage }} of its KV cache "
-            f"(threshold {num(spec.kv_cache_usage_ratio * 100)}%): requests queue for memory; "
-            "raise vllm.gpuMemoryUtilization, lower vllm.maxModelLen or add replicas.",
-        ),
+        _kv_cache_full(who, sel, spec, rule),
         rule(
             "RerankerQueueRejections",
             f"sum({rate(V.ADMISSION_REJECTIONS_TOTAL, sel)}) > "
@@ -80,19 +72,46 @@ def vllm_alerts(
         ),
     ]
     if prefix_caching:
-        queries = rate(V.PREFIX_CACHE_QUERIES_TOTAL, sel)
-        rules.append(
-            rule(
-                "RerankerPrefixReuseLow",
-                f"{_hit_ratio(sel)} < {num(spec.prefix_reuse_ratio)} and sum({queries}) > 0",
-                "warning",
-                f"{who}: prefix-cache hit ratio is low",
-                "{{ $value | humanizePercentage }} of prompt tokens hit vLLM's prefix cache over "
-                f"the last {RATE_WINDOW} (threshold {num(spec.prefix_reuse_ratio * 100)}%): "
-                "requests carry few documents each, or the KV cache is too small to keep prefixes.",
-            )
-        )
+        rules.append(_prefix_reuse_low(who, sel, spec, rule))
     return rules
+
+
+def vllm_engine_alerts(
+    name: str, namespace: str, spec: PrometheusRuleSpec, rule: MakeAlert, *, prefix_caching: bool
+) -> list[AlertRule]:
+    """The alerts on vLLM's engine itself (KV cache, prefix cache): with the front too, whose
+    own alerts watch the requests."""
+    who = f"reranker {namespace}/{name} (vLLM)"
+    sel = promql.server(name, namespace)
+    rules = [_kv_cache_full(who, sel, spec, rule)]
+    if prefix_caching:
+        rules.append(_prefix_reuse_low(who, sel, spec, rule))
+    return rules
+
+
+def _kv_cache_full(who: str, sel: str, spec: PrometheusRuleSpec, rule: MakeAlert) -> AlertRule:
+    return rule(
+        "RerankerKVCacheFull",
+        f"max by (pod) ({V.KV_CACHE_USAGE}{sel}) > {num(spec.kv_cache_usage_ratio)}",
+        "warning",
+        f"{who}: KV cache nearly full",
+        "{{ $labels.pod }} uses {{ $value | humanizePercentage }} of its KV cache "
+        f"(threshold {num(spec.kv_cache_usage_ratio * 100)}%): requests queue for memory; "
+        "raise vllm.gpuMemoryUtilization, lower vllm.maxModelLen or add replicas.",
+    )
+
+
+def _prefix_reuse_low(who: str, sel: str, spec: PrometheusRuleSpec, rule: MakeAlert) -> AlertRule:
+    queries = rate(V.PREFIX_CACHE_QUERIES_TOTAL, sel)
+    return rule(
+        "RerankerPrefixReuseLow",
+        f"{_hit_ratio(sel)} < {num(spec.prefix_reuse_ratio)} and sum({queries}) > 0",
+        "warning",
+        f"{who}: prefix-cache hit ratio is low",
+        "{{ $value | humanizePercentage }} of prompt tokens hit vLLM's prefix cache over "
+        f"the last {RATE_WINDOW} (threshold {num(spec.prefix_reuse_ratio * 100)}%): "
+        "requests carry few documents each, or the KV cache is too small to keep prefixes.",
+    )
 
 
 def vllm_panels(name: str, namespace: str) -> list[Panel]:
@@ -144,6 +163,15 @@ def vllm_panels(name: str, namespace: str) -> list[Panel]:
                 (promql.histogram_p(0.95, V.E2E_REQUEST_LATENCY, sel), "p95"),
             ],
         ),
+        *vllm_engine_panels(name, namespace),
+    ]
+
+
+def vllm_engine_panels(name: str, namespace: str) -> list[Panel]:
+    """The panels on vLLM's engine itself (memory, prefix cache, tokens, admission): with the
+    front too, whose own panels show the requests."""
+    sel = promql.server(name, namespace)
+    return [
         (
             "KV-cache usage",
             "percentunit",

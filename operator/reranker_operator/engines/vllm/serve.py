@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from reranker_contract import MODEL_CACHE_PATH, Env, served_model_name
 from reranker_operator.engines.vllm.facts import (
+    VLLM_FRONTED_PORT,
     VLLM_PORT,
     VLLM_QWEN3_OVERRIDES,
     VLLM_TEMPLATE_DIR,
@@ -72,6 +73,16 @@ def prefix_caching(spec: RerankerServiceSpec) -> bool:
     return spec.vllm.enable_prefix_caching and spec.model.is_causal()
 
 
+def listen_port(spec: RerankerServiceSpec) -> int:
+    """Where vLLM listens: behind the front its own port, bare the Service's."""
+    return VLLM_FRONTED_PORT if spec.vllm.front else VLLM_PORT
+
+
+def engine_url(spec: RerankerServiceSpec) -> str:
+    """The front's ENGINE_URL: vLLM in the same pod, over localhost."""
+    return f"http://127.0.0.1:{listen_port(spec)}"
+
+
 def template_path() -> str:
     return f"{VLLM_TEMPLATE_DIR}/{VLLM_TEMPLATE_FILE}"
 
@@ -86,8 +97,10 @@ def serve_args(spec: RerankerServiceSpec) -> list[str]:
         f"--model={m.name}",
         f"--revision={m.revision}",
         f"--served-model-name={served_model_name(m.name, m.served_name)}",
+        # all interfaces even behind the front: Prometheus scrapes vLLM's /metrics on this port
+        # (the NetworkPolicy admits only the scraper to it, and the Service never exposes it)
         "--host=0.0.0.0",
-        f"--port={VLLM_PORT}",
+        f"--port={listen_port(spec)}",
         "--runner=pooling",
         f"--dtype={m.dtype}",
         f"--tensor-parallel-size={size.tensor_parallel}",
@@ -117,7 +130,8 @@ def serve_args(spec: RerankerServiceSpec) -> list[str]:
 
 def serve_env(spec: RerankerServiceSpec) -> list[dict[str, Any]]:
     """The container's environment before the user's `env`: offline from the shared cache,
-    no usage reporting, writable caches under /tmp, the API key from its Secret."""
+    no usage reporting, writable caches under /tmp, the API key from its Secret (bare vLLM:
+    behind the front, the front holds the keys)."""
     env: list[dict[str, Any]] = [
         {"name": str(Env.HF_HOME), "value": MODEL_CACHE_PATH},
         # where `reranker-server download --cache-dir` wrote the snapshot (without it vLLM would
@@ -129,7 +143,7 @@ def serve_env(spec: RerankerServiceSpec) -> list[dict[str, Any]]:
         *({"name": k, "value": val} for k, val in _WRITABLE.items()),
     ]
     key = spec.server.api_key_secret
-    if key is not None:
+    if key is not None and not spec.vllm.front:  # behind the front the front checks keys
         ref = {"name": key.name, "key": key.key}
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": ref}})
     return env

@@ -54,6 +54,14 @@ class VllmSpec(SpecModel):
     (max_tokens_per_doc; docs/engine.md)."""
 
     image: VllmImageSpec = Field(default_factory=VllmImageSpec)
+    front: bool = Field(
+        True,
+        description="Run the bundled server (spec.image) in the pod as vLLM's front: the "
+        "Service, probes, NetworkPolicy and autoscaling target it, it scores through vLLM over "
+        "localhost and serves every API shape, API keys, the playground, long-document "
+        "chunking, the score check and the queued-pairs signal. false keeps bare vLLM as the "
+        "only container, without those (the table in docs/engine.md).",
+    )
     tensor_parallel_size: int | None = Field(
         None,
         ge=1,

@@ -1,0 +1,194 @@
+"""`engine: vllm` with our server in front (spec.vllm.front, the default): both engines render
+one Service, probe and autoscaling shape aimed at the serving container; vLLM sits beside it on
+its own port, outside the Service, scraped for its engine panels; bare vLLM (front false) keeps
+the single-container pod. Every rendered object is valid for Kubernetes 1.30 and 1.37, and
+hostile values stay data."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from test_render_injection import HOSTILE, shape
+
+from render_helpers import make_cr
+from reranker_contract import CONTAINER_NAME, PORT, PORT_NAME, READY_PATH, Env, HpaMetric
+from reranker_operator.api.spec import InvalidSpecError
+from reranker_operator.engines.vllm.facts import (
+    VLLM_CONTAINER_NAME,
+    VLLM_FRONTED_PORT,
+    VLLM_HEALTH_PATH,
+    VLLM_PORT_NAME,
+)
+from reranker_operator.render.manifests import render_children
+
+BASE: dict[str, Any] = {
+    "model": {"name": "Qwen/Qwen3-Reranker-0.6B", "instruction": "Find the passage"},
+    "resources": {"gpus": 1, "requests": {"cpu": "4", "memory": "16Gi"}},
+    "server": {"apiKeySecret": {"name": "keys"}},
+    "autoscaling": {"enabled": True, "maxReplicas": 4},
+    "networkPolicy": {"enabled": True},
+    "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
+    "scoreCheck": {"probes": [{"name": "p", "query": "q", "documents": ["a", "b"]}]},
+}
+VERSIONS = ("1.30", "1.37")
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule", "ScaledObject"}  # not in Kubernetes' schemas
+
+
+def kids(engine: str, front: bool | None = None, **extra: Any) -> dict[str, dict[str, Any]]:
+    spec = {**copy.deepcopy(BASE), "engine": engine, **extra}
+    if front is not None:
+        spec["vllm"] = {**spec.get("vllm", {}), "front": front}
+    return {c["kind"]: c for c in render_children(make_cr(spec)) if c["kind"] != "ConfigMap"} | {
+        f"ConfigMap/{c['metadata']['name']}": c
+        for c in render_children(make_cr(spec))
+        if c["kind"] == "ConfigMap"
+    }
+
+
+def containers(children: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    pod = children["Deployment"]["spec"]["template"]["spec"]
+    return {c["name"]: c for c in pod["containers"]}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_both_engines_render_one_service_probe_and_scaling_shape() -> None:
+    ours, front = kids("transformers"), kids("vllm")
+    for kind in ("Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        if kind in ours:
+            assert front[kind]["spec"] == ours[kind]["spec"], kind
+    metrics = front["HorizontalPodAutoscaler"]["spec"]["metrics"]
+    assert [m["pods"]["metric"]["name"] for m in metrics] == [HpaMetric.QUEUED_PAIRS]
+    serving = next(iter(containers(front).values()))  # the first container serves
+    assert serving["name"] == CONTAINER_NAME
+    probes = ("startupProbe", "readinessProbe", "livenessProbe")
+    served = containers(ours)[CONTAINER_NAME]
+    assert [serving[p]["httpGet"] for p in probes] == [served[p]["httpGet"] for p in probes]
+    assert serving["readinessProbe"]["httpGet"] == {"path": READY_PATH, "port": PORT_NAME}
+    assert serving["ports"] == served["ports"]
+    # the callers reach the same port; the scraper reaches the front's /metrics and vLLM's
+    ingress = front["NetworkPolicy"]["spec"]["ingress"]
+    assert ingress[:2] == ours["NetworkPolicy"]["spec"]["ingress"]
+    assert ingress[2:] == [
+        {"from": ingress[1]["from"], "ports": [{"protocol": "TCP", "port": VLLM_PORT_NAME}]}
+    ]
+    # one set of request alerts, the front's; vLLM's engine alerts besides
+    alerts = [r["alert"] for r in front["PrometheusRule"]["spec"]["groups"][0]["rules"]]
+    assert len(alerts) == len(set(alerts))
+    ours_alerts = [r["alert"] for r in ours["PrometheusRule"]["spec"]["groups"][0]["rules"]]
+    assert set(ours_alerts) - {"RerankerPrefixReuseLow"} <= set(alerts)
+    assert "RerankerKVCacheFull" in alerts
+
+
+def test_vllm_sits_beside_the_front_outside_the_service() -> None:
+    children = kids("vllm")
+    pod = containers(children)
+    assert list(pod) == [CONTAINER_NAME, VLLM_CONTAINER_NAME]
+    front, vllm = pod[CONTAINER_NAME], pod[VLLM_CONTAINER_NAME]
+    assert vllm["command"] == ["vllm", "serve"] and f"--port={VLLM_FRONTED_PORT}" in vllm["args"]
+    assert vllm["ports"] == [
+        {"name": VLLM_PORT_NAME, "containerPort": VLLM_FRONTED_PORT, "protocol": "TCP"}
+    ]
+    service_ports = children["Service"]["spec"]["ports"]
+    assert {p["targetPort"] for p in service_ports} == {PORT_NAME}
+    assert VLLM_FRONTED_PORT not in {p["port"] for p in service_ports}
+    # vLLM keeps its own startup and liveness probes; the front's readiness waits for it
+    assert "readinessProbe" not in vllm
+    for probe in ("startupProbe", "livenessProbe"):
+        assert vllm[probe]["httpGet"] == {"path": VLLM_HEALTH_PATH, "port": VLLM_PORT_NAME}
+    # the GPU and spec.resources are vLLM's; the front asks modest CPU and memory, no GPU
+    assert vllm["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert vllm["resources"]["requests"]["cpu"] == "4"
+    assert "nvidia.com/gpu" not in str(front["resources"])
+    env = env_of(front)
+    assert env[Env.ENGINE_URL] == f"http://127.0.0.1:{VLLM_FRONTED_PORT}"
+    assert env[Env.DEVICE] == "cpu" and env["SCORING_ENGINE"] == "vllm"
+    assert env[Env.DEFAULT_INSTRUCTION] == "Find the passage"
+    assert env[Env.API_KEY]["secretKeyRef"]["name"] == "keys"  # the front checks the key
+    assert "VLLM_API_KEY" not in env_of(vllm)
+    cache = next(m for m in front["volumeMounts"] if m["name"] == "model-cache")
+    assert cache["readOnly"] is True  # the tokenizer only
+    # the score check's probes are mounted in the front, which runs the check through vLLM
+    assert "ConfigMap/demo-score-probes" in children
+    assert {"score-probes", "score-record"} <= {m["name"] for m in front["volumeMounts"]}
+    # one ServiceMonitor: the front on the Service's port, vLLM on its container port
+    endpoints = children["ServiceMonitor"]["spec"]["endpoints"]
+    assert [e.get("port") for e in endpoints] == [PORT_NAME, None]
+    assert endpoints[1]["targetPort"] == VLLM_PORT_NAME
+
+
+def test_front_false_is_bare_vllm() -> None:
+    children = kids("vllm", front=False)
+    [container] = containers(children).values()
+    assert container["name"] == CONTAINER_NAME and container["command"] == ["vllm", "serve"]
+    assert container["ports"][0] == {"name": PORT_NAME, "containerPort": PORT, "protocol": "TCP"}
+    assert "ConfigMap/demo-score-probes" not in children
+    assert [e["port"] for e in children["ServiceMonitor"]["spec"]["endpoints"]] == [PORT_NAME]
+    metrics = children["HorizontalPodAutoscaler"]["spec"]["metrics"]
+    assert [m["pods"]["metric"]["name"] for m in metrics] != [HpaMetric.QUEUED_PAIRS]
+
+
+@pytest.mark.parametrize("front", [True, False])
+def test_every_child_is_valid_kubernetes(front: bool) -> None:
+    for child in render_children(make_cr({**BASE, "engine": "vllm", "vllm": {"front": front}})):
+        if child["kind"] in CRD_KINDS:
+            continue
+        for version in VERSIONS:
+            kubernetes_validate.validate(child, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [("model", "instruction"), ("env", 0, "value"), ("vllm", "extraArgs", 0)],
+    ids=lambda p: ".".join(map(str, p)),
+)
+def test_hostile_values_stay_data(path: tuple[str | int, ...]) -> None:
+    def rendered(value: str) -> list[dict[str, Any]]:
+        spec: dict[str, Any] = {
+            **copy.deepcopy(BASE),
+            "engine": "vllm",
+            "env": [{"name": "USER_SETTING", "value": "v"}],
+            "vllm": {"extraArgs": ["--seed=1"]},
+        }
+        node: Any = spec
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = f"--seed={value}" if path[0] == "vllm" else value
+        return render_children(make_cr(spec))
+
+    benign = rendered("benign")
+    for hostile in HOSTILE:
+        if "\x00" in hostile and path[0] == "vllm":
+            continue  # an argument with NUL is refused (argv cannot carry it), never spliced
+        got = rendered(hostile)
+        assert shape(got) == shape(benign), (path, hostile)
+
+
+def test_the_front_gets_what_the_bundled_server_gets_of_access_and_features() -> None:
+    server = {
+        "auth": {
+            "apiKeysSecret": {"name": "rotating"},
+            "jwt": {"jwks": {"configMapName": "jwks"}, "issuer": "https://issuer.example"},
+            "rateLimit": {"requestsPerMinute": 300, "pairsPerMinute": 9000},
+        },
+        "scoreCache": {"enabled": True},
+        "playground": False,
+        "longDocuments": "chunk",
+    }
+    spec = {**BASE, "server": server}
+    ours = containers(kids("transformers", server=spec["server"]))[CONTAINER_NAME]
+    theirs = containers(kids("vllm", server=spec["server"]))[CONTAINER_NAME]
+    skip = {Env.DEVICE, Env.ENGINE_URL, "SCORING_ENGINE"}  # the front's own
+    assert {k: v for k, v in env_of(theirs).items() if k not in skip} == {
+        k: v for k, v in env_of(ours).items() if k not in skip
+    }
+    front_mounts = {m["name"]: m["mountPath"] for m in theirs["volumeMounts"]}
+    assert {"api-keys", "jwks"} <= set(front_mounts)
+    with pytest.raises(InvalidSpecError) as err:
+        kids("vllm", front=False, server=spec["server"])
+    assert "vllm.front" in str(err.value)
