@@ -7,8 +7,11 @@ ConfigMap), HF_HOME and /tmp. Where vLLM cannot start here, the test skips with 
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from reranker_contract import MODEL_CACHE_PATH
+from reranker_contract import CONTAINER_NAME, MODEL_CACHE_PATH, Env
+from reranker_contract.score_check import SCORE_CHECK_PATH, CheckState
 from reranker_devtools import peers, vllm
 from reranker_devtools.ports import free_port
+from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
 from reranker_operator.engines.vllm.facts import VLLM_TEMPLATE_DIR
 from reranker_operator.render.manifests import render_children
 
@@ -45,21 +50,40 @@ def resource(name: str, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def rendered_container(cr: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The rendered vLLM container and the files of the ConfigMaps it mounts (path -> text)."""
+def _rendered(
+    cr: dict[str, Any], pick: Callable[[dict[str, Any]], bool]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rendered container `pick` selects and the files of the rendered ConfigMaps it mounts
+    (path -> text; a ConfigMap the operator does not render, such as the score record, is
+    absent as in a pod before the operator writes it)."""
     children = render_children(cr)
     deployment = next(c for c in children if c["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
-    container = pod["containers"][0]
+    container = next(c for c in pod["containers"] if pick(c))
     maps = {c["metadata"]["name"]: c for c in children if c["kind"] == "ConfigMap"}
     volumes = {v["name"]: v for v in pod["volumes"]}
     files = {}
     for mount in container["volumeMounts"]:
-        source = volumes[mount["name"]].get("configMap")
-        if source:
-            for key, text in maps[source["name"]]["data"].items():
-                files[f"{mount['mountPath']}/{key}"] = text
+        volume = volumes[mount["name"]]
+        sources = [volume["configMap"]] if "configMap" in volume else []
+        sources += [s["configMap"] for s in volume.get("projected", {}).get("sources", [])]
+        for source in sources:
+            data = maps.get(source["name"], {}).get("data", {})
+            items = source.get("items") or [{"key": k, "path": k} for k in data]
+            for item in items:
+                if item["key"] in data:
+                    files[f"{mount['mountPath']}/{item['path']}"] = data[item["key"]]
     return container, files
+
+
+def rendered_container(cr: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rendered vLLM container (behind the front or bare) and the files it mounts."""
+    return _rendered(cr, lambda c: c.get("command") == ["vllm", "serve"])
+
+
+def rendered_front(cr: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The rendered front (our server in front of vLLM) and the files it mounts."""
+    return _rendered(cr, lambda c: c["name"] == CONTAINER_NAME and "command" not in c)
 
 
 def _swap(value: str, places: dict[str, str]) -> str:
@@ -67,6 +91,13 @@ def _swap(value: str, places: dict[str, str]) -> str:
         if value == old or value.startswith(old + "/"):
             return new + value[len(old) :]
     return value
+
+
+def _write_files(files: dict[str, str], places: dict[str, str]) -> None:
+    for path, text in files.items():
+        local = Path(_swap(path, places))
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(text)
 
 
 def local_command(
@@ -81,10 +112,7 @@ def local_command(
         VLLM_TEMPLATE_DIR: str(work / "template"),
         "/tmp": str(work / "tmp"),
     }
-    for path, text in files.items():
-        local = Path(_swap(path, places))
-        local.parent.mkdir(parents=True, exist_ok=True)
-        local.write_text(text)
+    _write_files(files, places)
     args = []
     for arg in container["args"]:
         flag, eq, value = arg.partition("=")
@@ -111,6 +139,75 @@ def rendered_vllm(cr: dict[str, Any], model_dir: Path, work: Path) -> Iterator[p
             yield server
     except peers.PeerUnavailable as exc:
         pytest.skip(f"vLLM cannot run here: {exc}")
+
+
+def local_front_env(
+    cr: dict[str, Any],
+    model_dir: Path,
+    work: Path,
+    *,
+    engine_url: str,
+    port: int,
+    secrets: dict[str, str],
+) -> dict[str, str]:
+    """The rendered front's env with this machine's places: the model, the cache and the
+    mounted probe files under `work`, vLLM at `engine_url`, listening on 127.0.0.1:`port`, and
+    each Secret reference's value from `secrets` (by Secret name)."""
+    container, files = rendered_front(cr)
+    mounts = [m["mountPath"] for m in container["volumeMounts"]]
+    places = {
+        LOCAL_MODEL: str(model_dir),
+        MODEL_CACHE_PATH: str(work / "cache"),
+        "/tmp": str(work / "tmp"),
+        **{path: str(work / "mounts" / path.strip("/")) for path in mounts},
+    }
+    _write_files(files, places)
+    env = {}
+    for e in container["env"]:
+        if "value" in e:
+            value = e["value"]
+            env[e["name"]] = (
+                ",".join(_swap(v, places) for v in value.split(","))
+                if (value.startswith("/"))
+                else value
+            )
+        else:
+            env[e["name"]] = secrets[e["valueFrom"]["secretKeyRef"]["name"]]
+    assert env[Env.ENGINE_URL].startswith("http://127.0.0.1:"), env[Env.ENGINE_URL]
+    env.update(
+        {str(Env.ENGINE_URL): engine_url, str(Env.PORT): str(port), str(Env.HOST): "127.0.0.1"}
+    )
+    return env
+
+
+@contextmanager
+def rendered_front_server(
+    cr: dict[str, Any],
+    model_dir: Path,
+    work: Path,
+    *,
+    engine_url: str,
+    secrets: dict[str, str],
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[peers.PeerServer]:
+    """Our server started as the rendered front container runs it, in front of `engine_url`;
+    up once its readiness probe's path answers."""
+    container, _ = rendered_front(cr)
+    port = free_port()
+    env = local_front_env(cr, model_dir, work, engine_url=engine_url, port=port, secrets=secrets)
+    env.update(extra_env or {})
+    ready = container["readinessProbe"]["httpGet"]["path"]
+    argv = [sys.executable, "-m", "reranker_server.cli", "serve"]
+    with peers.start(
+        argv,
+        name="front",
+        port=port,
+        health_path=ready,
+        log_path=work / "front.log",
+        env=env,
+        timeout_s=180,
+    ) as server:
+        yield server
 
 
 def rerank(
@@ -158,3 +255,69 @@ DOCUMENTS = [
     "Retrieval augmented generation puts the best passages into the prompt of a language model.",
     'Unicode test: naïve café — 東京 — emoji 🙂 and a "quoted" \\ backslash.',
 ]
+
+
+def bundled_record(model_dir: Path, work: Path) -> Path:
+    """The score record the operator writes (its own code) from a Ready pod of our bundled
+    engine on `model_dir` (float32, max length 1024, the built-ins random weights pass)."""
+    from reranker_operator.controller.score_gate import record_from
+    from server_helpers import running_client, settings_for
+
+    for client in running_client(settings_for(model_dir, max_sequence_length=1024)):
+        report = client.get(SCORE_CHECK_PATH).json()
+    assert report["state"] == CheckState.PASSED, report
+    assert report["setup"]["engine"] == "transformers"
+    path = work / "record.json"
+    path.write_text(json.dumps(record_from(report, "bundled-0", "2026-12-03T00:00:00Z")))
+    return path
+
+
+def front_env(
+    engine_url: str, model_dir: Path, served: str, port: int, record: Path | None = None
+) -> dict[str, str]:
+    """The env of our server in front of `engine_url` on 127.0.0.1:`port` (float32, max length
+    1024, the built-ins random weights pass), with `record` as its mounted score record."""
+    env = {
+        "MODEL_NAME": str(model_dir),
+        "SERVED_MODEL_NAME": served,
+        "ENGINE_URL": engine_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "MAX_SEQUENCE_LENGTH": "1024",
+        "DTYPE": "float32",
+        "SCORE_CHECK_BUILTINS": UNTRAINED_BUILTINS,
+        "HF_HUB_OFFLINE": "1",
+    }
+    if record is not None:
+        env["SCORE_RECORD_FILE"] = str(record)
+    return env
+
+
+FRONT_ARGV = [sys.executable, "-m", "reranker_server.cli", "serve"]
+
+
+def front_report(
+    engine_url: str, model_dir: Path, served: str, record: Path, log: Path, wait_s: float = 240.0
+) -> tuple[int, dict[str, Any]]:
+    """Our server in front of `engine_url` with `record` as its mounted score record; once its
+    check has an outcome: (/ready's status, the report)."""
+    port = free_port()
+    env = front_env(engine_url, model_dir, served, port, record)
+    # up once /healthz answers (liveness): /ready waits for the check, which may fail
+    with peers.start(
+        FRONT_ARGV,
+        name="front",
+        port=port,
+        health_path="/healthz",
+        log_path=log,
+        env=env,
+        timeout_s=180,
+    ) as server:
+        deadline = time.monotonic() + wait_s
+        report: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            report = httpx.get(f"{server.base_url}{SCORE_CHECK_PATH}", timeout=30).json()
+            if report["state"] in (CheckState.PASSED, CheckState.FAILED):
+                return httpx.get(f"{server.base_url}/ready", timeout=30).status_code, report
+            time.sleep(0.5)
+    raise AssertionError(f"the front's check never finished: {report}")
