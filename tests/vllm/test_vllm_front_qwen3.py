@@ -18,6 +18,7 @@ from vllm_helpers import (
     QUERY,
     bundled_record,
     front_report,
+    qwen3_spec,
     rendered_vllm,
     resource,
 )
@@ -27,17 +28,7 @@ from reranker_devtools import peers
 from reranker_devtools.ports import free_port
 
 SERVED = "qwen3-front"
-SPEC: dict[str, Any] = {
-    "model": {
-        "name": LOCAL_MODEL,
-        "servedName": SERVED,
-        "family": "qwen3-causal",
-        "dtype": "float32",
-        "maxLength": 1024,
-    },
-    "engine": "vllm",
-    "resources": {"gpus": 1},
-}
+SPEC = qwen3_spec(SERVED)
 # about 1,800 tokens of the tiny model's tokenizer: past its 1,024
 LONG = " ".join(f"passage{i % 40} about rerankers and retrieval" for i in range(300))
 TOLERANCE = 1e-6  # one engine's numbers, our sigmoid (float64) over its logit (float32)

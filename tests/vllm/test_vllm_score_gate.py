@@ -19,6 +19,7 @@ from vllm_helpers import (
     front_env,
     front_report,
     local_command,
+    qwen3_spec,
     resource,
 )
 
@@ -27,17 +28,7 @@ from reranker_devtools import peers, vllm
 from reranker_devtools.ports import free_port
 
 SERVED = "qwen3-gate"
-SPEC: dict[str, Any] = {
-    "model": {
-        "name": LOCAL_MODEL,
-        "servedName": SERVED,
-        "family": "qwen3-causal",
-        "dtype": "float32",
-        "maxLength": 1024,
-    },
-    "engine": "vllm",
-    "resources": {"gpus": 1},
-}
+SPEC = qwen3_spec(SERVED)
 
 
 @pytest.fixture(scope="module")

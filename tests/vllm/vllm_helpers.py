@@ -321,3 +321,20 @@ def front_report(
                 return httpx.get(f"{server.base_url}/ready", timeout=30).status_code, report
             time.sleep(0.5)
     raise AssertionError(f"the front's check never finished: {report}")
+
+
+def qwen3_spec(served: str, **model: Any) -> dict[str, Any]:
+    """The spec of a Qwen3 yes/no reranker on engine vllm, at LOCAL_MODEL (float32, max length
+    1024 unless `model` says otherwise)."""
+    return {
+        "model": {
+            "name": LOCAL_MODEL,
+            "servedName": served,
+            "family": "qwen3-causal",
+            "dtype": "float32",
+            "maxLength": 1024,
+            **model,
+        },
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+    }
