@@ -64,8 +64,11 @@ class ScoreChange(StrEnum):
     """What differs between the recorded revision and this pod when model and revision do not:
     each kind has its own parity tolerance (the largest of the kinds that changed applies)."""
 
-    NONE = "none"  # a restart, a rescheduled pod, a replica more
+    NONE = "none"  # a restart, a rescheduled pod, a replica more on the same processor model
     IMAGE = "image"
+    # another processor model (a node pool of another GPU or CPU): other kernels, another
+    # reduction order; compared only where the pod knows its processor (not behind vLLM)
+    DEVICE = "device"
     ENGINE = "engine"
     ATTENTION = "attention"
     DTYPE = "dtype"
@@ -75,13 +78,15 @@ class ScoreChange(StrEnum):
 # Absolute tolerances on scores in [0, 1] (sigmoid of the model's logit): how far a probe's
 # score may move under each change kind. A restart on the same setup reproduces scores to
 # rounding; another image or engine computes the same arithmetic in another order; another
-# attention kernel reorders the reductions; bf16/fp16 keep 8/11 mantissa bits; 8/4-bit weights
+# attention kernel reorders the reductions; another processor model runs other kernels (in
+# half precision its scores move by up to ~1e-2 on real models); bf16/fp16 keep 8/11 mantissa bits; 8/4-bit weights
 # move scores by a few hundredths on real models.
 PARITY_TOLERANCES: dict[ScoreChange, float] = {
     ScoreChange.NONE: 1e-4,
     ScoreChange.IMAGE: 1e-3,
     ScoreChange.ENGINE: 2e-3,
     ScoreChange.ATTENTION: 5e-3,
+    ScoreChange.DEVICE: 2e-2,
     ScoreChange.DTYPE: 5e-2,
     ScoreChange.QUANTIZATION: 1e-1,
 }
@@ -102,7 +107,7 @@ SCORE_RECORD_RESET_REASON = "ScoreRecordReset"
 #   "checked_at": <unix seconds> | null, "duration_seconds": <float> | null,
 #   "identity": {"model": str, "revision": str | null},
 #   "setup": {"engine": str, "image": str | null, "dtype": str, "quantization": str,
-#             "attention": str},
+#             "attention": str, "device": str | null},  # device: the processor model
 #   "changes": [ScoreChange, ...], "tolerance": <float> | null,   # parity against the record
 #   "checks": [{"name": str, "kind": "builtin" | "probe" | "parity", "passed": bool | null,
 #               "skipped": "<why>" | null, "message": str}],

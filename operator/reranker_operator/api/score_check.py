@@ -216,6 +216,9 @@ class ParityTolerances(SpecModel):
     image: float | None = _tolerance(ScoreChange.IMAGE, "the server image")
     engine: float | None = _tolerance(ScoreChange.ENGINE, "the engine")
     attention: float | None = _tolerance(ScoreChange.ATTENTION, "the attention implementation")
+    device: float | None = _tolerance(
+        ScoreChange.DEVICE, "the processor model (a node pool of another GPU or CPU)"
+    )
     dtype: float | None = _tolerance(ScoreChange.DTYPE, "the dtype")
     quantization: float | None = _tolerance(ScoreChange.QUANTIZATION, "the quantization")
 
@@ -226,9 +229,9 @@ class ParityTolerances(SpecModel):
 
 class ParitySpec(SpecModel):
     """Parity with the operator's record: the probes' scores of the last Ready revision of the
-    same model and revision. A change of image, engine, attention, dtype or quantization must
-    keep every probe's score within its tolerance; a model or revision change starts a new
-    record."""
+    same model and revision. A change of image, engine, attention, processor, dtype or
+    quantization must keep every probe's score within its tolerance; a model or revision change
+    starts a new record."""
 
     enabled: bool = Field(True, description="Compare the scores with the record.")
     tolerances: ParityTolerances = Field(default_factory=ParityTolerances)

@@ -16,6 +16,7 @@ from reranker_server.api.access import Access
 from reranker_server.config import Settings
 from reranker_server.contracts import ModelBackend, RerankEngine
 from reranker_server.score_check import ScoreCheckOptions, ScoreCheckReport, run_score_check
+from reranker_server.score_check.processor import processor_model
 
 log = logging.getLogger("reranker_server")
 
@@ -111,6 +112,7 @@ class ServerState:
             "dtype": backend.dtype,
             "quantization": s.quantization,
             "attention": s.attn_implementation,
+            "device": processor_model(getattr(backend, "device", None)),
         }
         try:
             report = await run_score_check(engine, options, identity=self.identity, setup=setup)

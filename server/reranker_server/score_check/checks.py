@@ -195,12 +195,23 @@ SETUP_CHANGES: dict[str, ScoreChange] = {
     "dtype": ScoreChange.DTYPE,
     "quantization": ScoreChange.QUANTIZATION,
     "attention": ScoreChange.ATTENTION,
+    "device": ScoreChange.DEVICE,
 }
+
+
+# setup fields compared only where both sides know them (the front of vLLM cannot see the
+# processor vLLM runs on)
+COMPARED_WHEN_KNOWN = frozenset({"device"})
 
 
 def setup_changes(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[ScoreChange]:
     """The change kinds between the record's setup and this pod's ([NONE] when nothing)."""
-    changed = [kind for key, kind in SETUP_CHANGES.items() if recorded.get(key) != current.get(key)]
+    changed = [
+        kind
+        for key, kind in SETUP_CHANGES.items()
+        if recorded.get(key) != current.get(key)
+        and not (key in COMPARED_WHEN_KNOWN and None in (recorded.get(key), current.get(key)))
+    ]
     return changed or [ScoreChange.NONE]
 
 

@@ -18,6 +18,7 @@ from reranker_server.score_check.checks import (
     setup_changes,
 )
 from reranker_server.score_check.probes import BUILTIN_PROBES
+from reranker_server.score_check.processor import cpu_model, processor_model
 
 SETUP = {
     "engine": "transformers",
@@ -25,6 +26,7 @@ SETUP = {
     "dtype": "float32",
     "quantization": "none",
     "attention": "sdpa",
+    "device": "cuda: NVIDIA H100 80GB HBM3",
 }
 
 
@@ -50,6 +52,8 @@ def test_consistent_fails_beyond_the_precision_tolerance() -> None:
         ({"engine": "vllm", "image": "a:2"}, [ScoreChange.ENGINE, ScoreChange.IMAGE]),
         ({"dtype": "bfloat16", "attention": "eager"}, [ScoreChange.DTYPE, ScoreChange.ATTENTION]),
         ({"quantization": "int8"}, [ScoreChange.QUANTIZATION]),
+        ({"device": "cuda: NVIDIA L4"}, [ScoreChange.DEVICE]),
+        ({"device": None}, [ScoreChange.NONE]),  # unknown (the front of vLLM): not compared
     ],
 )
 def test_changes_and_the_largest_tolerance(changed: dict, kinds: list[ScoreChange]) -> None:
@@ -102,3 +106,12 @@ def test_every_score_check_env_is_a_setting_and_a_flag() -> None:
     )
     for name in (by_env[e] for e in ScoreCheckEnv):
         assert getattr(flags, name) == getattr(env, name) != getattr(Settings(), name), name
+
+
+def test_the_processor_model_is_read_from_cpuinfo(tmp_path: Path) -> None:
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t: avx2\n")
+    assert cpu_model(info) == "AMD EPYC 9R14"
+    assert cpu_model(tmp_path / "missing") is None
+    assert processor_model("cpu") == (f"cpu: {cpu_model()}" if cpu_model() else None)
+    assert processor_model("vllm") is None and processor_model(None) is None
