@@ -110,6 +110,20 @@ def targets(loads: dict) -> list[dict]:
                     f"<= {peer['p95_s']:.3f}",
                     this["p95_s"] <= peer["p95_s"],
                 )
+    for load in ("qwen3", "qwen3-wide"):  # issue 21: the front costs under 5%
+        s = loads.get(load, {}).get("servers", {})
+        for suffix in ("", "-bf16"):
+            front, bare = s.get("front" + suffix), s.get("vllm" + suffix)
+            if front and bare:
+                r = ratio(front["pairs_per_s"], bare["pairs_per_s"])
+                add(f"{load} pairs/s front{suffix}/vllm{suffix}", r, ">= 0.95", r >= 0.95)
+                limit = 1.05 * bare["p95_s"]
+                add(
+                    f"{load} p95 front{suffix} vs vllm{suffix} (s)",
+                    front["p95_s"],
+                    f"<= {limit:.3f}",
+                    front["p95_s"] <= limit,
+                )
     if "cross" in loads:
         s = loads["cross"]["servers"]
         for base in ("naive", "st-naive"):

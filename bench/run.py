@@ -55,7 +55,7 @@ class LoadSpec:
     shape: dict | None = None  # Qwen3 model shape (None: the default or the cross-encoder)
 
 
-QWEN3_SERVERS = {"this": "this", "naive": "naive-qwen3", "vllm": "vllm"}
+QWEN3_SERVERS = {"this": "this", "naive": "naive-qwen3", "vllm": "vllm", "front": "vllm-front"}
 LOADS = {
     "qwen3": LoadSpec(
         "qwen3",
@@ -94,6 +94,7 @@ SERVER_NAMES = (
     "naive",
     "st-naive",
     "vllm",
+    "front",
     "infinity",
 )  # each also as NAME-bf16 (--dtypes)
 
@@ -146,8 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--servers",
         default=",".join(SERVER_NAMES),
         help="comma-separated subset of: this, naive, st-naive (cross load "
-        "only), vllm (make vllm-venv), infinity (cross load only, make "
-        "infinity-venv)",
+        "only), vllm (make vllm-venv), front (this server in front of its own vLLM, Qwen3 "
+        "loads), infinity (cross load only, make infinity-venv)",
     )
     parser.add_argument(
         "--dtypes",

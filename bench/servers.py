@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loadgen import wait_ready
+from reranker_contract import Env
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -149,12 +150,19 @@ class RunningServer:
 
     url: str
     proc: subprocess.Popen
+    # processes paused and resumed with it (the vLLM behind a `front`)
+    companions: tuple[subprocess.Popen, ...] = ()
 
     def pause(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGSTOP)
+        for proc in (self.proc, *self.companions):
+            os.killpg(proc.pid, signal.SIGSTOP)
 
     def resume(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGCONT)
+        for proc in (*self.companions, self.proc):
+            os.killpg(proc.pid, signal.SIGCONT)
+
+
+FRONT = "vllm-front"  # our server in front of its own vLLM (Qwen3 loads): the front's cost
 
 
 @contextmanager
@@ -165,14 +173,26 @@ def running_server(
     extra: Sequence[str] = (),
     ready_timeout_s: float = 600.0,
     dtype: str = "float32",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
-    """Run one server until the block exits; yields it once it answers `health_path(kind)`."""
+    """Run one server until the block exits; yields it once it answers `health_path(kind)`.
+    `vllm-front`: a vLLM of its own, and this server in front of it (ENGINE_URL), paused and
+    resumed together."""
+    if kind == FRONT:
+        engine_log = log_path.with_name(f"{log_path.stem}-engine{log_path.suffix}")
+        with running_server("vllm", model_dir, engine_log, (), ready_timeout_s, dtype) as engine:
+            env = {str(Env.ENGINE_URL): engine.url}
+            with running_server(
+                "this", model_dir, log_path, extra, ready_timeout_s, dtype, extra_env=env
+            ) as front:
+                yield RunningServer(front.url, front.proc, (engine.proc,))
+        return
     from reranker_devtools.ports import free_port
 
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = server_command(kind, model_dir, port, extra, dtype=dtype, work=log_path.parent)
-    env = bench_env()
+    env = {**bench_env(), **(extra_env or {})}
     if kind == "infinity":
         from reranker_devtools import infinity
 

@@ -46,3 +46,23 @@ def test_report_compares_scores_and_ranks() -> None:
     swapped = report.compare_scores([[0.1, 0.9, 0.5, 0.4]], [[0.1, 0.9, 0.3, 0.4]])
     assert not swapped["agree"] and swapped["top3_changed_share"] == 1.0
     assert abs(swapped["max_abs_score_diff"] - 0.2) < 1e-12
+
+
+def test_the_fronts_cost_targets_follow_issue_21() -> None:
+    """front/vllm pairs/s >= 0.95 and p95 within 5% of bare vLLM's, per load and dtype."""
+    import report
+
+    def loads(front_pps: float, front_p95: float) -> dict:
+        servers = {
+            "vllm-bf16": {"pairs_per_s": 100.0, "p95_s": 2.0},
+            "front-bf16": {"pairs_per_s": front_pps, "p95_s": front_p95},
+        }
+        return {"qwen3": {"servers": servers}}
+
+    ok = {t["target"]: t["status"] for t in report.targets(loads(96.0, 2.09))}
+    assert ok == {
+        "qwen3 pairs/s front-bf16/vllm-bf16": "PASS",
+        "qwen3 p95 front-bf16 vs vllm-bf16 (s)": "PASS",
+    }
+    slow = {t["target"]: t["status"] for t in report.targets(loads(94.0, 2.2))}
+    assert set(slow.values()) == {"FAIL"}
