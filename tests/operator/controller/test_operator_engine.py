@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from operator_helpers import children, example, wait_for
+from reranker_contract import CONTAINER_NAME
 from reranker_devtools.devcluster import RERANKERS, DevCluster
 from reranker_operator.controller.handlers import Controller
 
@@ -53,7 +54,8 @@ def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
         for c in before[f"Deployment/{NAME}"]["spec"]["template"]["spec"]["containers"]
     ]
     pod = after[f"Deployment/{NAME}"]["spec"]["template"]["spec"]
-    assert [c["readinessProbe"] for c in pod["containers"] if "readinessProbe" in c] == ready
+    front = [c for c in pod["containers"] if c["name"] == CONTAINER_NAME]
+    assert [c["readinessProbe"] for c in front] == ready  # the Service's pods: the front's
     rules = after[f"PrometheusRule/{NAME}"]["spec"]["groups"][0]["rules"]
     assert any("vllm:" in r["expr"] for r in rules)  # the alerts follow the engine
 

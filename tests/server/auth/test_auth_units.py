@@ -141,21 +141,23 @@ def test_a_good_token_names_its_subject(verifier, rsa_key) -> None:
     assert verifier.verify(_token(rsa_key)).subject == "team-search"
 
 
+# claims as functions of the time the test runs (not of when pytest collected it: a long suite
+# runs this module many minutes later, and a `not before` fixed at collection has passed)
 @pytest.mark.parametrize(
     ("claims", "status", "needle"),
     [
-        ({"exp": int(time.time()) - 120}, 401, "expired"),
-        ({"aud": "someone-else"}, 401, "invalid credentials"),
-        ({"iss": "https://evil.example"}, 401, "invalid credentials"),
-        ({"nbf": int(time.time()) + 600}, 401, "invalid credentials"),
-        ({"sub": None}, 401, "invalid credentials"),
-        ({"exp": None}, 401, "invalid credentials"),
+        (lambda now: {"exp": now - 120}, 401, "expired"),
+        (lambda now: {"aud": "someone-else"}, 401, "invalid credentials"),
+        (lambda now: {"iss": "https://evil.example"}, 401, "invalid credentials"),
+        (lambda now: {"nbf": now + 600}, 401, "invalid credentials"),
+        (lambda now: {"sub": None}, 401, "invalid credentials"),
+        (lambda now: {"exp": None}, 401, "invalid credentials"),
     ],
     ids=["expired", "audience", "issuer", "not-yet-valid", "no-subject", "no-expiry"],
 )
 def test_bad_claims_are_refused(verifier, rsa_key, claims, status, needle) -> None:
     with pytest.raises(errors.AuthError) as err:
-        verifier.verify(_token(rsa_key, **claims))
+        verifier.verify(_token(rsa_key, **claims(int(time.time()))))
     assert err.value.status == status and needle in err.value.message
 
 

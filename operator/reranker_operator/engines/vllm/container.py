@@ -53,8 +53,10 @@ def vllm_template_config_map_name(instance: str) -> str:
 def vllm_container(svc: ParsedService) -> ServingContainer:
     """vLLM's container and the volumes only it needs: shared memory for tensor parallelism
     and, for Qwen3 models, the score template. Bare (vllm.front false) it is the serving
-    container; behind the front it is its own container on its own port, with no readiness
-    probe (the front's readiness waits for it)."""
+    container; behind the front it is its own container on its own port. Its readiness probe
+    is its /health there too: the front's /ready already needs vLLM's /health, but policy
+    scanners and admission policies (checkov CKV_K8S_9, Kyverno's require-probes) want a
+    readiness probe on every container."""
     spec = svc.spec
     fronted = spec.vllm.front
     port_name = VLLM_PORT_NAME if fronted else PORT_NAME
@@ -78,7 +80,7 @@ def vllm_container(svc: ParsedService) -> ServingContainer:
         env_from=user_env_from(spec),
         resources=resources(spec, gpus=True),
         probes=ProbeParams(
-            None if fronted else VLLM_HEALTH_PATH,
+            VLLM_HEALTH_PATH,
             VLLM_HEALTH_PATH,
             port_name,
             startup_failures=VLLM_STARTUP_FAILURES,
