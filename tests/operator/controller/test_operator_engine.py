@@ -40,9 +40,12 @@ def test_switching_the_engine_rolls_the_deployment_and_keeps_the_rest(
         got = children(cluster, NAME)
         pod = got[f"Deployment/{NAME}"]["spec"]["template"]["spec"]
         commands = [c.get("command") for c in pod["containers"]]
-        return got if ["vllm", "serve"] in commands else None
+        rule = got.get(f"PrometheusRule/{NAME}")
+        rules = rule["spec"]["groups"][0]["rules"] if rule else []
+        engine_alerts = any("vllm:" in r["expr"] for r in rules)  # applied after the Deployment
+        return got if ["vllm", "serve"] in commands and engine_alerts else None
 
-    after = wait_for(on_vllm, "the vLLM Deployment")
+    after = wait_for(on_vllm, "the vLLM Deployment and its engine alerts")
     assert after[f"Deployment/{NAME}"]["metadata"]["uid"] == deployment_uid  # rolled, not replaced
     assert f"ConfigMap/{NAME}-vllm-template" in after
     assert {k: after[k]["metadata"]["uid"] for k in kept} == kept  # Service, cache, monitoring
