@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
-from reranker_server.app import create_app, make_uvicorn_server
+from reranker_server.app import create_app, make_uvicorn_server, settings_loader
 from reranker_server.config import Settings
 
 
@@ -24,6 +25,19 @@ def settings_for(path, **overrides) -> Settings:
         "score_check_builtins": UNTRAINED_BUILTINS,
     }
     return Settings(**{**base, **overrides})
+
+
+def gated_loader(settings: Settings) -> tuple[Callable[[], Any], threading.Event]:
+    """The real loader of `settings`, held until the returned event is set (a server caught
+    while loading)."""
+    release = threading.Event()
+    real_loader = settings_loader(settings)
+
+    def loader() -> Any:
+        release.wait(60)
+        return real_loader()
+
+    return loader, release
 
 
 def running_client(settings: Settings) -> Iterator[TestClient]:

@@ -133,6 +133,25 @@ async def _wait_for(predicate, *, what: str, max_iterations: int = 4000) -> None
 
 
 @pytest.fixture
+async def engine_factory():
+    """`await engine_factory(backend, **EngineConfig fields)`: a started engine, stopped after
+    the test."""
+    from reranker_server.engine import EngineConfig, build_engine
+
+    engines = []
+
+    async def make(backend, **cfg):
+        engine = build_engine(backend, EngineConfig(**cfg))
+        await engine.start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        await engine.stop()
+
+
+@pytest.fixture
 def wait_for():
     """`await wait_for(predicate, what=...)`: let worker threads and the loop make progress."""
     return _wait_for

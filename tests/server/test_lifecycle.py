@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
 from reranker_server.app import create_app, make_uvicorn_server, settings_loader
 from reranker_server.config import Settings
+from server_helpers import gated_loader
 
 
 def _settings(path, **kw) -> Settings:
@@ -38,14 +39,8 @@ async def _paused_engine(settings: Settings) -> AsyncIterator[tuple[object, http
 
 def test_probes_answer_while_loading(tiny_qwen3_path):
     settings = _settings(tiny_qwen3_path)
-    release = threading.Event()
-    real_loader = settings_loader(settings)
-
-    def gated_loader():
-        release.wait(60)
-        return real_loader()
-
-    app = create_app(settings, loader=gated_loader)
+    loader, release = gated_loader(settings)
+    app = create_app(settings, loader=loader)
     with TestClient(app) as client:
         try:
             assert client.get("/healthz").status_code == 200

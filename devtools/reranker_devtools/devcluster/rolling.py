@@ -300,15 +300,9 @@ class RollingUpdates:
             "availableReplicas": ready,
             "observedGeneration": meta.get("generation", 1),
         }
-        live = emu.live(REPLICASETS, namespace, meta["name"])
-        if live is not None and live.get("status") != status:
-            await emu.update_object(
-                REPLICASETS,
-                live,
-                dict(live, status=status),
-                "status",
-                manager=REPLICASET_CONTROLLER,
-            )
+        await _write_status(
+            emu, REPLICASETS, namespace, meta["name"], status, REPLICASET_CONTROLLER
+        )
 
     # --- the Deployment's status
 
@@ -387,15 +381,18 @@ class RollingUpdates:
         }
         if len(every) - ready > 0:
             status["unavailableReplicas"] = len(every) - ready
-        live = emu.live(DEPLOYMENTS, namespace, meta["name"])
-        if live is not None and live.get("status") != status:
-            await emu.update_object(
-                DEPLOYMENTS,
-                live,
-                dict(live, status=status),
-                "status",
-                manager=DEPLOYMENT_CONTROLLER,
-            )
+        await _write_status(
+            emu, DEPLOYMENTS, namespace, meta["name"], status, DEPLOYMENT_CONTROLLER
+        )
+
+
+async def _write_status(
+    emu: Any, ref: Ref, namespace: str, name: str, status: dict[str, Any], manager: str
+) -> None:
+    """Write `status` to the live object as its controller would (skipped when unchanged)."""
+    live = emu.live(ref, namespace, name)
+    if live is not None and live.get("status") != status:
+        await emu.update_object(ref, live, dict(live, status=status), "status", manager=manager)
 
 
 def _condition(

@@ -64,21 +64,6 @@ def _metric(name: str) -> float:
     return REGISTRY.get_sample_value(name) or 0.0
 
 
-@pytest.fixture
-async def engine_factory():
-    engines = []
-
-    async def make(backend, **cfg):
-        engine = build_engine(backend, EngineConfig(**cfg))
-        await engine.start()
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        await engine.stop()
-
-
 async def test_scores_match_an_independent_forward_in_input_order(
     causal_backend, causal_reference, engine_factory
 ):

@@ -112,27 +112,12 @@ def family(request, qwen3_3l_path: Path, tiny_cross_encoder_path: Path):
     return backend, Reference(name, path)
 
 
-@pytest.fixture
-async def engines():
-    made = []
-
-    async def make(backend, **cfg):
-        engine = build_engine(backend, EngineConfig(**cfg))
-        await engine.start()
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        await engine.stop()
-
-
 CHUNKING = Chunking(overlap_tokens=OVERLAP)
 
 
-async def test_a_chunked_document_scores_the_max_of_its_windows(family, engines):
+async def test_a_chunked_document_scores_the_max_of_its_windows(family, engine_factory):
     backend, ref = family
-    engine = await engines(backend, long_documents="chunk", chunking=CHUNKING)
+    engine = await engine_factory(backend, long_documents="chunk", chunking=CHUNKING)
     records: list[BatchRecord] = []
     engine.add_batch_listener(records.append)
     out = await engine.rerank(RerankInput(query=QUERY, documents=[SHORT, LONG, SHORT + " Berlin"]))
@@ -159,10 +144,10 @@ async def test_a_chunked_document_scores_the_max_of_its_windows(family, engines)
     assert abs(mean.raw_scores[0] - sum(alone) / len(alone)) <= EXACT
 
 
-async def test_the_request_overrides_the_setting_and_truncate_is_unchanged(family, engines):
+async def test_the_request_overrides_the_setting_and_truncate_is_unchanged(family, engine_factory):
     backend, ref = family
-    truncating = await engines(backend)  # LONG_DOCUMENTS default: truncate
-    chunking = await engines(backend, long_documents="chunk", chunking=CHUNKING)
+    truncating = await engine_factory(backend)  # LONG_DOCUMENTS default: truncate
+    chunking = await engine_factory(backend, long_documents="chunk", chunking=CHUNKING)
     head = ref.windows(QUERY, LONG, backend.max_length)[0]  # what truncation keeps
     before = ref.raw(QUERY, head)
     for engine, mode in ((truncating, None), (chunking, "truncate")):
@@ -175,9 +160,9 @@ async def test_the_request_overrides_the_setting_and_truncate_is_unchanged(famil
     assert out.chunked_documents == 1
 
 
-async def test_the_score_cache_keeps_the_modes_apart(family, engines):
+async def test_the_score_cache_keeps_the_modes_apart(family, engine_factory):
     backend, _ = family
-    engine = await engines(backend, score_cache_size=16, chunking=CHUNKING)
+    engine = await engine_factory(backend, score_cache_size=16, chunking=CHUNKING)
     cut = await engine.rerank(RerankInput(query=QUERY, documents=[LONG]))
     whole = await engine.rerank(RerankInput(query=QUERY, documents=[LONG], long_documents="chunk"))
     assert whole.chunked_documents == 1 and whole.raw_scores != cut.raw_scores
@@ -185,11 +170,11 @@ async def test_the_score_cache_keeps_the_modes_apart(family, engines):
     assert again.raw_scores == whole.raw_scores and again.chunked_documents == 0  # from the cache
 
 
-async def test_bounds_refuse_before_scoring(family, engines):
+async def test_bounds_refuse_before_scoring(family, engine_factory):
     backend, ref = family
     count = len(ref.windows(QUERY, LONG, backend.max_length))
     tight = Chunking(overlap_tokens=OVERLAP, max_per_document=count - 1)
-    engine = await engines(backend, long_documents="chunk", chunking=tight)
+    engine = await engine_factory(backend, long_documents="chunk", chunking=tight)
     with pytest.raises(TooManyChunksError) as caught:
         await engine.rerank(RerankInput(query=QUERY, documents=[SHORT, LONG]))
     assert (caught.value.setting, caught.value.document, caught.value.chunks) == (
@@ -198,7 +183,7 @@ async def test_bounds_refuse_before_scoring(family, engines):
         count,
     )
     per_request = Chunking(overlap_tokens=OVERLAP, max_per_request=2 * count - 1)
-    engine = await engines(backend, long_documents="chunk", chunking=per_request)
+    engine = await engine_factory(backend, long_documents="chunk", chunking=per_request)
     with pytest.raises(TooManyChunksError) as caught:
         await engine.rerank(RerankInput(query=QUERY, documents=[LONG, SHORT, LONG]))
     assert caught.value.setting == "max_chunks_per_request" and caught.value.document is None

@@ -14,21 +14,15 @@ from reranker_contract import Metric
 from reranker_contract.score_check import SCORE_CHECK_PATH
 from reranker_server.api.ops_routes import ENDPOINTS
 from reranker_server.app import create_app, settings_loader
-from server_helpers import settings_for
+from server_helpers import gated_loader, settings_for
 
 
 def test_ready_waits_for_the_check_and_metrics_are_absent_while_pending(
     tiny_qwen3_path: Path,
 ) -> None:
     settings = settings_for(tiny_qwen3_path)
-    release = threading.Event()
-    real_loader = settings_loader(settings)
-
-    def gated_loader():
-        release.wait(60)
-        return real_loader()
-
-    app = create_app(settings, loader=gated_loader)
+    loader, release = gated_loader(settings)
+    app = create_app(settings, loader=loader)
     with TestClient(app) as client:
         try:
             ready = client.get("/ready")
