@@ -87,6 +87,9 @@ def sigmoid(x: float) -> float:
 
 log = logging.getLogger(__name__)
 
+# documents of the warm-up request on a CPU (>= 2: the prefix path and its first-use check run)
+CPU_WARM_UP_DOCUMENTS = 4
+
 
 @dataclass(frozen=True)
 class _Done:
@@ -249,15 +252,21 @@ class BatchingEngine:
             self._wake.set()
 
     async def warm_up(self) -> int:
-        """One request at the batch budget before the server is ready: the first forwards (and
-        the shortcuts' first-use checks) run now, and an accelerator reserves the memory the
-        largest batch needs. Returns the documents scored."""
+        """One request before the server is ready: the first forwards (and the shortcuts'
+        first-use checks) run now. On an accelerator it is sized at the batch budget, so the
+        allocator reserves the memory the largest batch needs; a CPU reserves nothing, and there
+        a few short documents do (the budget's request held a Qwen3-0.6B-shaped pod on 2 vCPUs
+        for over 5 minutes before ready). Returns the documents scored."""
         cfg = self.config
-        width = max(
-            8, min(cfg.max_batch_tokens // cfg.max_batch_size, self.backend.max_length) - 64
-        )
+        if str(self.backend.device).startswith("cpu"):
+            width, count = 32, min(CPU_WARM_UP_DOCUMENTS, cfg.max_batch_size)
+        else:
+            width = max(
+                8, min(cfg.max_batch_tokens // cfg.max_batch_size, self.backend.max_length) - 64
+            )
+            count = cfg.max_batch_size
         doc = " ".join(["warm"] * max(1, width // 2))
-        docs = [doc] * cfg.max_batch_size
+        docs = [doc] * count
         if self._state == "new":
             await self.start()
         # the engine's own request: sized by the batch budget, not by what a client may send

@@ -537,3 +537,25 @@ def test_forward_overhead_is_device_aware():
     assert resolve_overhead(EngineConfig(forward_overhead_tokens=8), "cuda:0") == 8
     with pytest.raises(ValueError, match="forward_overhead_tokens"):
         EngineConfig(forward_overhead_tokens=-1)
+
+
+async def test_warm_up_on_a_cpu_is_a_few_short_documents(causal_backend, engine_factory):
+    """On a CPU (nothing to reserve) the warm-up scores a few short documents, far under the
+    batch budget, yet still runs the prefix path whose first-use check it is there for; the
+    decoder calls are counted independently with a forward pre-hook."""
+    from reranker_server.engine.scheduler import CPU_WARM_UP_DOCUMENTS
+
+    assert causal_backend.device == "cpu"
+    engine = await engine_factory(causal_backend, max_batch_size=32, max_batch_tokens=16384)
+    tokens: list[int] = []
+
+    def count(_module, _args, kwargs):
+        tokens.append(int(kwargs["input_ids"].numel()))
+
+    handle = causal_backend.base.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        assert await engine.warm_up() == CPU_WARM_UP_DOCUMENTS
+    finally:
+        handle.remove()
+    assert tokens and sum(tokens) < 16384 // 16, tokens  # the budget's request: ~16k tokens
+    assert causal_backend.prefix_cache_in_force
