@@ -32,7 +32,7 @@ CHECKOV_LOCK := constraints/checkov-lock.txt
 CHECKOV_VERSION := 3.3.30
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu bench-hostile render generate crds fmt e2e clean
+.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu gpu-wheels bench-hostile render generate crds fmt e2e clean
 
 install: $(VENV)/.installed
 
@@ -155,7 +155,11 @@ bench: install-bench vllm-venv infinity-venv
 ## bench-gpu: the GPU run (random-weight Qwen3-Reranker-0.6B and bge-reranker-base shapes);
 ## prints SKIP on a machine without CUDA
 bench-gpu: install
-	$(PY) bench/gpu.py
+	$(PY) bench/gpu.py --out bench/runs
+
+## gpu-wheels: the wheels a lent GPU machine lacks (build/gpu-wheels, carried to it; bench/gpu_device.sh)
+gpu-wheels: install
+	bash bench/gpu_wheels.sh
 
 ## bench-hostile: the well-behaved clients' p95 and the server's memory with and without hostile
 ## clients mixed in, with the default limits and with per-client limits behind a trusted ingress

@@ -451,7 +451,7 @@ def cpu_model() -> str:
                 return line.split(":", 1)[1].strip()
     except (OSError, subprocess.CalledProcessError):
         pass
-    from run import cpu_name
+    from cpu_info import cpu_name
 
     return cpu_name()
 

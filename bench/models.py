@@ -24,6 +24,45 @@ QWEN3_WIDE_SHAPE = {
     "head_dim": 64,
     "intermediate_size": 1536,
 }
+# Real-shape models are initialised at std 0.02, the architectures' own initializer_range: the
+# tiny models' std 0.2 multiplies a 1024-wide residual stream ~40x per matrix, and after 28
+# layers bf16 rounding alone moved a Qwen3 score by 0.08 between a batch and a lone forward (the
+# server's score check refused to turn ready); at std 1/sqrt(768) a post-LayerNorm BERT base in
+# bf16 was chaotic (scores 0.5 off fp32). At 0.02 bf16 stays within ~1e-3 of fp32, as trained
+# weights do. Part of the model's cache name.
+REAL_SHAPE_INIT_STD = 0.02
+#
+# Qwen3-Reranker-0.6B's real layer shapes (random weights, tiny vocabulary: what decides speed is
+# the layers; its 151k-token embedding table is only looked up, and the server's head reads two
+# rows of the LM head)
+QWEN3_06B_SHAPE = {
+    "hidden_size": 1024,
+    "num_layers": 28,
+    "num_heads": 16,
+    "num_kv_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 3072,
+    "init_std": REAL_SHAPE_INIT_STD,
+}
+# Qwen3-Reranker-8B's layer shapes at 4 of its 36 layers (the GPU run: per layer it is the 8B)
+QWEN3_8B_SCALED_SHAPE = {
+    "hidden_size": 4096,
+    "num_layers": 4,
+    "num_heads": 32,
+    "num_kv_heads": 8,
+    "head_dim": 128,
+    "intermediate_size": 12288,
+    "init_std": REAL_SHAPE_INIT_STD,
+}
+# bge-reranker-base's encoder shapes (XLM-RoBERTa base: 12 layers, hidden 768, 12 heads): a
+# BERT layer has the same matmuls; random weights, tiny WordPiece vocabulary
+CROSS_BASE_SHAPE = {
+    "hidden_size": 768,
+    "num_layers": 12,
+    "num_heads": 12,
+    "intermediate_size": 3072,
+    "init_std": REAL_SHAPE_INIT_STD,
+}
 
 
 def prepare_qwen3(cache_dir: Path, shape: dict | None = None, seed: int = 0) -> Path:
@@ -39,6 +78,20 @@ def prepare_qwen3(cache_dir: Path, shape: dict | None = None, seed: int = 0) -> 
     out = cache_dir / name
     if not (out / "config.json").exists():
         build_qwen3_reranker(out, seed=seed, **shape)
+    return out
+
+
+def prepare_cross_encoder(cache_dir: Path, shape: dict, seed: int = 0) -> Path:
+    """A random-weight BertForSequenceClassification of SHAPE (reranker_devtools.tiny_models)."""
+    from transformers.utils import logging as hf_logging
+
+    from reranker_devtools.tiny_models import build_cross_encoder
+
+    hf_logging.disable_progress_bar()
+    name = "bert-" + "-".join(f"{k}{v}" for k, v in sorted(shape.items())) + f"-s{seed}"
+    out = cache_dir / name
+    if not (out / "config.json").exists():
+        build_cross_encoder(out, seed=seed, **shape)
     return out
 
 

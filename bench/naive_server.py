@@ -40,12 +40,12 @@ def qwen3_prompt(instruction: str, query: str, document: str) -> str:
     )
 
 
-def qwen3_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
+def qwen3_scorer(model_dir: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Scorer:
     """Score with a causal LM: P(yes) from softmax over the last position's [no, yes] logits."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     yes_id = tokenizer.convert_tokens_to_ids("yes")
     no_id = tokenizer.convert_tokens_to_ids("no")
     if yes_id is None or no_id is None:
@@ -53,7 +53,7 @@ def qwen3_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
 
     def score(query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
         texts = [qwen3_prompt(instruction or DEFAULT_INSTRUCTION, query, d) for d in documents]
-        inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+        inputs = tokenizer(texts, padding=True, truncation=True, return_tensors="pt").to(device)
         with torch.no_grad():
             logits = model(**inputs).logits[:, -1, :]
             pair = torch.stack([logits[:, no_id], logits[:, yes_id]], dim=1).float()
@@ -62,13 +62,13 @@ def qwen3_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
     return score
 
 
-def cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
+def cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Scorer:
     """Score with a sequence classifier (num_labels=1): sigmoid of its logit."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, dtype=dtype)
-    model.eval()
+    model.to(device).eval()
 
     def score(query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
         inputs = tokenizer(
@@ -77,19 +77,21 @@ def cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
             padding=True,
             truncation=True,
             return_tensors="pt",
-        )
+        ).to(device)
         with torch.no_grad():
             return torch.sigmoid(model(**inputs).logits.squeeze(-1).float()).tolist()
 
     return score
 
 
-def st_cross_scorer(model_dir: str, dtype: torch.dtype = torch.float32) -> Scorer:
+def st_cross_scorer(
+    model_dir: str, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> Scorer:
     """Score with sentence-transformers' CrossEncoder (sigmoid for one label)."""
     from sentence_transformers import CrossEncoder
 
     model = CrossEncoder(
-        model_dir, device="cpu", local_files_only=True, model_kwargs={"dtype": dtype}
+        model_dir, device=device, local_files_only=True, model_kwargs={"dtype": dtype}
     )
 
     def score(query: str, documents: Sequence[str], instruction: str | None) -> list[float]:

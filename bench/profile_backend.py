@@ -42,12 +42,19 @@ def main() -> None:
     parser.add_argument("--load", default="cross", choices=sorted(bench_run.LOADS))
     parser.add_argument("--batches", type=int, default=4, help="requests (batches) per timing")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--docs", type=int, default=32, help="documents per request")
+    parser.add_argument(
+        "--torch-profile", action="store_true", help="also print torch.profiler's top operators"
+    )
     args = parser.parse_args()
-    bench_args = bench_run.parse_args(["--loads", args.load, "--requests", str(args.batches)])
+    bench_args = bench_run.parse_args(
+        ["--loads", args.load, "--requests", str(args.batches), "--docs", str(args.docs)]
+    )
     model_dir, requests, _tokens, _flops = bench_run.prepare_load(
         bench_run.LOADS[args.load], bench_args
     )
-    backend = load_backend(LoadOptions(model=str(model_dir), dtype="float32", device="cpu"))
+    backend = load_backend(LoadOptions(model=str(model_dir), dtype=args.dtype, device="cpu"))
     inputs = [
         RerankInput(query=r.query, documents=r.documents, instruction=r.instruction)
         for r in requests[-args.batches :]
@@ -55,7 +62,7 @@ def main() -> None:
     t_enc = timed(lambda: [backend.encode(i) for i in inputs], args.repeats)
     encoded = [backend.encode(i) for i in inputs]
     pairs = sum(len(e.pairs) for e in encoded)
-    print(f"model {model_dir.name}; {len(encoded)} requests, {pairs} pairs")
+    print(f"model {model_dir.name} ({args.dtype}); {len(encoded)} requests, {pairs} pairs")
     print(f"encode: {1e3 * t_enc / len(inputs):.1f} ms/request")
 
     def per_request(method: str, e) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
+from cpu_info import cpu_label
 from loadgen import LoadResult
 
 AGREEMENT_TOLERANCE = 1e-3
+# this server's pairs/s over vLLM's on the same load and dtype (issue 22 on the real 0.6B shape;
+# 1.25 elsewhere, the first wave's target, above issue 22's 1.0 for the tiny loads)
+VLLM_GOALS = {("qwen3-0.6b", ""): 1.25, ("qwen3-0.6b", "-bf16"): 1.5}
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -97,15 +102,16 @@ def targets(loads: dict) -> list[dict]:
                 f"<= {s['naive']['p95_s']:.3f}",
                 s["this"]["p95_s"] <= s["naive"]["p95_s"],
             )
-    for load in ("qwen3", "qwen3-wide"):
+    for load in ("qwen3", "qwen3-wide", "qwen3-0.6b"):
         s = loads.get(load, {}).get("servers", {})
-        for suffix in ("", "-bf16"):
-            this, peer = s.get("this" + suffix), s.get("vllm" + suffix)
+        for suffix, vllm in itertools.product(("", "-bf16"), ("vllm", "vllm-allcores")):
+            this, peer = s.get("this" + suffix), s.get(vllm + suffix)
             if this and peer:
+                goal = VLLM_GOALS.get((load, suffix), 1.25)
                 r = ratio(this["pairs_per_s"], peer["pairs_per_s"])
-                add(f"{load} pairs/s this{suffix}/vllm{suffix}", r, ">= 1.25", r >= 1.25)
+                add(f"{load} pairs/s this{suffix}/{vllm}{suffix}", r, f">= {goal}", r >= goal)
                 add(
-                    f"{load} p95 this{suffix} vs vllm{suffix} (s)",
+                    f"{load} p95 this{suffix} vs {vllm}{suffix} (s)",
                     this["p95_s"],
                     f"<= {peer['p95_s']:.3f}",
                     this["p95_s"] <= peer["p95_s"],
@@ -124,17 +130,21 @@ def targets(loads: dict) -> list[dict]:
                     f"<= {limit:.3f}",
                     front["p95_s"] <= limit,
                 )
-    if "cross" in loads:
-        s = loads["cross"]["servers"]
+    this_bf16 = loads.get("qwen3-0.6b", {}).get("servers", {}).get("this-bf16")
+    if this_bf16:  # issue 22: bf16 MFU on the real shape, against the bf16 peak
+        mfu = this_bf16["fraction_of_peak"]
+        add("qwen3-0.6b MFU this-bf16 (of the bf16 peak)", mfu, ">= 0.5", mfu >= 0.5)
+    for load in ("cross", "cross-base"):
+        s = loads.get(load, {}).get("servers", {})
         for base in ("naive", "st-naive"):
             if "this" in s and base in s:
                 r = ratio(s["this"]["pairs_per_s"], s[base]["pairs_per_s"])
-                add(f"cross pairs/s this/{base}", r, ">= 1.5", r >= 1.5)
+                add(f"{load} pairs/s this/{base}", r, ">= 1.5", r >= 1.5)
         for suffix in ("", "-bf16"):
             this, peer = s.get("this" + suffix), s.get("infinity" + suffix)
             if this and peer:
                 r = ratio(this["pairs_per_s"], peer["pairs_per_s"])
-                add(f"cross pairs/s this{suffix}/infinity{suffix}", r, ">= 1.5", r >= 1.5)
+                add(f"{load} pairs/s this{suffix}/infinity{suffix}", r, ">= 1.5", r >= 1.5)
     return out
 
 
@@ -174,22 +184,27 @@ def bf16_speedups(servers: dict) -> dict[str, float]:
 def markdown(run: dict) -> str:
     """The human-readable report of one run (also printed)."""
     env = run["environment"]
+    cpu = cpu_label(env)
+    peaks = "; ".join(
+        f"{dtype} {p['peak_gflops']:.1f} GFLOP/s (per size {p['per_size_gflops']}; before "
+        f"{p['before_gflops']:.1f}, after {p['after_gflops']:.1f})"
+        for dtype, p in run["peaks"].items()
+    )
     lines = [
         f"# Reranker benchmark ({run['timestamp']})",
         "",
+        f"**CPU: {cpu}.** Every figure below was measured on it.",
+        "",
         (
-            f"Machine: {env['cpu']} ({env['cpus']} CPUs), torch {env['torch']} "
-            f"({env['torch_threads']} threads). Other processes used "
+            f"torch {env['torch']} ({env['torch_threads']} threads). Other processes used "
             f"{_fmt(100 * (env.get('background_cpu_fraction') or float('nan')), 1)}% of the "
             f"machine's CPU during the run (/proc/stat minus the benchmark's own process tree); "
             f"load average before/after: {env['loadavg_before']} / {env['loadavg_after']} (the "
             f"naive servers alone keep ~16 threads runnable)."
         ),
         (
-            f"fp32 matmul peak (bench/peak.py, best of several, the better of before and after the "
-            f"loads): {run['peak']['peak_gflops']:.1f} GFLOP/s (per size: "
-            f"{run['peak']['per_size_gflops']}; before {run['peak']['before_gflops']:.1f}, after "
-            f"{run['peak']['after_gflops']:.1f})."
+            "Matmul peaks (bench/peak.py, best of several square matmuls, the better of before "
+            f"and after the loads): {peaks}. MFU is against the peak of the row's own dtype."
         ),
         f"Settings: {run['settings']}",
         "",
@@ -200,7 +215,8 @@ def markdown(run: dict) -> str:
             "",
             (
                 f"Model: {load['model']} ({load['matmul_params'] / 1e6:.2f} M non-embedding params); "
-                f"{load['concurrency']} clients, {load['docs_per_request']} docs per request."
+                f"{load['concurrency']} clients, {load['docs_per_request']} docs per request; "
+                f"measured on {cpu}."
             ),
             "",
             (
@@ -258,7 +274,7 @@ def markdown(run: dict) -> str:
             "architecture, with the prefix-cache and last-layer shortcuts taken into account); for "
             "the baselines, which recompute every token, the same estimate over all their tokens "
             "(plus the causal baseline's LM head at every position). MFU = that / the matmul peak "
-            "measured in the same run. Prompt tokens reused = tokens this server did not recompute "
+            "of the row's dtype (fp32 or bf16) measured in the same run. Prompt tokens reused = tokens this server did not recompute "
             "thanks to the shared prefix (reranker_prefix_tokens_saved_total) / all prompt tokens. "
             "Padding is not counted as useful work. pairs/s = documents scored / wall time; "
             "latencies are per request, warm-up requests excluded."

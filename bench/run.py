@@ -34,6 +34,7 @@ import httpx
 
 import models
 import report
+from cpu_info import cpu_environment, cpu_label
 from cpu_usage import BackgroundCpu
 from loadgen import LoadResult, fetch_scores, merge_results, run_load
 from naive_server import DEFAULT_INSTRUCTION, qwen3_prompt
@@ -52,10 +53,43 @@ class LoadSpec:
     servers: dict[str, str]  # report name -> server kind (servers.server_command)
     query_tokens: int
     instruction_tokens: int  # 0: no instruction field
-    shape: dict | None = None  # Qwen3 model shape (None: the default or the cross-encoder)
+    shape: dict | None = None  # the model's shape (None: tiny Qwen3 / the MiniLM cross-encoder)
+    # a real-shape model is 10-100x slower per pair: fewer clients and documents, a longer
+    # measured phase (each None: the command line's value); --concurrency etc. still win
+    scale: LoadScale | None = None
+
+    @property
+    def causal(self) -> bool:
+        """A Qwen3 yes/no reranker (else a BERT cross-encoder)."""
+        return self.name.startswith("qwen3")
 
 
-QWEN3_SERVERS = {"this": "this", "naive": "naive-qwen3", "vllm": "vllm", "front": "vllm-front"}
+@dataclass(frozen=True)
+class LoadScale:
+    """A load's own defaults for its clients, documents, warm-up requests and measured time."""
+
+    concurrency: int
+    docs: int
+    warmup: int
+    duration: float
+
+
+QWEN3_SERVERS = {
+    "this": "this",
+    "naive": "naive-qwen3",
+    "vllm": "vllm",
+    "vllm-allcores": "vllm-allcores",
+    "front": "vllm-front",
+}
+CROSS_SERVERS = {
+    "this": "this",
+    "naive": "naive-cross",
+    "st-naive": "st-naive",
+    "vllm": "vllm-cross",
+    "vllm-allcores": "vllm-cross-allcores",
+    "infinity": "infinity",
+}
+REAL_SHAPE_SCALE = LoadScale(concurrency=4, docs=8, warmup=4, duration=180.0)
 LOADS = {
     "qwen3": LoadSpec(
         "qwen3",
@@ -78,22 +112,39 @@ LOADS = {
         "cross",
         "BERT cross-encoder with the real all-MiniLM-L6-v2 encoder and a seeded head; "
         "short query, documents of 30-200 tokens",
-        {
-            "this": "this",
-            "naive": "naive-cross",
-            "st-naive": "st-naive",
-            "vllm": "vllm-cross",
-            "infinity": "infinity",
-        },
+        CROSS_SERVERS,
         query_tokens=12,
         instruction_tokens=0,
     ),
+    "qwen3-0.6b": LoadSpec(
+        "qwen3-0.6b",
+        "Qwen3-Reranker-0.6B's real layer shapes (hidden 1024, 28 layers, 16 x 128 query heads, "
+        "8 KV heads, MLP 3072), random weights, tiny vocabulary; the same kind of requests as qwen3",
+        {k: v for k, v in QWEN3_SERVERS.items() if k != "naive"},  # naive: minutes per request
+        query_tokens=20,
+        instruction_tokens=130,
+        shape=models.QWEN3_06B_SHAPE,
+        scale=REAL_SHAPE_SCALE,
+    ),
+    "cross-base": LoadSpec(
+        "cross-base",
+        "BERT cross-encoder at bge-reranker-base's encoder shapes (12 layers, hidden 768, 12 "
+        "heads, MLP 3072), random weights, tiny vocabulary; short query, documents of 30-200 "
+        "tokens",
+        {name: kind for name, kind in CROSS_SERVERS.items() if name != "naive"},
+        query_tokens=12,
+        instruction_tokens=0,
+        shape=models.CROSS_BASE_SHAPE,
+        scale=REAL_SHAPE_SCALE,
+    ),
 }
+DEFAULT_LOADS = ("qwen3", "qwen3-wide", "cross", "qwen3-0.6b", "cross-base")
 SERVER_NAMES = (
     "this",
     "naive",
     "st-naive",
     "vllm",
+    "vllm-allcores",
     "front",
     "infinity",
 )  # each also as NAME-bf16 (--dtypes)
@@ -104,8 +155,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--loads",
-        default="qwen3,qwen3-wide,cross",
-        help="comma-separated: qwen3, qwen3-wide, cross",
+        default=",".join(DEFAULT_LOADS),
+        help=f"comma-separated: {', '.join(LOADS)} (default {','.join(DEFAULT_LOADS)})",
     )
     parser.add_argument(
         "--requests",
@@ -118,13 +169,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help="time limit of a server's measured phase, all rounds, in seconds "
-        "(default 60; --quick 10)",
+        "(default 60, real-shape loads 180; --quick 10)",
     )
     parser.add_argument(
         "--warmup",
         type=int,
         default=None,
-        help="warm-up requests per server, excluded (default 16; --quick 4)",
+        help="warm-up requests per server, excluded (default 16, real-shape loads 4; --quick 4)",
     )
     parser.add_argument(
         "--rounds",
@@ -133,9 +184,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="measured phase split into this many rounds in which the servers "
         "take turns (default 3; --quick 1)",
     )
-    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
     parser.add_argument(
-        "--docs", type=int, default=None, help="documents per request (default 32; --quick 16)"
+        "--concurrency",
+        type=int,
+        default=None,
+        help="concurrent clients (default 16, real-shape loads 4)",
+    )
+    parser.add_argument(
+        "--docs",
+        type=int,
+        default=None,
+        help="documents per request (default 32, real-shape loads 8; --quick 16)",
     )
     parser.add_argument(
         "--check-requests",
@@ -147,7 +206,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--servers",
         default=",".join(SERVER_NAMES),
         help="comma-separated subset of: this, naive, st-naive (cross load "
-        "only), vllm (make vllm-venv), front (this server in front of its own vLLM, Qwen3 "
+        "only), vllm (make vllm-venv), vllm-allcores (vLLM with no core reserved for its "
+        "scheduler: VLLM_CPU_NUM_OF_RESERVED_CPU=0), front (this server in front of its own vLLM, Qwen3 "
         "loads), infinity (cross load only, make infinity-venv)",
     )
     parser.add_argument(
@@ -173,8 +233,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-latest", action="store_true", help="do not overwrite bench/LATEST.md")
     args = parser.parse_args(argv)
-    defaults = (24, 10.0, 4, 16, 1) if args.quick else (192, 60.0, 16, 32, 3)
-    for name, default in zip(("requests", "duration", "warmup", "docs", "rounds"), defaults):
+    # what the user gave explicitly wins over a load's own scale (load_args)
+    args.explicit = [
+        name for name in ("concurrency", "docs", "warmup", "duration") if getattr(args, name)
+    ]
+    defaults = (24, 10.0, 4, 16, 1, 16) if args.quick else (192, 60.0, 16, 32, 3, 16)
+    names = ("requests", "duration", "warmup", "docs", "rounds", "concurrency")
+    for name, default in zip(names, defaults):
         if getattr(args, name) is None:
             setattr(args, name, default)
     loads = [name.strip() for name in args.loads.split(",") if name.strip()]
@@ -200,6 +265,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 FLOPS, REUSED = str(Metric.MODEL_FLOPS_TOTAL), str(Metric.PREFIX_TOKENS_SAVED_TOTAL)
 
 
+def load_args(spec: LoadSpec, args: argparse.Namespace) -> argparse.Namespace:
+    """ARGS with SPEC's own scale where the command line left the value to its default (--quick
+    shrinks it further: a fifth of the time, half the documents)."""
+    if spec.scale is None:
+        return args
+    out = argparse.Namespace(**vars(args))
+    for name in ("concurrency", "docs", "warmup", "duration"):
+        if name not in args.explicit:
+            value = getattr(spec.scale, name)
+            if args.quick:
+                value = {"duration": value / 6, "docs": max(1, value // 2), "warmup": 1}.get(
+                    name, value
+                )
+            setattr(out, name, value)
+    return out
+
+
 def server_counters(url: str) -> dict[str, float] | None:
     """This server's own counters of the FLOPs it computed and the prompt tokens it reused (None
     for a server without them: the baselines)."""
@@ -223,8 +305,10 @@ def prepare_load(
     from transformers import AutoTokenizer
 
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    if spec.name.startswith("qwen3"):
+    if spec.causal:
         model_dir = models.prepare_qwen3(args.cache_dir, shape=spec.shape, seed=args.seed)
+    elif spec.shape is not None:
+        model_dir = models.prepare_cross_encoder(args.cache_dir, spec.shape, seed=args.seed)
     else:
         model_dir = models.prepare_minilm_cross_encoder(args.cache_dir, seed=args.seed)
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -255,7 +339,7 @@ def prepare_load(
     tokens, flops = [], []
     flop_model, head = models.flop_model(model_dir)
     for req in requests:
-        if spec.name.startswith("qwen3"):
+        if spec.causal:
             instruction = req.instruction or DEFAULT_INSTRUCTION
             texts = [qwen3_prompt(instruction, req.query, d) for d in req.documents]
             lengths = [len(ids) for ids in tok(texts)["input_ids"]]
@@ -382,8 +466,12 @@ def measure_servers(
             server.pause()
 
 
-def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: Path) -> dict:
-    """Run every server of one load; their summaries and score agreement."""
+def bench_load(
+    spec: LoadSpec, args: argparse.Namespace, peaks: dict[str, float], log_dir: Path
+) -> dict:
+    """Run every server of one load; their summaries (MFU against PEAKS of the row's dtype) and
+    score agreement."""
+    args = load_args(spec, args)
     print(
         f"\n== load {spec.name}: preparing model and {args.warmup + args.requests} requests",
         flush=True,
@@ -407,7 +495,9 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
         measure_servers(spec, args, runs, phases, log_dir, failed, results, scores)
     summaries = {}
     for name, rounds in results.items():
-        summaries[name] = report.summarize(merge_results(rounds), params, peak)
+        dtype = "bfloat16" if name.endswith("-bf16") else "float32"
+        summaries[name] = report.summarize(merge_results(rounds), params, peaks[dtype])
+        summaries[name]["dtype"] = dtype
         summaries[name]["rounds_pairs_per_s"] = [
             r.pairs / r.wall_s if r.wall_s > 0 else 0.0 for r in rounds
         ]
@@ -436,6 +526,8 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
         "matmul_params": params,
         "concurrency": args.concurrency,
         "docs_per_request": args.docs,
+        "warmup": args.warmup,
+        "duration_s": args.duration,
         "servers": summaries,
         "failed": failed,
         "agreement": agreement,
@@ -444,15 +536,22 @@ def bench_load(spec: LoadSpec, args: argparse.Namespace, peak: float, log_dir: P
     }
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (or what platform knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+def apply_peaks(loads: dict, peaks: dict[str, float]) -> None:
+    """Every row's MFU against the peak of its own dtype (PEAKS: dtype -> GFLOP/s)."""
+    for load in loads.values():
+        for summary in load["servers"].values():
+            summary["fraction_of_peak"] = summary["model_gflops"] / peaks[summary["dtype"]]
+
+
+def measure_peaks(dtypes: list[str], quick: bool) -> dict[str, dict]:
+    """The matmul peak of every dtype that runs (MFU is against the row's own dtype)."""
+    sizes = {"sizes": (2048, 3072), "repeats": 3} if quick else {"repeats": 5}
+    out = {}
+    for dtype in dtypes:
+        print(f"measuring {dtype} matmul peak ...", flush=True)
+        out[dtype] = machine_peak_gflops(dtype=dtype, **sizes)
+        print(f"peak {out[dtype]['peak_gflops']:.1f} GFLOP/s {out[dtype]['per_size_gflops']}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -463,39 +562,40 @@ def main(argv: list[str] | None = None) -> int:
     timestamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     results_dir = BENCH_DIR / "results"
     env = {
-        "cpu": cpu_name(),
-        "cpus": os.cpu_count(),
+        **cpu_environment(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
     }
+    print(f"CPU: {cpu_label(env)}", flush=True)
     background = BackgroundCpu()
     background.start()
-    peak_sizes = {"sizes": (2048, 3072), "repeats": 3} if args.quick else {"repeats": 5}
-    print("measuring fp32 matmul peak ...", flush=True)
-    peak = machine_peak_gflops(**peak_sizes)
-    print(f"peak {peak['peak_gflops']:.1f} GFLOP/s {peak['per_size_gflops']}", flush=True)
+    peaks = measure_peaks(args.dtypes, args.quick)
     loads = {
-        name: bench_load(LOADS[name], args, peak["peak_gflops"], results_dir / f"{timestamp}-logs")
+        name: bench_load(
+            LOADS[name],
+            args,
+            {dtype: p["peak_gflops"] for dtype, p in peaks.items()},
+            results_dir / f"{timestamp}-logs",
+        )
         for name in args.loads
     }
     env["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     env.update(background.stop())
     # Background load only ever lowers a measured peak: take the better of before and after,
     # and express every load against it.
-    after = machine_peak_gflops(**peak_sizes)
-    peak["before_gflops"], peak["after_gflops"] = peak["peak_gflops"], after["peak_gflops"]
-    if after["peak_gflops"] > peak["peak_gflops"]:
-        peak.update(peak_gflops=after["peak_gflops"], per_size_gflops=after["per_size_gflops"])
-        for load in loads.values():
-            for summary in load["servers"].values():
-                summary["fraction_of_peak"] = summary["model_gflops"] / peak["peak_gflops"]
+    for dtype, after in measure_peaks(args.dtypes, args.quick).items():
+        peak = peaks[dtype]
+        peak["before_gflops"], peak["after_gflops"] = peak["peak_gflops"], after["peak_gflops"]
+        if after["peak_gflops"] > peak["peak_gflops"]:
+            peak.update(peak_gflops=after["peak_gflops"], per_size_gflops=after["per_size_gflops"])
+    apply_peaks(loads, {dtype: p["peak_gflops"] for dtype, p in peaks.items()})
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     run = {
         "timestamp": timestamp,
         "environment": env,
-        "peak": peak,
+        "peaks": peaks,
         "settings": settings,
         "loads": loads,
         "targets": report.targets(loads),

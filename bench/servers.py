@@ -163,6 +163,11 @@ class RunningServer:
 
 
 FRONT = "vllm-front"  # our server in front of its own vLLM (Qwen3 loads): the front's cost
+# vLLM's CPU worker by default binds its model to all cores but one and reserves that one for
+# its busy-polling scheduler: on 2 vCPUs the model runs on ONE core while this server's uses
+# both. `vllm-allcores` (and `vllm-cross-allcores`) is the same vLLM with
+# VLLM_CPU_NUM_OF_RESERVED_CPU=0, its model on every core, beside the default
+ALL_CORES = "-allcores"
 
 
 @contextmanager
@@ -191,8 +196,11 @@ def running_server(
 
     port = free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    argv = server_command(kind, model_dir, port, extra, dtype=dtype, work=log_path.parent)
     env = {**bench_env(), **(extra_env or {})}
+    if kind.endswith(ALL_CORES):
+        kind = kind.removesuffix(ALL_CORES)
+        env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+    argv = server_command(kind, model_dir, port, extra, dtype=dtype, work=log_path.parent)
     if kind == "infinity":
         from reranker_devtools import infinity
 

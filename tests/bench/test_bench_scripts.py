@@ -66,3 +66,104 @@ def test_the_fronts_cost_targets_follow_issue_21() -> None:
     }
     slow = {t["target"]: t["status"] for t in report.targets(loads(94.0, 2.2))}
     assert set(slow.values()) == {"FAIL"}
+
+
+def test_real_shape_loads_scale_down_unless_told() -> None:
+    """The real-shape loads default to fewer clients and documents and a longer phase; what the
+    command line gives explicitly wins; the tiny loads keep the global defaults."""
+    import run
+
+    args = run.parse_args(["--loads", "qwen3-0.6b,qwen3"])
+    big = run.load_args(run.LOADS["qwen3-0.6b"], args)
+    assert (big.concurrency, big.docs, big.warmup, big.duration) == (4, 8, 4, 180.0)
+    tiny = run.load_args(run.LOADS["qwen3"], args)
+    assert (tiny.concurrency, tiny.docs, tiny.warmup, tiny.duration) == (16, 32, 16, 60.0)
+    told = run.load_args(run.LOADS["cross-base"], run.parse_args(["--docs", "12"]))
+    assert (told.docs, told.concurrency) == (12, 4)
+    assert run.LOADS["qwen3-0.6b"].shape["num_layers"] == 28
+    assert "naive" not in run.LOADS["qwen3-0.6b"].servers
+
+
+def test_mfu_is_against_the_peak_of_the_rows_dtype() -> None:
+    """A bf16 row's MFU uses the bf16 peak, an fp32 row's the fp32 one."""
+    import run
+
+    loads = {
+        "qwen3": {
+            "servers": {
+                "this": {"model_gflops": 100.0, "dtype": "float32"},
+                "this-bf16": {"model_gflops": 150.0, "dtype": "bfloat16"},
+            }
+        }
+    }
+    run.apply_peaks(loads, {"float32": 200.0, "bfloat16": 600.0})
+    servers = loads["qwen3"]["servers"]
+    assert servers["this"]["fraction_of_peak"] == 0.5
+    assert servers["this-bf16"]["fraction_of_peak"] == 0.25
+
+
+def test_real_shape_targets_follow_issue_22() -> None:
+    """0.6B shape: >= 1.25x vLLM in fp32, >= 1.5x in bf16, bf16 MFU >= 50% of the bf16 peak."""
+    import report
+
+    def row(pps: float, p95: float, mfu: float = 0.0) -> dict:
+        return {"pairs_per_s": pps, "p95_s": p95, "fraction_of_peak": mfu}
+
+    servers = {
+        "this": row(13.0, 1.0),
+        "vllm": row(10.0, 1.0),
+        "this-bf16": row(14.0, 1.0, 0.55),
+        "vllm-bf16": row(10.0, 1.0),
+    }
+    got = {t["target"]: t["status"] for t in report.targets({"qwen3-0.6b": {"servers": servers}})}
+    assert got == {
+        "qwen3-0.6b pairs/s this/vllm": "PASS",
+        "qwen3-0.6b p95 this vs vllm (s)": "PASS",
+        "qwen3-0.6b pairs/s this-bf16/vllm-bf16": "FAIL",  # 1.4x < 1.5x
+        "qwen3-0.6b p95 this-bf16 vs vllm-bf16 (s)": "PASS",
+        "qwen3-0.6b MFU this-bf16 (of the bf16 peak)": "PASS",
+    }
+
+
+def test_every_load_of_the_report_names_its_cpu() -> None:
+    """The CPU model and its ISA are in the header and beside every load's table."""
+    import report
+    from cpu_info import MATMUL_ISA, cpu_environment, cpu_label
+
+    env = {
+        **cpu_environment(),
+        "torch": "2.x",
+        "torch_threads": 2,
+        "loadavg_before": [0.0],
+        "loadavg_after": [0.0],
+    }
+    assert set(env["isa"]) <= set(MATMUL_ISA)
+    flags = next(
+        (
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("flags")
+        ),
+        "",
+    )
+    assert ("avx512_bf16" in flags.split()) == ("avx512_bf16" in env["isa"])
+    load = {
+        "description": "d",
+        "model": "m",
+        "matmul_params": 1e6,
+        "concurrency": 4,
+        "docs_per_request": 8,
+        "servers": {},
+    }
+    peak = {"peak_gflops": 1.0, "per_size_gflops": {}, "before_gflops": 1.0, "after_gflops": 1.0}
+    text = report.markdown(
+        {
+            "timestamp": "t",
+            "environment": env,
+            "peaks": {"float32": peak, "bfloat16": peak},
+            "settings": {},
+            "loads": {"a": load, "b": load},
+            "targets": [],
+        }
+    )
+    assert text.count(cpu_label(env)) == 3  # the header and both loads
