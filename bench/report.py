@@ -200,7 +200,8 @@ def markdown(run: dict) -> str:
             f"{_fmt(100 * (env.get('background_cpu_fraction') or float('nan')), 1)}% of the "
             f"machine's CPU during the run (/proc/stat minus the benchmark's own process tree); "
             f"load average before/after: {env['loadavg_before']} / {env['loadavg_after']} (the "
-            f"naive servers alone keep ~16 threads runnable)."
+            f"naive servers alone keep ~16 threads runnable); memory available at the start: "
+            f"{env.get('mem_available_gib_before', 'n/a')} GiB."
         ),
         (
             "Matmul peaks (bench/peak.py, best of several square matmuls, the better of before "

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import sys
 import time
 from contextlib import ExitStack
@@ -536,6 +537,18 @@ def bench_load(
     }
 
 
+def mem_available_gib() -> float | None:
+    """MemAvailable from /proc/meminfo: memory held elsewhere (a stray paused server) makes the
+    kernel evict the servers' memory-mapped weights, which a report must be able to show."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
 def apply_peaks(loads: dict, peaks: dict[str, float]) -> None:
     """Every row's MFU against the peak of its own dtype (PEAKS: dtype -> GFLOP/s)."""
     for load in loads.values():
@@ -559,6 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
+    # SIGTERM unwinds like Ctrl-C, so every started server is resumed and stopped: killed
+    # outright, the bench left its paused (SIGSTOPped) vLLM workers behind holding ~9 GB, and
+    # the next run measured under that memory pressure
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     timestamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     results_dir = BENCH_DIR / "results"
     env = {
@@ -567,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "mem_available_gib_before": mem_available_gib(),
     }
     print(f"CPU: {cpu_label(env)}", flush=True)
     background = BackgroundCpu()
