@@ -282,13 +282,13 @@ def baseline_run(
 ) -> dict:
     """A baseline scoring one request at a time, each one padded forward (what the published
     guides serve): `naive` (transformers forward) or `st` (sentence-transformers' CrossEncoder)."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     import models
     import naive_server
 
-    architectures = AutoConfig.from_pretrained(path).architectures or []
-    causal = any(a.endswith("ForCausalLM") for a in architectures)
+    flop_model, head = models.flop_model(path)
+    causal = head > 0  # only a causal LM's head runs at every position
     make = {
         ("naive", True): naive_server.qwen3_scorer,
         ("naive", False): naive_server.cross_scorer,
@@ -296,7 +296,6 @@ def baseline_run(
     }[(kind, causal)]
     scorer = make(str(path), getattr(torch, dtype), device=device)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    flop_model, head = models.flop_model(path)
     reqs = requests(n, docs, seed=11)
     scorer(reqs[0].query, reqs[0].documents, None)  # warm-up
     latencies, flops = [], 0.0
@@ -307,15 +306,7 @@ def baseline_run(
         if device == "cuda":
             torch.cuda.synchronize()
         latencies.append(time.perf_counter() - t)
-        if causal:
-            texts = [
-                naive_server.qwen3_prompt(naive_server.DEFAULT_INSTRUCTION, req.query, d)
-                for d in req.documents
-            ]
-            lengths = [len(ids) for ids in tokenizer(texts)["input_ids"]]
-        else:
-            enc = tokenizer([req.query] * len(req.documents), list(req.documents))
-            lengths = [len(ids) for ids in enc["input_ids"]]
+        lengths = models.sequence_lengths(tokenizer, causal, req.query, req.documents)
         flops += flop_model.sequences(lengths) + head * sum(lengths)
     wall = time.perf_counter() - start
     return {

@@ -157,3 +157,17 @@ def flop_model(model_dir: Path):
     causal = any(a.endswith("ForCausalLM") for a in (config.architectures or []))
     head = 2 * config.hidden_size * config.vocab_size if causal else 0
     return FlopModel.of(config), head
+
+
+def sequence_lengths(
+    tokenizer, causal: bool, query: str, documents: list[str], instruction: str | None = None
+) -> list[int]:
+    """The token count of each (query, document) pair's whole sequence as a server without the
+    prefix cache computes it: the Qwen3 prompt (causal) or the tokenizer's pair encoding."""
+    from naive_server import DEFAULT_INSTRUCTION, qwen3_prompt
+
+    if causal:
+        texts = [qwen3_prompt(instruction or DEFAULT_INSTRUCTION, query, d) for d in documents]
+        return [len(ids) for ids in tokenizer(texts)["input_ids"]]
+    enc = tokenizer([query] * len(documents), list(documents), truncation=True)
+    return [len(ids) for ids in enc["input_ids"]]

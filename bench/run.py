@@ -38,7 +38,6 @@ import report
 from cpu_info import cpu_environment, cpu_label
 from cpu_usage import BackgroundCpu
 from loadgen import LoadResult, fetch_scores, merge_results, run_load
-from naive_server import DEFAULT_INSTRUCTION, qwen3_prompt
 from peak import machine_peak_gflops
 from reranker_contract import Metric
 from servers import running_server
@@ -268,7 +267,7 @@ FLOPS, REUSED = str(Metric.MODEL_FLOPS_TOTAL), str(Metric.PREFIX_TOKENS_SAVED_TO
 
 def load_args(spec: LoadSpec, args: argparse.Namespace) -> argparse.Namespace:
     """ARGS with SPEC's own scale where the command line left the value to its default (--quick
-    shrinks it further: a fifth of the time, half the documents)."""
+    shrinks it further: a sixth of the time, half the documents, one warm-up request)."""
     if spec.scale is None:
         return args
     out = argparse.Namespace(**vars(args))
@@ -340,13 +339,9 @@ def prepare_load(
     tokens, flops = [], []
     flop_model, head = models.flop_model(model_dir)
     for req in requests:
-        if spec.causal:
-            instruction = req.instruction or DEFAULT_INSTRUCTION
-            texts = [qwen3_prompt(instruction, req.query, d) for d in req.documents]
-            lengths = [len(ids) for ids in tok(texts)["input_ids"]]
-        else:
-            enc = tok([req.query] * len(req.documents), list(req.documents), truncation=True)
-            lengths = [len(ids) for ids in enc["input_ids"]]
+        lengths = models.sequence_lengths(
+            tok, spec.causal, req.query, list(req.documents), req.instruction
+        )
         tokens.append(sum(lengths))
         # the baselines run every layer over every token, and the causal one the LM head at
         # every position (`model(**inputs).logits`)

@@ -97,11 +97,17 @@ def available_cpus() -> int:
 GPU_OVERHEAD_TOKENS = 512
 
 
+def on_cpu(device: str) -> bool:
+    """Whether DEVICE ("cpu", "cuda:0", ...) is the CPU: the engine sizes its workers, planner
+    overhead and warm-up differently there."""
+    return str(device).startswith("cpu")
+
+
 def resolve_overhead(config: EngineConfig, device: str) -> int:
     """The per-forward overhead the planner cuts sub-batches with (see forward_overhead_tokens)."""
     if config.forward_overhead_tokens is not None:
         return config.forward_overhead_tokens
-    return DEFAULT_OVERHEAD_TOKENS if str(device).startswith("cpu") else GPU_OVERHEAD_TOKENS
+    return DEFAULT_OVERHEAD_TOKENS if on_cpu(device) else GPU_OVERHEAD_TOKENS
 
 
 def resolve_workers(config: EngineConfig, device: str, cpus: int) -> tuple[int, int | None]:
@@ -111,10 +117,10 @@ def resolve_workers(config: EngineConfig, device: str, cpus: int) -> tuple[int, 
     (two single-threaded forwards side by side beat one two-threaded forward on small batches);
     one worker otherwise. On an accelerator: one worker, torch's thread setting untouched.
     """
-    on_cpu = str(device).startswith("cpu")
-    workers = config.model_workers or (2 if on_cpu and cpus >= 2 else 1)
+    cpu = on_cpu(device)
+    workers = config.model_workers or (2 if cpu and cpus >= 2 else 1)
     if config.torch_threads:
         return workers, config.torch_threads
-    if not on_cpu:
+    if not cpu:
         return workers, None
     return workers, max(1, cpus // workers)

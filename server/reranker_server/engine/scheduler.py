@@ -40,6 +40,7 @@ from reranker_server.engine import bulk, metrics
 from reranker_server.engine.config import (
     EngineConfig,
     available_cpus,
+    on_cpu,
     resolve_overhead,
     resolve_workers,
 )
@@ -258,7 +259,7 @@ class BatchingEngine:
         a few short documents do (the budget's request held a Qwen3-0.6B-shaped pod on 2 vCPUs
         for over 5 minutes before ready). Returns the documents scored."""
         cfg = self.config
-        if str(self.backend.device).startswith("cpu"):
+        if on_cpu(self.backend.device):
             width, count = 32, min(CPU_WARM_UP_DOCUMENTS, cfg.max_batch_size)
         else:
             width = max(
