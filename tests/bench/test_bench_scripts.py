@@ -29,13 +29,25 @@ def test_gpu_run_skips_without_cuda() -> None:
     assert done.returncode == 0 and done.stdout.startswith("SKIP: no CUDA device"), done.stderr
 
 
-def test_gpu_run_dry_run_on_the_cpu() -> None:
-    done = _run("--dry-run")
+def test_gpu_run_dry_run_on_the_cpu(tmp_path: Path) -> None:
+    done = _run("--dry-run", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     for step in ("matmul peak", "half-precision vs fp32", "concurrency_1", "forced out of memory"):
         assert step in out, step
     assert out.rstrip().endswith("OK")
+    # --out: the report of what ran, every model with the engine, compile and baseline rows
+    import json
+
+    (report_json,) = tmp_path.glob("gpu-*.json")
+    run = json.loads(report_json.read_text())
+    assert run["result"] == "OK" and set(run["models"]) == {"qwen3-0.6b", "bge-base"}
+    assert {"this float32", "this bfloat16", "naive bfloat16"} <= set(run["models"]["bge-base"])
+    assert "this bfloat16+compile" in run["models"]["qwen3-0.6b"]
+    table = report_json.with_suffix(".md").read_text()
+    assert (
+        "| qwen3-0.6b | this bfloat16 | 2 |" in table and "| bge-base | naive bfloat16 |" in table
+    )
 
 
 def test_report_compares_scores_and_ranks() -> None:
