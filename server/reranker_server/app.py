@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from reranker_contract import DEFAULTS
-from reranker_server import __version__, metrics
+from reranker_server import __version__, host_allocator, metrics
 from reranker_server.api import ops_routes, playground, rerank_routes
 from reranker_server.api.errors import install_error_handlers
 from reranker_server.api.guard import RequestGuard
@@ -172,6 +172,7 @@ def run_server(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger(__name__).info("%s", host_allocator.tune_for_tensors())
     server_box: dict[str, Any] = {}
     failed = threading.Event()
 

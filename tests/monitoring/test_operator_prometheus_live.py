@@ -16,10 +16,8 @@ from __future__ import annotations
 import copy
 import json
 import re
-import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import io
 import os
-import re
 import subprocess
 import sys
 import time

@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reranker_devtools.tiny_models import UNTRAINED_BUILTINS
-from reranker_server.app import create_app, make_uvicorn_server, settings_loader
+from reranker_server.app import create_app, make_uvicorn_server
 from reranker_server.config import Settings
 from server_helpers import gated_loader
 

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from vllm_helpers import (
     DOCUMENTS,
-    LOCAL_MODEL,
     QUERY,
     bundled_record,
     front_report,

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from vllm_helpers import (
     FRONT_ARGV,
-    LOCAL_MODEL,
     bundled_record,
     front_env,
     front_report,
@@ -23,7 +21,7 @@ from vllm_helpers import (
     resource,
 )
 
-from reranker_contract.score_check import SCORE_CHECK_PATH, CheckState, ScoreChange
+from reranker_contract.score_check import CheckState, ScoreChange
 from reranker_devtools import peers, vllm
 from reranker_devtools.ports import free_port
 

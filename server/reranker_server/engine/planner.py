@@ -21,8 +21,9 @@ oldest pair is returned.
 The plan is what runs: `forwards` lists the model calls the batch makes (positions into
 `items`). On the prefix path the prefix is computed once and the chunk's continuations are cut
 into the length-sorted sub-batches that minimise padded tokens plus `overhead_tokens` per
-forward (`sub_batches.split_by_length`), each one forward on the prefix cache; a full batch is
-one forward.
+forward (`sub_batches.split_by_length`), each one forward on the prefix cache; where the backend
+packs continuations without padding (`packed_continuations`) the chunk is one forward; a full
+batch is one forward.
 """
 
 from __future__ import annotations
@@ -108,8 +109,12 @@ def plan_next_batch(
     prefix_min_pairs: int,
     window: int,
     overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS,
+    packed_continuations: bool = False,
 ) -> PlannedBatch | None:
-    """The next batch for `queue` (arrival order), or None when nothing is pending."""
+    """The next batch for `queue` (arrival order), or None when nothing is pending.
+
+    `packed_continuations`: the backend runs a prefix batch's continuations unpadded
+    (`models.packed_decoder`), so padding costs nothing and the whole chunk is one forward."""
     live = [r for r in queue if r.pending]
     if not live:
         return None
@@ -138,13 +143,18 @@ def plan_next_batch(
         footprint = [p + n for n in lengths]
         chosen = _chunk_with_first(items, footprint, max_batch_size, max_batch_tokens)
         seq = [lengths[k] for k in chosen]
-        forwards = split_by_length(seq, overhead_tokens=overhead_tokens)
+        if packed_continuations:
+            forwards = [sorted(range(len(seq)), key=lambda i: seq[i])]
+            padded = p + sum(seq)
+        else:
+            forwards = split_by_length(seq, overhead_tokens=overhead_tokens)
+            padded = p + sum(len(g) * max(seq[i] for i in g) for g in forwards)
         return PlannedBatch(
             kind="prefix",
             items=[items[k] for k in chosen],
             prefix_ids=tuple(head.encoded.prefix_ids),
             prefix_key=key,
-            padded_tokens=p + sum(len(g) * max(seq[i] for i in g) for g in forwards),
+            padded_tokens=padded,
             real_tokens=p + sum(seq),
             forwards=forwards,
         )

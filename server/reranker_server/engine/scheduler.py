@@ -482,7 +482,16 @@ class BatchingEngine:
             prefix_min_pairs=cfg.prefix_min_pairs,
             window=cfg.schedule_window,
             overhead_tokens=self.forward_overhead_tokens,
+            packed_continuations=self._packs_continuations(),
         )
+
+    def _packs_continuations(self) -> bool:
+        """Whether the backend runs prefix batches' continuations unpadded (its shortcut
+        `packed_decoder` in force): then one forward per chunk is cheapest."""
+        shortcuts = getattr(self.backend, "shortcuts", None)
+        if shortcuts is None:
+            return False
+        return any(cut.name == "packed_decoder" and cut.in_force for cut in shortcuts())
 
     def _dispatch(self, batch: PlannedBatch) -> None:
         now = time.monotonic()

@@ -25,7 +25,7 @@ from reranker_server.contracts import (
     Scored,
     Shortcut,
 )
-from reranker_server.models import cancel_points, last_token, qwen_prompt
+from reranker_server.models import cancel_points, last_token, packed_decoder, qwen_prompt
 from reranker_server.models.chunking import WindowLedger
 from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
@@ -234,9 +234,13 @@ class CausalRerankerBackend:
                 self._last_only_reason or "the model's last layer is not one this shortcut computes"
             )
         )
+        packed_why = (
+            None if packed_decoder.supported(self.base) else packed_decoder.why_not(self.base)
+        )
         return (
             Shortcut("prefix_kv", why is None, why),
             Shortcut("last_token", self._last_only, last_why),
+            Shortcut("packed_decoder", why is None and packed_why is None, why or packed_why),
         )
 
     def _project(self, hidden: torch.Tensor) -> list[float]:
@@ -254,12 +258,13 @@ class CausalRerankerBackend:
         *,
         context: int = 0,
         last_only: bool = False,
+        packed: bool = False,
     ) -> ForwardPass:
         return ForwardPass(
             path=path,  # type: ignore[arg-type]
             sequences=len(lengths),
             real_tokens=sum(lengths),
-            padded_tokens=len(lengths) * width,
+            padded_tokens=sum(lengths) if packed else len(lengths) * width,
             flops=self.flop_model.sequences(lengths, context=context, last_layer_one_row=last_only),
         )
 
@@ -341,7 +346,9 @@ class CausalRerankerBackend:
                 shape.lengths,
                 shape.width,
                 context=shape.context,
-                last_only=run.last_only and shape.path == "continuation",
+                # the packed path runs the prefix's last layer for its last token too
+                last_only=run.last_only and (shape.path == "continuation" or shape.packed),
+                packed=shape.packed,
             )
             for shape in run.shapes
         )

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from reranker_server.models import hf_compat, last_token
+from reranker_server.models import hf_compat, last_token, packed_decoder
 from reranker_server.models.resource_errors import is_device_failure
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 prefix_cache_unsupported: weakref.WeakKeyDictionary[torch.nn.Module, str] = (
     weakref.WeakKeyDictionary()
 )
-# models whose cached path matched a full recompute once (checked on the first cached call)
+# models whose cached path matched a full recompute once (checked on the first cached call),
+# on the plain and on the packed path
 _verified: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+_verified_packed: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -50,6 +52,7 @@ class Shape:
     lengths: tuple[int, ...]
     width: int
     context: int = 0
+    packed: bool = False  # the sequences ran unpadded (the kernels saw the real tokens only)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class PrefixRun:
     used_cache: bool
     last_only: bool
     shapes: list[Shape] = field(default_factory=list)
+    packed: bool = False  # continuations took the packed path (`packed_decoder`)
 
 
 def check_sub_batches(sub_batches: Sequence[Sequence[int]], n: int) -> None:
@@ -104,7 +108,7 @@ def last_hidden_full(
         return hidden[torch.arange(len(sequences), device=ids.device), lengths - 1]
 
 
-def _prefix_cache(base_model: torch.nn.Module, prefix_ids: Sequence[int]):
+def prefix_cache(base_model: torch.nn.Module, prefix_ids: Sequence[int]):
     """Run the prefix once; returns (per-layer (keys, values) with batch 1, last hidden)."""
     device = _device(base_model)
     ids = torch.as_tensor([list(prefix_ids)], dtype=torch.long, device=device)
@@ -143,14 +147,23 @@ def _cached_path(
     pad_token_id: int,
     sub_batches: Sequence[Sequence[int]],
 ) -> PrefixRun:
-    kv, prefix_last = _prefix_cache(base_model, prefix_ids)
-    last_only = last_token.supported(base_model)
+    packed = packed_decoder.supported(base_model)
+    kv: list = []
+    packed_prefix = None
+    if packed:  # the prefix's keys/values from the packed path too
+        hidden, packed_prefix = packed_decoder.last_hidden(
+            base_model, None, [prefix_ids], keep_kv=True
+        )
+        prefix_last = hidden[0]
+    else:
+        kv, prefix_last = prefix_cache(base_model, prefix_ids)
+    last_only = packed or last_token.supported(base_model)
     p = len(prefix_ids)
     device = prefix_last.device
     out = torch.empty(
         (len(continuations), prefix_last.shape[-1]), dtype=prefix_last.dtype, device=device
     )
-    run = PrefixRun(out, True, last_only, [Shape("prefix", (p,), p)])
+    run = PrefixRun(out, True, last_only, [Shape("prefix", (p,), p, packed=packed)], packed=packed)
     for group in sub_batches:  # each sub-batch one forward on the one prefix cache
         empty = [i for i in group if len(continuations[i]) == 0]
         for i in empty:  # the prefix's own last token is this sequence's last token
@@ -159,6 +172,13 @@ def _cached_path(
         if not idx:
             continue
         rows = [continuations[i] for i in idx]
+        if packed:  # the documents packed, cascade attention (`packed_decoder`)
+            out[torch.as_tensor(idx, device=device)] = packed_decoder.last_hidden(
+                base_model, packed_prefix, rows
+            )[0]
+            lengths_of = tuple(len(r) for r in rows)
+            run.shapes.append(Shape("continuation", lengths_of, max(lengths_of), p, packed=True))
+            continue
         ids, mask, lengths = _right_pad(rows, pad_token_id, device)
         b, width = ids.shape
         attention = torch.cat([torch.ones((b, p), dtype=mask.dtype, device=device), mask], dim=1)
@@ -208,17 +228,35 @@ def last_hidden_with_prefix(
     if not prefix or base_model in prefix_cache_unsupported:
         return _full_groups(base_model, prefix, continuations, pad_token_id, groups)
     with torch.inference_mode():
-        try:
-            run = _cached_path(base_model, prefix, continuations, pad_token_id, groups)
-        except (TypeError, ValueError, NotImplementedError, AttributeError, RuntimeError) as exc:
-            if is_device_failure(exc):  # the device, not the model: never turns the path off
-                raise
-            _record(base_model, f"{type(exc).__name__}: {exc}")
-        else:
-            if base_model in _verified or _matches_full(
-                base_model, prefix, continuations, run.hidden, pad_token_id
-            ):
-                return run
+        while True:  # the packed path first where supported; once off, the plain cached path
+            packed = packed_decoder.supported(base_model)
+            try:
+                run = _cached_path(base_model, prefix, continuations, pad_token_id, groups)
+            except (
+                TypeError,
+                ValueError,
+                NotImplementedError,
+                AttributeError,
+                RuntimeError,
+            ) as exc:
+                if is_device_failure(exc):  # the device, not the model: never turns a path off
+                    raise
+                reason = f"{type(exc).__name__}: {exc}"
+            else:
+                verified = _verified_packed if packed else _verified
+                if base_model in verified:
+                    return run
+                reason = _mismatch(base_model, prefix, continuations, run.hidden, pad_token_id)
+                if reason is None:
+                    verified.add(base_model)
+                    return run
+            if not packed:
+                _record(base_model, reason)
+                break
+            packed_decoder.disable(base_model, reason)
+            log.warning(
+                "packed decoder path disabled for %s: %s", type(base_model).__name__, reason
+            )
     return _full_groups(base_model, prefix, continuations, pad_token_id, groups)
 
 
@@ -227,25 +265,23 @@ def _record(base_model: torch.nn.Module, reason: str) -> None:
     log.warning("shared-prefix KV disabled for %s: %s", type(base_model).__name__, reason)
 
 
-def _matches_full(
+def _mismatch(
     base_model: torch.nn.Module,
     prefix: list[int],
     continuations: Sequence[Sequence[int]],
     cached: torch.Tensor,
     pad_token_id: int,
-) -> bool:
-    """First cached call per model: compare one continuation with a full recompute."""
-    j = min(
-        range(len(continuations)), key=lambda i: (len(continuations[i]) == 0, len(continuations[i]))
-    )
-    diff = full_recompute_mismatch(
-        base_model, prefix + list(continuations[j]), cached[j], pad_token_id=pad_token_id
-    )
-    if diff is not None:
-        _record(base_model, f"cached result differs from a full recompute by {diff:.3g}")
-        return False
-    _verified.add(base_model)
-    return True
+) -> str | None:
+    """First cached call per model and path: the shortest and the longest continuation against
+    a full recompute; why they differ, or None."""
+    order = sorted(range(len(continuations)), key=lambda i: len(continuations[i]))
+    for j in dict.fromkeys((order[0], order[-1])):
+        diff = full_recompute_mismatch(
+            base_model, prefix + list(continuations[j]), cached[j], pad_token_id=pad_token_id
+        )
+        if diff is not None:
+            return f"cached result differs from a full recompute by {diff:.3g}"
+    return None
 
 
 def full_recompute_mismatch(

@@ -262,16 +262,26 @@ async def test_cache_keeps_document_indexes_in_errors(causal_backend, engine_fac
 
 async def test_metrics_count_the_forwards_that_ran(causal_backend, engine_factory):
     """Batch size, tokens, padding and prefix reuse are what the model ran: counted here
-    independently with a forward pre-hook on the decoder stack."""
+    independently with forward pre-hooks on the decoder stack (its padded forwards) and on its
+    embedding and last attention projection (the packed path's forwards, which take the
+    documents' tokens unpadded as one row each and project one row per document at the end)."""
     engine = await engine_factory(causal_backend)
     records: list[BatchRecord] = []
     engine.add_batch_listener(records.append)
-    calls: list[tuple[int, int, int]] = []  # (rows, width, real tokens) per decoder call
+    calls: list[list[int]] = []  # [rows, tokens the kernels ran, real tokens] per decoder call
 
     def count(_module, _args, kwargs):
         ids = kwargs["input_ids"]
         mask = kwargs["attention_mask"][:, -ids.shape[1] :]
-        calls.append((ids.shape[0], ids.shape[1], int(mask.sum())))
+        calls.append([ids.shape[0], ids.numel(), int(mask.sum())])
+
+    def count_packed_tokens(_module, args):
+        if args[0].dim() == 1:  # packed: every row's tokens in one sequence, no padding
+            calls.append([0, args[0].numel(), args[0].numel()])
+
+    def count_packed_rows(_module, args):
+        if calls and calls[-1][0] == 0:
+            calls[-1][0] = args[0].shape[0]
 
     names = (
         "reranker_batch_size_count",
@@ -287,23 +297,29 @@ async def test_metrics_count_the_forwards_that_ran(causal_backend, engine_factor
     )
     inp = RerankInput(query="capital?", documents=DOCS)
     await engine.rerank(inp)  # first calls: the shortcuts' first-use checks run plain forwards
-    handle = causal_backend.base.register_forward_pre_hook(count, with_kwargs=True)
+    base = causal_backend.base
+    handles = [
+        base.register_forward_pre_hook(count, with_kwargs=True),
+        base.embed_tokens.register_forward_pre_hook(count_packed_tokens),
+        base.layers[-1].self_attn.o_proj.register_forward_pre_hook(count_packed_rows),
+    ]
     try:
         before = {n: _metric(n) for n in names}
         records.clear()
         await engine.rerank(inp)
         await engine.rerank(RerankInput(query="single", documents=DOCS[:1]))
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     delta = {n: _metric(n) - v for n, v in before.items()}
     p = len(causal_backend.encode(inp).prefix_ids)
     assert delta["reranker_batch_size_count"] == len(calls) == delta["reranker_padding_ratio_count"]
-    assert delta["reranker_batch_size_sum"] == sum(rows for rows, _w, _r in calls)
-    assert delta["reranker_batch_tokens_sum"] == sum(rows * width for rows, width, _r in calls)
-    assert delta["reranker_computed_tokens_total"] == sum(real for _b, _w, real in calls)
-    assert [
-        (f.sequences, f.padded_tokens // max(f.sequences, 1)) for r in records for f in r.forwards
-    ] == [(rows, width) for rows, width, _r in calls]
+    assert delta["reranker_batch_size_sum"] == sum(rows for rows, _t, _r in calls)
+    assert delta["reranker_batch_tokens_sum"] == sum(ran for _b, ran, _r in calls)
+    assert delta["reranker_computed_tokens_total"] == sum(real for _b, _t, real in calls)
+    assert [(f.sequences, f.padded_tokens) for r in records for f in r.forwards] == [
+        (rows, ran) for rows, ran, _r in calls
+    ]
     assert delta["reranker_queue_time_seconds_count"] == len(DOCS) + 1
     assert delta["reranker_prefix_cache_reuse_total"] == len(DOCS)
     assert delta["reranker_prefix_tokens_saved_total"] == (len(DOCS) - 1) * p
@@ -326,9 +342,12 @@ async def test_prefix_metrics_stop_when_the_prefix_path_turns_off(
     source (the backend's shortcuts) says why, and the scores stay right."""
     from transformers import Cache
 
-    from reranker_server.models import LoadOptions, load_backend
+    from reranker_server.models import LoadOptions, load_backend, packed_decoder
 
     backend = load_backend(LoadOptions(model=str(qwen3_3l_path), device="cpu", dtype="float32"))
+    # the plain cached path, whose forwards run the modules this fault hooks (a model the packed
+    # path misreads falls back to the plain one: tests/server/models/test_packed_decoder.py)
+    packed_decoder.disable(backend.base, "test: the plain cached path")
 
     def corrupt_cached(_module, _args, kwargs, output):
         if any(isinstance(value, Cache) for value in kwargs.values()):
@@ -542,17 +561,18 @@ def test_forward_overhead_is_device_aware():
 async def test_warm_up_on_a_cpu_is_a_few_short_documents(causal_backend, engine_factory):
     """On a CPU (nothing to reserve) the warm-up scores a few short documents, far under the
     batch budget, yet still runs the prefix path whose first-use check it is there for; the
-    decoder calls are counted independently with a forward pre-hook."""
+    decoder calls are counted independently with a forward pre-hook on the embedding, which
+    every path (padded or packed) calls with the tokens it runs."""
     from reranker_server.engine.scheduler import CPU_WARM_UP_DOCUMENTS
 
     assert causal_backend.device == "cpu"
     engine = await engine_factory(causal_backend, max_batch_size=32, max_batch_tokens=16384)
     tokens: list[int] = []
 
-    def count(_module, _args, kwargs):
-        tokens.append(int(kwargs["input_ids"].numel()))
+    def count(_module, args):
+        tokens.append(int(args[0].numel()))
 
-    handle = causal_backend.base.register_forward_pre_hook(count, with_kwargs=True)
+    handle = causal_backend.base.embed_tokens.register_forward_pre_hook(count)
     try:
         assert await engine.warm_up() == CPU_WARM_UP_DOCUMENTS
     finally:

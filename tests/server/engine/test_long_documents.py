@@ -12,7 +12,6 @@ from qwen_card import CARD_SUFFIX, before_document
 from transformers import AutoTokenizer
 
 from reranker_server.contracts import Chunking, RerankInput, TooManyChunksError
-from reranker_server.engine import EngineConfig, build_engine
 from reranker_server.engine.scheduler import BatchRecord
 from reranker_server.models import LoadOptions, load_backend
 from reranker_server.models.chunking import window_count, window_spans

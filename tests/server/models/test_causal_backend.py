@@ -248,9 +248,12 @@ def test_a_wrong_cached_forward_never_reaches_the_scores(tiny_qwen3_path, refere
     from a full recompute and equals the independent reference."""
     from transformers import Cache
 
+    from reranker_server.models import packed_decoder
     from reranker_server.models.prefix_kv import prefix_cache_unsupported
 
     fresh = load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", dtype="float32"))
+    # the plain cached path, whose forwards run the modules (the packed one is tested apart)
+    packed_decoder.disable(fresh.base, "test: the plain cached path")
 
     def corrupt_cached(_module, _args, kwargs, output):
         if any(isinstance(value, Cache) for value in kwargs.values()):

@@ -67,14 +67,22 @@ def test_the_prefix_path_counts_only_what_it_computed(causal_backend):
     fm = causal_backend.flop_model
     p = len(enc.prefix_ids)
     lengths = [[len(enc.pairs[i].input_ids) for i in g] for g in groups]
-    # padded widths: torch multiplies padding too; the report counts real tokens only
+    # padded widths: torch multiplies padding too; the report counts real tokens only. The
+    # packed path (on CPUs) multiplies the real tokens alone, and says so
+    packed = [f.padded_tokens == f.real_tokens for f in scored.report.forwards[1:]]
+    in_force = {s.name: s.in_force for s in causal_backend.shortcuts()}["packed_decoder"]
+    assert packed == [in_force] * 2
     widths = [max(ls) for ls in lengths]
-    padded = fm.linear([p]) + sum(
-        fm.linear([w] * len(ls), last_layer_one_row=True) for w, ls in zip(widths, lengths)
+    # the packed path also runs the prefix's last layer for its last token alone
+    padded = fm.linear([p], last_layer_one_row=in_force) + sum(
+        fm.linear(ls if is_packed else [w] * len(ls), last_layer_one_row=True)
+        for w, ls, is_packed in zip(widths, lengths, packed)
     )
     assert 0 <= counted - padded <= 8 * fm.hidden * 768
-    real = fm.linear([p]) + sum(fm.linear(ls, last_layer_one_row=True) for ls in lengths)
-    attention = fm.attention([p]) + sum(
+    real = fm.linear([p], last_layer_one_row=in_force) + sum(
+        fm.linear(ls, last_layer_one_row=True) for ls in lengths
+    )
+    attention = fm.attention([p], last_layer_one_row=in_force) + sum(
         fm.attention(ls, context=p, last_layer_one_row=True) for ls in lengths
     )
     assert sum(f.flops for f in scored.report.forwards) == pytest.approx(real + attention)

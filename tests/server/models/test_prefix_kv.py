@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from reranker_server.models import packed_decoder
 from reranker_server.models.prefix_kv import (
     last_hidden_full,
     last_hidden_with_prefix,
@@ -62,7 +63,11 @@ def _tokens(gen: torch.Generator, n: int) -> list[int]:
 
 @pytest.fixture(scope="module", params=["sdpa", "eager"])
 def base(request) -> torch.nn.Module:
-    return _qwen3(request.param).model
+    """The plain cached path (the Hugging Face forward on an expanded cache: GPUs, other
+    dtypes); the packed path that CPUs take has tests of its own (test_packed_decoder.py)."""
+    model = _qwen3(request.param).model
+    packed_decoder.disable(model, "test: the plain cached path")
+    return model
 
 
 def test_shared_prefix_equals_full_recompute(base):
@@ -163,6 +168,7 @@ def test_bad_arguments_are_named(base):
 def test_a_model_whose_cached_forward_is_wrong_is_detected():
     """A decoder that silently mishandles a cache (here: shifted outputs) falls back, correctly."""
     base = _qwen3("sdpa", layers=3).model
+    packed_decoder.disable(base, "test: the plain cached path")
 
     from transformers import Cache
 

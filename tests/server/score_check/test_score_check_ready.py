@@ -3,7 +3,6 @@ probes, and the probes are scored by the engine afresh (never from the score cac
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -13,7 +12,7 @@ from score_check_models import gauge, serve
 from reranker_contract import Metric
 from reranker_contract.score_check import SCORE_CHECK_PATH
 from reranker_server.api.ops_routes import ENDPOINTS
-from reranker_server.app import create_app, settings_loader
+from reranker_server.app import create_app
 from server_helpers import gated_loader, settings_for
 
 
