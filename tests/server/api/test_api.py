@@ -144,6 +144,7 @@ def test_info_shows_the_shortcuts_in_force(qwen_client):
     assert info["shortcuts"] == {
         "prefix_kv": {"in_force": True, "reason": None},
         "last_token": {"in_force": True, "reason": None},
+        "packed_decoder": {"in_force": True, "reason": None},
     }
 
 
