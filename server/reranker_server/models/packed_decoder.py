@@ -68,11 +68,24 @@ def why_not(base_model: torch.nn.Module) -> str | None:
             return "sliding-window attention"
         if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
             return "the MLP is not a gated one"
+        linears = (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj)
+        if not all(_plain_linear(m, param.dtype) for m in linears):
+            # quantized or wrapped layers: their weights are not ones to concatenate
+            return "a projection is not a plain torch Linear in the model's dtype"
         norms = [layer.input_layernorm, layer.post_attention_layernorm]
         norms += [getattr(attn, n) for n in ("q_norm", "k_norm") if hasattr(attn, n)]
         if not all(_rms_parameters(n) is not None for n in norms):
             return "a norm is not an RMSNorm"
     return None
+
+
+def _plain_linear(module: torch.nn.Module, dtype: torch.dtype) -> bool:
+    weight = getattr(module, "weight", None)
+    return (
+        type(module) is torch.nn.Linear
+        and type(weight) is torch.nn.Parameter
+        and weight.dtype == dtype
+    )
 
 
 def supported(base_model: torch.nn.Module) -> bool:

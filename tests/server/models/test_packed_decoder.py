@@ -192,3 +192,23 @@ def test_a_cancelled_batch_stops_between_layers():
     finally:
         hook.remove()
     assert len(calls) == 2  # layers 0 and 1 ran; layer 2 never started
+
+
+def test_wrapped_or_quantized_projections_keep_the_plain_path():
+    """A projection that is not a plain torch Linear (a quantized or wrapped layer, here a
+    subclass) is never concatenated: the packed path says why and stays off."""
+
+    class WrappedLinear(torch.nn.Linear):
+        pass
+
+    base = _model("qwen3", layers=2)
+    old = base.layers[1].mlp.up_proj
+    wrapped = WrappedLinear(old.in_features, old.out_features, bias=False)
+    wrapped.weight = old.weight
+    base.layers[1].mlp.up_proj = wrapped
+    assert "not a plain torch Linear" in packed_decoder.why_not(base)
+    gen = torch.Generator().manual_seed(9)
+    prefix, conts = _tokens(gen, 11), [_tokens(gen, 5), _tokens(gen, 3)]
+    run = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
+    assert not run.packed and run.used_cache
+    assert wrapped.weight is old.weight  # untouched
