@@ -234,9 +234,7 @@ class CausalRerankerBackend:
                 self._last_only_reason or "the model's last layer is not one this shortcut computes"
             )
         )
-        packed_why = (
-            None if packed_decoder.supported(self.base) else packed_decoder.why_not(self.base)
-        )
+        packed_why = packed_decoder.why_not(self.base)
         return (
             Shortcut("prefix_kv", why is None, why),
             Shortcut("last_token", self._last_only, last_why),

@@ -150,16 +150,10 @@ _fused: weakref.WeakKeyDictionary[torch.nn.Module, _Fused] = weakref.WeakKeyDict
 _fusing = threading.Lock()
 
 
+@torch.inference_mode(False)
 def _concatenate(linears: Sequence[torch.nn.Linear]) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The linears' weights (and biases) as one matrix; each module's parameters become views of
     it, so the model holds them once (ordinary tensors, even when called in inference mode)."""
-    with torch.inference_mode(False):
-        return _concatenate_parameters(linears)
-
-
-def _concatenate_parameters(
-    linears: Sequence[torch.nn.Linear],
-) -> tuple[torch.Tensor, torch.Tensor | None]:
     weight = torch.cat([m.weight.detach() for m in linears], dim=0)
     biases = [m.bias for m in linears]
     bias = None
@@ -338,32 +332,42 @@ def _on_own(
     Each document's key view runs on past its end to an aligned length (into the next
     document, or `packing.tail`'s zero rows): the causal mask, aligned top-left, never lets one
     of its queries reach those keys, and the kernel is faster on aligned key counts."""
-    keys, values = packing.extended(k), packing.extended(v)
-    outs, lses = [], []
-    for start, end in packing.bounds:
-        reach = start + _aligned(end - start)
-        out, lse = _flash_op()(
-            _heads_first(q[start:end]),
-            _heads_first(keys[start:reach]),
-            _heads_first(values[start:reach]),
-            is_causal=True,
-            scale=scale,
-        )
-        outs.append(out[0].transpose(0, 1))
-        lses.append(lse[0].transpose(0, 1))
-    return torch.cat(outs), torch.cat(lses)
+    return _per_document(
+        q,
+        packing.extended(k),
+        packing.extended(v),
+        [((start, end), (start, start + _aligned(end - start))) for start, end in packing.bounds],
+        scale,
+        causal=True,
+    )
 
 
 def _last_on_own(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, packing: _Packing, scale: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each document's last query (B, H, d) against all of its own keys: (out, lse) (B, H, ...)."""
+    ranges = [((row, row + 1), bounds) for row, bounds in enumerate(packing.bounds)]
+    return _per_document(q, k, v, ranges, scale, causal=False)
+
+
+def _per_document(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    ranges: Sequence[tuple[tuple[int, int], tuple[int, int]]],
+    scale: float,
+    *,
+    causal: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One kernel call per document: its query rows against its key rows ((q range, key range)
+    each), on strided views; the outputs and LSEs concatenated in row order."""
     outs, lses = [], []
-    for row, (start, end) in enumerate(packing.bounds):
+    for (q_start, q_end), (k_start, k_end) in ranges:
         out, lse = _flash_op()(
-            _heads_first(q[row : row + 1]),
-            _heads_first(k[start:end]),
-            _heads_first(v[start:end]),
+            _heads_first(q[q_start:q_end]),
+            _heads_first(k[k_start:k_end]),
+            _heads_first(v[k_start:k_end]),
+            is_causal=causal,
             scale=scale,
         )
         outs.append(out[0].transpose(0, 1))
@@ -393,13 +397,18 @@ def _projections(
         qk = rotary.apply(_rms_scaled(qkv[:, : nq + nk].view(t, -1, d), *fused.qk_norm))
         q, k = qk[:, : nq // d], qk[:, nq // d :]
     else:
-        q, k = qkv[:, :nq].view(t, -1, d), qkv[:, nq : nq + nk].view(t, -1, d)
-        if getattr(attn, "q_norm", None) is not None:
-            q = _rms(attn.q_norm, q)
-        if getattr(attn, "k_norm", None) is not None:
-            k = _rms(attn.k_norm, k)
+        q, k = _normed(attn, qkv[:, :nq].view(t, -1, d), qkv[:, nq : nq + nk].view(t, -1, d))
         q, k = rotary.apply(q), rotary.apply(k)
     return q, k, qkv[:, nq + nk :].view(t, -1, d)
+
+
+def _normed(attn: torch.nn.Module, q: torch.Tensor, k: torch.Tensor):
+    """q and k through the layer's own q/k norms, each where it has one."""
+    if getattr(attn, "q_norm", None) is not None:
+        q = _rms(attn.q_norm, q)
+    if getattr(attn, "k_norm", None) is not None:
+        k = _rms(attn.k_norm, k)
+    return q, k
 
 
 def _last_projections(
@@ -412,12 +421,8 @@ def _last_projections(
     weight, bias = fused.qkv_weight, fused.qkv_bias
     q = F.linear(x[last], weight[:nq], None if bias is None else bias[:nq]).view(len(last), -1, d)
     kv = F.linear(x, weight[nq:], None if bias is None else bias[nq:])
-    k, v = kv[:, :nk].view(x.shape[0], -1, d), kv[:, nk:].view(x.shape[0], -1, d)
-    if getattr(attn, "q_norm", None) is not None:
-        q = _rms(attn.q_norm, q)
-    if getattr(attn, "k_norm", None) is not None:
-        k = _rms(attn.k_norm, k)
-    return rotary.rows(last).apply(q), rotary.apply(k), v
+    q, k = _normed(attn, q, kv[:, :nk].view(x.shape[0], -1, d))
+    return rotary.rows(last).apply(q), rotary.apply(k), kv[:, nk:].view(x.shape[0], -1, d)
 
 
 def _mlp(layer: torch.nn.Module, x: torch.Tensor, fused: _Fused) -> torch.Tensor:

@@ -146,8 +146,8 @@ def _cached_path(
     continuations: Sequence[Sequence[int]],
     pad_token_id: int,
     sub_batches: Sequence[Sequence[int]],
+    packed: bool,
 ) -> PrefixRun:
-    packed = packed_decoder.supported(base_model)
     kv: list = []
     packed_prefix = None
     if packed:  # the prefix's keys/values from the packed path too
@@ -231,7 +231,7 @@ def last_hidden_with_prefix(
         while True:  # the packed path first where supported; once off, the plain cached path
             packed = packed_decoder.supported(base_model)
             try:
-                run = _cached_path(base_model, prefix, continuations, pad_token_id, groups)
+                run = _cached_path(base_model, prefix, continuations, pad_token_id, groups, packed)
             except (
                 TypeError,
                 ValueError,
