@@ -126,6 +126,18 @@ def test_the_prefix_path_plans_its_sub_batch_forwards():
     assert batch.padded_tokens == 50 + sum(len(f) * max(seq[i] for i in f) for f in batch.forwards)
 
 
+def test_packed_continuations_make_the_chunk_one_forward():
+    """Where the backend runs continuations unpadded, splitting only adds forwards: the chunk is
+    one forward, length-sorted, and nothing is counted as padding."""
+    lens = [40, 3, 41, 5, 4, 39, 6, 42]
+    [batch] = _drain([_req(1, "k", 50, lens)], overhead_tokens=16, packed_continuations=True)
+    assert batch.kind == "prefix"
+    seq = [it.request.pair_len(it.index) for it in batch.items]
+    assert len(batch.forwards) == 1
+    assert [seq[i] for i in batch.forwards[0]] == sorted(lens)
+    assert batch.padded_tokens == batch.real_tokens == 50 + sum(lens)
+
+
 def test_prefix_disabled_uses_the_full_path_only():
     queue = [_req(1, "k", 30, [5, 6, 7, 8])]
     assert {b.kind for b in _drain(queue, prefix_enabled=False)} == {"full"}
