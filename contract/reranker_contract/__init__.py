@@ -213,6 +213,9 @@ class Metric(StrEnum):
     SCORE_CHECK_PASSED = "reranker_score_check_passed"
     SCORE_CHECK_TIMESTAMP = "reranker_score_check_timestamp_seconds"
     SCORE_CHECK_PARITY_DEVIATION = "reranker_score_check_parity_deviation"
+    # the front of vLLM: 1 when the engine's /metrics answered the last relay (its `vllm:*`
+    # series are exported beside the front's), 0 when not; absent without an engine behind
+    ENGINE_METRICS_UP = "reranker_engine_metrics_up"
 
 
 class HpaMetric(StrEnum):

@@ -39,7 +39,15 @@ class ScoreCheckEnv(StrEnum):
     # tolerance overrides, JSON {change kind: absolute tolerance} (spec.scoreCheck.parity)
     SCORE_PARITY_TOLERANCES = "SCORE_PARITY_TOLERANCES"
     SERVER_IMAGE = "SERVER_IMAGE"  # the image the pod runs (an image bump is a change kind)
-    SCORING_ENGINE = "SCORING_ENGINE"  # the engine that scores: "transformers" or "vllm"
+
+
+class ScoringEngine(StrEnum):
+    """The engine that scores a pod's requests (a report's `setup.engine`; a change of it is
+    the `engine` change kind): the server's own, or vLLM behind it (ENGINE_URL). The same
+    names as spec.engine's values."""
+
+    TRANSFORMERS = "transformers"
+    VLLM = "vllm"
 
 
 class BuiltinCheck(StrEnum):

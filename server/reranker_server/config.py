@@ -307,19 +307,14 @@ class Settings:
     server_image: str | None = _opt(
         None, ScoreCheckEnv.SERVER_IMAGE, "the image this pod runs (parity: an image change)"
     )
-    scoring_engine: str = _opt(
-        "transformers",
-        ScoreCheckEnv.SCORING_ENGINE,
-        "the engine that scores (parity: an engine change)",
-        choices=("transformers", "vllm"),
-    )
 
     engine_url: str | None = _opt(
         None,
         Env.ENGINE_URL,
         "score through the vLLM engine process at this URL (e.g. http://127.0.0.1:8001): the "
         "server is its front (tokenizer from --model; /ready waits for vLLM's /health; "
-        "MODEL_WORKERS bounds the calls in flight, BATCH_SIZE the pairs per call)",
+        "/metrics relays vLLM's own vllm:* series; MODEL_WORKERS bounds the calls in flight, "
+        "BATCH_SIZE the pairs per call; the calls keep arrival order)",
     )
 
     def public(self) -> dict[str, Any]:

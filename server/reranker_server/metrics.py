@@ -8,6 +8,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 from reranker_contract import Metric
 from reranker_server.device_memory import DeviceMemoryCollector
+from reranker_server.engine_metrics import EngineMetricsRelay
 
 HTTP_REQUESTS = Counter(
     Metric.HTTP_REQUESTS_TOTAL,
@@ -178,3 +179,7 @@ class ScoreCheckCollector:
 # the latest score check's report (set by reranker_server.api.state once the check ran)
 SCORE_CHECK = ScoreCheckCollector()
 REGISTRY.register(SCORE_CHECK)
+# the engine behind the front (ENGINE_URL): its own series, read at scrape time (attached by
+# reranker_server.api.state once the remote backend loaded)
+ENGINE_METRICS = EngineMetricsRelay()
+REGISTRY.register(ENGINE_METRICS)

@@ -10,7 +10,7 @@ from pydantic import Field
 from reranker_contract import DEFAULTS, Env
 from reranker_operator.api.base import SpecModel
 from reranker_operator.api.cel_rules import Rule
-from reranker_operator.api.constants import OPERATOR_NAMESPACE
+from reranker_operator.api.constants import BUNDLED_SERVER, OPERATOR_NAMESPACE
 from reranker_operator.api.fieldtypes import DNS1123_SUBDOMAIN, Labels
 
 JwtAlgorithm = Literal[
@@ -104,7 +104,7 @@ class RateLimitSpec(SpecModel):
         le=1000000,
         description="Failed authentications (401) per minute per client address; past them "
         "the address gets 429 without its credentials being checked, so keys cannot be guessed "
-        f"quickly ({Env.AUTH_FAILURES_PER_MINUTE}; 0 = no back-off; engine transformers only). "
+        f"quickly ({Env.AUTH_FAILURES_PER_MINUTE}; 0 = no back-off; {BUNDLED_SERVER}). "
         "Behind an ingress, set trustedProxies: otherwise every client shares its address.",
     )
 

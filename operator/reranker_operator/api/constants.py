@@ -19,6 +19,10 @@ OPERATOR_POD_LABELS = {
     "app.kubernetes.io/component": "operator",
 }
 
+# which pods honour a setting of the bundled server's request handling (limits, timeouts, long
+# documents, back-off): its own engine, and vLLM behind it as the front
+BUNDLED_SERVER = "engine transformers, or vllm behind the bundled server: vllm.front, the default"
+
 DEFAULT_IMAGE_REPOSITORY = "ghcr.io/reranker-operator/reranker-server"
 
 LABEL_NAME = "app.kubernetes.io/name"

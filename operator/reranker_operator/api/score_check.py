@@ -35,7 +35,8 @@ DESCRIPTION = (
     "sanity, the probes' expectations, and parity with the scores a Ready revision of the same "
     "model and revision gave (the operator's <name>-score-record ConfigMap). A pod that fails "
     "stays not-ready, so the rolling update (maxUnavailable 0) holds and the old pods keep "
-    "serving. Engine transformers only for now: with engine vllm nothing is checked."
+    "serving. Engine transformers, or vllm behind the bundled server (vllm.front, the default: "
+    "it scores the probes through vLLM); bare vLLM checks nothing."
 )
 
 Index = Annotated[

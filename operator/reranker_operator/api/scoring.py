@@ -31,7 +31,7 @@ class ScoreCacheSpec(SpecModel):
     """An in-memory LRU of pair scores in each server pod: a repeated (model, instruction,
     query, document, truncation) pair is answered without a forward pass. Per pod, lost on
     restart; hits and misses are exported as reranker_score_cache_{hits,misses}_total.
-    Engine transformers only."""
+    Engine transformers, or vllm behind the bundled server (vllm.front); bare vLLM has none."""
 
     enabled: bool = Field(False, description="Cache scores in each pod.")
     size: int = Field(

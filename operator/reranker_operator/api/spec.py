@@ -28,7 +28,7 @@ from reranker_operator.api.cel_rules import Rule, violations
 from reranker_operator.api.cel_terms import AUTOSCALING as _AUTOSCALING
 from reranker_operator.api.cel_terms import CUDA as _CUDA
 from reranker_operator.api.checks import unexpressible_problems
-from reranker_operator.api.constants import DEFAULT_IMAGE_REPOSITORY
+from reranker_operator.api.constants import BUNDLED_SERVER, DEFAULT_IMAGE_REPOSITORY
 from reranker_operator.api.engine_choice import ENGINE_DESCRIPTION, EngineName, SpecRules
 from reranker_operator.api.families import AUTO, FAMILY_DESCRIPTION, FamilyChoice, is_yes_no_causal
 from reranker_operator.api.fieldtypes import (
@@ -676,7 +676,7 @@ class ServerSpec(SpecModel):
         le=256 * 1024 * 1024,
         description="Largest request body in bytes on the scoring routes; a larger one is "
         "answered 413 before it is read, so no client can fill the pod's memory "
-        f"({Env.MAX_REQUEST_BYTES}; engine transformers only).",
+        f"({Env.MAX_REQUEST_BYTES}; {BUNDLED_SERVER}).",
     )
     max_request_tokens: int = Field(
         DEFAULTS.max_request_tokens,
@@ -684,7 +684,7 @@ class ServerSpec(SpecModel):
         le=16777216,
         description="Most tokens one request may score, after truncation; more is answered 413 "
         "before any scoring, so one request cannot hold the model for minutes "
-        f"({Env.MAX_REQUEST_TOKENS}; engine transformers only).",
+        f"({Env.MAX_REQUEST_TOKENS}; {BUNDLED_SERVER}).",
     )
     max_queued_tokens: int = Field(
         DEFAULTS.max_queued_tokens,
@@ -692,7 +692,7 @@ class ServerSpec(SpecModel):
         le=268435456,
         description="Most tokens waiting to be scored in one pod, every request together; a "
         "request that would go beyond is answered 429, bounding queue memory and queue time "
-        f"({Env.MAX_QUEUED_TOKENS}; engine transformers only). At least maxRequestTokens.",
+        f"({Env.MAX_QUEUED_TOKENS}; {BUNDLED_SERVER}). At least maxRequestTokens.",
     )
     header_timeout_seconds: int = Field(
         DEFAULTS.header_timeout_seconds,
@@ -700,15 +700,15 @@ class ServerSpec(SpecModel):
         le=300,
         description="Seconds a connection has to send a request's line and headers before it "
         "is closed, so slow clients cannot hold connections open "
-        f"({Env.HEADER_TIMEOUT_SECONDS}; engine transformers only).",
+        f"({Env.HEADER_TIMEOUT_SECONDS}; {BUNDLED_SERVER}).",
     )
     body_timeout_seconds: int = Field(
         DEFAULTS.body_timeout_seconds,
         ge=1,
         le=3600,
         description="Seconds a client has to send a request's body, answered 408 after it, so "
-        f"a slowly sent body cannot hold a connection ({Env.BODY_TIMEOUT_SECONDS}; engine "
-        "transformers only).",
+        f"a slowly sent body cannot hold a connection ({Env.BODY_TIMEOUT_SECONDS}; "
+        f"{BUNDLED_SERVER}).",
     )
     long_documents: Literal["truncate", "chunk"] = Field(
         DEFAULTS.long_documents,  # type: ignore[arg-type]
@@ -716,8 +716,7 @@ class ServerSpec(SpecModel):
         "(counted in each response and reranker_truncated_documents_total); chunk scores it "
         "whole, in overlapping windows that fit, the document taking the max of its windows' "
         f"scores, so a passage deep in it still ranks it ({Env.LONG_DOCUMENTS}; a request's "
-        "long_documents overrides it). Engine transformers only until the bundled server "
-        "fronts vLLM.",
+        f"long_documents overrides it; {BUNDLED_SERVER}).",
     )
     chunk_overlap_tokens: int = Field(
         DEFAULTS.chunk_overlap_tokens,

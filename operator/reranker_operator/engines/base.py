@@ -75,11 +75,6 @@ class Engine(ABC):
         Engine for a variant such as vLLM behind the bundled server (spec.vllm.front)."""
         return self
 
-    def engine_metrics_ports(self, spec: RerankerServiceSpec) -> tuple[str, ...]:
-        """Named container ports of an engine process the serving container fronts, whose
-        /metrics is scraped too (never Service ports; the NetworkPolicy admits the scraper)."""
-        return ()
-
     @abstractmethod
     def serving_container(self, svc: ParsedService) -> ServingContainer:
         """The Deployment's serving container and the volumes only it mounts."""

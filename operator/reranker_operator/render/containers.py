@@ -23,8 +23,22 @@ class ProbeParams:
 
     ready_path: str | None  # None: no readiness probe, startup on the liveness path
     liveness_path: str
-    port_name: str
+    port_name: str | None  # None: exec probes (`exec_command`)
     startup_failures: int  # x 10 s: the budget for loading the model after the download
+    # set: every probe runs this command in the container instead of an HTTP GET (a process
+    # listening on localhost only, which the kubelet's GETs to the pod's address cannot reach)
+    exec_command: list[str] | None = None
+
+    @property
+    def handler(self) -> str:
+        """The probes' handler field: `httpGet`, or `exec` with `exec_command`."""
+        return "httpGet" if self.exec_command is None else "exec"
+
+    def action(self, path: str) -> JsonObject:
+        """The handler's value for a probe of `path` (an exec probe's command names its URL)."""
+        if self.exec_command is not None:
+            return {"command": self.exec_command}
+        return {"path": path, "port": self.port_name}
 
 
 @dataclass(frozen=True)

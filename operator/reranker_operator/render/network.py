@@ -76,12 +76,6 @@ def policy_rules(spec: RerankerServiceSpec, namespace: str, *, downloads: bool) 
     metrics_port = served.metrics_port(spec)
     scraper = _peer(n.prometheus_namespace_labels, n.prometheus_pod_labels, namespace)
     ingress.append({"from": [scraper], "ports": [{**tcp, "port": metrics_port or PORT}]})
-    # the engine process behind the front: its /metrics for the scraper alone (the front calls
-    # it over localhost, which no policy filters)
-    ingress += [
-        {"from": [scraper], "ports": [{**tcp, "port": port}]}
-        for port in served.engine_metrics_ports(spec)  # a named container port
-    ]
     egress: list[JsonObject] = [{"ports": [{"protocol": "UDP", "port": 53}, {**tcp, "port": 53}]}]
     if downloads and n.hub_egress == "https":
         egress.append(

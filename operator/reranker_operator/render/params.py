@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from reranker_contract import (
@@ -239,9 +239,6 @@ class ServiceMonitorParams:
     scrape_timeout: str
     port_name: str
     path: str = METRICS_PATH
-    # container ports (names) of the engine process behind the front, scraped through the same
-    # Service's pods without being Service ports (the endpoint's targetPort)
-    engine_ports: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -639,7 +636,6 @@ def service_monitor_params(svc: ParsedService) -> ServiceMonitorParams | None:
         interval=sm.interval,
         scrape_timeout=sm.scrape_timeout,
         port_name=port,
-        engine_ports=list(served.engine_metrics_ports(svc.spec)),
     )
 
 

@@ -60,18 +60,15 @@ def _probe_sources(instance: str, check: ScoreCheckSpec) -> list[tuple[JsonObjec
     return sources
 
 
-def score_check_wiring(
-    instance: str, check: ScoreCheckSpec, *, image: str, engine: str
-) -> ScoreCheckWiring:
+def score_check_wiring(instance: str, check: ScoreCheckSpec, *, image: str) -> ScoreCheckWiring:
     """The env, mounts and volumes of the check for the RerankerService `instance`, whose
-    container runs `image` with `engine` scoring."""
+    container runs `image` (the server knows which engine scores: ENGINE_URL or its own)."""
     if not check.enabled:
         return ScoreCheckWiring(env=[(ScoreCheckEnv.SCORE_CHECK, OFF)])
     env = [
         (ScoreCheckEnv.SCORE_CHECK, ON),
         (ScoreCheckEnv.SCORE_CHECK_BUILTINS, ",".join(check.builtins.enabled())),
         (ScoreCheckEnv.SERVER_IMAGE, image),
-        (ScoreCheckEnv.SCORING_ENGINE, engine),
     ]
     mounts: list[JsonObject] = []
     volumes: list[JsonObject] = []

@@ -195,4 +195,6 @@ async def prometheus_metrics(request: Request) -> Response:
     port = get_state(request).settings.metrics_port
     if port:
         raise APIError(404, f"metrics are served on port {port} (METRICS_PORT)", type="not_found")
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    # off the event loop: the front's relay reads vLLM's /metrics over HTTP (engine_metrics)
+    text = await asyncio.to_thread(generate_latest, REGISTRY)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -75,6 +75,9 @@ class ServerState:
 
         try:
             backend = await asyncio.to_thread(self.loader)
+            relay = getattr(backend, "engine_metrics", None)  # the front of vLLM
+            if relay is not None:
+                metrics.ENGINE_METRICS.attach(*relay)
             engine = build_engine(backend, self.settings.engine_config())
             await engine.start()
             if self.settings.warmup:

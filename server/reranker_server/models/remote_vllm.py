@@ -21,6 +21,9 @@ the autoscaler reads all still apply. Forwarding every request at once would emp
 into vLLM's, and the gauge would read zero under any load. A call already sent is not stopped
 when its clients leave (vLLM scores it; the scores are dropped).
 
+vLLM listens on localhost only (the operator renders it so): the front is its one client, and
+the front's /metrics relays vLLM's own series (`engine_metrics`).
+
 Scores: vLLM is asked for raw logits (`use_activation: false`), the engine's `raw_scores`; the
 engine's sigmoid then gives vLLM's own `/score` value (to float rounding).
 """
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reranker_contract import DEFAULT_INSTRUCTION, ModelFamily, served_model_name
+from reranker_contract.score_check import ScoringEngine
 from reranker_server.contracts import (
     BackendReport,
     EncodeBudget,
@@ -45,6 +49,7 @@ from reranker_server.contracts import (
     Scored,
     Shortcut,
 )
+from reranker_server.engine_metrics import ReadMetrics
 from reranker_server.models import qwen_prompt
 from reranker_server.models.chunking import WindowLedger
 from reranker_server.models.flops import FlopModel
@@ -54,7 +59,8 @@ from reranker_server.models.vllm_client import VllmClient
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAME = "vllm"
+ENGINE_NAME = str(ScoringEngine.VLLM)
+ENGINE_SERIES_PREFIX = "vllm:"  # vLLM's own series, relayed through the front's /metrics
 DEFAULT_CALLS = 8  # calls in flight to vLLM when model_workers is 0 (auto)
 START_TIMEOUT_S = 3600.0  # how long the loader waits for vLLM's /health before failing
 # tokens left free when a document is cut: vLLM tokenizes the cut text again, and a token at
@@ -75,6 +81,8 @@ class RemoteVllmBackend:
     """`ModelBackend` whose forwards are /score calls to vLLM."""
 
     device = ENGINE_NAME  # no device of its own: the engine process holds the model
+    # vLLM packs the sequences of the calls in flight itself: the planner keeps arrival order
+    pads_batches = False
 
     def __init__(
         self,
@@ -126,6 +134,12 @@ class RemoteVllmBackend:
             "version": self.engine_version,
             "model": self.engine_model,
         }
+
+    @property
+    def engine_metrics(self) -> tuple[ReadMetrics, str]:
+        """How the front's /metrics relays vLLM's own series (reranker_server.engine_metrics):
+        vLLM listens on localhost only, so Prometheus reaches them through the front."""
+        return self.client.metrics_text, ENGINE_SERIES_PREFIX
 
     # -- tokenization ---------------------------------------------------------------------
     def _ids(self, texts: list[str]) -> list[list[int]]:

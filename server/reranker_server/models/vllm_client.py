@@ -77,6 +77,12 @@ class VllmClient:
                 last_log = now
             time.sleep(poll_s)
 
+    def metrics_text(self, timeout_s: float = 5.0) -> str:
+        """vLLM's /metrics (Prometheus text); raises httpx's error when it does not answer 200."""
+        answer = self._http.get("/metrics", timeout=timeout_s)
+        answer.raise_for_status()
+        return answer.text
+
     def version(self) -> str:
         """vLLM's version (GET /version)."""
         return str(self._get("/version").get("version", "unknown"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reranker_contract.score_check import BuiltinCheck, ScoreChange, ScoreCheckEnv
+from reranker_contract.score_check import BuiltinCheck, ScoreChange, ScoreCheckEnv, ScoringEngine
 from reranker_server.config import ConfigError, Settings, flag_name
 from reranker_server.score_check.checks import parse_tolerance_overrides
 
@@ -19,7 +19,7 @@ class ScoreCheckOptions:
     record_file: str | None = None
     tolerance_overrides: dict[ScoreChange, float] = field(default_factory=dict)
     image: str | None = None
-    engine: str = "transformers"
+    engine: ScoringEngine = ScoringEngine.TRANSFORMERS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ScoreCheckOptions:
@@ -48,6 +48,6 @@ class ScoreCheckOptions:
             record_file=settings.score_record_file or None,
             tolerance_overrides=overrides,
             image=settings.server_image or None,
-            # the front of a vLLM engine (ENGINE_URL) scores with vLLM whatever SCORING_ENGINE says
-            engine="vllm" if settings.engine_url else settings.scoring_engine,
+            # the front of a vLLM engine (ENGINE_URL) scores with it, else this server's own
+            engine=ScoringEngine.VLLM if settings.engine_url else ScoringEngine.TRANSFORMERS,
         )

@@ -12,6 +12,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 
+from promql_helpers import metric_names
 from render_helpers import FULL_SPEC, make_cr, prometheus_operator_schema
 from reranker_operator.api.spec import InvalidSpecError
 from reranker_operator.render.manifests import render_children
@@ -21,21 +22,6 @@ from reranker_operator.render.manifests import render_children
 DEPLOYMENT_KSM = {"kube_deployment_status_replicas_available", "kube_deployment_spec_replicas"}
 POD_KSM = {"kube_pod_container_status_waiting_reason", "kube_pod_container_status_restarts_total"}
 KUBE_STATE_METRICS = DEPLOYMENT_KSM | POD_KSM
-PROMQL_KEYWORDS = {
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "inf",
-    "nan",
-}
 SERVER_PANELS = [
     "requests/s by status",
     "latency",
@@ -71,20 +57,6 @@ def exported_metric_names() -> set[str]:
     names = set()
     for family in prometheus_client.REGISTRY.collect():
         names.update(family.name + s for s in suffixes.get(family.type, [""]))
-    return names
-
-
-def metric_names(expr: str) -> list[str]:
-    """The metric names a PromQL expression reads (not functions, labels, keywords, numbers)."""
-    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    s = re.sub(r"\{[^}]*\}", " ", s)
-    s = re.sub(r"\[[^\]]*\]", " ", s)
-    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", s)
-    names = []
-    for m in re.finditer(r"(?<![\w.])[A-Za-z_:][A-Za-z0-9_:]*", s):
-        if s[m.end() :].lstrip().startswith("(") or m.group().lower() in PROMQL_KEYWORDS:
-            continue
-        names.append(m.group())
     return names
 
 

@@ -270,7 +270,6 @@ def test_deployment_content() -> None:
         "SCORE_CHECK": "on",
         "SCORE_CHECK_BUILTINS": "finite,spread,consistent,relevance",
         "SERVER_IMAGE": "registry.example.com/rr:1.2.3",
-        "SCORING_ENGINE": "transformers",
         "SCORE_RECORD_FILE": "/etc/reranker/score-record/record.json",
         "API_KEY": {"secretKeyRef": {"name": "api", "key": "api-key"}},
         "EXTRA": "1",

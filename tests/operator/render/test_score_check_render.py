@@ -92,7 +92,6 @@ def test_defaults_check_with_every_builtin_and_the_record_and_no_probe_file() ->
         "SCORE_CHECK": "on",
         "SCORE_CHECK_BUILTINS": ",".join(BuiltinCheck),
         "SERVER_IMAGE": server(kids)[1]["image"],
-        "SCORING_ENGINE": "transformers",
         "SCORE_RECORD_FILE": f"{RECORD_DIR}/{RECORD_KEY}",
     }
     assert mounts(kids)["score-record"] == RECORD_DIR
@@ -179,7 +178,7 @@ def test_vllm_behind_the_front_checks_through_vllm() -> None:
     kids = rendered({"probes": PROBES, "probesConfigMap": {"name": "more"}}, VLLM_SPEC)
     assert probes_map(kids) is not None
     env = check_env(kids)
-    assert env["SCORING_ENGINE"] == "vllm" and env["SCORE_CHECK"] == "on"
+    assert env["SCORE_CHECK"] == "on" and "SCORING_ENGINE" not in env  # ENGINE_URL tells
     assert {"score-probes", "score-record"} <= set(mounts(kids))
 
 

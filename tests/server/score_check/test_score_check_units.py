@@ -90,7 +90,6 @@ def test_every_score_check_env_is_a_setting_and_a_flag() -> None:
     argv = ["serve", "--no-score-check", "--score-check-builtins", "finite"]
     argv += ["--score-probes-file", "p.json", "--score-record-file", "r.json"]
     argv += ["--score-parity-tolerances", '{"image": 0.01}', "--server-image", "img:2"]
-    argv += ["--scoring-engine", "vllm"]
     flags = load_settings(build_parser().parse_args(argv), env={})
     env = load_settings(
         {},
@@ -101,7 +100,6 @@ def test_every_score_check_env_is_a_setting_and_a_flag() -> None:
             "SCORE_RECORD_FILE": "r.json",
             "SCORE_PARITY_TOLERANCES": '{"image": 0.01}',
             "SERVER_IMAGE": "img:2",
-            "SCORING_ENGINE": "vllm",
         },
     )
     for name in (by_env[e] for e in ScoreCheckEnv):

@@ -19,6 +19,7 @@ from reranker_contract import (
     Env,
     served_model_name,
 )
+from reranker_contract.score_check import ScoringEngine
 from reranker_operator.render.containers import (
     ContainerParams,
     JsonObject,
@@ -37,7 +38,7 @@ from reranker_operator.render.score_check import score_check_wiring
 if TYPE_CHECKING:
     from reranker_operator.api.spec import RerankerServiceSpec
 
-ENGINE_NAME = "transformers"
+ENGINE_NAME = str(ScoringEngine.TRANSFORMERS)  # spec.engine's value for this engine
 STARTUP_FAILURES = 60  # x 10 s: loading the model after the download
 
 
@@ -46,7 +47,6 @@ class FrontOf:
     """The bundled server as the front of an engine process in the same pod: it scores through
     `url` and loads no weights (no GPU; the model cache read-only, for the tokenizer)."""
 
-    engine: str  # the engine that scores (the score check's SCORING_ENGINE)
     url: str  # ENGINE_URL
     resources: JsonObject  # the front's own requests and limits
     startup_failures: int  # x 10 s: the front is ready once the engine is and its check passed
@@ -86,8 +86,7 @@ def server_container(
         )
         volumes.append({"name": "jwks", **source})
     image = bundled_image(spec)
-    scoring = ENGINE_NAME if front_of is None else front_of.engine
-    check = score_check_wiring(instance, spec.score_check, image=image, engine=scoring)
+    check = score_check_wiring(instance, spec.score_check, image=image)
     mounts += check.mounts
     volumes += check.volumes
     env = server_env(spec) + [{"name": str(name), "value": value} for name, value in check.env]

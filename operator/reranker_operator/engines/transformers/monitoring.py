@@ -33,10 +33,17 @@ def _stage_p95(metric: str, sel: str) -> str:
 
 
 def server_alerts(
-    name: str, namespace: str, spec: PrometheusRuleSpec, rule: MakeAlert, *, prefix_reuse: bool
+    name: str,
+    namespace: str,
+    spec: PrometheusRuleSpec,
+    rule: MakeAlert,
+    *,
+    prefix_reuse: bool,
+    holds_device: bool = True,
 ) -> list[AlertRule]:
     """The bundled server's alerts; `prefix_reuse`: a Qwen3-style model, whose documents should
-    reuse the shared prefix."""
+    reuse the shared prefix; `holds_device`: the server holds the model's GPU (False: the front
+    of an engine process that does, whose own alerts watch its memory)."""
     who = f"reranker {namespace}/{name}"
     post = 'method="POST"'  # the rerank APIs; probes and scrapes are GETs
     sel = _server(name, namespace)
@@ -80,16 +87,21 @@ def server_alerts(
             f"{RATE_WINDOW} (threshold {_num(spec.queue_time_p95_seconds)}s): the replicas are "
             "saturated; add replicas (autoscaling.maxReplicas) or a faster GPU.",
         ),
-        rule(
-            "RerankerGPUMemoryHigh",
-            f"max by (pod, gpu_id) ({Metric.GPU_MEMORY_RESERVED}{sel} / "
-            f"{Metric.GPU_MEMORY_TOTAL}{sel}) > {_num(spec.gpu_memory_ratio)}",
-            "warning",
-            f"{who}: GPU memory nearly full",
-            "{{ $labels.pod }} holds {{ $value | humanizePercentage }} of GPU {{ $labels.gpu_id }}"
-            f"'s memory (threshold {_num(spec.gpu_memory_ratio * 100)}%): lower "
-            "server.maxBatchTokens, use float16/bfloat16 or quantization, or a larger GPU.",
-        ),
+    ]
+    if holds_device:
+        rules.append(
+            rule(
+                "RerankerGPUMemoryHigh",
+                f"max by (pod, gpu_id) ({Metric.GPU_MEMORY_RESERVED}{sel} / "
+                f"{Metric.GPU_MEMORY_TOTAL}{sel}) > {_num(spec.gpu_memory_ratio)}",
+                "warning",
+                f"{who}: GPU memory nearly full",
+                "{{ $labels.pod }} holds {{ $value | humanizePercentage }} of GPU {{ $labels.gpu_id }}"
+                f"'s memory (threshold {_num(spec.gpu_memory_ratio * 100)}%): lower "
+                "server.maxBatchTokens, use float16/bfloat16 or quantization, or a larger GPU.",
+            )
+        )
+    rules.append(
         rule(
             "RerankerScoreCheckFailing",
             f"min by (pod) ({Metric.SCORE_CHECK_PASSED}{sel}) == 0",
@@ -98,8 +110,8 @@ def server_alerts(
             "Pod {{ $labels.pod }} scored its probes wrong, so it stays not-ready and its rollout "
             "is held (the old pods keep serving): see the RerankerService's status and events "
             "for the probe that failed and what the pod scored.",
-        ),
-    ]
+        )
+    )
     if prefix_reuse:
         scored = _rate(f"{Metric.DOCUMENTS_PER_REQUEST}_sum", sel)
         reused = _rate(Metric.PREFIX_CACHE_REUSE_TOTAL, sel)
@@ -119,10 +131,10 @@ def server_alerts(
     return rules
 
 
-def server_panels(name: str, namespace: str) -> list[Panel]:
-    """Panels on the bundled server's own series."""
+def server_panels(name: str, namespace: str, *, holds_device: bool = True) -> list[Panel]:
+    """Panels on the bundled server's own series; `holds_device` as in `server_alerts`."""
     sel = _server(name, namespace)
-    return [
+    panels: list[Panel] = [
         (
             "Requests/s by status",
             "reqps",
@@ -223,23 +235,28 @@ def server_panels(name: str, namespace: str) -> list[Panel]:
                 (f"sum({_rate(Metric.MODEL_FLOPS_TOTAL, sel)}) / 1e9", "GFLOP/s"),
             ],
         ),
-        (
-            "GPU memory used",
-            "percentunit",
-            "Memory the server holds on each GPU (reserved by torch's allocator) and what its "
-            "tensors use of it, as shares of the device's total.",
-            [
-                (
-                    f"max by (pod, gpu_id) ({Metric.GPU_MEMORY_RESERVED}{sel} / "
-                    f"{Metric.GPU_MEMORY_TOTAL}{sel})",
-                    "{{pod}} gpu {{gpu_id}} reserved",
-                ),
-                (
-                    f"max by (pod, gpu_id) ({Metric.GPU_MEMORY}{sel} / {Metric.GPU_MEMORY_TOTAL}{sel})",
-                    "{{pod}} gpu {{gpu_id}} allocated by tensors",
-                ),
-            ],
-        ),
+    ]
+    if holds_device:
+        panels.append(
+            (
+                "GPU memory used",
+                "percentunit",
+                "Memory the server holds on each GPU (reserved by torch's allocator) and what its "
+                "tensors use of it, as shares of the device's total.",
+                [
+                    (
+                        f"max by (pod, gpu_id) ({Metric.GPU_MEMORY_RESERVED}{sel} / "
+                        f"{Metric.GPU_MEMORY_TOTAL}{sel})",
+                        "{{pod}} gpu {{gpu_id}} reserved",
+                    ),
+                    (
+                        f"max by (pod, gpu_id) ({Metric.GPU_MEMORY}{sel} / {Metric.GPU_MEMORY_TOTAL}{sel})",
+                        "{{pod}} gpu {{gpu_id}} allocated by tensors",
+                    ),
+                ],
+            )
+        )
+    panels += [
         (
             "Score check",
             "short",
@@ -264,3 +281,4 @@ def server_panels(name: str, namespace: str) -> list[Panel]:
             ],
         ),
     ]
+    return panels

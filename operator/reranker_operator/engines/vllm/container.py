@@ -11,7 +11,7 @@ from reranker_operator.engines.vllm.facts import (
     ENGINE_NAME,
     VLLM_CONTAINER_NAME,
     VLLM_HEALTH_PATH,
-    VLLM_PORT_NAME,
+    VLLM_PROBE_COMMAND,
     VLLM_TEMPLATE_DIR,
     VLLM_TEMPLATE_FILE,
 )
@@ -53,13 +53,28 @@ def vllm_template_config_map_name(instance: str) -> str:
 def vllm_container(svc: ParsedService) -> ServingContainer:
     """vLLM's container and the volumes only it needs: shared memory for tensor parallelism
     and, for Qwen3 models, the score template. Bare (vllm.front false) it is the serving
-    container; behind the front it is its own container on its own port. Its readiness probe
-    is its /health there too: the front's /ready already needs vLLM's /health, but policy
-    scanners and admission policies (checkov CKV_K8S_9, Kyverno's require-probes) want a
-    readiness probe on every container."""
+    container, probed over HTTP on the Service's port. Behind the front it is its own
+    container listening on localhost only, with no port to declare, and its probes run
+    `VLLM_PROBE_COMMAND` against its /health inside the container (the front's /ready already
+    needs vLLM's /health, but the liveness probe restarts a hung vLLM, and policy scanners and
+    admission policies, checkov CKV_K8S_8/9 and Kyverno's require-probes, want probes on
+    every container)."""
     spec = svc.spec
     fronted = spec.vllm.front
-    port_name = VLLM_PORT_NAME if fronted else PORT_NAME
+    ports = [] if fronted else [{"name": PORT_NAME, "containerPort": serve.listen_port(spec)}]
+    probes = (
+        ProbeParams(
+            VLLM_HEALTH_PATH,
+            VLLM_HEALTH_PATH,
+            None,
+            startup_failures=VLLM_STARTUP_FAILURES,
+            exec_command=[*VLLM_PROBE_COMMAND, serve.health_url(spec)],
+        )
+        if fronted
+        else ProbeParams(
+            VLLM_HEALTH_PATH, VLLM_HEALTH_PATH, PORT_NAME, startup_failures=VLLM_STARTUP_FAILURES
+        )
+    )
     mounts = [*base_mounts(), {"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[JsonObject] = [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     if serve.score_template(spec) is not None:
@@ -75,16 +90,11 @@ def vllm_container(svc: ParsedService) -> ServingContainer:
         pull_policy=spec.vllm.image.pull_policy,
         command=["vllm", "serve"],
         args=serve.serve_args(spec),
-        ports=[{"name": port_name, "containerPort": serve.listen_port(spec), "protocol": "TCP"}],
+        ports=[{**port, "protocol": "TCP"} for port in ports],
         env=user_env(spec, serve.serve_env(spec)),
         env_from=user_env_from(spec),
         resources=resources(spec, gpus=True),
-        probes=ProbeParams(
-            VLLM_HEALTH_PATH,
-            VLLM_HEALTH_PATH,
-            port_name,
-            startup_failures=VLLM_STARTUP_FAILURES,
-        ),
+        probes=probes,
         mounts=mounts,
         lifecycle=_front_outlived(spec) if fronted else pre_stop(spec),
         name=VLLM_CONTAINER_NAME if fronted else CONTAINER_NAME,

@@ -7,8 +7,9 @@ from __future__ import annotations
 from enum import StrEnum
 
 from reranker_contract import PORT, QUEUE_WINDOW, AdapterRule
+from reranker_contract.score_check import ScoringEngine
 
-ENGINE_NAME = "vllm"  # spec.engine's value for this engine
+ENGINE_NAME = str(ScoringEngine.VLLM)  # spec.engine's value for this engine
 VLLM_VERSION = "0.32.0"  # the vLLM release the operator's defaults, alerts and dashboard target
 VLLM_IMAGE = "vllm/vllm-openai"
 # `vllm serve` flags the operator sets from the resource; spec.vllm.extraArgs may not repeat them
@@ -40,12 +41,21 @@ VLLM_OWNED_FLAGS = (
     "--shutdown-timeout",  # spec.server.requestTimeoutSeconds: in-flight requests drain
 )
 VLLM_PORT = PORT  # bare vLLM (vllm.front false) listens where the bundled server would
-# behind our front (vllm.front, the default) vLLM listens here, in its own container: the front
-# calls it over localhost and Prometheus scrapes its /metrics; the Service never exposes it
+# behind our front (vllm.front, the default) vLLM listens here, in its own container, on
+# localhost only: the front calls it and relays its /metrics; nothing outside the pod reaches it
 VLLM_FRONTED_PORT = 8001
-VLLM_PORT_NAME = "vllm"  # that container port's name (its probes, the ServiceMonitor endpoint)
 VLLM_CONTAINER_NAME = "vllm"  # vLLM's container behind the front (the front is CONTAINER_NAME)
 VLLM_HEALTH_PATH = "/health"  # 200 once the engine is up (startup, readiness, liveness probes)
+# behind the front the probes run in vLLM's container (vLLM listens on localhost only): the
+# image's Python, isolated (-I) and without site-packages (-S) so it starts in milliseconds; a
+# non-2xx answer or no answer raises, a non-zero exit the kubelet counts as a failure
+VLLM_PROBE_COMMAND = (
+    "python3",
+    "-I",
+    "-S",
+    "-c",
+    "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)",
+)
 VLLM_TEMPLATE_DIR = "/etc/reranker/vllm"  # the score template ConfigMap's mount
 VLLM_TEMPLATE_FILE = "score-template.jinja"
 # the Qwen3-Reranker overrides that make vLLM score with the yes/no head (vllm-project/vllm#19260)

@@ -1,11 +1,14 @@
 """`engine: vllm` behind the bundled server (spec.vllm.front, the default): the pod runs our
 server as the serving container (the Service, probes, NetworkPolicy and autoscaling target it,
-as with engine transformers) and vLLM beside it on a port of its own, which the front calls
-over localhost (ENGINE_URL) and Prometheus scrapes for the engine's own panels.
+as with engine transformers) and vLLM beside it, listening on localhost only: the front calls
+it there (ENGINE_URL) and relays its /metrics (the engine's own panels) through its own, so
+nothing outside the pod reaches vLLM.
 
 One set of request alerts and panels and one queued-pairs signal for both engines: the front's
 series (the bundled server's), plus the alerts and panels on vLLM's engine (KV cache, prefix
-cache) in vLLM's series.
+cache) in vLLM's series. The GPU memory panel and alert of the bundled server are left out: the
+front holds no GPU, and vLLM reserves its share of the GPU's memory at start, so its KV-cache
+usage is the reading that moves.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from reranker_operator.engines.transformers.container import FrontOf, server_con
 from reranker_operator.engines.transformers.monitoring import server_alerts, server_panels
 from reranker_operator.engines.vllm import serve
 from reranker_operator.engines.vllm.container import VLLM_STARTUP_FAILURES, vllm_container
-from reranker_operator.engines.vllm.facts import ENGINE_NAME, VLLM_PORT_NAME
+from reranker_operator.engines.vllm.facts import ENGINE_NAME
 from reranker_operator.engines.vllm.monitoring import vllm_engine_alerts, vllm_engine_panels
 from reranker_operator.render.containers import ServingContainer
 
@@ -47,9 +50,7 @@ class VllmFrontEngine(Engine):
     def serving_container(self, svc: ParsedService) -> ServingContainer:
         spec = svc.spec
         engine = vllm_container(svc)
-        front_of = FrontOf(
-            ENGINE_NAME, serve.engine_url(spec), FRONT_RESOURCES, FRONT_STARTUP_FAILURES
-        )
+        front_of = FrontOf(serve.engine_url(spec), FRONT_RESOURCES, FRONT_STARTUP_FAILURES)
         front = server_container(svc.name, spec, front_of)
         return ServingContainer(
             front.container, [*front.volumes, *engine.volumes], engine_container=engine.container
@@ -60,9 +61,6 @@ class VllmFrontEngine(Engine):
 
     def metrics_port(self, spec: RerankerServiceSpec) -> int | None:
         return spec.server.metrics_port  # the front's, as engine transformers'
-
-    def engine_metrics_ports(self, spec: RerankerServiceSpec) -> tuple[str, ...]:
-        return (VLLM_PORT_NAME,)
 
     def prefix_reuse(self, spec: RerankerServiceSpec) -> bool:
         return serve.prefix_caching(spec)  # vLLM's prefix cache; the front batches no prefixes
@@ -77,12 +75,17 @@ class VllmFrontEngine(Engine):
         prefix_reuse: bool,
     ) -> list[AlertRule]:
         return [
-            *server_alerts(name, namespace, thresholds, make, prefix_reuse=False),
+            *server_alerts(
+                name, namespace, thresholds, make, prefix_reuse=False, holds_device=False
+            ),
             *vllm_engine_alerts(name, namespace, thresholds, make, prefix_caching=prefix_reuse),
         ]
 
     def panels(self, name: str, namespace: str) -> list[Panel]:
-        return [*server_panels(name, namespace), *vllm_engine_panels(name, namespace)]
+        return [
+            *server_panels(name, namespace, holds_device=False),
+            *vllm_engine_panels(name, namespace),
+        ]
 
 
 FRONTED = VllmFrontEngine()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from reranker_contract import MODEL_CACHE_PATH, Env, served_model_name
 from reranker_operator.engines.vllm.facts import (
     VLLM_FRONTED_PORT,
+    VLLM_HEALTH_PATH,
     VLLM_PORT,
     VLLM_QWEN3_OVERRIDES,
     VLLM_TEMPLATE_DIR,
@@ -20,6 +21,8 @@ from reranker_operator.engines.vllm.score_template import qwen3_score_template
 
 if TYPE_CHECKING:
     from reranker_operator.api.spec import RerankerServiceSpec
+
+LOCALHOST = "127.0.0.1"  # where vLLM listens behind the front, and where the front calls it
 
 # Writable places vLLM and its libraries use, all under the pod's /tmp emptyDir (the root
 # filesystem is read-only and the container runs as a non-root user).
@@ -78,9 +81,23 @@ def listen_port(spec: RerankerServiceSpec) -> int:
     return VLLM_FRONTED_PORT if spec.vllm.front else VLLM_PORT
 
 
+def listen_host(spec: RerankerServiceSpec) -> str:
+    """Behind the front, localhost only: the front (same pod) is vLLM's one client, and no one
+    else can reach vLLM's unauthenticated routes, whether or not the cluster enforces the
+    NetworkPolicy (vLLM's --api-key guards only /v1, /v2, /inference and /cohere, not /score;
+    its /metrics reaches Prometheus through the front, reranker_server.engine_metrics). Bare,
+    every interface: it is the Service's endpoint."""
+    return LOCALHOST if spec.vllm.front else "0.0.0.0"
+
+
 def engine_url(spec: RerankerServiceSpec) -> str:
     """The front's ENGINE_URL: vLLM in the same pod, over localhost."""
-    return f"http://127.0.0.1:{listen_port(spec)}"
+    return f"http://{LOCALHOST}:{listen_port(spec)}"
+
+
+def health_url(spec: RerankerServiceSpec) -> str:
+    """vLLM's /health as a process in its pod reaches it."""
+    return f"{engine_url(spec)}{VLLM_HEALTH_PATH}"
 
 
 def template_path() -> str:
@@ -97,9 +114,7 @@ def serve_args(spec: RerankerServiceSpec) -> list[str]:
         f"--model={m.name}",
         f"--revision={m.revision}",
         f"--served-model-name={served_model_name(m.name, m.served_name)}",
-        # all interfaces even behind the front: Prometheus scrapes vLLM's /metrics on this port
-        # (the NetworkPolicy admits only the scraper to it, and the Service never exposes it)
-        "--host=0.0.0.0",
+        f"--host={listen_host(spec)}",
         f"--port={listen_port(spec)}",
         "--runner=pooling",
         f"--dtype={m.dtype}",
