@@ -16,7 +16,10 @@ In both paths the oldest `schedule_window` candidate pairs are sorted by length 
 into chunks under `max_batch_size` and `max_batch_tokens` (batch x longest whole sequence; on the
 prefix path that is the key/value footprint B x (prefix + longest continuation), while the
 compute reported in `padded_tokens` is prefix + B x longest continuation); the chunk holding the
-oldest pair is returned.
+oldest pair is returned. A backend that pads nothing (`unpadded`: the front of vLLM, which
+packs sequences itself) gains nothing from sorting, and sorting would spread each request over
+many batches, so that every request in the window finishes late: its batch is the oldest pairs
+in arrival order, bounded by `max_batch_size` and the sum of their tokens.
 
 The plan is what runs: `forwards` lists the model calls the batch makes (positions into
 `items`). On the prefix path the prefix is computed once and the chunk's continuations are cut
@@ -110,11 +113,13 @@ def plan_next_batch(
     window: int,
     overhead_tokens: int = DEFAULT_OVERHEAD_TOKENS,
     packed_continuations: bool = False,
+    unpadded: bool = False,
 ) -> PlannedBatch | None:
     """The next batch for `queue` (arrival order), or None when nothing is pending.
 
     `packed_continuations`: the backend runs a prefix batch's continuations unpadded
-    (`models.packed_decoder`), so padding costs nothing and the whole chunk is one forward."""
+    (`models.packed_decoder`), so padding costs nothing and the whole chunk is one forward.
+    `unpadded`: the backend pads no batch at all; full batches are taken in arrival order."""
     live = [r for r in queue if r.pending]
     if not live:
         return None
@@ -161,12 +166,15 @@ def plan_next_batch(
     members = [r for r in live if not (prefix_enabled and on_prefix_path(r))]
     items = _window(members, window)
     lengths = [it.request.prefix_len + it.request.pair_len(it.index) for it in items]
-    chosen = _chunk_with_first(items, lengths, max_batch_size, max_batch_tokens)
+    if unpadded:
+        chosen = _oldest(lengths, max_batch_size, max_batch_tokens)
+    else:
+        chosen = _chunk_with_first(items, lengths, max_batch_size, max_batch_tokens)
     seq = [lengths[k] for k in chosen]
     return PlannedBatch(
         kind="full",
         items=[items[k] for k in chosen],
-        padded_tokens=len(seq) * max(seq),
+        padded_tokens=sum(seq) if unpadded else len(seq) * max(seq),
         real_tokens=sum(seq),
         forwards=[list(range(len(seq)))],
     )
@@ -181,6 +189,16 @@ def _window(members: Sequence[PendingRequest], window: int) -> list[Item]:
             if len(items) >= window:
                 return items
     return items
+
+
+def _oldest(lengths: list[int], max_size: int, max_tokens: int) -> list[int]:
+    """Positions 0..k-1: the oldest pairs whose count and summed tokens fit (at least one)."""
+    total = 0
+    for k, n in enumerate(lengths):
+        total += n
+        if k and (k + 1 > max_size or total > max_tokens):
+            return list(range(k))
+    return list(range(len(lengths)))
 
 
 def _chunk_with_first(

@@ -483,6 +483,8 @@ class BatchingEngine:
             window=cfg.schedule_window,
             overhead_tokens=self.forward_overhead_tokens,
             packed_continuations=self._packs_continuations(),
+            # a backend without padding (the front of vLLM) says so: arrival order is best
+            unpadded=not getattr(self.backend, "pads_batches", True),
         )
 
     def _packs_continuations(self) -> bool:

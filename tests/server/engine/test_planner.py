@@ -155,3 +155,29 @@ def test_prefix_budget_bounds_the_key_value_footprint():
 
 def test_single_pair_requests_use_the_full_path_even_alone():
     assert _plan([_req(1, "k", 30, [5])]).kind == "full"
+
+
+def test_an_unpadded_backend_gets_the_oldest_pairs_in_arrival_order():
+    """The front of vLLM pads nothing: length sorting would spread each request over batches
+    shared with every other request of the window, so all of them finish late. Batches follow
+    arrival then input order, bounded by size and by the sum of tokens (not batch x longest)."""
+    lens_a, lens_b, lens_c = [90, 5, 60, 7], [3, 80, 4], [50, 6]
+    queue = [_req(1, None, 0, lens_a), _req(2, None, 0, lens_b), _req(3, None, 0, lens_c)]
+    batches = _drain(queue, prefix_enabled=False, unpadded=True, max_batch_size=4)
+    order = [(it.request.rid, it.index) for b in batches for it in b.items]
+    assert order == [(1, 0), (1, 1), (1, 2), (1, 3), (2, 0), (2, 1), (2, 2), (3, 0), (3, 1)]
+    assert [len(b.items) for b in batches] == [4, 4, 1]  # the first request is one batch
+    assert all(b.padded_tokens == b.real_tokens for b in batches)
+    # the token bound is on the sum: 90 + 5 + 60 > 150, so the first batch stops at two pairs
+    queue = [_req(1, None, 0, lens_a)]
+    budgeted = _drain(queue, prefix_enabled=False, unpadded=True, max_batch_tokens=150)
+    assert [[it.index for it in b.items] for b in budgeted] == [[0, 1], [2, 3]]
+    # a pair over the budget still runs, alone
+    over = _drain([_req(1, None, 0, [400, 5])], prefix_enabled=False, unpadded=True,
+                  max_batch_tokens=100)  # fmt: skip
+    assert [[it.index for it in b.items] for b in over] == [[0], [1]]
+    # padded backends still sort by length (the same queue, without the flag)
+    sorted_batches = _drain(
+        [_req(1, None, 0, lens_a), _req(2, None, 0, lens_b)], prefix_enabled=False, max_batch_size=4
+    )
+    assert [it.request.rid for it in sorted_batches[0].items] != [1, 1, 1, 1]
