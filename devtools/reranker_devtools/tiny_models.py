@@ -149,6 +149,18 @@ _WORDS = [
 ]
 
 
+def single_token_words(tokenizer: Any) -> list[str]:
+    """The vocabulary's words that `tokenizer` makes one token alone and after a space: a text
+    of them splits into tokens exactly at its spaces, so any run of its tokens is a text."""
+    return [
+        w
+        for w in _WORDS
+        if w.isalpha()
+        and len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1
+        and len(tokenizer(" " + w, add_special_tokens=False)["input_ids"]) == 1
+    ]
+
+
 def default_corpus(seed: int = 0, lines: int = 400) -> list[str]:
     """A deterministic training corpus: prompt-like text, plain sentences, digits, punctuation."""
     rng = random.Random(seed)

@@ -29,11 +29,13 @@ from vllm_helpers import (
     LOCAL_MODEL,
     QUERY,
     local_front_env,
+    metric_names,
     rendered_front_server,
     rendered_vllm,
     resource,
 )
 
+from promql_helpers import metric_names as series_in
 from reranker_contract import Env, Metric
 from reranker_contract.score_check import SCORE_CHECK_PATH, CheckState, ScoreCheckEnv
 
@@ -97,7 +99,6 @@ def test_the_front_runs_as_rendered(vllm_cross_path: Path, tmp_path: Path) -> No
     assert env[Env.MODEL_NAME] == str(vllm_cross_path) and env[Env.API_KEY] == KEY
     assert env[Env.SERVED_MODEL_NAME] == SERVED and env[Env.DEVICE] == "cpu"
     assert env[Env.BATCH_SIZE] == "8" and env[Env.MAX_SEQUENCE_LENGTH] == "512"
-    assert env[ScoreCheckEnv.SCORING_ENGINE] == "vllm"
     assert env[ScoreCheckEnv.SCORE_CHECK_BUILTINS] == "finite,spread,consistent"
     assert env[Env.HF_HUB_OFFLINE] == "1"
 
@@ -229,3 +230,109 @@ def test_the_cohere_sdk_works_against_the_front(vllm_url: str, front: str) -> No
     client = cohere.ClientV2(api_key=KEY, base_url=front, max_retries=0)
     answer = client.rerank(model=SERVED, query=QUERY, documents=DOCUMENTS, top_n=3)
     assert [r.index for r in answer.results] == order[:3]
+
+
+def _families(text: str, prefix: str) -> dict[str, list[tuple[str, tuple, float]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        f.name: sorted((s.name, tuple(sorted(s.labels.items())), s.value) for s in f.samples)
+        for f in text_string_to_metric_families(text)
+        if f.name.startswith(prefix)
+    }
+
+
+def test_the_front_relays_vllms_own_series(vllm_url: str, front: str) -> None:
+    """vLLM listens on localhost only behind the front, so its series reach Prometheus through
+    the front's /metrics: the same names, labels and values as vLLM's own, and nothing else of
+    vLLM's (its process and HTTP families would collide with the front's)."""
+    body = {"query": QUERY, "documents": DOCUMENTS}
+    assert _post(front, "/v1/rerank", body, headers=AUTH).status_code == 200
+    theirs = _families(httpx.get(f"{vllm_url}/metrics", timeout=30).text, "vllm:")
+    text = httpx.get(f"{front}/metrics", timeout=30).text
+    mine = _families(text, "vllm:")
+    assert len(theirs) >= 10 and set(mine) == set(theirs)
+    assert re.search(rf"^{Metric.ENGINE_METRICS_UP} 1\.0$", text, re.M)
+    # nothing scored in between: every counter agrees (gauges of a live engine may move)
+    for name in ("vllm:prompt_tokens", "vllm:request_success", "vllm:prefix_cache_queries"):
+        assert mine[name] == theirs[name], name
+    assert sum(v for n, _, v in mine["vllm:prompt_tokens"] if n.endswith("_total")) > 0
+    # each family once: vLLM's process, Python and HTTP families (the front has its own) stay out
+    types = re.findall(r"^# TYPE (\S+)", text, re.M)
+    assert "http_requests" in str(types) and len(types) == len(set(types))
+
+
+def test_every_series_the_fronts_monitoring_reads_exists(front: str) -> None:
+    """Each alert, panel and autoscaling rule rendered for `engine: vllm` behind the front reads
+    a series the front's /metrics carries after a scored request (vLLM's through the relay):
+    none stays empty, as the GPU memory panel did while it read the front's absent GPU."""
+    from reranker_contract import ADAPTER_RULES
+    from reranker_operator.api.spec import parse_spec
+    from reranker_operator.engines.vllm.front import FRONTED
+    from reranker_operator.render.monitoring import (
+        KUBE_STATE_METRICS,
+        alert_rules,
+        dashboard_panels,
+    )
+
+    body = {"query": QUERY, "documents": DOCUMENTS}
+    assert _post(front, "/v1/rerank", body, headers=AUTH).status_code == 200
+    exposed = metric_names(httpx.get(f"{front}/metrics", timeout=30).text)
+    rules = parse_spec(SPEC).metrics.prometheus_rule
+    exprs = [r["expr"] for r in alert_rules("f", "ml", rules, engine_name=FRONTED)]
+    exprs += [e for _t, _u, _d, targets in dashboard_panels("f", "ml", FRONTED) for e, _ in targets]
+    read = {n for e in exprs for n in set(series_in(e))} | {r.series for r in ADAPTER_RULES}
+    read -= set(KUBE_STATE_METRICS)
+    assert {"vllm:kv_cache_usage_perc", "reranker_queue_depth"} <= read
+    missing = sorted(n for n in read if n not in exposed)
+    assert missing == [], f"the front exports {sorted(exposed)}"
+
+
+def test_a_chunked_document_scores_the_max_of_its_windows_through_vllm(
+    vllm_url: str, front: str, vllm_cross_path: Path
+) -> None:
+    """Long documents scored whole behind the front: the document's score equals the max of its
+    windows, each computed here from the tokenizer by the documented rule (docs/server.md:
+    `room - overlap` apart, the last ending at the document's end; behind the front each window
+    is CUT_MARGIN = 2 tokens short of the room, since vLLM tokenizes the window's text again)
+    and scored alone by vLLM's own /score."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    from reranker_contract import DEFAULTS
+    from reranker_devtools.tiny_models import single_token_words
+
+    tok = AutoTokenizer.from_pretrained(vllm_cross_path)
+    rng = random.Random(7)
+    vocab = single_token_words(tok)
+    doc = " ".join(rng.choice(vocab) for _ in range(1400))
+    ids = tok(doc, add_special_tokens=False)["input_ids"]
+    fixed = len(tok(QUERY, "x")["input_ids"]) - 1  # [CLS] query [SEP] ... [SEP]
+    size = SPEC["model"]["maxLength"] - fixed - 2
+    step = size - min(DEFAULTS.chunk_overlap_tokens, size // 4)
+    starts = list(range(0, len(ids) - size, step)) + [len(ids) - size]
+    windows = [tok.decode(ids[s : s + size]) for s in starts]
+    assert all(tok(w, add_special_tokens=False)["input_ids"] == ids[s : s + size]
+               for s, w in zip(starts, windows))  # fmt: skip
+    answer = vllm_score(vllm_url, windows)
+    assert answer.status_code == 200, answer.text
+    alone = _by_index(answer.json()["data"], "score")
+    body = {"query": QUERY, "documents": [DOCUMENTS[0], doc], "long_documents": "chunk"}
+    chunked = _post(front, "/v1/rerank", body, headers=AUTH)
+    assert chunked.status_code == 200, chunked.text
+    meta = chunked.json()["meta"]["long_documents"]
+    print(f"{len(ids)} tokens, {len(windows)} windows: {alone}; front: {meta}")
+    assert meta["chunked_documents"] == 1 and meta["chunk_windows"] == len(windows) >= 3
+    scores = _by_index(chunked.json()["results"], "relevance_score")
+    assert abs(scores[1] - max(alone)) <= TOLERANCE
+    assert max(alone) - min(alone) > 1e-4  # the windows differ: the max is a choice
+    # truncate (the default) scores the first window's worth, as before
+    cut = _by_index(
+        _post(front, "/v1/rerank", {**body, "long_documents": "truncate"}, headers=AUTH).json()[
+            "results"
+        ],
+        "relevance_score",
+    )
+    assert cut[0] == pytest.approx(scores[0], abs=TOLERANCE)
+    assert cut[1] == pytest.approx(alone[0], abs=TOLERANCE)  # the cut is the first window

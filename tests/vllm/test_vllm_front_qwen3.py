@@ -6,6 +6,7 @@ alone refuses."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,6 @@ def front(
         "PORT": str(port),
         "MAX_SEQUENCE_LENGTH": "1024",
         "SCORE_CHECK_BUILTINS": "finite,spread,consistent",
-        "SCORING_ENGINE": "vllm",
         "HF_HUB_OFFLINE": "1",
     }
     log = tmp_path_factory.mktemp("front-qwen3") / "front.log"
@@ -135,3 +135,52 @@ def test_an_engine_switch_passes_parity_with_the_recorded_scores(
     assert status == 200 and report["state"] == CheckState.PASSED, report
     assert report["setup"]["engine"] == "vllm" and report["changes"] == [ScoreChange.ENGINE]
     assert parity["passed"] is True and report["tolerance"] == PARITY_TOLERANCES[ScoreChange.ENGINE]
+
+
+def test_diagnose_reads_vllms_prefix_cache_through_the_front(vllm_url: str, front: str) -> None:
+    """`diagnose --url` on the front under load: it knows vLLM scores (from /info), judges
+    prefix reuse by vLLM's own token hits (relayed through the front's /metrics: vLLM's own
+    counters give the same ratio over a window around it), and finds no padding."""
+    import io
+    import json
+    import re
+    import threading
+
+    from reranker_operator import cli
+
+    def hits_and_queries() -> tuple[float, float]:
+        text = httpx.get(f"{vllm_url}/metrics", timeout=30).text
+        values = {}
+        for name in ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total"):
+            values[name] = sum(
+                float(v)
+                for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)", text, re.M)
+            )
+        return values["vllm:prefix_cache_hits_total"], values["vllm:prefix_cache_queries_total"]
+
+    # a long instruction: the shared prefix spans whole KV blocks of vLLM's prefix cache
+    load = ["loadtest", front, "-c", "2", "-d", "6", "--documents", "16", "--json"]
+    load += ["--instruction-words", "300"]
+    loader = threading.Thread(target=cli.main, args=(load,), kwargs={"stdout": io.StringIO()})
+    loader.start()
+    out = io.StringIO()
+    try:
+        time.sleep(1.0)  # the load is running
+        before = hits_and_queries()
+        status = cli.main(
+            ["diagnose", "live", "--url", front, "--interval", "3", "--json"], stdout=out
+        )
+        after = hits_and_queries()
+    finally:
+        loader.join(120)
+    assert status == 0
+    result = json.loads(out.getvalue())
+    signals, names = result["signals"], [v["name"] for v in result["verdicts"]]
+    print(signals, names)
+    assert signals["engine"] == "vllm" and signals["causal"] is True
+    assert signals["requests_per_s"] > 0 and signals["padding_ratio_mean"] == 0.0
+    # vLLM's own ratio over a window just around diagnose's (the load is steady)
+    hits, queries = after[0] - before[0], after[1] - before[1]
+    assert 0.0 < signals["prefix_reuse_share"] <= 1.0
+    assert abs(signals["prefix_reuse_share"] - hits / queries) < 0.1
+    assert "padding waste" not in names and "low prefix reuse" not in names

@@ -7,7 +7,6 @@ it."""
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from vllm_helpers import (
     resource,
 )
 
+from promql_helpers import metric_names as series_in
 from reranker_operator.api.spec import parse_spec
 from reranker_operator.engines.vllm.facts import VLLM_ADAPTER_RULES
 from reranker_operator.render.monitoring import KUBE_STATE_METRICS, alert_rules, dashboard_panels
@@ -110,32 +110,11 @@ def test_every_series_the_vllm_monitoring_reads_exists(vllm_url: str) -> None:
         )
     ]
     exprs += [e for _t, _u, _d, targets in dashboard_panels("qv", "ml", "vllm") for e, _ in targets]
-    read = {n for e in exprs for n in _series(e)} | {r.series for r in VLLM_ADAPTER_RULES}
+    read = {n for e in exprs for n in set(series_in(e))} | {r.series for r in VLLM_ADAPTER_RULES}
     read -= set(KUBE_STATE_METRICS)
     assert read, "no series found in the expressions"
     missing = sorted(n for n in read if n not in exposed)
     assert missing == [], f"vLLM {sorted(n for n in exposed if n.startswith('vllm:'))}"
-
-
-def _series(expr: str) -> set[str]:
-    s = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    s = re.sub(r"\{[^}]*\}|\[[^\]]*\]", " ", s)
-    s = re.sub(r"\b(by|without|on|ignoring)\s*\([^)]*\)", " ", s)
-    words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", s))
-    funcs = {
-        "sum",
-        "rate",
-        "increase",
-        "max",
-        "histogram_quantile",
-        "vector",
-        "or",
-        "and",
-        "le",
-        "avg",
-        "avg_over_time",
-    }
-    return {w for w in words if w not in funcs}
 
 
 def test_cohere_sdk_and_litellm_against_the_vllm_endpoint(

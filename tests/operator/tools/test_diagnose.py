@@ -156,3 +156,41 @@ def test_a_server_requiring_keys_shows_its_settings_to_diagnose_with_a_key(tiny_
             assert cli.main([*args, *(["--api-key", sent] if sent else [])], stdout=out) == 0
             seen[sent] = json.loads(out.getvalue())["signals"]["causal"]
     assert seen == {None: None, key: True}
+
+
+def test_behind_the_front_of_vllm_the_remedies_are_vllms() -> None:
+    """The front's "model" stage is its calls to vLLM and its prefix reuse vLLM's token hits:
+    the verdicts name vLLM's knobs, never the bundled server's refused ones."""
+    from dataclasses import replace
+
+    from reranker_contract.score_check import ScoringEngine
+
+    front = Signals(
+        source="x",
+        window_s=10,
+        requests_per_s=5,
+        rejected_per_s=0,
+        rate_limited_per_s=0,
+        documents_per_s=80,
+        documents_per_request=16,
+        latency_p95_s=0.1,
+        queue_time_p95_s=0.01,
+        tokenization_busy=0.05,
+        inference_busy=0.95,
+        batch_size_mean=12,
+        padding_ratio_mean=0.0,
+        prefix_reuse_share=0.2,
+        truncated_share=0.0,
+        max_batch_size=32,
+        model_workers=8,
+        causal=True,
+        engine=ScoringEngine.VLLM,
+    )
+    verdicts = {v.name: v for v in diagnose(front)}
+    assert set(verdicts) == {"compute-bound", "low prefix reuse"}
+    assert "vllm.extraArgs --quantization" in verdicts["compute-bound"].remedy
+    assert "spec.model.quantization" not in verdicts["compute-bound"].remedy
+    assert "vLLM's prefix cache" in verdicts["low prefix reuse"].evidence
+    assert "vllm.enablePrefixCaching" in verdicts["low prefix reuse"].remedy
+    ours = {v.name: v for v in diagnose(replace(front, engine=ScoringEngine.TRANSFORMERS))}
+    assert "spec.model.quantization" in ours["compute-bound"].remedy

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from qwen_card import CARD_SUFFIX, before_document
 from transformers import AutoTokenizer
 
-from reranker_devtools.tiny_models import _WORDS
+from reranker_devtools.tiny_models import single_token_words
 from server_helpers import running_client, settings_for
 
 QUERY = "what is the capital of France"
@@ -94,17 +94,6 @@ class Family:
             assert r.status_code == 200, r.text
             out += [x["score"] for x in sorted(r.json(), key=lambda x: x["index"])]
         return out
-
-
-def single_token_words(tok) -> list[str]:
-    """Words that are one token alone and after a space: their texts round-trip exactly."""
-    return [
-        w
-        for w in _WORDS
-        if w.isalpha()
-        and len(tok(w, add_special_tokens=False)["input_ids"]) == 1
-        and len(tok(" " + w, add_special_tokens=False)["input_ids"]) == 1
-    ]
 
 
 def words(family: Family, count: int, seed: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,27 +13,18 @@ from urllib.parse import urljoin
 import httpx
 import pytest
 
+from browser_helpers import chromium, csp_violations, fill, wait
 from reranker_contract import PLAYGROUND_PATH
 from reranker_server.api.playground import ASSETS, SCRIPT_PATH, STYLE_PATH, asset_text
 from server_helpers import serving
 from tolerance import assert_scores_close
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 QUERY = "What is the capital of France?"
 PASSAGES = [
     "Paris is the capital and largest city of France.",
     "Berlin is the capital of Germany.",
     "Bananas are rich in potassium.",
 ]
-# Runs before any of the page's own script: every Content-Security-Policy violation the browser
-# reports (a blocked inline script or handler, a blocked load) lands in window.cspViolations.
-RECORD_CSP_VIOLATIONS = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.cspViolations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
 
 
 @pytest.fixture(scope="module")
@@ -42,84 +32,26 @@ def url(tiny_qwen3_path) -> Iterator[str]:
     yield from serving(tiny_qwen3_path, api_key="play-key", served_model_name="tiny-qwen")
 
 
-def _chromium() -> Iterator[Any]:
-    """A headless Chromium session whose console and network logs can be read back."""
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("chromium and chromedriver are not installed (make system-deps as root)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1100,900",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(60)
-    driver.execute_cdp_cmd(
-        "Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS}
-    )
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    yield from _chromium()
+    yield from chromium()
 
 
 @pytest.fixture
 def fresh_browser() -> Iterator[Any]:
     """A session of its own: Chromium remembers a failed /favicon.ico per session and would not
     ask again after another test's page load."""
-    yield from _chromium()
-
-
-def _fill(driver, *, query: str, passages: list[str], key: str, top_n: str = "") -> None:
-    from selenium.webdriver.common.by import By
-
-    for field_id, value in (
-        ("query", query),
-        ("passages", "\n".join(passages)),
-        ("api_key", key),
-        ("top_n", top_n),
-    ):
-        element = driver.find_element(By.ID, field_id)
-        element.clear()
-        element.send_keys(value)
-
-
-def _wait(driver, condition, timeout: float = 60.0):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout).until(condition)
-
-
-def _csp_violations(driver) -> list[str]:
-    return driver.execute_script("return window.cspViolations")
+    yield from chromium()
 
 
 def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path, tiny_qwen3_path) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(f"{url}/playground")
-    _wait(browser, lambda d: d.find_element(By.ID, "model").text == "tiny-qwen")
-    _fill(browser, query=QUERY, passages=PASSAGES, key="play-key")
+    wait(browser, lambda d: d.find_element(By.ID, "model").text == "tiny-qwen")
+    fill(browser, query=QUERY, passages=PASSAGES, key="play-key")
     browser.find_element(By.ID, "submit").click()
-    items = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
+    items = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
     shown = [
         (int(li.get_attribute("data-index")), float(li.get_attribute("data-score"))) for li in items
     ]
@@ -141,7 +73,7 @@ def test_the_page_ranks_like_the_api(browser, url: str, tmp_path: Path, tiny_qwe
     assert texts == [PASSAGES[i] for i, _ in want]
     status = browser.find_element(By.ID, "status").text
     assert re.search(r"3 of 3 passages ranked in \d+ ms, \d+ tokens", status), status
-    assert _csp_violations(browser) == []
+    assert csp_violations(browser) == []
 
 
 def _responses(driver) -> list[tuple[int, str]]:
@@ -163,17 +95,17 @@ def test_no_console_error_and_no_failed_request(fresh_browser, url: str) -> None
 
     browser = fresh_browser
     browser.get(f"{url}/playground")
-    _wait(browser, lambda d: d.find_element(By.ID, "model").text == "tiny-qwen")
-    _fill(browser, query=QUERY, passages=PASSAGES, key="play-key")
+    wait(browser, lambda d: d.find_element(By.ID, "model").text == "tiny-qwen")
+    fill(browser, query=QUERY, passages=PASSAGES, key="play-key")
     browser.find_element(By.ID, "submit").click()
-    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
     responses = _responses(browser)
     assert (200, f"{url}/v1/rerank") in responses, responses  # the network log is read
     assert {(200, f"{url}{SCRIPT_PATH}"), (200, f"{url}{STYLE_PATH}")} <= set(responses)
     assert [r for r in responses if r[0] >= 400] == []
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == []
-    assert _csp_violations(browser) == []
+    assert csp_violations(browser) == []
 
 
 def test_the_browser_refuses_to_frame_the_page(fresh_browser, url: str, tmp_path: Path) -> None:
@@ -184,22 +116,22 @@ def test_the_browser_refuses_to_frame_the_page(fresh_browser, url: str, tmp_path
     framing = tmp_path / "framing.html"
     framing.write_text(f'<iframe id="victim" src="{url}/playground"></iframe>')
     fresh_browser.get(framing.as_uri())
-    _wait(fresh_browser, lambda d: d.find_element(By.ID, "victim"))
+    wait(fresh_browser, lambda d: d.find_element(By.ID, "victim"))
 
     def refused(driver) -> list[str]:
         log = [e["message"] for e in driver.get_log("browser")]
         return [m for m in log if "frame-ancestors 'none'" in m and "blocked" in m]
 
-    assert _wait(fresh_browser, refused, timeout=30)
+    assert wait(fresh_browser, refused, timeout=30)
 
 
 def test_a_wrong_key_shows_the_servers_401(browser, url: str) -> None:
     from selenium.webdriver.common.by import By
 
     browser.get(f"{url}/playground")
-    _fill(browser, query=QUERY, passages=PASSAGES, key="wrong-key")
+    fill(browser, query=QUERY, passages=PASSAGES, key="wrong-key")
     browser.find_element(By.ID, "submit").click()
-    error = _wait(browser, lambda d: d.find_element(By.ID, "error").text)
+    error = wait(browser, lambda d: d.find_element(By.ID, "error").text)
     assert error == "401: authorization: invalid credentials"  # the server's own message
     assert browser.find_elements(By.CSS_SELECTOR, "#results li") == []
 
@@ -213,10 +145,10 @@ def test_keyboard_and_phone_width(browser, url: str) -> None:
     browser.set_window_size(375, 800)
     try:
         browser.get(f"{url}/playground")
-        _fill(browser, query=QUERY, passages=PASSAGES, key="play-key", top_n="2")
+        fill(browser, query=QUERY, passages=PASSAGES, key="play-key", top_n="2")
         box = browser.find_element(By.ID, "passages")
         box.send_keys(Keys.CONTROL, Keys.ENTER)
-        items = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
+        items = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li"))
         assert len(items) == 2
         width = browser.execute_script("return document.documentElement.scrollWidth")
         viewport = browser.execute_script("return window.innerWidth")
