@@ -12,7 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from reranker_contract import DEFAULTS, FAMILIES, Metric, ModelFamily
+from reranker_contract.score_check import ScoringEngine
 from reranker_operator.api.families import FAMILY_TRAITS
+from reranker_operator.engines.vllm.facts import VllmMetric
 from reranker_operator.tools.promtext import (
     histogram_quantile,
     parse_buckets,
@@ -44,11 +46,20 @@ class Signals:
     inference_busy: float  # seconds the model ran per second, per model worker
     batch_size_mean: float | None  # sequences per forward pass
     padding_ratio_mean: float | None
-    prefix_reuse_share: float | None  # scored pairs that reused a shared prefix KV cache
+    # scored pairs that reused a shared prefix KV cache; behind the front of vLLM, the share of
+    # prompt tokens vLLM's prefix cache served (its series, relayed by the front)
+    prefix_reuse_share: float | None
     truncated_share: float | None  # documents cut to fit
     max_batch_size: int
     model_workers: int
     causal: bool | None  # a yes/no causal (Qwen3-style) model (None: unknown)
+    # the engine that scores: the server's own, or vLLM behind it as its front (whose "model"
+    # stage is the call to vLLM); None: unknown
+    engine: ScoringEngine | None = None
+
+    @property
+    def fronts_vllm(self) -> bool:
+        return self.engine == ScoringEngine.VLLM
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +77,8 @@ COUNTERS = (
     str(Metric.PREFIX_CACHE_REUSE_TOTAL),
     str(Metric.TRUNCATED_DOCUMENTS_TOTAL),
     str(Metric.RATE_LIMITED_TOTAL),
+    str(VllmMetric.PREFIX_CACHE_HITS_TOTAL),  # relayed by the front of vLLM
+    str(VllmMetric.PREFIX_CACHE_QUERIES_TOTAL),
 )
 
 
@@ -123,6 +136,15 @@ def from_server(url: str, *, interval_s: float = 10.0, api_key: str | None = Non
     engine = info.get("engine") or {}
     family = info.get("family")
     docs = d(f"{Metric.DOCUMENTS_PER_REQUEST}_sum")
+    scoring = _scoring_engine(engine.get("engine"), known=bool(info))
+    reuse = (
+        _ratio(
+            d(str(VllmMetric.PREFIX_CACHE_HITS_TOTAL)),
+            d(str(VllmMetric.PREFIX_CACHE_QUERIES_TOTAL)),
+        )
+        if scoring == ScoringEngine.VLLM
+        else _ratio(d(str(Metric.PREFIX_CACHE_REUSE_TOTAL)), docs)
+    )
     return Signals(
         source=url,
         window_s=wall,
@@ -141,12 +163,20 @@ def from_server(url: str, *, interval_s: float = 10.0, api_key: str | None = Non
         padding_ratio_mean=_ratio(
             d(f"{Metric.PADDING_RATIO}_sum"), d(f"{Metric.PADDING_RATIO}_count")
         ),
-        prefix_reuse_share=_ratio(d(str(Metric.PREFIX_CACHE_REUSE_TOTAL)), docs),
+        prefix_reuse_share=reuse,
         truncated_share=_ratio(d(str(Metric.TRUNCATED_DOCUMENTS_TOTAL)), docs),
         max_batch_size=int(limits.get("max_batch_size") or DEFAULTS.max_batch_size),
         model_workers=max(1, int(engine.get("model_workers") or 1)),
         causal=family_is_causal(family),
+        engine=scoring,
     )
+
+
+def _scoring_engine(name: str | None, *, known: bool) -> ScoringEngine | None:
+    """The engine /info names (the front of vLLM says "vllm"; the bundled server names none)."""
+    if name in tuple(ScoringEngine):
+        return ScoringEngine(name)
+    return ScoringEngine.TRANSFORMERS if known else None
 
 
 def _query(prometheus: str, expr: str) -> float | None:
@@ -191,6 +221,13 @@ def from_prometheus(
 
     pods = _query(prometheus, f"count(up{{{sel}}})") or 1.0
     docs = f"{Metric.DOCUMENTS_PER_REQUEST}_sum"
+    # the front of vLLM exports whether vLLM's own series were relayed; the bundled server not
+    fronted = _query(prometheus, f"count({Metric.ENGINE_METRICS_UP}{{{sel}}})") is not None
+    reuse = (
+        share(str(VllmMetric.PREFIX_CACHE_HITS_TOTAL), str(VllmMetric.PREFIX_CACHE_QUERIES_TOTAL))
+        if fronted
+        else share(str(Metric.PREFIX_CACHE_REUSE_TOTAL), docs)
+    )
     seconds = {"s": 1, "m": 60, "h": 3600}[window[-1]] * float(window[:-1])
     return Signals(
         source=prometheus,
@@ -208,9 +245,10 @@ def from_prometheus(
         / max(1, model_workers),
         batch_size_mean=share(f"{Metric.BATCH_SIZE}_sum", f"{Metric.BATCH_SIZE}_count"),
         padding_ratio_mean=share(f"{Metric.PADDING_RATIO}_sum", f"{Metric.PADDING_RATIO}_count"),
-        prefix_reuse_share=share(str(Metric.PREFIX_CACHE_REUSE_TOTAL), docs),
+        prefix_reuse_share=reuse,
         truncated_share=share(str(Metric.TRUNCATED_DOCUMENTS_TOTAL), docs),
         max_batch_size=max_batch_size,
         model_workers=max(1, model_workers),
         causal=causal,
+        engine=ScoringEngine.VLLM if fronted else ScoringEngine.TRANSFORMERS,
     )

@@ -50,7 +50,19 @@ def diagnose(s: Signals) -> list[Verdict]:
             )
         )
     fill = s.batch_size_mean / s.max_batch_size if s.batch_size_mean else None
-    if s.inference_busy >= BUSY:
+    if s.inference_busy >= BUSY and s.fronts_vllm:
+        out.append(
+            Verdict(
+                "compute-bound",
+                f"every call slot to vLLM is busy {_pct(s.inference_busy)} of the time; calls "
+                f"hold {s.batch_size_mean or 0:.1f} pairs ({_pct(fill)} of server.maxBatchSize "
+                f"{s.max_batch_size})",
+                "vLLM is saturated: more replicas, a bigger GPU, spec.model.dtype "
+                "float16/bfloat16, or a quantized checkpoint (vllm.extraArgs --quantization); "
+                "more calls in flight only help while vLLM's KV-cache panel shows room",
+            )
+        )
+    elif s.inference_busy >= BUSY:
         out.append(
             Verdict(
                 "compute-bound",
@@ -83,7 +95,20 @@ def diagnose(s: Signals) -> list[Verdict]:
                 "length together",
             )
         )
-    if s.causal and s.prefix_reuse_share is not None and s.prefix_reuse_share < PREFIX_SHARE:
+    low_reuse = s.prefix_reuse_share is not None and s.prefix_reuse_share < PREFIX_SHARE
+    if s.causal and low_reuse and s.fronts_vllm:
+        out.append(
+            Verdict(
+                "low prefix reuse",
+                f"{_pct(s.prefix_reuse_share)} of prompt tokens hit vLLM's prefix cache "
+                f"(threshold {_pct(PREFIX_SHARE)}); {s.documents_per_request or 0:.1f} documents "
+                "per request",
+                "send more documents per query (a request's documents share its prompt prefix); "
+                "check that vLLM's prefix caching is on (vllm.enablePrefixCaching) and that its KV cache "
+                "keeps prefixes (raise vllm.gpuMemoryUtilization, lower vllm.maxModelLen)",
+            )
+        )
+    elif s.causal and low_reuse:
         out.append(
             Verdict(
                 "low prefix reuse",
