@@ -116,7 +116,7 @@ def targets(loads: dict) -> list[dict]:
                     f"<= {peer['p95_s']:.3f}",
                     this["p95_s"] <= peer["p95_s"],
                 )
-    for load in ("qwen3", "qwen3-wide"):  # issue 21: the front costs under 5%
+    for load in ("qwen3", "qwen3-wide", "qwen3-0.6b"):  # issue 21: the front costs under 5%
         s = loads.get(load, {}).get("servers", {})
         for suffix in ("", "-bf16"):
             front, bare = s.get("front" + suffix), s.get("vllm" + suffix)

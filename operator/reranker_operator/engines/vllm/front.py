@@ -31,9 +31,10 @@ if TYPE_CHECKING:
 
 # The front's own requests and limits (the GPU and spec.resources stay on vLLM's container):
 # it loads no weights, only the tokenizer, and tokenizes and plans batches on a CPU; 1 CPU and
-# 1 GiB requested (a Python process with transformers' tokenizer), a 4 GiB limit for the
-# tokenizer's peak on a request of the largest accepted body. No CPU limit: a throttled front
-# would slow every request on a GPU that waits.
+# 1 GiB requested (a Python process with transformers' tokenizer; measured 0.03 cores and
+# 300 MiB RSS at 85 pairs/s, ~1.3 us of CPU per token: bench/runs/*-amx-front-vs-vllm.md), a
+# 4 GiB limit for the tokenizer's peak on a request of the largest accepted body. No CPU limit:
+# a throttled front would slow every request on a GPU that waits.
 FRONT_RESOURCES = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}
 # the front waits for vLLM's start (VLLM_STARTUP_FAILURES) and then runs the score check
 FRONT_STARTUP_FAILURES = VLLM_STARTUP_FAILURES + 30
