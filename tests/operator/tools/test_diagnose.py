@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+from typing import Any
 
 import pytest
 
@@ -95,18 +96,11 @@ def test_no_traffic_says_so(tiny_qwen3_path) -> None:
     assert "no traffic in the window" in out.getvalue()
 
 
-@pytest.mark.parametrize(
-    ("changes", "verdict"),
-    [
-        ({"rejected_per_s": 1.0}, "queue-bound"),
-        ({"inference_busy": 0.95}, "compute-bound"),
-        ({"padding_ratio_mean": 0.45}, "padding waste"),
-        ({"truncated_share": 0.2}, "requests truncated"),
-        ({"documents_per_request": 400.0}, "large requests"),
-    ],
-)
-def test_each_rule_by_its_threshold(changes: dict, verdict: str) -> None:
-    healthy = Signals(
+def _healthy(**changes: Any) -> Signals:
+    """Signals of a healthy, causal server: no rule fires."""
+    from dataclasses import replace
+
+    signals = Signals(
         source="x",
         window_s=10,
         requests_per_s=5,
@@ -126,10 +120,22 @@ def test_each_rule_by_its_threshold(changes: dict, verdict: str) -> None:
         model_workers=1,
         causal=True,
     )
-    assert diagnose(healthy) == []
-    from dataclasses import replace
+    return replace(signals, **changes)
 
-    assert verdict in [v.name for v in diagnose(replace(healthy, **changes))]
+
+@pytest.mark.parametrize(
+    ("changes", "verdict"),
+    [
+        ({"rejected_per_s": 1.0}, "queue-bound"),
+        ({"inference_busy": 0.95}, "compute-bound"),
+        ({"padding_ratio_mean": 0.45}, "padding waste"),
+        ({"truncated_share": 0.2}, "requests truncated"),
+        ({"documents_per_request": 400.0}, "large requests"),
+    ],
+)
+def test_each_rule_by_its_threshold(changes: dict, verdict: str) -> None:
+    assert diagnose(_healthy()) == []
+    assert verdict in [v.name for v in diagnose(_healthy(**changes))]
 
 
 def test_family_is_causal_asks_the_family_registry():
@@ -161,29 +167,13 @@ def test_a_server_requiring_keys_shows_its_settings_to_diagnose_with_a_key(tiny_
 def test_behind_the_front_of_vllm_the_remedies_are_vllms() -> None:
     """The front's "model" stage is its calls to vLLM and its prefix reuse vLLM's token hits:
     the verdicts name vLLM's knobs, never the bundled server's refused ones."""
-    from dataclasses import replace
-
     from reranker_contract.score_check import ScoringEngine
 
-    front = Signals(
-        source="x",
-        window_s=10,
-        requests_per_s=5,
-        rejected_per_s=0,
-        rate_limited_per_s=0,
-        documents_per_s=80,
-        documents_per_request=16,
-        latency_p95_s=0.1,
-        queue_time_p95_s=0.01,
-        tokenization_busy=0.05,
+    front = _healthy(
         inference_busy=0.95,
-        batch_size_mean=12,
         padding_ratio_mean=0.0,
         prefix_reuse_share=0.2,
-        truncated_share=0.0,
-        max_batch_size=32,
         model_workers=8,
-        causal=True,
         engine=ScoringEngine.VLLM,
     )
     verdicts = {v.name: v for v in diagnose(front)}
@@ -192,5 +182,5 @@ def test_behind_the_front_of_vllm_the_remedies_are_vllms() -> None:
     assert "spec.model.quantization" not in verdicts["compute-bound"].remedy
     assert "vLLM's prefix cache" in verdicts["low prefix reuse"].evidence
     assert "vllm.enablePrefixCaching" in verdicts["low prefix reuse"].remedy
-    ours = {v.name: v for v in diagnose(replace(front, engine=ScoringEngine.TRANSFORMERS))}
+    ours = {v.name: v for v in diagnose(_healthy(inference_busy=0.95))}
     assert "spec.model.quantization" in ours["compute-bound"].remedy
