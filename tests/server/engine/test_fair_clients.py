@@ -57,3 +57,48 @@ async def test_a_small_request_does_not_wait_behind_another_clients_backlog(
 async def test_one_client_is_served_in_arrival_order(cross_backend, wait_for) -> None:
     assert await _order_of_service(cross_backend, _requests(None, None), wait_for) == [1, 2, 3]
     assert await _order_of_service(cross_backend, _requests("a", "a"), wait_for) == [1, 2, 3]
+
+
+class _Unpadded:
+    """A backend that declares it pads nothing (as the front of vLLM does), else `inner`."""
+
+    pads_batches = False
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+async def _batches(backend, wait_for) -> list[list[int]]:
+    """The request ids of each batch's pairs, for three 8-document requests whose documents
+    alternate short and long, queued while the engine was paused."""
+    short, long = "a river", " ".join(["a long passage about rivers and mountains"] * 6)
+    docs = [short if i % 2 else long for i in range(8)]
+    requests = [RerankInput(query=f"which river {i}", documents=docs) for i in range(3)]
+    engine = build_engine(
+        backend, EngineConfig(max_batch_size=8, encode_workers=1, model_workers=1)
+    )
+    await engine.start()
+    records: list[BatchRecord] = []
+    engine.add_batch_listener(records.append)
+    engine.pause()
+    try:
+        tasks = await queue_while_paused(engine, requests, wait_for)
+        engine.resume()
+        await asyncio.gather(*tasks)
+    finally:
+        await engine.stop()
+    return [list(record.request_ids) for record in records]
+
+
+async def test_a_backend_that_pads_nothing_gets_whole_requests_in_arrival_order(
+    cross_backend, wait_for
+) -> None:
+    """Length sorting pays only where batches are padded; for a backend without padding (vLLM
+    behind the front) it would spread each request over batches shared with the others, so
+    that all finish late. Such a backend gets each request's pairs together, oldest first."""
+    assert await _batches(_Unpadded(cross_backend), wait_for) == [[1] * 8, [2] * 8, [3] * 8]
+    sorted_batches = await _batches(cross_backend, wait_for)  # padded: by length, mixed
+    assert any(len(set(ids)) > 1 for ids in sorted_batches), sorted_batches
