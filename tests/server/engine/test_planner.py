@@ -173,8 +173,8 @@ def test_an_unpadded_backend_gets_the_oldest_pairs_in_arrival_order():
     budgeted = _drain(queue, prefix_enabled=False, unpadded=True, max_batch_tokens=150)
     assert [[it.index for it in b.items] for b in budgeted] == [[0, 1], [2, 3]]
     # a pair over the budget still runs, alone
-    over = _drain([_req(1, None, 0, [400, 5])], prefix_enabled=False, unpadded=True,
-                  max_batch_tokens=100)  # fmt: skip
+    alone = {"prefix_enabled": False, "unpadded": True, "max_batch_tokens": 100}
+    over = _drain([_req(1, None, 0, [400, 5])], **alone)
     assert [[it.index for it in b.items] for b in over] == [[0], [1]]
     # padded backends still sort by length (the same queue, without the flag)
     sorted_batches = _drain(
