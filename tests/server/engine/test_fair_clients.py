@@ -15,9 +15,9 @@ from reranker_server.engine.scheduler import BatchRecord
 BIG = [f"document number {i} about rivers and mountains" for i in range(64)]
 
 
-async def _order_of_service(backend, requests: list[RerankInput], wait_for) -> list[int]:
-    """Engine request ids in the order their first pair was dispatched, for `requests` queued
-    (in this order, one encode thread) while the engine was paused."""
+async def _records(backend, requests: list[RerankInput], wait_for) -> list[BatchRecord]:
+    """The batches the engine ran for `requests` queued (in this order, one encode thread)
+    while it was paused, 8 pairs a batch at most."""
     engine = build_engine(
         backend, EngineConfig(max_batch_size=8, encode_workers=1, model_workers=1)
     )
@@ -31,8 +31,13 @@ async def _order_of_service(backend, requests: list[RerankInput], wait_for) -> l
         await asyncio.gather(*tasks)
     finally:
         await engine.stop()
+    return records
+
+
+async def _order_of_service(backend, requests: list[RerankInput], wait_for) -> list[int]:
+    """Engine request ids in the order their first pair was dispatched."""
     first: list[int] = []
-    for record in records:
+    for record in await _records(backend, requests, wait_for):
         for rid in record.request_ids:
             if rid not in first:
                 first.append(rid)
@@ -73,24 +78,11 @@ class _Unpadded:
 
 async def _batches(backend, wait_for) -> list[list[int]]:
     """The request ids of each batch's pairs, for three 8-document requests whose documents
-    alternate short and long, queued while the engine was paused."""
+    alternate short and long."""
     short, long = "a river", " ".join(["a long passage about rivers and mountains"] * 6)
     docs = [short if i % 2 else long for i in range(8)]
     requests = [RerankInput(query=f"which river {i}", documents=docs) for i in range(3)]
-    engine = build_engine(
-        backend, EngineConfig(max_batch_size=8, encode_workers=1, model_workers=1)
-    )
-    await engine.start()
-    records: list[BatchRecord] = []
-    engine.add_batch_listener(records.append)
-    engine.pause()
-    try:
-        tasks = await queue_while_paused(engine, requests, wait_for)
-        engine.resume()
-        await asyncio.gather(*tasks)
-    finally:
-        await engine.stop()
-    return [list(record.request_ids) for record in records]
+    return [list(r.request_ids) for r in await _records(backend, requests, wait_for)]
 
 
 async def test_a_backend_that_pads_nothing_gets_whole_requests_in_arrival_order(
