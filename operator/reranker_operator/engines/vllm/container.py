@@ -61,7 +61,7 @@ def vllm_container(svc: ParsedService) -> ServingContainer:
     every container)."""
     spec = svc.spec
     fronted = spec.vllm.front
-    ports = [] if fronted else [{"name": PORT_NAME, "containerPort": serve.listen_port(spec)}]
+    port = {"name": PORT_NAME, "containerPort": serve.listen_port(spec), "protocol": "TCP"}
     probes = (
         ProbeParams(
             VLLM_HEALTH_PATH,
@@ -90,7 +90,7 @@ def vllm_container(svc: ParsedService) -> ServingContainer:
         pull_policy=spec.vllm.image.pull_policy,
         command=["vllm", "serve"],
         args=serve.serve_args(spec),
-        ports=[{**port, "protocol": "TCP"} for port in ports],
+        ports=[] if fronted else [port],
         env=user_env(spec, serve.serve_env(spec)),
         env_from=user_env_from(spec),
         resources=resources(spec, gpus=True),
