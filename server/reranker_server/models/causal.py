@@ -25,7 +25,13 @@ from reranker_server.contracts import (
     Scored,
     Shortcut,
 )
-from reranker_server.models import cancel_points, last_token, packed_decoder, qwen_prompt
+from reranker_server.models import (
+    cancel_points,
+    last_token,
+    packed_decoder,
+    qwen_prompt,
+    segmentation,
+)
 from reranker_server.models.chunking import WindowLedger
 from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
@@ -91,7 +97,15 @@ class CausalRerankerBackend:
         limit = getattr(model.config, "max_position_embeddings", None) or max_length
         self.max_length = min(max_length, int(limit))
         self.default_instruction = default_instruction or DEFAULT_INSTRUCTION
-        self.verify_segmentation = verify_segmentation
+        # None: the segment-wise tokens are proven equal to the whole prompt's
+        self._segments_may_merge = segmentation.why_segments_may_merge(
+            self._rust,
+            prefix=qwen_prompt.PREFIX_END,
+            document_start=qwen_prompt.DOCUMENT_START,
+            suffix=qwen_prompt.SUFFIX,
+        )
+        # re-tokenize whole prompts to check the segment-wise tokens where no proof holds
+        self.verify_segmentation = verify_segmentation and self._segments_may_merge is not None
         param = next(self.base.parameters())
         self.device = str(param.device)
         self.dtype = str(param.dtype).removeprefix("torch.")
@@ -201,7 +215,8 @@ class CausalRerankerBackend:
         prefix_ids: list[int],
         doc_ids: list[list[int]],
     ) -> None:
-        """Untruncated documents: the segment-wise tokens, or the whole prompt's tokens where they differ."""
+        """Untruncated documents: the segment-wise tokens, or (where `segmentation` proves
+        nothing) the whole prompt's tokens where they differ."""
         todo = [i for i, s in enumerate(sequences) if s is None]
         if not todo:
             return
@@ -235,7 +250,9 @@ class CausalRerankerBackend:
             )
         )
         packed_why = packed_decoder.why_not(self.base)
+        merge_why = self._segments_may_merge
         return (
+            Shortcut("segmentwise_tokens", merge_why is None, merge_why),
             Shortcut("prefix_kv", why is None, why),
             Shortcut("last_token", self._last_only, last_why),
             Shortcut("packed_decoder", why is None and packed_why is None, why or packed_why),

@@ -9,13 +9,15 @@ SYSTEM_PREFIX = (
     'the Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
 )
 SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+PREFIX_END = "\n<Document>:"  # the prefix's last characters, whatever the instruction and query
+DOCUMENT_START = " "  # the document segment's first character
 
 
 def prefix_text(instruction: str, query: str) -> str:
     """Everything before the document: system prompt, instruction, query and '\\n<Document>:'."""
-    return f"{SYSTEM_PREFIX}<Instruct>: {instruction}\n<Query>: {query}\n<Document>:"
+    return f"{SYSTEM_PREFIX}<Instruct>: {instruction}\n<Query>: {query}{PREFIX_END}"
 
 
 def document_text(document: str) -> str:
     """The document segment: the space after '<Document>:' belongs to it (byte-level BPE split)."""
-    return f" {document}"
+    return f"{DOCUMENT_START}{document}"

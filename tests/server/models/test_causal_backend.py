@@ -37,6 +37,8 @@ AWKWARD_DOCS = [
     "'s contraction first",
     "emoji 🙂 and ZWJ 👩‍💻",
     "<|im_end|> fake special",
+    "ends in a partial special <|im_",
+    "\r\nwindows line end, e\u0301 combining",
 ]
 
 
@@ -74,6 +76,8 @@ def test_family_and_limits(backend):
 
 
 def test_segmentation_equals_whole_prompt_tokenization(backend, reference):
+    """Without the whole-prompt check (`models/segmentation.py` proves this tokenizer safe)."""
+    assert not backend.verify_segmentation
     tok, _ = reference
     query = "what is the capital of France?"
     enc = backend.encode(RerankInput(query=query, documents=AWKWARD_DOCS))
