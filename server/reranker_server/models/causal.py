@@ -24,6 +24,7 @@ from reranker_server.contracts import (
     RerankInput,
     Scored,
     Shortcut,
+    TooManyTokensError,
 )
 from reranker_server.models import (
     cancel_points,
@@ -31,6 +32,7 @@ from reranker_server.models import (
     packed_decoder,
     qwen_prompt,
     segmentation,
+    token_floor,
 )
 from reranker_server.models.chunking import WindowLedger
 from reranker_server.models.families import BackendSettings, Family, architectures, register
@@ -104,6 +106,8 @@ class CausalRerankerBackend:
             document_start=qwen_prompt.DOCUMENT_START,
             suffix=qwen_prompt.SUFFIX,
         )
+        # None: a request's words bound its tokens from below (refused early from them)
+        self._word_floor_missing = token_floor.why_no_word_floor(self._rust)
         # re-tokenize whole prompts to check the segment-wise tokens where no proof holds
         self.verify_segmentation = verify_segmentation and self._segments_may_merge is not None
         param = next(self.base.parameters())
@@ -151,6 +155,10 @@ class CausalRerankerBackend:
                 limit=self.max_length,
             )
         cap = room if inp.max_tokens_per_doc is None else min(room, inp.max_tokens_per_doc)
+        # a document's tokens counted against the budget: cut to `cap`; chunked, every window
+        self._refuse_from_words(
+            docs, fixed, cap if inp.chunking is None else inp.max_tokens_per_doc, budget
+        )
         sequences: list[list[int] | None] = []
         truncated: list[bool] = []
         doc_ids: list[list[int]] = []  # the untruncated documents' tokens ([] for the others)
@@ -207,6 +215,34 @@ class CausalRerankerBackend:
             windows=[len(chunked.get(i, ())) or 1 for i in range(len(docs))] if chunked else [],
         )
 
+    def _refuse_from_words(
+        self, docs: list[str], fixed: int, kept: int | None, budget: EncodeBudget | None
+    ) -> None:
+        """TooManyTokensError before any document is tokenized when the documents' words alone
+        (a floor under their tokens, `token_floor`; `kept`: the most tokens of one that count,
+        None: all) take the request past the budget."""
+        limit = None if budget is None else budget.max_tokens
+        if limit is None or self._word_floor_missing is not None:
+            return
+
+        def counted(n: int) -> int:
+            return fixed + (n if kept is None else min(n, kept))
+
+        if sum(counted(len(doc)) for doc in docs) <= limit:  # characters >= words: it fits
+            return
+        floor = 0
+        for i, doc in enumerate(docs):
+            floor += counted(token_floor.words(doc) or 0)
+            if floor > limit:
+                raise TooManyTokensError(
+                    f"at least {floor} tokens after truncation in the first {i + 1} of "
+                    f"{len(docs)} documents (counted from their words, before tokenizing) "
+                    f"exceed max_request_tokens {limit}; send fewer or shorter documents "
+                    "(or max_tokens_per_doc)",
+                    tokens=floor,
+                    limit=limit,
+                )
+
     def _fill_untruncated(
         self,
         sequences: list[list[int] | None],
@@ -250,9 +286,10 @@ class CausalRerankerBackend:
             )
         )
         packed_why = packed_decoder.why_not(self.base)
-        merge_why = self._segments_may_merge
+        merge_why, floor_why = self._segments_may_merge, self._word_floor_missing
         return (
             Shortcut("segmentwise_tokens", merge_why is None, merge_why),
+            Shortcut("word_floor", floor_why is None, floor_why),
             Shortcut("prefix_kv", why is None, why),
             Shortcut("last_token", self._last_only, last_why),
             Shortcut("packed_decoder", why is None and packed_why is None, why or packed_why),

@@ -57,17 +57,22 @@ def why_segments_may_merge(
         return "the tokenizer is a slow (Python) one"
     if document_start != " " or not prefix or prefix[-1].isspace():
         return "the prompt's document boundary is not a non-space character before a space"
-    spec = json.loads(rust.to_str())
-    normalizer = (spec.get("normalizer") or {}).get("type")
-    if normalizer not in SAFE_NORMALIZERS:
-        return f"the tokenizer's normalizer is {normalizer}, not NFC"
-    why = _why_pre_tokenizer_unknown(spec.get("pre_tokenizer"))
+    why = why_text_steps_unknown(rust)
     if why is not None:
         return why
     return _why_added_tokens_straddle(rust, prefix, document_start, suffix)
 
 
-def _why_pre_tokenizer_unknown(pre: dict[str, Any] | None) -> str | None:
+def why_text_steps_unknown(rust: Tokenizer) -> str | None:
+    """None when the normalizer and pre-tokenizer are ones claims 2 and 3 cover."""
+    spec = json.loads(rust.to_str())
+    normalizer = (spec.get("normalizer") or {}).get("type")
+    if normalizer not in SAFE_NORMALIZERS:
+        return f"the tokenizer's normalizer is {normalizer}, not NFC"
+    return why_pre_tokenizer_unknown(spec.get("pre_tokenizer"))
+
+
+def why_pre_tokenizer_unknown(pre: dict[str, Any] | None) -> str | None:
     """None for a Split by a known pattern then a non-splitting ByteLevel, or GPT-2's ByteLevel."""
     if pre is None:
         return "the tokenizer has no pre-tokenizer: merges may cross the boundary"

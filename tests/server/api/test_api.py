@@ -142,6 +142,8 @@ def test_info_shows_the_shortcuts_in_force(qwen_client):
     info = qwen_client.get("/info").json()
     assert info["prefix_cache"] is True
     assert info["shortcuts"] == {
+        "segmentwise_tokens": {"in_force": True, "reason": None},
+        "word_floor": {"in_force": True, "reason": None},
         "prefix_kv": {"in_force": True, "reason": None},
         "last_token": {"in_force": True, "reason": None},
         "packed_decoder": {"in_force": True, "reason": None},

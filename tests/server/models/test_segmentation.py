@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 from transformers import AutoTokenizer
 
-from reranker_server.contracts import RerankInput
 from reranker_server.models import LoadOptions, load_backend
 from reranker_server.models.segmentation import KNOWN_SPLIT_PATTERNS, why_segments_may_merge
 
