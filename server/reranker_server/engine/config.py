@@ -38,6 +38,10 @@ class EngineConfig:
     schedule_window: int = 256  # oldest pending pairs considered when packing a full batch
     retry_after_s: float = 1.0  # Retry-After hint carried by QueueFullError
     max_inflight_batches: int = 2  # batches handed to the model thread at once (plan ahead)
+    # a request of more tokens than one forward holds (max_batch_tokens) is large: it yields
+    # to smaller ones until it has waited this long, and takes at most all model workers but
+    # one (engine/scheduler.py, `BatchingEngine.fair_order`)
+    large_request_patience_s: float = 2.0
     encode_workers: int = 2  # threads that tokenize requests
     # requests with more characters of text than this tokenize one at a time on a low-priority
     # thread (engine/bulk.py); 0: every request on the encode threads
@@ -69,6 +73,11 @@ class EngineConfig:
                 raise ValueError(
                     f"EngineConfig.forward_overhead_tokens must be >= 0, got {value!r}"
                 )
+        patience = self.large_request_patience_s
+        if not isinstance(patience, int | float) or isinstance(patience, bool) or patience < 0:
+            raise ValueError(
+                f"EngineConfig.large_request_patience_s must be >= 0, got {patience!r}"
+            )
         for name in ("model_workers", "torch_threads", "bulk_tokenize_chars"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -133,6 +133,7 @@ class _Job:
     raw: list[float | None]
     remaining: int
     client: Hashable | None = None
+    large: bool = False  # more tokens than one forward holds (`BatchingEngine.fair_order`)
 
 
 class BatchingEngine:
@@ -151,6 +152,7 @@ class BatchingEngine:
         self._jobs: dict[int, _Job] = {}  # rid -> every queued or running job
         # running batches: what stops each one, and the jobs waiting for it
         self._running: dict[ForwardStop, tuple[_Job, ...]] = {}
+        self._large_running: set[ForwardStop] = set()  # running batches holding a large job's pairs
         self._inflight_requests = 0
         self._listeners: list[Callable[[BatchRecord], None]] = []
         self._wake: asyncio.Event | None = None
@@ -398,6 +400,7 @@ class BatchingEngine:
             raw=[None] * n,
             remaining=n,
             client=sub.client,
+            large=sum(costs) > self.config.max_batch_tokens,
         )
         self._queue.append(job)
         self._jobs[job.pending.rid] = job
@@ -466,16 +469,33 @@ class BatchingEngine:
 
     def fair_order(self) -> list[_Job]:
         """The queue as the planner sees it: the jobs of the client served least since its
-        backlog was last empty come first, arrival order within a client and between equals.
-        One client's large or many requests do not make another's small one wait behind them
-        all; with one client (or none named) this is arrival order."""
+        backlog was last empty come first; within a client, large jobs (more tokens than one
+        forward holds) that have waited less than `large_request_patience_s` after the others;
+        arrival order between equals. One client's large or many requests do not make
+        another's small one wait behind them all, nor one large request (which needs several
+        forwards anyway) the small ones that come after it; a large job that has waited its
+        patience is served in arrival order, so none starves."""
         served = self._served
-        return sorted(self._queue, key=lambda job: served.get(job.client, 0))
+        recent = time.monotonic() - self.config.large_request_patience_s
+
+        def rank(job: _Job) -> tuple[int, bool]:
+            yields = job.large and job.pending.enqueued_at > recent
+            return served.get(job.client, 0), yields
+
+        return sorted(self._queue, key=rank)
+
+    def _large_slots_left(self) -> bool:
+        """Whether a batch of a large job may start: at most all model workers but one run
+        them, so a small request that arrives finds a worker that is not busy for long."""
+        return len(self._large_running) < max(1, self.model_workers - 1)
 
     def _plan(self) -> PlannedBatch | None:
         cfg = self.config
+        jobs = self.fair_order()
+        if not self._large_slots_left():
+            jobs = [job for job in jobs if not job.large]
         return plan_next_batch(
-            [job.pending for job in self.fair_order()],
+            [job.pending for job in jobs],
             max_batch_size=cfg.max_batch_size,
             max_batch_tokens=cfg.max_batch_tokens,
             prefix_enabled=self.prefix_enabled,
@@ -513,6 +533,8 @@ class BatchingEngine:
         jobs = {it.request.rid: self._jobs[it.request.rid] for it in batch.items}
         stop = ForwardStop()
         self._running[stop] = tuple(jobs.values())
+        if any(job.large for job in jobs.values()):
+            self._large_running.add(stop)
         task = asyncio.create_task(self._execute(batch, jobs, stop))
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
@@ -594,6 +616,10 @@ class BatchingEngine:
                     job.future.set_result(job.raw)
         finally:
             self._running.pop(stop, None)
+            if stop in self._large_running:  # a large job's waiting pairs may start now
+                self._large_running.discard(stop)
+                assert self._wake is not None
+                self._wake.set()
             metrics.INFLIGHT_PAIRS.dec(len(batch.items))
             self._slots.release()
 

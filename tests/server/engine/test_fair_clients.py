@@ -5,6 +5,8 @@ arrival order (and with no client named, the engine is first come, first served)
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 from queued_requests import queue_while_paused
 
@@ -15,12 +17,11 @@ from reranker_server.engine.scheduler import BatchRecord
 BIG = [f"document number {i} about rivers and mountains" for i in range(64)]
 
 
-async def _records(backend, requests: list[RerankInput], wait_for) -> list[BatchRecord]:
+async def _records(backend, requests: list[RerankInput], wait_for, **config) -> list[BatchRecord]:
     """The batches the engine ran for `requests` queued (in this order, one encode thread)
-    while it was paused, 8 pairs a batch at most."""
-    engine = build_engine(
-        backend, EngineConfig(max_batch_size=8, encode_workers=1, model_workers=1)
-    )
+    while it was paused, 8 pairs a batch at most (and `config`'s other settings)."""
+    settings = {"max_batch_size": 8, "encode_workers": 1, "model_workers": 1, **config}
+    engine = build_engine(backend, EngineConfig(**settings))
     await engine.start()
     records: list[BatchRecord] = []
     engine.add_batch_listener(records.append)
@@ -34,10 +35,10 @@ async def _records(backend, requests: list[RerankInput], wait_for) -> list[Batch
     return records
 
 
-async def _order_of_service(backend, requests: list[RerankInput], wait_for) -> list[int]:
+async def _order_of_service(backend, requests: list[RerankInput], wait_for, **config) -> list[int]:
     """Engine request ids in the order their first pair was dispatched."""
     first: list[int] = []
-    for record in await _records(backend, requests, wait_for):
+    for record in await _records(backend, requests, wait_for, **config):
         for rid in record.request_ids:
             if rid not in first:
                 first.append(rid)
@@ -94,3 +95,62 @@ async def test_a_backend_that_pads_nothing_gets_whole_requests_in_arrival_order(
     assert await _batches(_Unpadded(cross_backend), wait_for) == [[1] * 8, [2] * 8, [3] * 8]
     sorted_batches = await _batches(cross_backend, wait_for)  # padded: by length, mixed
     assert any(len(set(ids)) > 1 for ids in sorted_batches), sorted_batches
+
+
+# BIG is ~900 tokens of pairs: more than one forward holds at this budget, while each 8-pair
+# batch fits; BIG[:2] is small
+ONE_FORWARD = {"max_batch_tokens": 512}
+
+
+async def test_a_large_request_yields_to_the_small_ones_after_it(cross_backend, wait_for) -> None:
+    """One client: a request that needs several forwards anyway lets a small one that came
+    after it go first, until it has waited its patience; then arrival order holds."""
+    requests = [
+        RerankInput(query="which river", documents=BIG),
+        RerankInput(query="a small question", documents=BIG[:2]),
+    ]
+    assert await _order_of_service(cross_backend, requests, wait_for, **ONE_FORWARD) == [2, 1]
+    patient = {**ONE_FORWARD, "large_request_patience_s": 0.0}
+    assert await _order_of_service(cross_backend, requests, wait_for, **patient) == [1, 2]
+
+
+class _Overlap:
+    """`inner`, whose forwards each take 50 ms more and record how many ran at once."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self.running = self.most = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+    def _timed(self, forward, *args):
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)
+            return forward(*args)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def score(self, *args):
+        return self._timed(self._inner.score, *args)
+
+    def score_mixed(self, *args):
+        return self._timed(self._inner.score_mixed, *args)
+
+
+async def test_large_requests_leave_a_model_worker_to_the_small_ones(
+    cross_backend, wait_for
+) -> None:
+    """With two model workers, large requests' batches run one at a time (the other worker
+    stays free for a small request that arrives); small requests' batches use both."""
+    large = [RerankInput(query=f"which river {i}", documents=BIG) for i in range(2)]
+    small = [RerankInput(query=f"small {i}", documents=BIG[:8]) for i in range(8)]
+    for requests, most in ((large, 1), (small, 2)):
+        backend = _Overlap(cross_backend)
+        await _records(backend, requests, wait_for, model_workers=2, **ONE_FORWARD)
+        assert backend.most == most, (len(requests), backend.most)
