@@ -58,6 +58,8 @@ def check_text(value: Any) -> None:
     while stack:
         loc, item = stack.pop()
         if isinstance(item, str):
+            if item.isascii():  # no surrogate, without copying the string (a flag CPython keeps)
+                continue
             try:
                 item.encode("utf-8")
             except UnicodeEncodeError as exc:
