@@ -39,8 +39,8 @@ class EngineConfig:
     retry_after_s: float = 1.0  # Retry-After hint carried by QueueFullError
     max_inflight_batches: int = 2  # batches handed to the model thread at once (plan ahead)
     # a request of more tokens than one forward holds (max_batch_tokens) is large: it yields
-    # to smaller ones until it has waited this long, and takes at most all model workers but
-    # one (engine/scheduler.py, `BatchingEngine.fair_order`)
+    # to smaller ones until it has waited this long, and while small ones arrive (one within
+    # this long) takes at most all model workers but one (engine/scheduler.py, `fair_order`)
     large_request_patience_s: float = 2.0
     encode_workers: int = 2  # threads that tokenize requests
     # requests with more characters of text than this tokenize one at a time on a low-priority

@@ -153,6 +153,7 @@ class BatchingEngine:
         # running batches: what stops each one, and the jobs waiting for it
         self._running: dict[ForwardStop, tuple[_Job, ...]] = {}
         self._large_running: set[ForwardStop] = set()  # running batches holding a large job's pairs
+        self._small_seen_at = -math.inf  # when a request that is not large last arrived
         self._inflight_requests = 0
         self._listeners: list[Callable[[BatchRecord], None]] = []
         self._wake: asyncio.Event | None = None
@@ -402,6 +403,8 @@ class BatchingEngine:
             client=sub.client,
             large=sum(costs) > self.config.max_batch_tokens,
         )
+        if not job.large:
+            self._small_seen_at = time.monotonic()
         self._queue.append(job)
         self._jobs[job.pending.rid] = job
         metrics.QUEUE_DEPTH.inc(n)
@@ -485,8 +488,12 @@ class BatchingEngine:
         return sorted(self._queue, key=rank)
 
     def _large_slots_left(self) -> bool:
-        """Whether a batch of a large job may start: at most all model workers but one run
-        them, so a small request that arrives finds a worker that is not busy for long."""
+        """Whether a batch of a large job may start: while small requests arrive (one within
+        `large_request_patience_s`), at most all model workers but one run them, so the next
+        small request finds a worker that is not busy for long; with none lately, every
+        worker may (large requests alone keep the pod's whole throughput)."""
+        if time.monotonic() - self._small_seen_at > self.config.large_request_patience_s:
+            return True
         return len(self._large_running) < max(1, self.model_workers - 1)
 
     def _plan(self) -> PlannedBatch | None:

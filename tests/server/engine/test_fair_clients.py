@@ -115,26 +115,28 @@ async def test_a_large_request_yields_to_the_small_ones_after_it(cross_backend, 
 
 
 class _Overlap:
-    """`inner`, whose forwards each take 50 ms more and record how many ran at once."""
+    """`inner`, whose forwards each take 50 ms more and record how many of `pairs` pairs ran
+    at once."""
 
-    def __init__(self, inner) -> None:
-        self._inner = inner
+    def __init__(self, inner, pairs: int) -> None:
+        self._inner, self._pairs = inner, pairs
         self._lock = threading.Lock()
         self.running = self.most = 0
 
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
 
-    def _timed(self, forward, *args):
+    def _timed(self, forward, prefixes, pairs, *rest):
+        counted = len(pairs) == self._pairs
         with self._lock:
-            self.running += 1
+            self.running += counted
             self.most = max(self.most, self.running)
         try:
             time.sleep(0.05)
-            return forward(*args)
+            return forward(prefixes, pairs, *rest)
         finally:
             with self._lock:
-                self.running -= 1
+                self.running -= counted
 
     def score(self, *args):
         return self._timed(self._inner.score, *args)
@@ -143,14 +145,15 @@ class _Overlap:
         return self._timed(self._inner.score_mixed, *args)
 
 
-async def test_large_requests_leave_a_model_worker_to_the_small_ones(
+async def test_large_requests_leave_a_model_worker_while_small_ones_arrive(
     cross_backend, wait_for
 ) -> None:
-    """With two model workers, large requests' batches run one at a time (the other worker
-    stays free for a small request that arrives); small requests' batches use both."""
+    """With two model workers and a small request lately, large requests' batches (8 pairs)
+    run one at a time: the other worker stays free for the next small request. With no small
+    request lately, large requests alone use both workers."""
     large = [RerankInput(query=f"which river {i}", documents=BIG) for i in range(2)]
-    small = [RerankInput(query=f"small {i}", documents=BIG[:8]) for i in range(8)]
-    for requests, most in ((large, 1), (small, 2)):
-        backend = _Overlap(cross_backend)
+    small = [RerankInput(query="a small question", documents=BIG[:2])]
+    for requests, most in ((small + large, 1), (large, 2)):
+        backend = _Overlap(cross_backend, pairs=8)
         await _records(backend, requests, wait_for, model_workers=2, **ONE_FORWARD)
         assert backend.most == most, (len(requests), backend.most)
