@@ -99,15 +99,16 @@ class CausalRerankerBackend:
         limit = getattr(model.config, "max_position_embeddings", None) or max_length
         self.max_length = min(max_length, int(limit))
         self.default_instruction = default_instruction or DEFAULT_INSTRUCTION
+        spec = segmentation.tokenizer_spec(self._rust)  # parsed once for both proofs
         # None: the segment-wise tokens are proven equal to the whole prompt's
         self._segments_may_merge = segmentation.why_segments_may_merge(
-            self._rust,
+            spec,
             prefix=qwen_prompt.PREFIX_END,
             document_start=qwen_prompt.DOCUMENT_START,
             suffix=qwen_prompt.SUFFIX,
         )
         # None: a request's words bound its tokens from below (refused early from them)
-        self._word_floor_missing = token_floor.why_no_word_floor(self._rust)
+        self._word_floor_missing = token_floor.why_no_word_floor(spec)
         # re-tokenize whole prompts to check the segment-wise tokens where no proof holds
         self.verify_segmentation = verify_segmentation and self._segments_may_merge is not None
         param = next(self.base.parameters())

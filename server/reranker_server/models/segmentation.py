@@ -48,31 +48,39 @@ KNOWN_SPLIT_PATTERNS = {"qwen2": QWEN2_PATTERN, "llama3": LLAMA3_PATTERN, "gpt2"
 SAFE_NORMALIZERS = (None, "NFC")
 
 
+def tokenizer_spec(rust: Tokenizer | None) -> dict[str, Any] | None:
+    """The fast tokenizer's definition (its tokenizer.json), parsed once for the proofs here
+    and in `token_floor`; None for a slow tokenizer."""
+    return None if rust is None else json.loads(rust.to_str())
+
+
 def why_segments_may_merge(
-    rust: Tokenizer | None, *, prefix: str, document_start: str, suffix: str
+    spec: dict[str, Any] | None, *, prefix: str, document_start: str, suffix: str
 ) -> str | None:
     """None when tokens(prefix + document_start + text + suffix) equal the segments' tokens,
-    concatenated, for every text (the module's proof); else the first reason the proof fails."""
-    if rust is None:
+    concatenated, for every text, for the tokenizer `spec` defines (`tokenizer_spec`; the
+    module's proof); else the first reason the proof fails."""
+    if spec is None:
         return "the tokenizer is a slow (Python) one"
     if document_start != " " or not prefix or prefix[-1].isspace():
         return "the prompt's document boundary is not a non-space character before a space"
-    why = why_text_steps_unknown(rust)
+    why = why_text_steps_unknown(spec)
     if why is not None:
         return why
-    return _why_added_tokens_straddle(rust, prefix, document_start, suffix)
+    return _why_added_tokens_straddle(
+        spec.get("added_tokens") or [], prefix, document_start, suffix
+    )
 
 
-def why_text_steps_unknown(rust: Tokenizer) -> str | None:
+def why_text_steps_unknown(spec: dict[str, Any]) -> str | None:
     """None when the normalizer and pre-tokenizer are ones claims 2 and 3 cover."""
-    spec = json.loads(rust.to_str())
     normalizer = (spec.get("normalizer") or {}).get("type")
     if normalizer not in SAFE_NORMALIZERS:
         return f"the tokenizer's normalizer is {normalizer}, not NFC"
-    return why_pre_tokenizer_unknown(spec.get("pre_tokenizer"))
+    return _why_pre_tokenizer_unknown(spec.get("pre_tokenizer"))
 
 
-def why_pre_tokenizer_unknown(pre: dict[str, Any] | None) -> str | None:
+def _why_pre_tokenizer_unknown(pre: dict[str, Any] | None) -> str | None:
     """None for a Split by a known pattern then a non-splitting ByteLevel, or GPT-2's ByteLevel."""
     if pre is None:
         return "the tokenizer has no pre-tokenizer: merges may cross the boundary"
@@ -100,21 +108,20 @@ def why_pre_tokenizer_unknown(pre: dict[str, Any] | None) -> str | None:
 
 
 def _why_added_tokens_straddle(
-    rust: Tokenizer, prefix: str, document_start: str, suffix: str
+    added: list[dict[str, Any]], prefix: str, document_start: str, suffix: str
 ) -> str | None:
     """None when the suffix begins with an added token and none can match across a boundary."""
-    added = list(rust.get_added_tokens_decoder().values())
-    if any(t.single_word for t in added):
+    if any(t.get("single_word") for t in added):
         return "an added token is single_word: its match depends on the text before it"
     first = max(
-        (t for t in added if suffix.startswith(t.content)),
-        key=lambda t: len(t.content),
+        (t for t in added if suffix.startswith(t["content"])),
+        key=lambda t: len(t["content"]),
         default=None,
     )
-    if first is None or first.lstrip:
+    if first is None or first.get("lstrip"):
         return "the suffix does not begin with an added token that leaves the text before it"
     for token in added:
-        c = token.content
+        c = token["content"]
         for k in range(1, len(c)):
             head, tail = c[:k], c[k:]
             if suffix.startswith(tail):  # would start in the document and end in the suffix

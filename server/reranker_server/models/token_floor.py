@@ -22,29 +22,27 @@ holds one of them gets no floor (`words` returns None).
 
 from __future__ import annotations
 
-import json
-
-from tokenizers import Tokenizer
+from typing import Any
 
 from reranker_server.models.segmentation import why_text_steps_unknown
 
 _SPLIT_ONLY_SEPARATORS = ("\x1c", "\x1d", "\x1e", "\x1f")
 
 
-def why_no_word_floor(rust: Tokenizer | None) -> str | None:
-    """None when tokens >= words for every text this tokenizer encodes (the module's proof);
-    else why not."""
-    if rust is None:
+def why_no_word_floor(spec: dict[str, Any] | None) -> str | None:
+    """None when tokens >= words for every text the tokenizer `spec` defines encodes
+    (`segmentation.tokenizer_spec`; the module's proof); else why not."""
+    if spec is None:
         return "the tokenizer is a slow (Python) one"
-    why = why_text_steps_unknown(rust)
+    why = why_text_steps_unknown(spec)
     if why is not None:
         return why
-    model = (json.loads(rust.to_str()).get("model") or {}).get("type")
+    model = (spec.get("model") or {}).get("type")
     if model != "BPE":
         return f"the tokenizer's model is {model}, not BPE"
-    for token in rust.get_added_tokens_decoder().values():
-        if any(c.isspace() for c in token.content):
-            return f"added token {token.content!r} holds whitespace"
+    for token in spec.get("added_tokens") or []:
+        if any(c.isspace() for c in token["content"]):
+            return f"added token {token['content']!r} holds whitespace"
     return None
 
 

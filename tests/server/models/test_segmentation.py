@@ -13,7 +13,11 @@ from tokenizers import AddedToken, Regex, Tokenizer, normalizers, pre_tokenizers
 from transformers import AutoTokenizer
 
 from reranker_server.models import LoadOptions, load_backend
-from reranker_server.models.segmentation import KNOWN_SPLIT_PATTERNS, why_segments_may_merge
+from reranker_server.models.segmentation import (
+    KNOWN_SPLIT_PATTERNS,
+    tokenizer_spec,
+    why_segments_may_merge,
+)
 
 # The model card's template, written out here independently of the server's own constants.
 CARD_PREFIX_END = "\n<Document>:"
@@ -62,7 +66,10 @@ def test_the_known_pattern_is_the_tiny_models_and_qwens(tiny_qwen3_path):
     tok = AutoTokenizer.from_pretrained(tiny_qwen3_path)
     assert (
         why_segments_may_merge(
-            tok.backend_tokenizer, prefix=CARD_PREFIX_END, document_start=" ", suffix=CARD_SUFFIX
+            tokenizer_spec(tok.backend_tokenizer),
+            prefix=CARD_PREFIX_END,
+            document_start=" ",
+            suffix=CARD_SUFFIX,
         )
         is None
     )
@@ -127,12 +134,15 @@ def _qwen_like(added: list[AddedToken], normalizer=None) -> Tokenizer:
 def test_unsafe_tokenizers_are_named(added, normalizer, reason):
     tok = _qwen_like(added, normalizer)
     why = why_segments_may_merge(
-        tok, prefix=CARD_PREFIX_END, document_start=" ", suffix=CARD_SUFFIX
+        tokenizer_spec(tok), prefix=CARD_PREFIX_END, document_start=" ", suffix=CARD_SUFFIX
     )
     assert why is not None and reason in why
     assert (
         why_segments_may_merge(
-            _qwen_like([]), prefix=CARD_PREFIX_END, document_start=" ", suffix=CARD_SUFFIX
+            tokenizer_spec(_qwen_like([])),
+            prefix=CARD_PREFIX_END,
+            document_start=" ",
+            suffix=CARD_SUFFIX,
         )
         is None
     )

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 from reranker_server.contracts import EncodeBudget, RerankInput, TooManyTokensError
 from reranker_server.models import LoadOptions, load_backend
-from reranker_server.models.segmentation import KNOWN_SPLIT_PATTERNS
+from reranker_server.models.segmentation import KNOWN_SPLIT_PATTERNS, tokenizer_spec
 from reranker_server.models.token_floor import why_no_word_floor, words
 
 # every character `str.split` splits on, from the whole of Unicode
@@ -84,15 +84,18 @@ def test_tokens_are_at_least_words(tiny_tokenizer, text):
 
 def test_which_tokenizers_the_floor_covers(tiny_qwen3_path, tiny_cross_encoder_path):
     assert (
-        why_no_word_floor(AutoTokenizer.from_pretrained(tiny_qwen3_path).backend_tokenizer) is None
+        why_no_word_floor(
+            tokenizer_spec(AutoTokenizer.from_pretrained(tiny_qwen3_path).backend_tokenizer)
+        )
+        is None
     )
     bert = AutoTokenizer.from_pretrained(tiny_cross_encoder_path).backend_tokenizer
-    assert "normalizer" in why_no_word_floor(bert)
+    assert "normalizer" in why_no_word_floor(tokenizer_spec(bert))
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = _pre_tokenizer("gpt2")
-    assert why_no_word_floor(tok) is None
+    assert why_no_word_floor(tokenizer_spec(tok)) is None
     tok.add_tokens([AddedToken("two words")])
-    assert "holds whitespace" in why_no_word_floor(tok)
+    assert "holds whitespace" in why_no_word_floor(tokenizer_spec(tok))
     assert "slow" in why_no_word_floor(None)
 
 
