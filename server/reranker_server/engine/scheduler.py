@@ -152,7 +152,6 @@ class BatchingEngine:
         self._jobs: dict[int, _Job] = {}  # rid -> every queued or running job
         # running batches: what stops each one, and the jobs waiting for it
         self._running: dict[ForwardStop, tuple[_Job, ...]] = {}
-        self._large_running: set[ForwardStop] = set()  # running batches holding a large job's pairs
         self._small_seen_at = -math.inf  # when a request that is not large last arrived
         self._inflight_requests = 0
         self._listeners: list[Callable[[BatchRecord], None]] = []
@@ -494,7 +493,8 @@ class BatchingEngine:
         worker may (large requests alone keep the pod's whole throughput)."""
         if time.monotonic() - self._small_seen_at > self.config.large_request_patience_s:
             return True
-        return len(self._large_running) < max(1, self.model_workers - 1)
+        running = sum(any(job.large for job in jobs) for jobs in self._running.values())
+        return running < max(1, self.model_workers - 1)
 
     def _plan(self) -> PlannedBatch | None:
         cfg = self.config
@@ -540,8 +540,6 @@ class BatchingEngine:
         jobs = {it.request.rid: self._jobs[it.request.rid] for it in batch.items}
         stop = ForwardStop()
         self._running[stop] = tuple(jobs.values())
-        if any(job.large for job in jobs.values()):
-            self._large_running.add(stop)
         task = asyncio.create_task(self._execute(batch, jobs, stop))
         self._batch_tasks.add(task)
         task.add_done_callback(self._batch_tasks.discard)
@@ -622,11 +620,9 @@ class BatchingEngine:
                     self._jobs.pop(job.pending.rid, None)
                     job.future.set_result(job.raw)
         finally:
-            self._running.pop(stop, None)
-            if stop in self._large_running:  # a large job's waiting pairs may start now
-                self._large_running.discard(stop)
+            if any(job.large for job in self._running.pop(stop, ())):
                 assert self._wake is not None
-                self._wake.set()
+                self._wake.set()  # a large job's waiting pairs may start now
             metrics.INFLIGHT_PAIRS.dec(len(batch.items))
             self._slots.release()
 
