@@ -52,14 +52,31 @@ def _flash_op():
 
 
 def why_not(base_model: torch.nn.Module) -> str | None:
-    """Why the packed path does not run for `base_model`, or None when it does."""
+    """Why the packed path does not run for `base_model`, or None when it does.
+
+    Asked on every plan and every forward: the layer-by-layer part is computed once per model
+    (`_structure_reasons`); the disabled flag, device and dtype are read each time."""
     if base_model in packed_unsupported:
         return packed_unsupported[base_model]
-    if not last_token.supported(base_model):
-        return "the model's layers are not ones this path computes"
     param = next(base_model.parameters())
     if param.device.type != "cpu" or param.dtype not in (torch.float32, torch.bfloat16):
         return f"runs on CPUs in float32 or bfloat16 (here {param.device.type}, {param.dtype})"
+    known = _structure_reasons.setdefault(base_model, {})
+    if param.dtype not in known:
+        known[param.dtype] = _structure_reason(base_model, param.dtype)
+    return known[param.dtype]
+
+
+# model -> its dtypes' `_structure_reason`s
+_structure_reasons: weakref.WeakKeyDictionary[torch.nn.Module, dict[torch.dtype, str | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _structure_reason(base_model: torch.nn.Module, dtype: torch.dtype) -> str | None:
+    """Why `base_model`'s layers are not ones the packed path computes (None: they are)."""
+    if not last_token.supported(base_model):
+        return "the model's layers are not ones this path computes"
     if _flash_op() is None or getattr(base_model, "rotary_emb", None) is None:
         return "needs torch's CPU flash-attention kernel and the model's rotary embedding"
     for layer in base_model.layers:
@@ -69,7 +86,7 @@ def why_not(base_model: torch.nn.Module) -> str | None:
         if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
             return "the MLP is not a gated one"
         linears = (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj)
-        if not all(_plain_linear(m, param.dtype) for m in linears):
+        if not all(_plain_linear(m, dtype) for m in linears):
             # quantized or wrapped layers: their weights are not ones to concatenate
             return "a projection is not a plain torch Linear in the model's dtype"
         norms = [layer.input_layernorm, layer.post_attention_layernorm]

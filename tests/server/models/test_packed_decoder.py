@@ -212,3 +212,22 @@ def test_wrapped_or_quantized_projections_keep_the_plain_path():
     run = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
     assert not run.packed and run.used_cache
     assert wrapped.weight is old.weight  # untouched
+
+
+def test_the_layer_walk_runs_once_per_model_and_dtype(monkeypatch):
+    """`why_not` is asked on every plan and forward: the walk over the layers is done once per
+    model and dtype, while a later `disable` still wins."""
+    base = _model("qwen3", layers=2)
+    walked = []
+    walk = packed_decoder._structure_reason
+    monkeypatch.setattr(
+        packed_decoder, "_structure_reason", lambda m, dtype: walked.append(dtype) or walk(m, dtype)
+    )
+    for _ in range(3):
+        assert packed_decoder.why_not(base) is None
+    base.to(torch.bfloat16)
+    assert packed_decoder.why_not(base) is None
+    assert packed_decoder.why_not(base) is None
+    assert walked == [torch.float32, torch.bfloat16]
+    packed_decoder.disable(base, "differs from a full recompute")
+    assert packed_decoder.why_not(base) == "differs from a full recompute"
