@@ -89,6 +89,7 @@ LIMIT_SETTINGS = (
     "trusted_proxies",
     "rate_limit_requests_per_minute",
     "rate_limit_pairs_per_minute",
+    "rate_limit_tokens_per_minute",
 )
 
 
@@ -189,10 +190,11 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 async def well_behaved(url: str, clients: int, docs: int, duration_s: float) -> dict:
-    """`clients` closed-loop clients for `duration_s`: the latencies of their 200s, how many
-    times each other answer came, the wall time."""
+    """`clients` closed-loop clients for `duration_s`: the latencies of their 200s, the prompt
+    tokens the server reported for them, how many times each other answer came, the wall time."""
     bodies = well_behaved_bodies(docs)
     latencies: list[float] = []
+    tokens: list[int] = []
     others: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=120.0, limits=limits) as client:
@@ -210,13 +212,19 @@ async def well_behaved(url: str, clients: int, docs: int, duration_s: float) -> 
                     status = type(exc).__name__
                 if status == "200":
                     latencies.append(time.perf_counter() - sent)
+                    tokens.append(resp.json()["usage"]["prompt_tokens"])
                 else:
                     others[status] += 1
                 i += clients
 
         await asyncio.gather(*(one(w) for w in range(clients)))
         wall = time.perf_counter() - start
-    return {"latencies_s": latencies, "other_answers": dict(others), "wall_s": wall}
+    return {
+        "latencies_s": latencies,
+        "tokens": tokens,
+        "other_answers": dict(others),
+        "wall_s": wall,
+    }
 
 
 def poisson_schedule(rate_rps: float, duration_s: float, seed: int) -> list[float]:
@@ -525,6 +533,10 @@ def per_client_limits(calibration: dict, args: argparse.Namespace) -> dict:
         "headroom": args.limit_headroom,
         "requests_per_minute": requests,
         "pairs_per_minute": requests * args.docs,
+        "client_offer_tokens_per_minute": round(client_rpm * calibration["tokens_per_request"]),
+        "tokens_per_minute": math.ceil(
+            args.limit_headroom * client_rpm * calibration["tokens_per_request"]
+        ),
     }
 
 
@@ -609,10 +621,13 @@ def configuration_lines(result: dict) -> list[str]:
         lines.append(
             f"- {PER_CLIENT}: production behind an ingress: TRUSTED_PROXIES={INGRESS}, "
             f"RATE_LIMIT_REQUESTS_PER_MINUTE={per['requests_per_minute']}, "
-            f"RATE_LIMIT_PAIRS_PER_MINUTE={per['pairs_per_minute']} ({per['headroom']:g} x what "
-            f"one of the {per['well_behaved_clients']} well-behaved clients offers: "
-            f"{per['client_offer_requests_per_minute']} requests, "
-            f"{per['client_offer_pairs_per_minute']} pairs a minute). Each well-behaved client "
+            f"RATE_LIMIT_PAIRS_PER_MINUTE={per['pairs_per_minute']}, "
+            f"RATE_LIMIT_TOKENS_PER_MINUTE={per.get('tokens_per_minute', 0)} "
+            f"({per['headroom']:g} x what one of the {per['well_behaved_clients']} well-behaved "
+            f"clients offers: {per['client_offer_requests_per_minute']} requests, "
+            f"{per['client_offer_pairs_per_minute']} pairs, "
+            f"{per.get('client_offer_tokens_per_minute', '-')} tokens a minute). "
+            "Each well-behaved client "
             f"sends its own X-Forwarded-For ({address_range(config['well_behaved_addresses'])}); "
             "each hostile client is one address "
             f"({address_range(hostile_addresses) if hostile_addresses else '-'}) appended as the "
@@ -819,6 +834,7 @@ def calibrate(url: str, args: argparse.Namespace) -> dict:
         "capacity_rps": round(capacity, 2),
         "p95_s": round(p95, 4) if p95 is not None else None,
         "offered_rps": round(args.load * capacity, 2),
+        "tokens_per_request": round(sum(run["tokens"]) / len(run["tokens"]), 1),
     }
 
 
@@ -859,14 +875,16 @@ def main(argv: list[str] | None = None) -> int:
     if PER_CLIENT in args.configurations:
         print(
             f"[{PER_CLIENT}] trusted proxy {INGRESS}; per client "
-            f"{per_client['requests_per_minute']} requests and {per_client['pairs_per_minute']} "
-            f"pairs a minute ({args.limit_headroom:g} x one well-behaved client's offer)",
+            f"{per_client['requests_per_minute']} requests, {per_client['pairs_per_minute']} "
+            f"pairs and {per_client['tokens_per_minute']} tokens a minute "
+            f"({args.limit_headroom:g} x one well-behaved client's offer)",
             flush=True,
         )
         flags = [
             *("--trusted-proxies", INGRESS),
             *("--rate-limit-requests-per-minute", str(per_client["requests_per_minute"])),
             *("--rate-limit-pairs-per-minute", str(per_client["pairs_per_minute"])),
+            *("--rate-limit-tokens-per-minute", str(per_client["tokens_per_minute"])),
         ]
         network = ipaddress.ip_network(WELL_BEHAVED_NETWORK)
         addresses = [str(network[i + 1]) for i in range(args.clients)]

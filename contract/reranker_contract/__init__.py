@@ -85,6 +85,7 @@ class Env(StrEnum):
     JWT_REQUIRED_SCOPE = "JWT_REQUIRED_SCOPE"
     RATE_LIMIT_REQUESTS_PER_MINUTE = "RATE_LIMIT_REQUESTS_PER_MINUTE"
     RATE_LIMIT_PAIRS_PER_MINUTE = "RATE_LIMIT_PAIRS_PER_MINUTE"
+    RATE_LIMIT_TOKENS_PER_MINUTE = "RATE_LIMIT_TOKENS_PER_MINUTE"
     TRUSTED_PROXIES = "TRUSTED_PROXIES"
     AUTH_FAILURES_PER_MINUTE = "AUTH_FAILURES_PER_MINUTE"
     METRICS_PORT = "METRICS_PORT"
@@ -190,7 +191,9 @@ class Metric(StrEnum):
     AUTH_FAILURES_TOTAL = (
         "reranker_auth_failures_total"  # {reason: missing|invalid|expired|forbidden}
     )
-    RATE_LIMITED_TOTAL = "reranker_rate_limited_total"  # {limit: requests|pairs, client_class}
+    RATE_LIMITED_TOTAL = (
+        "reranker_rate_limited_total"  # {limit: requests|pairs|tokens, client_class}
+    )
     # {limit: the setting}: requests refused for their size, or the pod's, before any scoring
     REQUESTS_REFUSED_TOTAL = "reranker_requests_refused_total"
     # requests whose client went away before the answer: their queued work was dropped

@@ -226,6 +226,12 @@ class Settings:
         "per-client (query, document) pairs per minute (0 = no limit)",
         minimum=0,
     )
+    rate_limit_tokens_per_minute: int = _opt(
+        0,
+        Env.RATE_LIMIT_TOKENS_PER_MINUTE,
+        "per-client tokens the model computes per minute, counted after tokenizing (0 = no limit)",
+        minimum=0,
+    )
     trusted_proxies: str = _opt(
         "",
         Env.TRUSTED_PROXIES,

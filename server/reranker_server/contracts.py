@@ -222,6 +222,14 @@ class Chunking:
     max_per_request: int = DEFAULTS.max_chunks_per_request
 
 
+class TokenCharge(Protocol):
+    """Takes a request's tokens from its client's allowance. Refusable: raises (taking nothing)
+    when they are more than is left. Not refusable (the work is done: the client left while
+    its request was tokenized): takes them anyway, leaving the allowance in debt."""
+
+    def __call__(self, tokens: int, *, refusable: bool = True) -> None: ...
+
+
 @dataclass(frozen=True)
 class RerankInput:
     """One request's scoring work, independent of the API shape it arrived in."""
@@ -239,6 +247,9 @@ class RerankInput:
     # who asked (an identity's key): the engine shares the model fairly between clients; None:
     # one anonymous client
     client: Hashable | None = None
+    # the client's tokens allowance (reranker_server.api.access): charged once the request is
+    # tokenized, before it is queued, or with what was tokenized when its client leaves first
+    charge_tokens: TokenCharge | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ for _reason in ("missing", "invalid", "expired", "forbidden", "backoff"):
     AUTH_FAILURES.labels(reason=_reason)
 for _limit in REQUEST_LIMITS:
     REQUESTS_REFUSED.labels(limit=_limit)
-for _limit in ("requests", "pairs"):
+for _limit in ("requests", "pairs", "tokens"):
     for _class in ("api_key", "jwt", "address"):
         RATE_LIMITED.labels(limit=_limit, client_class=_class)
 

@@ -60,6 +60,10 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     assert per_client["pairs_per_minute"] == 4 * per_client["requests_per_minute"]
     assert limited["limits"]["trusted_proxies"] == "127.0.0.1"
     assert limited["limits"]["rate_limit_pairs_per_minute"] == per_client["pairs_per_minute"]
+    tokens = result["calibration"]["tokens_per_request"]  # the server's usage, averaged
+    assert tokens > 4  # four pairs, each at least its prompt's tokens
+    assert per_client["tokens_per_minute"] == math.ceil(3 * client_rpm * tokens)
+    assert limited["limits"]["rate_limit_tokens_per_minute"] == per_client["tokens_per_minute"]
     assert limited["well_behaved_addresses"] == ["10.0.0.1", "10.0.0.2"]
     assert limited["hostile_process"]["client_addresses"]["xff_spoofed"] == ["10.1.0.6", "10.1.0.7"]
     for run in limited["runs"].values():

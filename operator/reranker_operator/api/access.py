@@ -90,6 +90,14 @@ class RateLimitSpec(SpecModel):
     pairs_per_minute: int = Field(
         0, ge=0, le=1000000000, description="(query, document) pairs per minute; 0 = no limit."
     )
+    tokens_per_minute: int = Field(
+        0,
+        ge=0,
+        le=10000000000,
+        description="Tokens the model computes per minute (prompt tokens after truncation, "
+        "counted once a request is tokenized): what bounds a client's work, which pairs do not "
+        f"({Env.RATE_LIMIT_TOKENS_PER_MINUTE}); 0 = no limit.",
+    )
     trusted_proxies: list[
         Annotated[str, Field(max_length=64, pattern=CIDR, description="An address or CIDR.")]
     ] = Field(

@@ -25,6 +25,7 @@ from reranker_server.auth.ratelimit import (
 )
 from reranker_server.auth.tokens import JwtSettings, TokenVerifier
 from reranker_server.config import ConfigError, Settings
+from reranker_server.contracts import TokenCharge
 from reranker_server.metrics import AUTH_FAILURES, RATE_LIMITED
 
 
@@ -66,7 +67,11 @@ class Access:
             trusted = parse_networks(s.trusted_proxies)
         except ValueError as exc:
             raise ConfigError(f"{Env.TRUSTED_PROXIES}: {exc}") from None
-        limits = Limits(s.rate_limit_requests_per_minute, s.rate_limit_pairs_per_minute)
+        limits = Limits(
+            s.rate_limit_requests_per_minute,
+            s.rate_limit_pairs_per_minute,
+            s.rate_limit_tokens_per_minute,
+        )
         backoff = FailureBackoff(s.auth_failures_per_minute)
         return cls(Authenticator(keys, tokens), RateLimiter(limits), trusted, backoff)
 
@@ -110,7 +115,7 @@ class Access:
             ) from None
 
     def refuse_if_spent(self, identity: Identity) -> None:
-        """429 before the body is read when the client has no request or pair left."""
+        """429 before the body is read when the client has no request, pair or token left."""
         try:
             self.limiter.check_spent(identity.key)
         except RateLimited as exc:
@@ -124,13 +129,35 @@ class Access:
         except RateLimited as exc:
             raise _rate_limited(exc, identity) from None
         except TooBig as exc:
-            RATE_LIMITED.labels(limit="pairs", client_class=identity.client_class).inc()
-            raise APIError(
-                413,
-                str(exc).replace("documents", documents_field, 1),
-                field=documents_field,
-                type="too_many_documents",
-            ) from None
+            raise _too_big(exc, identity, documents_field) from None
+
+    def tokens_charge(self, identity: Identity, documents_field: str) -> TokenCharge | None:
+        """What the engine calls with a request's tokens once it is tokenized (before it is
+        queued): takes them from the client's allowance, or raises the 429 (413 when they exceed
+        a whole minute's tokens; `contracts.TokenCharge`). None when no tokens limit is set."""
+        if not self.limiter.limits.tokens:
+            return None
+
+        def charge(tokens: int, *, refusable: bool = True) -> None:
+            try:
+                self.limiter.charge_tokens(identity.key, tokens, refusable=refusable)
+            except RateLimited as exc:
+                raise _rate_limited(exc, identity) from None
+            except TooBig as exc:
+                raise _too_big(exc, identity, documents_field) from None
+
+        return charge
+
+
+def _too_big(exc: TooBig, identity: Identity, documents_field: str) -> APIError:
+    """The 413 of a request larger than a whole minute of a per-client limit."""
+    RATE_LIMITED.labels(limit=exc.limit, client_class=identity.client_class).inc()
+    return APIError(
+        413,
+        str(exc).replace("documents", documents_field, 1),
+        field=documents_field,
+        type="too_many_documents",
+    )
 
 
 def _rate_limited(exc: RateLimited, identity: Identity) -> APIError:

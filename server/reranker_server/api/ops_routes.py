@@ -174,6 +174,7 @@ async def info(request: Request) -> dict[str, Any]:
             "rate_limits": {
                 "requests_per_minute": s.rate_limit_requests_per_minute,
                 "pairs_per_minute": s.rate_limit_pairs_per_minute,
+                "tokens_per_minute": s.rate_limit_tokens_per_minute,
             },
         },
         "settings": s.public(),

@@ -129,6 +129,9 @@ async def score(
         long_documents=long_documents,
         chunk_aggregate=chunk_aggregate,  # type: ignore[arg-type]
         client=identity.key if identity is not None else None,
+        charge_tokens=(
+            state.access.tokens_charge(identity, documents_field) if identity is not None else None
+        ),
     )
     start = time.perf_counter()
     timeout = settings.request_timeout_seconds
@@ -152,6 +155,9 @@ async def score(
         metrics.RERANK_REQUESTS.labels(
             status="rejected" if exc.status_code in (429, 503) else "invalid"
         ).inc()
+        raise
+    except APIError:  # the client's tokens allowance refused it (charge_tokens)
+        metrics.RERANK_REQUESTS.labels(status="rejected").inc()
         raise
     except Exception:
         metrics.RERANK_REQUESTS.labels(status="error").inc()

@@ -1,4 +1,8 @@
-"""Per-client token buckets: requests per minute and (query, document) pairs per minute.
+"""Per-client token buckets: requests, (query, document) pairs and model tokens per minute.
+
+Requests and pairs are taken when a request is admitted; tokens once it is tokenized (before
+it is queued), since only then are they known: pairs alone do not bound a client's work (200
+pairs of long documents cost the model hundreds of times what 200 short ones do).
 
 A client is a key's name, a token's subject, or (no identity) its address: the peer's, or the
 nearest untrusted hop of X-Forwarded-For when the peer is a trusted proxy. Buckets hold a
@@ -29,17 +33,22 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class Limits:
     requests_per_minute: int = 0  # 0: no limit
     pairs_per_minute: int = 0
+    tokens_per_minute: int = 0
 
     @property
     def enabled(self) -> bool:
-        return self.requests_per_minute > 0 or self.pairs_per_minute > 0
+        return self.requests_per_minute > 0 or self.pairs_per_minute > 0 or self.tokens
+
+    @property
+    def tokens(self) -> bool:
+        return self.tokens_per_minute > 0
 
 
 class RateLimited(Exception):
     """429: `limit` ("requests" | "pairs") is spent for this client; retry after `retry_after_s`."""
 
     def __init__(self, limit: str, per_minute: int, retry_after_s: float) -> None:
-        unit = "requests" if limit == "requests" else "pairs (query, document)"
+        unit = {"pairs": "pairs (query, document)", "tokens": "tokens"}.get(limit, limit)
         super().__init__(
             f"rate limit: {per_minute} {unit} per minute for this client; "
             f"retry in {math.ceil(retry_after_s)} s"
@@ -48,7 +57,12 @@ class RateLimited(Exception):
 
 
 class TooBig(Exception):
-    """A request larger than a whole minute's pairs allowance can never pass (413)."""
+    """A request larger than a whole minute's pairs or tokens allowance can never pass (413);
+    `limit`: "pairs" or "tokens"."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class RateLimiter:
@@ -64,7 +78,7 @@ class RateLimiter:
         self._lock = threading.Lock()
 
     def check_spent(self, client: Hashable) -> None:
-        """RateLimited when the client has less than one request or one pair left: no request
+        """RateLimited when the client has less than one request, pair or token left: no request
         can pass now, whatever its size, so it is refused before its body is read. Takes
         nothing and remembers no new client."""
         lim = self.limits
@@ -73,6 +87,7 @@ class RateLimiter:
             for kind, cap in (
                 ("requests", lim.requests_per_minute),
                 ("pairs", lim.pairs_per_minute),
+                ("tokens", lim.tokens_per_minute),
             ):
                 bucket = self._buckets.find((client, kind), cap, now) if cap > 0 else None
                 if bucket is not None and bucket.level < 1:
@@ -87,7 +102,8 @@ class RateLimiter:
         if lim.pairs_per_minute and pairs > lim.pairs_per_minute:
             raise TooBig(
                 f"documents: {pairs} pairs exceed this client's limit of "
-                f"{lim.pairs_per_minute} pairs per minute"
+                f"{lim.pairs_per_minute} pairs per minute",
+                "pairs",
             )
         with self._lock:
             now = self.clock()
@@ -108,6 +124,30 @@ class RateLimiter:
                     raise RateLimited(kind, cap, (cost - bucket.level) * 60.0 / cap)
             for _kind, _cap, cost, bucket in buckets:
                 bucket.level -= cost
+
+    def charge_tokens(self, client: Hashable, tokens: int, *, refusable: bool = True) -> None:
+        """Take `tokens` (a tokenized request's, before it is queued) from the client's tokens
+        bucket, or raise RateLimited (nothing taken) / TooBig (more than a minute's allowance:
+        it can never pass). Not `refusable` (work already done): take them whatever is left,
+        the bucket going below zero, so the client waits until it has refilled."""
+        cap = self.limits.tokens_per_minute
+        if cap <= 0:
+            return
+        if not refusable:
+            with self._lock:
+                self._buckets.get((client, "tokens"), cap, self.clock()).level -= tokens
+            return
+        if tokens > cap:
+            raise TooBig(
+                f"documents: {tokens} tokens after truncation exceed this client's limit of "
+                f"{cap} tokens per minute",
+                "tokens",
+            )
+        with self._lock:
+            bucket = self._buckets.get((client, "tokens"), cap, self.clock())
+            if bucket.level < tokens:
+                raise RateLimited("tokens", cap, (tokens - bucket.level) * 60.0 / cap)
+            bucket.level -= tokens
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -375,6 +375,8 @@ class BatchingEngine:
             raise exc.renumbered(original_index) from None
         except asyncio.CancelledError:
             budget.cancel()
+            if bounded and sub.charge_tokens is not None:  # what its client made us tokenize
+                sub.charge_tokens(budget.spent, refusable=False)
             raise
         finally:
             metrics.TOKENIZATION_TIME.observe(time.perf_counter() - started)
@@ -394,6 +396,8 @@ class BatchingEngine:
             return _Done([], [], 0)
         if bounded:
             self._admit_tokens(sum(costs))
+            if sub.charge_tokens is not None:  # taken once nothing else refuses the request
+                sub.charge_tokens(sum(costs))
         job = _Job(
             pending=PendingRequest(next(self._ids), encoded, list(range(n)), time.monotonic()),
             future=loop.create_future(),

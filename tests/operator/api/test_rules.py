@@ -225,6 +225,12 @@ SPECS: list[dict[str, Any]] = [
         "resources": {"gpus": 1},
         "server": {"auth": {"rateLimit": {"pairsPerMinute": 0}}, "apiKeySecret": {"name": "k"}},
     },
+    {
+        "model": M,
+        "engine": "vllm",
+        "resources": {"gpus": 1},
+        "server": {"auth": {"rateLimit": {"tokensPerMinute": 100000}}},
+    },
     # queued-work targets and KEDA
     {"model": M, "resources": {"gpus": 1}, "autoscaling": ON},
     {"model": M, "autoscaling": {**ON, "queuedPairsPerPod": "100"}},

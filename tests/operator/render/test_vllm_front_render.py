@@ -183,7 +183,11 @@ def test_the_front_gets_what_the_bundled_server_gets_of_access_and_features() ->
         "auth": {
             "apiKeysSecret": {"name": "rotating"},
             "jwt": {"jwks": {"configMapName": "jwks"}, "issuer": "https://issuer.example"},
-            "rateLimit": {"requestsPerMinute": 300, "pairsPerMinute": 9000},
+            "rateLimit": {
+                "requestsPerMinute": 300,
+                "pairsPerMinute": 9000,
+                "tokensPerMinute": 600000,
+            },
         },
         "scoreCache": {"enabled": True},
         "playground": False,
@@ -192,6 +196,7 @@ def test_the_front_gets_what_the_bundled_server_gets_of_access_and_features() ->
     spec = {**BASE, "server": server}
     ours = containers(kids("transformers", server=spec["server"]))[CONTAINER_NAME]
     theirs = containers(kids("vllm", server=spec["server"]))[CONTAINER_NAME]
+    assert env_of(ours)[Env.RATE_LIMIT_TOKENS_PER_MINUTE] == "600000"
     skip = {Env.DEVICE, Env.ENGINE_URL}  # the front's own
     assert {k: v for k, v in env_of(theirs).items() if k not in skip} == {
         k: v for k, v in env_of(ours).items() if k not in skip

@@ -198,6 +198,40 @@ def test_rate_limits_per_client_the_quiet_one_is_never_limited(tiny_qwen3_path, 
         assert big.json()["error"]["field"] == "documents"
 
 
+def test_a_tokens_limit_bounds_long_documents_that_pairs_do_not(tiny_qwen3_path, tmp_path):
+    """Two documents of 150 words cost the model ~100x what two of three words do: a client's
+    tokens per minute refuse the long ones (429 naming the limit, counted, Retry-After) while the
+    same number of pairs of short ones pass, and another client keeps its own allowance."""
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY_A}\n{KEY_B}\n")
+    long_body = {"query": "capital of France?", "documents": ["Paris is in France. " * 30] * 2}
+    for url in serving(tiny_qwen3_path, api_keys_file=str(keys), rate_limit_tokens_per_minute=640):
+        info = httpx.get(f"{url}/info", headers={"Authorization": f"Bearer {KEY_A}"}, timeout=10)
+        assert info.json()["auth"]["rate_limits"]["tokens_per_minute"] == 640
+        first = _post(url, KEY_A, long_body)
+        assert first.status_code == 200, first.text
+        spent = first.json()["usage"]["prompt_tokens"]
+        assert 320 < spent <= 640 - 163  # one long request fits, and a short one after it, not two
+        limited0 = _metric(
+            url, 'reranker_rate_limited_total{client_class="api_key",limit="tokens"}'
+        )
+        refused = _post(url, KEY_A, long_body)
+        assert refused.status_code == 429, refused.text
+        err = refused.json()["error"]
+        assert err["limit"] == "tokens" and err["per_minute"] == 640
+        assert "640 tokens per minute" in err["message"]
+        assert int(refused.headers["retry-after"]) >= 1
+        after = _metric(url, 'reranker_rate_limited_total{client_class="api_key",limit="tokens"}')
+        assert after - limited0 == 1
+        short = _post(url, KEY_A, BODY)  # as many pairs, a few tokens: what is left covers it
+        assert short.status_code == 200, short.text
+        assert _post(url, KEY_B, long_body).status_code == 200  # its own allowance
+        huge = _post(url, KEY_B, {"query": "q", "documents": ["Paris is in France. " * 100] * 2})
+        assert huge.status_code == 413, huge.text
+        assert huge.json()["error"]["field"] == "documents"
+        assert "tokens after truncation exceed" in huge.json()["error"]["message"]
+
+
 def test_client_addresses_behind_a_trusted_proxy(tiny_qwen3_path) -> None:
     for url in serving(
         tiny_qwen3_path, rate_limit_requests_per_minute=2, trusted_proxies="127.0.0.1"

@@ -286,6 +286,48 @@ def test_the_pairs_budget_and_oversized_requests() -> None:
         limiter.admit("b", 101)
 
 
+def test_the_tokens_budget_is_charged_after_tokenizing() -> None:
+    """Tokens are taken apart from requests and pairs: a client with requests and pairs left is
+    refused once its tokens are spent, refills at its rate, and a request larger than a whole
+    minute's tokens can never pass; the refusal before reading a body counts tokens too."""
+    clock = Clock()
+    limiter = RateLimiter(Limits(requests_per_minute=100, tokens_per_minute=600), clock=clock)
+    limiter.admit("a", 2)
+    limiter.charge_tokens("a", 500)
+    limiter.admit("a", 2)
+    with pytest.raises(RateLimited) as err:
+        limiter.charge_tokens("a", 200)  # 100 left: 100 more = 10 s at 600/min
+    assert err.value.limit == "tokens" and abs(err.value.retry_after_s - 10.0) < 1e-9
+    assert "600 tokens per minute" in str(err.value)
+    limiter.charge_tokens("b", 600)  # its own bucket
+    limiter.charge_tokens("a", 100)  # the refusal took nothing
+    with pytest.raises(RateLimited) as spent:
+        limiter.check_spent("a")  # less than one token left: refused before any body is read
+    assert spent.value.limit == "tokens"
+    clock.now += 10.0
+    limiter.check_spent("a")
+    limiter.charge_tokens("a", 100)
+    with pytest.raises(TooBig, match="601 tokens after truncation exceed") as big:
+        limiter.charge_tokens("c", 601)
+    assert big.value.limit == "tokens"
+    RateLimiter(Limits(pairs_per_minute=5)).charge_tokens("a", 10**9)  # no tokens limit
+
+
+def test_tokens_already_tokenized_are_taken_whatever_is_left() -> None:
+    """A client that left while its request was tokenized is charged what was tokenized, never
+    refused: its bucket goes below zero and it waits until it has refilled."""
+    clock = Clock()
+    limiter = RateLimiter(Limits(tokens_per_minute=600), clock=clock)
+    limiter.charge_tokens("a", 500)
+    limiter.charge_tokens("a", 700, refusable=False)  # 100 left: 600 in debt
+    with pytest.raises(RateLimited) as spent:
+        limiter.check_spent("a")
+    assert abs(spent.value.retry_after_s - 60.1) < 1e-9  # 601 tokens at 600 a minute
+    clock.now += 60.2
+    limiter.check_spent("a")
+    limiter.charge_tokens("a", 1)
+
+
 def test_a_refused_request_takes_nothing() -> None:
     clock = Clock()
     limiter = RateLimiter(Limits(requests_per_minute=10, pairs_per_minute=10), clock=clock)

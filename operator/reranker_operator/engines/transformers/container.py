@@ -187,6 +187,8 @@ def server_env(spec: RerankerServiceSpec) -> list[JsonObject]:
         values.append((Env.RATE_LIMIT_REQUESTS_PER_MINUTE, str(limits.requests_per_minute)))
     if limits.pairs_per_minute:
         values.append((Env.RATE_LIMIT_PAIRS_PER_MINUTE, str(limits.pairs_per_minute)))
+    if limits.tokens_per_minute:
+        values.append((Env.RATE_LIMIT_TOKENS_PER_MINUTE, str(limits.tokens_per_minute)))
     if limits.trusted_proxies:
         values.append((Env.TRUSTED_PROXIES, ",".join(limits.trusted_proxies)))
     env: list[JsonObject] = [{"name": str(name), "value": value} for name, value in values]

@@ -112,7 +112,9 @@ VLLM_CHECKS: tuple[EngineCheck, ...] = (
         "(!has(self.server.auth.rateLimit.requestsPerMinute)"
         " || self.server.auth.rateLimit.requestsPerMinute == 0)"
         " && (!has(self.server.auth.rateLimit.pairsPerMinute)"
-        " || self.server.auth.rateLimit.pairsPerMinute == 0))))",
+        " || self.server.auth.rateLimit.pairsPerMinute == 0)"
+        " && (!has(self.server.auth.rateLimit.tokensPerMinute)"
+        " || self.server.auth.rateLimit.tokensPerMinute == 0))))",
         "bare vLLM (vllm.front false) takes one API key (server.apiKeySecret); several keys, "
         "JWT and rate limits need the front",
         lambda s: (
@@ -122,6 +124,7 @@ VLLM_CHECKS: tuple[EngineCheck, ...] = (
                 and s.server.auth.jwt is None
                 and s.server.auth.rate_limit.requests_per_minute == 0
                 and s.server.auth.rate_limit.pairs_per_minute == 0
+                and s.server.auth.rate_limit.tokens_per_minute == 0
             )
         ),
         field_path=".server.auth",

@@ -1,0 +1,86 @@
+"""The client's tokens allowance (`RerankInput.charge_tokens`): charged once a request is
+tokenized, before it is queued; a request whose client leaves while it is tokenized is charged
+what was tokenized, without refusal (the work is done)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from reranker_server.contracts import RerankInput
+from reranker_server.engine import EngineConfig, build_engine
+
+DOCS = [f"river {i} " * 20 + "flows to the sea" for i in range(12)]
+
+
+class _HeldAfterTokenizing:
+    """The real backend; `encode` tokenizes for real, then holds its thread until released (as
+    a long tokenization would), then stops at the budget's next check like the real one."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.tokenized, self.release = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def encode(self, inp, budget=None):
+        encoded = self._backend.encode(inp, budget)
+        self.tokenized.set()
+        self.release.wait(10)
+        if budget is not None:
+            budget.check()
+        return encoded
+
+
+async def test_a_request_is_charged_its_tokens_and_a_client_that_leaves_what_was_tokenized(
+    causal_backend,
+) -> None:
+    charges: list[tuple[int, bool]] = []
+
+    def charge(tokens: int, *, refusable: bool = True) -> None:
+        charges.append((tokens, refusable))
+
+    inp = RerankInput(query="which river", documents=DOCS, charge_tokens=charge)
+    held = _HeldAfterTokenizing(causal_backend)
+    engine = build_engine(held, EngineConfig())
+    await engine.start()
+    try:
+        held.release.set()
+        out = await engine.rerank(inp)
+        assert charges == [(out.prompt_tokens, True)]  # what the response reports it computed
+        held.release.clear()
+        held.tokenized.clear()
+        charges.clear()
+        task = asyncio.create_task(engine.rerank(inp))
+        assert await asyncio.to_thread(held.tokenized.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0)
+        held.release.set()
+        assert charges == [(out.prompt_tokens, False)]
+        assert engine.pending_pairs == 0  # nothing of it was queued
+    finally:
+        await engine.stop()
+
+
+async def test_a_refusing_charge_refuses_the_request_before_it_is_queued(causal_backend) -> None:
+    class Spent(Exception):
+        pass
+
+    def charge(tokens: int, *, refusable: bool = True) -> None:
+        raise Spent(tokens)
+
+    engine = build_engine(causal_backend, EngineConfig())
+    await engine.start()
+    try:
+        try:
+            await engine.rerank(RerankInput(query="q", documents=DOCS, charge_tokens=charge))
+        except Spent:
+            pass
+        else:
+            raise AssertionError("the charge's refusal did not reach the caller")
+        assert engine.pending_pairs == 0 and engine.queued_tokens == 0
+        plain = await engine.rerank(RerankInput(query="q", documents=DOCS))  # no allowance
+        assert len(plain.raw_scores) == len(DOCS)
+    finally:
+        await engine.stop()
