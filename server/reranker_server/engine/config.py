@@ -42,6 +42,11 @@ class EngineConfig:
     # to smaller ones until it has waited this long, and while small ones arrive (one within
     # this long) takes at most all model workers but one (engine/scheduler.py, `fair_order`)
     large_request_patience_s: float = 2.0
+    # while small requests arrive (one within large_request_patience_s), a batch holding a large
+    # request's pairs takes at most this many tokens (max_batch_tokens otherwise): it ends soon,
+    # so the next small request does not wait long for its worker, and a large request whose
+    # client left stops soon (a forward stops between layers)
+    large_slice_tokens: int = 2048
     encode_workers: int = 2  # threads that tokenize requests
     # requests with more characters of text than this tokenize one at a time on a low-priority
     # thread (engine/bulk.py); 0: every request on the encode threads
@@ -63,6 +68,7 @@ class EngineConfig:
             "schedule_window",
             "max_inflight_batches",
             "encode_workers",
+            "large_slice_tokens",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -490,25 +490,44 @@ class BatchingEngine:
 
         return sorted(self._queue, key=rank)
 
-    def _large_slots_left(self) -> bool:
-        """Whether a batch of a large job may start: while small requests arrive (one within
-        `large_request_patience_s`), at most all model workers but one run them, so the next
-        small request finds a worker that is not busy for long; with none lately, every
-        worker may (large requests alone keep the pod's whole throughput)."""
-        if time.monotonic() - self._small_seen_at > self.config.large_request_patience_s:
+    def _small_arriving(self) -> bool:
+        """Whether a request that is not large arrived within `large_request_patience_s`."""
+        return time.monotonic() - self._small_seen_at <= self.config.large_request_patience_s
+
+    def _large_slots_left(self, small_arriving: bool) -> bool:
+        """Whether a batch of a large job may start: while small requests arrive, at most all
+        model workers but one run them, so the next small request finds a worker that is not
+        busy for long; with none lately, every worker may (large requests alone keep the
+        pod's whole throughput)."""
+        if not small_arriving:
             return True
         running = sum(any(job.large for job in jobs) for jobs in self._running.values())
         return running < max(1, self.model_workers - 1)
 
     def _plan(self) -> PlannedBatch | None:
+        """The next batch in fair order; while small requests arrive, one holding a large
+        job's pairs is cut to `large_slice_tokens`."""
         cfg = self.config
         jobs = self.fair_order()
-        if not self._large_slots_left():
+        small_arriving = self._small_arriving()
+        if not self._large_slots_left(small_arriving):
             jobs = [job for job in jobs if not job.large]
+        batch = self._plan_within(jobs, cfg.max_batch_tokens)
+        if (
+            batch is not None
+            and small_arriving
+            and cfg.large_slice_tokens < cfg.max_batch_tokens
+            and any(self._jobs[item.request.rid].large for item in batch.items)
+        ):
+            batch = self._plan_within(jobs, cfg.large_slice_tokens)
+        return batch
+
+    def _plan_within(self, jobs: list[_Job], max_batch_tokens: int) -> PlannedBatch | None:
+        cfg = self.config
         return plan_next_batch(
             [job.pending for job in jobs],
             max_batch_size=cfg.max_batch_size,
-            max_batch_tokens=cfg.max_batch_tokens,
+            max_batch_tokens=max_batch_tokens,
             prefix_enabled=self.prefix_enabled,
             prefix_min_pairs=cfg.prefix_min_pairs,
             window=cfg.schedule_window,

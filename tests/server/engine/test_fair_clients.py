@@ -157,3 +157,27 @@ async def test_large_requests_leave_a_model_worker_while_small_ones_arrive(
         backend = _Overlap(cross_backend, pairs=8)
         await _records(backend, requests, wait_for, model_workers=2, **ONE_FORWARD)
         assert backend.most == most, (len(requests), backend.most)
+
+
+async def test_a_large_requests_batches_are_cut_small_while_small_requests_arrive(
+    cross_backend, wait_for
+) -> None:
+    """While a small request arrived lately, each batch of a large request holds at most
+    `large_slice_tokens` (so it ends soon, and stops soon once its client leaves); with none,
+    the large request's batches are whole (`max_batch_tokens`)."""
+    small = RerankInput(query="a small question", documents=BIG[:2])
+    large = RerankInput(query="which river", documents=BIG)
+    slice_tokens = 64
+    config = {**ONE_FORWARD, "large_slice_tokens": slice_tokens}
+    sliced = await _records(cross_backend, [small, large], wait_for, **config)
+    whole = await _records(cross_backend, [large], wait_for, **config)
+
+    def batches_of(records: list[BatchRecord], rid: int) -> list[BatchRecord]:
+        return [record for record in records if rid in record.request_ids]
+
+    for record in batches_of(sliced, 2):
+        assert record.report is not None
+        computed = sum(forward.padded_tokens for forward in record.report.forwards)
+        assert len(record.request_ids) == 1 or computed <= slice_tokens, computed
+    assert max(len(r.request_ids) for r in batches_of(sliced, 2)) < 8
+    assert max(len(r.request_ids) for r in batches_of(whole, 1)) == 8  # max_batch_size
