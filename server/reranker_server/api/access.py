@@ -135,7 +135,7 @@ class Access:
         """What the engine calls with a request's tokens once it is tokenized (before it is
         queued): takes them from the client's allowance, or raises the 429 (413 when they exceed
         a whole minute's tokens; `contracts.TokenCharge`). None when no tokens limit is set."""
-        if not self.limiter.limits.tokens:
+        if not self.limiter.limits.counts_tokens:
             return None
 
         def charge(tokens: int, *, refusable: bool = True) -> None:

@@ -37,15 +37,16 @@ class Limits:
 
     @property
     def enabled(self) -> bool:
-        return self.requests_per_minute > 0 or self.pairs_per_minute > 0 or self.tokens
+        return self.requests_per_minute > 0 or self.pairs_per_minute > 0 or self.counts_tokens
 
     @property
-    def tokens(self) -> bool:
+    def counts_tokens(self) -> bool:
         return self.tokens_per_minute > 0
 
 
 class RateLimited(Exception):
-    """429: `limit` ("requests" | "pairs") is spent for this client; retry after `retry_after_s`."""
+    """429: `limit` ("requests" | "pairs" | "tokens") is spent for this client; retry after
+    `retry_after_s`."""
 
     def __init__(self, limit: str, per_minute: int, retry_after_s: float) -> None:
         unit = {"pairs": "pairs (query, document)", "tokens": "tokens"}.get(limit, limit)
