@@ -5,6 +5,8 @@ admission of a request."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -124,12 +126,8 @@ class Access:
     def admit(self, identity: Identity, pairs: int, documents_field: str) -> None:
         """Take this request from the client's allowance, or answer 429 (413 when it exceeds a
         whole minute's pairs)."""
-        try:
+        with _answered(identity, documents_field):
             self.limiter.admit(identity.key, pairs)
-        except RateLimited as exc:
-            raise _rate_limited(exc, identity) from None
-        except TooBig as exc:
-            raise _too_big(exc, identity, documents_field) from None
 
     def tokens_charge(self, identity: Identity, documents_field: str) -> TokenCharge | None:
         """What the engine calls with a request's tokens once it is tokenized (before it is
@@ -139,14 +137,22 @@ class Access:
             return None
 
         def charge(tokens: int, *, refusable: bool = True) -> None:
-            try:
+            with _answered(identity, documents_field):
                 self.limiter.charge_tokens(identity.key, tokens, refusable=refusable)
-            except RateLimited as exc:
-                raise _rate_limited(exc, identity) from None
-            except TooBig as exc:
-                raise _too_big(exc, identity, documents_field) from None
 
         return charge
+
+
+@contextmanager
+def _answered(identity: Identity, documents_field: str) -> Iterator[None]:
+    """The limiter's refusals inside the block as the client's answers: 429, or 413 for a
+    request larger than a whole minute of a limit."""
+    try:
+        yield
+    except RateLimited as exc:
+        raise _rate_limited(exc, identity) from None
+    except TooBig as exc:
+        raise _too_big(exc, identity, documents_field) from None
 
 
 def _too_big(exc: TooBig, identity: Identity, documents_field: str) -> APIError:

@@ -391,27 +391,28 @@ class BatchingEngine:
             )
         p = len(encoded.prefix_ids)
         costs = [p + len(pair.input_ids) for pair in encoded.pairs]
+        tokens = sum(costs)
         cut = sum(1 for t in encoded.truncated if t)
         if n == 0:
             return _Done([], [], 0)
         if bounded:
-            self._admit_tokens(sum(costs))
+            self._admit_tokens(tokens)
             if sub.charge_tokens is not None:  # taken once nothing else refuses the request
-                sub.charge_tokens(sum(costs))
+                sub.charge_tokens(tokens)
         job = _Job(
             pending=PendingRequest(next(self._ids), encoded, list(range(n)), time.monotonic()),
             future=loop.create_future(),
             raw=[None] * n,
             remaining=n,
             client=sub.client,
-            large=sum(costs) > self.config.max_batch_tokens,
+            large=tokens > self.config.max_batch_tokens,
         )
         if not job.large:
             self._small_seen_at = time.monotonic()
         self._queue.append(job)
         self._jobs[job.pending.rid] = job
         metrics.QUEUE_DEPTH.inc(n)
-        metrics.QUEUED_TOKENS.inc(sum(costs))
+        metrics.QUEUED_TOKENS.inc(tokens)
         assert self._wake is not None
         self._wake.set()
         try:
