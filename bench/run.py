@@ -76,6 +76,7 @@ class LoadScale:
 
 QWEN3_SERVERS = {
     "this": "this",
+    "this-compiled": "this-compiled",
     "naive": "naive-qwen3",
     "vllm": "vllm",
     "vllm-allcores": "vllm-allcores",
@@ -141,6 +142,7 @@ LOADS = {
 DEFAULT_LOADS = ("qwen3", "qwen3-wide", "cross", "qwen3-0.6b", "cross-base")
 SERVER_NAMES = (
     "this",
+    "this-compiled",
     "naive",
     "st-naive",
     "vllm",
@@ -205,7 +207,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default=",".join(SERVER_NAMES),
-        help="comma-separated subset of: this, naive, st-naive (cross load "
+        help="comma-separated subset of: this, this-compiled (COMPILE_KERNELS, Qwen3 loads), "
+        "naive, st-naive (cross load "
         "only), vllm (make vllm-venv), vllm-allcores (vLLM with no core reserved for its "
         "scheduler: VLLM_CPU_NUM_OF_RESERVED_CPU=0), front (this server in front of its own vLLM, Qwen3 "
         "loads), infinity (cross load only, make infinity-venv)",

@@ -168,6 +168,9 @@ FRONT = "vllm-front"  # our server in front of its own vLLM (Qwen3 loads): the f
 # both. `vllm-allcores` (and `vllm-cross-allcores`) is the same vLLM with
 # VLLM_CPU_NUM_OF_RESERVED_CPU=0, its model on every core, beside the default
 ALL_CORES = "-allcores"
+# `this-compiled`: this server with COMPILE_KERNELS (its CPU decoder's elementwise chains as
+# torch.compile's fused kernels), beside the default one
+COMPILED = "this-compiled"
 
 
 @contextmanager
@@ -200,6 +203,9 @@ def running_server(
     if kind.endswith(ALL_CORES):
         kind = kind.removesuffix(ALL_CORES)
         env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+    if kind == COMPILED:
+        kind, extra = "this", (*extra, "--compile-kernels")
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(log_path.parent / "torchinductor")
     argv = server_command(kind, model_dir, port, extra, dtype=dtype, work=log_path.parent)
     if kind == "infinity":
         from reranker_devtools import infinity

@@ -74,6 +74,7 @@ class Env(StrEnum):
     REQUEST_TIMEOUT_SECONDS = "REQUEST_TIMEOUT_SECONDS"
     TRUST_REMOTE_CODE = "TRUST_REMOTE_CODE"
     PLAYGROUND = "PLAYGROUND"
+    COMPILE_KERNELS = "COMPILE_KERNELS"
     WARMUP = "WARMUP"
     ENGINE_URL = "ENGINE_URL"  # score through a vLLM engine process at this URL (the front)
     API_KEYS_FILE = "API_KEYS_FILE"  # a mounted file or Secret of API keys (reloaded)

@@ -42,6 +42,7 @@ def settings_loader(settings: Settings) -> Loader:
         dtype=settings.dtype,
         device=settings.device,
         attn_implementation=settings.attn_implementation,
+        compile_kernels=settings.compile_kernels,
         quantization=settings.quantization,
         max_length=settings.max_sequence_length,
         default_instruction=settings.default_instruction,

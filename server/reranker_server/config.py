@@ -86,6 +86,13 @@ class Settings:
         "attention kernel (flash_attention_2 needs flash-attn and CUDA)",
         choices=ATTN_IMPLEMENTATIONS,
     )
+    compile_kernels: bool = _opt(
+        False,
+        Env.COMPILE_KERNELS,
+        "compile the CPU packed decoder's norms, rotary, SwiGLU and attention merge into fused "
+        "kernels with torch.compile (causal rerankers on CPU; needs a C++ compiler; seconds of "
+        "compiling during warm-up, cached under the model cache)",
+    )
     quantization: str = _opt(
         "none",
         Env.QUANTIZATION,

@@ -329,7 +329,8 @@ class Scored:
 class Shortcut:
     """A computation shortcut a backend may take, and whether it is in force (else why not)."""
 
-    # "segmentwise_tokens" | "word_floor" | "prefix_kv" | "last_token" | "packed_decoder" | "cls_only"
+    # "segmentwise_tokens" | "word_floor" | "prefix_kv" | "last_token" | "packed_decoder" |
+    # "compiled_kernels" | "cls_only"
     name: str
     in_force: bool
     reason: str | None = None

@@ -68,7 +68,28 @@ def load_backend(opts: LoadOptions) -> ModelBackend:
     settings = BackendSettings(name, opts.max_length, opts.default_instruction)
     backend = family.build(model, tokenizer, settings)
     backend.dtype_reason = dtype_reason
+    if opts.compile_kernels:
+        use_compiled_kernels(backend, opts)
     return backend
+
+
+def use_compiled_kernels(backend: Any, opts: LoadOptions) -> None:
+    """COMPILE_KERNELS: the backend's packed decoder forwards through `elementwise.compiled()`
+    (compiled on the first forwards, during warm-up, into TORCHINDUCTOR_CACHE_DIR, by default
+    under the model cache, which survives restarts on a volume). ModelLoadError where no
+    compiler is there; a backend without the packed path reports why in its shortcuts."""
+    from reranker_server.models import elementwise, packed_decoder
+
+    why = elementwise.why_no_compiler()
+    if why is not None:
+        raise ModelLoadError(f"compile_kernels: {why}")
+    cache = opts.cache_dir or os.environ.get("HF_HOME")
+    if cache and "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache, "torchinductor")
+    from reranker_server.models.causal import CausalRerankerBackend
+
+    if isinstance(backend, CausalRerankerBackend):
+        packed_decoder.use_kernels(backend.base, elementwise.compiled())
 
 
 __all__ = ["LoadOptions", "ModelLoadError", "detect_family", "load_backend"]

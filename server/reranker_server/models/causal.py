@@ -294,7 +294,18 @@ class CausalRerankerBackend:
             Shortcut("prefix_kv", why is None, why),
             Shortcut("last_token", self._last_only, last_why),
             Shortcut("packed_decoder", why is None and packed_why is None, why or packed_why),
-        )
+        ) + self._compiled_kernels_shortcut(why or packed_why)
+
+    def _compiled_kernels_shortcut(self, packed_why: str | None) -> tuple[Shortcut, ...]:
+        """Whether the packed decoder's elementwise chains run compiled, where COMPILE_KERNELS
+        asked for them (an opt-in: not listed otherwise)."""
+        if not packed_decoder.kernels_of(self.base).compiled:
+            return ()
+        if packed_why is not None:
+            return (
+                Shortcut("compiled_kernels", False, f"the packed decoder is off: {packed_why}"),
+            )
+        return (Shortcut("compiled_kernels", True),)
 
     def _project(self, hidden: torch.Tensor) -> list[float]:
         weight = self.head_weight.to(hidden.device)

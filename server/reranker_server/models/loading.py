@@ -29,6 +29,7 @@ class LoadOptions:
     device: str = "auto"  # auto | cpu | cuda
     attn_implementation: str = ATTN_IMPLEMENTATIONS[0]  # one of ATTN_IMPLEMENTATIONS
     quantization: str = "none"  # none | 8bit | 4bit
+    compile_kernels: bool = False  # the CPU packed decoder's elementwise chains, compiled
     max_length: int = DEFAULTS.max_sequence_length  # at most the model's limit
     default_instruction: str | None = None
     trust_remote_code: bool = False

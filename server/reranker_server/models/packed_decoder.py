@@ -41,7 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from reranker_server.contracts import forward_checkpoint
-from reranker_server.models import last_token
+from reranker_server.models import elementwise, last_token
+from reranker_server.models.elementwise import Kernels
 
 # model -> why the packed path is off for it (it then takes the plain cached path)
 packed_unsupported: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
@@ -126,28 +127,24 @@ def _rms_parameters(norm: torch.nn.Module) -> tuple[torch.Tensor, float] | None:
     return weight, eps
 
 
-def _rms(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _rms(norm: torch.nn.Module, x: torch.Tensor, kernels: Kernels) -> torch.Tensor:
     """The module's RMSNorm of x along the last axis."""
     weight, eps = _rms_parameters(norm)  # type: ignore[misc]  # checked by `supported`
-    return _rms_scaled(x, weight, eps)
+    return kernels.rms(x, weight, eps)
 
 
-def _rms_scaled(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """`weight * x / sqrt(mean(x^2) + eps)` without a float32 copy of x.
+# model -> the elementwise kernels its forwards use (`elementwise.EAGER` unless set)
+_kernels: weakref.WeakKeyDictionary[torch.nn.Module, Kernels] = weakref.WeakKeyDictionary()
 
-    The norm is accumulated in float32. In bfloat16 the per-row scale is applied as two
-    bfloat16 terms, `x * hi + x * lo` with `hi + lo` the float32 scale, because a scale rounded
-    to bfloat16 is one error shared by the whole row, which the next layer does not average
-    out: measured on Qwen3-Reranker-0.6B's shapes, rounding it doubled the scores' distance to
-    float32 (mean 4.3e-3 against the Hugging Face modules' 1.8e-3; 2.6e-3 this way, and 1.9e-3
-    with a float32 product, which cost 25% of the forward)."""
-    norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
-    scale = torch.rsqrt(norm.square_().div_(x.shape[-1]).add_(eps))
-    if x.dtype == torch.float32:
-        return (x * scale).mul_(weight)
-    hi = scale.to(x.dtype)
-    lo = (scale - hi.float()).to(x.dtype)
-    return (x * hi).addcmul_(x, lo).mul_(weight)
+
+def use_kernels(base_model: torch.nn.Module, kernels: Kernels) -> None:
+    """Run `base_model`'s packed forwards with `kernels` (e.g. `elementwise.compiled()`)."""
+    _kernels[base_model] = kernels
+
+
+def kernels_of(base_model: torch.nn.Module) -> Kernels:
+    """The elementwise kernels `base_model`'s packed forwards use."""
+    return _kernels.get(base_model, elementwise.EAGER)
 
 
 @dataclass(frozen=True)
@@ -311,14 +308,15 @@ class _Rotary:
     def rows(self, index: torch.Tensor) -> _Rotary:
         return _Rotary(self.cos[index], self.sin[index])
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """x (T, heads, d) rotated, `x * cos + rotate_half(x) * sin`, without a rotated copy:
-        first half x1 cos - x2 sin, second half x2 cos + x1 sin."""
-        half = x.shape[-1] // 2
-        out = x * self.cos
-        out[..., :half].addcmul_(x[..., half:], self.sin, value=-1.0)
-        out[..., half:].addcmul_(x[..., :half], self.sin)
-        return out
+    def apply(self, x: torch.Tensor, kernels: Kernels) -> torch.Tensor:
+        """x (T, heads, d) rotated (`elementwise.rotated`)."""
+        return kernels.rotated(x, self.cos, self.sin)
+
+    def apply_normed(
+        self, x: torch.Tensor, norm: tuple[torch.Tensor, float], kernels: Kernels
+    ) -> torch.Tensor:
+        """x (T, heads, d) per-head normed by `norm` (weight, eps), then rotated."""
+        return kernels.normed_rotated(x, *norm, self.cos, self.sin)
 
 
 def _heads_first(x: torch.Tensor) -> torch.Tensor:
@@ -392,16 +390,8 @@ def _per_document(
     return torch.cat(outs), torch.cat(lses)
 
 
-def _merge(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], dtype: torch.dtype) -> torch.Tensor:
-    """Softmax-weighted sum of attention outputs over disjoint key sets, from their LSEs: the
-    first part's share of the softmax mass is sigmoid(lse1 - lse2)."""
-    (o1, l1), (o2, l2) = parts
-    share = torch.sigmoid(l1 - l2).unsqueeze(-1)
-    return (o1 * share.to(dtype)).addcmul_(o2, (1.0 - share).to(dtype))
-
-
 def _projections(
-    layer: torch.nn.Module, x: torch.Tensor, fused: _Fused, rotary: _Rotary
+    layer: torch.nn.Module, x: torch.Tensor, fused: _Fused, rotary: _Rotary, kernels: Kernels
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(q, k, v) (T, heads, d) of packed tokens x (T, hidden): normed where the layer norms
     them, q and k rotated (one pass over both heads' sets where the norms allow it)."""
@@ -411,25 +401,31 @@ def _projections(
     nq, nk, _ = fused.split
     qkv = F.linear(x, fused.qkv_weight, fused.qkv_bias)
     if fused.qk_norm is not None:
-        qk = rotary.apply(_rms_scaled(qkv[:, : nq + nk].view(t, -1, d), *fused.qk_norm))
+        qk = rotary.apply_normed(qkv[:, : nq + nk].view(t, -1, d), fused.qk_norm, kernels)
         q, k = qk[:, : nq // d], qk[:, nq // d :]
     else:
-        q, k = _normed(attn, qkv[:, :nq].view(t, -1, d), qkv[:, nq : nq + nk].view(t, -1, d))
-        q, k = rotary.apply(q), rotary.apply(k)
+        q = qkv[:, :nq].view(t, -1, d)
+        q, k = _normed(attn, q, qkv[:, nq : nq + nk].view(t, -1, d), kernels)
+        q, k = rotary.apply(q, kernels), rotary.apply(k, kernels)
     return q, k, qkv[:, nq + nk :].view(t, -1, d)
 
 
-def _normed(attn: torch.nn.Module, q: torch.Tensor, k: torch.Tensor):
+def _normed(attn: torch.nn.Module, q: torch.Tensor, k: torch.Tensor, kernels: Kernels):
     """q and k through the layer's own q/k norms, each where it has one."""
     if getattr(attn, "q_norm", None) is not None:
-        q = _rms(attn.q_norm, q)
+        q = _rms(attn.q_norm, q, kernels)
     if getattr(attn, "k_norm", None) is not None:
-        k = _rms(attn.k_norm, k)
+        k = _rms(attn.k_norm, k, kernels)
     return q, k
 
 
 def _last_projections(
-    layer: torch.nn.Module, x: torch.Tensor, fused: _Fused, rotary: _Rotary, last: torch.Tensor
+    layer: torch.nn.Module,
+    x: torch.Tensor,
+    fused: _Fused,
+    rotary: _Rotary,
+    last: torch.Tensor,
+    kernels: Kernels,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The last layer's (q, k, v): queries of the rows `last` only, keys and values of all."""
     attn = layer.self_attn
@@ -438,14 +434,22 @@ def _last_projections(
     weight, bias = fused.qkv_weight, fused.qkv_bias
     q = F.linear(x[last], weight[:nq], None if bias is None else bias[:nq]).view(len(last), -1, d)
     kv = F.linear(x, weight[nq:], None if bias is None else bias[nq:])
-    q, k = _normed(attn, q, kv[:, :nk].view(x.shape[0], -1, d))
-    return rotary.rows(last).apply(q), rotary.apply(k), kv[:, nk:].view(x.shape[0], -1, d)
+    q, k = _normed(attn, q, kv[:, :nk].view(x.shape[0], -1, d), kernels)
+    k = rotary.apply(k, kernels)
+    return rotary.rows(last).apply(q, kernels), k, kv[:, nk:].view(x.shape[0], -1, d)
 
 
-def _mlp(layer: torch.nn.Module, x: torch.Tensor, fused: _Fused) -> torch.Tensor:
+def _mlp(layer: torch.nn.Module, x: torch.Tensor, fused: _Fused, kernels: Kernels) -> torch.Tensor:
     mlp = layer.mlp
     gate, up = F.linear(x, fused.gate_up_weight).split(fused.intermediate, dim=-1)
+    if _is_silu(mlp.act_fn):
+        return mlp.down_proj(kernels.silu_gated(gate, up))
     return mlp.down_proj(mlp.act_fn(gate).mul_(up))
+
+
+def _is_silu(act: object) -> bool:
+    """Whether an MLP's activation is SiLU (torch's module or Hugging Face's)."""
+    return type(act).__name__ in ("SiLU", "SiLUActivation")
 
 
 def last_hidden(
@@ -468,17 +472,18 @@ def last_hidden(
     h = base_model.embed_tokens(ids)  # (T, hidden)
     cos, sin = base_model.rotary_emb(h.unsqueeze(0), (p + packing.within).unsqueeze(0))
     rotary = _Rotary.of(cos[0], sin[0])
+    kernels = kernels_of(base_model)
     kept: list[tuple[torch.Tensor, torch.Tensor]] = []
     for i, layer in enumerate(layers):
         forward_checkpoint()
         fused = _layer_weights(layer)
         scale = layer.self_attn.scaling
-        x = _rms(layer.input_layernorm, h)
+        x = _rms(layer.input_layernorm, h, kernels)
         if i < len(layers) - 1:
-            q, k, v = _projections(layer, x, fused, rotary)
+            q, k, v = _projections(layer, x, fused, rotary, kernels)
             own = _on_own(q, k, v, packing, scale)
         else:  # the scored tokens only: each document's last query against all its keys
-            q, k, v = _last_projections(layer, x, fused, rotary, packing.last)
+            q, k, v = _last_projections(layer, x, fused, rotary, packing.last, kernels)
             h = h[packing.last]
             own = _last_on_own(q, k, v, packing, scale)
         if keep_kv:
@@ -487,10 +492,10 @@ def last_hidden(
             ctx = own[0]
         else:
             keys, values = prefix.layers[i]
-            ctx = _merge((_on_prefix(q, keys, values, prefix.mask, scale), own), h.dtype)
+            ctx = kernels.merged(*_on_prefix(q, keys, values, prefix.mask, scale), *own)
         h = h + layer.self_attn.o_proj(ctx.reshape(ctx.shape[0], -1))
-        h = h + _mlp(layer, _rms(layer.post_attention_layernorm, h), fused)
-    hidden = _rms(base_model.norm, h)
+        h = h + _mlp(layer, _rms(layer.post_attention_layernorm, h, kernels), fused, kernels)
+    hidden = _rms(base_model.norm, h, kernels)
     if not keep_kv:
         return hidden, None
     return hidden, PrefixKV(kept, len(rows[0]), _padding_mask(len(rows[0]), h.dtype, device))

@@ -178,6 +178,10 @@ SPECS: list[dict[str, Any]] = [
         "resources": {"gpus": 1},
     },
     {"model": {"name": "m", "attentionImplementation": "eager"}},
+    {"model": M, "server": {"compileKernels": True}},
+    {"model": M, "server": {"compileKernels": True}, "resources": {"gpus": 1}},
+    {"model": M, "server": {"compileKernels": False}, "resources": {"gpus": 1}},
+    {"model": M, "engine": "vllm", "resources": {"gpus": 1}, "server": {"compileKernels": True}},
     {"model": {"name": "m", "attentionImplementation": "flash_attention_2"}},
     {
         "model": {"name": "m", "attentionImplementation": "flash_attention_2"},

@@ -55,6 +55,15 @@ def test_the_crd_enum_is_the_servers_list() -> None:
     assert prop["enum"] == list(choices) == list(ATTN_IMPLEMENTATIONS)
 
 
+def test_compiled_kernels_reach_the_server_only_when_asked() -> None:
+    env = _env({"model": {"name": "m"}, "server": {"compileKernels": True}})
+    assert env[Env.COMPILE_KERNELS] == "true"
+    assert load_settings({}, env=env).compile_kernels is True
+    default = _env({"model": {"name": "m"}})
+    assert Env.COMPILE_KERNELS not in default
+    assert load_settings({}, env=default).compile_kernels is False
+
+
 def test_the_score_cache_size_reaches_the_server() -> None:
     env = _env({"model": {"name": "m"}, "server": {"scoreCache": {"enabled": True, "size": 777}}})
     assert load_settings({}, env=env).score_cache_size == 777
@@ -96,6 +105,19 @@ def test_the_score_cache_size_reaches_the_server() -> None:
         (
             {"model": {"name": "m"}, "server": {"scoreCache": {"enabled": True, "size": 0}}},
             "server.scoreCache.size",
+        ),
+        (
+            {"model": {"name": "m"}, "resources": {"gpus": 1}, "server": {"compileKernels": True}},
+            "server.compileKernels",
+        ),
+        (
+            {
+                "model": {"name": "m"},
+                "engine": "vllm",
+                "resources": {"gpus": 1},
+                "server": {"compileKernels": True},
+            },
+            "server.compileKernels",
         ),
     ],
     ids=str,

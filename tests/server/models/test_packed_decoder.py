@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reranker_server.contracts import ForwardCancelled, ForwardStop, stoppable_forwards
-from reranker_server.models import packed_decoder
+from reranker_server.models import elementwise, packed_decoder
 from reranker_server.models.prefix_kv import last_hidden_with_prefix, prefix_cache_unsupported
 from tolerance import fp32_tolerance
 
@@ -231,3 +231,49 @@ def test_the_layer_walk_runs_once_per_model_and_dtype(monkeypatch):
     assert walked == [torch.float32, torch.bfloat16]
     packed_decoder.disable(base, "differs from a full recompute")
     assert packed_decoder.why_not(base) == "differs from a full recompute"
+
+
+def _with_compiled_kernels(base: torch.nn.Module) -> torch.nn.Module:
+    why = elementwise.why_no_compiler()
+    if why is not None:
+        pytest.skip(why)
+    packed_decoder.use_kernels(base, elementwise.compiled())
+    return base
+
+
+@pytest.mark.parametrize("kind", ["qwen3", "llama"])
+def test_compiled_kernels_equal_each_sequence_alone(kind):
+    """The elementwise chains compiled into fused kernels (COMPILE_KERNELS): the packed
+    documents still equal each sequence through the model's own forward, and the kernels really
+    ran compiled (dynamo compiled graphs for them, with no fallback to eager)."""
+    from torch._dynamo.utils import counters
+
+    base = _with_compiled_kernels(_model(kind))
+    before = counters["stats"]["unique_graphs"]
+    gen = torch.Generator().manual_seed(5)
+    prefix = _tokens(gen, 23)
+    conts = [_tokens(gen, n) for n in (1, 14, 40, 6)]
+    run = last_hidden_with_prefix(base, prefix, conts, pad_token_id=PAD)
+    assert run.packed and run.used_cache
+    assert counters["stats"]["unique_graphs"] > before or before > 0
+    want = torch.stack([_alone(base, prefix + c) for c in conts])
+    diff = (run.hidden - want).abs().max().item()
+    assert diff <= fp32_tolerance(base, "hidden", "cross_impl"), diff
+
+
+def test_compiled_kernels_in_bfloat16_round_like_the_eager_ones():
+    """bf16 with the fused kernels: as close to the float32 result as the eager chains are."""
+    base = _model("qwen3")
+    gen = torch.Generator().manual_seed(6)
+    prefix = _tokens(gen, 29)
+    conts = [_tokens(gen, n) for n in (3, 21, 8, 40)]
+    want = torch.stack([_alone(base, prefix + c) for c in conts])
+    eager = _model("qwen3").to(torch.bfloat16)
+    fused = _with_compiled_kernels(_model("qwen3").to(torch.bfloat16))
+    assert packed_decoder.kernels_of(eager) is elementwise.EAGER
+    got = last_hidden_with_prefix(fused, prefix, conts, pad_token_id=PAD)
+    ref = last_hidden_with_prefix(eager, prefix, conts, pad_token_id=PAD)
+    assert got.packed and ref.packed
+    err = (got.hidden.float() - want).abs().max().item()
+    err_eager = (ref.hidden.float() - want).abs().max().item()
+    assert err <= max(1.5 * err_eager, 0.05), (err, err_eager)

@@ -150,6 +150,8 @@ def server_env(spec: RerankerServiceSpec) -> list[JsonObject]:
         values.append((Env.MAX_SEQUENCE_LENGTH, str(m.max_length)))
     if m.attention_implementation is not None:
         values.append((Env.ATTN_IMPLEMENTATION, m.attention_implementation))
+    if s.compile_kernels:
+        values.append((Env.COMPILE_KERNELS, "true"))
     if s.score_cache.enabled:
         values.append((Env.SCORE_CACHE_SIZE, str(s.score_cache.entries())))
     if m.instruction is not None:

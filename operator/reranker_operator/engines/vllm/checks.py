@@ -41,6 +41,14 @@ VLLM_CHECKS: tuple[EngineCheck, ...] = (
     ),
     EngineCheck(
         CheckPlace.FEATURES,
+        "!has(self.server) || !has(self.server.compileKernels) || !self.server.compileKernels",
+        "server.compileKernels compiles the bundled server's CPU decoder (engine transformers); "
+        "vLLM compiles its own model (vllm.extraArgs --compilation-config)",
+        lambda s: not s.server.compile_kernels,
+        field_path=".server.compileKernels",
+    ),
+    EngineCheck(
+        CheckPlace.FEATURES,
         "!has(self.model.attentionImplementation)",
         "model.attentionImplementation is the bundled server's (engine transformers); vLLM "
         "picks its own attention backend (vllm.extraArgs --attention-backend)",

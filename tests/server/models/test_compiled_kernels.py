@@ -1,0 +1,110 @@
+"""COMPILE_KERNELS: the packed decoder's elementwise chains compiled into fused CPU kernels."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from reranker_server.models import LoadOptions, ModelLoadError, elementwise, load_backend
+from server_helpers import running_client, settings_for
+
+QUERY = "what is the capital of France?"
+DOCS = [
+    "Paris is the capital and most populous city of France, on the Seine.",
+    "The Eiffel Tower was built for the 1889 World's Fair in Paris.",
+    "Berlin is the capital of Germany.",
+    "Bananas are rich in potassium.",
+]
+
+
+def _rms(x, w, eps):
+    return w * x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps)
+
+
+def _rotated(x, cos, sin):
+    half = x.shape[-1] // 2
+    turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + turned * torch.cat([sin, sin], dim=-1)
+
+
+REFERENCE = {  # the formulas written out, computed in float64
+    "rms": _rms,
+    "rotated": _rotated,
+    "normed_rotated": lambda x, w, eps, cos, sin: _rotated(_rms(x, w, eps), cos, sin),
+    "merged": lambda o1, l1, o2, l2: (
+        (o1 * l1.exp().unsqueeze(-1) + o2 * l2.exp().unsqueeze(-1))
+        / (l1.exp() + l2.exp()).unsqueeze(-1)
+    ),
+    "silu_gated": lambda g, u: g * torch.sigmoid(g) * u,
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chain", ["rms", "rotated", "normed_rotated", "merged", "silu_gated"])
+def test_each_compiled_chain_is_as_close_to_float64_as_the_eager_one(chain, dtype):
+    """Each fused kernel against the same formula in float64 on the same inputs: within the
+    eager chain's own distance from it (x1.5, or one unit of the dtype's rounding)."""
+    if (why := elementwise.why_no_compiler()) is not None:
+        pytest.skip(why)
+    gen = torch.Generator().manual_seed(11)
+    rows, heads, d = 40, 6, 32
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen)
+
+    cos, sin = rand(rows, 1, d // 2), rand(rows, 1, d // 2)
+    cos = torch.cat([cos, cos], dim=-1)  # rotate-half tables repeat their halves
+    args = {
+        "rms": (rand(rows, heads * d), 1.0 + 0.1 * rand(heads * d), 1e-6),
+        "rotated": (rand(rows, heads, d), cos, sin),
+        "normed_rotated": (rand(rows, heads, d), 1.0 + 0.1 * rand(heads, d), 1e-6, cos, sin),
+        "merged": (
+            rand(rows, heads, d),
+            rand(rows, heads),
+            rand(rows, heads, d),
+            rand(rows, heads),
+        ),
+        "silu_gated": (rand(rows, 3 * d), rand(rows, 3 * d)),
+    }[chain]
+
+    def cast(a: object, to: torch.dtype) -> object:
+        if not isinstance(a, torch.Tensor):
+            return a
+        if chain == "merged" and a.shape == (rows, heads) and to != torch.float64:
+            return a  # log-sum-exps stay float32, as the flash kernel returns them
+        return a.to(to)
+
+    exact = REFERENCE[chain](*(cast(a, torch.float64) for a in args))
+    eager = getattr(elementwise.EAGER, chain)(*(cast(a, dtype) for a in args))
+    fused = getattr(elementwise.compiled(), chain)(*(cast(a, dtype) for a in args))
+    assert fused.dtype == eager.dtype == dtype and fused.shape == eager.shape
+    err_eager = (eager.double() - exact).abs().max().item()
+    err_fused = (fused.double() - exact).abs().max().item()
+    unit = torch.finfo(dtype).eps * exact.abs().max().item()
+    assert err_fused <= max(1.5 * err_eager, unit), (err_fused, err_eager, unit)
+
+
+def test_a_server_with_compiled_kernels_scores_like_the_eager_one(tiny_qwen3_path):
+    """The real app with COMPILE_KERNELS=true: /info says the fused kernels are in force, and
+    its scores equal the default server's."""
+    if (why := elementwise.why_no_compiler()) is not None:
+        pytest.skip(why)
+    body = {"query": QUERY, "documents": DOCS}
+    scores = {}
+    for compiled in (False, True):
+        settings = settings_for(tiny_qwen3_path, compile_kernels=compiled)
+        for client in running_client(settings):
+            answer = client.post("/v1/rerank", json=body)
+            assert answer.status_code == 200, answer.text
+            results = answer.json()["results"]
+            scores[compiled] = {r["index"]: r["relevance_score"] for r in results}
+            cut = client.get("/info").json()["shortcuts"].get("compiled_kernels")
+            assert cut == ({"in_force": True, "reason": None} if compiled else None), cut
+    for i in range(len(DOCS)):
+        assert abs(scores[True][i] - scores[False][i]) <= 1e-5, (i, scores)
+
+
+def test_no_compiler_is_a_clear_load_error(tiny_qwen3_path, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    with pytest.raises(ModelLoadError, match="compile_kernels: no C\\+\\+ compiler"):
+        load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", compile_kernels=True))
