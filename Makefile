@@ -32,7 +32,7 @@ CHECKOV_LOCK := constraints/checkov-lock.txt
 CHECKOV_VERSION := 3.3.30
 EXTRAS := server,operator,test
 
-.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu gpu-wheels bench-hostile render generate crds fmt e2e clean
+.PHONY: install install-bench vllm-venv infinity-venv checkov-venv scan system-deps demo test test-latest lock bench bench-gpu gpu-wheels bench-hostile bench-slicing render generate crds fmt e2e clean
 
 install: $(VENV)/.installed
 
@@ -166,6 +166,12 @@ gpu-wheels: install
 ## (bench/hostile.py, about four minutes; writes bench/runs/hostile-<date>.{json,md,png})
 bench-hostile: install-bench
 	$(PY) bench/hostile.py
+
+## bench-slicing: small requests' latency behind one large request, its batches whole or cut to
+## large_slice_tokens, with one and two model workers (bench/slicing.py, about two minutes;
+## writes bench/runs/slicing-<date>.{json,md,png})
+bench-slicing: install-bench
+	$(PY) bench/slicing.py
 
 render: install
 	$(VENV)/bin/reranker-operator render -f examples/qwen3-reranker-0.6b.yaml

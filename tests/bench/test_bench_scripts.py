@@ -179,3 +179,31 @@ def test_every_load_of_the_report_names_its_cpu() -> None:
         }
     )
     assert text.count(cpu_label(env)) == 3  # the header and both loads
+
+
+def test_slicing_bench_runs_both_modes_and_writes_its_report(tmp_path: Path) -> None:
+    """bench/slicing.py end to end, small: a large request (more tokens than one batch) and
+    small ones behind it, whole and sliced; the report names the CPU and has both rows."""
+    import json
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    argv = ["--repeats", "1", "--small", "3", "--gap", "0.01", "--large-docs", "100"]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "slicing.py"), *argv, "--workers", "1"]
+        + ["--out-dir", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [report] = tmp_path.glob("slicing-*.json")
+    result = json.loads(report.read_text())
+    assert result["cpu"] and result["large_prompt_tokens"] > 16384  # really larger than a batch
+    assert [(r["model_workers"], r["mode"]) for r in result["rows"]] == [
+        (1, "whole"),
+        (1, "sliced"),
+    ]
+    assert all(r["small_p95_s"] > 0 and r["all_done_s"] > 0 for r in result["rows"])
+    assert "CPU: " in (tmp_path / f"{report.stem}.md").read_text()
