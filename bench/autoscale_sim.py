@@ -38,7 +38,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reranker_contract import QUEUE_WINDOW_SECONDS
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pyplot import pyplot  # noqa: E402
+from reranker_contract import QUEUE_WINDOW_SECONDS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SYNC_S = 15.0
@@ -441,13 +444,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plot(runs: list[Strategy], sweep: dict, png: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (make install-bench): no picture", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig = plt.figure(figsize=(14, 8))
     grid = fig.add_gridspec(3, 2, width_ratios=(3, 2))

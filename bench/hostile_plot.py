@@ -5,21 +5,17 @@ add shows as the red points above the blue."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from pyplot import pyplot
 
 COLORS = {"clean": "tab:blue", "hostile": "tab:red"}
 
 
 def plot(result: dict, png: Path) -> Path | None:
     """Write the picture of `result` (hostile.py's JSON) to `png`; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (make install-bench): no picture", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return None
     configs = result["configurations"]
     fig, axes = plt.subplots(len(configs), 1, figsize=(12, 3.6 * len(configs)), squeeze=False)

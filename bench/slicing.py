@@ -37,6 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import models
 from cpu_info import cpu_environment, cpu_label
+from pyplot import pyplot
 from reranker_server.contracts import RerankInput
 from reranker_server.engine import EngineConfig, build_engine
 from reranker_server.models import LoadOptions, load_backend
@@ -150,13 +151,8 @@ def markdown(result: dict) -> str:
 
 def plot(result: dict, png: Path) -> Path | None:
     """Bars of the small requests' p95 and the time to finish, per workers and mode."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed (make install-bench): no picture", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return None
     rows = result["rows"]
     labels = [f"{r['model_workers']} worker(s)\n{r['mode']}" for r in rows]
