@@ -37,7 +37,7 @@ def rms_scaled(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tenso
     float32 (mean 4.3e-3 against the Hugging Face modules' 1.8e-3; 2.6e-3 this way, and 1.9e-3
     with a float32 product, which cost 25% of the forward)."""
     norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
-    scale = torch.rsqrt(norm.square().div(x.shape[-1]).add(eps))
+    scale = torch.rsqrt(norm.square_().div_(x.shape[-1]).add_(eps))
     if x.dtype == torch.float32:
         return (x * scale).mul_(weight)
     hi = scale.to(x.dtype)
