@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,8 @@ from reranker_server.models.loading import (
     resolve_device,
     resolve_dtype_choice,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _dtype_kwarg(dtype: Any) -> dict[str, Any]:
@@ -77,7 +80,8 @@ def use_compiled_kernels(backend: Any, opts: LoadOptions) -> None:
     """COMPILE_KERNELS: the backend's packed decoder forwards through `elementwise.compiled()`
     (compiled on the first forwards, during warm-up, into TORCHINDUCTOR_CACHE_DIR, by default
     under the model cache, which survives restarts on a volume). ModelLoadError where no
-    compiler is there; a backend without the packed path reports why in its shortcuts."""
+    compiler is there. A causal backend whose packed path is off says why in its shortcuts;
+    other families (cross-encoders) have no such path, which is logged as a warning."""
     from reranker_server.models import elementwise, packed_decoder
 
     why = elementwise.why_no_compiler()
@@ -90,6 +94,12 @@ def use_compiled_kernels(backend: Any, opts: LoadOptions) -> None:
 
     if isinstance(backend, CausalRerankerBackend):
         packed_decoder.use_kernels(backend.base, elementwise.compiled())
+    else:
+        log.warning(
+            "compile_kernels: %s has no packed decoder path (causal rerankers only); its forwards "
+            "run as they would without it",
+            type(backend).__name__,
+        )
 
 
 __all__ = ["LoadOptions", "ModelLoadError", "detect_family", "load_backend"]

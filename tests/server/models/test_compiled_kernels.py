@@ -108,3 +108,15 @@ def test_no_compiler_is_a_clear_load_error(tiny_qwen3_path, monkeypatch):
     monkeypatch.setenv("CXX", "no-such-c++-compiler")
     with pytest.raises(ModelLoadError, match="compile_kernels: no C\\+\\+ compiler"):
         load_backend(LoadOptions(model=str(tiny_qwen3_path), device="cpu", compile_kernels=True))
+
+
+def test_a_cross_encoder_says_the_kernels_do_not_apply(tiny_cross_encoder_path, caplog):
+    """Cross-encoders have no packed decoder path: the load says so instead of staying silent."""
+    if (why := elementwise.why_no_compiler()) is not None:
+        pytest.skip(why)
+    with caplog.at_level("WARNING", logger="reranker_server.models"):
+        backend = load_backend(
+            LoadOptions(model=str(tiny_cross_encoder_path), device="cpu", compile_kernels=True)
+        )
+    assert "compiled_kernels" not in {cut.name for cut in backend.shortcuts()}
+    assert any("no packed decoder path" in r.getMessage() for r in caplog.records), caplog.text
