@@ -140,6 +140,7 @@ def test_switching_between_hpa_and_keda_leaves_no_orphan(
             and f"ScaledObject/{NAME}" in k
             and f"HorizontalPodAutoscaler/{NAME}" not in k
             and f"Service/{PROXY}" in k
+            and f"InterceptorRoute/{NAME}" in k
             and k
         ),
         "HPA -> KEDA",
@@ -166,6 +167,9 @@ def test_switching_between_hpa_and_keda_leaves_no_orphan(
             (k := kinds_of(cluster))
             and f"HorizontalPodAutoscaler/{NAME}" in k
             and f"ScaledObject/{NAME}" not in k
+            # the operator deletes the orphans one call at a time: wait for all of them
+            and f"InterceptorRoute/{NAME}" not in k
+            and f"Service/{PROXY}" not in k
             and k
         ),
         "KEDA -> HPA",
