@@ -40,7 +40,7 @@ from cpu_usage import BackgroundCpu
 from loadgen import LoadResult, fetch_scores, merge_results, run_load
 from peak import machine_peak_gflops
 from reranker_contract import Metric
-from servers import running_server
+from servers import NAIVE_MODES, running_server
 from texts import BenchRequest, make_requests
 
 
@@ -266,6 +266,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 FLOPS, REUSED = str(Metric.MODEL_FLOPS_TOTAL), str(Metric.PREFIX_TOKENS_SAVED_TOTAL)
+# vLLM's automatic prefix caching (`--enable-prefix-caching`): prompt tokens it found cached
+VLLM_HITS = "vllm:prefix_cache_hits_total"
 
 
 def load_args(spec: LoadSpec, args: argparse.Namespace) -> argparse.Namespace:
@@ -285,19 +287,34 @@ def load_args(spec: LoadSpec, args: argparse.Namespace) -> argparse.Namespace:
     return out
 
 
-def server_counters(url: str) -> dict[str, float] | None:
-    """This server's own counters of the FLOPs it computed and the prompt tokens it reused (None
-    for a server without them: the baselines)."""
+def server_counters(url: str) -> dict[str, float]:
+    """A server's counters of its work: this server's FLOPs computed and prompt tokens reused,
+    vLLM's prefix-cache hits (empty for a server with neither)."""
     import urllib.request
 
     from reranker_operator.tools.promtext import parse_totals
 
     try:
         with urllib.request.urlopen(f"{url}/metrics", timeout=10) as answer:
-            totals = parse_totals(answer.read().decode(), (FLOPS, REUSED))
+            return parse_totals(answer.read().decode(), (FLOPS, REUSED, VLLM_HITS))
     except OSError:
-        return None
-    return totals if FLOPS in totals else None
+        return {}
+
+
+def account_work(
+    result: LoadResult, before: dict[str, float], after: dict[str, float], flop_model
+) -> None:
+    """Replace RESULT's estimate (every token recomputed) by what the server says it did: this
+    server's own FLOP and reuse counters; for vLLM, its prefix-cache hits, whose tokens skip
+    every layer's projections and MLP (their attention among themselves, a few percent, stays
+    counted, so vLLM's figure is an upper bound)."""
+    if FLOPS in after and FLOPS in before:
+        result.flops = after[FLOPS] - before[FLOPS]
+        result.prefix_tokens_reused = int(after[REUSED] - before[REUSED])
+    elif VLLM_HITS in after and VLLM_HITS in before:
+        hits = int(after[VLLM_HITS] - before[VLLM_HITS])
+        result.prefix_tokens_reused = hits
+        result.flops -= flop_model.linear([hits])
 
 
 def prepare_load(
@@ -340,15 +357,13 @@ def prepare_load(
         distinct=args.warmup + args.requests,
     )
     tokens, flops = [], []
-    flop_model, head = models.flop_model(model_dir)
+    flop_model, _ = models.flop_model(model_dir)
     for req in requests:
         lengths = models.sequence_lengths(
             tok, spec.causal, req.query, list(req.documents), req.instruction
         )
         tokens.append(sum(lengths))
-        # the baselines run every layer over every token, and the causal one the LM head at
-        # every position (`model(**inputs).logits`)
-        flops.append(flop_model.sequences(lengths) + head * sum(lengths))
+        flops.append(flop_model.sequences(lengths))  # every layer over every token
     return model_dir, requests, tokens, flops
 
 
@@ -382,6 +397,8 @@ def measure_servers(
     warm, warm_tokens, checks = phases.warm, phases.warm_tokens, phases.checks
     measured, measured_tokens = phases.measured, phases.measured_tokens
     measured_flops, model_dir = phases.measured_flops, phases.model_dir
+    flop_model, head_per_token = models.flop_model(model_dir)
+    kinds = {name: kind for name, kind, _ in runs}
     with ExitStack() as stack:
         running = {}
         for name, kind, dtype in runs:  # all started up front, paused while others are measured
@@ -438,9 +455,9 @@ def measure_servers(
                 )
                 after = server_counters(server.url)
                 server.pause()
-                if before is not None and after is not None:  # this server counts what it ran
-                    result.flops = after[FLOPS] - before[FLOPS]
-                    result.prefix_tokens_reused = int(after[REUSED] - before[REUSED])
+                if kinds[name] in NAIVE_MODES:  # `model(**inputs).logits`: the LM head everywhere
+                    result.flops += head_per_token * result.tokens
+                account_work(result, before, after, flop_model)
                 results.setdefault(name, []).append(result)
                 if server.proc.poll() is not None:
                     failed[name] = (

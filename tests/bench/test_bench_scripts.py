@@ -207,3 +207,66 @@ def test_slicing_bench_runs_both_modes_and_writes_its_report(tmp_path: Path) -> 
     ]
     assert all(r["small_p95_s"] > 0 and r["all_done_s"] > 0 for r in result["rows"])
     assert "CPU: " in (tmp_path / f"{report.stem}.md").read_text()
+
+
+def test_vllms_work_leaves_out_what_its_prefix_cache_served() -> None:
+    """The bench counts for vLLM every token less those its prefix cache served (their
+    projections and MLPs, by hand below), and for this server its own counters."""
+    from types import SimpleNamespace
+
+    import run
+    from loadgen import LoadResult
+    from reranker_server.models.flops import FlopModel
+
+    config = SimpleNamespace(
+        hidden_size=8, num_attention_heads=2, head_dim=4, num_key_value_heads=1,
+        intermediate_size=16, num_hidden_layers=3, model_type="qwen3", architectures=[],
+    )  # fmt: skip
+    flop_model = FlopModel.of(config)
+    # per token and layer: q (8x8), k and v (8x4 each), o (8x8), gate/up/down (8x16 each)
+    per_token = 3 * 2 * (8 * 8 + 2 * 8 * 4 + 8 * 8 + 3 * 8 * 16)
+    vllm = LoadResult(tokens=1000, flops=5e6)
+    run.account_work(
+        vllm, {run.VLLM_HITS: 100.0}, {run.VLLM_HITS: 340.0}, flop_model
+    )  # 240 prompt tokens served from its cache
+    assert vllm.prefix_tokens_reused == 240 and vllm.flops == 5e6 - 240 * per_token
+    ours = LoadResult(tokens=1000, flops=5e6)
+    before = {run.FLOPS: 1e6, run.REUSED: 10.0}
+    run.account_work(ours, before, {run.FLOPS: 3.5e6, run.REUSED: 410.0}, flop_model)
+    assert ours.flops == 2.5e6 and ours.prefix_tokens_reused == 400
+    other = LoadResult(tokens=1000, flops=5e6)  # a server that says nothing: the estimate
+    run.account_work(other, {}, {}, flop_model)
+    assert other.flops == 5e6 and other.prefix_tokens_reused == 0
+
+
+def test_server_counters_read_vllms_prefix_cache_hits() -> None:
+    """From a Prometheus exposition as vLLM writes it (per-engine labels summed)."""
+    import http.server
+    import threading
+
+    import run
+
+    text = (
+        "# TYPE vllm:prefix_cache_hits_total counter\n"
+        'vllm:prefix_cache_hits_total{engine="0",model_name="m"} 1200.0\n'
+        'vllm:prefix_cache_hits_total{engine="1",model_name="m"} 34.0\n'
+        'vllm:prefix_cache_queries_total{engine="0",model_name="m"} 5000.0\n'
+    ).encode()
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/metrics" else 404)
+            self.end_headers()
+            self.wfile.write(text)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        counters = run.server_counters(f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    assert counters == {run.VLLM_HITS: 1234.0}
+    assert run.server_counters("http://127.0.0.1:9") == {}  # nothing listening
