@@ -58,6 +58,22 @@ def test_the_four_separators_are_why_words_gives_up():
     assert words("a b\tc\u3000d") == 4
 
 
+ASCII = [chr(c) for c in range(128)]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from(ASCII) | st.sampled_from([" ", "\t", "\r\n", "\x0b\x0c", "word"]),
+        max_size=40,
+    ).map("".join)
+)
+def test_ascii_texts_are_counted_as_str_split_counts_them(text):
+    """The byte-level count of ASCII text is `str.split`'s, and gives up on the same texts."""
+    separated = any(c in text for c in SEPARATORS_SPLIT_ONLY)
+    assert words(text) == (None if separated else len(text.split()))
+
+
 @pytest.mark.parametrize("name", sorted(KNOWN_SPLIT_PATTERNS))
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=texts)
