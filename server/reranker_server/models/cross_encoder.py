@@ -20,12 +20,13 @@ from reranker_server.contracts import (
     Scored,
     Shortcut,
 )
-from reranker_server.models import cancel_points
+from reranker_server.models import cancel_points, packed_encoder
 from reranker_server.models.chunking import WindowLedger
 from reranker_server.models.encoder_cls import classifier_logits
 from reranker_server.models.families import BackendSettings, Family, architectures, register
 from reranker_server.models.flops import FlopModel
 from reranker_server.models.loading import ModelLoadError
+from reranker_server.models.resource_errors import is_device_failure
 from reranker_server.models.rust_tokenizer import encode_texts, private_rust_tokenizer
 from reranker_server.models.truncation import tokenized_in_chunks
 
@@ -172,20 +173,88 @@ class CrossEncoderBackend:
     def prefix_cache_in_force(self) -> bool:
         return False  # an encoder attends both ways: no prefix to cache
 
+    @property
+    def pads_batches(self) -> bool:
+        """False while pairs run packed (`packed_encoder`): the planner need not group them by
+        length."""
+        return packed_encoder.why_not(self.model) is not None
+
     def shortcuts(self) -> tuple[Shortcut, ...]:
         from reranker_server.models.encoder_cls import why_not_in_force
 
         why = why_not_in_force(self.model)
-        return (Shortcut("cls_only", why is None, why),)
+        packed_why = packed_encoder.why_not(self.model)
+        return (
+            Shortcut("cls_only", why is None, why),
+            Shortcut("packed_encoder", packed_why is None, packed_why),
+        )
 
     def score_mixed(self, prefixes: Sequence[Sequence[int]], pairs: Sequence[PairTokens]) -> Scored:
-        """One right-padded forward over all pairs; raw = the single logit.
+        """One forward over all pairs; raw = the single logit.
 
-        The last layer runs for the [CLS] row only where the model allows
-        (`reranker_server.models.encoder_cls`)."""
+        On a CPU the pairs run packed, without padding (`packed_encoder`); otherwise as one
+        right-padded batch whose last layer runs for the [CLS] row only where the model allows
+        (`encoder_cls`)."""
         if not pairs:
             return Scored([], BackendReport(()))
         seqs = [list(pre) + list(p.input_ids) for pre, p in zip(prefixes, pairs, strict=True)]
+        lengths = [len(s) for s in seqs]
+        logits = self._packed(prefixes, pairs, seqs)
+        if logits is not None:
+            cls_only, padded_tokens = True, sum(lengths)
+        else:
+            logits, cls_only = classifier_logits(self.model, self._padded(prefixes, pairs, seqs))
+            padded_tokens = len(seqs) * max(lengths)
+        forward = ForwardPass(
+            path="full",
+            sequences=len(seqs),
+            real_tokens=sum(lengths),
+            padded_tokens=padded_tokens,
+            flops=self.flop_model.sequences(lengths, last_layer_one_row=cls_only),
+        )
+        return Scored(
+            logits[:, 0].float().tolist(), BackendReport((forward,), last_layer_shortcut=cls_only)
+        )
+
+    def _packed(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        pairs: Sequence[PairTokens],
+        seqs: list[list[int]],
+    ) -> torch.Tensor | None:
+        """The packed path's logits (`packed_encoder`); None where it is not in force. Its first
+        call per model is checked against the padded forward, which runs first: an input the
+        model cannot take at all fails the batch there and leaves the path on; a packed forward
+        that raises or differs where the padded one did not turns it off."""
+        model = self.model
+        if packed_encoder.why_not(model) is not None:
+            return None
+        types = None
+        if self.use_token_types:  # a prefix, if any, is segment 0
+            types = [
+                [0] * len(pre) + list(p.token_type_ids or [0] * len(p.input_ids))
+                for pre, p in zip(prefixes, pairs, strict=True)
+            ]
+        if packed_encoder.verified(model):
+            return packed_encoder.packed_logits(model, seqs, types)
+        with torch.inference_mode():
+            reference = model(**self._padded(prefixes, pairs, seqs)).logits
+        try:
+            logits = packed_encoder.packed_logits(model, seqs, types)
+        except (TypeError, ValueError, AttributeError, RuntimeError, KeyError, IndexError) as exc:
+            if is_device_failure(exc):
+                raise  # a resource error, not a property of the model
+            packed_encoder.turn_off(model, f"{type(exc).__name__}: {exc}")
+            return None
+        return logits if packed_encoder.check(model, logits, reference) else None
+
+    def _padded(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        pairs: Sequence[PairTokens],
+        seqs: list[list[int]],
+    ) -> dict[str, torch.Tensor]:
+        """The model's inputs for `seqs` as one right-padded batch."""
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -199,18 +268,7 @@ class CrossEncoderBackend:
         kwargs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
         if self.use_token_types:
             kwargs["token_type_ids"] = types.to(device)
-        logits, cls_only = classifier_logits(self.model, kwargs)
-        lengths = [len(s) for s in seqs]
-        forward = ForwardPass(
-            path="full",
-            sequences=len(seqs),
-            real_tokens=sum(lengths),
-            padded_tokens=len(seqs) * width,
-            flops=self.flop_model.sequences(lengths, last_layer_one_row=cls_only),
-        )
-        return Scored(
-            logits[:, 0].float().tolist(), BackendReport((forward,), last_layer_shortcut=cls_only)
-        )
+        return kwargs
 
     def score(
         self,

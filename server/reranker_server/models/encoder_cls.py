@@ -35,7 +35,7 @@ _HEADS = {
 }
 
 
-def _why_not(model: torch.nn.Module) -> str | None:
+def structure_reason(model: torch.nn.Module) -> str | None:
     """None if the model has the structure this path relies on, else the reason."""
     head = _HEADS.get(type(model).__name__)
     if head is None:
@@ -84,7 +84,9 @@ def _last_layer_cls(
     return layer.output(layer.intermediate(attn_out), attn_out)
 
 
-def _head(model: torch.nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
+def head(model: torch.nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
+    """Logits from the (B, 1, hidden) final [CLS] states: the pooler and classifier, or the
+    RoBERTa classification head."""
     if _HEADS[type(model).__name__] == "pooler":
         pooled = model.base_model.pooler(cls_hidden)
         return model.classifier(model.dropout(pooled))
@@ -94,12 +96,12 @@ def _head(model: torch.nn.Module, cls_hidden: torch.Tensor) -> torch.Tensor:
 def _cls_logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     layers = model.base_model.encoder.layer
     hidden, _ = input_of_last_layer(layers[-1], lambda: model.base_model(**inputs))
-    return _head(model, _last_layer_cls(layers[-1], hidden, inputs["attention_mask"]))
+    return head(model, _last_layer_cls(layers[-1], hidden, inputs["attention_mask"]))
 
 
 def why_not_in_force(model: torch.nn.Module) -> str | None:
     """None while the [CLS]-only path is (or may be, before its first use) in force, else why not."""
-    return unsupported.get(model) or _why_not(model)
+    return unsupported.get(model) or structure_reason(model)
 
 
 def classifier_logits(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[torch.Tensor, bool]:
@@ -111,7 +113,7 @@ def classifier_logits(model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[t
     """
     with torch.inference_mode():
         if model not in unsupported:
-            reason = _why_not(model)
+            reason = structure_reason(model)
             if reason is None:
                 try:
                     logits = _cls_logits(model, inputs)

@@ -134,7 +134,10 @@ def test_cross_encoder_app(bert_client, bert_ref):
         assert abs(x["relevance_score"] - want) <= bert_ref.tol
     info = bert_client.get("/info").json()
     assert info["family"] == "cross-encoder" and info["prefix_cache"] is False
-    assert info["shortcuts"] == {"cls_only": {"in_force": True, "reason": None}}
+    assert info["shortcuts"] == {
+        "cls_only": {"in_force": True, "reason": None},
+        "packed_encoder": {"in_force": True, "reason": None},
+    }
 
 
 def test_info_shows_the_shortcuts_in_force(qwen_client):

@@ -170,9 +170,11 @@ async def test_queue_full_is_429_and_admitted_requests_are_answered(
 async def test_failing_batch_fails_only_its_requests(
     cross_backend, engine_factory, monkeypatch, wait_for
 ):
-    """A document longer than BERT's 512 positions makes a real forward fail."""
+    """A document longer than BERT's 512 positions makes a real forward fail. One pair per
+    batch: pairs that run packed (no padding to plan around) go in arrival order, so a batch
+    of two would hold the bad pair and a good one."""
     monkeypatch.setattr(cross_backend, "max_length", 100_000)
-    engine = await engine_factory(cross_backend, max_batch_size=2)
+    engine = await engine_factory(cross_backend, max_batch_size=1)
     long_doc = " ".join(["paris london berlin"] * 400)
     bad = RerankInput(query="q", documents=[long_doc])
     good = RerankInput(query="capital", documents=DOCS[:2])

@@ -38,10 +38,11 @@ class _Gate:
     def __init__(self, backend) -> None:
         self.entered, self.release = threading.Event(), threading.Event()
         first = cancel_points.layer_stacks(_model(backend))[0][0]
-        # inside the first layer, past its checkpoint: a decoder's output projection, which the
-        # packed path (models.packed_decoder: the layers' math, not their forwards) calls too
+        # inside the first layer, past its checkpoint: a decoder's output projection or an
+        # encoder's attention output, which the packed paths (models.packed_decoder and
+        # packed_encoder: the layers' math, not their forwards) call too
         attn = getattr(first, "self_attn", None)
-        held = attn.o_proj if attn is not None else first
+        held = attn.o_proj if attn is not None else first.attention.output
         self._handle = held.register_forward_pre_hook(self._hold)
 
     def _hold(self, _module, _args) -> None:
