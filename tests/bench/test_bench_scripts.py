@@ -218,10 +218,10 @@ def test_vllms_work_leaves_out_what_its_prefix_cache_served() -> None:
     from loadgen import LoadResult
     from reranker_server.models.flops import FlopModel
 
+    shape = {"hidden_size": 8, "num_attention_heads": 2, "head_dim": 4, "num_key_value_heads": 1}
     config = SimpleNamespace(
-        hidden_size=8, num_attention_heads=2, head_dim=4, num_key_value_heads=1,
-        intermediate_size=16, num_hidden_layers=3, model_type="qwen3", architectures=[],
-    )  # fmt: skip
+        **shape, intermediate_size=16, num_hidden_layers=3, model_type="qwen3", architectures=[]
+    )
     flop_model = FlopModel.of(config)
     # per token and layer: q (8x8), k and v (8x4 each), o (8x8), gate/up/down (8x16 each)
     per_token = 3 * 2 * (8 * 8 + 2 * 8 * 4 + 8 * 8 + 3 * 8 * 16)

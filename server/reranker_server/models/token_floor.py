@@ -35,11 +35,8 @@ from reranker_server.models.segmentation import why_text_steps_unknown
 _SPLIT_ONLY_SEPARATORS = ("\x1c", "\x1d", "\x1e", "\x1f")
 # ASCII byte -> 0 where `str.split` splits (bar the separators), 2 for a separator, 1 otherwise
 _ASCII_CLASSES = bytes(
-    0 if chr(b).isspace() and chr(b) not in _SPLIT_ONLY_SEPARATORS
-    else 2 if chr(b) in _SPLIT_ONLY_SEPARATORS
-    else 1
-    for b in range(256)
-)  # fmt: skip
+    2 if chr(b) in _SPLIT_ONLY_SEPARATORS else 0 if chr(b).isspace() else 1 for b in range(256)
+)
 
 
 def why_no_word_floor(spec: dict[str, Any] | None) -> str | None:

@@ -90,10 +90,8 @@ def test_the_backend_runs_pairs_packed_and_reports_no_padding(tiny_cross_encoder
     model = backend.model
     gen = torch.Generator().manual_seed(3)
     prefix = [2, 40, 41]
-    pairs = [
-        PairTokens(input_ids=torch.randint(5, 200, (n,), generator=gen).tolist(), token_type_ids=[1] * n)
-        for n in (4, 19, 11)
-    ]  # fmt: skip
+    documents = [torch.randint(5, 200, (n,), generator=gen).tolist() for n in (4, 19, 11)]
+    pairs = [PairTokens(input_ids=d, token_type_ids=[1] * len(d)) for d in documents]
     scored = backend.score_mixed([prefix] * 3, pairs)
     (forward,) = scored.report.forwards
     assert forward.padded_tokens == forward.real_tokens == 3 * len(prefix) + 4 + 19 + 11
