@@ -38,12 +38,26 @@ def why_not(model: torch.nn.Module) -> str | None:
     """None while the packed path is (or may be, before its first check) in force, else why not."""
     if model in unsupported:
         return unsupported[model]
-    reason = encoder_cls.structure_reason(model)
-    if reason is not None:
-        return reason
     param = next(model.parameters())
     if param.device.type != "cpu" or param.dtype not in (torch.float32, torch.bfloat16):
         return f"runs on CPUs in float32 or bfloat16 (here {param.device.type}, {param.dtype})"
+    if model not in _structure_reasons:
+        _structure_reasons[model] = _structure_reason(model)
+    return _structure_reasons[model]
+
+
+# model -> `_structure_reason`: asked on every plan and forward, the layers are walked once
+_structure_reasons: weakref.WeakKeyDictionary[torch.nn.Module, str | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _structure_reason(model: torch.nn.Module) -> str | None:
+    """Why the model's embeddings, layers or head are not ones this path computes (None: they
+    are)."""
+    reason = encoder_cls.structure_reason(model)
+    if reason is not None:
+        return reason
     if getattr(model.config, "position_embedding_type", "absolute") != "absolute":
         return f"position embeddings {model.config.position_embedding_type!r}, not absolute"
     embeddings = getattr(model.base_model, "embeddings", None)
@@ -132,11 +146,9 @@ def verified(model: torch.nn.Module) -> bool:
 def check(model: torch.nn.Module, logits: torch.Tensor, reference: torch.Tensor) -> bool:
     """The first packed result per model against the plain forward's `reference`; False (and
     the path off for the model) where they differ."""
-    tol = 1e-4 if logits.dtype in (torch.float32, torch.float64) else 5e-2
-    ref = reference.float()
-    diff = float((logits.float() - ref).abs().max())
-    if not bool(torch.isfinite(logits).all()) or not diff <= tol * (1.0 + float(ref.abs().max())):
-        turn_off(model, f"packed result differs from the plain forward by {diff:.3g}")
+    why = encoder_cls.disagreement(logits, reference)
+    if why is not None:
+        turn_off(model, f"packed result {why}")
         return False
     _verified.add(model)
     return True
