@@ -32,9 +32,14 @@ MIN_SPREAD = 1e-4
 # (padding, the shared-prefix KV cache and the batch shape change only the reduction order).
 # Measured on the tiny test models: <= 2.1e-7 in float32, <= 1.4e-3 in bfloat16. Broken
 # batching (padding on the wrong side, a mask not applied, another row's token read) moves
-# scores by tenths. Half precision keeps 8 (bf16) or 11 (fp16) mantissa bits, and deeper
-# models accumulate more rounding; 8/4-bit weights add their dequantization error.
-CONSISTENT_TOLERANCES: dict[str, float] = {"float32": 1e-3, "half": 2e-2, "quantized": 5e-2}
+# scores by tenths. Half precision keeps 8 (bf16) or 11 (fp16) mantissa bits, and two
+# computations each a rounding error away from float32 may be twice that apart: on the bench's
+# random Qwen3 (hidden 256, 4 layers) in bfloat16 the Hugging Face model's own forward scores a
+# probe document 0.024 from its float32 score, and this server's prefix-cache batch and
+# whole-sequence alone paths differ by up to 0.021 (eager) and 0.033 (compiled kernels), each
+# path within 0.024 of float32 (AMD EPYC, 2026-12-05). 8/4-bit weights add their
+# dequantization error.
+CONSISTENT_TOLERANCES: dict[str, float] = {"float32": 1e-3, "half": 5e-2, "quantized": 5e-2}
 
 
 @dataclass(frozen=True)

@@ -39,49 +39,77 @@ REFERENCE = {  # the formulas written out, computed in float64
 }
 
 
+ROWS, HEADS, D = 40, 6, 32
+
+
+def _chain_args(chain: str, dtype: torch.dtype, rows: int = ROWS) -> tuple:
+    """Seeded inputs of `chain` in `dtype` (log-sum-exps stay float32, as the flash kernel
+    returns them), cut to their first `rows` rows."""
+    gen = torch.Generator().manual_seed(11)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen)
+
+    cos, sin = rand(ROWS, 1, D // 2), rand(ROWS, 1, D // 2)
+    cos = torch.cat([cos, cos], dim=-1)  # rotate-half tables repeat their halves
+    x = rand(ROWS, HEADS, D)
+    args, per_row = {
+        "rms": ((rand(ROWS, HEADS * D), 1.0 + 0.1 * rand(HEADS * D), 1e-6), (0,)),
+        "rotated": ((x, cos, sin), (0, 1, 2)),
+        "normed_rotated": ((x, 1.0 + 0.1 * rand(HEADS, D), 1e-6, cos, sin), (0, 3, 4)),
+        "merged": ((x, rand(ROWS, HEADS), rand(ROWS, HEADS, D), rand(ROWS, HEADS)), (0, 1, 2, 3)),
+        "silu_gated": ((rand(ROWS, 3 * D), rand(ROWS, 3 * D)), (0, 1)),
+    }[chain]
+
+    def cast(i: int, a: object) -> object:
+        if not isinstance(a, torch.Tensor):
+            return a
+        a = a[:rows].clone() if i in per_row else a  # not a view: views compile apart
+        if chain == "merged" and a.dim() == 2 and dtype != torch.float64:
+            return a
+        return a.to(dtype)
+
+    return tuple(cast(i, a) for i, a in enumerate(args))
+
+
+CHAINS = ["rms", "rotated", "normed_rotated", "merged", "silu_gated"]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("chain", ["rms", "rotated", "normed_rotated", "merged", "silu_gated"])
+@pytest.mark.parametrize("chain", CHAINS)
 def test_each_compiled_chain_is_as_close_to_float64_as_the_eager_one(chain, dtype):
     """Each fused kernel against the same formula in float64 on the same inputs: within the
     eager chain's own distance from it (x1.5, or one unit of the dtype's rounding)."""
     if (why := elementwise.why_no_compiler()) is not None:
         pytest.skip(why)
-    gen = torch.Generator().manual_seed(11)
-    rows, heads, d = 40, 6, 32
-
-    def rand(*shape: int) -> torch.Tensor:
-        return torch.randn(*shape, generator=gen)
-
-    cos, sin = rand(rows, 1, d // 2), rand(rows, 1, d // 2)
-    cos = torch.cat([cos, cos], dim=-1)  # rotate-half tables repeat their halves
-    args = {
-        "rms": (rand(rows, heads * d), 1.0 + 0.1 * rand(heads * d), 1e-6),
-        "rotated": (rand(rows, heads, d), cos, sin),
-        "normed_rotated": (rand(rows, heads, d), 1.0 + 0.1 * rand(heads, d), 1e-6, cos, sin),
-        "merged": (
-            rand(rows, heads, d),
-            rand(rows, heads),
-            rand(rows, heads, d),
-            rand(rows, heads),
-        ),
-        "silu_gated": (rand(rows, 3 * d), rand(rows, 3 * d)),
-    }[chain]
-
-    def cast(a: object, to: torch.dtype) -> object:
-        if not isinstance(a, torch.Tensor):
-            return a
-        if chain == "merged" and a.shape == (rows, heads) and to != torch.float64:
-            return a  # log-sum-exps stay float32, as the flash kernel returns them
-        return a.to(to)
-
-    exact = REFERENCE[chain](*(cast(a, torch.float64) for a in args))
-    eager = getattr(elementwise.EAGER, chain)(*(cast(a, dtype) for a in args))
-    fused = getattr(elementwise.compiled(), chain)(*(cast(a, dtype) for a in args))
+    exact = REFERENCE[chain](*_chain_args(chain, torch.float64))
+    eager = getattr(elementwise.EAGER, chain)(*_chain_args(chain, dtype))
+    fused = getattr(elementwise.compiled(), chain)(*_chain_args(chain, dtype))
     assert fused.dtype == eager.dtype == dtype and fused.shape == eager.shape
     err_eager = (eager.double() - exact).abs().max().item()
     err_fused = (fused.double() - exact).abs().max().item()
     unit = torch.finfo(dtype).eps * exact.abs().max().item()
     assert err_fused <= max(1.5 * err_eager, unit), (err_fused, err_eager, unit)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chain", CHAINS)
+def test_a_rows_values_do_not_depend_on_how_many_rows_share_the_call(chain, dtype):
+    """A row gets the very same values from the compiled chain alone, with a few others or
+    with many: a document scores the same in a batch as alone (the server's score check). A
+    one-row call compiles no kernel of its own (dynamo would specialise a size of 1)."""
+    if (why := elementwise.why_no_compiler()) is not None:
+        pytest.skip(why)
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list as compiled_entries
+
+    kernel = getattr(elementwise.compiled(), chain)
+    code = getattr(elementwise, "rms_scaled" if chain == "rms" else chain).__code__
+    every = kernel(*_chain_args(chain, dtype))
+    kernels_before = len(compiled_entries(code))
+    for rows in (1, 2, 5, 15, 16, 17):
+        part = kernel(*_chain_args(chain, dtype, rows))
+        assert torch.equal(part, every[:rows]), (rows, (part - every[:rows]).abs().max())
+    assert len(compiled_entries(code)) == kernels_before
 
 
 def test_a_server_with_compiled_kernels_scores_like_the_eager_one(tiny_qwen3_path):
