@@ -34,6 +34,13 @@ what issue 25 asks):
   MAX_REQUEST_BYTES, large requests abandoned after 50 ms, spoofed X-Forwarded-For, slowloris
   connections (open throughout) and malformed bodies.
 
+With `--control`, each hostile round is followed by a control round: the well-behaved clients
+alone, at the offered rate x the hostile round's server CPU / the clean round's (their load
+raised until the server spends on them what it spent beside the hostile clients). Its p95
+against the clean run's says what that much more CPU costs the well-behaved clients when it is
+spent on clients of their own: if hostile/clean is no higher than control/clean, the hostile
+clients cost no more than the work they got admitted.
+
 Per run: the well-behaved requests' offered and achieved rates (and their other answers, 429s
 included), p50/p95 and pairs/s, the server's peak RSS (VmRSS every 100 ms) and RSS at the end,
 its CPU seconds, the CPU other processes of the machine used, whether /ready answered 200 at
@@ -306,16 +313,17 @@ async def measured_round(
     hostile: subprocess.Popen | None,
     seed: int,
     addresses: list[str] | None,
+    rate_rps: float | None = None,
 ) -> dict:
-    """One round: the well-behaved clients (beside the hostile process, already started, which
-    is waited for), the server's RSS and CPU, /ready, and the CPU the rest of the machine used."""
+    """One round: the well-behaved clients at `rate_rps` (default: the offered rate) beside the
+    hostile process (already started, and waited for), the server's RSS and CPU, /ready, and
+    the CPU the rest of the machine used."""
     stop = asyncio.Event()
     server0, own0, busy0 = cpu_seconds(pid), own_cpu_seconds(), machine_busy_seconds()
     with RssSampler(pid) as rss:
         ready = asyncio.ensure_future(poll_ready(url, stop))
-        good = await open_loop(
-            url, args.offered_rps, args.docs, args.duration / args.rounds, seed, addresses
-        )
+        rate = args.offered_rps if rate_rps is None else rate_rps
+        good = await open_loop(url, rate, args.docs, args.duration / args.rounds, seed, addresses)
         if hostile is not None:
             await asyncio.to_thread(hostile.wait, args.duration + 120)
         await asyncio.sleep(args.settle)
@@ -478,8 +486,11 @@ def server_log_errors(log_path: Path) -> dict[str, int]:
     return dict(found)
 
 
-def summarize(clean: dict, hostile: dict, hostile_proc: dict, log_errors: dict) -> dict:
-    """The ratios and the checks."""
+def summarize(
+    clean: dict, hostile: dict, hostile_proc: dict, log_errors: dict, control: dict | None = None
+) -> dict:
+    """The ratios and the checks (with `control`, its p95 and server CPU against the clean and
+    the hostile runs')."""
     answers: Counter[str] = Counter()
     for per_kind in hostile_proc["answers"].values():
         answers.update(per_kind)
@@ -509,6 +520,28 @@ def summarize(clean: dict, hostile: dict, hostile_proc: dict, log_errors: dict) 
         "server_errors": classes["5xx"] + good_5xx,
         "server_log_errors": log_errors,
         "ready_always_200": clean["ready"]["always_200"] and hostile["ready"]["always_200"],
+        **(control_figures(clean, hostile, control) if control is not None else {}),
+    }
+
+
+def control_figures(clean: dict, hostile: dict, control: dict) -> dict:
+    """The control run against the clean one (p95) and the hostile one (the server's CPU: how
+    closely the raised well-behaved load matched what the hostile clients cost)."""
+    p95_clean, p95_control = clean["well_behaved"]["p95_s"], control["well_behaved"]["p95_s"]
+    return {
+        "control_p95_ratio": (
+            round(p95_control / p95_clean, 3) if p95_clean and p95_control else None
+        ),
+        "control_offered_rps": control["well_behaved"]["offered_rps"],
+        "control_server_cpu_vs_hostile": (
+            round(control["server_cpu_s"] / hostile["server_cpu_s"], 3)
+            if hostile["server_cpu_s"]
+            else None
+        ),
+        "control_ready_always_200": control["ready"]["always_200"],
+        "control_5xx": sum(
+            v for k, v in control["well_behaved"]["other_answers"].items() if k.startswith("5")
+        ),
     }
 
 
@@ -566,8 +599,9 @@ def measured_configuration(
     addresses: list[str] | None,
     hostile_network: str | None,
 ) -> dict:
-    """One configuration's clean and hostile rounds in turn on a running server (`url`, `pid`)."""
-    clean_rounds, hostile_rounds, hostile_parts = [], [], []
+    """One configuration's clean and hostile rounds in turn on a running server (`url`, `pid`),
+    and with `--control` a control round after each hostile one."""
+    clean_rounds, hostile_rounds, hostile_parts, control_rounds = [], [], [], []
     for n in range(args.rounds):
         print(f"[{name}] round {n + 1}/{args.rounds}: clean ...", flush=True)
         seed = args.seed + n
@@ -582,19 +616,41 @@ def measured_configuration(
         if proc.returncode != 0:
             raise RuntimeError(f"the hostile process exited {proc.returncode}")
         hostile_parts.append(json.loads((work / f"hostile-{n}.json").read_text()))
+        if args.control:
+            rate = control_rate(args.offered_rps, clean_rounds[-1], hostile_rounds[-1])
+            print(
+                f"[{name}] round {n + 1}/{args.rounds}: control (well-behaved clients alone at "
+                f"{rate} requests/s: the hostile round's server CPU) ...",
+                flush=True,
+            )
+            control_rounds.append(
+                asyncio.run(measured_round(url, pid, args, None, seed, addresses, rate))
+            )
     vmhwm = rss_kib(pid, "VmHWM")
     hostile_proc = merged_hostile(hostile_parts)
     clean = merged_run(clean_rounds, args.docs)
     hostile = merged_run(hostile_rounds, args.docs, hostile_proc["cpu_s"])
+    control = merged_run(control_rounds, args.docs) if control_rounds else None
     log_errors = server_log_errors(work / "server.log")
+    runs = {"clean": clean, "hostile": hostile, **({"control": control} if control else {})}
     return {
         "limits": limits,
         "well_behaved_addresses": addresses,
-        "runs": {"clean": clean, "hostile": hostile},
+        "runs": runs,
         "hostile_process": hostile_proc,
         "server_vmhwm_mib": round(vmhwm / 1024, 1),
-        "summary": summarize(clean, hostile, hostile_proc, log_errors),
+        "summary": summarize(clean, hostile, hostile_proc, log_errors, control),
     }
+
+
+def control_rate(offered_rps: float, clean_round: dict, hostile_round: dict) -> float:
+    """The well-behaved rate at which the server would spend, on well-behaved clients alone, the
+    CPU it spent in the hostile round: the offered rate x hostile / clean server CPU (never
+    below the offered rate). The server's CPU grows about linearly with the rate below
+    saturation, which the control run's own CPU shows (`control_server_cpu_vs_hostile`)."""
+    clean_cpu, hostile_cpu = clean_round["server_cpu_s"], hostile_round["server_cpu_s"]
+    scale = hostile_cpu / clean_cpu if clean_cpu > 0 else 1.0
+    return round(offered_rps * max(1.0, scale), 2)
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -677,8 +733,7 @@ def markdown(result: dict) -> str:
         "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, config in configs.items():
-        for run_name in ("clean", "hostile"):
-            run = config["runs"][run_name]
+        for run_name, run in config["runs"].items():
             good = run["well_behaved"]
             lines.append(
                 f"| {name} | {run_name} | {good['offered_rps']} | {good['achieved_rps']} "
@@ -705,6 +760,17 @@ def markdown(result: dict) -> str:
             f"{s['server_log_errors'] or 'none'}; the hostile process's CPU: "
             f"{config['hostile_process']['cpu_s']} s",
         ]
+        if "control_p95_ratio" in s:
+            lines.append(
+                f"  - control: the well-behaved clients alone at {s['control_offered_rps']} "
+                "requests/s, raised by the hostile round's extra server CPU (the control run "
+                f"used {s['control_server_cpu_vs_hostile']} x the hostile run's server CPU): "
+                f"p95 control/clean {s['control_p95_ratio']} against hostile/clean "
+                f"{s['p95_ratio']}; 5xx {s['control_5xx']}; /ready 200 throughout: "
+                f"{s['control_ready_always_200']}. What the hostile clients' admitted work costs "
+                "the well-behaved ones, next to what the same CPU spent on clients of their own "
+                "costs them."
+            )
     names = list(configs)
     lines += [
         "",
@@ -783,6 +849,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + ", ".join(sorted(hostile_clients.KINDS)),
     )
     parser.add_argument("--settle", type=float, default=2.0, help="seconds after a round (2)")
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="after each hostile round, a control round: the well-behaved clients alone at the "
+        "rate that costs the server the hostile round's CPU",
+    )
     parser.add_argument(
         "--configurations",
         type=parse_configurations,

@@ -1,7 +1,7 @@
 """The picture of a bench/hostile.py run: each well-behaved request's latency against its
-scheduled send time, clean and hostile rounds overlaid, one panel per configuration, with
-each run's p95 as a line. Bursts of the seeded schedule show in both; what the hostile clients
-add shows as the red points above the blue."""
+scheduled send time, clean and hostile (and control) rounds overlaid, one panel per
+configuration, with each run's p95 as a line. Bursts of the seeded schedule show in both; what
+the hostile clients add shows as the red points above the blue."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyplot import pyplot
 
-COLORS = {"clean": "tab:blue", "hostile": "tab:red"}
+COLORS = {"clean": "tab:blue", "hostile": "tab:red", "control": "tab:green"}
 
 
 def plot(result: dict, png: Path) -> Path | None:
@@ -20,8 +20,8 @@ def plot(result: dict, png: Path) -> Path | None:
     configs = result["configurations"]
     fig, axes = plt.subplots(len(configs), 1, figsize=(12, 3.6 * len(configs)), squeeze=False)
     for ax, (name, config) in zip(axes[:, 0], configs.items(), strict=True):
-        for kind in ("clean", "hostile"):
-            well = config["runs"][kind]["well_behaved"]
+        for kind, run in config["runs"].items():
+            well = run["well_behaved"]
             xs, ys, offset = [], [], 0.0
             for timeline in well.get("timelines", []):
                 xs += [offset + due for due, _ in timeline]

@@ -1,7 +1,8 @@
 """bench/hostile.py runs (so it cannot rot): a short run against the real server on the tiny
 Qwen3 model, every hostile kind mixed in, in both configurations (default; per-client limits
 behind a trusted ingress); no 5xx, /ready 200 throughout, the capacity measured, the
-well-behaved load offered below it, the hostile clients paced, the report written."""
+well-behaved load offered below it, the hostile clients paced, a control round of
+well-behaved clients alone at the hostile round's server CPU, the report written."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
         *("--model", str(tiny_qwen3_path), "--duration", "3", "--rounds", "1"),
         *("--clients", "2", "--docs", "4", "--slowloris", "2", "--settle", "0.5"),
         *("--calibrate", "1.5", "--load", "0.5", "--hostile-rate", "4", "--hostile-mbps", "40"),
-        *("--out-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs")),
+        *("--out-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs"), "--control"),
     ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -48,6 +49,12 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
         assert answers["xff_spoofed"].get("200", 0) > 0
         assert 0 < intensity["xff_spoofed"]["attempts_per_s"] <= 2 * 4.0  # two clients, paced
         assert intensity["body_20mb_chunked"]["mb_per_s"] <= 40.0
+        # the control round: well-behaved clients alone, at a rate raised by the hostile
+        # round's extra server CPU (never below the offered one)
+        assert list(config["runs"]) == ["clean", "hostile", "control"]
+        assert summary["control_offered_rps"] >= offered - 0.01
+        assert summary["control_p95_ratio"] > 0 and summary["control_server_cpu_vs_hostile"] > 0
+        assert summary["control_5xx"] == 0 and summary["control_ready_always_200"]
         for run in config["runs"].values():
             good = run["well_behaved"]
             assert good["requests_ok"] > 0 and run["server_rss_peak_mib"] > 0
