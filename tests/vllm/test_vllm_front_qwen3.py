@@ -32,6 +32,9 @@ SPEC = qwen3_spec(SERVED)
 # about 1,800 tokens of the tiny model's tokenizer: past its 1,024
 LONG = " ".join(f"passage{i % 40} about rerankers and retrieval" for i in range(300))
 TOLERANCE = 1e-6  # one engine's numbers, our sigmoid (float64) over its logit (float32)
+# the same prompt again, which vLLM may serve partly from its prefix cache: the tokens after the
+# cached blocks are computed in another order (1.5e-6 apart on an AMD EPYC, 2026-12-05)
+PREFIX_CACHED_TOLERANCE = 1e-5
 INSTRUCTION = "Prefer passages about Kubernetes"
 
 
@@ -111,7 +114,8 @@ def test_a_long_document_is_cut_or_split_by_the_front(vllm_url: str, front: str)
     assert cut["usage"]["prompt_tokens"] <= 2 * 1024
     tail = _front(front, [DOCUMENTS[0], LONG + " and another ending"])
     cut_scores = _scores(cut["results"], "relevance_score")
-    assert _scores(tail["results"], "relevance_score") == pytest.approx(cut_scores, abs=TOLERANCE)
+    tail_scores = _scores(tail["results"], "relevance_score")
+    assert tail_scores == pytest.approx(cut_scores, abs=PREFIX_CACHED_TOLERANCE)
     split = _front(front, [DOCUMENTS[0], LONG], long_documents="chunk")
     meta = split["meta"]["long_documents"]
     print("chunked:", meta)
