@@ -486,6 +486,12 @@ def server_log_errors(log_path: Path) -> dict[str, int]:
     return dict(found)
 
 
+def p95_against(clean: dict, run: dict) -> float | None:
+    """The well-behaved p95 of `run` / that of `clean` (None where either has none)."""
+    p95_clean, p95_run = clean["well_behaved"]["p95_s"], run["well_behaved"]["p95_s"]
+    return round(p95_run / p95_clean, 3) if p95_clean and p95_run else None
+
+
 def summarize(
     clean: dict, hostile: dict, hostile_proc: dict, log_errors: dict, control: dict | None = None
 ) -> dict:
@@ -501,8 +507,7 @@ def summarize(
         for k, v in run["well_behaved"]["other_answers"].items()
         if k.startswith("5")
     )
-    p95_clean, p95_hostile = clean["well_behaved"]["p95_s"], hostile["well_behaved"]["p95_s"]
-    p95_ratio = round(p95_hostile / p95_clean, 3) if p95_clean and p95_hostile else None
+    p95_ratio = p95_against(clean, hostile)
     pairs_clean = clean["well_behaved"]["pairs_per_s"]
     classes = {c: sum(v for k, v in codes.items() if k[0] == c[0]) for c in ("2xx", "4xx", "5xx")}
     return {
@@ -527,11 +532,8 @@ def summarize(
 def control_figures(clean: dict, hostile: dict, control: dict) -> dict:
     """The control run against the clean one (p95) and the hostile one (the server's CPU: how
     closely the raised well-behaved load matched what the hostile clients cost)."""
-    p95_clean, p95_control = clean["well_behaved"]["p95_s"], control["well_behaved"]["p95_s"]
     return {
-        "control_p95_ratio": (
-            round(p95_control / p95_clean, 3) if p95_clean and p95_control else None
-        ),
+        "control_p95_ratio": p95_against(clean, control),
         "control_offered_rps": control["well_behaved"]["offered_rps"],
         "control_server_cpu_vs_hostile": (
             round(control["server_cpu_s"] / hostile["server_cpu_s"], 3)
