@@ -41,6 +41,10 @@ against the clean run's says what that much more CPU costs the well-behaved clie
 spent on clients of their own: if hostile/clean is no higher than control/clean, the hostile
 clients cost no more than the work they got admitted.
 
+Each p95 ratio comes with its 90% interval over resampled round pairs (`paired_rounds`): the
+machine's speed drifts from round to round, so a ratio from a few rounds moves by tenths, and
+the verdict says whether the whole interval is within the 1.2 target, beyond it, or spans it.
+
 Per run: the well-behaved requests' offered and achieved rates (and their other answers, 429s
 included), p50/p95 and pairs/s, the server's peak RSS (VmRSS every 100 ms) and RSS at the end,
 its CPU seconds, the CPU other processes of the machine used, whether /ready answered 200 at
@@ -78,6 +82,7 @@ import httpx
 
 import hostile_clients
 import hostile_plot
+import paired_rounds
 from cpu_usage import _busy_seconds as machine_busy_seconds
 
 P95_TARGET = 1.20  # the well-behaved clients' p95 under attack / clean (issue 25)
@@ -190,10 +195,7 @@ def well_behaved_bodies(docs: int, count: int = 32, seed: int = 0) -> list[dict]
 
 def percentile(values: list[float], q: float) -> float | None:
     """The q-th percentile (nearest rank) of `values`, None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+    return paired_rounds.percentile(values, q) if values else None
 
 
 async def well_behaved(url: str, clients: int, docs: int, duration_s: float) -> dict:
@@ -492,6 +494,27 @@ def p95_against(clean: dict, run: dict) -> float | None:
     return round(p95_run / p95_clean, 3) if p95_clean and p95_run else None
 
 
+def p95_interval_against(clean: dict, run: dict) -> list[float] | None:
+    """The 90% interval of `p95_against` over resampled round pairs (`paired_rounds`)."""
+
+    def rounds(r: dict) -> list[list[float]]:
+        return [[latency for _, latency in tl] for tl in r["well_behaved"]["timelines"]]
+
+    interval = paired_rounds.p95_ratio_interval(rounds(clean), rounds(run))
+    return list(interval) if interval is not None else None
+
+
+def verdict(interval: list[float] | None) -> str:
+    """What the interval says of the target: met, missed, or not told apart from it."""
+    if interval is None:
+        return "no interval (one round)"
+    if interval[1] <= P95_TARGET:
+        return "met: the whole interval is within it"
+    if interval[0] > P95_TARGET:
+        return "missed: the whole interval is beyond it"
+    return f"undecided: the interval spans {P95_TARGET}"
+
+
 def summarize(
     clean: dict, hostile: dict, hostile_proc: dict, log_errors: dict, control: dict | None = None
 ) -> dict:
@@ -508,11 +531,15 @@ def summarize(
         if k.startswith("5")
     )
     p95_ratio = p95_against(clean, hostile)
+    interval = p95_interval_against(clean, hostile)
     pairs_clean = clean["well_behaved"]["pairs_per_s"]
     classes = {c: sum(v for k, v in codes.items() if k[0] == c[0]) for c in ("2xx", "4xx", "5xx")}
     return {
         "p95_ratio": p95_ratio,
         "p95_within_target": p95_ratio is not None and p95_ratio <= P95_TARGET,
+        # over resampled round pairs: how far the ratio moves with the machine's drift
+        "p95_ratio_interval90": interval,
+        "p95_target_verdict": verdict(interval),
         "pairs_per_s_ratio": (
             round(hostile["well_behaved"]["pairs_per_s"] / pairs_clean, 3) if pairs_clean else None
         ),
@@ -534,6 +561,7 @@ def control_figures(clean: dict, hostile: dict, control: dict) -> dict:
     closely the raised well-behaved load matched what the hostile clients cost)."""
     return {
         "control_p95_ratio": p95_against(clean, control),
+        "control_p95_ratio_interval90": p95_interval_against(clean, control),
         "control_offered_rps": control["well_behaved"]["offered_rps"],
         "control_server_cpu_vs_hostile": (
             round(control["server_cpu_s"] / hostile["server_cpu_s"], 3)
@@ -697,6 +725,10 @@ def configuration_lines(result: dict) -> list[str]:
     return lines
 
 
+def interval_text(interval: list[float] | None) -> str:
+    return f"{interval[0]}-{interval[1]}" if interval else "-"
+
+
 def markdown(result: dict) -> str:
     """The short summary written beside the JSON and printed."""
     env, cfg, cal = result["environment"], result["settings"], result["calibration"]
@@ -752,7 +784,9 @@ def markdown(result: dict) -> str:
         target = "PASS" if s["p95_within_target"] else "FAIL"
         lines += [
             f"- {name}: well-behaved p95 hostile/clean: {s['p95_ratio']} (target <= "
-            f"{P95_TARGET}: {target}); pairs/s hostile/clean: {s['pairs_per_s_ratio']}; "
+            f"{P95_TARGET}: {target}; 90% interval over resampled round pairs "
+            f"{interval_text(s.get('p95_ratio_interval90'))}, "
+            f"{s.get('p95_target_verdict', '-')}); pairs/s hostile/clean: {s['pairs_per_s_ratio']}; "
             f"server peak RSS under attack {runs['hostile']['server_rss_peak_mib']} MiB, "
             f"{s['rss_peak_growth_mib']} MiB over the first clean round's peak "
             f"({runs['clean']['server_rss_first_round_peak_mib']} MiB) (VmHWM at the end "
@@ -767,8 +801,9 @@ def markdown(result: dict) -> str:
                 f"  - control: the well-behaved clients alone at {s['control_offered_rps']} "
                 "requests/s, raised by the hostile round's extra server CPU (the control run "
                 f"used {s['control_server_cpu_vs_hostile']} x the hostile run's server CPU): "
-                f"p95 control/clean {s['control_p95_ratio']} against hostile/clean "
-                f"{s['p95_ratio']}; 5xx {s['control_5xx']}; /ready 200 throughout: "
+                f"p95 control/clean {s['control_p95_ratio']} "
+                f"({interval_text(s.get('control_p95_ratio_interval90'))}) against "
+                f"hostile/clean {s['p95_ratio']}; 5xx {s['control_5xx']}; /ready 200 throughout: "
                 f"{s['control_ready_always_200']}. What the hostile clients' admitted work costs "
                 "the well-behaved ones, next to what the same CPU spent on clients of their own "
                 "costs them."

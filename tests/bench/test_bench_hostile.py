@@ -21,7 +21,7 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     argv = [
         sys.executable,
         str(REPO / "bench" / "hostile.py"),
-        *("--model", str(tiny_qwen3_path), "--duration", "3", "--rounds", "1"),
+        *("--model", str(tiny_qwen3_path), "--duration", "6", "--rounds", "2"),
         *("--clients", "2", "--docs", "4", "--slowloris", "2", "--settle", "0.5"),
         *("--calibrate", "1.5", "--load", "0.5", "--hostile-rate", "4", "--hostile-mbps", "40"),
         *("--out-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs"), "--control"),
@@ -55,6 +55,11 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
         assert summary["control_offered_rps"] >= offered - 0.01
         assert summary["control_p95_ratio"] > 0 and summary["control_server_cpu_vs_hostile"] > 0
         assert summary["control_5xx"] == 0 and summary["control_ready_always_200"]
+        # each ratio with its interval over resampled round pairs, and what that says of 1.2
+        for key in ("p95_ratio", "control_p95_ratio"):
+            low, high = summary[f"{key}_interval90"]
+            assert 0 < low <= high
+        assert summary["p95_target_verdict"].split(":")[0] in ("met", "missed", "undecided")
         for run in config["runs"].values():
             good = run["well_behaved"]
             assert good["requests_ok"] > 0 and run["server_rss_peak_mib"] > 0
