@@ -47,7 +47,9 @@ the verdict says whether the whole interval is within the 1.2 target, beyond it,
 
 Per run: the well-behaved requests' offered and achieved rates (and their other answers, 429s
 included), p50/p95 and pairs/s, the server's peak RSS (VmRSS every 100 ms) and RSS at the end,
-its CPU seconds, the CPU other processes of the machine used, whether /ready answered 200 at
+its CPU seconds, the CPU other processes of the machine used and the steal (the hypervisor's
+neighbours' share of this VM's vCPUs: a round with much of it ran on a slower machine), whether
+/ready answered 200 at
 every poll (every 250 ms), and per hostile kind the answers it got with its attempts/s and MB/s.
 Exit status 1 if, in either configuration, any request got a 5xx, the server logged an error (a
 500 to a client already gone is one) or /ready ever failed. Writes both configurations side by
@@ -83,7 +85,7 @@ import httpx
 import hostile_clients
 import hostile_plot
 import paired_rounds
-from cpu_usage import _busy_seconds as machine_busy_seconds
+from cpu_usage import machine_cpu_seconds
 
 P95_TARGET = 1.20  # the well-behaved clients' p95 under attack / clean (issue 25)
 WORDS = hostile_clients.WORDS
@@ -321,7 +323,7 @@ async def measured_round(
     hostile process (already started, and waited for), the server's RSS and CPU, /ready, and
     the CPU the rest of the machine used."""
     stop = asyncio.Event()
-    server0, own0, busy0 = cpu_seconds(pid), own_cpu_seconds(), machine_busy_seconds()
+    server0, own0, machine0 = cpu_seconds(pid), own_cpu_seconds(), machine_cpu_seconds()
     with RssSampler(pid) as rss:
         ready = asyncio.ensure_future(poll_ready(url, stop))
         rate = args.offered_rps if rate_rps is None else rate_rps
@@ -332,16 +334,19 @@ async def measured_round(
         stop.set()
         readiness = await ready
     server_cpu = cpu_seconds(pid) - server0
-    busy = machine_busy_seconds()
-    others = None
-    if busy is not None and busy0 is not None:  # the hostile process's CPU is counted apart
-        others = max(0.0, busy - busy0 - server_cpu - (own_cpu_seconds() - own0))
+    machine = machine_cpu_seconds()
+    busy = steal = others = None
+    if machine is not None and machine0 is not None:  # the hostile process's CPU is counted apart
+        busy, steal = machine[0] - machine0[0], machine[1] - machine0[1]
+        others = max(0.0, busy - server_cpu - (own_cpu_seconds() - own0))
     return {
         "good": good,
         "rss_kib": [s for s in rss.samples if s] or [0],
         "server_cpu_s": server_cpu,
-        "machine_cpu_s": None if busy is None or busy0 is None else busy - busy0,
+        "machine_cpu_s": busy,
         "others_cpu_s": others,
+        # CPU time the hypervisor gave this VM's vCPUs to its neighbours: a slower machine
+        "steal_cpu_s": steal,
         "ready": readiness,
     }
 
@@ -360,6 +365,7 @@ def merged_run(rounds: list[dict], docs: int, hostile_cpu_s: float = 0.0) -> dic
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
     other_cpu = [r["others_cpu_s"] for r in rounds]
     machine = [r["machine_cpu_s"] for r in rounds]
+    steal = [r["steal_cpu_s"] for r in rounds]
     polls = sum(ready.values())
     return {
         "well_behaved": {
@@ -387,6 +393,9 @@ def merged_run(rounds: list[dict], docs: int, hostile_cpu_s: float = 0.0) -> dic
             None if None in other_cpu else round(max(0.0, sum(other_cpu) - hostile_cpu_s), 1)  # type: ignore[arg-type]
         ),
         "machine_cpu_s": None if None in machine else round(sum(machine), 1),  # type: ignore[arg-type]
+        # the hypervisor's neighbours' share of this VM's vCPUs, per round and in all
+        "steal_cpu_s": None if None in steal else round(sum(steal), 1),  # type: ignore[arg-type]
+        "steal_cpu_s_per_round": None if None in steal else [round(x, 1) for x in steal],  # type: ignore[arg-type]
         "ready": {
             "polls": polls,
             "answers": dict(ready),
@@ -763,8 +772,8 @@ def markdown(result: dict) -> str:
     lines += [
         "| configuration | run | offered req/s | achieved req/s | ok requests | other answers "
         "| pairs/s | p50 s | p95 s | send lag p95 s | server peak RSS MiB | RSS at end MiB "
-        "| server CPU s | other processes' CPU s | /ready polls, all 200 |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server CPU s | other processes' CPU s | steal CPU s | /ready polls, all 200 |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, config in configs.items():
         for run_name, run in config["runs"].items():
@@ -776,7 +785,7 @@ def markdown(result: dict) -> str:
                 f"{good['send_lag_p95_s']} | "
                 f"{run['server_rss_peak_mib']} | {run['server_rss_end_mib']} | "
                 f"{run['server_cpu_s']} | {run['other_processes_cpu_s']} | "
-                f"{run['ready']['polls']}, {run['ready']['always_200']} |"
+                f"{run.get('steal_cpu_s', '-')} | {run['ready']['polls']}, {run['ready']['always_200']} |"
             )
     lines.append("")
     for name, config in configs.items():

@@ -63,6 +63,7 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
         for run in config["runs"].values():
             good = run["well_behaved"]
             assert good["requests_ok"] > 0 and run["server_rss_peak_mib"] > 0
+            assert run["steal_cpu_s"] >= 0 and len(run["steal_cpu_s_per_round"]) == 2
             assert good["requests_scheduled"] > 0 and good["offered_rps"] > 0
     # behind the trusted ingress, limits 3 x one well-behaved client's offer: each client is
     # its own address, so no well-behaved request is refused, whatever the hostile ones spend
