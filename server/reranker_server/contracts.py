@@ -225,7 +225,8 @@ class Chunking:
 class TokenCharge(Protocol):
     """Takes a request's tokens from its client's allowance. Refusable: raises (taking nothing)
     when they are more than is left. Not refusable (the work is done: the client left while
-    its request was tokenized): takes them anyway, leaving the allowance in debt."""
+    its request was tokenized): takes them anyway, leaving the allowance in debt; called from
+    the tokenizing thread once it stops, so it must be thread-safe."""
 
     def __call__(self, tokens: int, *, refusable: bool = True) -> None: ...
 

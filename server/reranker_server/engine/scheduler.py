@@ -367,16 +367,21 @@ class BatchingEngine:
         budget = EncodeBudget(self.config.max_request_tokens if bounded else None)
         limit = self.config.bulk_tokenize_chars
         large = self._bulk_pool is not None and bulk.request_chars(sub) > limit
+        pool = self._bulk_pool if large else self._encode_pool
+        if pool is None:
+            raise EngineStoppedError("the engine is not running")
+        work = pool.submit(self.backend.encode, sub, budget)
         try:
-            encoded = await loop.run_in_executor(
-                self._bulk_pool if large else self._encode_pool, self.backend.encode, sub, budget
-            )
+            encoded = await asyncio.wrap_future(work)
         except RerankError as exc:
             raise exc.renumbered(original_index) from None
         except asyncio.CancelledError:
             budget.cancel()
-            if bounded and sub.charge_tokens is not None:  # what its client made us tokenize
-                sub.charge_tokens(budget.spent, refusable=False)
+            charge = sub.charge_tokens
+            if bounded and charge is not None:
+                # what its client made us tokenize, the chunk the thread was in included:
+                # charged (from that thread) once it stops at its next chunk
+                work.add_done_callback(lambda _: charge(budget.spent, refusable=False))
             raise
         finally:
             metrics.TOKENIZATION_TIME.observe(time.perf_counter() - started)

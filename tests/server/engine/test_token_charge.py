@@ -1,14 +1,17 @@
 """The client's tokens allowance (`RerankInput.charge_tokens`): charged once a request is
 tokenized, before it is queued; a request whose client leaves while it is tokenized is charged
-what was tokenized, without refusal (the work is done)."""
+what was tokenized, without refusal (the work is done), the chunk its thread was in included."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
+import pytest
+
 from reranker_server.contracts import RerankInput
 from reranker_server.engine import EngineConfig, build_engine
+from reranker_server.models.truncation import ENCODE_CHUNK
 
 DOCS = [f"river {i} " * 20 + "flows to the sea" for i in range(12)]
 
@@ -37,9 +40,11 @@ async def test_a_request_is_charged_its_tokens_and_a_client_that_leaves_what_was
     causal_backend,
 ) -> None:
     charges: list[tuple[int, bool]] = []
+    charged = threading.Event()
 
     def charge(tokens: int, *, refusable: bool = True) -> None:
         charges.append((tokens, refusable))
+        charged.set()
 
     inp = RerankInput(query="which river", documents=DOCS, charge_tokens=charge)
     held = _HeldAfterTokenizing(causal_backend)
@@ -52,13 +57,60 @@ async def test_a_request_is_charged_its_tokens_and_a_client_that_leaves_what_was
         held.release.clear()
         held.tokenized.clear()
         charges.clear()
+        charged.clear()
         task = asyncio.create_task(engine.rerank(inp))
         assert await asyncio.to_thread(held.tokenized.wait, 10)
         task.cancel()
         await asyncio.sleep(0)
         held.release.set()
+        assert await asyncio.to_thread(charged.wait, 10)  # once its thread stopped
         assert charges == [(out.prompt_tokens, False)]
         assert engine.pending_pairs == 0  # nothing of it was queued
+    finally:
+        await engine.stop()
+
+
+async def test_a_client_leaving_mid_chunk_is_charged_the_chunk_its_thread_finished(
+    causal_backend, monkeypatch
+) -> None:
+    """The client leaves while the tokenizer is inside the first of two chunks of documents: the
+    thread finishes that chunk (and counts it) before it sees the cancellation, so the charge
+    waits for it: the first chunk's tokens, not the zero counted when the client left."""
+    docs = [f"river {i} " * 20 + "flows to the sea" for i in range(ENCODE_CHUNK + 8)]
+    engine = build_engine(causal_backend, EngineConfig())
+    await engine.start()
+    try:
+        # what the first chunk costs, computed by scoring its documents alone
+        first = await engine.rerank(RerankInput(query="which river", documents=docs[:ENCODE_CHUNK]))
+        tokenize = causal_backend._tokenize
+        in_chunk, release = threading.Event(), threading.Event()
+
+        def held(texts: list[str]) -> list[list[int]]:
+            ids = tokenize(texts)
+            if len(texts) == ENCODE_CHUNK:  # the first chunk of documents, tokenized for real
+                in_chunk.set()
+                release.wait(10)
+            return ids
+
+        monkeypatch.setattr(causal_backend, "_tokenize", held)
+        charges: list[tuple[int, bool]] = []
+        charged = threading.Event()
+
+        def charge(tokens: int, *, refusable: bool = True) -> None:
+            charges.append((tokens, refusable))
+            charged.set()
+
+        inp = RerankInput(query="which river", documents=docs, charge_tokens=charge)
+        task = asyncio.create_task(engine.rerank(inp))
+        assert await asyncio.to_thread(in_chunk.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert charges == []  # its thread is still in the chunk
+        release.set()
+        assert await asyncio.to_thread(charged.wait, 10)
+        assert charges == [(first.prompt_tokens, False)]
+        assert engine.pending_pairs == 0
     finally:
         await engine.stop()
 
