@@ -36,35 +36,42 @@ class _HeldAfterTokenizing:
         return encoded
 
 
+class _Charges:
+    """A `TokenCharge` that records its calls (tokens, refusable); `made` once one came, from
+    whichever thread made it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bool]] = []
+        self.made = threading.Event()
+
+    def __call__(self, tokens: int, *, refusable: bool = True) -> None:
+        self.calls.append((tokens, refusable))
+        self.made.set()
+
+
 async def test_a_request_is_charged_its_tokens_and_a_client_that_leaves_what_was_tokenized(
     causal_backend,
 ) -> None:
-    charges: list[tuple[int, bool]] = []
-    charged = threading.Event()
-
-    def charge(tokens: int, *, refusable: bool = True) -> None:
-        charges.append((tokens, refusable))
-        charged.set()
-
-    inp = RerankInput(query="which river", documents=DOCS, charge_tokens=charge)
+    charges = _Charges()
+    inp = RerankInput(query="which river", documents=DOCS, charge_tokens=charges)
     held = _HeldAfterTokenizing(causal_backend)
     engine = build_engine(held, EngineConfig())
     await engine.start()
     try:
         held.release.set()
         out = await engine.rerank(inp)
-        assert charges == [(out.prompt_tokens, True)]  # what the response reports it computed
+        assert charges.calls == [(out.prompt_tokens, True)]  # what the response reports it computed
         held.release.clear()
         held.tokenized.clear()
-        charges.clear()
-        charged.clear()
+        charges = _Charges()
+        inp = RerankInput(query="which river", documents=DOCS, charge_tokens=charges)
         task = asyncio.create_task(engine.rerank(inp))
         assert await asyncio.to_thread(held.tokenized.wait, 10)
         task.cancel()
         await asyncio.sleep(0)
         held.release.set()
-        assert await asyncio.to_thread(charged.wait, 10)  # once its thread stopped
-        assert charges == [(out.prompt_tokens, False)]
+        assert await asyncio.to_thread(charges.made.wait, 10)  # once its thread stopped
+        assert charges.calls == [(out.prompt_tokens, False)]
         assert engine.pending_pairs == 0  # nothing of it was queued
     finally:
         await engine.stop()
@@ -93,23 +100,17 @@ async def test_a_client_leaving_mid_chunk_is_charged_the_chunk_its_thread_finish
             return ids
 
         monkeypatch.setattr(causal_backend, "_tokenize", held)
-        charges: list[tuple[int, bool]] = []
-        charged = threading.Event()
-
-        def charge(tokens: int, *, refusable: bool = True) -> None:
-            charges.append((tokens, refusable))
-            charged.set()
-
-        inp = RerankInput(query="which river", documents=docs, charge_tokens=charge)
+        charges = _Charges()
+        inp = RerankInput(query="which river", documents=docs, charge_tokens=charges)
         task = asyncio.create_task(engine.rerank(inp))
         assert await asyncio.to_thread(in_chunk.wait, 10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        assert charges == []  # its thread is still in the chunk
+        assert charges.calls == []  # its thread is still in the chunk
         release.set()
-        assert await asyncio.to_thread(charged.wait, 10)
-        assert charges == [(first.prompt_tokens, False)]
+        assert await asyncio.to_thread(charges.made.wait, 10)
+        assert charges.calls == [(first.prompt_tokens, False)]
         assert engine.pending_pairs == 0
     finally:
         await engine.stop()
