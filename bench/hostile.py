@@ -49,8 +49,8 @@ Per run: the well-behaved requests' offered and achieved rates (and their other 
 included), p50/p95 and pairs/s, the server's peak RSS (VmRSS every 100 ms) and RSS at the end,
 its CPU seconds, the CPU other processes of the machine used and the steal (the hypervisor's
 neighbours' share of this VM's vCPUs: a round with much of it ran on a slower machine), whether
-/ready answered 200 at
-every poll (every 250 ms), and per hostile kind the answers it got with its attempts/s and MB/s.
+/ready answered 200 at every poll (every 250 ms), and per hostile kind the answers it got with
+its attempts/s and MB/s.
 Exit status 1 if, in either configuration, any request got a 5xx, the server logged an error (a
 500 to a client already gone is one) or /ready ever failed. Writes both configurations side by
 side to bench/runs/hostile-<timestamp>.{json,md}; the servers' logs go to bench/results/.
@@ -735,6 +735,7 @@ def configuration_lines(result: dict) -> list[str]:
 
 
 def interval_text(interval: list[float] | None) -> str:
+    """An interval as `low-high`, `-` where there is none."""
     return f"{interval[0]}-{interval[1]}" if interval else "-"
 
 
