@@ -223,10 +223,11 @@ class Chunking:
 
 
 class TokenCharge(Protocol):
-    """Takes a request's tokens from its client's allowance. Refusable: raises (taking nothing)
-    when they are more than is left. Not refusable (the work is done: the client left while
-    its request was tokenized): takes them anyway, leaving the allowance in debt; called from
-    the tokenizing thread once it stops, so it must be thread-safe."""
+    """Takes a request's tokens from its client's allowance, always: they were tokenized, so a
+    refusal must not make them free (more than is left leaves the allowance in debt).
+    Refusable: then raises when they were more than was left. Not refusable (the client left
+    while its request was tokenized, or max_request_tokens refused it): takes them only; called
+    from the tokenizing thread once it stops, so it must be thread-safe."""
 
     def __call__(self, tokens: int, *, refusable: bool = True) -> None: ...
 

@@ -117,7 +117,7 @@ async def score(
         )
     # while draining (after SIGTERM) a request that reached the server is still served: it was
     # routed here before the endpoint removal propagated (reranker_server.app.make_uvicorn_server)
-    if identity is not None:  # after every check that refuses it: a refused request costs nothing
+    if identity is not None:  # after every check of the body: a malformed one costs no allowance
         state.access.admit(identity, len(documents), documents_field)
     inp = RerankInput(
         query=query,

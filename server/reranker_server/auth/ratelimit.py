@@ -2,7 +2,10 @@
 
 Requests and pairs are taken when a request is admitted; tokens once it is tokenized (before
 it is queued), since only then are they known: pairs alone do not bound a client's work (200
-pairs of long documents cost the model hundreds of times what 200 short ones do).
+pairs of long documents cost the model hundreds of times what 200 short ones do). Each is
+taken whether the request is then scored, refused or abandoned (its body was read, it was
+tokenized): a bucket that held too little goes into debt, so a client cannot have the server
+read, parse and tokenize requests bound to be refused for nothing.
 
 A client is a key's name, a token's subject, or (no identity) its address: the peer's, or the
 nearest untrusted hop of X-Forwarded-For when the peer is a trusted proxy. Buckets hold a
@@ -95,48 +98,54 @@ class RateLimiter:
                     raise RateLimited(kind, cap, (1 - bucket.level) * 60.0 / cap)
 
     def admit(self, client: Hashable, pairs: int) -> None:
-        """Take one request and `pairs` pairs from the client's buckets, or raise RateLimited
-        (nothing taken) / TooBig. `client` is a short key (an Identity's `key`)."""
+        """Take one request and `pairs` pairs from the client's buckets (its body was read and
+        parsed: they are taken even when it is refused, the buckets going into debt, so sending
+        requests bound to be refused is not free), then raise RateLimited, with the time until
+        the buckets hold them again, where one held fewer, or TooBig (more pairs than a minute
+        allows: it can never pass). `client` is a short key (an Identity's `key`)."""
         lim = self.limits
         if not lim.enabled:
             return
+        with self._lock:
+            now = self.clock()
+            short: list[tuple[str, int, float]] = []  # (kind, cap, seconds until it holds cost)
+            for kind, cap, cost in (
+                ("requests", lim.requests_per_minute, 1),
+                ("pairs", lim.pairs_per_minute, pairs),
+            ):
+                if cap <= 0:
+                    continue
+                bucket = self._buckets.get((client, kind), cap, now)
+                was_short = bucket.level < cost
+                bucket.level -= cost
+                if was_short:
+                    short.append((kind, cap, (cost - bucket.level) * 60.0 / cap))
         if lim.pairs_per_minute and pairs > lim.pairs_per_minute:
             raise TooBig(
                 f"documents: {pairs} pairs exceed this client's limit of "
                 f"{lim.pairs_per_minute} pairs per minute",
                 "pairs",
             )
-        with self._lock:
-            now = self.clock()
-            wanted = [
-                (kind, cap, cost)
-                for kind, cap, cost in (
-                    ("requests", lim.requests_per_minute, 1),
-                    ("pairs", lim.pairs_per_minute, pairs),
-                )
-                if cap > 0
-            ]
-            buckets = [
-                (kind, cap, cost, self._buckets.get((client, kind), cap, now))
-                for kind, cap, cost in wanted
-            ]
-            for kind, cap, cost, bucket in buckets:
-                if bucket.level < cost:
-                    raise RateLimited(kind, cap, (cost - bucket.level) * 60.0 / cap)
-            for _kind, _cap, cost, bucket in buckets:
-                bucket.level -= cost
+        if short:
+            kind, cap, wait_s = max(short, key=lambda s: s[2])
+            raise RateLimited(kind, cap, wait_s)
 
     def charge_tokens(self, client: Hashable, tokens: int, *, refusable: bool = True) -> None:
         """Take `tokens` (a tokenized request's, before it is queued) from the client's tokens
-        bucket, or raise RateLimited (nothing taken) / TooBig (more than a minute's allowance:
-        it can never pass). Not `refusable` (work already done): take them whatever is left,
-        the bucket going below zero, so the client waits until it has refilled."""
+        bucket. They were tokenized whatever the answer, so they are taken even when the bucket
+        holds fewer (it goes below zero: the client waits until it has refilled); refusing must
+        not make tokenizing free. `refusable`: then raise RateLimited, with the time until the
+        bucket holds `tokens` again, or TooBig (more than a minute's allowance: it can never
+        pass). Not `refusable` (its client left, or another limit refused it): take them only."""
         cap = self.limits.tokens_per_minute
         if cap <= 0:
             return
+        with self._lock:
+            bucket = self._buckets.get((client, "tokens"), cap, self.clock())
+            short = bucket.level < tokens
+            bucket.level -= tokens
+            level = bucket.level
         if not refusable:
-            with self._lock:
-                self._buckets.get((client, "tokens"), cap, self.clock()).level -= tokens
             return
         if tokens > cap:
             raise TooBig(
@@ -144,11 +153,8 @@ class RateLimiter:
                 f"{cap} tokens per minute",
                 "tokens",
             )
-        with self._lock:
-            bucket = self._buckets.get((client, "tokens"), cap, self.clock())
-            if bucket.level < tokens:
-                raise RateLimited("tokens", cap, (tokens - bucket.level) * 60.0 / cap)
-            bucket.level -= tokens
+        if short:
+            raise RateLimited("tokens", cap, (tokens - level) * 60.0 / cap)
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -374,6 +374,8 @@ class BatchingEngine:
         try:
             encoded = await asyncio.wrap_future(work)
         except RerankError as exc:
+            if bounded and isinstance(exc, TooManyTokensError):
+                self._charge_tokenized(sub, budget.spent)
             raise exc.renumbered(original_index) from None
         except asyncio.CancelledError:
             budget.cancel()
@@ -401,7 +403,11 @@ class BatchingEngine:
         if n == 0:
             return _Done([], [], 0)
         if bounded:
-            self._admit_tokens(tokens)
+            try:
+                self._admit_tokens(tokens)
+            except TooManyTokensError:
+                self._charge_tokenized(sub, tokens)
+                raise
             if sub.charge_tokens is not None:  # taken once nothing else refuses the request
                 sub.charge_tokens(tokens)
         job = _Job(
@@ -426,6 +432,14 @@ class BatchingEngine:
             self._withdraw(job)
             raise
         return _Done.of_windows(scores, costs, windows, sub.chunk_aggregate, cut)
+
+    @staticmethod
+    def _charge_tokenized(sub: RerankInput, tokens: int) -> None:
+        """A request refused as too large once tokenized (max_request_tokens) is charged the
+        tokens counted when tokenizing stopped: sending requests that are bound to be refused
+        must not make tokenizing free. (A full queue refuses nobody's fault: not charged.)"""
+        if sub.charge_tokens is not None and tokens > 0:
+            sub.charge_tokens(tokens, refusable=False)
 
     def _admit_tokens(self, tokens: int) -> None:
         """Refuse a request's tokens beyond the per-request (413) or the queue's (429) budget."""

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
 import socket
 import threading
@@ -212,6 +213,8 @@ def test_a_tokens_limit_bounds_long_documents_that_pairs_do_not(tiny_qwen3_path,
         assert first.status_code == 200, first.text
         spent = first.json()["usage"]["prompt_tokens"]
         assert 320 < spent <= 640 - 163  # one long request fits, and a short one after it, not two
+        short = _post(url, KEY_A, BODY)  # as many pairs, a few tokens: what is left covers it
+        assert short.status_code == 200, short.text
         limited0 = _metric(
             url, 'reranker_rate_limited_total{client_class="api_key",limit="tokens"}'
         )
@@ -223,13 +226,64 @@ def test_a_tokens_limit_bounds_long_documents_that_pairs_do_not(tiny_qwen3_path,
         assert int(refused.headers["retry-after"]) >= 1
         after = _metric(url, 'reranker_rate_limited_total{client_class="api_key",limit="tokens"}')
         assert after - limited0 == 1
-        short = _post(url, KEY_A, BODY)  # as many pairs, a few tokens: what is left covers it
-        assert short.status_code == 200, short.text
         assert _post(url, KEY_B, long_body).status_code == 200  # its own allowance
         huge = _post(url, KEY_B, {"query": "q", "documents": ["Paris is in France. " * 100] * 2})
         assert huge.status_code == 413, huge.text
         assert huge.json()["error"]["field"] == "documents"
         assert "tokens after truncation exceed" in huge.json()["error"]["message"]
+
+
+def test_a_client_past_its_tokens_cannot_make_the_server_tokenize_for_free(
+    tiny_qwen3_path, tmp_path
+) -> None:
+    """A request refused for its tokens was tokenized all the same, so it is charged them: a
+    client that keeps sending long requests past its allowance gets one more tokenized (refused,
+    charged, its allowance in debt) and the rest refused before their bodies are read, where
+    every one of them used to be tokenized and refused for nothing. The debt is paid off at the
+    allowance's rate: Retry-After says when the request will fit."""
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY_A}\n{KEY_B}\n")
+    long_body = {"query": "capital of France?", "documents": ["Paris is in France. " * 30] * 2}
+    tokenized = "reranker_tokenization_duration_seconds_count"
+    for url in serving(tiny_qwen3_path, api_keys_file=str(keys), rate_limit_tokens_per_minute=640):
+        before = _metric(url, tokenized)
+        first = _post(url, KEY_A, long_body)
+        assert first.status_code == 200, first.text
+        cost = first.json()["usage"]["prompt_tokens"]
+        assert 320 < cost <= 640  # one fits, two do not
+        answers = [_post(url, KEY_A, long_body) for _ in range(5)]
+        assert [a.status_code for a in answers] == [429] * 5
+        assert all(a.json()["error"]["limit"] == "tokens" for a in answers)
+        assert _metric(url, tokenized) - before == 2  # the scored one and the first refused
+        # charged: 640 - 2 x cost left (in debt); the request fits again once the allowance
+        # holds `cost`, which Retry-After (whole seconds, rounded up) says from the first refusal
+        wait = (cost - (640 - 2 * cost)) * 60 / 640
+        assert int(answers[0].headers["retry-after"]) == math.ceil(wait)
+        assert _post(url, KEY_B, long_body).status_code == 200  # its own allowance
+
+
+def test_a_client_past_its_pairs_cannot_make_the_server_parse_for_free(tiny_qwen3_path, tmp_path):
+    """A request refused for its pairs was read and parsed: it takes its request and pairs all
+    the same, so the client's next requests are refused before their bodies are read (a broken
+    body gets the 429, not the 400 that parsing it would give); before, every body bound to be
+    refused was read and parsed for nothing."""
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY_A}\n")
+    body = {"query": "q", "documents": ["d"] * 12}
+    for url in serving(tiny_qwen3_path, api_keys_file=str(keys), rate_limit_pairs_per_minute=16):
+        assert _post(url, KEY_A, body).status_code == 200  # 4 pairs left
+        refused = _post(url, KEY_A, body)
+        assert refused.status_code == 429 and refused.json()["error"]["limit"] == "pairs"
+        # 4 - 12 = -8 pairs: 20 more to hold 12 again, at 16 a minute
+        assert int(refused.headers["retry-after"]) == math.ceil(20 * 60 / 16)
+        broken = httpx.post(
+            f"{url}/v1/rerank",
+            content=b'{"query": "q", "documents": [',
+            headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"},
+            timeout=30,
+        )
+        assert broken.status_code == 429, broken.text  # its body was never read
+        assert broken.json()["error"]["limit"] == "pairs"
 
 
 def test_client_addresses_behind_a_trusted_proxy(tiny_qwen3_path) -> None:

@@ -265,10 +265,10 @@ def test_a_noisy_client_never_limits_a_quiet_one() -> None:
     for _ in range(60):
         limiter.admit("noisy", 1)
     with pytest.raises(RateLimited) as err:
-        limiter.admit("noisy", 1)
-    assert err.value.limit == "requests" and 0.9 < err.value.retry_after_s <= 1.0
+        limiter.admit("noisy", 1)  # taken all the same: one request in debt
+    assert err.value.limit == "requests" and abs(err.value.retry_after_s - 2.0) < 1e-9
     limiter.admit("quiet", 5)  # its own bucket is full
-    clock.now += 1.0  # one request's worth refills (60/min)
+    clock.now += 2.0  # the debt and one request refill (60/min)
     limiter.admit("noisy", 1)
 
 
@@ -277,10 +277,10 @@ def test_the_pairs_budget_and_oversized_requests() -> None:
     limiter = RateLimiter(Limits(pairs_per_minute=100), clock=clock)
     limiter.admit("a", 80)
     with pytest.raises(RateLimited) as err:
-        limiter.admit("a", 30)  # 20 left: needs 10 more = 6 s at 100/min
-    assert err.value.limit == "pairs" and abs(err.value.retry_after_s - 6.0) < 1e-9
+        limiter.admit("a", 30)  # 20 left: taken, -10; 40 more = 24 s at 100/min
+    assert err.value.limit == "pairs" and abs(err.value.retry_after_s - 24.0) < 1e-9
     assert "100 pairs" in str(err.value)
-    clock.now += 6.0
+    clock.now += 24.0
     limiter.admit("a", 30)
     with pytest.raises(TooBig, match="101 pairs exceed"):
         limiter.admit("b", 101)
@@ -289,27 +289,33 @@ def test_the_pairs_budget_and_oversized_requests() -> None:
 def test_the_tokens_budget_is_charged_after_tokenizing() -> None:
     """Tokens are taken apart from requests and pairs: a client with requests and pairs left is
     refused once its tokens are spent, refills at its rate, and a request larger than a whole
-    minute's tokens can never pass; the refusal before reading a body counts tokens too."""
+    minute's tokens can never pass; the refusal before reading a body counts tokens too. A
+    refused request was tokenized all the same: its tokens are taken, the bucket going into
+    debt, and Retry-After is when the bucket will hold them again."""
     clock = Clock()
     limiter = RateLimiter(Limits(requests_per_minute=100, tokens_per_minute=600), clock=clock)
     limiter.admit("a", 2)
     limiter.charge_tokens("a", 500)
     limiter.admit("a", 2)
     with pytest.raises(RateLimited) as err:
-        limiter.charge_tokens("a", 200)  # 100 left: 100 more = 10 s at 600/min
-    assert err.value.limit == "tokens" and abs(err.value.retry_after_s - 10.0) < 1e-9
+        limiter.charge_tokens("a", 200)  # 100 left: taken, -100; 300 more = 30 s at 600/min
+    assert err.value.limit == "tokens" and abs(err.value.retry_after_s - 30.0) < 1e-9
     assert "600 tokens per minute" in str(err.value)
     limiter.charge_tokens("b", 600)  # its own bucket
-    limiter.charge_tokens("a", 100)  # the refusal took nothing
     with pytest.raises(RateLimited) as spent:
         limiter.check_spent("a")  # less than one token left: refused before any body is read
     assert spent.value.limit == "tokens"
-    clock.now += 10.0
+    clock.now += 29.9
+    with pytest.raises(RateLimited):
+        limiter.charge_tokens("a", 200)  # 199 left: short by one, taken again
+    clock.now += 40.1  # -1 + 401 = 400
     limiter.check_spent("a")
-    limiter.charge_tokens("a", 100)
+    limiter.charge_tokens("a", 200)
     with pytest.raises(TooBig, match="601 tokens after truncation exceed") as big:
         limiter.charge_tokens("c", 601)
     assert big.value.limit == "tokens"
+    with pytest.raises(RateLimited):
+        limiter.check_spent("c")  # tokenized, so taken: in debt
     RateLimiter(Limits(pairs_per_minute=5)).charge_tokens("a", 10**9)  # no tokens limit
 
 
@@ -328,14 +334,24 @@ def test_tokens_already_tokenized_are_taken_whatever_is_left() -> None:
     limiter.charge_tokens("a", 1)
 
 
-def test_a_refused_request_takes_nothing() -> None:
+def test_a_refused_request_is_charged_what_it_asked_for() -> None:
+    """Its body was read and parsed: a request refused for its pairs takes its request and its
+    pairs all the same, so the client is in debt and its next requests are refused before their
+    bodies are read, until the buckets have refilled; Retry-After says when."""
     clock = Clock()
     limiter = RateLimiter(Limits(requests_per_minute=10, pairs_per_minute=10), clock=clock)
     limiter.admit("a", 10)  # pairs spent, 9 requests left
-    for _ in range(5):
-        with pytest.raises(RateLimited):
-            limiter.admit("a", 1)
-    clock.now += 6.0  # one pair refills; requests must not have been drained by the refusals
+    with pytest.raises(RateLimited) as err:
+        limiter.admit("a", 1)  # pairs -1, 8 requests left
+    assert err.value.limit == "pairs" and abs(err.value.retry_after_s - 12.0) < 1e-9
+    with pytest.raises(RateLimited) as spent:
+        limiter.check_spent("a")  # before the next body is read
+    assert spent.value.limit == "pairs"
+    clock.now += 11.9
+    with pytest.raises(RateLimited):
+        limiter.check_spent("a")
+    clock.now += 0.1
+    limiter.check_spent("a")
     limiter.admit("a", 1)
 
 

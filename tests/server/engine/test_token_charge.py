@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from reranker_server.contracts import RerankInput
+from reranker_server.contracts import RerankInput, TooManyTokensError
 from reranker_server.engine import EngineConfig, build_engine
 from reranker_server.models.truncation import ENCODE_CHUNK
 
@@ -135,5 +135,35 @@ async def test_a_refusing_charge_refuses_the_request_before_it_is_queued(causal_
         assert engine.pending_pairs == 0 and engine.queued_tokens == 0
         plain = await engine.rerank(RerankInput(query="q", documents=DOCS))  # no allowance
         assert len(plain.raw_scores) == len(DOCS)
+    finally:
+        await engine.stop()
+
+
+async def test_a_request_over_max_request_tokens_is_charged_what_was_tokenized(
+    causal_backend,
+) -> None:
+    """Refused once tokenizing passed `max_request_tokens` (413): charged the tokens counted
+    when tokenizing stopped, since they were tokenized (sending requests bound to be refused
+    must not make tokenizing free). One refused by its words alone, before any document is
+    tokenized, costs nothing and is charged nothing."""
+    engine = build_engine(causal_backend, EngineConfig(max_request_tokens=1000))
+    await engine.start()
+    try:
+        # two words (a floor of 12 x 76 tokens with the prompt's 74) but ~94 tokens each: they
+        # pass the word floor, are tokenized, and stop past the bound
+        digits = ["1234567890 9876543210"] * 12
+        charges = _Charges()
+        inp = RerankInput(query="which number", documents=digits, charge_tokens=charges)
+        with pytest.raises(TooManyTokensError) as refused:
+            await engine.rerank(inp)
+        assert refused.value.tokens > 1000
+        assert charges.calls == [(refused.value.tokens, False)]
+        charges = _Charges()
+        wordy = ["river flows to the sea " * 30] * 12  # its words alone pass the bound
+        inp = RerankInput(query="which river", documents=wordy, charge_tokens=charges)
+        with pytest.raises(TooManyTokensError):
+            await engine.rerank(inp)
+        assert charges.calls == []
+        assert engine.pending_pairs == 0 and engine.queued_tokens == 0
     finally:
         await engine.stop()
