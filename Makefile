@@ -162,8 +162,9 @@ gpu-wheels: install
 	bash bench/gpu_wheels.sh
 
 ## bench-hostile: the well-behaved clients' p95 and the server's memory with and without hostile
-## clients mixed in, with the default limits and with per-client limits behind a trusted ingress
-## (bench/hostile.py, about four minutes; writes bench/runs/hostile-<date>.{json,md,png})
+## clients mixed in, with the default limits, with per-client limits behind a trusted ingress and
+## with API keys as well (bench/hostile.py, about five minutes; writes
+## bench/runs/hostile-<date>.{json,md,png})
 bench-hostile: install-bench
 	$(PY) bench/hostile.py
 

@@ -1,11 +1,12 @@
 """Well-behaved clients' latency and the server's memory with and without hostile clients.
 
-    .venv/bin/python bench/hostile.py                 # `make bench-hostile`, about four minutes
+    .venv/bin/python bench/hostile.py                 # `make bench-hostile`, about five minutes
     .venv/bin/python bench/hostile.py --duration 4 --rounds 1 --slowloris 4   # a short run
     .venv/bin/python bench/hostile.py --per-client-limits   # only the second configuration
+    .venv/bin/python bench/hostile.py --api-keys            # only the third
 
 The real server (`reranker-server serve` in a subprocess, the default request timeout) on a tiny
-random-weight Qwen3 reranker built offline, CPU, in two configurations, each on a server of its
+random-weight Qwen3 reranker built offline, CPU, in three configurations, each on a server of its
 own (`--configurations`):
 
 - default: the default limits, no per-client ones; every client, well-behaved or hostile,
@@ -15,7 +16,12 @@ own (`--configurations`):
   `--clients` well-behaved clients offers a minute, in requests and in pairs. Each well-behaved
   client sends its own X-Forwarded-For (10.0.0.1, 10.0.0.2, ...); each hostile client is one
   address (10.1.0.1, ...) that its requests carry as their LAST X-Forwarded-For line, after any
-  the client sent, as an ingress appends the peer it saw: a spoofer's own lines name nobody.
+  the client sent, as an ingress appends the peer it saw: a spoofer's own lines name nobody;
+- api-keys: the same, and API keys required (API_KEYS_FILE): each well-behaved client holds a key
+  of its own, which names it to the limits; the spoofers hold none and guess (an address the
+  server might believe is all a spoofer has, and where keys name the clients that leaves the
+  address-keyed back-off on failed authentication); every other hostile client is a tenant with
+  a key, and an allowance, of its own, so its bodies are read and its requests worked on.
 
 First a calibration, on the default server: `--clients` closed-loop clients for `--calibrate`
 seconds measure its capacity in requests/s. Then, per configuration, two runs, each `--duration`
@@ -51,8 +57,8 @@ its CPU seconds, the CPU other processes of the machine used and the steal (the 
 neighbours' share of this VM's vCPUs: a round with much of it ran on a slower machine), whether
 /ready answered 200 at every poll (every 250 ms), and per hostile kind the answers it got with
 its attempts/s and MB/s.
-Exit status 1 if, in either configuration, any request got a 5xx, the server logged an error (a
-500 to a client already gone is one) or /ready ever failed. Writes both configurations side by
+Exit status 1 if, in any configuration, any request got a 5xx, the server logged an error (a
+500 to a client already gone is one) or /ready ever failed. Writes the configurations side by
 side to bench/runs/hostile-<timestamp>.{json,md}; the servers' logs go to bench/results/.
 """
 
@@ -66,11 +72,13 @@ import math
 import os
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -200,9 +208,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return paired_rounds.percentile(values, q) if values else None
 
 
-async def well_behaved(url: str, clients: int, docs: int, duration_s: float) -> dict:
-    """`clients` closed-loop clients for `duration_s`: the latencies of their 200s, the prompt
-    tokens the server reported for them, how many times each other answer came, the wall time."""
+async def well_behaved(
+    url: str, clients: int, docs: int, duration_s: float, headers: dict[str, str] | None = None
+) -> dict:
+    """`clients` closed-loop clients for `duration_s` (each request with `headers`): the
+    latencies of their 200s, the prompt tokens the server reported for them, how many times each
+    other answer came, the wall time."""
     bodies = well_behaved_bodies(docs)
     latencies: list[float] = []
     tokens: list[int] = []
@@ -217,7 +228,8 @@ async def well_behaved(url: str, clients: int, docs: int, duration_s: float) -> 
             while time.perf_counter() < deadline:
                 sent = time.perf_counter()
                 try:
-                    resp = await client.post("/v1/rerank", json=bodies[i % len(bodies)])
+                    body = bodies[i % len(bodies)]
+                    resp = await client.post("/v1/rerank", json=body, headers=headers)
                     status = str(resp.status_code)
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
@@ -254,13 +266,13 @@ async def open_loop(
     docs: int,
     duration_s: float,
     seed: int,
-    addresses: list[str] | None = None,
+    client_headers: list[dict[str, str]] | None = None,
 ) -> dict:
     """Requests sent on a seeded Poisson schedule of `rate_rps` for `duration_s`, whatever the
     answers: the latencies of their 200s from the scheduled send time, how many times each other
-    answer came, how late the sends themselves were, the schedule's length. With `addresses`,
-    the requests are the clients' in turn, each sent with `X-Forwarded-For: <its address>` (as
-    its ingress forwards it)."""
+    answer came, how late the sends themselves were, the schedule's length. With
+    `client_headers` (one dict per client: its `X-Forwarded-For` as its ingress forwards it, its
+    key), the requests are the clients' in turn, each with its client's headers."""
     bodies = well_behaved_bodies(docs)
     schedule = poisson_schedule(rate_rps, duration_s, seed)
     latencies: list[float] = []
@@ -288,7 +300,7 @@ async def open_loop(
         for i, offset in enumerate(schedule):
             due = start + offset
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            headers = {"X-Forwarded-For": addresses[i % len(addresses)]} if addresses else {}
+            headers = client_headers[i % len(client_headers)] if client_headers else {}
             tasks.append(asyncio.ensure_future(one(due, bodies[i % len(bodies)], headers)))
         await asyncio.gather(*tasks)
     return {
@@ -316,7 +328,7 @@ async def measured_round(
     args: argparse.Namespace,
     hostile: subprocess.Popen | None,
     seed: int,
-    addresses: list[str] | None,
+    client_headers: list[dict[str, str]] | None,
     rate_rps: float | None = None,
 ) -> dict:
     """One round: the well-behaved clients at `rate_rps` (default: the offered rate) beside the
@@ -327,7 +339,8 @@ async def measured_round(
     with RssSampler(pid) as rss:
         ready = asyncio.ensure_future(poll_ready(url, stop))
         rate = args.offered_rps if rate_rps is None else rate_rps
-        good = await open_loop(url, rate, args.docs, args.duration / args.rounds, seed, addresses)
+        duration = args.duration / args.rounds
+        good = await open_loop(url, rate, args.docs, duration, seed, client_headers)
         if hostile is not None:
             await asyncio.to_thread(hostile.wait, args.duration + 120)
         await asyncio.sleep(args.settle)
@@ -406,10 +419,14 @@ def merged_run(rounds: list[dict], docs: int, hostile_cpu_s: float = 0.0) -> dic
 
 
 def run_hostile_process(
-    url: str, args: argparse.Namespace, work: Path, n: int, forwarded_for: str | None
+    url: str, args: argparse.Namespace, work: Path, n: int, clients: Clients
 ) -> subprocess.Popen:
-    """Start the hostile clients for one round (each one address of `forwarded_for`, behind an
-    ingress, when given); returns once they have started."""
+    """Start the hostile clients for one round (each one address of `clients.hostile_network`,
+    behind an ingress, and the tenants among them with their keys, when given); returns once
+    they have started."""
+    keys_file = work / "hostile-keys.json"
+    if clients.hostile_keys is not None:
+        keys_file.write_text(json.dumps(clients.hostile_keys))
     argv = [
         sys.executable,
         str(BENCH_DIR / "hostile_clients.py"),
@@ -426,7 +443,8 @@ def run_hostile_process(
         str(args.hostile_rate),
         "--mbps",
         str(args.hostile_mbps),
-        *(("--forwarded-for", forwarded_for) if forwarded_for else ()),
+        *(("--forwarded-for", clients.hostile_network) if clients.hostile_network else ()),
+        *(("--keys", str(keys_file)) if clients.hostile_keys is not None else ()),
     ]
     # a session of its own: its autogroup's priority is lowered too (hostile_clients.py)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
@@ -463,6 +481,7 @@ def merged_hostile(parts: list[dict]) -> dict:
         "big_body_connection_mbps_cap": parts[0]["big_body_connection_mbps_cap"],
         "forwarded_for": parts[0]["forwarded_for"],
         "client_addresses": parts[0]["client_addresses"],
+        "credentials": parts[0].get("credentials", {}),
         "nice": parts[0]["nice"],
         "autogroup": parts[0].get("autogroup"),
         "cpu_s": round(sum(p["cpu_s"] for p in parts), 1),
@@ -586,11 +605,67 @@ def control_figures(clean: dict, hostile: dict, control: dict) -> dict:
 
 # --- the configurations -------------------------------------------------------------------------
 
-DEFAULT, PER_CLIENT = "default", "per-client-limits"
-CONFIGURATIONS = (DEFAULT, PER_CLIENT)
-INGRESS = "127.0.0.1"  # the bench's own address: the trusted proxy of the per-client run
+DEFAULT, PER_CLIENT, API_KEYS = "default", "per-client-limits", "api-keys"
+CONFIGURATIONS = (DEFAULT, PER_CLIENT, API_KEYS)
+INGRESS = "127.0.0.1"  # the bench's own address: the trusted proxy of the per-client runs
 WELL_BEHAVED_NETWORK = "10.0.0.0/16"  # each well-behaved client one address of it, in order
 HOSTILE_NETWORK = "10.1.0.0/16"  # each hostile client one address of it, in order
+# api-keys: the hostile kinds whose clients hold no key. A spoofer's attack is an identity the
+# server might believe; where keys name the clients, what is left to it is the address-keyed
+# back-off on failed authentication. Every other hostile client is a tenant with a key (and an
+# allowance) of its own, so its bodies are read and its requests worked on.
+OUTSIDER_KINDS = frozenset({"xff_spoofed"})
+
+
+@dataclass(frozen=True)
+class Clients:
+    """Who the well-behaved and the hostile clients are to a configuration's server."""
+
+    addresses: list[str] | None = None  # well-behaved: one X-Forwarded-For per client
+    keys: list[str] | None = None  # well-behaved: one API key per client
+    hostile_network: str | None = None  # each hostile client one address of it
+    hostile_keys: dict[str, list[str]] | None = None  # per kind, its tenants' keys
+    warm_up_key: str | None = None  # the bench's own, for warming up and reading /info
+
+    def headers(self) -> list[dict[str, str]] | None:
+        """Each well-behaved client's headers, None where they send none."""
+        if self.addresses is None and self.keys is None:
+            return None
+        count = len(self.addresses or self.keys or [])
+        return [
+            {
+                **({"X-Forwarded-For": self.addresses[i]} if self.addresses else {}),
+                **({"Authorization": f"Bearer {self.keys[i]}"} if self.keys else {}),
+            }
+            for i in range(count)
+        ]
+
+    def own_headers(self) -> dict[str, str] | None:
+        """The bench's own headers (warming up, reading /info), from 127.0.0.1 itself: a
+        client of its own."""
+        return {"Authorization": f"Bearer {self.warm_up_key}"} if self.warm_up_key else None
+
+
+def well_behaved_addresses(clients: int) -> list[str]:
+    network = ipaddress.ip_network(WELL_BEHAVED_NETWORK)
+    return [str(network[i + 1]) for i in range(clients)]
+
+
+def api_keys_clients(args: argparse.Namespace, keys_file: Path) -> Clients:
+    """The api-keys configuration's clients, their keys written to `keys_file` (one a line, as
+    API_KEYS_FILE reads them): one per well-behaved client, one per hostile tenant, the bench's
+    own."""
+    mix = hostile_clients.HostileMix(kinds=args.only, slowloris=args.slowloris)
+    tenants = {
+        kind: [f"tenant-{kind}-{i}-{secrets.token_hex(8)}" for i in range(n)]
+        for kind, n in mix.clients_per_kind().items()
+        if kind not in OUTSIDER_KINDS and kind != "slowloris"
+    }
+    keys = [f"client-{i}-{secrets.token_hex(8)}" for i in range(args.clients)]
+    own = f"bench-{secrets.token_hex(8)}"
+    every = [*keys, *(key for kind_keys in tenants.values() for key in kind_keys), own]
+    keys_file.write_text("".join(f"{key}\n" for key in every))
+    return Clients(well_behaved_addresses(args.clients), keys, HOSTILE_NETWORK, tenants, own)
 
 
 def per_client_limits(calibration: dict, args: argparse.Namespace) -> dict:
@@ -612,11 +687,12 @@ def per_client_limits(calibration: dict, args: argparse.Namespace) -> dict:
     }
 
 
-def server_limits(url: str, work: Path) -> dict:
-    """The limits the server runs with (/info), its settings written for the hostile clients."""
+def server_limits(url: str, work: Path, headers: dict[str, str] | None = None) -> dict:
+    """The limits the server runs with (/info, read with `headers`: a key where the server wants
+    one), its settings written for the hostile clients."""
     from reranker_contract import DEFAULTS
 
-    info = httpx.get(url + "/info", timeout=30).json()
+    info = httpx.get(url + "/info", headers=headers, timeout=30).json()
     (work / "settings.json").write_text(json.dumps(info["settings"]))
     limits = {k: info["settings"][k] for k in LIMIT_SETTINGS}
     limits["max_header_bytes"] = DEFAULTS.max_header_bytes
@@ -624,8 +700,8 @@ def server_limits(url: str, work: Path) -> dict:
     return limits
 
 
-def warm_up(url: str, args: argparse.Namespace) -> None:
-    asyncio.run(well_behaved(url, args.clients, args.docs, min(3.0, args.duration)))
+def warm_up(url: str, args: argparse.Namespace, headers: dict[str, str] | None = None) -> None:
+    asyncio.run(well_behaved(url, args.clients, args.docs, min(3.0, args.duration), headers))
 
 
 def measured_configuration(
@@ -635,23 +711,23 @@ def measured_configuration(
     args: argparse.Namespace,
     work: Path,
     limits: dict,
-    addresses: list[str] | None,
-    hostile_network: str | None,
+    clients: Clients,
 ) -> dict:
     """One configuration's clean and hostile rounds in turn on a running server (`url`, `pid`),
     and with `--control` a control round after each hostile one."""
     clean_rounds, hostile_rounds, hostile_parts, control_rounds = [], [], [], []
+    headers = clients.headers()
     for n in range(args.rounds):
         print(f"[{name}] round {n + 1}/{args.rounds}: clean ...", flush=True)
         seed = args.seed + n
-        clean_rounds.append(asyncio.run(measured_round(url, pid, args, None, seed, addresses)))
+        clean_rounds.append(asyncio.run(measured_round(url, pid, args, None, seed, headers)))
         print(
             f"[{name}] round {n + 1}/{args.rounds}: hostile (own process, nice "
             f"{hostile_clients.NICE}) ...",
             flush=True,
         )
-        proc = run_hostile_process(url, args, work, n, hostile_network)
-        hostile_rounds.append(asyncio.run(measured_round(url, pid, args, proc, seed, addresses)))
+        proc = run_hostile_process(url, args, work, n, clients)
+        hostile_rounds.append(asyncio.run(measured_round(url, pid, args, proc, seed, headers)))
         if proc.returncode != 0:
             raise RuntimeError(f"the hostile process exited {proc.returncode}")
         hostile_parts.append(json.loads((work / f"hostile-{n}.json").read_text()))
@@ -663,7 +739,7 @@ def measured_configuration(
                 flush=True,
             )
             control_rounds.append(
-                asyncio.run(measured_round(url, pid, args, None, seed, addresses, rate))
+                asyncio.run(measured_round(url, pid, args, None, seed, headers, rate))
             )
     vmhwm = rss_kib(pid, "VmHWM")
     hostile_proc = merged_hostile(hostile_parts)
@@ -674,7 +750,8 @@ def measured_configuration(
     runs = {"clean": clean, "hostile": hostile, **({"control": control} if control else {})}
     return {
         "limits": limits,
-        "well_behaved_addresses": addresses,
+        "well_behaved_addresses": clients.addresses,
+        "well_behaved_keys": len(clients.keys) if clients.keys else 0,
         "runs": runs,
         "hostile_process": hostile_proc,
         "server_vmhwm_mib": round(vmhwm / 1024, 1),
@@ -730,6 +807,20 @@ def configuration_lines(result: dict) -> list[str]:
             "peer they saw: the spoofers' own lines name nobody (a proxy forwarding them "
             "unchanged would let one spoofer pick a new identity each request, evading every "
             "per-client limit). Slowloris connections never finish their headers."
+        )
+    if API_KEYS in result["configurations"]:
+        config = result["configurations"][API_KEYS]
+        credentials = config["hostile_process"].get("credentials", {})
+        tenants = sorted(k for k, held in credentials.items() if "key" in held)
+        outsiders = sorted(k for k, held in credentials.items() if "key" not in held)
+        lines.append(
+            f"- {API_KEYS}: the same ingress and per-client limits, and API keys required "
+            f"(API_KEYS_FILE): each of the {config.get('well_behaved_keys', 0)} well-behaved "
+            "clients holds a key of its own, which names it to the limits; the hostile clients "
+            f"of {', '.join(tenants) or '-'} are tenants, each with a key and an allowance of "
+            f"its own (their bodies are read and their requests worked on); those of "
+            f"{', '.join(outsiders) or '-'} hold none and guess one (what a spoofer can still "
+            "attack is the address-keyed back-off on failed authentication)."
         )
     return lines
 
@@ -916,6 +1007,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"only the {PER_CLIENT} configuration",
     )
     parser.add_argument(
+        "--api-keys",
+        dest="configurations",
+        action="store_const",
+        const=(API_KEYS,),
+        help=f"only the {API_KEYS} configuration",
+    )
+    parser.add_argument(
         "--limit-headroom",
         type=float,
         default=3.0,
@@ -988,39 +1086,39 @@ def main(argv: list[str] | None = None) -> int:
         )
         if DEFAULT in args.configurations:
             configs[DEFAULT] = measured_configuration(
-                DEFAULT, server.url, server.proc.pid, args, work / DEFAULT, limits, None, None
+                DEFAULT, server.url, server.proc.pid, args, work / DEFAULT, limits, Clients()
             )
     per_client = per_client_limits(calibration, args)
-    if PER_CLIENT in args.configurations:
+    flags = [
+        *("--trusted-proxies", INGRESS),
+        *("--rate-limit-requests-per-minute", str(per_client["requests_per_minute"])),
+        *("--rate-limit-pairs-per-minute", str(per_client["pairs_per_minute"])),
+        *("--rate-limit-tokens-per-minute", str(per_client["tokens_per_minute"])),
+    ]
+    for name in (PER_CLIENT, API_KEYS):
+        if name not in args.configurations:
+            continue
         print(
-            f"[{PER_CLIENT}] trusted proxy {INGRESS}; per client "
+            f"[{name}] trusted proxy {INGRESS}; per client "
             f"{per_client['requests_per_minute']} requests, {per_client['pairs_per_minute']} "
             f"pairs and {per_client['tokens_per_minute']} tokens a minute "
-            f"({args.limit_headroom:g} x one well-behaved client's offer)",
+            f"({args.limit_headroom:g} x one well-behaved client's offer)"
+            + ("; API keys required" if name == API_KEYS else ""),
             flush=True,
         )
-        flags = [
-            *("--trusted-proxies", INGRESS),
-            *("--rate-limit-requests-per-minute", str(per_client["requests_per_minute"])),
-            *("--rate-limit-pairs-per-minute", str(per_client["pairs_per_minute"])),
-            *("--rate-limit-tokens-per-minute", str(per_client["tokens_per_minute"])),
-        ]
-        network = ipaddress.ip_network(WELL_BEHAVED_NETWORK)
-        addresses = [str(network[i + 1]) for i in range(args.clients)]
-        (work / PER_CLIENT).mkdir(parents=True, exist_ok=True)
-        log = work / PER_CLIENT / "server.log"
-        with running_server("this", model_dir, log, extra=extra + flags) as server:
-            limits = server_limits(server.url, work / PER_CLIENT)
-            warm_up(server.url, args)  # from 127.0.0.1 itself: a client of its own
-            configs[PER_CLIENT] = measured_configuration(
-                PER_CLIENT,
-                server.url,
-                server.proc.pid,
-                args,
-                work / PER_CLIENT,
-                limits,
-                addresses,
-                HOSTILE_NETWORK,
+        (work / name).mkdir(parents=True, exist_ok=True)
+        clients = Clients(well_behaved_addresses(args.clients), None, HOSTILE_NETWORK)
+        own_flags = list(flags)
+        if name == API_KEYS:
+            keys_file = work / name / "api-keys.txt"
+            clients = api_keys_clients(args, keys_file)
+            own_flags += ["--api-keys-file", str(keys_file)]
+        log = work / name / "server.log"
+        with running_server("this", model_dir, log, extra=extra + own_flags) as server:
+            limits = server_limits(server.url, work / name, clients.own_headers())
+            warm_up(server.url, args, clients.own_headers())
+            configs[name] = measured_configuration(
+                name, server.url, server.proc.pid, args, work / name, limits, clients
             )
     settings = {
         k: str(v) if isinstance(v, Path) else sorted(v) if isinstance(v, frozenset) else v

@@ -20,6 +20,11 @@ With `--forwarded-for NETWORK` (the server trusting 127.0.0.1 as its ingress), e
 one address of NETWORK, in order, and every request it sends ends its headers with
 `X-Forwarded-For: <its address>`: what an ingress (HAProxy, nginx) appends for the peer it saw,
 after whatever lines the client sent, so a spoofer's own lines come before it and name nobody.
+
+With `--keys KEYS_JSON` (the server requiring API keys), KEYS_JSON maps a request kind to the keys
+of its clients, in order: those clients send `Authorization: Bearer <their key>`, tenants with an
+allowance of their own; every client of a kind it does not name sends a key of its own guessing,
+an outsider (slowloris connections never get as far as the credential).
 """
 
 from __future__ import annotations
@@ -123,11 +128,16 @@ def malformed_requests(host: str) -> dict[str, bytes]:
     return out
 
 
+def with_header(request: bytes, name: str, value: str) -> bytes:
+    """`request` with `name: value` as its last header."""
+    head, end, body = request.partition(b"\r\n\r\n")
+    return head + f"\r\n{name}: {value}".encode() + end + body
+
+
 def forwarded_by_ingress(request: bytes, address: str) -> bytes:
     """`request` with `X-Forwarded-For: <address>` as its last header, as an ingress appends the
     peer it saw after the client's own lines."""
-    head, end, body = request.partition(b"\r\n\r\n")
-    return head + f"\r\nX-Forwarded-For: {address}".encode() + end + body
+    return with_header(request, "X-Forwarded-For", address)
 
 
 def outcome(line: asyncio.Future) -> str:
@@ -253,6 +263,19 @@ class HostileMix:
     rate_per_client: float = 2.0  # attempts a second, each client of a request kind
     big_body_mbps: float = 20.0  # MB/s written by all the big-body connections together
     forwarded_for: str | None = None  # a network: each client one address, behind an ingress
+    # per kind, the API keys of its clients (tenants); with keys, every other client guesses one
+    keys: dict[str, list[str]] | None = None
+
+    def clients_per_kind(self) -> dict[str, int]:
+        """How many clients each chosen request kind runs."""
+        counts = {kind: self.big_bodies for kind in BIG_BODY_KINDS}
+        counts |= {
+            "abandoned_large": self.abandoners,
+            "xff_spoofed": self.spoofers,
+            "malformed": self.malformed,
+            "slowloris": self.slowloris,
+        }
+        return {kind: n for kind, n in counts.items() if kind in self.kinds}
 
 
 BIG_BODY_KINDS = ("body_20mb", "body_20mb_chunked", "body_near_limit")
@@ -281,17 +304,33 @@ async def run_hostile(url: str, settings: dict, mix: HostileMix, duration_s: flo
 
     network = ipaddress.ip_network(mix.forwarded_for) if mix.forwarded_for else None
     addresses: dict[str, list[str]] = {}
+    credentials: dict[str, list[str]] = {}
 
     def unchanged(request: bytes) -> bytes:
         return request
 
-    def own(kind: str, n: int) -> Callable[[bytes], bytes]:
-        """Client `n`'s requests as its ingress forwards them (unchanged without a network)."""
-        if network is None or kind == "slowloris":  # a slowloris's headers never end
+    def own(kind: str, n: int, i: int) -> Callable[[bytes], bytes]:
+        """The requests of client `n` (the `i`th of its kind) as it sends them (with its key, or
+        a guessed one, when the server wants keys) and its ingress forwards them (its address
+        appended, with a network)."""
+        if kind == "slowloris":  # a slowloris's headers never end
             return unchanged
-        address = str(network[n + 1])
-        addresses.setdefault(kind, []).append(address)
-        return lambda request: forwarded_by_ingress(request, address)
+        key = None
+        if mix.keys is not None:
+            tenant = i < len(mix.keys.get(kind, ()))
+            key = mix.keys[kind][i] if tenant else f"guess-{rng.getrandbits(64):016x}"
+            credentials.setdefault(kind, []).append("key" if tenant else "guessed")
+        address = None
+        if network is not None:
+            address = str(network[n + 1])
+            addresses.setdefault(kind, []).append(address)
+
+        def forward(request: bytes) -> bytes:
+            if key is not None:
+                request = with_header(request, "Authorization", f"Bearer {key}")
+            return forwarded_by_ingress(request, address) if address else request
+
+        return forward if key is not None or address is not None else unchanged
 
     def count(kind: str, answer: str) -> None:
         counts.setdefault(kind, Counter())[answer] += 1
@@ -361,17 +400,16 @@ async def run_hostile(url: str, settings: dict, mix: HostileMix, duration_s: flo
         )
 
     Client = Callable[[Callable[[bytes], bytes]], Awaitable[None]]
-    clients: dict[str, tuple[int, Client]] = {
-        kind: (mix.big_bodies, big(kind, data)) for kind, data in requests.items()
+    starts: dict[str, Client] = {kind: big(kind, data) for kind, data in requests.items()}
+    starts |= {
+        "abandoned_large": abandoner,
+        "xff_spoofed": spoofer,
+        "malformed": malformed_round,
+        "slowloris": loris,
     }
-    clients["abandoned_large"] = (mix.abandoners, abandoner)
-    clients["xff_spoofed"] = (mix.spoofers, spoofer)
-    clients["malformed"] = (mix.malformed, malformed_round)
-    clients["slowloris"] = (mix.slowloris, loris)
-    chosen = [
-        (kind, start) for kind, (n, start) in clients.items() if kind in mix.kinds for _ in range(n)
-    ]
-    await asyncio.gather(*(start(own(kind, n)) for n, (kind, start) in enumerate(chosen)))
+    per_kind = mix.clients_per_kind()
+    chosen = [(kind, i) for kind, n in per_kind.items() for i in range(n)]
+    await asyncio.gather(*(starts[kind](own(kind, n, i)) for n, (kind, i) in enumerate(chosen)))
     elapsed = time.monotonic() - started
     attempts: Counter[str] = Counter()
     for kind, answers in counts.items():
@@ -381,7 +419,7 @@ async def run_hostile(url: str, settings: dict, mix: HostileMix, duration_s: flo
         "answers": {kind: dict(answers) for kind, answers in sorted(counts.items())},
         "intensity": {
             kind: {
-                "clients": clients[kind][0],
+                "clients": per_kind[kind],
                 "attempts_per_s": round(attempts[kind] / elapsed, 2),
                 "mb_per_s": round(written.get(kind, [0])[0] / 1e6 / elapsed, 2),
             }
@@ -392,6 +430,7 @@ async def run_hostile(url: str, settings: dict, mix: HostileMix, duration_s: flo
         "big_body_connection_mbps_cap": round(big_bytes_per_s / 1e6, 2),
         "forwarded_for": mix.forwarded_for,
         "client_addresses": addresses,
+        "credentials": credentials,
     }
 
 
@@ -436,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=HostileMix.rate_per_client)
     parser.add_argument("--mbps", type=float, default=HostileMix.big_body_mbps)
     parser.add_argument("--forwarded-for", type=ipaddress.ip_network, default=None)
+    parser.add_argument("--keys", type=Path, default=None, help="JSON: kind -> its clients' keys")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.mbps <= 0:
         parser.error("--rate and --mbps must be positive")
@@ -447,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_per_client=args.rate,
         big_body_mbps=args.mbps,
         forwarded_for=str(args.forwarded_for) if args.forwarded_for else None,
+        keys=json.loads(args.keys.read_text()) if args.keys else None,
     )
     print("hostile: started", flush=True)
     report = asyncio.run(run_hostile(args.url, settings, mix, args.duration))

@@ -1,8 +1,9 @@
 """bench/hostile.py runs (so it cannot rot): a short run against the real server on the tiny
-Qwen3 model, every hostile kind mixed in, in both configurations (default; per-client limits
-behind a trusted ingress); no 5xx, /ready 200 throughout, the capacity measured, the
-well-behaved load offered below it, the hostile clients paced, a control round of
-well-behaved clients alone at the hostile round's server CPU, the report written."""
+Qwen3 model, every hostile kind mixed in, in its three configurations (default; per-client
+limits behind a trusted ingress; the same with API keys required); no 5xx, /ready 200
+throughout, the capacity measured, the well-behaved load offered below it, the hostile clients
+paced, a control round of well-behaved clients alone at the hostile round's server CPU, the
+report written."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     # both figures are reported to 2 decimals, the offer computed from the unrounded capacity
     assert abs(offered - 0.5 * result["calibration"]["capacity_rps"]) <= 0.01
     configs = result["configurations"]
-    assert list(configs) == ["default", "per-client-limits"]
+    assert list(configs) == ["default", "per-client-limits", "api-keys"]
     for config in configs.values():
         summary, proc = config["summary"], config["hostile_process"]
         assert summary["server_errors"] == 0 and summary["ready_always_200"]
@@ -46,7 +47,12 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
         assert answers["body_20mb"].get("413", 0) > 0
         malformed = {kind: got for kind, got in answers.items() if kind.startswith("malformed:")}
         assert malformed and all(code.startswith("4") for got in malformed.values() for code in got)
-        assert answers["xff_spoofed"].get("200", 0) > 0
+        # scored where the server takes anyone; where it wants keys, a spoofer holds none and
+        # is refused (401, then 429 once its address is backed off)
+        if config is configs["api-keys"]:
+            assert answers["xff_spoofed"] and set(answers["xff_spoofed"]) <= {"401", "429"}
+        else:
+            assert answers["xff_spoofed"].get("200", 0) > 0
         assert 0 < intensity["xff_spoofed"]["attempts_per_s"] <= 2 * 4.0  # two clients, paced
         assert intensity["body_20mb_chunked"]["mb_per_s"] <= 40.0
         # the control round: well-behaved clients alone, at a rate raised by the hostile
@@ -81,3 +87,19 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     assert limited["hostile_process"]["client_addresses"]["xff_spoofed"] == ["10.1.0.6", "10.1.0.7"]
     for run in limited["runs"].values():
         assert "429" not in run["well_behaved"]["other_answers"]
+    # with keys: each well-behaved client is its key, none refused; the spoofers guess keys and
+    # are turned away before their bodies are read; the other hostile clients are tenants,
+    # each with a key of its own, whose requests the server reads and works on
+    keyed = configs["api-keys"]
+    assert keyed["well_behaved_keys"] == 2
+    assert keyed["limits"]["rate_limit_tokens_per_minute"] == per_client["tokens_per_minute"]
+    credentials = keyed["hostile_process"]["credentials"]
+    assert credentials["xff_spoofed"] == ["guessed", "guessed"]
+    assert credentials["abandoned_large"] == ["key", "key"] and "slowloris" not in credentials
+    answers = keyed["hostile_process"]["answers"]
+    assert "401" not in answers["abandoned_large"] and "401" not in answers["body_near_limit"]
+    assert answers["malformed:lone_surrogate_doc"] == {
+        "422": sum(answers["malformed:lone_surrogate_doc"].values())
+    }
+    for run in keyed["runs"].values():
+        assert not run["well_behaved"]["other_answers"], run["well_behaved"]["other_answers"]
