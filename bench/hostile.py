@@ -40,6 +40,11 @@ what issue 25 asks):
   MAX_REQUEST_BYTES, large requests abandoned after 50 ms, spoofed X-Forwarded-For, slowloris
   connections (open throughout) and malformed bodies.
 
+With `--hostile-lead S`, the hostile clients start S seconds before each hostile round is
+measured: the round sees an attack under way, its clients' per-client allowances drawn down to
+their rates, rather than its start, where each has the minute's allowance it refilled while the
+rounds without it ran.
+
 With `--control`, each hostile round is followed by a control round: the well-behaved clients
 alone, at the offered rate x the hostile round's server CPU / the clean round's (their load
 raised until the server spends on them what it spent beside the hostile clients). Its p95
@@ -434,7 +439,7 @@ def run_hostile_process(
         str(work / "settings.json"),
         str(work / f"hostile-{n}.json"),
         "--duration",
-        str(args.duration / args.rounds),
+        str(args.duration / args.rounds + args.hostile_lead),
         "--slowloris",
         str(args.slowloris),
         "--only",
@@ -727,6 +732,7 @@ def measured_configuration(
             flush=True,
         )
         proc = run_hostile_process(url, args, work, n, clients)
+        time.sleep(args.hostile_lead)  # the attack under way: allowances drawn down to their rate
         hostile_rounds.append(asyncio.run(measured_round(url, pid, args, proc, seed, headers)))
         if proc.returncode != 0:
             raise RuntimeError(f"the hostile process exited {proc.returncode}")
@@ -850,7 +856,14 @@ def markdown(result: dict) -> str:
         f"{first['autogroup']}), paced at {first['rate_per_client']:g} attempts/s per client, "
         f"big bodies written at most at {first['big_body_mbps_cap']:g} MB/s together "
         f"({first['big_body_connection_mbps_cap']:g} MB/s a connection), writing stopped once "
-        "the server answered.",
+        "the server answered; "
+        + (
+            f"started {cfg['hostile_lead']:g} s before each hostile round is measured (an attack "
+            "under way: allowances drawn down to their rates; their answers include those "
+            "seconds)."
+            if cfg.get("hostile_lead")
+            else "started with each hostile round (the attack's start: allowances full)."
+        ),
         "",
         "Configurations:",
         "",
@@ -972,6 +985,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=hostile_clients.HostileMix.big_body_mbps,
         help="MB/s the big hostile bodies are written at, together (20)",
     )
+    parser.add_argument(
+        "--hostile-lead",
+        type=float,
+        default=0.0,
+        help="seconds the hostile clients run before each hostile round is measured (0: the "
+        "round sees the attack's start, the hostile clients' allowances full from the rounds "
+        "without them; 30: an attack under way, their allowances drawn down to their rates)",
+    )
     parser.add_argument("--docs", type=int, default=16, help="documents per request (16)")
     parser.add_argument(
         "--slowloris",
@@ -1027,6 +1048,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     positive = (args.rounds, args.duration, args.clients, args.docs, args.calibrate, args.load)
+    if args.hostile_lead < 0:
+        parser.error("--hostile-lead must not be negative")
     if min(positive) <= 0 or args.hostile_rate <= 0 or args.hostile_mbps <= 0:
         parser.error(
             "--rounds, --duration, --clients, --docs, --calibrate, --load, --hostile-rate and "
