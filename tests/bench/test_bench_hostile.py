@@ -26,6 +26,7 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
         *("--clients", "2", "--docs", "4", "--slowloris", "2", "--settle", "0.5"),
         *("--calibrate", "1.5", "--load", "0.5", "--hostile-rate", "4", "--hostile-mbps", "40"),
         *("--out-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs"), "--control"),
+        *("--hostile-lead", "0.5"),
     ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -39,6 +40,9 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     assert abs(offered - 0.5 * result["calibration"]["capacity_rps"]) <= 0.01
     configs = result["configurations"]
     assert list(configs) == ["default", "per-client-limits", "api-keys"]
+    assert result["settings"]["hostile_lead"] == 0.5 and "before each hostile round" in (
+        report.with_suffix(".md").read_text()
+    )
     for config in configs.values():
         summary, proc = config["summary"], config["hostile_process"]
         assert summary["server_errors"] == 0 and summary["ready_always_200"]
