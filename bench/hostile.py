@@ -1020,20 +1020,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=CONFIGURATIONS,
         help=f"comma-separated, run in this order (default: {','.join(CONFIGURATIONS)})",
     )
-    parser.add_argument(
-        "--per-client-limits",
-        dest="configurations",
-        action="store_const",
-        const=(PER_CLIENT,),
-        help=f"only the {PER_CLIENT} configuration",
-    )
-    parser.add_argument(
-        "--api-keys",
-        dest="configurations",
-        action="store_const",
-        const=(API_KEYS,),
-        help=f"only the {API_KEYS} configuration",
-    )
+    for only in (PER_CLIENT, API_KEYS):  # --per-client-limits, --api-keys
+        parser.add_argument(
+            f"--{only}",
+            dest="configurations",
+            action="store_const",
+            const=(only,),
+            help=f"only the {only} configuration",
+        )
     parser.add_argument(
         "--limit-headroom",
         type=float,

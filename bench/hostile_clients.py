@@ -330,7 +330,7 @@ async def run_hostile(url: str, settings: dict, mix: HostileMix, duration_s: flo
                 request = with_header(request, "Authorization", f"Bearer {key}")
             return forwarded_by_ingress(request, address) if address else request
 
-        return forward if key is not None or address is not None else unchanged
+        return forward
 
     def count(kind: str, answer: str) -> None:
         counts.setdefault(kind, Counter())[answer] += 1

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from reranker_server.auth.buckets import TokenBuckets
+from reranker_server.auth.buckets import Bucket, TokenBuckets
 
 # X-Forwarded-For hops examined from the right; past them the last trusted hop is the client.
 MAX_FORWARDED_HOPS = 32
@@ -115,11 +115,9 @@ class RateLimiter:
             ):
                 if cap <= 0:
                     continue
-                bucket = self._buckets.get((client, kind), cap, now)
-                was_short = bucket.level < cost
-                bucket.level -= cost
-                if was_short:
-                    short.append((kind, cap, (cost - bucket.level) * 60.0 / cap))
+                wait_s = _take(self._buckets.get((client, kind), cap, now), cost, cap)
+                if wait_s is not None:
+                    short.append((kind, cap, wait_s))
         if lim.pairs_per_minute and pairs > lim.pairs_per_minute:
             raise TooBig(
                 f"documents: {pairs} pairs exceed this client's limit of "
@@ -141,10 +139,7 @@ class RateLimiter:
         if cap <= 0:
             return
         with self._lock:
-            bucket = self._buckets.get((client, "tokens"), cap, self.clock())
-            short = bucket.level < tokens
-            bucket.level -= tokens
-            level = bucket.level
+            wait_s = _take(self._buckets.get((client, "tokens"), cap, self.clock()), tokens, cap)
         if not refusable:
             return
         if tokens > cap:
@@ -153,8 +148,16 @@ class RateLimiter:
                 f"{cap} tokens per minute",
                 "tokens",
             )
-        if short:
-            raise RateLimited("tokens", cap, (tokens - level) * 60.0 / cap)
+        if wait_s is not None:
+            raise RateLimited("tokens", cap, wait_s)
+
+
+def _take(bucket: Bucket, cost: float, per_minute: int) -> float | None:
+    """Take `cost` from `bucket` whatever it holds (below zero: in debt). None when it held
+    enough; else the seconds until it holds `cost` again, refilling at `per_minute`."""
+    short = bucket.level < cost
+    bucket.level -= cost
+    return (cost - bucket.level) * 60.0 / per_minute if short else None
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -379,11 +379,10 @@ class BatchingEngine:
             raise exc.renumbered(original_index) from None
         except asyncio.CancelledError:
             budget.cancel()
-            charge = sub.charge_tokens
-            if bounded and charge is not None:
+            if bounded:
                 # what its client made us tokenize, the chunk the thread was in included:
                 # charged (from that thread) once it stops at its next chunk
-                work.add_done_callback(lambda _: charge(budget.spent, refusable=False))
+                work.add_done_callback(lambda _: self._charge_tokenized(sub, budget.spent))
             raise
         finally:
             metrics.TOKENIZATION_TIME.observe(time.perf_counter() - started)
@@ -435,9 +434,11 @@ class BatchingEngine:
 
     @staticmethod
     def _charge_tokenized(sub: RerankInput, tokens: int) -> None:
-        """A request refused as too large once tokenized (max_request_tokens) is charged the
-        tokens counted when tokenizing stopped: sending requests that are bound to be refused
-        must not make tokenizing free. (A full queue refuses nobody's fault: not charged.)"""
+        """Charge, without refusal, the tokens counted when a request's tokenizing stopped: its
+        client left, or max_request_tokens refused it. Abandoning requests, or sending ones
+        bound to be refused, must not make tokenizing free. (A full queue refuses nobody's
+        fault: not charged.) Called from the tokenizing thread too: `TokenCharge` is
+        thread-safe."""
         if sub.charge_tokens is not None and tokens > 0:
             sub.charge_tokens(tokens, refusable=False)
 
