@@ -134,6 +134,17 @@ def rss_kib(pid: int, key: str = "VmRSS") -> int:
     return 0
 
 
+def server_affinity(pid: int) -> str:
+    """The CPUs the server's threads were allowed, together (`taskset -c` form)."""
+    cpus: set[int] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            cpus |= os.sched_getaffinity(int(tid))
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+    return cpu_list(cpus) or ""
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (/proc/<pid>/stat), 0 once it is gone."""
     try:
@@ -398,6 +409,11 @@ def merged_run(rounds: list[dict], docs: int, hostile_cpu_s: float = 0.0) -> dic
             "p50_s": round(p50, 4) if p50 is not None else None,
             "p95_s": round(p95, 4) if p95 is not None else None,
             "wall_s": round(wall, 1),
+            # a round that ran on a slower machine stands out here, and in each run alike
+            "p95_s_per_round": [
+                None if (q := percentile(r["good"]["latencies_s"], 95)) is None else round(q, 4)
+                for r in rounds
+            ],
             # per round: (scheduled offset s, latency s) of each 200, in schedule order
             "timelines": [r["good"]["timeline"] for r in rounds],
         },
@@ -406,6 +422,7 @@ def merged_run(rounds: list[dict], docs: int, hostile_cpu_s: float = 0.0) -> dic
         "server_rss_end_mib": round(rounds[-1]["rss_kib"][-1] / 1024, 1),
         "server_rss_samples": sum(len(r["rss_kib"]) for r in rounds),
         "server_cpu_s": round(sum(r["server_cpu_s"] for r in rounds), 1),
+        "server_cpu_s_per_round": [round(r["server_cpu_s"], 1) for r in rounds],
         # the machine's busy CPU less the server, this process and the hostile process
         "other_processes_cpu_s": (
             None if None in other_cpu else round(max(0.0, sum(other_cpu) - hostile_cpu_s), 1)  # type: ignore[arg-type]
@@ -748,6 +765,7 @@ def measured_configuration(
                 asyncio.run(measured_round(url, pid, args, None, seed, headers, rate))
             )
     vmhwm = rss_kib(pid, "VmHWM")
+    affinity = server_affinity(pid)
     hostile_proc = merged_hostile(hostile_parts)
     clean = merged_run(clean_rounds, args.docs)
     hostile = merged_run(hostile_rounds, args.docs, hostile_proc["cpu_s"])
@@ -761,6 +779,7 @@ def measured_configuration(
         "runs": runs,
         "hostile_process": hostile_proc,
         "server_vmhwm_mib": round(vmhwm / 1024, 1),
+        "server_cpus": affinity,
         "summary": summarize(clean, hostile, hostile_proc, log_errors, control),
     }
 
@@ -845,7 +864,9 @@ def markdown(result: dict) -> str:
         f"# Hostile clients ({result['timestamp']})",
         "",
         f"CPU: {env['cpu']} ({env['cpus']} CPUs); load average before/after: "
-        f"{env['loadavg_before']} / {env['loadavg_after']}; model: {env['model']}.",
+        f"{env['loadavg_before']} / {env['loadavg_after']}; model: {env['model']}; "
+        f"the server on CPUs {env.get('server_cpus', 'all')}, the clients on CPUs "
+        f"{env.get('client_cpus', 'all')}.",
         f"Capacity: {cal['capacity_rps']} requests/s ({cfg['clients']} closed-loop clients x "
         f"{cfg['docs']} documents for {cal['duration_s']:g} s, p95 {cal['p95_s']} s, on the "
         f"default server). Well-behaved load: open-loop, seeded Poisson, offered {cfg['load']:g} "
@@ -922,6 +943,20 @@ def markdown(result: dict) -> str:
                 "the well-behaved ones, next to what the same CPU spent on clients of their own "
                 "costs them."
             )
+    rounds = len(next(iter(configs.values()))["runs"]["clean"]["well_behaved"]["p95_s_per_round"])
+    lines += [
+        "",
+        "Per round (round i of each run ran in turn, on about the same machine): well-behaved p95 "
+        "s, and the server's CPU s.",
+        "",
+        "| configuration | run | " + " | ".join(str(n + 1) for n in range(rounds)) + " |",
+        "|---|---|" + "---:|" * rounds,
+    ]
+    for name, config in configs.items():
+        for run_name, run in config["runs"].items():
+            p95s = run["well_behaved"]["p95_s_per_round"]
+            cells = [f"{p} ({c})" for p, c in zip(p95s, run["server_cpu_s_per_round"])]
+            lines.append(f"| {name} | {run_name} | " + " | ".join(cells) + " |")
     names = list(configs)
     lines += [
         "",
@@ -1034,6 +1069,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=3.0,
         help="per-client limits / one well-behaved client's offer (3)",
     )
+    for side, example in (("server", "1"), ("client", "0")):  # --server-cpus, --client-cpus
+        parser.add_argument(
+            f"--{side}-cpus",
+            type=parse_cpus,
+            default=None,
+            help=f"CPUs the {side}s may run on, as taskset -c takes them (e.g. {example}; "
+            "default: every CPU). The server's auto thread counts follow its CPUs; the clients "
+            "are this process, the load generator, and the hostile process",
+        )
     parser.add_argument("--model", type=Path, default=None, help="model dir (default: built)")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "reranker-bench")
     parser.add_argument("--out-dir", type=Path, default=BENCH_DIR / "runs")
@@ -1051,7 +1095,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     if args.limit_headroom < 1:
         parser.error("--limit-headroom must be at least 1")
+    available = os.sched_getaffinity(0)
+    for side in ("server", "client"):
+        cpus = getattr(args, f"{side}_cpus")
+        if cpus is not None and not cpus <= available:
+            parser.error(f"--{side}-cpus: CPUs {cpu_list(cpus - available)} are not this machine's")
     return args
+
+
+def parse_cpus(text: str) -> frozenset[int]:
+    """A `taskset -c` CPU list ("1", "0,2", "2-7") as the set of its CPUs."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, dash, last = part.partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()) or int(last or first) < int(first):
+            raise argparse.ArgumentTypeError(f"not a CPU list: {text!r} (e.g. 1, 0,2 or 2-7)")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return frozenset(cpus)
+
+
+def cpu_list(cpus: frozenset[int] | set[int] | None) -> str | None:
+    """The CPUs as `taskset -c` takes them, in order (None: every CPU)."""
+    return None if cpus is None else ",".join(str(c) for c in sorted(cpus))
 
 
 def calibrate(url: str, args: argparse.Namespace) -> dict:
@@ -1076,6 +1141,8 @@ def main(argv: list[str] | None = None) -> int:
     """Calibrate on the default server; run each configuration's clean and hostile rounds on a
     server of its own; write and print the report."""
     args = parse_args(argv)
+    if args.client_cpus is not None:  # this process's threads, and every process it starts
+        os.sched_setaffinity(0, args.client_cpus)
     import models
     from reranker_contract import DEFAULTS
     from servers import running_server
@@ -1091,7 +1158,9 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--request-timeout-seconds", str(DEFAULTS.request_timeout_seconds)]
     configs: dict[str, dict] = {}
     (work / DEFAULT).mkdir(parents=True, exist_ok=True)
-    with running_server("this", model_dir, work / DEFAULT / "server.log", extra=extra) as server:
+    server_cpus = cpu_list(args.server_cpus)
+    default_log = work / DEFAULT / "server.log"
+    with running_server("this", model_dir, default_log, extra=extra, cpus=server_cpus) as server:
         limits = server_limits(server.url, work / DEFAULT)
         warm_up(server.url, args)
         calibration = calibrate(server.url, args)
@@ -1131,7 +1200,9 @@ def main(argv: list[str] | None = None) -> int:
             clients = api_keys_clients(args, keys_file)
             own_flags += ["--api-keys-file", str(keys_file)]
         log = work / name / "server.log"
-        with running_server("this", model_dir, log, extra=extra + own_flags) as server:
+        with running_server(
+            "this", model_dir, log, extra=extra + own_flags, cpus=server_cpus
+        ) as server:
             limits = server_limits(server.url, work / name, clients.own_headers())
             warm_up(server.url, args, clients.own_headers())
             configs[name] = measured_configuration(
@@ -1144,6 +1215,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {
         "cpu": cpu,
         "cpus": os.cpu_count(),
+        "server_cpus": server_cpus or "all",
+        "client_cpus": cpu_list(args.client_cpus) or "all",
         "model": model_dir.name,
         "loadavg_before": loadavg_before,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],

@@ -43,7 +43,14 @@ def plot(result: dict, png: Path) -> Path | None:
         ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("scheduled send time (s, rounds end to end)")
     env = result["environment"]
-    fig.suptitle(f"Hostile clients, {env['cpu']} ({env['cpus']} CPUs), {result['timestamp']}")
+    placement = (
+        f"; the server on CPUs {env['server_cpus']}, the clients on {env['client_cpus']}"
+        if env.get("server_cpus", "all") != "all"
+        else ""
+    )
+    fig.suptitle(
+        f"Hostile clients, {env['cpu']} ({env['cpus']} CPUs{placement}), {result['timestamp']}"
+    )
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=100)

@@ -182,16 +182,20 @@ def running_server(
     ready_timeout_s: float = 600.0,
     dtype: str = "float32",
     extra_env: dict[str, str] | None = None,
+    cpus: str | None = None,
 ) -> Iterator[RunningServer]:
     """Run one server until the block exits; yields it once it answers `health_path(kind)`.
     `vllm-front`: a vLLM of its own, and this server in front of it (ENGINE_URL), paused and
-    resumed together."""
+    resumed together. `cpus` (a `taskset -c` list such as "1" or "2-7"): the only CPUs the
+    server and every thread it starts may run on."""
     if kind == FRONT:
         engine_log = log_path.with_name(f"{log_path.stem}-engine{log_path.suffix}")
-        with running_server("vllm", model_dir, engine_log, (), ready_timeout_s, dtype) as engine:
+        with running_server(
+            "vllm", model_dir, engine_log, (), ready_timeout_s, dtype, cpus=cpus
+        ) as engine:
             env = {str(Env.ENGINE_URL): engine.url}
             with running_server(
-                "this", model_dir, log_path, extra, ready_timeout_s, dtype, extra_env=env
+                "this", model_dir, log_path, extra, ready_timeout_s, dtype, env, cpus
             ) as front:
                 yield RunningServer(front.url, front.proc, (engine.proc,))
         return
@@ -207,6 +211,8 @@ def running_server(
         kind, extra = "this", (*extra, "--compile-kernels")
         env["TORCHINDUCTOR_CACHE_DIR"] = str(log_path.parent / "torchinductor")
     argv = server_command(kind, model_dir, port, extra, dtype=dtype, work=log_path.parent)
+    if cpus is not None:
+        argv = ["taskset", "-c", cpus, *argv]
     if kind == "infinity":
         from reranker_devtools import infinity
 

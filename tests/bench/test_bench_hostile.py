@@ -7,6 +7,7 @@ report written."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -14,7 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+import hostile  # noqa: E402  (bench/ is a folder of scripts)
 
 
 def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
@@ -28,6 +34,10 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
         *("--out-dir", str(tmp_path), "--log-dir", str(tmp_path / "logs"), "--control"),
         *("--hostile-lead", "0.5"),
     ]
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = len(cpus) >= 2  # the server on one CPU, the clients on another
+    if pinned:
+        argv += ["--server-cpus", str(cpus[-1]), "--client-cpus", str(cpus[0])]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "CPU: " in done.stdout and "limits in force: max_request_bytes=" in done.stdout
@@ -39,12 +49,15 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     # both figures are reported to 2 decimals, the offer computed from the unrounded capacity
     assert abs(offered - 0.5 * result["calibration"]["capacity_rps"]) <= 0.01
     configs = result["configurations"]
+    assert result["environment"]["client_cpus"] == (str(cpus[0]) if pinned else "all")
     assert list(configs) == ["default", "per-client-limits", "api-keys"]
-    assert result["settings"]["hostile_lead"] == 0.5 and "before each hostile round" in (
-        report.with_suffix(".md").read_text()
-    )
+    text = report.with_suffix(".md").read_text()
+    assert result["settings"]["hostile_lead"] == 0.5 and "before each hostile round" in text
+    assert "| api-keys | control | " in text.split("Per round")[1]
     for config in configs.values():
         summary, proc = config["summary"], config["hostile_process"]
+        # every thread of each configuration's server on the CPU it was given, and no other
+        assert config["server_cpus"] == (str(cpus[-1]) if pinned else ",".join(map(str, cpus)))
         assert summary["server_errors"] == 0 and summary["ready_always_200"]
         answers, intensity = proc["answers"], proc["intensity"]
         assert proc["nice"] == 19 and proc["rate_per_client"] == 4.0
@@ -74,6 +87,7 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
             good = run["well_behaved"]
             assert good["requests_ok"] > 0 and run["server_rss_peak_mib"] > 0
             assert run["steal_cpu_s"] >= 0 and len(run["steal_cpu_s_per_round"]) == 2
+            assert len(good["p95_s_per_round"]) == len(run["server_cpu_s_per_round"]) == 2
             assert good["requests_scheduled"] > 0 and good["offered_rps"] > 0
     # behind the trusted ingress, limits 3 x one well-behaved client's offer: each client is
     # its own address, so no well-behaved request is refused, whatever the hostile ones spend
@@ -107,3 +121,19 @@ def test_hostile_bench_short_run(tiny_qwen3_path: Path, tmp_path: Path) -> None:
     }
     for run in keyed["runs"].values():
         assert not run["well_behaved"]["other_answers"], run["well_behaved"]["other_answers"]
+
+
+def test_cpu_lists_read_as_taskset_takes_them() -> None:
+    assert hostile.parse_cpus("1") == {1}
+    assert hostile.parse_cpus("0,2-4") == {0, 2, 3, 4}
+    assert hostile.cpu_list(frozenset({3, 1, 2})) == "1,2,3" and hostile.cpu_list(None) is None
+    for bad in ("", "x", "1-", "-1", "1,,2", "4-2", "1-2-3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a CPU list"):
+            hostile.parse_cpus(bad)
+
+
+def test_cpus_the_machine_lacks_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    missing = max(os.sched_getaffinity(0)) + 1
+    with pytest.raises(SystemExit):
+        hostile.parse_args(["--server-cpus", str(missing)])
+    assert f"--server-cpus: CPUs {missing} are not this machine's" in capsys.readouterr().err
