@@ -129,6 +129,12 @@ class Access:
         with _answered(identity, documents_field):
             self.limiter.admit(identity.key, pairs)
 
+    def charge_oversized_body(self, identity: Identity, pairs: int) -> None:
+        """Charge a body refused once it passed the byte limit as a request of `pairs` pairs
+        (the largest the server admits: reading it was that much work), refusing nothing, so
+        that sending bodies bound to be refused is not free."""
+        self.limiter.charge(identity.key, pairs)
+
     def tokens_charge(self, identity: Identity, documents_field: str) -> TokenCharge | None:
         """What the engine calls with a request's tokens once it is tokenized (before it is
         queued): takes them from the client's allowance, or raises the 429 (413 when they exceed

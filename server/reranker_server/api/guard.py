@@ -9,7 +9,8 @@ For a POST to a scoring route, in this order:
    is never read or parsed, and a client with no request or pair of its per-client allowance
    left is refused (429) before its body is read;
 4. the body is read with a size bound (413 as soon as it goes over, whatever `Content-Length`
-   said) and a deadline (`body_timeout_seconds`, 408 and the connection closed);
+   said, the client charged as for the largest request the server admits, since reading it was
+   that much work) and a deadline (`body_timeout_seconds`, 408 and the connection closed);
 5. once the body is in, the connection is watched: a client that disconnects before its answer
    cancels its request, so its queued pairs leave the engine's queue and nobody waits behind
    work no one will read.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -55,8 +57,16 @@ class _Body:
     """The request's `receive`, bounded in size and time; once the body is in, one pending
     `receive` (the `disconnect` future) tells whether the client left."""
 
-    def __init__(self, receive: Receive, *, max_bytes: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        *,
+        max_bytes: int,
+        timeout_s: float,
+        on_too_big: Callable[[], None] | None = None,
+    ) -> None:
         self._receive, self.max_bytes, self.timeout_s = receive, max_bytes, timeout_s
+        self.on_too_big = on_too_big  # once the body has passed `max_bytes`, before the 413
         self.deadline = time.monotonic() + timeout_s
         self.received = 0
         self.complete = asyncio.Event()
@@ -80,6 +90,9 @@ class _Body:
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.max_bytes:
+                if self.on_too_big is not None:
+                    self.on_too_big()
+                    self.on_too_big = None  # charged once, however often it is asked again
                 raise _too_big(self.max_bytes)
             if not message.get("more_body", False):
                 self.disconnect = asyncio.ensure_future(self._receive())
@@ -170,6 +183,9 @@ class RequestGuard:
             receive,
             max_bytes=settings.max_request_bytes,
             timeout_s=settings.body_timeout_seconds,
+            on_too_big=lambda: self.state.access.charge_oversized_body(
+                identity, settings.max_client_batch_size
+            ),
         )
         await self._until_disconnect(scope, body, send)
 

@@ -5,7 +5,8 @@ it is queued), since only then are they known: pairs alone do not bound a client
 pairs of long documents cost the model hundreds of times what 200 short ones do). Each is
 taken whether the request is then scored, refused or abandoned (its body was read, it was
 tokenized): a bucket that held too little goes into debt, so a client cannot have the server
-read, parse and tokenize requests bound to be refused for nothing.
+read, parse and tokenize requests bound to be refused for nothing. A body read until it passed
+the byte limit is charged as the largest request the server admits (`charge`).
 
 A client is a key's name, a token's subject, or (no identity) its address: the peer's, or the
 nearest untrusted hop of X-Forwarded-For when the peer is a trusted proxy. Buckets hold a
@@ -106,18 +107,7 @@ class RateLimiter:
         lim = self.limits
         if not lim.enabled:
             return
-        with self._lock:
-            now = self.clock()
-            short: list[tuple[str, int, float]] = []  # (kind, cap, seconds until it holds cost)
-            for kind, cap, cost in (
-                ("requests", lim.requests_per_minute, 1),
-                ("pairs", lim.pairs_per_minute, pairs),
-            ):
-                if cap <= 0:
-                    continue
-                wait_s = _take(self._buckets.get((client, kind), cap, now), cost, cap)
-                if wait_s is not None:
-                    short.append((kind, cap, wait_s))
+        short = self._take_request(client, pairs)
         if lim.pairs_per_minute and pairs > lim.pairs_per_minute:
             raise TooBig(
                 f"documents: {pairs} pairs exceed this client's limit of "
@@ -127,6 +117,29 @@ class RateLimiter:
         if short:
             kind, cap, wait_s = max(short, key=lambda s: s[2])
             raise RateLimited(kind, cap, wait_s)
+
+    def charge(self, client: Hashable, pairs: int) -> None:
+        """Take one request and `pairs` pairs, refusing nothing: what the server did for a
+        request refused on other grounds (a body read until it passed the byte limit)."""
+        if self.limits.enabled:
+            self._take_request(client, pairs)
+
+    def _take_request(self, client: Hashable, pairs: int) -> list[tuple[str, int, float]]:
+        """Take one request and `pairs` pairs; (kind, cap, seconds until it holds its cost
+        again) of each bucket that held too little."""
+        lim, short = self.limits, []
+        with self._lock:
+            now = self.clock()
+            for kind, cap, cost in (
+                ("requests", lim.requests_per_minute, 1),
+                ("pairs", lim.pairs_per_minute, pairs),
+            ):
+                if cap <= 0:
+                    continue
+                wait_s = _take(self._buckets.get((client, kind), cap, now), cost, cap)
+                if wait_s is not None:
+                    short.append((kind, cap, wait_s))
+        return short
 
     def charge_tokens(self, client: Hashable, tokens: int, *, refusable: bool = True) -> None:
         """Take `tokens` (a tokenized request's, before it is queued) from the client's tokens

@@ -286,6 +286,41 @@ def test_a_client_past_its_pairs_cannot_make_the_server_parse_for_free(tiny_qwen
         assert broken.json()["error"]["limit"] == "pairs"
 
 
+def test_a_client_cannot_have_oversized_bodies_read_for_free(tiny_qwen3_path, tmp_path) -> None:
+    """A body without a Content-Length is read until it passes max_request_bytes before its 413:
+    that is as much reading as the largest request the server admits, so it is charged as one
+    (a request and max_client_batch_size pairs). A client that keeps sending such bodies has two
+    read (its allowance then in debt) and the rest refused before a byte is read; before, every
+    one was read to the limit for nothing. One whose Content-Length is over the limit is refused
+    unread and charged nothing."""
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY_A}\n{KEY_B}\n")
+    limit, batch = 64 * 1024, 1000
+
+    def oversized(key: str, declared: bool) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        if declared:  # refused from its Content-Length
+            return httpx.post(f"{url}/v1/rerank", content=b" " * (limit + 1), headers=headers)
+        return httpx.post(  # chunked: read until it passes the limit
+            f"{url}/v1/rerank", content=iter([b" " * 1024] * 100), headers=headers, timeout=30
+        )
+
+    settings = {"max_request_bytes": limit, "max_client_batch_size": batch}
+    for url in serving(
+        tiny_qwen3_path, api_keys_file=str(keys), rate_limit_pairs_per_minute=1500, **settings
+    ):
+        assert [oversized(KEY_A, declared=True).status_code for _ in range(3)] == [413] * 3
+        assert _post(url, KEY_A).status_code == 200  # 1500 - 2 pairs left: nothing charged
+        read = [oversized(KEY_A, declared=False) for _ in range(3)]
+        assert [r.status_code for r in read[:2]] == [413, 413], read[0].text
+        assert read[0].json()["error"]["type"] == "request_too_large"
+        # 1498 - 2 x 1000 = -502 pairs: the third is refused before it is read, until the
+        # allowance holds one pair again, 503 pairs at 1500 a minute (less what refilled since)
+        assert read[2].status_code == 429 and read[2].json()["error"]["limit"] == "pairs"
+        assert 19 <= int(read[2].headers["retry-after"]) <= math.ceil(503 * 60 / 1500)
+        assert _post(url, KEY_B).status_code == 200  # its own allowance
+
+
 def test_client_addresses_behind_a_trusted_proxy(tiny_qwen3_path) -> None:
     for url in serving(
         tiny_qwen3_path, rate_limit_requests_per_minute=2, trusted_proxies="127.0.0.1"

@@ -355,6 +355,26 @@ def test_a_refused_request_is_charged_what_it_asked_for() -> None:
     limiter.admit("a", 1)
 
 
+def test_a_charge_takes_a_request_and_its_pairs_and_refuses_nothing() -> None:
+    """`charge` (a body read to the byte limit, then refused) takes what `admit` would, into
+    debt where the buckets hold less, without raising; the client's next request waits."""
+    clock = Clock()
+    limiter = RateLimiter(Limits(requests_per_minute=2, pairs_per_minute=10), clock=clock)
+    limiter.charge("a", 8)
+    limiter.charge("a", 8)  # pairs 10 - 16 = -6, requests 0: no refusal here
+    with pytest.raises(RateLimited) as spent:
+        limiter.check_spent("a")
+    assert spent.value.limit in ("requests", "pairs")
+    clock.now += 41.9  # pairs back to 0.98: one request refilled, not yet a pair
+    with pytest.raises(RateLimited) as still:
+        limiter.check_spent("a")
+    assert still.value.limit == "pairs"
+    clock.now += 0.1
+    limiter.check_spent("a")
+    limiter.charge("b", 10)  # another client's buckets
+    RateLimiter(Limits()).charge("a", 10**9)  # no limits: nothing to take
+
+
 def test_client_memory_is_bounded() -> None:
     limiter = RateLimiter(Limits(requests_per_minute=5), max_clients=100)
     for i in range(1000):
