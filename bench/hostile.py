@@ -4,6 +4,7 @@
     .venv/bin/python bench/hostile.py --duration 4 --rounds 1 --slowloris 4   # a short run
     .venv/bin/python bench/hostile.py --per-client-limits   # only the second configuration
     .venv/bin/python bench/hostile.py --api-keys            # only the third
+    .venv/bin/python bench/hostile.py --server-cpus 1 --client-cpus 0   # apart (2+ CPUs)
 
 The real server (`reranker-server serve` in a subprocess, the default request timeout) on a tiny
 random-weight Qwen3 reranker built offline, CPU, in three configurations, each on a server of its
@@ -44,6 +45,11 @@ With `--hostile-lead S`, the hostile clients start S seconds before each hostile
 measured: the round sees an attack under way, its clients' per-client allowances drawn down to
 their rates, rather than its start, where each has the minute's allowance it refilled while the
 rounds without it ran.
+
+With `--server-cpus` and `--client-cpus` (`taskset -c` lists), the server runs on CPUs of its
+own and the clients (this process, the load generator and the hostile process) on others, as in
+a cluster where the clients are other machines: their own CPU then takes nothing from the
+server's, and what the hostile rounds cost is what the server did for the hostile clients.
 
 With `--control`, each hostile round is followed by a control round: the well-behaved clients
 alone, at the offered rate x the hostile round's server CPU / the clean round's (their load
